@@ -1,0 +1,354 @@
+"""The I/O-free core: how a session is opened from a cookie and committed to a store.
+
+Both flows are generators that yield store operations and receive their results, so
+the same rules (strict mode, expiry, refresh, regeneration, no resurrection) serve the
+sync and the async paths, which differ only in the driver (:func:`drive` or
+:func:`adrive`) -- the shape of httpx's ``Auth.auth_flow``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from . import ids
+from .cookies import CookieOptions, cookie_values
+from .errors import ConfigurationError, CorruptRecord, StoreError
+from .keyring import PURPOSE_COOKIE, Keyring
+from .log import logger, security
+from .policy import ExpiryPolicy, is_expired, refresh_due
+from .record import Change, Meta, Record
+from .session import Session
+from .stores.base import Store
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+# -- store operations ---------------------------------------------------------------------
+
+
+class Op(Generic[R]):
+    """One store call, runnable on the sync or the async path."""
+
+    def run(self, store: Store) -> R:
+        raise NotImplementedError
+
+    async def arun(self, store: Store) -> R:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class Load(Op[Record | None]):
+    key: str
+    now: float
+
+    def run(self, store: Store) -> Record | None:
+        return store.load(self.key, self.now)
+
+    async def arun(self, store: Store) -> Record | None:
+        return await store.aload(self.key, self.now)
+
+
+@dataclass(frozen=True, slots=True)
+class Touch(Op[bool]):
+    key: str
+    now: float
+
+    def run(self, store: Store) -> bool:
+        return store.touch(self.key, self.now, self.now)
+
+    async def arun(self, store: Store) -> bool:
+        return await store.atouch(self.key, self.now, self.now)
+
+
+@dataclass(frozen=True, slots=True)
+class Create(Op[None]):
+    key: str
+    record: Record
+
+    def run(self, store: Store) -> None:
+        store.create(self.key, self.record)
+
+    async def arun(self, store: Store) -> None:
+        await store.acreate(self.key, self.record)
+
+
+@dataclass(frozen=True, slots=True)
+class Update(Op[int | None]):
+    key: str
+    change: Change
+    now: float
+
+    def run(self, store: Store) -> int | None:
+        return store.update(self.key, self.change, self.now)
+
+    async def arun(self, store: Store) -> int | None:
+        return await store.aupdate(self.key, self.change, self.now)
+
+
+@dataclass(frozen=True, slots=True)
+class Delete(Op[bool]):
+    key: str
+
+    def run(self, store: Store) -> bool:
+        return store.delete(self.key)
+
+    async def arun(self, store: Store) -> bool:
+        return await store.adelete(self.key)
+
+
+Flow = Generator[Op[Any], Any, T]
+
+
+def drive(flow: Flow[T], store: Store) -> T:
+    """Run a flow on the sync path. Store errors are thrown into the flow."""
+    try:
+        op = next(flow)
+        while True:
+            try:
+                result = op.run(store)
+            except StoreError as exc:
+                op = flow.throw(exc)
+            else:
+                op = flow.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+async def adrive(flow: Flow[T], store: Store) -> T:
+    """Run a flow on the async path."""
+    try:
+        op = next(flow)
+        while True:
+            try:
+                result = await op.arun(store)
+            except StoreError as exc:
+                op = flow.throw(exc)
+            else:
+                op = flow.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+# -- the engine ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What a request tells about its device, recorded when a session is created."""
+
+    user_agent: str | None = None
+    client_ip: str | None = None
+
+
+class Engine:
+    """Session rules shared by every middleware and both I/O paths."""
+
+    def __init__(
+        self,
+        *,
+        secret_keys: Sequence[str] | None,
+        cookie: CookieOptions,
+        expiry: ExpiryPolicy,
+        insecure_unsigned_cookies: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if secret_keys:
+            self.keyring: Keyring | None = Keyring(secret_keys)
+        elif insecure_unsigned_cookies:
+            self.keyring = None
+        else:
+            raise ConfigurationError(
+                "secret_keys is required: pass a list of keys of 32+ characters, newest "
+                "first (make one with `satchel keygen`), or opt out explicitly with "
+                "insecure_unsigned_cookies=True"
+            )
+        self.cookie = cookie
+        self.expiry = expiry
+        self.clock = clock
+        self._delete_cookie = cookie.delete_header()
+
+    # -- cookies ----------------------------------------------------------------------------
+
+    def session_id_from_cookie(self, header: str | None) -> tuple[str | None, bool]:
+        """The session ID a Cookie header carries, checked for the exact format and
+        signature before anything touches a store, and whether it must be re-signed
+        (made with an older key). ``(None, False)`` for anything else."""
+        if not header or self.cookie.name not in header:
+            return None, False
+        for value in cookie_values(header, self.cookie.name):
+            session_id, _, signature = value.partition(".")
+            if not ids.is_session_id(session_id):
+                continue
+            keyring = self.keyring
+            if keyring is None:
+                if not signature:
+                    return session_id, False
+                continue
+            if keyring.verify(PURPOSE_COOKIE, session_id, signature):
+                return session_id, not keyring.signed_by_current(signature)
+        if header:
+            security.info("session cookie rejected: malformed or bad signature")
+        return None, False
+
+    def cookie_value(self, session_id: str) -> str:
+        if self.keyring is None:
+            return session_id
+        return f"{session_id}.{self.keyring.sign(PURPOSE_COOKIE, session_id)}"
+
+    def _set_cookie(self, session: Session, session_id: str, meta: Meta, now: float) -> None:
+        max_age = int(meta.expires_at - now) if meta.persistent else None
+        session._outgoing_cookie = self.cookie.set_header(self.cookie_value(session_id), max_age)
+
+    def outgoing_cookie(self, session: Session) -> str | None:
+        """The Set-Cookie value this response must carry, if any."""
+        return session._outgoing_cookie
+
+    # -- opening ----------------------------------------------------------------------------
+
+    def open(
+        self, session: Session, session_id: str | None, resign: bool = False
+    ) -> Flow[Session]:
+        """Fill ``session`` from the record a (validated) cookie names. Strict: an ID the
+        store does not hold, or one that expired, is never adopted; nothing is written
+        for it, and ``session`` stays new."""
+        if session_id is None:
+            return session
+        key = ids.store_key(session_id)
+        now = self.clock()
+        try:
+            record = yield Load(key, now)
+        except CorruptRecord:
+            record = None
+            security.warning("session %s: corrupt record discarded", ids.log_ref(key))
+            yield Delete(key)
+        if record is None:
+            logger.debug("session %s: not found, starting a new one", ids.log_ref(key))
+            return session
+        meta = record.meta
+        if is_expired(meta, now):
+            logger.info("session %s: expired", ids.log_ref(key))
+            yield Delete(key)
+            return session
+        try:
+            session._load(session_id, key, record.data, meta)
+        except ValueError:
+            security.warning("session %s: corrupt record discarded", ids.log_ref(key))
+            yield Delete(key)
+            return session
+        if refresh_due(meta, now, self.expiry.refresh_after):
+            if not (yield Touch(key, now)):
+                session._abandon()
+                return session
+            session._meta = meta.with_changes(last_seen=now)
+            session._cookie_refresh = meta.persistent
+        session._cookie_refresh |= resign
+        return session
+
+    # -- committing ---------------------------------------------------------------------------
+
+    def commit(self, session: Session, info: RequestInfo) -> Flow[None]:
+        """Write what the request changed. Sets ``session._outgoing_cookie``."""
+        session._ensure_loaded()
+        now = self.clock()
+        destroyed = bool(session._destroyed_keys)
+        for key in session._destroyed_keys:
+            yield Delete(key)
+            logger.info("session %s: destroyed", ids.log_ref(key))
+        session._destroyed_keys = []
+
+        key = session._key
+        if key is None:
+            if dict.__len__(session) or session._meta_updates:
+                yield from self._create(session, info, now, base=None)
+            elif destroyed:
+                session._outgoing_cookie = self._delete_cookie
+            return
+
+        assert session._meta is not None and session._session_id is not None
+        if session._regenerate:
+            if not (yield Delete(key)):
+                self._lost(session, key)
+                return
+            logger.info("session %s: regenerated", ids.log_ref(key))
+            yield from self._create(session, info, now, base=session._meta)
+            return
+
+        meta = self._next_meta(session._meta, session._meta_updates, now, info)
+        change = session._change(meta)
+        if change is None:
+            if session._cookie_refresh:
+                session._cookie_refresh = False
+                self._set_cookie(session, session._session_id, session._meta, now)
+            return
+        version = yield Update(key, change, now)
+        if version is None:
+            self._lost(session, key)
+            return
+        session._committed(session._session_id, key, meta.with_changes(version=version))
+        if meta.persistent or session._cookie_refresh:
+            session._cookie_refresh = False
+            self._set_cookie(session, session._session_id, meta, now)
+
+    def _create(
+        self, session: Session, info: RequestInfo, now: float, base: Meta | None
+    ) -> Flow[None]:
+        if base is None:
+            base = self.expiry.new_meta(
+                ids.new_handle(), now, user_agent=info.user_agent, client_ip=info.client_ip
+            )
+        else:
+            base = base.with_changes(handle=ids.new_handle(), version=1)
+        meta = self._next_meta(base, session._meta_updates, now, info)
+        session_id = ids.new_session_id()
+        key = ids.store_key(session_id)
+        yield Create(key, Record(session._encoded(), meta))
+        session._committed(session_id, key, meta)
+        self._set_cookie(session, session_id, meta, now)
+
+    @staticmethod
+    def _next_meta(meta: Meta, updates: dict[str, Any], now: float, info: RequestInfo) -> Meta:
+        changes = dict(updates)
+        if changes.pop("device", False):  # a login records the device it happened on
+            changes["user_agent"], changes["client_ip"] = info.user_agent, info.client_ip
+        absolute = changes.pop("absolute_timeout", None)
+        if changes.pop("restart", False):  # a login starts the absolute timeout afresh
+            changes["created"] = now
+            absolute = absolute or (meta.absolute_deadline - meta.created)
+        if absolute is not None:
+            changes["absolute_deadline"] = changes.get("created", meta.created) + absolute
+        return meta.with_changes(last_seen=now, **changes)
+
+    @staticmethod
+    def _lost(session: Session, key: str) -> None:
+        security.warning(
+            "session %s was destroyed or regenerated by another request while this one "
+            "ran; its writes are dropped and no cookie is set",
+            ids.log_ref(key),
+        )
+        session._abandon()
+
+
+def response_headers(headers: list[tuple[str, str]], set_cookie: str) -> list[tuple[str, str]]:
+    """``headers`` with the session cookie added, ``Cache-Control: no-store`` (replacing
+    any other caching policy: a cookie-setting response must never be cached) and
+    ``Cookie`` added to ``Vary``."""
+    out: list[tuple[str, str]] = []
+    vary: list[str] = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "cache-control":
+            continue
+        if lower == "vary":
+            vary.extend(v.strip() for v in value.split(",") if v.strip())
+            continue
+        out.append((name, value))
+    if not any(v.lower() in ("cookie", "*") for v in vary):
+        vary.append("Cookie")
+    out.append(("vary", ", ".join(vary)))
+    out.append(("cache-control", "no-store"))
+    out.append(("set-cookie", set_cookie))
+    return out

@@ -1,0 +1,52 @@
+"""The one exception tree: everything satchel raises derives from :class:`SatchelError`.
+
+Backend errors (sqlite3, OSError, later redis-py and psycopg) are translated into
+:class:`StoreError` subclasses at the store boundary, with the original kept as
+``__cause__`` and as :attr:`StoreError.original`.
+"""
+
+from __future__ import annotations
+
+
+class SatchelError(Exception):
+    """Base class of every error satchel raises."""
+
+
+class ConfigurationError(SatchelError, ValueError):
+    """An invalid setting. The message names the setting and the fix."""
+
+
+class SessionDataError(SatchelError, TypeError):
+    """A value cannot be stored in a session (it is not JSON-safe, even with tags)."""
+
+
+class SessionStateError(SatchelError, RuntimeError):
+    """The session was used in a way its state does not allow (e.g. saved after destroy)."""
+
+
+class SessionTooLarge(SatchelError):
+    """A cookie would exceed the browser limit."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"the session cookie would be {size} bytes, over the limit of {limit} bytes; "
+            "store less in the session or use a server-side store"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class StoreError(SatchelError):
+    """A store failed. ``original`` holds the backend's own exception, if any."""
+
+    def __init__(self, message: str, original: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.original = original
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or timed out; the request should fail closed (503)."""
+
+
+class CorruptRecord(StoreError):
+    """A stored record cannot be decoded; it is treated as no session."""

@@ -1,0 +1,67 @@
+"""Session IDs, their store keys and public handles.
+
+An ID is 32 bytes (256 bits) from :mod:`secrets`, base64url without padding: 43 characters.
+Stores never see it: they key records by :func:`store_key`, the SHA-256 of the ID in hex.
+Logs show at most :func:`log_ref`, a short prefix of that hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+
+ID_BYTES = 32
+ID_LENGTH = 43  # len(base64url(32 bytes)) without padding
+HANDLE_BYTES = 9  # 72 bits: unguessable, short enough for a UI
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+_KEY_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def b64encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def b64decode_canonical(text: str) -> bytes | None:
+    """Decode unpadded base64url, or None if ``text`` is not the canonical encoding."""
+    if not text.isascii():
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        return None
+    return raw if b64encode(raw) == text else None
+
+
+def new_session_id() -> str:
+    """A fresh 256-bit session ID."""
+    return secrets.token_urlsafe(ID_BYTES)
+
+
+def is_session_id(value: str) -> bool:
+    """True only for the exact format :func:`new_session_id` produces (canonical base64url)."""
+    return (
+        len(value) == ID_LENGTH
+        and _ID_RE.fullmatch(value) is not None
+        and b64decode_canonical(value) is not None
+    )
+
+
+def store_key(session_id: str) -> str:
+    """The key a store files a session under: SHA-256 of the ID, hex."""
+    return hashlib.sha256(session_id.encode("ascii")).hexdigest()
+
+
+def is_store_key(value: str) -> bool:
+    return _KEY_RE.fullmatch(value) is not None
+
+
+def log_ref(key: str) -> str:
+    """What logs may show of a session: 8 hex digits of its store key."""
+    return key[:8]
+
+
+def new_handle() -> str:
+    """A public handle: shown in UIs and used to revoke a session, never usable as a cookie."""
+    return secrets.token_urlsafe(HANDLE_BYTES)

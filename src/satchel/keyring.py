@@ -1,0 +1,94 @@
+"""Secret keys, newest first: the newest signs, every listed key verifies.
+
+Each secret is stretched with HKDF-SHA256 into one subkey per purpose, so no raw
+secret does two jobs, and into a short public key ID that travels with what the key
+signs, so verification picks its key directly instead of trying each.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from hashlib import sha256
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .errors import ConfigurationError
+from .ids import b64encode
+
+MIN_KEY_LENGTH = 32
+KID_LENGTH = 8  # characters of base64url: 48 bits, ample to tell a handful of keys apart
+MAC_LENGTH = 22  # characters of base64url: 16 bytes (128-bit) truncated HMAC-SHA256
+PURPOSE_COOKIE = b"satchel/cookie-signature/v1"
+
+
+def _derive(secret: bytes, purpose: bytes, length: int = 32) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=b"satchel", info=purpose).derive(
+        secret
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    kid: str
+    secret: bytes
+
+    @cache  # noqa: B019 - keys live as long as the keyring; a handful of purposes each
+    def subkey(self, purpose: bytes) -> bytes:
+        return _derive(self.secret, purpose)
+
+
+class Keyring:
+    """A list of secret keys, newest first. Removing a key retires everything it made."""
+
+    def __init__(self, secret_keys: Sequence[str]) -> None:
+        if isinstance(secret_keys, str):
+            raise ConfigurationError(
+                "secret_keys must be a list of strings, newest first, not a single string"
+            )
+        if not secret_keys:
+            raise ConfigurationError(
+                "secret_keys is empty: give at least one key of 32+ characters "
+                "(generate one with `satchel keygen`)"
+            )
+        keys: list[_Key] = []
+        for position, key in enumerate(secret_keys):
+            if not isinstance(key, str) or len(key) < MIN_KEY_LENGTH:
+                raise ConfigurationError(
+                    f"secret_keys[{position}] is shorter than {MIN_KEY_LENGTH} characters; "
+                    "generate a strong key with `satchel keygen`"
+                )
+            raw = key.encode("utf-8")
+            keys.append(_Key(kid=b64encode(_derive(raw, b"satchel/key-id/v1", 6)), secret=raw))
+        if len({k.kid for k in keys}) != len(keys):
+            raise ConfigurationError("secret_keys lists the same key twice")
+        self._keys = keys
+        self._by_kid = {k.kid: k for k in keys}
+
+    @property
+    def current_kid(self) -> str:
+        return self._keys[0].kid
+
+    def sign(self, purpose: bytes, message: str) -> str:
+        """``kid + mac`` for ``message`` under the newest key."""
+        key = self._keys[0]
+        return key.kid + self._mac(key, purpose, message)
+
+    def verify(self, purpose: bytes, message: str, signature: str) -> bool:
+        """True if ``signature`` is ``kid + mac`` of ``message`` under a listed key."""
+        key = self._by_kid.get(signature[:KID_LENGTH])
+        if key is None:
+            return False
+        expected = self._mac(key, purpose, message)
+        return hmac.compare_digest(expected, signature[KID_LENGTH:])
+
+    def signed_by_current(self, signature: str) -> bool:
+        return signature[:KID_LENGTH] == self._keys[0].kid
+
+    @staticmethod
+    def _mac(key: _Key, purpose: bytes, message: str) -> str:
+        digest = hmac.new(key.subkey(purpose), message.encode("ascii"), sha256).digest()
+        return b64encode(digest[:16])

@@ -1,0 +1,65 @@
+"""Expiry rules: idle and absolute timeouts, and the throttled "last seen" refresh.
+
+Pure functions of the stored metadata and the app's clock (UTC epoch seconds from
+``time.time`` unless the app passes its own), so every store and both I/O paths
+apply the same rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConfigurationError
+from .record import Meta
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryPolicy:
+    """Defaults follow OWASP's guidance for ordinary apps: 30 min idle, 12 h absolute.
+
+    ``refresh_interval`` throttles the "last seen" write of read-only requests; by
+    default a tenth of the idle timeout.
+    """
+
+    idle_timeout: float = 30 * 60
+    absolute_timeout: float = 12 * 3600
+    refresh_interval: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.idle_timeout <= 0:
+            raise ConfigurationError("idle_timeout must be a positive number of seconds")
+        if self.absolute_timeout <= 0:
+            raise ConfigurationError("absolute_timeout must be a positive number of seconds")
+        if self.refresh_interval is not None and not (
+            0 <= self.refresh_interval < self.idle_timeout
+        ):
+            raise ConfigurationError(
+                "refresh_interval must be at least 0 and below idle_timeout "
+                "(default: a tenth of idle_timeout)"
+            )
+
+    @property
+    def refresh_after(self) -> float:
+        if self.refresh_interval is None:
+            return self.idle_timeout / 10
+        return self.refresh_interval
+
+    def new_meta(self, handle: str, now: float, **device: str | None) -> Meta:
+        return Meta(
+            handle=handle,
+            created=now,
+            last_seen=now,
+            absolute_deadline=now + self.absolute_timeout,
+            idle_timeout=self.idle_timeout,
+            user_agent=device.get("user_agent"),
+            client_ip=device.get("client_ip"),
+        )
+
+
+def is_expired(meta: Meta, now: float) -> bool:
+    return now >= meta.expires_at
+
+
+def refresh_due(meta: Meta, now: float, refresh_after: float) -> bool:
+    """True when a read-only request should record that the session was seen."""
+    return now - meta.last_seen >= refresh_after and meta.last_seen < meta.absolute_deadline

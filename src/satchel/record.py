@@ -1,0 +1,81 @@
+"""What a store holds for one session, and what one commit changes.
+
+Stores see only these shapes: data values already encoded as JSON text (the codec
+lives in the core, never in a store) and :class:`Meta`, the library's own fields,
+kept apart from app data so app code cannot overwrite them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from .errors import CorruptRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """Library-owned metadata of a session. Times are UTC epoch seconds."""
+
+    handle: str
+    created: float
+    last_seen: float
+    absolute_deadline: float
+    idle_timeout: float
+    user_id: str | None = None
+    user_agent: str | None = None
+    client_ip: str | None = None
+    persistent: bool = False
+    version: int = 1
+
+    @property
+    def expires_at(self) -> float:
+        """When the session ends unless used again: idle expiry, capped by the absolute one."""
+        return min(self.last_seen + self.idle_timeout, self.absolute_deadline)
+
+    def with_changes(self, **changes: Any) -> Meta:
+        return replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Meta:
+        try:
+            raw = json.loads(text)
+            return cls(**raw)
+        except (ValueError, TypeError) as exc:
+            raise CorruptRecord("session metadata cannot be decoded", exc) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A stored session: encoded data values by key, and metadata."""
+
+    data: Mapping[str, str]
+    meta: Meta
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one request changed: only these keys are written, atomically.
+
+    ``clear`` drops every stored key first (``session.clear()``); then ``set`` is written
+    and ``delete`` removed. ``meta`` replaces the metadata (the store sets its version).
+    A store applies a Change only to a record that still exists and has not expired.
+    """
+
+    meta: Meta
+    set: Mapping[str, str] = field(default_factory=dict)
+    delete: frozenset[str] = frozenset()
+    clear: bool = False
+
+    def apply(self, data: Mapping[str, str]) -> dict[str, str]:
+        """The data after this change, for stores that merge in application code."""
+        merged = {} if self.clear else dict(data)
+        for key in self.delete:
+            merged.pop(key, None)
+        merged.update(self.set)
+        return merged

@@ -1,0 +1,321 @@
+"""The session object apps use: a mutable mapping of JSON-safe data that tracks its changes.
+
+It does no I/O of its own. The middleware loads it (eagerly for ASGI, on first access
+for WSGI) and commits it when the response starts; :meth:`Session.save` commits early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any
+
+from . import codec
+from .errors import SessionStateError
+from .record import Change, Meta
+
+SaveHook = Callable[["Session"], None]
+AsyncSaveHook = Callable[["Session"], Awaitable[None]]
+
+
+class Session(dict[str, Any]):
+    """Session data plus the state the core needs to commit it safely.
+
+    It subclasses ``dict`` so code written for Starlette's and Flask's dict sessions keeps
+    working (``isinstance(session, dict)``, ``json.dumps(dict(session))``); every mutating
+    and reading method is routed through change tracking.
+    """
+
+    __slots__ = (
+        "_accessed",
+        "_async_save_hook",
+        "_baseline",
+        "_cleared",
+        "_cookie_refresh",
+        "_destroyed_keys",
+        "_key",
+        "_loader",
+        "_meta",
+        "_meta_dirty",
+        "_outgoing_cookie",
+        "_meta_updates",
+        "_regenerate",
+        "_save_hook",
+        "_session_id",
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._session_id: str | None = None
+        self._key: str | None = None
+        self._meta: Meta | None = None
+        self._baseline: dict[str, str] = {}
+        self._accessed = False
+        self._cleared = False
+        self._regenerate = False
+        self._meta_dirty = False
+        self._cookie_refresh = False
+        self._destroyed_keys: list[str] = []
+        self._outgoing_cookie: str | None = None
+        self._meta_updates: dict[str, Any] = {}
+        self._loader: Callable[[], None] | None = None
+        self._save_hook: SaveHook | None = None
+        self._async_save_hook: AsyncSaveHook | None = None
+
+    # -- construction by the core -------------------------------------------------------
+
+    def _load(self, session_id: str, key: str, data: Mapping[str, str], meta: Meta) -> None:
+        """Fill from a stored record. Raises ``ValueError`` if a value cannot be decoded."""
+        decoded = {name: codec.decode(text) for name, text in data.items()}
+        dict.update(self, decoded)
+        self._session_id, self._key, self._meta = session_id, key, meta
+        self._baseline = dict(data)
+
+    def _ensure_loaded(self) -> None:
+        loader = self._loader
+        if loader is not None:
+            self._loader = None
+            loader()
+
+    # -- reading --------------------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        self._ensure_loaded()
+        self._accessed = True
+        return dict.__getitem__(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._ensure_loaded()
+        self._accessed = True
+        return dict.get(self, key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self._ensure_loaded()
+        self._accessed = True
+        return dict.__contains__(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        self._ensure_loaded()
+        self._accessed = True
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        self._ensure_loaded()
+        self._accessed = True
+        return dict.__len__(self)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def keys(self) -> Any:
+        self._ensure_loaded()
+        self._accessed = True
+        return dict.keys(self)
+
+    def values(self) -> Any:
+        self._ensure_loaded()
+        self._accessed = True
+        return dict.values(self)
+
+    def items(self) -> Any:
+        self._ensure_loaded()
+        self._accessed = True
+        return dict.items(self)
+
+    def copy(self) -> dict[str, Any]:
+        return dict(self.items())
+
+    def __eq__(self, other: object) -> bool:
+        return dict(self.items()) == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        state = "new" if self.new else "loaded"
+        return f"<Session {state} keys={sorted(dict.keys(self))!r}>"
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError("session keys must be strings")
+        codec.encode(value)  # refuse what cannot be stored now, not at commit time
+        self._ensure_loaded()
+        self._accessed = True
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._ensure_loaded()
+        self._accessed = True
+        dict.__delitem__(self, key)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self._ensure_loaded()
+        self._accessed = True
+        return dict.pop(self, key, *default)
+
+    def popitem(self) -> tuple[str, Any]:
+        self._ensure_loaded()
+        self._accessed = True
+        return dict.popitem(self)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def __ior__(self, other: Any) -> Session:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        """Empty the data. The record (and, until issue 5's login helpers, the user) stays."""
+        self._ensure_loaded()
+        self._accessed = True
+        self._cleared = True
+        dict.clear(self)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def regenerate(self) -> None:
+        """Give the session a new ID at commit, keeping its data; the old record is deleted."""
+        self._ensure_loaded()
+        self._regenerate = True
+
+    def destroy(self) -> None:
+        """Delete the record at commit and expire the cookie. Later writes start a new session."""
+        self._ensure_loaded()
+        if self._key is not None:
+            self._destroyed_keys.append(self._key)
+        dict.clear(self)
+        self._session_id = self._key = self._meta = None
+        self._baseline = {}
+        self._cleared = self._regenerate = self._meta_dirty = self._cookie_refresh = False
+        self._meta_updates = {}
+        self._accessed = True
+
+    def set_expiry(
+        self,
+        *,
+        idle_timeout: float | None = None,
+        absolute_timeout: float | None = None,
+        persistent: bool | None = None,
+    ) -> None:
+        """Per-session expiry, e.g. "remember me": a longer idle/absolute timeout and a
+        persistent cookie. Takes effect when the session is committed."""
+        for name, value in (
+            ("idle_timeout", idle_timeout),
+            ("absolute_timeout", absolute_timeout),
+        ):
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds")
+        updates: dict[str, Any] = {
+            "idle_timeout": idle_timeout,
+            "absolute_timeout": absolute_timeout,
+            "persistent": persistent,
+        }
+        self._update_meta(**{k: v for k, v in updates.items() if v is not None})
+
+    def _update_meta(self, **changes: Any) -> None:
+        """Queue library metadata changes (user, device, expiry) for the next commit."""
+        self._ensure_loaded()
+        self._meta_updates.update(changes)
+        self._meta_dirty = True
+
+    def save(self) -> None:
+        """Commit now (sync apps), e.g. before streaming a response. The response start
+        then commits only what changed after this call."""
+        if self._save_hook is None:
+            raise SessionStateError(
+                "this session is not bound to a synchronous store; use `await session.asave()`"
+            )
+        self._save_hook(self)
+
+    async def asave(self) -> None:
+        """Commit now (async apps)."""
+        if self._async_save_hook is None:
+            raise SessionStateError("this session is not bound to an async store; use save()")
+        await self._async_save_hook(self)
+
+    # -- what the app and the core can ask --------------------------------------------------
+
+    @property
+    def new(self) -> bool:
+        """True when no stored record backs this session (yet)."""
+        self._ensure_loaded()
+        return self._key is None
+
+    @property
+    def accessed(self) -> bool:
+        return self._accessed
+
+    @property
+    def modified(self) -> bool:
+        self._ensure_loaded()
+        if self._cleared or self._regenerate or self._meta_dirty or self._destroyed_keys:
+            return True
+        return self._accessed and self._diff() != ({}, frozenset())
+
+    @property
+    def meta(self) -> Meta | None:
+        """The library's own metadata (handle, user, times, device); None for a new session."""
+        self._ensure_loaded()
+        return self._meta
+
+    @property
+    def handle(self) -> str | None:
+        meta = self.meta
+        return None if meta is None else meta.handle
+
+    @property
+    def user_id(self) -> str | None:
+        meta = self.meta
+        return None if meta is None else meta.user_id
+
+    def _diff(self) -> tuple[dict[str, str], frozenset[str]]:
+        """Keys whose encoded value differs from the one loaded, and keys removed.
+        Comparing encodings catches nested changes such as ``session["cart"].append(x)``."""
+        baseline = self._baseline
+        changed = {}
+        for name, value in dict.items(self):
+            text = codec.encode(value)
+            if baseline.get(name) != text:
+                changed[name] = text
+        removed = frozenset(baseline.keys() - dict.keys(self))
+        return changed, removed
+
+    def _encoded(self) -> dict[str, str]:
+        return {name: codec.encode(value) for name, value in dict.items(self)}
+
+    def _change(self, meta: Meta) -> Change | None:
+        """The per-key change to commit, or None when nothing changed."""
+        if not (self._accessed or self._meta_dirty):
+            return None
+        changed, removed = self._diff()
+        if self._cleared:
+            return Change(meta=meta, set=self._encoded(), clear=True)
+        if not changed and not removed and not self._meta_dirty:
+            return None
+        return Change(meta=meta, set=changed, delete=removed)
+
+    def _committed(self, session_id: str, key: str, meta: Meta) -> None:
+        """Reset tracking after a successful commit: what is stored now is the baseline."""
+        self._session_id, self._key, self._meta = session_id, key, meta
+        self._baseline = self._encoded()
+        self._cleared = self._regenerate = self._meta_dirty = False
+        self._meta_updates = {}
+        self._destroyed_keys = []
+        self._accessed = False
+
+    def _abandon(self) -> None:
+        """Another request destroyed or regenerated the record under us: drop this
+        request's data and writes so nothing can bring the session back."""
+        dict.clear(self)
+        self._session_id = self._key = self._meta = None
+        self._baseline = {}
+        self._meta_updates = {}
+        self._cleared = self._regenerate = self._meta_dirty = self._cookie_refresh = False
+        self._outgoing_cookie = None

@@ -1,0 +1,84 @@
+"""The store contract.
+
+A store keeps :class:`~satchel.record.Record` objects under store keys (SHA-256 hex of
+the session ID; a store never sees an ID). Every method has a sync and an async form
+(``load``/``aload``, ...), like httpx's ``handle_request``/``handle_async_request``:
+a store written around a blocking driver gets the async forms for free (run in a worker
+thread); a store with a native async driver overrides them.
+
+The rules every store keeps (checked by :mod:`satchel.testing`'s conformance suite):
+
+* ``load`` of a missing or expired record returns None and writes nothing.
+* ``update`` writes only the keys of the :class:`~satchel.record.Change`, atomically,
+  and only into a record that still exists and has not expired; otherwise it returns
+  None, so a request cannot bring back a session that another request destroyed.
+* ``touch`` refreshes "last seen" of an existing record and never rewrites data.
+* Backend failures are raised as :class:`~satchel.errors.StoreUnavailable` (cannot reach,
+  timed out) or :class:`~satchel.errors.StoreError`; "not found" is never an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+
+from ..record import Change, Record
+
+
+class Store(ABC):
+    """Base class of server-side stores. Subclasses implement the sync methods."""
+
+    @abstractmethod
+    def load(self, key: str, now: float) -> Record | None:
+        """The record under ``key``, or None if missing or expired at ``now``."""
+
+    @abstractmethod
+    def touch(self, key: str, last_seen: float, now: float) -> bool:
+        """Record that the session was seen at ``last_seen``; False if it is gone."""
+
+    @abstractmethod
+    def create(self, key: str, record: Record) -> None:
+        """Store a new record. ``key`` is fresh (256 random bits behind it)."""
+
+    @abstractmethod
+    def update(self, key: str, change: Change, now: float) -> int | None:
+        """Apply ``change`` atomically; the new record version, or None if the record
+        is gone or expired (nothing is written then)."""
+
+    @abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove the record; True if it existed."""
+
+    @abstractmethod
+    def purge_expired(self, now: float, batch_size: int = 500) -> int:
+        """Delete records expired at ``now``, in batches; how many were deleted."""
+
+    def count(self, now: float) -> int:
+        """How many live sessions the store holds (for stats); may be approximate."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections and files."""
+
+    # Async forms: a worker thread by default; native async stores override them.
+
+    async def aload(self, key: str, now: float) -> Record | None:
+        return await asyncio.to_thread(self.load, key, now)
+
+    async def atouch(self, key: str, last_seen: float, now: float) -> bool:
+        return await asyncio.to_thread(self.touch, key, last_seen, now)
+
+    async def acreate(self, key: str, record: Record) -> None:
+        await asyncio.to_thread(self.create, key, record)
+
+    async def aupdate(self, key: str, change: Change, now: float) -> int | None:
+        return await asyncio.to_thread(self.update, key, change, now)
+
+    async def adelete(self, key: str) -> bool:
+        return await asyncio.to_thread(self.delete, key)
+
+    async def apurge_expired(self, now: float, batch_size: int = 500) -> int:
+        return await asyncio.to_thread(self.purge_expired, now, batch_size)
+
+    async def aclose(self) -> None:
+        self.close()

@@ -1,0 +1,166 @@
+"""Filesystem store: one JSON file per session, written atomically (temp file + rename).
+
+Writers of one session serialise on an ``flock`` lock file (sharded by key prefix, so at
+most 256 lock files exist), which makes the per-key merge safe across threads and
+processes. Readers need no lock: a rename is atomic, so a file is always whole.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import CorruptRecord, StoreError, StoreUnavailable
+from ..ids import is_store_key
+from ..record import Change, Meta, Record
+from .base import Store
+
+_SUFFIX = ".session"
+
+
+class FileStore(Store):
+    """``FileStore("/var/lib/myapp/sessions")``: the directory is created mode 0700 and
+    every file mode 0600."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (self.directory / ".locks").mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create session directory: {exc}", exc) from exc
+        self._thread_locks = {f"{i:02x}": threading.Lock() for i in range(256)}
+
+    def _path(self, key: str) -> Path:
+        if not is_store_key(key):  # the core only passes hashes; refuse anything else
+            raise StoreError("invalid store key")
+        return self.directory / (key + _SUFFIX)
+
+    @contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        shard = key[:2]
+        with self._thread_locks[shard]:
+            try:
+                fd = os.open(self.directory / ".locks" / shard, os.O_CREAT | os.O_RDWR, 0o600)
+            except OSError as exc:
+                raise StoreUnavailable(f"session store unavailable: {exc}", exc) from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing releases the flock
+
+    def _read(self, path: Path) -> Record | None:
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreUnavailable(f"session store unavailable: {exc}", exc) from exc
+        try:
+            doc = json.loads(raw)
+            data, meta = doc["data"], Meta(**doc["meta"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptRecord("session file cannot be decoded", exc) from exc
+        if not isinstance(data, dict):
+            raise CorruptRecord("session file data is not an object")
+        return Record(data, meta)
+
+    def _write(self, path: Path, record: Record) -> None:
+        doc = {"data": dict(record.data), "meta": json.loads(record.meta.to_json())}
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")  # mode 0600
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(doc, fh, separators=(",", ":"))
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise StoreUnavailable(f"session store unavailable: {exc}", exc) from exc
+
+    def _live(self, key: str, now: float) -> Record | None:
+        record = self._read(self._path(key))
+        if record is None or record.meta.expires_at <= now:
+            return None
+        return record
+
+    def load(self, key: str, now: float) -> Record | None:
+        return self._live(key, now)
+
+    def touch(self, key: str, last_seen: float, now: float) -> bool:
+        with self._locked(key):
+            record = self._live(key, now)
+            if record is None:
+                return False
+            if last_seen > record.meta.last_seen:
+                meta = record.meta.with_changes(last_seen=last_seen)
+                self._write(self._path(key), Record(record.data, meta))
+            return True
+
+    def create(self, key: str, record: Record) -> None:
+        path = self._path(key)
+        with self._locked(key):
+            if path.exists():
+                raise StoreError("session key collision")
+            self._write(path, record)
+
+    def update(self, key: str, change: Change, now: float) -> int | None:
+        with self._locked(key):
+            record = self._live(key, now)
+            if record is None:
+                return None
+            version = record.meta.version + 1
+            meta = change.meta.with_changes(version=version)
+            self._write(self._path(key), Record(change.apply(record.data), meta))
+            return version
+
+    def delete(self, key: str) -> bool:
+        with self._locked(key):
+            try:
+                self._path(key).unlink()
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                raise StoreUnavailable(f"session store unavailable: {exc}", exc) from exc
+            return True
+
+    def _files(self) -> Iterator[Path]:
+        for entry in os.scandir(self.directory):
+            if entry.name.endswith(_SUFFIX):
+                yield Path(entry.path)
+
+    def purge_expired(self, now: float, batch_size: int = 500) -> int:
+        removed = 0
+        for path in self._files():
+            key = path.name.removesuffix(_SUFFIX)
+            if not is_store_key(key):
+                continue
+            with self._locked(key):
+                try:
+                    record = self._read(path)
+                except CorruptRecord:
+                    record = None
+                    path.unlink(missing_ok=True)
+                    removed += 1
+                if record is not None and record.meta.expires_at <= now:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+    def count(self, now: float) -> int:
+        live = 0
+        for path in self._files():
+            try:
+                record = self._read(path)
+            except CorruptRecord:
+                continue
+            live += record is not None and record.meta.expires_at > now
+        return live

@@ -1,0 +1,76 @@
+"""Stores chosen by URL. Each scheme names a factory, imported only when used, so
+``import satchel`` never imports an optional driver.
+
+==============================  ================================================
+``memory://``                   in-process; ``?max_entries=N`` (default 10000)
+``sqlite:///relative/path.db``  SQLite file relative to the working directory
+``sqlite:////abs/path.db``      SQLite file at an absolute path
+``file://relative/dir``         one file per session below a directory
+``file:///abs/dir``             the same, absolute
+==============================  ================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from ..errors import ConfigurationError
+from .base import Store
+
+StoreFactory = Callable[[str], Store]
+
+_SCHEMES: dict[str, str] = {
+    "memory": "satchel.stores.registry:_memory",
+    "sqlite": "satchel.stores.registry:_sqlite",
+    "file": "satchel.stores.registry:_file",
+}
+
+
+def register_scheme(scheme: str, target: str) -> None:
+    """Map ``scheme://`` to ``"module:function"``, a factory taking the whole URL."""
+    _SCHEMES[scheme] = target
+
+
+def store_from_url(url: str) -> Store:
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    target = _SCHEMES.get(scheme)
+    if target is None:
+        known = ", ".join(f"{s}://" for s in sorted(_SCHEMES))
+        raise ConfigurationError(f"store URL {url!r}: unknown scheme; use one of {known}")
+    module, _, name = target.partition(":")
+    factory: StoreFactory = getattr(importlib.import_module(module), name)
+    return factory(url)
+
+
+def _path_of(url: str, what: str, *, sqlalchemy_style: bool = False) -> str:
+    rest = url.split("://", 1)[1].split("?", 1)[0]
+    if sqlalchemy_style and rest.startswith("/"):  # sqlite:///rel.db, sqlite:////abs.db
+        rest = rest[1:]
+    if not rest:
+        raise ConfigurationError(f"store URL {url!r} names no {what}")
+    return unquote(rest)
+
+
+def _memory(url: str) -> Store:
+    from .memory import MemoryStore
+
+    query = parse_qs(urlsplit(url).query)
+    try:
+        max_entries = int(query.get("max_entries", ["10000"])[0])
+    except ValueError as exc:
+        raise ConfigurationError(f"store URL {url!r}: max_entries must be a number") from exc
+    return MemoryStore(max_entries=max_entries)
+
+
+def _sqlite(url: str) -> Store:
+    from .sqlite import SQLiteStore
+
+    return SQLiteStore(_path_of(url, "database file", sqlalchemy_style=True))
+
+
+def _file(url: str) -> Store:
+    from .filesystem import FileStore
+
+    return FileStore(_path_of(url, "directory"))

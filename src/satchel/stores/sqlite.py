@@ -1,0 +1,222 @@
+"""SQLite store, the embedded default: WAL, an index on expiry, safe across processes.
+
+Every write runs in a ``BEGIN IMMEDIATE`` transaction, which takes SQLite's write lock
+before reading, so a per-key merge can never interleave with another process's commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from ..errors import CorruptRecord, StoreError, StoreUnavailable
+from ..record import Change, Meta, Record
+from .base import Store
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS satchel_sessions (
+    key         TEXT PRIMARY KEY,   -- SHA-256 of the session ID, hex; never the ID itself
+    data        TEXT NOT NULL,      -- JSON object: app key -> encoded value
+    meta        TEXT NOT NULL,      -- JSON of satchel.record.Meta
+    expires_at  REAL NOT NULL,      -- min(last_seen + idle, absolute deadline), epoch seconds
+    user_id     TEXT,               -- NULL until login
+    handle      TEXT NOT NULL,      -- public handle shown in UIs
+    version     INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS satchel_sessions_expires_at ON satchel_sessions (expires_at);
+CREATE INDEX IF NOT EXISTS satchel_sessions_user_id ON satchel_sessions (user_id)
+    WHERE user_id IS NOT NULL;
+"""
+
+
+def _translate(exc: sqlite3.Error) -> StoreError:
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailable(f"SQLite store unavailable: {exc}", exc)
+    return StoreError(f"SQLite store failed: {exc}", exc)
+
+
+class SQLiteStore(Store):
+    """``SQLiteStore("sessions.db")``; the file (and its WAL files) are created mode 0600.
+
+    One connection per thread; ``timeout`` is how long a writer waits for the lock.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
+        self.path = str(path)
+        self.timeout = timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+        self._pid = os.getpid()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+        with self._transaction() as db:
+            db.executescript(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        if os.getpid() != self._pid:  # forked: connections must not cross processes
+            self._local = threading.local()
+            self._connections = []
+            self._pid = os.getpid()
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = sqlite3.connect(
+                    self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+                )
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+            self._local.db = db
+            with self._guard:
+                self._connections.append(db)
+        return db
+
+    @contextmanager
+    def _transaction(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        db = self._connection()
+        try:
+            db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise _translate(exc) from exc
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return fn(self._connection())
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
+    @staticmethod
+    def _record(data: str, meta: str) -> Record:
+        try:
+            values = json.loads(data)
+        except ValueError as exc:
+            raise CorruptRecord("session data cannot be decoded", exc) from exc
+        if not isinstance(values, dict):
+            raise CorruptRecord("session data is not an object")
+        return Record(values, Meta.from_json(meta))
+
+    def load(self, key: str, now: float) -> Record | None:
+        row = self._run(
+            lambda db: db.execute(
+                "SELECT data, meta FROM satchel_sessions WHERE key = ? AND expires_at > ?",
+                (key, now),
+            ).fetchone()
+        )
+        return None if row is None else self._record(*row)
+
+    def touch(self, key: str, last_seen: float, now: float) -> bool:
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT meta FROM satchel_sessions WHERE key = ? AND expires_at > ?", (key, now)
+            ).fetchone()
+            if row is None:
+                return False
+            meta = Meta.from_json(row[0])
+            if last_seen > meta.last_seen:
+                meta = meta.with_changes(last_seen=last_seen)
+                db.execute(
+                    "UPDATE satchel_sessions SET meta = ?, expires_at = ? WHERE key = ?",
+                    (meta.to_json(), meta.expires_at, key),
+                )
+            return True
+
+    def create(self, key: str, record: Record) -> None:
+        meta = record.meta
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO satchel_sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        key,
+                        json.dumps(dict(record.data)),
+                        meta.to_json(),
+                        meta.expires_at,
+                        meta.user_id,
+                        meta.handle,
+                        meta.version,
+                    ),
+                )
+        except StoreError as exc:
+            if isinstance(exc.original, sqlite3.IntegrityError):
+                raise StoreError("session key collision", exc.original) from exc
+            raise
+
+    def update(self, key: str, change: Change, now: float) -> int | None:
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT data, meta FROM satchel_sessions WHERE key = ? AND expires_at > ?",
+                (key, now),
+            ).fetchone()
+            if row is None:
+                return None
+            current = self._record(*row)
+            version = current.meta.version + 1
+            meta = change.meta.with_changes(version=version)
+            db.execute(
+                "UPDATE satchel_sessions SET data = ?, meta = ?, expires_at = ?, user_id = ?,"
+                " handle = ?, version = ? WHERE key = ?",
+                (
+                    json.dumps(change.apply(current.data)),
+                    meta.to_json(),
+                    meta.expires_at,
+                    meta.user_id,
+                    meta.handle,
+                    version,
+                    key,
+                ),
+            )
+            return version
+
+    def delete(self, key: str) -> bool:
+        with self._transaction() as db:
+            return db.execute("DELETE FROM satchel_sessions WHERE key = ?", (key,)).rowcount > 0
+
+    def purge_expired(self, now: float, batch_size: int = 500) -> int:
+        """Deletes in batches of ``batch_size``, each its own short transaction, so the
+        write lock is never held for long."""
+        total = 0
+        while True:
+            with self._transaction() as db:
+                deleted = db.execute(
+                    "DELETE FROM satchel_sessions WHERE key IN (SELECT key FROM satchel_sessions"
+                    " WHERE expires_at <= ? LIMIT ?)",
+                    (now, batch_size),
+                ).rowcount
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+    def count(self, now: float) -> int:
+        row = self._run(
+            lambda db: db.execute(
+                "SELECT count(*) FROM satchel_sessions WHERE expires_at > ?", (now,)
+            ).fetchone()
+        )
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._guard:
+            for db in self._connections:
+                db.close()
+            self._connections = []
+        self._local = threading.local()
