@@ -24,7 +24,7 @@ def _tag(name: str, payload: Any) -> dict[str, Any]:
     return {_TAG: name, "v": payload}
 
 
-def _to_json(value: Any) -> Any:  # noqa: PLR0911 - one branch per type is the clearest form
+def _to_json(value: Any) -> Any:
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):

@@ -209,9 +209,7 @@ class Engine:
 
     # -- opening ----------------------------------------------------------------------------
 
-    def open(
-        self, session: Session, session_id: str | None, resign: bool = False
-    ) -> Flow[Session]:
+    def open(self, session: Session, session_id: str | None, resign: bool = False) -> Flow[Session]:
         """Fill ``session`` from the record a (validated) cookie names. Strict: an ID the
         store does not hold, or one that expired, is never adopted; nothing is written
         for it, and ``session`` stays new."""
@@ -255,9 +253,9 @@ class Engine:
         session._ensure_loaded()
         now = self.clock()
         destroyed = bool(session._destroyed_keys)
-        for key in session._destroyed_keys:
-            yield Delete(key)
-            logger.info("session %s: destroyed", ids.log_ref(key))
+        for old in session._destroyed_keys:
+            yield Delete(old)
+            logger.info("session %s: destroyed", ids.log_ref(old))
         session._destroyed_keys = []
 
         key = session._key
@@ -268,30 +266,32 @@ class Engine:
                 session._outgoing_cookie = self._delete_cookie
             return
 
-        assert session._meta is not None and session._session_id is not None
+        session_id, current = session._session_id, session._meta
+        assert session_id is not None
+        assert current is not None
         if session._regenerate:
             if not (yield Delete(key)):
                 self._lost(session, key)
                 return
             logger.info("session %s: regenerated", ids.log_ref(key))
-            yield from self._create(session, info, now, base=session._meta)
+            yield from self._create(session, info, now, base=current)
             return
 
-        meta = self._next_meta(session._meta, session._meta_updates, now, info)
+        meta = self._next_meta(current, session._meta_updates, now, info)
         change = session._change(meta)
         if change is None:
             if session._cookie_refresh:
                 session._cookie_refresh = False
-                self._set_cookie(session, session._session_id, session._meta, now)
+                self._set_cookie(session, session_id, current, now)
             return
         version = yield Update(key, change, now)
         if version is None:
             self._lost(session, key)
             return
-        session._committed(session._session_id, key, meta.with_changes(version=version))
+        session._committed(session_id, key, meta.with_changes(version=version))
         if meta.persistent or session._cookie_refresh:
             session._cookie_refresh = False
-            self._set_cookie(session, session._session_id, meta, now)
+            self._set_cookie(session, session_id, meta, now)
 
     def _create(
         self, session: Session, info: RequestInfo, now: float, base: Meta | None

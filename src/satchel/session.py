@@ -36,8 +36,8 @@ class Session(dict[str, Any]):
         "_loader",
         "_meta",
         "_meta_dirty",
-        "_outgoing_cookie",
         "_meta_updates",
+        "_outgoing_cookie",
         "_regenerate",
         "_save_hook",
         "_session_id",
@@ -127,7 +127,7 @@ class Session(dict[str, Any]):
     def __eq__(self, other: object) -> bool:
         return dict(self.items()) == other
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __repr__(self) -> str:
         state = "new" if self.new else "loaded"

@@ -57,7 +57,7 @@ class Store(ABC):
         """How many live sessions the store holds (for stats); may be approximate."""
         raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing
         """Release connections and files."""
 
     # Async forms: a worker thread by default; native async stores override them.

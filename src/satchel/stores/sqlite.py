@@ -60,8 +60,7 @@ class SQLiteStore(Store):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
-        with self._transaction() as db:
-            db.executescript(SCHEMA)
+        self._run(lambda db: db.executescript(SCHEMA))
 
     def _connection(self) -> sqlite3.Connection:
         if os.getpid() != self._pid:  # forked: connections must not cross processes
