@@ -1,0 +1,309 @@
+"""The store conformance suite. Every server-side store passes it, on both I/O paths.
+
+Usage, in a pytest module::
+
+    from satchel.testing.conformance import StoreConformance
+
+    class TestMyStore(StoreConformance):
+        def make_store(self) -> Store:
+            return MyStore(...)
+
+Each test runs twice, through the store's sync methods and through its async ones.
+The engine-level tests (strict mode, no resurrection, concurrent disjoint writes,
+nested changes) drive satchel's real core against the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .. import ids
+from ..cookies import CookieOptions
+from ..engine import Engine, Flow, RequestInfo
+from ..policy import ExpiryPolicy
+from ..record import Change, Meta, Record
+from ..session import Session
+from ..stores.base import Store
+from .clock import FakeClock
+from .drivers import StoreDriver
+
+IDLE = 600.0
+ABSOLUTE = 3600.0
+INFO = RequestInfo(user_agent="conformance", client_ip="127.0.0.1")
+
+
+def _meta(now: float, **changes: Any) -> Meta:
+    meta = ExpiryPolicy(idle_timeout=IDLE, absolute_timeout=ABSOLUTE).new_meta(
+        ids.new_handle(), now, user_agent="ua", client_ip="127.0.0.1"
+    )
+    return meta.with_changes(**changes)
+
+
+def _key() -> str:
+    return ids.store_key(ids.new_session_id())
+
+
+def request(
+    engine: Engine, session_id: str | None, **writes: Any
+) -> Flow[tuple[Session, str | None]]:
+    """One request: open the session the cookie names, write ``writes``, commit.
+    Returns the session and the cookie the response would set."""
+    session = yield from engine.open(Session(), session_id)
+    session.update(writes)
+    yield from engine.commit(session, INFO)
+    return session, session._outgoing_cookie
+
+
+def cookie_id(set_cookie: str | None) -> str | None:
+    """The session ID inside a Set-Cookie value (signature stripped)."""
+    if set_cookie is None:
+        return None
+    value = set_cookie.split(";", 1)[0].split("=", 1)[1]
+    return value.partition(".")[0] or None
+
+
+class StoreConformance:
+    """Subclass and define :meth:`make_store`."""
+
+    def make_store(self) -> Store:
+        raise NotImplementedError
+
+    @pytest.fixture(params=["sync", "async"])
+    def driver(self, request: pytest.FixtureRequest) -> Iterator[StoreDriver]:
+        driver = StoreDriver(self.make_store(), request.param)
+        try:
+            yield driver
+        finally:
+            driver.close()
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock(1_800_000_000.0)
+
+    @pytest.fixture
+    def engine(self, clock: FakeClock) -> Engine:
+        return Engine(
+            secret_keys=["conformance-key-" + "x" * 32],
+            cookie=CookieOptions(),
+            expiry=ExpiryPolicy(idle_timeout=IDLE, absolute_timeout=ABSOLUTE),
+            clock=clock,
+        )
+
+    # -- the raw contract -------------------------------------------------------------------
+
+    def test_create_then_load_round_trips(self, driver: StoreDriver, clock: FakeClock) -> None:
+        key, meta = _key(), _meta(clock.now, user_id="alice")
+        driver.create(key, Record({"a": "1", "b": '"x"'}, meta))
+        record = driver.load(key, clock.now)
+        assert record is not None
+        assert dict(record.data) == {"a": "1", "b": '"x"'}
+        assert record.meta == meta
+
+    def test_load_of_unknown_key_is_none(self, driver: StoreDriver, clock: FakeClock) -> None:
+        assert driver.load(_key(), clock.now) is None
+
+    def test_update_writes_only_the_changed_keys(
+        self, driver: StoreDriver, clock: FakeClock
+    ) -> None:
+        key, meta = _key(), _meta(clock.now)
+        driver.create(key, Record({"keep": "1", "change": "2", "drop": "3"}, meta))
+        version = driver.update(
+            key,
+            Change(meta=meta, set={"change": "20", "new": "4"}, delete=frozenset({"drop"})),
+            clock.now,
+        )
+        assert version == 2
+        record = driver.load(key, clock.now)
+        assert record is not None
+        assert dict(record.data) == {"keep": "1", "change": "20", "new": "4"}
+        assert record.meta.version == 2
+
+    def test_update_with_clear_replaces_all_keys(
+        self, driver: StoreDriver, clock: FakeClock
+    ) -> None:
+        key, meta = _key(), _meta(clock.now)
+        driver.create(key, Record({"a": "1", "b": "2"}, meta))
+        assert driver.update(key, Change(meta=meta, set={"c": "3"}, clear=True), clock.now)
+        record = driver.load(key, clock.now)
+        assert record is not None
+        assert dict(record.data) == {"c": "3"}
+
+    def test_update_of_missing_record_writes_nothing(
+        self, driver: StoreDriver, clock: FakeClock
+    ) -> None:
+        key = _key()
+        assert driver.update(key, Change(meta=_meta(clock.now), set={"a": "1"}), clock.now) is None
+        assert driver.load(key, clock.now) is None
+
+    def test_delete(self, driver: StoreDriver, clock: FakeClock) -> None:
+        key = _key()
+        driver.create(key, Record({"a": "1"}, _meta(clock.now)))
+        assert driver.delete(key) is True
+        assert driver.load(key, clock.now) is None
+        assert driver.delete(key) is False
+
+    def test_expired_records_are_gone(self, driver: StoreDriver, clock: FakeClock) -> None:
+        key, meta = _key(), _meta(clock.now)
+        driver.create(key, Record({"a": "1"}, meta))
+        later = meta.expires_at + 1
+        assert driver.load(key, later) is None
+        assert driver.update(key, Change(meta=meta, set={"a": "2"}), later) is None
+        assert driver.touch(key, later, later) is False
+
+    def test_purge_removes_only_expired_records(
+        self, driver: StoreDriver, clock: FakeClock
+    ) -> None:
+        old, live = _key(), _key()
+        driver.create(old, Record({}, _meta(clock.now - IDLE - 1)))
+        driver.create(live, Record({}, _meta(clock.now)))
+        assert driver.purge_expired(clock.now, batch_size=1) >= 1
+        assert driver.load(live, clock.now) is not None
+        assert driver.load(old, clock.now - IDLE) is None
+
+    def test_touch_refreshes_last_seen_not_data(
+        self, driver: StoreDriver, clock: FakeClock
+    ) -> None:
+        key, meta = _key(), _meta(clock.now)
+        driver.create(key, Record({"a": "1"}, meta))
+        assert driver.touch(key, clock.now + 100, clock.now + 100) is True
+        record = driver.load(key, clock.now + 100)
+        assert record is not None
+        assert record.meta.last_seen == clock.now + 100
+        assert dict(record.data) == {"a": "1"}
+        assert driver.touch(key, clock.now + 50, clock.now + 100) is True  # never backwards
+        record = driver.load(key, clock.now + 100)
+        assert record is not None
+        assert record.meta.last_seen == clock.now + 100
+        assert driver.touch(_key(), clock.now, clock.now) is False
+
+    # -- the engine on this store ---------------------------------------------------------------
+
+    def test_unknown_id_is_not_adopted(
+        self, driver: StoreDriver, engine: Engine, clock: FakeClock
+    ) -> None:
+        planted = ids.new_session_id()
+        session, cookie = driver.flow(request(engine, None))  # read-only, no cookie
+        assert cookie is None
+        session, cookie = driver.flow(request(engine, planted))
+        assert session.new
+        assert cookie is None
+        assert driver.load(ids.store_key(planted), clock.now) is None
+        session, cookie = driver.flow(request(engine, planted, a=1))
+        issued = cookie_id(cookie)
+        assert issued is not None
+        assert issued != planted
+        assert driver.load(ids.store_key(planted), clock.now) is None
+        assert driver.load(ids.store_key(issued), clock.now) is not None
+
+    def test_nested_changes_are_saved(self, driver: StoreDriver, engine: Engine) -> None:
+        _, cookie = driver.flow(request(engine, None, cart=[1]))
+        sid = cookie_id(cookie)
+
+        def append() -> Flow[None]:
+            session = yield from engine.open(Session(), sid)
+            session["cart"].append(2)
+            yield from engine.commit(session, INFO)
+
+        driver.flow(append())
+        session, _ = driver.flow(request(engine, sid))
+        assert session["cart"] == [1, 2]
+
+    def test_concurrent_disjoint_writes_all_persist(
+        self, driver: StoreDriver, engine: Engine
+    ) -> None:
+        _, cookie = driver.flow(request(engine, None, base=0))
+        sid = cookie_id(cookie)
+        opened = driver.concurrently([lambda: engine.open(Session(), sid)] * 20)
+        for i, session in enumerate(opened):
+            session[f"k{i}"] = i
+
+        def committer(session: Session) -> Any:
+            return lambda: engine.commit(session, INFO)
+
+        driver.concurrently([committer(s) for s in opened])
+        final, _ = driver.flow(request(engine, sid))
+        assert {k: final[k] for k in final if k.startswith("k")} == {f"k{i}": i for i in range(20)}
+        assert final["base"] == 0
+
+    def test_same_key_last_writer_wins(self, driver: StoreDriver, engine: Engine) -> None:
+        _, cookie = driver.flow(request(engine, None, n=0))
+        sid = cookie_id(cookie)
+        first = driver.flow(engine.open(Session(), sid))
+        second = driver.flow(engine.open(Session(), sid))
+        first["n"], second["n"] = 1, 2
+        driver.flow(engine.commit(first, INFO))
+        driver.flow(engine.commit(second, INFO))
+        assert driver.flow(request(engine, sid))[0]["n"] == 2
+
+    def test_destroyed_session_is_not_resurrected(
+        self, driver: StoreDriver, engine: Engine, clock: FakeClock
+    ) -> None:
+        _, cookie = driver.flow(request(engine, None, user="alice"))
+        sid = cookie_id(cookie)
+        assert sid is not None
+        in_flight = driver.flow(engine.open(Session(), sid))
+        logout = driver.flow(engine.open(Session(), sid))
+        logout.destroy()
+        driver.flow(engine.commit(logout, INFO))
+        in_flight["late"] = "write"
+        driver.flow(engine.commit(in_flight, INFO))
+        assert in_flight._outgoing_cookie is None
+        assert driver.load(ids.store_key(sid), clock.now) is None
+
+    def test_regenerate_deletes_old_record_and_blocks_stale_writers(
+        self, driver: StoreDriver, engine: Engine, clock: FakeClock
+    ) -> None:
+        _, cookie = driver.flow(request(engine, None, a=1))
+        old = cookie_id(cookie)
+        assert old is not None
+        stale = driver.flow(engine.open(Session(), old))
+        session = driver.flow(engine.open(Session(), old))
+        session.regenerate()
+        driver.flow(engine.commit(session, INFO))
+        new = cookie_id(session._outgoing_cookie)
+        assert new is not None
+        assert new != old
+        assert driver.load(ids.store_key(old), clock.now) is None
+        stale["b"] = 2
+        driver.flow(engine.commit(stale, INFO))
+        assert stale._outgoing_cookie is None
+        assert driver.load(ids.store_key(old), clock.now) is None
+        assert driver.flow(request(engine, new))[0] == {"a": 1}
+
+    def test_idle_and_absolute_timeouts(
+        self, driver: StoreDriver, engine: Engine, clock: FakeClock
+    ) -> None:
+        _, cookie = driver.flow(request(engine, None, a=1))
+        sid = cookie_id(cookie)
+        clock.advance(IDLE + 1)
+        assert driver.flow(request(engine, sid))[0].new
+        _, cookie = driver.flow(request(engine, None, a=1))
+        sid = cookie_id(cookie)
+        for _ in range(int(ABSOLUTE / (IDLE / 2)) + 1):  # used every idle/2
+            clock.advance(IDLE / 2)
+            driver.flow(request(engine, sid, seen=clock.now))
+        assert driver.flow(request(engine, sid))[0].new
+
+    def test_read_only_refresh_is_throttled(
+        self, driver: StoreDriver, engine: Engine, clock: FakeClock
+    ) -> None:
+        _, cookie = driver.flow(request(engine, None, a=1))
+        sid = cookie_id(cookie)
+        assert sid is not None
+        created = driver.load(ids.store_key(sid), clock.now)
+        assert created is not None
+        clock.advance(engine.expiry.refresh_after / 2)
+        driver.flow(request(engine, sid))
+        record = driver.load(ids.store_key(sid), clock.now)
+        assert record is not None
+        assert record.meta.last_seen == created.meta.last_seen  # no write yet
+        clock.advance(engine.expiry.refresh_after)
+        driver.flow(request(engine, sid))
+        record = driver.load(ids.store_key(sid), clock.now)
+        assert record is not None
+        assert record.meta.last_seen == clock.now
+        assert record.meta.expires_at <= record.meta.absolute_deadline
+        assert record.meta.version == created.meta.version  # a refresh is not a data write
