@@ -1,0 +1,81 @@
+"""Shared test helpers: a call-counting wrapper around a real store, small ASGI apps."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from satchel.record import Change, Record
+from satchel.stores.base import Store
+
+
+class CountingStore(Store):
+    """Delegates to a real store and counts each call (sync and async alike)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+    def load(self, key: str, now: float) -> Record | None:
+        self.calls["load"] += 1
+        return self.inner.load(key, now)
+
+    def touch(self, key: str, last_seen: float, now: float) -> bool:
+        self.calls["touch"] += 1
+        return self.inner.touch(key, last_seen, now)
+
+    def create(self, key: str, record: Record) -> None:
+        self.calls["create"] += 1
+        self.inner.create(key, record)
+
+    def update(self, key: str, change: Change, now: float) -> int | None:
+        self.calls["update"] += 1
+        return self.inner.update(key, change, now)
+
+    def delete(self, key: str) -> bool:
+        self.calls["delete"] += 1
+        return self.inner.delete(key)
+
+    def purge_expired(self, now: float, batch_size: int = 500) -> int:
+        return self.inner.purge_expired(now, batch_size)
+
+    def count(self, now: float) -> int:
+        return self.inner.count(now)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    async def aload(self, key: str, now: float) -> Record | None:
+        self.calls["load"] += 1
+        return await self.inner.aload(key, now)
+
+    async def atouch(self, key: str, last_seen: float, now: float) -> bool:
+        self.calls["touch"] += 1
+        return await self.inner.atouch(key, last_seen, now)
+
+    async def acreate(self, key: str, record: Record) -> None:
+        self.calls["create"] += 1
+        await self.inner.acreate(key, record)
+
+    async def aupdate(self, key: str, change: Change, now: float) -> int | None:
+        self.calls["update"] += 1
+        return await self.inner.aupdate(key, change, now)
+
+    async def adelete(self, key: str) -> bool:
+        self.calls["delete"] += 1
+        return await self.inner.adelete(key)
+
+
+def set_cookie_value(headers: Any, name: str = "satchel") -> str | None:
+    """The value of the session's Set-Cookie in an httpx response's headers."""
+    for header in headers.get_list("set-cookie"):
+        if header.startswith(name + "="):
+            return str(header.split(";", 1)[0].split("=", 1)[1])
+    return None

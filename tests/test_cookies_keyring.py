@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import pytest
+
+from satchel import ConfigurationError, CookieOptions, Keyring
+from satchel.cookies import cookie_values
+from satchel.keyring import PURPOSE_COOKIE
+
+from .conftest import KEY, OLD_KEY
+
+
+def test_defaults_are_secure() -> None:
+    """Checklist 20: HttpOnly, Secure, SameSite=Lax, Path=/, no Domain."""
+    header = CookieOptions().set_header("v")
+    assert header == "satchel=v; Path=/; Secure; HttpOnly; SameSite=Lax"
+    assert "Domain" not in header
+    assert "Max-Age" not in header  # a browser-session cookie unless persistent
+
+
+def test_all_attributes() -> None:
+    header = CookieOptions(
+        name="__Secure-sid", domain="example.com", samesite="none", partitioned=True
+    ).set_header("v", max_age=60)
+    assert header == (
+        "__Secure-sid=v; Path=/; Domain=example.com; Secure; HttpOnly; SameSite=None; "
+        "Partitioned; Max-Age=60"
+    )
+
+
+def test_delete_header_matches_name_path_domain() -> None:
+    """Checklist 14."""
+    opts = CookieOptions(name="sid", path="/app", domain="example.com")
+    header = opts.delete_header()
+    assert header.startswith("sid=; Path=/app; Domain=example.com;")
+    assert "Max-Age=0" in header
+    assert "Expires=Thu, 01 Jan 1970 00:00:00 GMT" in header
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "__Host-sid", "domain": "example.com"}, "remove domain"),
+        ({"name": "__Host-sid", "path": "/app"}, "path must be '/'"),
+        ({"name": "__Host-sid", "secure": False}, "__Host- prefix: set secure"),
+        ({"name": "__Secure-sid", "secure": False}, "__Secure- prefix: set secure"),
+        ({"samesite": "none", "secure": False}, "requires secure"),
+        ({"partitioned": True, "secure": False}, "requires secure"),
+        ({"samesite": "sometimes"}, "use 'lax', 'strict' or 'none'"),
+        ({"name": "bad name"}, "not a valid cookie token"),
+        ({"path": "no-slash"}, "must start with '/'"),
+        ({"domain": "bad domain;"}, "not a valid domain"),
+    ],
+)
+def test_invalid_combinations_fail_at_configuration(
+    kwargs: dict[str, object], message: str
+) -> None:
+    """Checklist 21, 22, 23."""
+    with pytest.raises(ConfigurationError, match=message):
+        CookieOptions(**kwargs)  # type: ignore[arg-type]
+
+
+def test_host_prefix_valid() -> None:
+    CookieOptions(name="__Host-sid")
+
+
+def test_cookie_values_returns_every_duplicate() -> None:
+    assert cookie_values('a=1; satchel=x; b=2; satchel="y"', "satchel") == ["x", "y"]
+    assert cookie_values("satchelx=1", "satchel") == []
+
+
+def test_keyring_refuses_short_and_missing_keys() -> None:
+    with pytest.raises(ConfigurationError, match="shorter than 32 characters"):
+        Keyring(["short"])
+    with pytest.raises(ConfigurationError, match="empty"):
+        Keyring([])
+    with pytest.raises(ConfigurationError, match="list of strings"):
+        Keyring(KEY)
+
+
+def test_keyring_signs_with_newest_and_verifies_all_listed() -> None:
+    old = Keyring([OLD_KEY])
+    signature = old.sign(PURPOSE_COOKIE, "message")
+    rotated = Keyring([KEY, OLD_KEY])
+    assert rotated.verify(PURPOSE_COOKIE, "message", signature)
+    assert not rotated.signed_by_current(signature)
+    assert rotated.signed_by_current(rotated.sign(PURPOSE_COOKIE, "message"))
+    assert not Keyring([KEY]).verify(PURPOSE_COOKIE, "message", signature)  # retired
+    assert not rotated.verify(b"other-purpose", "message", signature)
+    assert not rotated.verify(PURPOSE_COOKIE, "other", signature)
