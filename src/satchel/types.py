@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -12,18 +12,15 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
-Environ = dict[str, Any]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
 
+if TYPE_CHECKING:  # typeshed's WSGI types, the ones servers and test clients use
+    from _typeshed.wsgi import StartResponse as StartResponse
+    from _typeshed.wsgi import WSGIEnvironment
 
-class StartResponse(Protocol):
-    def __call__(
-        self,
-        status: str,
-        headers: list[tuple[str, str]],
-        exc_info: ExcInfo | None = ...,
-        /,
-    ) -> Callable[[bytes], object]: ...
-
+    Environ = WSGIEnvironment
+else:
+    Environ = dict[str, Any]
+    StartResponse = Callable[..., Callable[[bytes], object]]
 
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]

@@ -77,7 +77,7 @@ class SessionMiddleware:
         state: dict[str, Any] = {"started": False, "failed": False}
 
         def start(
-            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
         ) -> Any:
             state["started"] = True
             if exc_info is None and int(status[:3]) < 500 and session._loader is None:

@@ -1,0 +1,192 @@
+"""The WSGI middleware, with plain WSGI apps and real stores."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from satchel import MemoryStore, Session, SQLiteStore, ids, login, logout
+from satchel.types import Environ, StartResponse
+from satchel.wsgi import ENVIRON_KEY, SessionMiddleware
+
+from .conftest import KEY
+from .helpers import CountingStore
+
+
+def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    session: Session = environ[ENVIRON_KEY]
+    path = environ["PATH_INFO"]
+    status = "200 OK"
+    body = b"ok"
+    if path == "/incr":
+        session["n"] = session.get("n", 0) + 1
+        body = str(session["n"]).encode()
+    elif path == "/read":
+        body = repr((session.get("n"), session.user_id)).encode()
+    elif path == "/login":
+        login(session, "alice")
+    elif path == "/logout":
+        logout(session)
+    elif path == "/fail":
+        session["n"] = 999
+        status = "500 Internal Server Error"
+    elif path == "/crash":
+        session["n"] = 999
+        raise RuntimeError("crash")
+    elif path == "/save":
+        session["saved"] = True
+        session.save()
+    start_response(status, [("content-type", "text/plain"), ("cache-control", "max-age=60")])
+    return [body]
+
+
+def streaming(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+    """A generator app: start_response is called on first iteration."""
+    session: Session = environ[ENVIRON_KEY]
+    session["streamed"] = True
+    start_response("200 OK", [("content-type", "text/plain")])
+    yield b"part1"
+    yield b"part2"
+
+
+@pytest.fixture
+def store() -> CountingStore:
+    return CountingStore(MemoryStore())
+
+
+@pytest.fixture
+def client(store: CountingStore) -> Iterator[httpx.Client]:
+    wrapped = SessionMiddleware(app, store=store, secret_keys=[KEY])
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=wrapped),
+        base_url="https://testserver",
+    ) as c:
+        yield c
+
+
+def test_write_sets_cookie_with_cache_headers(client: httpx.Client) -> None:
+    response = client.get("/incr")
+    assert response.text == "1"
+    assert response.headers["set-cookie"].endswith("; Path=/; Secure; HttpOnly; SameSite=Lax")
+    assert response.headers["cache-control"] == "no-store"  # the app's max-age is overridden
+    assert response.headers["vary"] == "Cookie"
+    assert client.get("/incr").text == "2"
+
+
+def test_session_loads_lazily(client: httpx.Client, store: CountingStore) -> None:
+    client.get("/incr")
+    store.reset()
+    response = client.get("/untouched")
+    assert store.total == 0  # a cookie, but the app never looked
+    assert "set-cookie" not in response.headers
+    assert response.headers["cache-control"] == "max-age=60"
+    client.get("/read")
+    assert dict(store.calls) == {"load": 1}
+
+
+def test_5xx_and_exceptions_commit_nothing(client: httpx.Client, store: CountingStore) -> None:
+    client.get("/incr")
+    store.reset()
+    assert client.get("/fail").status_code == 500
+    with pytest.raises(RuntimeError, match="crash"):
+        client.get("/crash")
+    assert store.calls["update"] == 0
+    assert client.get("/read").text == "(1, None)"
+
+
+def test_login_logout_and_replay(client: httpx.Client) -> None:
+    client.get("/incr")
+    before = client.cookies["satchel"]
+    client.get("/login")
+    after = client.cookies["satchel"]
+    assert before != after
+    assert client.get("/read").text == "(1, 'alice')"
+    response = client.get("/logout")
+    assert "Max-Age=0" in response.headers["set-cookie"]
+    client.cookies.clear()
+    replay = client.get("/read", headers={"cookie": f"satchel={after}"})
+    assert replay.text == "(None, None)"
+
+
+def test_explicit_save(client: httpx.Client, store: CountingStore) -> None:
+    response = client.get("/save")
+    assert store.calls["create"] == 1
+    assert store.calls["update"] == 0
+    assert "set-cookie" in response.headers
+
+
+def test_generator_app_commits_before_first_byte(store: CountingStore) -> None:
+    wrapped = SessionMiddleware(streaming, store=store, secret_keys=[KEY])
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=wrapped), base_url="https://testserver"
+    ) as c:
+        response = c.get("/")
+    assert response.text == "part1part2"
+    assert "set-cookie" in response.headers
+    assert store.calls["create"] == 1
+
+
+def test_store_down_gives_503_then_recovers(tmp_path: Path) -> None:
+    """Checklist 38 on the WSGI path: the SQLite write lock is held by another writer."""
+    path = tmp_path / "s.db"
+    wrapped = SessionMiddleware(app, store=SQLiteStore(path, timeout=0.05), secret_keys=[KEY])
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=wrapped), base_url="https://testserver"
+    ) as c:
+        c.get("/incr")
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            down = c.get("/incr")
+            assert down.status_code == 503
+            assert "Traceback" not in down.text
+            assert "set-cookie" not in down.headers
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert c.get("/incr").text == "2"
+
+
+def test_load_failure_inside_the_app_gives_503(tmp_path: Path) -> None:
+    from satchel import FileStore
+
+    directory = tmp_path / "sessions"
+    wrapped = SessionMiddleware(app, store=FileStore(directory), secret_keys=[KEY])
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=wrapped), base_url="https://testserver"
+    ) as c:
+        c.get("/incr")
+        directory.rename(tmp_path / "moved")
+        directory.write_text("x")
+        try:
+            assert c.get("/read").status_code == 503
+        finally:
+            directory.unlink()
+            (tmp_path / "moved").rename(directory)
+        assert c.get("/read").text == "(1, None)"
+
+
+def test_device_metadata_recorded(store: CountingStore) -> None:
+    wrapped = SessionMiddleware(app, store=store, secret_keys=[KEY])
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/login",
+        "HTTP_USER_AGENT": "Agent/2",
+        "REMOTE_ADDR": "127.0.0.9",
+        "wsgi.url_scheme": "https",
+    }
+    headers: list[tuple[str, str]] = []
+
+    def start_response(status: str, h: list[tuple[str, str]], exc: Any = None) -> Any:
+        headers.extend(h)
+
+    b"".join(wrapped(environ, start_response))
+    cookie = dict(headers)["set-cookie"].split(";")[0].split("=", 1)[1]
+    record = store.inner.load(ids.store_key(cookie.partition(".")[0]), 0)
+    assert record is not None
+    assert (record.meta.user_agent, record.meta.client_ip) == ("Agent/2", "127.0.0.9")
