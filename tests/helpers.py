@@ -5,8 +5,20 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from satchel.cookies import CookieOptions
+from satchel.engine import Engine
+from satchel.policy import ExpiryPolicy
 from satchel.record import Change, Record
 from satchel.stores.base import Store
+from satchel.testing import FakeClock
+
+KEY = "test-key-0123456789-0123456789-0123456789"
+
+
+def make_engine(clock: FakeClock | None = None) -> Engine:
+    """An engine with default options and the test key."""
+    kwargs: dict[str, Any] = {"clock": clock} if clock else {}
+    return Engine(secret_keys=[KEY], cookie=CookieOptions(), expiry=ExpiryPolicy(), **kwargs)
 
 
 class CountingStore(Store):

@@ -1,0 +1,210 @@
+"""The demo app (in process and over a real socket) and the satchel command."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from satchel import ConfigurationError, SQLiteStore
+from satchel.cli import main
+from satchel.demo import create_app
+from satchel.engine import drive
+from satchel.envconfig import from_env
+from satchel.testing.conformance import request
+
+from .conftest import KEY
+from .helpers import make_engine
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[httpx.Client]:
+    app = create_app(f"sqlite:///{tmp_path}/demo.db", secret_keys=[KEY])
+    transport = httpx.ASGITransport(app=app)
+    with httpx.Client(transport=_SyncASGI(transport), base_url="https://testserver") as c:
+        yield c
+
+
+class _SyncASGI(httpx.BaseTransport):
+    """Runs httpx's ASGI transport from a sync client (the demo tests read better sync)."""
+
+    def __init__(self, transport: httpx.ASGITransport) -> None:
+        import asyncio
+
+        self.transport = transport
+        self.runner = asyncio.Runner()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        async def go() -> httpx.Response:
+            response = await self.transport.handle_async_request(request)
+            body = await response.aread()
+            return httpx.Response(response.status_code, headers=response.headers, content=body)
+
+        return self.runner.run(go())
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+def test_demo_flow(demo: httpx.Client) -> None:
+    assert demo.get("/").status_code == 200
+    response = demo.get("/profile")
+    assert (response.status_code, response.headers["location"]) == (303, "/login")
+    assert 'name="username"' in demo.get("/login").text
+    bad = demo.post("/login", data={"username": "alice", "password": "nope"})
+    assert bad.status_code == 401
+    assert demo.get("/api/me").status_code == 401
+    assert demo.get("/api/me").json() == {"error": "not logged in"}
+    good = demo.post("/login", data={"username": "alice", "password": "wonderland"})
+    assert (good.status_code, good.headers["location"]) == (303, "/profile")
+    cookie = demo.cookies["satchel"]
+    assert "Welcome, alice" in demo.get("/profile").text
+    assert demo.get("/api/me").json() == {"username": "alice"}
+    out = demo.post("/logout")
+    assert (out.status_code, out.headers["location"]) == (303, "/login")
+    demo.cookies.clear()
+    assert demo.get("/api/me", headers={"cookie": f"satchel={cookie}"}).status_code == 401
+
+
+def test_demo_login_issues_a_new_id(demo: httpx.Client) -> None:
+    demo.post("/login", data={"username": "bob", "password": "builder"})
+    first = demo.cookies["satchel"]
+    demo.post("/logout")
+    demo.post("/login", data={"username": "bob", "password": "builder"})
+    assert demo.cookies["satchel"] != first
+    assert "Welcome, bob" in demo.get("/profile").text
+
+
+def test_demo_serves_its_css_locally(demo: httpx.Client) -> None:
+    page = demo.get("/login").text
+    assert "/static/style.css" in page
+    assert "http://" not in page
+    assert "https://" not in page
+    assert demo.get("/static/style.css").status_code == 200
+
+
+def test_demo_escapes_user_input(demo: httpx.Client) -> None:
+    response = demo.post("/login", data={"username": "<script>", "password": "x"})
+    assert "<script>" not in response.text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_satchel_demo_command_serves_over_http(tmp_path: Path) -> None:
+    """`satchel demo` as the README runs it: a real server, a real socket, SQLite in the
+    working directory, a random key with a warning."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SATCHEL_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "satchel.cli", "demo", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                httpx.get(base + "/login", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        with httpx.Client(base_url=base) as c:
+            response = c.post("/login", data={"username": "alice", "password": "wonderland"})
+            assert response.status_code == 303
+            cookie = re.match(r"satchel=([^;]+)", response.headers["set-cookie"])
+            assert cookie is not None
+            me = c.get("/api/me", headers={"cookie": f"satchel={cookie.group(1)}"})
+            assert me.json() == {"username": "alice"}
+        assert (tmp_path / "satchel.db").exists()
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=10)
+    assert "sessions will not survive a restart" in output
+    assert "satchel demo on http://127.0.0.1" in output
+
+
+def test_env_settings() -> None:
+    settings = from_env(
+        {
+            "SATCHEL_STORE": "memory://",
+            "SATCHEL_SECRET_KEYS": f"{KEY}, {KEY[::-1]}",
+            "SATCHEL_IDLE_TIMEOUT": "60",
+            "SATCHEL_ABSOLUTE_TIMEOUT": "3600",
+            "SATCHEL_COOKIE_NAME": "__Host-sid",
+            "SATCHEL_COOKIE_SECURE": "false",
+        }
+    )
+    assert settings.store == "memory://"
+    assert settings.options == {
+        "secret_keys": [KEY, KEY[::-1]],
+        "idle_timeout": 60.0,
+        "absolute_timeout": 3600.0,
+        "cookie_name": "__Host-sid",
+        "cookie_secure": False,
+    }
+    assert not settings.generated_key
+    assert from_env({}, store="memory://").generated_key
+    assert (
+        from_env({"SATCHEL_STORE": "memory://"}, store="sqlite:///x.db").store == "sqlite:///x.db"
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SATCHEL_IDLE_TIMEOUT": "soon"}, "SATCHEL_IDLE_TIMEOUT='soon' is not a number"),
+        ({"SATCHEL_ABSOLUTE_TIMEOUT": "-1"}, "must be a positive number"),
+        ({"SATCHEL_COOKIE_SECURE": "maybe"}, "use true or false"),
+    ],
+)
+def test_bad_env_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        from_env(env)
+
+
+def test_demo_refuses_invalid_combination(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["demo", "--store", "memory://"],
+        env={"SATCHEL_COOKIE_NAME": "__Host-x", "SATCHEL_COOKIE_SECURE": "false"},
+    )
+    assert result.exit_code == 1
+    assert "__Host- prefix" in result.output
+
+
+def test_keygen() -> None:
+    result = CliRunner().invoke(main, ["keygen"])
+    key = result.output.strip()
+    assert result.exit_code == 0
+    assert len(key) >= 32
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", key)
+
+
+def test_sessions_purge_and_stats(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    store = SQLiteStore(tmp_path / "s.db")
+    drive(request(make_engine(), None, a=1), store)
+    runner = CliRunner()
+    stats = runner.invoke(main, ["sessions", "stats", "--store", url])
+    assert (stats.exit_code, stats.output.strip()) == (0, "live sessions: 1")
+    purge = runner.invoke(main, ["sessions", "purge", "--store", url])
+    assert (purge.exit_code, purge.output.strip()) == (0, "purged 0 expired session(s)")
+    bad = runner.invoke(main, ["sessions", "stats", "--store", "nope://"])
+    assert bad.exit_code == 1
+    assert "unknown scheme" in bad.output

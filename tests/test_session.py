@@ -1,0 +1,104 @@
+"""Change tracking on the Session mapping itself."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from satchel import Session, SessionDataError, SessionStateError
+from satchel.codec import encode
+from satchel.record import Meta
+
+
+def loaded(**data: object) -> Session:
+    session = Session()
+    meta = Meta(handle="h", created=0, last_seen=0, absolute_deadline=100, idle_timeout=10)
+    session._load("x" * 43, "k" * 64, {k: encode(v) for k, v in data.items()}, meta)
+    return session
+
+
+def test_new_session_state() -> None:
+    session = Session()
+    assert session.new
+    assert not session.accessed
+    assert not session.modified
+    assert session.handle is None
+    assert session.user_id is None
+
+
+def test_reading_marks_accessed_not_modified() -> None:
+    session = loaded(a=1)
+    assert session["a"] == 1
+    assert session.accessed
+    assert not session.modified
+
+
+def test_nested_change_is_detected() -> None:
+    session = loaded(cart=[1], prefs={"theme": "light"})
+    session["cart"].append(2)
+    session["prefs"]["theme"] = "dark"
+    change = session._change(session.meta)  # type: ignore[arg-type]
+    assert change is not None
+    assert dict(change.set) == {"cart": "[1,2]", "prefs": '{"theme":"dark"}'}
+    assert change.delete == frozenset()
+
+
+def test_deletes_and_pops_are_tracked() -> None:
+    session = loaded(a=1, b=2, c=3)
+    del session["a"]
+    session.pop("b")
+    session.setdefault("d", 4)
+    change = session._change(session.meta)  # type: ignore[arg-type]
+    assert change is not None
+    assert change.delete == frozenset({"a", "b"})
+    assert dict(change.set) == {"d": "4"}
+
+
+def test_clear_is_a_full_replace() -> None:
+    session = loaded(a=1)
+    session.clear()
+    session["b"] = 2
+    change = session._change(session.meta)  # type: ignore[arg-type]
+    assert change is not None
+    assert change.clear
+    assert dict(change.set) == {"b": "2"}
+
+
+def test_unstorable_values_fail_at_assignment() -> None:
+    session = Session()
+    with pytest.raises(SessionDataError, match="cannot store a object"):
+        session["x"] = object()
+    with pytest.raises(TypeError, match="keys must be strings"):
+        session[1] = "x"  # type: ignore[index]
+    assert "x" not in session
+
+
+def test_it_is_a_dict_for_code_that_expects_one() -> None:
+    session = loaded(a=1)
+    session.update({"b": 2}, c=3)
+    assert isinstance(session, dict)
+    assert dict(session) == {"a": 1, "b": 2, "c": 3}
+    assert json.loads(json.dumps(session)) == {"a": 1, "b": 2, "c": 3}
+    assert session == {"a": 1, "b": 2, "c": 3}
+    assert sorted(session.keys()) == ["a", "b", "c"]
+    assert len(session) == 3
+
+
+def test_save_without_a_store_is_a_clear_error() -> None:
+    with pytest.raises(SessionStateError, match="not bound"):
+        Session().save()
+
+
+def test_destroy_then_write_starts_over() -> None:
+    session = loaded(a=1)
+    session.destroy()
+    assert session.new
+    assert dict(session) == {}
+    session["flash"] = "bye"
+    assert session._destroyed_keys == ["k" * 64]
+
+
+def test_set_expiry_validates() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        Session().set_expiry(idle_timeout=0)
