@@ -38,7 +38,7 @@ def test_nested_change_is_detected() -> None:
     session = loaded(cart=[1], prefs={"theme": "light"})
     session["cart"].append(2)
     session["prefs"]["theme"] = "dark"
-    change = session._change(session.meta)  # type: ignore[arg-type]
+    change = session._change(lambda: session.meta)  # type: ignore[arg-type,return-value]
     assert change is not None
     assert dict(change.set) == {"cart": "[1,2]", "prefs": '{"theme":"dark"}'}
     assert change.delete == frozenset()
@@ -49,7 +49,7 @@ def test_deletes_and_pops_are_tracked() -> None:
     del session["a"]
     session.pop("b")
     session.setdefault("d", 4)
-    change = session._change(session.meta)  # type: ignore[arg-type]
+    change = session._change(lambda: session.meta)  # type: ignore[arg-type,return-value]
     assert change is not None
     assert change.delete == frozenset({"a", "b"})
     assert dict(change.set) == {"d": "4"}
@@ -59,7 +59,7 @@ def test_clear_is_a_full_replace() -> None:
     session = loaded(a=1)
     session.clear()
     session["b"] = 2
-    change = session._change(session.meta)  # type: ignore[arg-type]
+    change = session._change(lambda: session.meta)  # type: ignore[arg-type,return-value]
     assert change is not None
     assert change.clear
     assert dict(change.set) == {"b": "2"}
@@ -102,3 +102,20 @@ def test_destroy_then_write_starts_over() -> None:
 def test_set_expiry_validates() -> None:
     with pytest.raises(ValueError, match="positive"):
         Session().set_expiry(idle_timeout=0)
+
+
+def test_reading_immutable_values_needs_no_diff() -> None:
+    session = loaded(a=1, name="x", when=None)
+    assert (session["a"], session.get("name"), session.get("when")) == (1, "x", None)
+    assert not session._needs_commit()
+    assert session._change(lambda: session.meta) is None  # type: ignore[arg-type,return-value]
+
+
+def test_mutable_values_handed_out_by_get_are_tracked() -> None:
+    session = loaded(cart=[1], pair=([1], 2))
+    session.get("cart").append(2)
+    session["pair"][0].append(3)
+    assert session._needs_commit()
+    change = session._change(lambda: session.meta)  # type: ignore[arg-type,return-value]
+    assert change is not None
+    assert set(change.set) == {"cart", "pair"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Unpack
 
-from .engine import Engine, RequestInfo, adrive, response_headers
+from .engine import Engine, InfoSource, RequestInfo, adrive, response_headers
 from .errors import StoreError
 from .log import logger
 from .options import DEFAULT_STORE, SessionOptions, build
@@ -87,7 +87,9 @@ class SessionMiddleware:
             logger.error("session store unavailable while loading: %s", exc)
             await self.on_store_unavailable(scope, receive, send)
             return
-        info = _request_info(scope)
+
+        def info() -> RequestInfo:
+            return _request_info(scope)
 
         async def save(s: Session) -> None:
             await adrive(engine.commit(s, info), store)
@@ -103,7 +105,7 @@ class SessionMiddleware:
         async def send_with_session(message: Message) -> None:
             nonlocal failed
             if message["type"] == "http.response.start":
-                if message["status"] < 500:
+                if message["status"] < 500 and session._needs_commit():
                     try:
                         await save(session)
                     except StoreError as exc:
@@ -125,7 +127,7 @@ class SessionMiddleware:
         send: Send,
         session: Session,
         engine: Engine,
-        info: RequestInfo,
+        info: InfoSource,
     ) -> None:
         async def send_with_session(message: Message) -> None:
             if message["type"] == "websocket.accept":

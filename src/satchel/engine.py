@@ -138,10 +138,19 @@ async def adrive(flow: Flow[T], store: Store) -> T:
 
 @dataclass(frozen=True, slots=True)
 class RequestInfo:
-    """What a request tells about its device, recorded when a session is created."""
+    """What a request tells about its device, recorded when a session is created.
+
+    Calling it returns itself, so a commit can take either a RequestInfo or a function
+    that makes one only when needed (most requests never create a session)."""
 
     user_agent: str | None = None
     client_ip: str | None = None
+
+    def __call__(self) -> RequestInfo:
+        return self
+
+
+InfoSource = Callable[[], RequestInfo]
 
 
 class Engine:
@@ -248,7 +257,7 @@ class Engine:
 
     # -- committing ---------------------------------------------------------------------------
 
-    def commit(self, session: Session, info: RequestInfo) -> Flow[None]:
+    def commit(self, session: Session, info: InfoSource) -> Flow[None]:
         """Write what the request changed. Sets ``session._outgoing_cookie``."""
         session._ensure_loaded()
         now = self.clock()
@@ -277,8 +286,7 @@ class Engine:
             yield from self._create(session, info, now, base=current)
             return
 
-        meta = self._next_meta(current, session._meta_updates, now, info)
-        change = session._change(meta)
+        change = session._change(lambda: self._next_meta(current, session._meta_updates, now, info))
         if change is None:
             if session._cookie_refresh:
                 session._cookie_refresh = False
@@ -288,17 +296,19 @@ class Engine:
         if version is None:
             self._lost(session, key)
             return
+        meta = change.meta
         session._committed(session_id, key, meta.with_changes(version=version))
         if meta.persistent or session._cookie_refresh:
             session._cookie_refresh = False
             self._set_cookie(session, session_id, meta, now)
 
     def _create(
-        self, session: Session, info: RequestInfo, now: float, base: Meta | None
+        self, session: Session, info: InfoSource, now: float, base: Meta | None
     ) -> Flow[None]:
         if base is None:
+            device = info()
             base = self.expiry.new_meta(
-                ids.new_handle(), now, user_agent=info.user_agent, client_ip=info.client_ip
+                ids.new_handle(), now, user_agent=device.user_agent, client_ip=device.client_ip
             )
         else:
             base = base.with_changes(handle=ids.new_handle(), version=1)
@@ -310,10 +320,11 @@ class Engine:
         self._set_cookie(session, session_id, meta, now)
 
     @staticmethod
-    def _next_meta(meta: Meta, updates: dict[str, Any], now: float, info: RequestInfo) -> Meta:
+    def _next_meta(meta: Meta, updates: dict[str, Any], now: float, info: InfoSource) -> Meta:
         changes = dict(updates)
         if changes.pop("device", False):  # a login records the device it happened on
-            changes["user_agent"], changes["client_ip"] = info.user_agent, info.client_ip
+            device = info()
+            changes["user_agent"], changes["client_ip"] = device.user_agent, device.client_ip
         absolute = changes.pop("absolute_timeout", None)
         if changes.pop("restart", False):  # a login starts the absolute timeout afresh
             changes["created"] = now

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cache
-from hashlib import sha256
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -35,10 +33,13 @@ def _derive(secret: bytes, purpose: bytes, length: int = 32) -> bytes:
 class _Key:
     kid: str
     secret: bytes
+    subkeys: dict[bytes, bytes] = field(default_factory=dict, compare=False)
 
-    @cache  # noqa: B019 - keys live as long as the keyring; a handful of purposes each
     def subkey(self, purpose: bytes) -> bytes:
-        return _derive(self.secret, purpose)
+        subkey = self.subkeys.get(purpose)
+        if subkey is None:
+            subkey = self.subkeys[purpose] = _derive(self.secret, purpose)
+        return subkey
 
 
 class Keyring:
@@ -90,5 +91,5 @@ class Keyring:
 
     @staticmethod
     def _mac(key: _Key, purpose: bytes, message: str) -> str:
-        digest = hmac.new(key.subkey(purpose), message.encode("ascii"), sha256).digest()
+        digest = hmac.digest(key.subkey(purpose), message.encode("ascii"), "sha256")
         return b64encode(digest[:16])

@@ -6,7 +6,10 @@ for WSGI) and commits it when the response starts; :meth:`Session.save` commits 
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from decimal import Decimal
 from typing import Any
 
 from . import codec
@@ -14,6 +17,8 @@ from .errors import SessionStateError
 from .record import Change, Meta
 
 SaveHook = Callable[["Session"], None]
+# Values that cannot change in place: reading them cannot hide a nested modification.
+_IMMUTABLE = (str, int, float, type(None), bytes, dt.date, uuid.UUID, Decimal)
 AsyncSaveHook = Callable[["Session"], Awaitable[None]]
 
 
@@ -34,6 +39,7 @@ class Session(dict[str, Any]):
         "_destroyed_keys",
         "_key",
         "_loader",
+        "_maybe_modified",
         "_meta",
         "_meta_dirty",
         "_meta_updates",
@@ -50,6 +56,7 @@ class Session(dict[str, Any]):
         self._meta: Meta | None = None
         self._baseline: dict[str, str] = {}
         self._accessed = False
+        self._maybe_modified = False  # a write, or a mutable value handed out
         self._cleared = False
         self._regenerate = False
         self._meta_dirty = False
@@ -81,12 +88,18 @@ class Session(dict[str, Any]):
     def __getitem__(self, key: str) -> Any:
         self._ensure_loaded()
         self._accessed = True
-        return dict.__getitem__(self, key)
+        value = dict.__getitem__(self, key)
+        if not isinstance(value, _IMMUTABLE):
+            self._maybe_modified = True  # e.g. session["cart"].append(x)
+        return value
 
     def get(self, key: str, default: Any = None) -> Any:
         self._ensure_loaded()
         self._accessed = True
-        return dict.get(self, key, default)
+        value = dict.get(self, key, default)
+        if not isinstance(value, _IMMUTABLE):
+            self._maybe_modified = True
+        return value
 
     def __contains__(self, key: object) -> bool:
         self._ensure_loaded()
@@ -113,12 +126,12 @@ class Session(dict[str, Any]):
 
     def values(self) -> Any:
         self._ensure_loaded()
-        self._accessed = True
+        self._accessed = self._maybe_modified = True
         return dict.values(self)
 
     def items(self) -> Any:
         self._ensure_loaded()
-        self._accessed = True
+        self._accessed = self._maybe_modified = True
         return dict.items(self)
 
     def copy(self) -> dict[str, Any]:
@@ -140,12 +153,12 @@ class Session(dict[str, Any]):
             raise TypeError("session keys must be strings")
         codec.encode(value)  # refuse what cannot be stored now, not at commit time
         self._ensure_loaded()
-        self._accessed = True
+        self._accessed = self._maybe_modified = True
         dict.__setitem__(self, key, value)
 
     def __delitem__(self, key: str) -> None:
         self._ensure_loaded()
-        self._accessed = True
+        self._accessed = self._maybe_modified = True
         dict.__delitem__(self, key)
 
     def setdefault(self, key: str, default: Any = None) -> Any:
@@ -155,12 +168,12 @@ class Session(dict[str, Any]):
 
     def pop(self, key: str, *default: Any) -> Any:
         self._ensure_loaded()
-        self._accessed = True
+        self._accessed = self._maybe_modified = True
         return dict.pop(self, key, *default)
 
     def popitem(self) -> tuple[str, Any]:
         self._ensure_loaded()
-        self._accessed = True
+        self._accessed = self._maybe_modified = True
         return dict.popitem(self)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
@@ -174,7 +187,7 @@ class Session(dict[str, Any]):
     def clear(self) -> None:
         """Empty the data. The record (and, until issue 5's login helpers, the user) stays."""
         self._ensure_loaded()
-        self._accessed = True
+        self._accessed = self._maybe_modified = True
         self._cleared = True
         dict.clear(self)
 
@@ -195,7 +208,7 @@ class Session(dict[str, Any]):
         self._baseline = {}
         self._cleared = self._regenerate = self._meta_dirty = self._cookie_refresh = False
         self._meta_updates = {}
-        self._accessed = True
+        self._accessed = self._maybe_modified = True
 
     def set_expiry(
         self,
@@ -257,7 +270,7 @@ class Session(dict[str, Any]):
         self._ensure_loaded()
         if self._cleared or self._regenerate or self._meta_dirty or self._destroyed_keys:
             return True
-        return self._accessed and self._diff() != ({}, frozenset())
+        return self._maybe_modified and self._diff() != ({}, frozenset())
 
     @property
     def meta(self) -> Meta | None:
@@ -290,16 +303,29 @@ class Session(dict[str, Any]):
     def _encoded(self) -> dict[str, str]:
         return {name: codec.encode(value) for name, value in dict.items(self)}
 
-    def _change(self, meta: Meta) -> Change | None:
-        """The per-key change to commit, or None when nothing changed."""
-        if not (self._accessed or self._meta_dirty):
+    def _change(self, meta: Callable[[], Meta]) -> Change | None:
+        """The per-key change to commit, or None when nothing changed. ``meta`` makes the
+        next metadata, only called when there is something to write."""
+        if not (self._maybe_modified or self._meta_dirty):
             return None
-        changed, removed = self._diff()
         if self._cleared:
-            return Change(meta=meta, set=self._encoded(), clear=True)
+            return Change(meta=meta(), set=self._encoded(), clear=True)
+        changed, removed = self._diff()
         if not changed and not removed and not self._meta_dirty:
             return None
-        return Change(meta=meta, set=changed, delete=removed)
+        return Change(meta=meta(), set=changed, delete=removed)
+
+    def _needs_commit(self) -> bool:
+        """False for a session the request never touched: the commit can be skipped."""
+        return bool(
+            self._maybe_modified
+            or self._regenerate
+            or self._cleared
+            or self._meta_dirty
+            or self._destroyed_keys
+            or self._cookie_refresh
+            or self._outgoing_cookie
+        )
 
     def _committed(self, session_id: str, key: str, meta: Meta) -> None:
         """Reset tracking after a successful commit: what is stored now is the baseline."""
@@ -308,7 +334,7 @@ class Session(dict[str, Any]):
         self._cleared = self._regenerate = self._meta_dirty = False
         self._meta_updates = {}
         self._destroyed_keys = []
-        self._accessed = False
+        self._accessed = self._maybe_modified = False
 
     def _abandon(self) -> None:
         """Another request destroyed or regenerated the record under us: drop this

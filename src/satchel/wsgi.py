@@ -64,10 +64,12 @@ class SessionMiddleware:
                 drive(engine.open(session, session_id, resign), store)
 
             session._loader = load
-        info = RequestInfo(
-            user_agent=(environ.get("HTTP_USER_AGENT") or "")[:512] or None,
-            client_ip=environ.get("REMOTE_ADDR"),
-        )
+
+        def info() -> RequestInfo:
+            return RequestInfo(
+                user_agent=(environ.get("HTTP_USER_AGENT") or "")[:512] or None,
+                client_ip=environ.get("REMOTE_ADDR"),
+            )
 
         def save(s: Session) -> None:
             drive(engine.commit(s, info), store)
@@ -80,7 +82,12 @@ class SessionMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
         ) -> Any:
             state["started"] = True
-            if exc_info is None and int(status[:3]) < 500 and session._loader is None:
+            if (
+                exc_info is None
+                and int(status[:3]) < 500
+                and session._loader is None
+                and session._needs_commit()
+            ):
                 try:
                     save(session)
                 except StoreError as exc:

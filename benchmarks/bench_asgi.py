@@ -1,0 +1,156 @@
+"""Per-request cost of satchel's ASGI middleware against the same app without sessions
+and against Starlette's SessionMiddleware, in one process and one run.
+
+Apps are called in process (no HTTP server), as in ../shared/docs/performance-targets.md.
+Routes: untouched (no cookie, the handler ignores the session), read (a live cookie, the
+handler reads one key), write (a live cookie, the handler increments a counter), login
+(no cookie, the handler binds a user). Prints the median microseconds per request.
+
+    .venv/bin/python benchmarks/bench_asgi.py [--requests 2000] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware.sessions import SessionMiddleware as StarletteSessions
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from satchel import MemoryStore, Session, SQLiteStore, login  # noqa: E402
+from satchel.asgi import SessionMiddleware  # noqa: E402
+
+KEY = "benchmark-key-0123456789-0123456789-0123"
+
+
+async def untouched(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def read(request: Request) -> Response:
+    return PlainTextResponse(str(request.session.get("n", 0)))
+
+
+async def write(request: Request) -> Response:
+    request.session["n"] = request.session.get("n", 0) + 1
+    return PlainTextResponse("ok")
+
+
+async def do_login(request: Request) -> Response:
+    if isinstance(request.session, Session):
+        login(request.session, "alice")
+    else:
+        request.session["user"] = "alice"
+    return PlainTextResponse("ok")
+
+
+def app_without_sessions() -> Starlette:
+    async def plain(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    return Starlette(routes=[Route(p, plain) for p in ("/untouched", "/read", "/write", "/login")])
+
+
+def app_with_sessions() -> Starlette:
+    return Starlette(
+        routes=[
+            Route("/untouched", untouched),
+            Route("/read", read),
+            Route("/write", write),
+            Route("/login", do_login),
+        ]
+    )
+
+
+def scope(path: str, cookie: str | None) -> dict[str, Any]:
+    headers = [(b"host", b"bench"), (b"user-agent", b"bench/1")]
+    if cookie:
+        headers.append((b"cookie", cookie.encode("latin-1")))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "https",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("bench", 443),
+    }
+
+
+async def call(app: Any, path: str, cookie: str | None) -> str | None:
+    """One request; returns the name=value of a Set-Cookie, if any."""
+    set_cookie: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            for name, value in message["headers"]:
+                if name == b"set-cookie":
+                    set_cookie.append(value.decode("latin-1").split(";", 1)[0])
+
+    await app(scope(path, cookie), receive, send)
+    return set_cookie[0] if set_cookie else None
+
+
+async def measure(app: Any, route: str, requests: int, rounds: int) -> float:
+    """Median over rounds of the mean microseconds per request."""
+    cookie = await call(app, "/write", None)  # a live session for read and write
+    results = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(requests):
+            if route in ("read", "write"):
+                await call(app, "/" + route, cookie)
+            else:
+                await call(app, "/" + route, None)
+        results.append((time.perf_counter() - start) / requests * 1e6)
+    return statistics.median(results)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp()
+    apps: dict[str, Callable[[], Any]] = {
+        "Starlette, no sessions": app_without_sessions,
+        "Starlette SessionMiddleware (signed cookie)": lambda: StarletteSessions(
+            app_with_sessions(), secret_key=KEY
+        ),
+        "satchel + memory": lambda: SessionMiddleware(
+            app_with_sessions(), store=MemoryStore(), secret_keys=[KEY]
+        ),
+        "satchel + SQLite": lambda: SessionMiddleware(
+            app_with_sessions(), store=SQLiteStore(f"{tmp}/bench.db"), secret_keys=[KEY]
+        ),
+    }
+    routes = ["untouched", "read", "write", "login"]
+    print(f"{'app':45} " + " ".join(f"{r:>10}" for r in routes) + "   (median us/request)")
+    for name, factory in apps.items():
+        app = factory()
+        row = [await measure(app, r, args.requests, args.rounds) for r in routes]
+        print(f"{name:45} " + " ".join(f"{v:10.1f}" for v in row))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
