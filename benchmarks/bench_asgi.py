@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -27,10 +25,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-
-from satchel import MemoryStore, Session, SQLiteStore, login  # noqa: E402
-from satchel.asgi import SessionMiddleware  # noqa: E402
+from satchel import MemoryStore, Session, SQLiteStore, login
+from satchel.asgi import SessionMiddleware
 
 KEY = "benchmark-key-0123456789-0123456789-0123"
 

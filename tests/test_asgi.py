@@ -521,7 +521,7 @@ async def test_logs_never_show_a_raw_id(
 def _locking(path: Path) -> sqlite3.Connection:
     """Another connection holding SQLite's write lock, like a stuck writer in another
     process: the store's writers time out. (WAL readers are not blocked, by design.)"""
-    db = sqlite3.connect(path, isolation_level=None)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("BEGIN IMMEDIATE")
     db.execute("UPDATE satchel_sessions SET version = version")
     return db
@@ -617,3 +617,31 @@ async def test_corrupt_record_gives_empty_session_and_security_warning(
     warnings = [r for r in security_log.records if r.name == "satchel.security"]
     assert any("corrupt" in r.getMessage() for r in warnings)
     assert all(r.levelno >= logging.INFO for r in warnings)
+
+
+async def test_sqlite_busy_lock_moves_the_call_off_the_event_loop(tmp_path: Path) -> None:
+    """A writer holding the lock briefly: the request waits in a worker thread (the loop
+    keeps serving) and then succeeds; no 503 within the store's timeout."""
+    import threading
+
+    path = tmp_path / "s.db"
+    app = make_app(SQLiteStore(path, timeout=5))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
+        await c.get("/incr")
+        blocker = _locking(path)
+        timer = threading.Timer(0.3, lambda: blocker.execute("ROLLBACK"))
+        timer.start()
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while timer.is_alive():
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        response, _ = await asyncio.gather(c.get("/incr"), ticker())
+        timer.join()
+        blocker.close()
+    assert response.json() == {"n": 2}
+    assert ticks > 10  # the event loop was never blocked while the write waited

@@ -297,7 +297,9 @@ class Engine:
             self._lost(session, key)
             return
         meta = change.meta
-        session._committed(session_id, key, meta.with_changes(version=version))
+        session._committed(
+            session_id, key, meta.with_changes(version=version), change.apply(session._baseline)
+        )
         if meta.persistent or session._cookie_refresh:
             session._cookie_refresh = False
             self._set_cookie(session, session_id, meta, now)
@@ -315,8 +317,9 @@ class Engine:
         meta = self._next_meta(base, session._meta_updates, now, info)
         session_id = ids.new_session_id()
         key = ids.store_key(session_id)
-        yield Create(key, Record(session._encoded(), meta))
-        session._committed(session_id, key, meta)
+        data = session._encoded()
+        yield Create(key, Record(data, meta))
+        session._committed(session_id, key, meta, data)
         self._set_cookie(session, session_id, meta, now)
 
     @staticmethod

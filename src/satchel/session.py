@@ -327,10 +327,10 @@ class Session(dict[str, Any]):
             or self._outgoing_cookie
         )
 
-    def _committed(self, session_id: str, key: str, meta: Meta) -> None:
+    def _committed(self, session_id: str, key: str, meta: Meta, stored: dict[str, str]) -> None:
         """Reset tracking after a successful commit: what is stored now is the baseline."""
         self._session_id, self._key, self._meta = session_id, key, meta
-        self._baseline = self._encoded()
+        self._baseline = stored
         self._cleared = self._regenerate = self._meta_dirty = False
         self._meta_updates = {}
         self._destroyed_keys = []
