@@ -27,3 +27,6 @@ def artifacts() -> Path:
     path = Path(__file__).resolve().parent.parent / "test-artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+pytest_plugins = ["tests.services"]

@@ -35,9 +35,9 @@ class CountingStore(Store):
     def reset(self) -> None:
         self.calls.clear()
 
-    def load(self, key: str, now: float) -> Record | None:
+    def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
         self.calls["load"] += 1
-        return self.inner.load(key, now)
+        return self.inner.load(key, now, refresh_after)
 
     def touch(self, key: str, last_seen: float, now: float) -> bool:
         self.calls["touch"] += 1
@@ -64,9 +64,11 @@ class CountingStore(Store):
     def close(self) -> None:
         self.inner.close()
 
-    async def aload(self, key: str, now: float) -> Record | None:
+    async def aload(
+        self, key: str, now: float, refresh_after: float | None = None
+    ) -> Record | None:
         self.calls["load"] += 1
-        return await self.inner.aload(key, now)
+        return await self.inner.aload(key, now, refresh_after)
 
     async def atouch(self, key: str, last_seen: float, now: float) -> bool:
         self.calls["touch"] += 1

@@ -44,12 +44,13 @@ class Op(Generic[R]):
 class Load(Op[Record | None]):
     key: str
     now: float
+    refresh_after: float | None = None
 
     def run(self, store: Store) -> Record | None:
-        return store.load(self.key, self.now)
+        return store.load(self.key, self.now, self.refresh_after)
 
     async def arun(self, store: Store) -> Record | None:
-        return await store.aload(self.key, self.now)
+        return await store.aload(self.key, self.now, self.refresh_after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +228,7 @@ class Engine:
         key = ids.store_key(session_id)
         now = self.clock()
         try:
-            record = yield Load(key, now)
+            record = yield Load(key, now, self.expiry.refresh_after)
         except CorruptRecord:
             record = None
             security.warning("session %s: corrupt record discarded", ids.log_ref(key))
@@ -246,7 +247,9 @@ class Engine:
             security.warning("session %s: corrupt record discarded", ids.log_ref(key))
             yield Delete(key)
             return session
-        if refresh_due(meta, now, self.expiry.refresh_after):
+        if record.refreshed:
+            session._cookie_refresh = meta.persistent
+        elif refresh_due(meta, now, self.expiry.refresh_after):
             if not (yield Touch(key, now)):
                 session._abandon()
                 return session

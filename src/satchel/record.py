@@ -52,10 +52,14 @@ class Meta:
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """A stored session: encoded data values by key, and metadata."""
+    """A stored session: encoded data values by key, and metadata.
+
+    ``refreshed`` is True when the store refreshed "last seen" while loading (stores that
+    fold the throttled refresh into their one read round trip)."""
 
     data: Mapping[str, str]
     meta: Meta
+    refreshed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,8 +29,12 @@ class Store(ABC):
     """Base class of server-side stores. Subclasses implement the sync methods."""
 
     @abstractmethod
-    def load(self, key: str, now: float) -> Record | None:
-        """The record under ``key``, or None if missing or expired at ``now``."""
+    def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
+        """The record under ``key``, or None if missing or expired at ``now``.
+
+        With ``refresh_after``, a store may also refresh "last seen" in the same round trip
+        when ``satchel.policy.refresh_due`` holds, and return the record with
+        ``refreshed=True``; otherwise the core sends a separate :meth:`touch`."""
 
     @abstractmethod
     def touch(self, key: str, last_seen: float, now: float) -> bool:
@@ -62,8 +66,10 @@ class Store(ABC):
 
     # Async forms: a worker thread by default; native async stores override them.
 
-    async def aload(self, key: str, now: float) -> Record | None:
-        return await asyncio.to_thread(self.load, key, now)
+    async def aload(
+        self, key: str, now: float, refresh_after: float | None = None
+    ) -> Record | None:
+        return await asyncio.to_thread(self.load, key, now, refresh_after)
 
     async def atouch(self, key: str, last_seen: float, now: float) -> bool:
         return await asyncio.to_thread(self.touch, key, last_seen, now)

@@ -92,7 +92,7 @@ class FileStore(Store):
             return None
         return record
 
-    def load(self, key: str, now: float) -> Record | None:
+    def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
         return self._live(key, now)
 
     def touch(self, key: str, last_seen: float, now: float) -> bool:

@@ -31,7 +31,7 @@ class MemoryStore(Store):
         self._records.move_to_end(key)
         return record
 
-    def load(self, key: str, now: float) -> Record | None:
+    def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
         with self._lock:
             return self._live(key, now)
 
@@ -85,8 +85,10 @@ class MemoryStore(Store):
         while len(self._records) >= self.max_entries:
             self._records.popitem(last=False)
 
-    async def aload(self, key: str, now: float) -> Record | None:
-        return self.load(key, now)
+    async def aload(
+        self, key: str, now: float, refresh_after: float | None = None
+    ) -> Record | None:
+        return self.load(key, now, refresh_after)
 
     async def atouch(self, key: str, last_seen: float, now: float) -> bool:
         return self.touch(key, last_seen, now)

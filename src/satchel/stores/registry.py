@@ -7,6 +7,9 @@
 ``sqlite:////abs/path.db``      SQLite file at an absolute path
 ``file://relative/dir``         one file per session below a directory
 ``file:///abs/dir``             the same, absolute
+``redis://host:6379/0``         Redis (``rediss://`` for TLS), extra ``redis`` needed
+``redis+sentinel://h:26379/svc`` Redis behind Sentinel, primary of service ``svc``
+``redis+cluster://h:7000,h:7001`` Redis Cluster, any reachable nodes
 ==============================  ================================================
 """
 
@@ -25,6 +28,10 @@ _SCHEMES: dict[str, str] = {
     "memory": "satchel.stores.registry:_memory",
     "sqlite": "satchel.stores.registry:_sqlite",
     "file": "satchel.stores.registry:_file",
+    "redis": "satchel.stores.redis:from_url",
+    "rediss": "satchel.stores.redis:from_url",
+    "redis+sentinel": "satchel.stores.redis:from_url",
+    "redis+cluster": "satchel.stores.redis:from_url",
 }
 
 

@@ -135,7 +135,7 @@ class SQLiteStore(Store):
             raise CorruptRecord("session data is not an object")
         return Record(values, Meta.from_json(meta))
 
-    def load(self, key: str, now: float) -> Record | None:
+    def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
         row = self._run(
             lambda db: db.execute(
                 "SELECT data, meta FROM satchel_sessions WHERE key = ? AND expires_at > ?",
@@ -245,8 +245,10 @@ class SQLiteStore(Store):
             self._local.nowait = False
         return await asyncio.to_thread(fn, *args)
 
-    async def aload(self, key: str, now: float) -> Record | None:
-        return await self._inline_first(self.load, key, now)
+    async def aload(
+        self, key: str, now: float, refresh_after: float | None = None
+    ) -> Record | None:
+        return await self._inline_first(self.load, key, now, refresh_after)
 
     async def atouch(self, key: str, last_seen: float, now: float) -> bool:
         return await self._inline_first(self.touch, key, last_seen, now)

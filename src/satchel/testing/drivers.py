@@ -38,10 +38,10 @@ class StoreDriver:
         assert self._runner is not None
         return self._runner.run(coro)
 
-    def load(self, key: str, now: float) -> Record | None:
+    def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
         if self._runner:
-            return self._run(self.store.aload(key, now))
-        return self.store.load(key, now)
+            return self._run(self.store.aload(key, now, refresh_after))
+        return self.store.load(key, now, refresh_after)
 
     def touch(self, key: str, last_seen: float, now: float) -> bool:
         if self._runner:

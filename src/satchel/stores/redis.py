@@ -1,0 +1,478 @@
+"""Redis store (redis-py): single server, TLS, Sentinel and Cluster; Valkey speaks the same
+protocol.
+
+Each session is one hash, ``{prefix}s:{store key}``:
+
+========  ===========================================================
+``d:*``   one field per app key, holding the encoded value
+``m``     the metadata as JSON (``ls`` and ``v`` override what it says)
+``ls``    last seen, epoch seconds
+``it``    idle timeout, seconds
+``ad``    absolute deadline, epoch seconds
+``v``     record version
+========  ===========================================================
+
+Every operation is one single-key Lua script (or one command), so it is atomic, costs one
+round trip and runs unchanged on Redis Cluster, where a session's keys and a user's index
+keys live in different slots. The hash's TTL is ``min(ls + it, ad)``, so Redis drops a
+session by itself and a TTL never reaches past the absolute deadline; the core checks the
+same rule on every load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
+from ..record import Change, Meta, Record
+from .base import Store
+
+T = TypeVar("T")
+
+# KEYS[1] session hash; ARGV: now, refresh_after (-1: never)
+# Returns nil, or {flat HGETALL, refreshed 0/1}.
+LOAD = """
+local h = redis.call('HGETALL', KEYS[1])
+if #h == 0 then return nil end
+local f = {}
+for i = 1, #h, 2 do f[h[i]] = h[i + 1] end
+local now = tonumber(ARGV[1])
+local ls, it, ad = tonumber(f['ls']), tonumber(f['it']), tonumber(f['ad'])
+if not (ls and it and ad) then return {h, 0} end
+if now >= math.min(ls + it, ad) then return nil end
+local refresh = tonumber(ARGV[2])
+if refresh >= 0 and now - ls >= refresh and ls < ad then
+  redis.call('HSET', KEYS[1], 'ls', ARGV[1])
+  redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', math.min(now + it, ad) * 1000))
+  return {h, 1}
+end
+return {h, 0}
+"""
+
+# KEYS[1]; ARGV: last_seen, now. Returns 1 if the session exists and is live, else 0.
+TOUCH = """
+local f = redis.call('HMGET', KEYS[1], 'ls', 'it', 'ad')
+local ls, it, ad = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
+if not (ls and it and ad) then return 0 end
+local seen, now = tonumber(ARGV[1]), tonumber(ARGV[2])
+if now >= math.min(ls + it, ad) then return 0 end
+if seen > ls then
+  redis.call('HSET', KEYS[1], 'ls', ARGV[1])
+  redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', math.min(seen + it, ad) * 1000))
+end
+return 1
+"""
+
+# KEYS[1]; ARGV: expire_at_ms, then field, value pairs. Refuses to overwrite.
+CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS[1]; ARGV: now, clear (0/1), meta json, ls, it, ad, n_set, then n_set name/value
+# pairs, then names to delete. Returns the new version, or nil if the session is gone.
+UPDATE = """
+local f = redis.call('HMGET', KEYS[1], 'ls', 'it', 'ad')
+local ls, it, ad = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
+if not (ls and it and ad) then return nil end
+if tonumber(ARGV[1]) >= math.min(ls + it, ad) then return nil end
+if ARGV[2] == '1' then
+  local fields = redis.call('HKEYS', KEYS[1])
+  for _, name in ipairs(fields) do
+    if string.sub(name, 1, 2) == 'd:' then redis.call('HDEL', KEYS[1], name) end
+  end
+end
+local n = tonumber(ARGV[7])
+local i = 8
+for _ = 1, n do
+  redis.call('HSET', KEYS[1], 'd:' .. ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+while i <= #ARGV do
+  redis.call('HDEL', KEYS[1], 'd:' .. ARGV[i])
+  i = i + 1
+end
+redis.call('HSET', KEYS[1], 'm', ARGV[3], 'ls', ARGV[4], 'it', ARGV[5], 'ad', ARGV[6])
+local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
+local expires = math.min(tonumber(ARGV[4]) + tonumber(ARGV[5]), tonumber(ARGV[6]))
+redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', expires * 1000))
+return v
+"""
+
+DEFAULT_PREFIX = "satchel:"
+DEFAULT_TIMEOUT = 2.0
+
+
+def _unavailable_errors() -> tuple[type[BaseException], ...]:
+    from redis import exceptions as rx
+
+    return (
+        rx.ConnectionError,
+        rx.TimeoutError,
+        rx.ClusterDownError,
+        rx.ReadOnlyError,
+        rx.TryAgainError,
+        rx.RedisClusterException,
+        OSError,
+    )
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import RedisError
+
+    return (RedisError, *_unavailable_errors())
+
+
+def _translate(exc: BaseException) -> StoreError:
+    if isinstance(exc, _unavailable_errors()):
+        return StoreUnavailable(f"Redis store unavailable: {exc}", exc)
+    return StoreError(f"Redis store failed: {exc}", exc)
+
+
+def _fields(record: Record) -> list[str | bytes]:
+    meta = record.meta
+    flat: list[str | bytes] = [
+        "m",
+        meta.to_json(),
+        "ls",
+        repr(meta.last_seen),
+        "it",
+        repr(meta.idle_timeout),
+        "ad",
+        repr(meta.absolute_deadline),
+        "v",
+        str(meta.version),
+    ]
+    for name, value in record.data.items():
+        flat += ["d:" + name, value]
+    return flat
+
+
+def _record(reply: Sequence[Any], now: float) -> Record:
+    """A Record from the LOAD script's reply (the hash before any refresh, and a flag)."""
+    flat, refreshed = reply[0], bool(reply[1])
+    data: dict[str, str] = {}
+    fields: dict[bytes, bytes] = {}
+    try:
+        for i in range(0, len(flat), 2):
+            name, value = flat[i], flat[i + 1]
+            if name.startswith(b"d:"):
+                data[name[2:].decode()] = value.decode()
+            else:
+                fields[name] = value
+        last_seen = now if refreshed else float(fields[b"ls"])
+        meta = Meta.from_json(fields[b"m"]).with_changes(
+            last_seen=last_seen, version=int(fields[b"v"])
+        )
+    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise CorruptRecord("Redis session hash cannot be decoded", exc) from exc
+    return Record(data, meta, refreshed=refreshed)
+
+
+def _update_args(change: Change, now: float) -> list[str]:
+    meta = change.meta
+    args = [
+        repr(now),
+        "1" if change.clear else "0",
+        meta.to_json(),
+        repr(meta.last_seen),
+        repr(meta.idle_timeout),
+        repr(meta.absolute_deadline),
+        str(len(change.set)),
+    ]
+    for name, value in change.set.items():
+        args += [name, value]
+    args += list(change.delete)
+    return args
+
+
+class RedisStore(Store):
+    """``RedisStore("redis://localhost:6379/0")``, or around clients the app already has:
+    ``RedisStore(client=redis.Redis(...), async_client=redis.asyncio.Redis(...))``.
+
+    The sync client serves the sync path, the async client the async path; each is made
+    from the URL on first use when not given. ``prefix`` starts every key this store
+    writes (default ``"satchel:"``).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        async_client: Any = None,
+        prefix: str = DEFAULT_PREFIX,
+        socket_timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_TIMEOUT,
+        max_connections: int = 50,
+    ) -> None:
+        if url is None and client is None and async_client is None:
+            raise ConfigurationError("RedisStore needs a URL or a client")
+        self.url = url
+        self.prefix = prefix
+        self.options = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
+            "max_connections": max_connections,
+        }
+        self._client = client
+        self._async_client = async_client
+        self._resources: list[Any] = []  # e.g. Sentinel connections, closed with the store
+        self._scripts: dict[str, Any] = {}
+        self._async_scripts: dict[str, Any] = {}
+
+    # -- clients --------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            if self.url is None:
+                raise ConfigurationError("this RedisStore has no sync client; pass client=")
+            self._client, extra = make_client(self.url, asyncio=False, **self.options)
+            self._resources += extra
+        return self._client
+
+    @property
+    def async_client(self) -> Any:
+        if self._async_client is None:
+            if self.url is None:
+                raise ConfigurationError("this RedisStore has no async client; pass async_client=")
+            self._async_client, extra = make_client(self.url, asyncio=True, **self.options)
+            self._resources += extra
+        return self._async_client
+
+    def _script(self, source: str) -> Any:
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self.client.register_script(source)
+        return script
+
+    def _ascript(self, source: str) -> Any:
+        script = self._async_scripts.get(source)
+        if script is None:
+            script = self._async_scripts[source] = self.async_client.register_script(source)
+        return script
+
+    def hash_key(self, key: str) -> str:
+        return f"{self.prefix}s:{key}"
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except StoreError:
+            raise
+        except _driver_errors() as exc:
+            raise _translate(exc) from exc
+
+    async def _aerrors(self, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        except StoreError:
+            raise
+        except _driver_errors() as exc:
+            raise _translate(exc) from exc
+
+    # -- sync path ----------------------------------------------------------------------------
+
+    def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
+        with self._errors():
+            reply = self._script(LOAD)(
+                keys=[self.hash_key(key)],
+                args=[repr(now), -1 if refresh_after is None else repr(refresh_after)],
+            )
+        return None if reply is None else _record(reply, now)
+
+    def touch(self, key: str, last_seen: float, now: float) -> bool:
+        with self._errors():
+            return bool(
+                self._script(TOUCH)(keys=[self.hash_key(key)], args=[repr(last_seen), repr(now)])
+            )
+
+    def create(self, key: str, record: Record) -> None:
+        expire_ms = str(int(record.meta.expires_at * 1000))
+        with self._errors():
+            created = self._script(CREATE)(
+                keys=[self.hash_key(key)], args=[expire_ms, *_fields(record)]
+            )
+        if not created:
+            raise StoreError("session key collision")
+
+    def update(self, key: str, change: Change, now: float) -> int | None:
+        with self._errors():
+            version = self._script(UPDATE)(
+                keys=[self.hash_key(key)], args=_update_args(change, now)
+            )
+        return None if version is None else int(version)
+
+    def delete(self, key: str) -> bool:
+        with self._errors():
+            return bool(self.client.delete(self.hash_key(key)))
+
+    def purge_expired(self, now: float, batch_size: int = 500) -> int:
+        """Redis expires sessions by their TTL: nothing to purge."""
+        return 0
+
+    def count(self, now: float) -> int:
+        with self._errors():
+            return sum(1 for _ in self.client.scan_iter(match=f"{self.prefix}s:*", count=1000))
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        for resource in self._resources:
+            if hasattr(resource, "close") and not hasattr(resource, "aclose"):
+                resource.close()
+
+    # -- async path ---------------------------------------------------------------------------
+
+    async def aload(
+        self, key: str, now: float, refresh_after: float | None = None
+    ) -> Record | None:
+        script = self._ascript(LOAD)
+        reply = await self._aerrors(
+            lambda: script(
+                keys=[self.hash_key(key)],
+                args=[repr(now), -1 if refresh_after is None else repr(refresh_after)],
+            )
+        )
+        return None if reply is None else _record(reply, now)
+
+    async def atouch(self, key: str, last_seen: float, now: float) -> bool:
+        script = self._ascript(TOUCH)
+        reply = await self._aerrors(
+            lambda: script(keys=[self.hash_key(key)], args=[repr(last_seen), repr(now)])
+        )
+        return bool(reply)
+
+    async def acreate(self, key: str, record: Record) -> None:
+        script = self._ascript(CREATE)
+        expire_ms = str(int(record.meta.expires_at * 1000))
+        created = await self._aerrors(
+            lambda: script(keys=[self.hash_key(key)], args=[expire_ms, *_fields(record)])
+        )
+        if not created:
+            raise StoreError("session key collision")
+
+    async def aupdate(self, key: str, change: Change, now: float) -> int | None:
+        script = self._ascript(UPDATE)
+        version = await self._aerrors(
+            lambda: script(keys=[self.hash_key(key)], args=_update_args(change, now))
+        )
+        return None if version is None else int(version)
+
+    async def adelete(self, key: str) -> bool:
+        client = self.async_client
+        return bool(await self._aerrors(lambda: client.delete(self.hash_key(key))))
+
+    async def apurge_expired(self, now: float, batch_size: int = 500) -> int:
+        return 0
+
+    async def aclose(self) -> None:
+        if self._async_client is not None:
+            await self._async_client.aclose()
+        for resource in self._resources:
+            if hasattr(resource, "aclose"):
+                await resource.aclose()
+
+
+# -- URLs ---------------------------------------------------------------------------------------
+
+
+def _hosts(netloc: str, default_port: int) -> tuple[str | None, list[tuple[str, int]]]:
+    """``[password@]host:port,host:port`` -> (password, [(host, port), ...])."""
+    password = None
+    if "@" in netloc:
+        auth, netloc = netloc.rsplit("@", 1)
+        password = unquote(auth.partition(":")[2] or auth)
+    hosts = []
+    for part in netloc.split(","):
+        host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
+        try:
+            hosts.append((host or "localhost", int(port) if port else default_port))
+        except ValueError:
+            raise ConfigurationError(f"Redis URL: bad port in {part!r}") from None
+    return password, hosts
+
+
+def make_client(url: str, *, asyncio: bool, **options: Any) -> tuple[Any, list[Any]]:
+    """A redis-py client (sync or asyncio) for a satchel Redis URL, and the other
+    connections it relies on (Sentinel's), to close with it."""
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    # One quick retry: enough to ride over a dropped idle connection, short enough that a
+    # dead server gives a prompt 503.
+    options = {"retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), 1), **options}
+    scheme, _, rest = url.partition("://")
+    netloc, _, tail = rest.partition("/")
+    path, _, _query = tail.partition("?")
+    if scheme in ("redis", "rediss", "unix"):
+        if asyncio:
+            return redis.asyncio.Redis.from_url(url, **options), []
+        return redis.Redis.from_url(url, **options), []
+    if scheme == "redis+cluster":
+        password, hosts = _hosts(netloc, 6379)
+        options.pop("max_connections", None)
+        if asyncio:
+            from redis.asyncio.cluster import ClusterNode as AsyncNode
+            from redis.asyncio.cluster import RedisCluster as AsyncCluster
+
+            nodes = [AsyncNode(h, p) for h, p in hosts]
+            return AsyncCluster(startup_nodes=nodes, password=password, **options), []
+        from redis.cluster import ClusterNode, RedisCluster
+
+        sync_nodes = [ClusterNode(h, p) for h, p in hosts]  # type: ignore[no-untyped-call]
+        return RedisCluster(startup_nodes=sync_nodes, password=password, **options), []
+    if scheme == "redis+sentinel":
+        password, hosts = _hosts(netloc, 26379)
+        service, _, db = path.partition("/")
+        if not service:
+            raise ConfigurationError(
+                "Redis Sentinel URL names no service: redis+sentinel://host:26379/mymaster"
+            )
+        options.pop("max_connections", None)
+        kwargs = {"password": password, "db": int(db or 0), **options}
+        timeouts = {
+            k: options[k] for k in ("socket_timeout", "socket_connect_timeout") if k in options
+        }
+        if asyncio:
+            from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+
+            sentinel: Any = AsyncSentinel(hosts, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+            return sentinel.master_for(service, **kwargs), list(sentinel.sentinels)
+        from redis.sentinel import Sentinel
+
+        sync_sentinel: Any = Sentinel(hosts, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        return sync_sentinel.master_for(service, **kwargs), list(sync_sentinel.sentinels)
+    raise ConfigurationError(f"not a Redis URL: {url!r}")
+
+
+def from_url(url: str) -> RedisStore:
+    """``redis://``, ``rediss://``, ``redis+sentinel://`` or ``redis+cluster://``, with
+    optional ``prefix``, ``socket_timeout``, ``connect_timeout`` and ``max_connections``
+    query parameters (satchel's own; everything else is left to redis-py)."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    options: dict[str, Any] = {}
+    try:
+        if "prefix" in query:
+            options["prefix"] = query.pop("prefix")[0]
+        for name, cast in (
+            ("socket_timeout", float),
+            ("connect_timeout", float),
+            ("max_connections", int),
+        ):
+            if name in query:
+                options[name] = cast(query.pop(name)[0])
+    except ValueError as exc:
+        raise ConfigurationError(f"Redis URL {url!r}: {exc}") from exc
+    rest = "&".join(f"{k}={v}" for k, values in query.items() for v in values)
+    clean = parts._replace(query=rest).geturl()
+    return RedisStore(clean, **options)

@@ -1,0 +1,350 @@
+"""Real servers for the tests, on loopback only.
+
+The shared services (Redis 6379, PostgreSQL 5432, MariaDB 3306) are used when they answer.
+What does not run is started here on a free port (Redis Cluster and Sentinel nodes, private
+Redis servers, memcached) and stopped afterwards. With CI=true a service that can be neither
+reached nor started fails the run instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+LOOPBACK = "127.0.0.1"
+
+
+def unavailable(what: str) -> None:
+    """Fail under CI, skip elsewhere."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{what} is not available, and CI must not skip it")
+    pytest.skip(f"{what} is not available")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 > 65535:
+            port = 20000 + port % 30000
+        pair = []
+        try:
+            for candidate in (port, port + 10000):
+                s = socket.socket()
+                pair.append(s)
+                s.bind((LOOPBACK, candidate))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in pair:
+                s.close()
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def port_open(port: int, host: str = LOOPBACK) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def redis_cli(port: int, *args: str) -> str:
+    result = subprocess.run(
+        ["redis-cli", "-h", LOOPBACK, "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return result.stdout.strip()
+
+
+class RedisServer:
+    """A private ``redis-server`` process on a free loopback port."""
+
+    def __init__(self, directory: Path, *args: str, port: int | None = None) -> None:
+        if shutil.which("redis-server") is None:
+            unavailable("redis-server")
+        self.port = port or free_port()
+        self.directory = directory
+        self.args = args
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                *self.args,
+                "--port",
+                str(self.port),
+                "--bind",
+                LOOPBACK,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+                "--logfile",
+                str(self.directory / f"redis-{self.port}.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: redis_cli(self.port, "ping") == "PONG", f"redis-server :{self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def pause(self) -> None:
+        """Freeze the server: connections stay open, nothing answers (a hung server)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The machine's Redis on 6379, or a private one when it does not answer."""
+    if port_open(6379) and redis_cli(6379, "ping") == "PONG":
+        yield f"redis://{LOOPBACK}:6379/0"
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Three cluster primaries from redis-server, joined with redis-cli --cluster create."""
+    if shutil.which("redis-cli") is None:
+        unavailable("redis-cli")
+    base = tmp_path_factory.mktemp("cluster")
+    nodes = []
+    try:
+        for _ in range(3):
+            port = free_cluster_port()
+            nodes.append(
+                RedisServer(
+                    base / str(port),
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(base / f"nodes-{port}.conf"),
+                    "--cluster-node-timeout",
+                    "2000",
+                    port=port,
+                )
+            )
+        addresses = [f"{LOOPBACK}:{n.port}" for n in nodes]
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+
+        def cluster_ok() -> bool:
+            return all("cluster_state:ok" in redis_cli(n.port, "cluster", "info") for n in nodes)
+
+        wait_for(cluster_ok, "cluster state ok")
+        yield "redis+cluster://" + ",".join(addresses)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+class SentinelSetup:
+    """A primary, a replica and one sentinel watching them as service ``satchel``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.primary = RedisServer(directory / "primary")
+        self.replica = RedisServer(
+            directory / "replica", "--replicaof", LOOPBACK, str(self.primary.port)
+        )
+        wait_for(
+            lambda: "master_link_status:up" in redis_cli(self.replica.port, "info", "replication"),
+            "replica in sync",
+        )
+        self.sentinel_port = free_port()
+        config = directory / "sentinel.conf"
+        config.write_text(
+            f"port {self.sentinel_port}\nbind {LOOPBACK}\ndir {directory}\n"
+            f"sentinel monitor satchel {LOOPBACK} {self.primary.port} 1\n"
+            "sentinel down-after-milliseconds satchel 1000\n"
+            "sentinel failover-timeout satchel 10000\n"
+        )
+        self.sentinel = subprocess.Popen(
+            ["redis-server", str(config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: self.master_port() == self.primary.port, "sentinel sees the primary")
+        wait_for(
+            lambda: (
+                "num-slaves" in redis_cli(self.sentinel_port, "sentinel", "master", "satchel")
+                and redis_cli(self.sentinel_port, "sentinel", "replicas", "satchel") != ""
+            ),
+            "sentinel sees the replica",
+        )
+
+    def master_port(self) -> int | None:
+        reply = redis_cli(self.sentinel_port, "sentinel", "get-master-addr-by-name", "satchel")
+        lines = reply.splitlines()
+        return int(lines[1]) if len(lines) == 2 and lines[1].isdigit() else None
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://{LOOPBACK}:{self.sentinel_port}/satchel/0"
+
+    def failover(self) -> None:
+        """Force a failover and wait until the replica is the primary."""
+        old = self.master_port()
+        redis_cli(self.sentinel_port, "sentinel", "failover", "satchel")
+        wait_for(lambda: self.master_port() not in (None, old), "failover", timeout=30)
+        new = self.master_port()
+        assert new is not None
+        wait_for(
+            lambda: "role:master" in redis_cli(new, "info", "replication"), "new primary ready"
+        )
+
+    def stop(self) -> None:
+        self.sentinel.terminate()
+        self.sentinel.wait(10)
+        self.replica.stop()
+        self.primary.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSetup]:
+    """A Sentinel setup shared by the conformance tests."""
+    setup = SentinelSetup(tmp_path_factory.mktemp("sentinel"))
+    yield setup
+    setup.stop()
+
+
+@pytest.fixture
+def private_sentinel(tmp_path: Path) -> Iterator[SentinelSetup]:
+    """A Sentinel setup of one's own, to fail over."""
+    setup = SentinelSetup(tmp_path)
+    yield setup
+    setup.stop()
+
+
+class TcpProxy:
+    """A loopback TCP proxy whose link can be cut and restored, to fail a shared database
+    server for one test without stopping it for the others."""
+
+    def __init__(self, target_port: int, target_host: str = LOOPBACK) -> None:
+        self.target = (target_host, target_port)
+        self.listener = socket.create_server((LOOPBACK, 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.cut_off = False
+        self._links: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.cut_off:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._links += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        """Drop every open connection and refuse new ones."""
+        self.cut_off = True
+        with self._lock:
+            for s in self._links:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            self._links = []
+
+    def restore(self) -> None:
+        self.cut_off = False
+
+    def close(self) -> None:
+        self._closed = True
+        self.cut()
+        self.listener.close()
