@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -32,6 +33,14 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_connections() -> Iterator[None]:
+    """Collect garbage after each test, so an unclosed connection fails the test that
+    leaked it rather than a later one."""
+    yield
+    gc.collect()
 
 
 def _prefix() -> str:
@@ -80,6 +89,7 @@ def test_urls_pick_the_right_client(redis_url: str) -> None:
     cluster = from_url("redis+cluster://127.0.0.1:1,127.0.0.1:2")
     assert cluster.url == "redis+cluster://127.0.0.1:1,127.0.0.1:2"
     assert from_url("rediss://example.invalid:6380/1").url == "rediss://example.invalid:6380/1"
+    store.close()
 
 
 def test_keys_are_hashed_and_ttl_stops_at_the_absolute_deadline(redis_url: str) -> None:
@@ -101,6 +111,7 @@ def test_keys_are_hashed_and_ttl_stops_at_the_absolute_deadline(redis_url: str) 
     assert expire_at <= meta.absolute_deadline
     client.delete(keys[0])
     client.close()
+    store.close()
 
 
 # -- round trips, counted at the connection ---------------------------------------------------
@@ -141,6 +152,7 @@ async def counted(redis_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Redi
         await c.get("/read")
         yield c, store
     await async_client.aclose()
+    await pool.disconnect()
 
 
 async def round_trips(client: httpx.AsyncClient, path: str) -> int:
@@ -179,6 +191,8 @@ def test_sync_round_trips(redis_url: str) -> None:
     drive(request(engine, sid, b=2), store)
     assert CountingConnection.sent - before == 2
     store.delete(ids.store_key(sid or ""))
+    store.close()
+    pool.disconnect()
 
 
 # -- faults ------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 ``redis://host:6379/0``         Redis (``rediss://`` for TLS), extra ``redis`` needed
 ``redis+sentinel://h:26379/svc`` Redis behind Sentinel, primary of service ``svc``
 ``redis+cluster://h:7000,h:7001`` Redis Cluster, any reachable nodes
+``postgresql://user@host/db``   PostgreSQL, extra ``postgres`` needed
 ==============================  ================================================
 """
 
@@ -32,6 +33,8 @@ _SCHEMES: dict[str, str] = {
     "rediss": "satchel.stores.redis:from_url",
     "redis+sentinel": "satchel.stores.redis:from_url",
     "redis+cluster": "satchel.stores.redis:from_url",
+    "postgresql": "satchel.stores.postgres:from_url",
+    "postgres": "satchel.stores.postgres:from_url",
 }
 
 

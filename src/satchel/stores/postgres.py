@@ -1,0 +1,417 @@
+"""PostgreSQL store (psycopg 3 and psycopg_pool, sync and async).
+
+Every operation is one statement in autocommit mode, so one round trip, atomic by itself:
+the per-key commit merges inside PostgreSQL with jsonb ``-`` and ``||`` under the row lock,
+so no read-modify-write race exists; the throttled "last seen" refresh of a read is folded
+into the read with a data-modifying CTE.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
+from ..record import Change, Meta, Record
+from .base import Store
+
+DEFAULT_TABLE = "satchel_sessions"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS {t} (
+    key                text PRIMARY KEY,          -- SHA-256 of the session ID, hex
+    data               jsonb NOT NULL,            -- app key -> encoded value (JSON text)
+    meta               text NOT NULL,             -- JSON of satchel.Meta
+    last_seen          double precision NOT NULL, -- epoch seconds
+    idle_timeout       double precision NOT NULL, -- seconds
+    absolute_deadline  double precision NOT NULL, -- epoch seconds
+    expires_at         double precision NOT NULL, -- least(last_seen + idle, deadline)
+    user_id            text,                      -- NULL until login
+    handle             text NOT NULL,             -- public handle shown in UIs
+    version            bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {t}_expires_at ON {t} (expires_at);
+CREATE INDEX IF NOT EXISTS {t}_user_id ON {t} (user_id) WHERE user_id IS NOT NULL;
+"""
+
+_LOAD = "SELECT data, meta, last_seen, version FROM {t} WHERE key = %s AND expires_at > %s"
+
+# One statement: refresh "last seen" when due, and return the row either way.
+_LOAD_REFRESH = """
+WITH touched AS (
+    UPDATE {t} SET last_seen = %(now)s,
+                   expires_at = least(%(now)s + idle_timeout, absolute_deadline)
+    WHERE key = %(key)s AND expires_at > %(now)s
+      AND %(now)s - last_seen >= %(refresh)s AND last_seen < absolute_deadline
+    RETURNING data, meta, last_seen, version
+)
+SELECT data, meta, last_seen, version, true FROM touched
+UNION ALL
+SELECT data, meta, last_seen, version, false FROM {t}
+WHERE key = %(key)s AND expires_at > %(now)s AND NOT EXISTS (SELECT 1 FROM touched)
+"""
+
+_TOUCH = """
+UPDATE {t} SET last_seen = greatest(last_seen, %(seen)s),
+               expires_at = least(greatest(last_seen, %(seen)s) + idle_timeout,
+                                  absolute_deadline)
+WHERE key = %(key)s AND expires_at > %(now)s
+"""
+
+_CREATE = """
+INSERT INTO {t} (key, data, meta, last_seen, idle_timeout, absolute_deadline, expires_at,
+                 user_id, handle, version)
+VALUES (%(key)s, %(data)s, %(meta)s, %(ls)s, %(it)s, %(ad)s, %(exp)s, %(uid)s, %(handle)s,
+        %(version)s)
+"""
+
+_UPDATE = """
+UPDATE {t} SET
+    data = (CASE WHEN %(clear)s THEN '{{}}'::jsonb ELSE data - %(delete)s::text[] END)
+           || %(set)s::jsonb,
+    meta = %(meta)s, last_seen = %(ls)s, idle_timeout = %(it)s,
+    absolute_deadline = %(ad)s, expires_at = %(exp)s, user_id = %(uid)s,
+    handle = %(handle)s, version = version + 1
+WHERE key = %(key)s AND expires_at > %(now)s
+RETURNING version
+"""
+
+_DELETE = "DELETE FROM {t} WHERE key = %s"
+
+# Small batches, skipping rows other transactions hold: the table is never locked for long.
+_PURGE = """
+DELETE FROM {t} WHERE key IN (
+    SELECT key FROM {t} WHERE expires_at <= %s LIMIT %s FOR UPDATE SKIP LOCKED
+)
+"""
+
+_COUNT = "SELECT count(*) FROM {t} WHERE expires_at > %s"
+
+
+def _translate(exc: BaseException) -> StoreError:
+    import psycopg
+
+    if isinstance(exc, psycopg.OperationalError):
+        return StoreUnavailable(f"PostgreSQL store unavailable: {exc}", exc)
+    return StoreError(f"PostgreSQL store failed: {exc}", exc)
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    data, meta, last_seen, version, *rest = row
+    if not isinstance(data, dict):
+        raise CorruptRecord("session data is not an object")
+    meta_obj = Meta.from_json(meta).with_changes(last_seen=last_seen, version=version)
+    return Record(data, meta_obj, refreshed=bool(rest and rest[0]))
+
+
+def _meta_params(meta: Meta) -> dict[str, Any]:
+    return {
+        "meta": meta.to_json(),
+        "ls": meta.last_seen,
+        "it": meta.idle_timeout,
+        "ad": meta.absolute_deadline,
+        "exp": meta.expires_at,
+        "uid": meta.user_id,
+        "handle": meta.handle,
+    }
+
+
+class PostgresStore(Store):
+    """``PostgresStore("postgresql://app@db/app")``, or around pools the app already has:
+    ``PostgresStore(pool=ConnectionPool(...), async_pool=AsyncConnectionPool(...))``.
+
+    Pools made here: ``max_size`` connections at most (default 10), ``timeout`` seconds to
+    wait for a connection and for each statement (default 5). The table is created on first
+    use, or by ``satchel db init``; the pools are rebuilt in a forked child.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        pool: Any = None,
+        async_pool: Any = None,
+        table: str = DEFAULT_TABLE,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 5.0,
+        create_table: bool = True,
+    ) -> None:
+        if url is None and pool is None and async_pool is None:
+            raise ConfigurationError("PostgresStore needs a URL or a pool")
+        if not _IDENTIFIER.fullmatch(table):
+            raise ConfigurationError(f"table name {table!r} is not a plain SQL identifier")
+        self.url, self.table = url, table
+        self.min_size, self.max_size, self.timeout = min_size, max_size, timeout
+        self._pool, self._async_pool = pool, async_pool
+        self._owns_pools = pool is None and async_pool is None
+        self._ready = not create_table
+        self._pid = os.getpid()
+        self._sql = {
+            name: sql.format(t=table)
+            for name, sql in {
+                "load": _LOAD,
+                "load_refresh": _LOAD_REFRESH,
+                "touch": _TOUCH,
+                "create": _CREATE,
+                "update": _UPDATE,
+                "delete": _DELETE,
+                "purge": _PURGE,
+                "count": _COUNT,
+                "schema": SCHEMA,
+            }.items()
+        }
+
+    # -- pools ------------------------------------------------------------------------------
+
+    def _check_fork(self) -> None:
+        if os.getpid() != self._pid and self._owns_pools:
+            self._pool = self._async_pool = None  # the parent's sockets are not ours
+            self._pid = os.getpid()
+
+    def _configure(self, conn: Any) -> None:
+        conn.execute(f"SET statement_timeout = {int(self.timeout * 1000)}")
+
+    async def _aconfigure(self, conn: Any) -> None:
+        await conn.execute(f"SET statement_timeout = {int(self.timeout * 1000)}")
+
+    @property
+    def pool(self) -> Any:
+        self._check_fork()
+        if self._pool is None:
+            if self.url is None:
+                raise ConfigurationError("this PostgresStore has no sync pool; pass pool=")
+            from psycopg_pool import ConnectionPool
+
+            self._pool = ConnectionPool(
+                self.url,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                timeout=self.timeout,
+                kwargs={"autocommit": True, "connect_timeout": max(1, int(self.timeout))},
+                configure=self._configure,
+                open=True,
+            )
+        return self._pool
+
+    async def _apool(self) -> Any:
+        self._check_fork()
+        if self._async_pool is None:
+            if self.url is None:
+                raise ConfigurationError("this PostgresStore has no async pool; pass async_pool=")
+            from psycopg_pool import AsyncConnectionPool
+
+            pool = AsyncConnectionPool(
+                self.url,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                timeout=self.timeout,
+                kwargs={"autocommit": True, "connect_timeout": max(1, int(self.timeout))},
+                configure=self._aconfigure,
+                open=False,
+            )
+            await pool.open()
+            self._async_pool = pool
+        return self._async_pool
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        import psycopg
+
+        try:
+            with self.pool.connection() as conn:
+                if not self._ready:
+                    conn.execute(self._sql["schema"])
+                    self._ready = True
+                with conn.cursor() as cur:
+                    yield cur
+        except StoreError:
+            raise
+        except psycopg.Error as exc:
+            raise _translate(exc) from exc
+
+    @asynccontextmanager
+    async def _acursor(self) -> AsyncIterator[Any]:
+        import psycopg
+
+        try:
+            pool = await self._apool()
+            async with pool.connection() as conn:
+                if not self._ready:
+                    await conn.execute(self._sql["schema"])
+                    self._ready = True
+                async with conn.cursor() as cur:
+                    yield cur
+        except StoreError:
+            raise
+        except psycopg.Error as exc:
+            raise _translate(exc) from exc
+
+    def init_schema(self) -> None:
+        """Create the table and its indexes (``satchel db init``)."""
+        self._ready = False
+        with self._cursor():
+            pass
+
+    # -- statements and their parameters, shared by both paths -------------------------------
+
+    def _load_call(self, key: str, now: float, refresh: float | None) -> tuple[str, Any]:
+        if refresh is None:
+            return self._sql["load"], (key, now)
+        return self._sql["load_refresh"], {"key": key, "now": now, "refresh": refresh}
+
+    @staticmethod
+    def _create_params(key: str, record: Record) -> dict[str, Any]:
+        from psycopg.types.json import Jsonb
+
+        return {
+            "key": key,
+            "data": Jsonb(dict(record.data)),
+            "version": record.meta.version,
+            **_meta_params(record.meta),
+        }
+
+    @staticmethod
+    def _update_params(key: str, change: Change, now: float) -> dict[str, Any]:
+        from psycopg.types.json import Jsonb
+
+        return {
+            "key": key,
+            "now": now,
+            "clear": change.clear,
+            "delete": list(change.delete),
+            "set": Jsonb(dict(change.set)),
+            **_meta_params(change.meta),
+        }
+
+    def _collision(self, exc: StoreError) -> StoreError:
+        import psycopg
+
+        if isinstance(exc.original, psycopg.errors.UniqueViolation):
+            return StoreError("session key collision", exc.original)
+        return exc
+
+    # -- sync path ----------------------------------------------------------------------------
+
+    def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
+        with self._cursor() as cur:
+            cur.execute(*self._load_call(key, now, refresh_after))
+            row = cur.fetchone()
+        return None if row is None else _record(row)
+
+    def touch(self, key: str, last_seen: float, now: float) -> bool:
+        with self._cursor() as cur:
+            cur.execute(self._sql["touch"], {"key": key, "seen": last_seen, "now": now})
+            return bool(cur.rowcount)
+
+    def create(self, key: str, record: Record) -> None:
+        try:
+            with self._cursor() as cur:
+                cur.execute(self._sql["create"], self._create_params(key, record))
+        except StoreError as exc:
+            raise self._collision(exc) from exc.original
+
+    def update(self, key: str, change: Change, now: float) -> int | None:
+        with self._cursor() as cur:
+            cur.execute(self._sql["update"], self._update_params(key, change, now))
+            row = cur.fetchone()
+        return None if row is None else int(row[0])
+
+    def delete(self, key: str) -> bool:
+        with self._cursor() as cur:
+            cur.execute(self._sql["delete"], (key,))
+            return bool(cur.rowcount)
+
+    def purge_expired(self, now: float, batch_size: int = 500) -> int:
+        total = 0
+        while True:
+            with self._cursor() as cur:
+                cur.execute(self._sql["purge"], (now, batch_size))
+                deleted: int = cur.rowcount
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+    def count(self, now: float) -> int:
+        with self._cursor() as cur:
+            cur.execute(self._sql["count"], (now,))
+            row = cur.fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        if self._pool is not None and self._owns_pools:
+            self._pool.close()
+            self._pool = None
+
+    # -- async path ---------------------------------------------------------------------------
+
+    async def aload(
+        self, key: str, now: float, refresh_after: float | None = None
+    ) -> Record | None:
+        async with self._acursor() as cur:
+            await cur.execute(*self._load_call(key, now, refresh_after))
+            row = await cur.fetchone()
+        return None if row is None else _record(row)
+
+    async def atouch(self, key: str, last_seen: float, now: float) -> bool:
+        async with self._acursor() as cur:
+            await cur.execute(self._sql["touch"], {"key": key, "seen": last_seen, "now": now})
+            return bool(cur.rowcount)
+
+    async def acreate(self, key: str, record: Record) -> None:
+        try:
+            async with self._acursor() as cur:
+                await cur.execute(self._sql["create"], self._create_params(key, record))
+        except StoreError as exc:
+            raise self._collision(exc) from exc.original
+
+    async def aupdate(self, key: str, change: Change, now: float) -> int | None:
+        async with self._acursor() as cur:
+            await cur.execute(self._sql["update"], self._update_params(key, change, now))
+            row = await cur.fetchone()
+        return None if row is None else int(row[0])
+
+    async def adelete(self, key: str) -> bool:
+        async with self._acursor() as cur:
+            await cur.execute(self._sql["delete"], (key,))
+            return bool(cur.rowcount)
+
+    async def apurge_expired(self, now: float, batch_size: int = 500) -> int:
+        total = 0
+        while True:
+            async with self._acursor() as cur:
+                await cur.execute(self._sql["purge"], (now, batch_size))
+                deleted: int = cur.rowcount
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+    async def aclose(self) -> None:
+        if self._async_pool is not None and self._owns_pools:
+            await self._async_pool.close()
+            self._async_pool = None
+        self.close()
+
+
+def from_url(url: str) -> PostgresStore:
+    """``postgresql://user@host:5432/db?table=...&max_size=10&timeout=5``; satchel's own
+    query parameters are taken out, the rest goes to libpq."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    options: dict[str, Any] = {}
+    try:
+        if "table" in query:
+            options["table"] = query.pop("table")[0]
+        for name, cast in (("min_size", int), ("max_size", int), ("timeout", float)):
+            if name in query:
+                options[name] = cast(query.pop(name)[0])
+    except ValueError as exc:
+        raise ConfigurationError(f"PostgreSQL URL: {exc}") from exc
+    scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
+    rest = urlencode([(k, v) for k, values in query.items() for v in values])
+    return PostgresStore(parts._replace(scheme=scheme, query=rest).geturl(), **options)
