@@ -11,6 +11,7 @@
 ``redis+sentinel://h:26379/svc`` Redis behind Sentinel, primary of service ``svc``
 ``redis+cluster://h:7000,h:7001`` Redis Cluster, any reachable nodes
 ``postgresql://user@host/db``   PostgreSQL, extra ``postgres`` needed
+``mysql://user:pw@host/db``     MariaDB or MySQL (``mariadb://`` too), extra ``mysql``
 ==============================  ================================================
 """
 
@@ -35,6 +36,8 @@ _SCHEMES: dict[str, str] = {
     "redis+cluster": "satchel.stores.redis:from_url",
     "postgresql": "satchel.stores.postgres:from_url",
     "postgres": "satchel.stores.postgres:from_url",
+    "mysql": "satchel.stores.mysql:from_url",
+    "mariadb": "satchel.stores.mysql:from_url",
 }
 
 

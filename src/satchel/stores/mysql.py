@@ -1,0 +1,365 @@
+"""MariaDB / MySQL store, through SQLAlchemy Core with PyMySQL (sync) and aiomysql (async).
+
+Why these: PyMySQL and aiomysql are pure Python, so they install anywhere without a
+compiler or client library, and speak to MariaDB and MySQL alike; SQLAlchemy Core gives
+both paths a well-kept connection pool (overflow, recycling, invalidation of broken
+connections, fork guidance) that would otherwise be hand-made. No ORM is used.
+
+Every operation is one statement. The per-key commit is one ``UPDATE`` whose
+``JSON_MERGE_PATCH`` sets the changed keys and removes the deleted ones (a JSON null in a
+merge patch removes a key; stored values are JSON strings, never null), under InnoDB's
+row lock: no read-modify-write race. The new version comes back in the OK packet through
+``LAST_INSERT_ID(version + 1)``, so the update needs no second round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
+from ..record import Change, Meta, Record
+from .base import Store
+
+DEFAULT_TABLE = "satchel_sessions"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS {t} (
+    skey               CHAR(64) CHARACTER SET ascii NOT NULL PRIMARY KEY,
+    data               LONGTEXT NOT NULL,   -- JSON object: app key -> encoded value
+    meta               TEXT NOT NULL,       -- JSON of satchel.Meta
+    last_seen          DOUBLE NOT NULL,     -- epoch seconds
+    idle_timeout       DOUBLE NOT NULL,
+    absolute_deadline  DOUBLE NOT NULL,
+    expires_at         DOUBLE NOT NULL,     -- least(last_seen + idle, deadline)
+    user_id            VARCHAR(255) NULL,
+    handle             VARCHAR(32) NOT NULL,
+    version            BIGINT NOT NULL,
+    INDEX {t}_expires_at (expires_at),
+    INDEX {t}_user_id (user_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin
+"""
+
+_LOAD = "SELECT data, meta, last_seen, version FROM {t} WHERE skey = :key AND expires_at > :now"
+# MariaDB and MySQL assign left to right: expires_at sees the new last_seen.
+_TOUCH = """
+UPDATE {t} SET last_seen = GREATEST(last_seen, :seen),
+               expires_at = LEAST(last_seen + idle_timeout, absolute_deadline)
+WHERE skey = :key AND expires_at > :now
+"""
+_CREATE = """
+INSERT INTO {t} (skey, data, meta, last_seen, idle_timeout, absolute_deadline, expires_at,
+                 user_id, handle, version)
+VALUES (:key, :data, :meta, :ls, :it, :ad, :exp, :uid, :handle, :version)
+"""
+_UPDATE = """
+UPDATE {t} SET
+    data = JSON_MERGE_PATCH(IF(:clear, '{{}}', data), :patch),
+    meta = :meta, last_seen = :ls, idle_timeout = :it, absolute_deadline = :ad,
+    expires_at = :exp, user_id = :uid, handle = :handle,
+    version = LAST_INSERT_ID(version + 1)
+WHERE skey = :key AND expires_at > :now
+"""
+_DELETE = "DELETE FROM {t} WHERE skey = :key"
+_PURGE = "DELETE FROM {t} WHERE expires_at <= :now LIMIT {batch}"
+_COUNT = "SELECT count(*) FROM {t} WHERE expires_at > :now"
+
+
+def _translate(exc: BaseException) -> StoreError:
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, sa.OperationalError | sa.TimeoutError | sa.InterfaceError) or (
+        isinstance(exc, sa.DBAPIError) and exc.connection_invalidated
+    ):
+        return StoreUnavailable(f"MySQL store unavailable: {exc.__class__.__name__}", exc)
+    return StoreError(f"MySQL store failed: {exc}", exc)
+
+
+def _record(row: Any) -> Record:
+    data, meta, last_seen, version = row
+    try:
+        values = json.loads(data)
+    except ValueError as exc:
+        raise CorruptRecord("session data cannot be decoded", exc) from exc
+    if not isinstance(values, dict):
+        raise CorruptRecord("session data is not an object")
+    return Record(values, Meta.from_json(meta).with_changes(last_seen=last_seen, version=version))
+
+
+def _meta_params(meta: Meta) -> dict[str, Any]:
+    return {
+        "meta": meta.to_json(),
+        "ls": meta.last_seen,
+        "it": meta.idle_timeout,
+        "ad": meta.absolute_deadline,
+        "exp": meta.expires_at,
+        "uid": meta.user_id,
+        "handle": meta.handle,
+    }
+
+
+class MySQLStore(Store):
+    """``MySQLStore("mysql://app:pw@db/app")`` (also ``mariadb://``).
+
+    ``pool_size`` connections kept (default 10) plus ``max_overflow`` (default 10);
+    ``timeout`` seconds for connecting, reading and waiting for a pooled connection
+    (default 5). Connections are recycled after 30 minutes, below the server's
+    ``wait_timeout``. The table is created on first use or by ``satchel db init``.
+    After a fork the child makes its own pools.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        table: str = DEFAULT_TABLE,
+        pool_size: int = 10,
+        max_overflow: int = 10,
+        timeout: float = 5.0,
+        create_table: bool = True,
+    ) -> None:
+        if not _IDENTIFIER.fullmatch(table):
+            raise ConfigurationError(f"table name {table!r} is not a plain SQL identifier")
+        self.url, self.table = url, table
+        self.pool_size, self.max_overflow, self.timeout = pool_size, max_overflow, timeout
+        self._engine: Any = None
+        self._async_engine: Any = None
+        self._ready = not create_table
+        self._pid = os.getpid()
+        self._sql: dict[str, Any] = {}
+
+    # -- engines ------------------------------------------------------------------------------
+
+    def _driver_url(self, driver: str) -> Any:
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.url).set(drivername=f"mysql+{driver}")
+
+    def _check_fork(self) -> None:
+        if os.getpid() != self._pid:
+            if self._engine is not None:
+                self._engine.dispose(close=False)  # leave the parent's sockets alone
+            self._engine = self._async_engine = None
+            self._pid = os.getpid()
+
+    def _pool_options(self) -> dict[str, Any]:
+        return {
+            "pool_size": self.pool_size,
+            "max_overflow": self.max_overflow,
+            "pool_timeout": self.timeout,
+            "pool_recycle": 1800,
+        }
+
+    @property
+    def engine(self) -> Any:
+        self._check_fork()
+        if self._engine is None:
+            from sqlalchemy import create_engine
+
+            timeout = max(1, int(self.timeout))
+            self._engine = create_engine(
+                self._driver_url("pymysql"),
+                connect_args={
+                    "connect_timeout": timeout,
+                    "read_timeout": timeout,
+                    "write_timeout": timeout,
+                    "charset": "utf8mb4",
+                },
+                **self._pool_options(),
+            )
+        return self._engine
+
+    @property
+    def async_engine(self) -> Any:
+        self._check_fork()
+        if self._async_engine is None:
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            self._async_engine = create_async_engine(
+                self._driver_url("aiomysql"),
+                connect_args={"connect_timeout": max(1, int(self.timeout)), "charset": "utf8mb4"},
+                **self._pool_options(),
+            )
+        return self._async_engine
+
+    def _statement(self, name: str, **fmt: Any) -> Any:
+        cache_key = name if not fmt else f"{name}:{sorted(fmt.items())}"
+        statement = self._sql.get(cache_key)
+        if statement is None:
+            from sqlalchemy import text
+
+            source = {
+                "load": _LOAD,
+                "touch": _TOUCH,
+                "create": _CREATE,
+                "update": _UPDATE,
+                "delete": _DELETE,
+                "purge": _PURGE,
+                "count": _COUNT,
+            }[name]
+            statement = self._sql[cache_key] = text(source.format(t=self.table, **fmt))
+        return statement
+
+    def _run(self, name: str, params: dict[str, Any], **fmt: Any) -> Any:
+        from sqlalchemy import exc as sa
+        from sqlalchemy import text
+
+        try:
+            with self.engine.begin() as conn:
+                if not self._ready:
+                    conn.execute(text(SCHEMA.format(t=self.table)))
+                    self._ready = True
+                return conn.execute(self._statement(name, **fmt), params)
+        except sa.SQLAlchemyError as exc:
+            raise _translate(exc) from exc
+
+    async def _arun(self, name: str, params: dict[str, Any], **fmt: Any) -> Any:
+        from sqlalchemy import exc as sa
+        from sqlalchemy import text
+
+        try:
+            async with self.async_engine.begin() as conn:
+                if not self._ready:
+                    await conn.execute(text(SCHEMA.format(t=self.table)))
+                    self._ready = True
+                return await conn.execute(self._statement(name, **fmt), params)
+        except sa.SQLAlchemyError as exc:
+            raise _translate(exc) from exc
+
+    def init_schema(self) -> None:
+        """Create the table and its indexes (``satchel db init``)."""
+        self._ready = False
+        self._run("count", {"now": 0})
+
+    # -- parameters, shared by both paths -------------------------------------------------------
+
+    @staticmethod
+    def _create_params(key: str, record: Record) -> dict[str, Any]:
+        return {
+            "key": key,
+            "data": json.dumps(dict(record.data)),
+            "version": record.meta.version,
+            **_meta_params(record.meta),
+        }
+
+    @staticmethod
+    def _update_params(key: str, change: Change, now: float) -> dict[str, Any]:
+        patch: dict[str, str | None] = dict.fromkeys(change.delete)
+        patch.update(change.set)
+        return {
+            "key": key,
+            "now": now,
+            "clear": change.clear,
+            "patch": json.dumps(patch),
+            **_meta_params(change.meta),
+        }
+
+    @staticmethod
+    def _version(result: Any) -> int | None:
+        return int(result.lastrowid) if result.rowcount else None
+
+    @staticmethod
+    def _collision(exc: StoreError) -> StoreError:
+        from sqlalchemy import exc as sa
+
+        if isinstance(exc.original, sa.IntegrityError):
+            return StoreError("session key collision", exc.original)
+        return exc
+
+    # -- sync path ----------------------------------------------------------------------------
+
+    def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
+        row = self._run("load", {"key": key, "now": now}).first()
+        return None if row is None else _record(row)
+
+    def touch(self, key: str, last_seen: float, now: float) -> bool:
+        return bool(self._run("touch", {"key": key, "seen": last_seen, "now": now}).rowcount)
+
+    def create(self, key: str, record: Record) -> None:
+        try:
+            self._run("create", self._create_params(key, record))
+        except StoreError as exc:
+            raise self._collision(exc) from exc.original
+
+    def update(self, key: str, change: Change, now: float) -> int | None:
+        return self._version(self._run("update", self._update_params(key, change, now)))
+
+    def delete(self, key: str) -> bool:
+        return bool(self._run("delete", {"key": key}).rowcount)
+
+    def purge_expired(self, now: float, batch_size: int = 500) -> int:
+        total = 0
+        while True:
+            deleted: int = self._run("purge", {"now": now}, batch=int(batch_size)).rowcount
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+    def count(self, now: float) -> int:
+        return int(self._run("count", {"now": now}).scalar_one())
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    # -- async path ---------------------------------------------------------------------------
+
+    async def aload(
+        self, key: str, now: float, refresh_after: float | None = None
+    ) -> Record | None:
+        row = (await self._arun("load", {"key": key, "now": now})).first()
+        return None if row is None else _record(row)
+
+    async def atouch(self, key: str, last_seen: float, now: float) -> bool:
+        result = await self._arun("touch", {"key": key, "seen": last_seen, "now": now})
+        return bool(result.rowcount)
+
+    async def acreate(self, key: str, record: Record) -> None:
+        try:
+            await self._arun("create", self._create_params(key, record))
+        except StoreError as exc:
+            raise self._collision(exc) from exc.original
+
+    async def aupdate(self, key: str, change: Change, now: float) -> int | None:
+        return self._version(await self._arun("update", self._update_params(key, change, now)))
+
+    async def adelete(self, key: str) -> bool:
+        return bool((await self._arun("delete", {"key": key})).rowcount)
+
+    async def apurge_expired(self, now: float, batch_size: int = 500) -> int:
+        total = 0
+        while True:
+            result = await self._arun("purge", {"now": now}, batch=int(batch_size))
+            deleted: int = result.rowcount
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+    async def aclose(self) -> None:
+        if self._async_engine is not None:
+            await self._async_engine.dispose()
+            self._async_engine = None
+        self.close()
+
+
+def from_url(url: str) -> MySQLStore:
+    """``mysql://user:pw@host:3306/db`` or ``mariadb://...``, with optional ``table``,
+    ``pool_size``, ``max_overflow`` and ``timeout`` query parameters."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    options: dict[str, Any] = {}
+    try:
+        if "table" in query:
+            options["table"] = query.pop("table")[0]
+        for name, cast in (("pool_size", int), ("max_overflow", int), ("timeout", float)):
+            if name in query:
+                options[name] = cast(query.pop(name)[0])
+    except ValueError as exc:
+        raise ConfigurationError(f"MySQL URL: {exc}") from exc
+    rest = urlencode([(k, v) for k, values in query.items() for v in values])
+    return MySQLStore(parts._replace(scheme="mysql", query=rest).geturl(), **options)
