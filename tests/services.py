@@ -255,8 +255,16 @@ class SentinelSetup:
     def failover(self) -> None:
         """Force a failover and wait until the replica is the primary."""
         old = self.master_port()
-        redis_cli(self.sentinel_port, "sentinel", "failover", "satchel")
-        wait_for(lambda: self.master_port() not in (None, old), "failover", timeout=30)
+        deadline = time.monotonic() + 60
+        while self.master_port() in (None, old):
+            # Sentinel refuses (NOGOODSLAVE, INPROG) while its view of the replica is stale;
+            # ask again until it promotes one.
+            redis_cli(self.sentinel_port, "sentinel", "failover", "satchel")
+            try:
+                wait_for(lambda: self.master_port() not in (None, old), "failover", timeout=3)
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
         new = self.master_port()
         assert new is not None
         wait_for(
