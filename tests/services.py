@@ -356,3 +356,47 @@ class TcpProxy:
         self._closed = True
         self.cut()
         self.listener.close()
+
+
+class MemcachedServer:
+    """A private ``memcached`` (Debian's package) on a free loopback port."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("memcached")
+        if binary is None:
+            unavailable("memcached (apt-get install memcached)")
+        self.binary = str(binary)
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        args = [self.binary, "-l", LOOPBACK, "-p", str(self.port), "-U", "0", "-m", "64"]
+        if os.geteuid() == 0:
+            args += ["-u", "root"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: port_open(self.port), f"memcached :{self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"memcached://{LOOPBACK}:{self.port}"
+
+
+@pytest.fixture(scope="session")
+def memcached() -> Iterator[MemcachedServer]:
+    server = MemcachedServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_memcached() -> Iterator[MemcachedServer]:
+    server = MemcachedServer()
+    yield server
+    server.stop()

@@ -12,6 +12,7 @@
 ``redis+cluster://h:7000,h:7001`` Redis Cluster, any reachable nodes
 ``postgresql://user@host/db``   PostgreSQL, extra ``postgres`` needed
 ``mysql://user:pw@host/db``     MariaDB or MySQL (``mariadb://`` too), extra ``mysql``
+``memcached://host:11211``      Memcached (several hosts comma-separated), extra ``memcached``
 ==============================  ================================================
 """
 
@@ -38,6 +39,7 @@ _SCHEMES: dict[str, str] = {
     "postgres": "satchel.stores.postgres:from_url",
     "mysql": "satchel.stores.mysql:from_url",
     "mariadb": "satchel.stores.mysql:from_url",
+    "memcached": "satchel.stores.memcached:from_url",
 }
 
 

@@ -1,0 +1,224 @@
+"""Memcached store (pymemcache), the classic shared cache.
+
+Each session is one item, ``{prefix}s:{store key}``, holding JSON ``{"data", "meta"}``.
+Concurrent commits are made safe with compare-and-swap: ``update`` reads the item with its
+CAS token, merges the change and writes it back only if nobody wrote in between, retrying
+otherwise, so disjoint writes all persist and a deleted session is never written back.
+
+Costs: a read is one round trip (``gets``), plus a ``gets``/``cas`` pair for the "last
+seen" refresh at most once per refresh interval; a write is three (the read, then ``gets``
+and ``cas``), more only when another request won the race. The async path runs the same
+client in a worker thread: no asyncio Memcached client offers CAS with the same care.
+
+Memcached may evict any item at any time. An evicted session is simply gone (the user is
+logged out), which fails closed. Anything that later relies on a Memcached marker
+(revocation, indexes) must treat a missing marker as "revoked", never as "allowed".
+
+Expiry: Memcached reads an expiry of more than 30 days (2,592,000 s) as an absolute Unix
+time, so longer lifetimes are sent as the absolute deadline, shorter ones as seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
+from ..record import Change, Meta, Record
+from .base import Store
+
+T = TypeVar("T")
+THIRTY_DAYS = 30 * 24 * 3600
+DEFAULT_PREFIX = "satchel:"
+CAS_ATTEMPTS = 50
+
+
+def expire_value(expires_at: float, now: float) -> int:
+    """The ``exptime`` Memcached needs for an item that must live until ``expires_at``."""
+    seconds = math.ceil(expires_at - now)
+    if seconds <= 0:
+        return -1  # already expired: Memcached drops it at once
+    if seconds > THIRTY_DAYS:
+        return math.ceil(expires_at)  # absolute Unix time
+    return seconds
+
+
+def _encode(record: Record) -> bytes:
+    doc = {"data": dict(record.data), "meta": json.loads(record.meta.to_json())}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _decode(raw: bytes) -> Record:
+    try:
+        doc = json.loads(raw)
+        data, meta = doc["data"], Meta(**doc["meta"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptRecord("Memcached session item cannot be decoded", exc) from exc
+    if not isinstance(data, dict):
+        raise CorruptRecord("Memcached session data is not an object")
+    return Record(data, meta)
+
+
+class MemcachedStore(Store):
+    """``MemcachedStore("memcached://127.0.0.1:11211")``; several servers
+    (``memcached://h1:11211,h2:11211``) are spread by rendezvous hashing.
+
+    ``timeout`` (default 2 s) bounds connecting and each call; ``max_pool_size`` (default
+    32) connections per server."""
+
+    def __init__(
+        self,
+        servers: list[tuple[str, int]],
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        timeout: float = 2.0,
+        max_pool_size: int = 32,
+        client: Any = None,
+    ) -> None:
+        if not servers and client is None:
+            raise ConfigurationError("MemcachedStore needs at least one server")
+        self.servers, self.prefix = servers, prefix
+        self.timeout, self.max_pool_size = timeout, max_pool_size
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from pymemcache.client.base import PooledClient
+            from pymemcache.client.hash import HashClient
+
+            common: dict[str, Any] = {
+                "connect_timeout": self.timeout,
+                "timeout": self.timeout,
+                "max_pool_size": self.max_pool_size,
+                "default_noreply": False,  # we need every answer: add, cas, delete
+                "no_delay": True,
+            }
+            if len(self.servers) == 1:
+                self._client = PooledClient(self.servers[0], **common)
+            else:
+                self._client = HashClient(self.servers, use_pooling=True, **common)
+        return self._client
+
+    def item_key(self, key: str) -> str:
+        return f"{self.prefix}s:{key}"
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
+
+        try:
+            yield
+        except StoreError:
+            raise
+        except (TimeoutError, MemcacheUnexpectedCloseError, OSError) as exc:
+            raise StoreUnavailable(f"Memcached store unavailable: {exc!r}", exc) from exc
+        except MemcacheError as exc:
+            raise StoreError(f"Memcached store failed: {exc}", exc) from exc
+
+    def _cas_loop(
+        self, key: str, now: float, apply: Callable[[Record], Record | None]
+    ) -> Record | None:
+        """Read, transform and compare-and-swap until it sticks. ``apply`` returns the new
+        record, or None to write nothing. Returns what was written, or None if the session
+        is gone, expired, or ``apply`` declined."""
+        item = self.item_key(key)
+        with self._errors():
+            for _ in range(CAS_ATTEMPTS):
+                raw, token = self.client.gets(item)
+                if raw is None:
+                    return None
+                current = _decode(raw)
+                if current.meta.expires_at <= now:
+                    return None
+                new = apply(current)
+                if new is None:
+                    return current
+                stored = self.client.cas(
+                    item, _encode(new), token, expire=expire_value(new.meta.expires_at, now)
+                )
+                if stored:
+                    return new
+                if stored is None:  # NOT_FOUND: deleted meanwhile
+                    return None
+        raise StoreUnavailable(f"Memcached: gave up after {CAS_ATTEMPTS} CAS conflicts")
+
+    def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
+        with self._errors():
+            raw = self.client.get(self.item_key(key))
+        if raw is None:
+            return None
+        record = _decode(raw)
+        return record if record.meta.expires_at > now else None
+
+    def touch(self, key: str, last_seen: float, now: float) -> bool:
+        def refresh(current: Record) -> Record | None:
+            if last_seen <= current.meta.last_seen:
+                return None
+            return Record(current.data, current.meta.with_changes(last_seen=last_seen))
+
+        return self._cas_loop(key, now, refresh) is not None
+
+    def create(self, key: str, record: Record) -> None:
+        now = record.meta.last_seen
+        with self._errors():
+            added = self.client.add(
+                self.item_key(key),
+                _encode(record),
+                expire=expire_value(record.meta.expires_at, now),
+            )
+        if not added:
+            raise StoreError("session key collision")
+
+    def update(self, key: str, change: Change, now: float) -> int | None:
+        def merge(current: Record) -> Record:
+            meta = change.meta.with_changes(version=current.meta.version + 1)
+            return Record(change.apply(current.data), meta)
+
+        written = self._cas_loop(key, now, merge)
+        return None if written is None else written.meta.version
+
+    def delete(self, key: str) -> bool:
+        with self._errors():
+            return bool(self.client.delete(self.item_key(key), noreply=False))
+
+    def purge_expired(self, now: float, batch_size: int = 500) -> int:
+        """Memcached drops expired items by itself: nothing to purge."""
+        return 0
+
+    def count(self, now: float) -> int:
+        raise NotImplementedError("Memcached cannot count one application's sessions")
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def from_url(url: str) -> MemcachedStore:
+    """``memcached://host:11211[,host2:11211]?prefix=...&timeout=...&max_pool_size=...``."""
+    parts = urlsplit(url)
+    netloc = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    servers = []
+    for part in filter(None, netloc.split(",")):
+        host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
+        try:
+            servers.append((host or "127.0.0.1", int(port or 11211)))
+        except ValueError:
+            raise ConfigurationError(f"Memcached URL: bad port in {part!r}") from None
+    query = parse_qs(parts.query)
+    options: dict[str, Any] = {}
+    try:
+        if "prefix" in query:
+            options["prefix"] = query["prefix"][0]
+        if "timeout" in query:
+            options["timeout"] = float(query["timeout"][0])
+        if "max_pool_size" in query:
+            options["max_pool_size"] = int(query["max_pool_size"][0])
+    except ValueError as exc:
+        raise ConfigurationError(f"Memcached URL: {exc}") from exc
+    return MemcachedStore(servers, **options)
