@@ -208,3 +208,27 @@ def test_sessions_purge_and_stats(tmp_path: Path) -> None:
     bad = runner.invoke(main, ["sessions", "stats", "--store", "nope://"])
     assert bad.exit_code == 1
     assert "unknown scheme" in bad.output
+
+
+def test_db_init(tmp_path: Path) -> None:
+    import uuid
+
+    import psycopg
+
+    table = f"satchel_init_{uuid.uuid4().hex[:8]}"
+    url = f"postgresql://postgres@127.0.0.1:5432/test?table={table}"
+    result = CliRunner().invoke(main, ["db", "init", "--store", url])
+    assert (result.exit_code, result.output.strip()) == (0, "session table ready (PostgresStore)")
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() == (table,)
+        conn.execute(f"DROP TABLE {table}")
+    memory = CliRunner().invoke(main, ["db", "init", "--store", "memory://"])
+    assert memory.output.strip() == "MemoryStore needs no schema: nothing to do"
+    sqlite = CliRunner().invoke(main, ["db", "init", "--store", f"sqlite:///{tmp_path}/x.db"])
+    assert sqlite.exit_code == 0
+    assert (tmp_path / "x.db").exists()
+    down = CliRunner().invoke(
+        main, ["db", "init", "--store", "postgresql://postgres@127.0.0.1:1/test?timeout=1"]
+    )
+    assert down.exit_code == 1
+    assert "unavailable" in down.output

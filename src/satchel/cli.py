@@ -100,7 +100,34 @@ def stats(store: str | None) -> None:
     except SatchelError as exc:
         _fail(exc)
         return
+    except NotImplementedError as exc:
+        raise click.ClickException(f"this store cannot count its sessions: {exc}") from exc
     click.echo(f"live sessions: {live}")
+
+
+@main.group()
+def db() -> None:
+    """Database set-up for SQL stores."""
+
+
+@db.command("init")
+@click.option("--store", default=None, help="Store URL (default: SATCHEL_STORE or SQLite).")
+def db_init(store: str | None) -> None:
+    """Create the session table and its indexes (PostgreSQL, MariaDB/MySQL, SQLite)."""
+    backend = _store(store)
+    init = getattr(backend, "init_schema", None)
+    try:
+        if init is not None:
+            init()
+    except SatchelError as exc:
+        _fail(exc)
+        return
+    finally:
+        backend.close()
+    if init is None:
+        click.echo(f"{type(backend).__name__} needs no schema: nothing to do")
+    else:
+        click.echo(f"session table ready ({type(backend).__name__})")
 
 
 if __name__ == "__main__":  # pragma: no cover

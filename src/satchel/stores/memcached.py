@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -84,9 +85,14 @@ class MemcachedStore(Store):
         self.servers, self.prefix = servers, prefix
         self.timeout, self.max_pool_size = timeout, max_pool_size
         self._client = client
+        self._owns_client = client is None
+        self._pid = os.getpid()
 
     @property
     def client(self) -> Any:
+        if os.getpid() != self._pid and self._owns_client:
+            self._client = None  # forked: the parent's sockets are not ours
+            self._pid = os.getpid()
         if self._client is None:
             from pymemcache.client.base import PooledClient
             from pymemcache.client.hash import HashClient

@@ -76,6 +76,10 @@ class SQLiteStore(Store):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
+        self.init_schema()
+
+    def init_schema(self) -> None:
+        """Create the table and its indexes (done on construction; ``satchel db init``)."""
         self._run(lambda db: db.executescript(SCHEMA))
 
     def _connection(self) -> sqlite3.Connection:
