@@ -6,7 +6,11 @@ Routes: untouched (no cookie, the handler ignores the session), read (a live coo
 handler reads one key), write (a live cookie, the handler increments a counter), login
 (no cookie, the handler binds a user). Prints the median microseconds per request.
 
-    .venv/bin/python benchmarks/bench_asgi.py [--requests 2000] [--rounds 7]
+    .venv/bin/python benchmarks/bench_asgi.py [--requests 2000] [--rounds 7] [--servers]
+
+With --servers it adds satchel on the local Redis (127.0.0.1:6379) and PostgreSQL
+(127.0.0.1:5432, database test), starsessions on the same Redis, and the time of one raw
+driver round trip (redis-py asyncio GET, psycopg async SELECT 1) measured in the same run.
 """
 
 from __future__ import annotations
@@ -122,10 +126,69 @@ async def measure(app: Any, route: str, requests: int, rounds: int) -> float:
     return statistics.median(results)
 
 
+async def raw_round_trips(requests: int, rounds: int) -> dict[str, float]:
+    """Median microseconds of one raw driver round trip, same loop, same run."""
+    import psycopg
+    import redis.asyncio
+
+    client = redis.asyncio.Redis()
+    await client.set("satchel-bench-raw", b"x")
+    conn = await psycopg.AsyncConnection.connect(
+        "postgresql://postgres@127.0.0.1:5432/test", autocommit=True
+    )
+
+    async def timed(op: Callable[[], Any]) -> float:
+        results = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for _ in range(requests):
+                await op()
+            results.append((time.perf_counter() - start) / requests * 1e6)
+        return statistics.median(results)
+
+    out = {
+        "redis-py GET": await timed(lambda: client.get("satchel-bench-raw")),
+        "psycopg SELECT 1": await timed(lambda: conn.execute("SELECT 1")),
+    }
+    await client.aclose()
+    await conn.close()
+    return out
+
+
+def server_apps() -> dict[str, Callable[[], Any]]:
+    from starsessions import SessionAutoloadMiddleware
+    from starsessions import SessionMiddleware as StarSessions
+    from starsessions.stores.redis import RedisStore as StarRedis
+
+    from satchel.stores.postgres import PostgresStore
+    from satchel.stores.redis import RedisStore
+
+    def starsessions_app() -> Any:
+        app = app_with_sessions()
+        app.add_middleware(SessionAutoloadMiddleware)
+        app.add_middleware(
+            StarSessions, store=StarRedis(url="redis://127.0.0.1:6379/0"), cookie_https_only=False
+        )
+        return app
+
+    return {
+        "satchel + Redis": lambda: SessionMiddleware(
+            app_with_sessions(), store=RedisStore("redis://127.0.0.1:6379/0"), secret_keys=[KEY]
+        ),
+        "satchel + PostgreSQL": lambda: SessionMiddleware(
+            app_with_sessions(),
+            store=PostgresStore("postgresql://postgres@127.0.0.1:5432/test", table="satchel_bench"),
+            secret_keys=[KEY],
+        ),
+        "starsessions + Redis": starsessions_app,
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--servers", action="store_true")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp()
     apps: dict[str, Callable[[], Any]] = {
@@ -140,12 +203,17 @@ async def main() -> None:
             app_with_sessions(), store=SQLiteStore(f"{tmp}/bench.db"), secret_keys=[KEY]
         ),
     }
+    if args.servers:
+        apps.update(server_apps())
     routes = ["untouched", "read", "write", "login"]
     print(f"{'app':45} " + " ".join(f"{r:>10}" for r in routes) + "   (median us/request)")
     for name, factory in apps.items():
         app = factory()
         row = [await measure(app, r, args.requests, args.rounds) for r in routes]
         print(f"{name:45} " + " ".join(f"{v:10.1f}" for v in row))
+    if args.servers:
+        for name, value in (await raw_round_trips(args.requests, args.rounds)).items():
+            print(f"{'one raw round trip, ' + name:45} {value:10.1f}")
 
 
 if __name__ == "__main__":

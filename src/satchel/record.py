@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from .errors import CorruptRecord
 
 
-@dataclass(frozen=True, slots=True)
-class Meta:
-    """Library-owned metadata of a session. Times are UTC epoch seconds."""
+class Meta(NamedTuple):
+    """Library-owned metadata of a session. Times are UTC epoch seconds.
+
+    Immutable; a NamedTuple because it is built on every load (cheaper than a frozen
+    dataclass on the hot path)."""
 
     handle: str
     created: float
@@ -36,18 +38,28 @@ class Meta:
         return min(self.last_seen + self.idle_timeout, self.absolute_deadline)
 
     def with_changes(self, **changes: Any) -> Meta:
-        return replace(self, **changes)
+        return self._replace(**changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._asdict()
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return json.dumps(self._asdict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Meta:
+        try:
+            return cls(**raw)
+        except TypeError as exc:
+            raise CorruptRecord("session metadata cannot be decoded", exc) from exc
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Meta:
         try:
             raw = json.loads(text)
-            return cls(**raw)
-        except (ValueError, TypeError) as exc:
+        except ValueError as exc:
             raise CorruptRecord("session metadata cannot be decoded", exc) from exc
+        return cls.from_dict(raw)
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,7 @@ class FileStore(Store):
             raise StoreUnavailable(f"session store unavailable: {exc}", exc) from exc
         try:
             doc = json.loads(raw)
-            data, meta = doc["data"], Meta(**doc["meta"])
+            data, meta = doc["data"], Meta.from_dict(doc["meta"])
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptRecord("session file cannot be decoded", exc) from exc
         if not isinstance(data, dict):
@@ -73,7 +73,7 @@ class FileStore(Store):
         return Record(data, meta)
 
     def _write(self, path: Path, record: Record) -> None:
-        doc = {"data": dict(record.data), "meta": json.loads(record.meta.to_json())}
+        doc = {"data": dict(record.data), "meta": record.meta.to_dict()}
         try:
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")  # mode 0600
             try:

@@ -49,14 +49,14 @@ def expire_value(expires_at: float, now: float) -> int:
 
 
 def _encode(record: Record) -> bytes:
-    doc = {"data": dict(record.data), "meta": json.loads(record.meta.to_json())}
+    doc = {"data": dict(record.data), "meta": record.meta.to_dict()}
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def _decode(raw: bytes) -> Record:
     try:
         doc = json.loads(raw)
-        data, meta = doc["data"], Meta(**doc["meta"])
+        data, meta = doc["data"], Meta.from_dict(doc["meta"])
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptRecord("Memcached session item cannot be decoded", exc) from exc
     if not isinstance(data, dict):
