@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Unpack
 
+from .cookiestore import CookieStore
 from .engine import Engine, InfoSource, RequestInfo, adrive, response_headers
 from .errors import StoreError
 from .log import logger
@@ -65,7 +66,7 @@ class SessionMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        store: str | Store = DEFAULT_STORE,
+        store: str | Store | CookieStore = DEFAULT_STORE,
         *,
         on_store_unavailable: ASGIApp = store_unavailable,
         **options: Unpack[SessionOptions],

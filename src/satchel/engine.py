@@ -9,7 +9,7 @@ sync and the async paths, which differ only in the driver (:func:`drive` or
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -164,6 +164,7 @@ class Engine:
         cookie: CookieOptions,
         expiry: ExpiryPolicy,
         insecure_unsigned_cookies: bool = False,
+        encrypt_at_rest: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if secret_keys:
@@ -176,6 +177,9 @@ class Engine:
                 "first (make one with `satchel keygen`), or opt out explicitly with "
                 "insecure_unsigned_cookies=True"
             )
+        if encrypt_at_rest and self.keyring is None:
+            raise ConfigurationError("encrypt_at_rest needs secret_keys")
+        self.encrypt_at_rest = encrypt_at_rest
         self.cookie = cookie
         self.expiry = expiry
         self.clock = clock
@@ -242,7 +246,7 @@ class Engine:
             yield Delete(key)
             return session
         try:
-            session._load(session_id, key, record.data, meta)
+            session._load(session_id, key, self._unseal(key, record.data), meta)
         except ValueError:
             security.warning("session %s: corrupt record discarded", ids.log_ref(key))
             yield Delete(key)
@@ -295,7 +299,10 @@ class Engine:
                 session._cookie_refresh = False
                 self._set_cookie(session, session_id, current, now)
             return
-        version = yield Update(key, change, now)
+        stored = change
+        if self.encrypt_at_rest:
+            stored = Change(change.meta, self._seal(key, change.set), change.delete, change.clear)
+        version = yield Update(key, stored, now)
         if version is None:
             self._lost(session, key)
             return
@@ -321,9 +328,43 @@ class Engine:
         session_id = ids.new_session_id()
         key = ids.store_key(session_id)
         data = session._encoded()
-        yield Create(key, Record(data, meta))
+        yield Create(key, Record(self._seal(key, data), meta))
         session._committed(session_id, key, meta, data)
         self._set_cookie(session, session_id, meta, now)
+
+    # -- encryption at rest ----------------------------------------------------------------------
+    # An encrypted value is "!" + key ID + "." + base64url(nonce | ciphertext | tag); no JSON
+    # text starts with "!", so values stored before encryption was turned on still load, and
+    # are encrypted when next written. The store key and the value's name are bound as
+    # associated data: a value cannot be moved to another session or another key.
+
+    def _seal(self, key: str, values: Mapping[str, str]) -> dict[str, str]:
+        keyring = self.keyring
+        if not self.encrypt_at_rest or keyring is None:
+            return dict(values)
+        sealed = {}
+        for name, text in values.items():
+            kid, blob = keyring.encrypt(text.encode(), f"{key}\0{name}".encode())
+            sealed[name] = f"!{kid}.{ids.b64encode(blob)}"
+        return sealed
+
+    def _unseal(self, key: str, values: Mapping[str, str]) -> Mapping[str, str]:
+        keyring = self.keyring
+        if keyring is None or not any(v.startswith("!") for v in values.values()):
+            return values
+        plain = {}
+        for name, text in values.items():
+            if text.startswith("!"):
+                kid, _, body = text[1:].partition(".")
+                blob = ids.b64decode_canonical(body)
+                raw = (
+                    None if blob is None else keyring.decrypt(kid, blob, f"{key}\0{name}".encode())
+                )
+                if raw is None:
+                    raise ValueError("an encrypted session value cannot be decrypted")
+                text = raw.decode()
+            plain[name] = text
+        return plain
 
     @staticmethod
     def _next_meta(meta: Meta, updates: dict[str, Any], now: float, info: InfoSource) -> Meta:

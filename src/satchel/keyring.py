@@ -1,17 +1,22 @@
-"""Secret keys, newest first: the newest signs, every listed key verifies.
+"""Secret keys, newest first: the newest signs and encrypts, every listed key verifies
+and decrypts.
 
-Each secret is stretched with HKDF-SHA256 into one subkey per purpose, so no raw
-secret does two jobs, and into a short public key ID that travels with what the key
-signs, so verification picks its key directly instead of trying each.
+Each secret is stretched with HKDF-SHA256 into one subkey per purpose (cookie signatures,
+encryption, CSRF tokens), so no raw secret does two jobs, and into a short public key ID
+that travels with what the key makes, so verification picks its key directly instead of
+trying each. Encryption is AES-256-GCM from ``cryptography`` with a random 96-bit nonce.
 """
 
 from __future__ import annotations
 
 import hmac
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import ConfigurationError
@@ -20,7 +25,10 @@ from .ids import b64encode
 MIN_KEY_LENGTH = 32
 KID_LENGTH = 8  # characters of base64url: 48 bits, ample to tell a handful of keys apart
 MAC_LENGTH = 22  # characters of base64url: 16 bytes (128-bit) truncated HMAC-SHA256
+NONCE_BYTES = 12
 PURPOSE_COOKIE = b"satchel/cookie-signature/v1"
+PURPOSE_ENCRYPT = b"satchel/encryption/v1"
+PURPOSE_CSRF = b"satchel/csrf/v1"
 
 
 def _derive(secret: bytes, purpose: bytes, length: int = 32) -> bytes:
@@ -68,6 +76,13 @@ class Keyring:
             raise ConfigurationError("secret_keys lists the same key twice")
         self._keys = keys
         self._by_kid = {k.kid: k for k in keys}
+        self._aeads: dict[str, AESGCM] = {}
+
+    def _aead(self, key: _Key) -> AESGCM:
+        aead = self._aeads.get(key.kid)
+        if aead is None:
+            aead = self._aeads[key.kid] = AESGCM(key.subkey(PURPOSE_ENCRYPT))
+        return aead
 
     @property
     def current_kid(self) -> str:
@@ -88,6 +103,32 @@ class Keyring:
 
     def signed_by_current(self, signature: str) -> bool:
         return signature[:KID_LENGTH] == self._keys[0].kid
+
+    def key_for(self, kid: str) -> _Key | None:
+        return self._by_kid.get(kid)
+
+    def mac(self, purpose: bytes, message: bytes, kid: str | None = None) -> bytes | None:
+        """Full HMAC-SHA256 of ``message`` under the subkey of ``kid`` (default: newest)."""
+        key = self._keys[0] if kid is None else self._by_kid.get(kid)
+        if key is None:
+            return None
+        return hmac.digest(key.subkey(purpose), message, "sha256")
+
+    def encrypt(self, plaintext: bytes, associated: bytes = b"") -> tuple[str, bytes]:
+        """``(kid, nonce + ciphertext + tag)`` under the newest key's encryption subkey."""
+        key = self._keys[0]
+        nonce = os.urandom(NONCE_BYTES)
+        return key.kid, nonce + self._aead(key).encrypt(nonce, plaintext, associated)
+
+    def decrypt(self, kid: str, blob: bytes, associated: bytes = b"") -> bytes | None:
+        """The plaintext, or None if the key is not listed or anything was altered."""
+        key = self._by_kid.get(kid)
+        if key is None or len(blob) < NONCE_BYTES + 16:
+            return None
+        try:
+            return self._aead(key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], associated)
+        except InvalidTag:
+            return None
 
     @staticmethod
     def _mac(key: _Key, purpose: bytes, message: str) -> str:

@@ -7,12 +7,15 @@ default (docs/configuration.md).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from .cookies import CookieOptions, SameSite
+from .cookiestore import CookieEngine, CookieStore
+from .cookiestore import from_url as cookie_store_from_url
 from .engine import Engine
 from .errors import ConfigurationError
 from .policy import ExpiryPolicy
+from .record import Change, Record
 from .stores.base import Store
 from .stores.registry import store_from_url
 
@@ -21,6 +24,8 @@ DEFAULT_STORE = "sqlite:///satchel.db"
 
 class SessionOptions(TypedDict, total=False):
     secret_keys: Sequence[str] | None
+    revocation_store: str | Store | None
+    encrypt_at_rest: bool
     insecure_unsigned_cookies: bool
     cookie_name: str
     cookie_path: str
@@ -49,7 +54,33 @@ _COOKIE_FIELDS = {
 _EXPIRY_FIELDS = ("idle_timeout", "absolute_timeout", "refresh_interval")
 
 
-def build(store: str | Store, options: SessionOptions) -> tuple[Store, Engine]:
+class _NoStore(Store):
+    """Stands in for a store where the engine never calls one (cookie sessions without a
+    revocation store)."""
+
+    def _never(self) -> Any:
+        raise RuntimeError("this session backend has no server-side store")
+
+    def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
+        return self._never()  # type: ignore[no-any-return]
+
+    def touch(self, key: str, last_seen: float, now: float) -> bool:
+        return self._never()  # type: ignore[no-any-return]
+
+    def create(self, key: str, record: Record) -> None:
+        self._never()
+
+    def update(self, key: str, change: Change, now: float) -> int | None:
+        return self._never()  # type: ignore[no-any-return]
+
+    def delete(self, key: str) -> bool:
+        return self._never()  # type: ignore[no-any-return]
+
+    def purge_expired(self, now: float, batch_size: int = 500) -> int:
+        return self._never()  # type: ignore[no-any-return]
+
+
+def build(store: str | Store | CookieStore, options: SessionOptions) -> tuple[Store, Engine]:
     """The store and engine a middleware runs on; invalid options fail here, at start."""
     unknown = set(options) - set(SessionOptions.__annotations__)
     if unknown:
@@ -63,7 +94,33 @@ def build(store: str | Store, options: SessionOptions) -> tuple[Store, Engine]:
     engine_kwargs = {}
     if "clock" in options:
         engine_kwargs["clock"] = options["clock"]
+    if isinstance(store, str) and store.startswith("cookie:"):
+        store = cookie_store_from_url(store)
+    revocation = options.get("revocation_store")
+    if isinstance(revocation, str):
+        revocation = store_from_url(revocation)
+    if isinstance(store, CookieStore):
+        if options.get("encrypt_at_rest"):
+            raise ConfigurationError(
+                "encrypt_at_rest is for server-side stores; cookie sessions are encrypted "
+                "unless CookieStore(signed=True)"
+            )
+        cookie_engine = CookieEngine(
+            secret_keys=options.get("secret_keys"),
+            cookie=cookie,
+            expiry=expiry,
+            options=store,
+            revocation_store=revocation,
+            **engine_kwargs,
+        )
+        return revocation or _NoStore(), cookie_engine
+    if revocation is not None:
+        raise ConfigurationError(
+            "revocation_store applies to cookie sessions only; server-side sessions are "
+            "revoked by deleting their records"
+        )
     engine = Engine(
+        encrypt_at_rest=options.get("encrypt_at_rest", False),
         secret_keys=options.get("secret_keys"),
         insecure_unsigned_cookies=options.get("insecure_unsigned_cookies", False),
         cookie=cookie,
@@ -73,5 +130,7 @@ def build(store: str | Store, options: SessionOptions) -> tuple[Store, Engine]:
     if isinstance(store, str):
         store = store_from_url(store)
     elif not isinstance(store, Store):
-        raise ConfigurationError("store must be a store URL or a satchel Store object")
+        raise ConfigurationError(
+            "store must be a store URL, a satchel Store object or a CookieStore"
+        )
     return store, engine

@@ -37,6 +37,7 @@ class Session(dict[str, Any]):
         "_cleared",
         "_cookie_refresh",
         "_destroyed_keys",
+        "_destroyed_meta",
         "_key",
         "_loader",
         "_maybe_modified",
@@ -62,6 +63,7 @@ class Session(dict[str, Any]):
         self._meta_dirty = False
         self._cookie_refresh = False
         self._destroyed_keys: list[str] = []
+        self._destroyed_meta: Meta | None = None  # for cookie sessions: whom to revoke
         self._outgoing_cookie: str | None = None
         self._meta_updates: dict[str, Any] = {}
         self._loader: Callable[[], None] | None = None
@@ -203,6 +205,7 @@ class Session(dict[str, Any]):
         self._ensure_loaded()
         if self._key is not None:
             self._destroyed_keys.append(self._key)
+            self._destroyed_meta = self._meta
         dict.clear(self)
         self._session_id = self._key = self._meta = None
         self._baseline = {}

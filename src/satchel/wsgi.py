@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Unpack
 
+from .cookiestore import CookieStore
 from .engine import RequestInfo, drive, response_headers
 from .errors import StoreError
 from .log import logger
@@ -48,7 +49,7 @@ class SessionMiddleware:
     def __init__(
         self,
         app: WSGIApp,
-        store: str | Store = DEFAULT_STORE,
+        store: str | Store | CookieStore = DEFAULT_STORE,
         **options: Unpack[SessionOptions],
     ) -> None:
         self.app = app

@@ -1,0 +1,251 @@
+"""The cookie store (``cookie://``): the session data lives in the browser, encrypted.
+
+Format of the cookie value (all parts base64url without padding, checked canonical):
+
+* encrypted (default): ``e1.<kid>.<nonce|ciphertext|tag>``, AES-256-GCM, the version, key
+  ID and cookie name bound as associated data;
+* signed only (``signed=True``, readable by the user): ``s1.<kid>.<payload>.<mac>``, HMAC-
+  SHA256 over the version, key ID, payload and cookie name.
+
+A ``z`` after the version (``e1z``, ``s1z``) marks a zlib-compressed payload; compression is
+off by default (compressing secrets beside attacker-influenced data leaks them, as in
+CRIME and BREACH). The payload is JSON: the data (encoded values by key) and the metadata,
+including the creation time, last-seen time and absolute deadline, so the idle and absolute
+timeouts are inside the authenticated payload and no edit can extend a session.
+
+What the cookie store cannot do (said plainly in docs/stores.md): list a user's sessions
+on the server, or merge concurrent writes per key (the last response's cookie wins).
+Revocation works through per-user markers in a server-side store (:mod:`.revocation`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import ids, revocation
+from .cookies import CookieOptions, cookie_values
+from .engine import Engine, Flow, InfoSource, Load
+from .errors import CorruptRecord, SessionTooLarge
+from .keyring import KID_LENGTH, PURPOSE_COOKIE
+from .log import logger, security
+from .policy import ExpiryPolicy, is_expired, refresh_due
+from .record import Meta
+from .session import Session
+from .stores.base import Store
+
+MAX_COOKIE_BYTES = 4096
+MAX_PAYLOAD_BYTES = 64 * 1024  # refuse to inflate more than this (zip bombs)
+_VERSIONS = {"e1": (True, False), "e1z": (True, True), "s1": (False, False), "s1z": (False, True)}
+
+
+@dataclass(frozen=True, slots=True)
+class CookieStore:
+    """Choose the cookie store: ``store=CookieStore()`` or ``store="cookie://"``.
+
+    ``signed=True`` makes readable, signed-only cookies; ``compress=True`` zlib-compresses
+    the payload (only where no secret sits beside attacker-influenced data).
+    """
+
+    signed: bool = False
+    compress: bool = False
+
+
+def from_url(url: str) -> CookieStore:
+    """``cookie://``, ``cookie://?signed=1``, ``cookie://?compress=1``."""
+    from urllib.parse import parse_qs, urlsplit
+
+    query = parse_qs(urlsplit(url).query)
+
+    def flag(name: str) -> bool:
+        return query.get(name, ["0"])[0].lower() in ("1", "true", "yes")
+
+    return CookieStore(signed=flag("signed"), compress=flag("compress"))
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A decoded, authenticated cookie."""
+
+    data: dict[str, str]
+    meta: Meta
+    kid: str
+
+
+class CookieEngine(Engine):
+    """The session rules for cookie sessions, with the same interface as :class:`Engine`."""
+
+    def __init__(
+        self,
+        *,
+        secret_keys: Sequence[str] | None,
+        cookie: CookieOptions,
+        expiry: ExpiryPolicy,
+        options: CookieStore,
+        revocation_store: Store | None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {"clock": clock} if clock is not None else {}
+        super().__init__(secret_keys=secret_keys, cookie=cookie, expiry=expiry, **kwargs)
+        assert self.keyring is not None
+        self.options = options
+        self.revocation_store = revocation_store
+        self._version = ("s1" if options.signed else "e1") + ("z" if options.compress else "")
+        if revocation_store is None:
+            logger.warning(
+                "cookie sessions without a revocation store: logout cannot stop a stolen "
+                "cookie, which stays valid until it expires; pass revocation_store="
+            )
+
+    # -- encoding -----------------------------------------------------------------------------
+
+    def encode(self, data: dict[str, str], meta: Meta) -> str:
+        keyring = self.keyring
+        assert keyring is not None
+        raw = json.dumps({"d": data, "m": meta.to_dict()}, separators=(",", ":")).encode()
+        if self.options.compress:
+            raw = zlib.compress(raw)
+        version = self._version
+        if self.options.signed:
+            kid = keyring.current_kid
+            body = ids.b64encode(raw)
+            mac = keyring.mac(PURPOSE_COOKIE, self._signed_message(version, kid, body))
+            assert mac is not None
+            return f"{version}.{kid}.{body}.{ids.b64encode(mac)}"
+        kid, blob = keyring.encrypt(raw, self._associated(version, keyring.current_kid))
+        return f"{version}.{kid}.{ids.b64encode(blob)}"
+
+    def _associated(self, version: str, kid: str) -> bytes:
+        return f"{version}.{kid}.{self.cookie.name}".encode()
+
+    def _signed_message(self, version: str, kid: str, body: str) -> bytes:
+        return f"{version}.{kid}.{body}.{self.cookie.name}".encode()
+
+    def decode(self, value: str) -> Payload | None:
+        """The authenticated payload of a cookie value, or None for anything else."""
+        keyring = self.keyring
+        assert keyring is not None
+        parts = value.split(".")
+        mode = _VERSIONS.get(parts[0])
+        if mode is None or len(parts) < 3 or len(parts[1]) != KID_LENGTH:
+            return None
+        encrypted, compressed = mode
+        version, kid = parts[0], parts[1]
+        if encrypted:
+            if len(parts) != 3:
+                return None
+            blob = ids.b64decode_canonical(parts[2])
+            if blob is None:
+                return None
+            raw = keyring.decrypt(kid, blob, self._associated(version, kid))
+        else:
+            if len(parts) != 4:
+                return None
+            raw, mac = ids.b64decode_canonical(parts[2]), ids.b64decode_canonical(parts[3])
+            expected = keyring.mac(PURPOSE_COOKIE, self._signed_message(version, kid, parts[2]))
+            if raw is None or mac is None or expected is None:
+                return None
+            if not hmac.compare_digest(mac, expected):
+                return None
+        if raw is None:
+            return None
+        try:
+            if compressed:
+                inflater = zlib.decompressobj()
+                raw = inflater.decompress(raw, MAX_PAYLOAD_BYTES)
+                if inflater.unconsumed_tail:
+                    return None
+            doc = json.loads(raw)
+            data, meta = doc["d"], Meta.from_dict(doc["m"])
+        except (ValueError, KeyError, TypeError, zlib.error, CorruptRecord):
+            return None
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            return None
+        return Payload(data, meta, kid)
+
+    # -- the Engine interface ----------------------------------------------------------------
+
+    def session_id_from_cookie(self, header: str | None) -> tuple[Any, bool]:
+        if not header or self.cookie.name not in header:
+            return None, False
+        for value in cookie_values(header, self.cookie.name):
+            payload = self.decode(value)
+            if payload is not None:
+                return payload, False
+        security.warning("cookie session rejected: tampered, malformed or made by a retired key")
+        return None, False
+
+    def open(  # type: ignore[override]
+        self, session: Session, payload: Payload | None, resign: bool = False
+    ) -> Flow[Session]:
+        if payload is None:
+            return session
+        meta, now = payload.meta, self.clock()
+        if is_expired(meta, now):
+            logger.info("cookie session expired")
+            return session
+        if meta.user_id is not None and self.revocation_store is not None:
+            marker = yield Load(revocation.marker_key(meta.user_id), now)
+            if not revocation.is_valid(marker, meta):
+                security.info("revoked cookie session presented (handle %s)", meta.handle)
+                return session
+        try:
+            session._load(meta.handle, meta.handle, payload.data, meta)
+        except ValueError:
+            security.warning("cookie session with an undecodable value discarded")
+            return Session()
+        if refresh_due(meta, now, self.expiry.refresh_after):
+            session._cookie_refresh = True  # last seen lives in the cookie: write it again
+        return session
+
+    def commit(self, session: Session, info: InfoSource) -> Flow[None]:
+        session._ensure_loaded()
+        now = self.clock()
+        destroyed = bool(session._destroyed_keys)
+        old_meta = session._destroyed_meta
+        session._destroyed_keys, session._destroyed_meta = [], None
+        if destroyed and old_meta is not None and old_meta.user_id and self.revocation_store:
+            yield from revocation.revoke_handle(
+                old_meta.user_id, old_meta.handle, old_meta.absolute_deadline, now
+            )
+        current = session._meta
+        if current is None:
+            if not (dict.__len__(session) or session._meta_updates):
+                if destroyed:
+                    session._outgoing_cookie = self._delete_cookie
+                return
+            device = info()
+            base = self.expiry.new_meta(
+                ids.new_handle(), now, user_agent=device.user_agent, client_ip=device.client_ip
+            )
+        elif session._regenerate:
+            if current.user_id and self.revocation_store:
+                yield from revocation.revoke_handle(
+                    current.user_id, current.handle, current.absolute_deadline, now
+                )
+            base = current.with_changes(handle=ids.new_handle(), version=1)
+        elif session.modified or session._cookie_refresh:
+            base = current
+        else:
+            return
+        meta = self._next_meta(base, session._meta_updates, now, info)
+        if (
+            meta.user_id
+            and self.revocation_store
+            and (current is None or session._regenerate or meta.user_id != current.user_id)
+        ):
+            yield from revocation.ensure(meta.user_id, meta.absolute_deadline, now)
+        data = session._encoded()
+        value = self.encode(data, meta)
+        max_age = int(meta.expires_at - now) if meta.persistent else None
+        header = self.cookie.set_header(value, max_age)
+        size = len(header.encode())
+        if size > MAX_COOKIE_BYTES:
+            raise SessionTooLarge(size, MAX_COOKIE_BYTES)
+        session._committed(meta.handle, meta.handle, meta, data)
+        session._cookie_refresh = False
+        session._outgoing_cookie = header
