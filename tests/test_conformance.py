@@ -31,3 +31,9 @@ class TestFileStore(StoreConformance):
 
     def make_store(self) -> Store:
         return FileStore(self.tmp_path / "sessions")
+
+
+class TestSQLiteStoreEncryptedAtRest(TestSQLiteStore):
+    """The whole suite again with every value encrypted before it reaches the store."""
+
+    engine_options = {"encrypt_at_rest": True}  # noqa: RUF012

@@ -66,7 +66,10 @@ def cookie_id(set_cookie: str | None) -> str | None:
 
 
 class StoreConformance:
-    """Subclass and define :meth:`make_store`."""
+    """Subclass and define :meth:`make_store`. ``engine_options`` passes extra options to
+    the engine (e.g. ``{"encrypt_at_rest": True}``)."""
+
+    engine_options: dict[str, Any] = {}  # noqa: RUF012 - read-only, overridden per class
 
     def make_store(self) -> Store:
         raise NotImplementedError
@@ -90,6 +93,7 @@ class StoreConformance:
             cookie=CookieOptions(),
             expiry=ExpiryPolicy(idle_timeout=IDLE, absolute_timeout=ABSOLUTE),
             clock=clock,
+            **self.engine_options,
         )
 
     # -- the raw contract -------------------------------------------------------------------
