@@ -202,6 +202,18 @@ async def main() -> None:
         "satchel + SQLite": lambda: SessionMiddleware(
             app_with_sessions(), store=SQLiteStore(f"{tmp}/bench.db"), secret_keys=[KEY]
         ),
+        "satchel cookie store (AES-GCM)": lambda: SessionMiddleware(
+            app_with_sessions(),
+            store="cookie://",
+            secret_keys=[KEY],
+            revocation_store=MemoryStore(),
+        ),
+        "satchel cookie store + SQLite revocation": lambda: SessionMiddleware(
+            app_with_sessions(),
+            store="cookie://",
+            secret_keys=[KEY],
+            revocation_store=SQLiteStore(f"{tmp}/revocation.db"),
+        ),
     }
     if args.servers:
         apps.update(server_apps())

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Unpack
 
 from .cookiestore import CookieStore
-from .engine import Engine, InfoSource, RequestInfo, adrive, response_headers
+from .engine import Engine, InfoSource, RequestInfo, adrive
 from .errors import StoreError
 from .log import logger
 from .options import DEFAULT_STORE, SessionOptions, build
@@ -147,10 +147,27 @@ class SessionMiddleware:
 
 
 def _with_cookie(message: Message, session: Session) -> Message:
+    """The response start with the session cookie, ``Cache-Control: no-store`` (replacing
+    any other policy) and ``Cookie`` in ``Vary``; headers stay bytes throughout."""
     cookie = session._outgoing_cookie
     if cookie is None:
         return message
     session._outgoing_cookie = None
-    headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in message.get("headers", ())]
-    merged = response_headers(headers, cookie)
-    return {**message, "headers": [(n.encode("latin-1"), v.encode("latin-1")) for n, v in merged]}
+    headers: list[tuple[bytes, bytes]] = []
+    vary: list[bytes] = []
+    for name, value in message.get("headers", ()):
+        lower = name.lower()
+        if lower == b"cache-control":
+            continue
+        if lower == b"vary":
+            vary.extend(v.strip() for v in value.split(b",") if v.strip())
+            continue
+        headers.append((name, value))
+    if not any(v.lower() in (b"cookie", b"*") for v in vary):
+        vary.append(b"Cookie")
+    headers += [
+        (b"vary", b", ".join(vary)),
+        (b"cache-control", b"no-store"),
+        (b"set-cookie", cookie.encode("latin-1")),
+    ]
+    return {**message, "headers": headers}

@@ -86,9 +86,14 @@ def _from_json(value: Any) -> Any:
     return value
 
 
+# One encoder for every call: json.dumps with non-default options builds a new one each time.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+compact_json = _ENCODER.encode
+
+
 def encode(value: Any) -> str:
     """One session value as compact JSON text. Raises :class:`SessionDataError`."""
-    return json.dumps(_to_json(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(_to_json(value))
 
 
 def decode(text: str) -> Any:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import ids, revocation
+from .codec import compact_json
 from .cookies import CookieOptions, cookie_values
 from .engine import Engine, Flow, InfoSource, Load
 from .errors import CorruptRecord, SessionTooLarge
@@ -106,7 +107,7 @@ class CookieEngine(Engine):
     def encode(self, data: dict[str, str], meta: Meta) -> str:
         keyring = self.keyring
         assert keyring is not None
-        raw = json.dumps({"d": data, "m": meta.to_dict()}, separators=(",", ":")).encode()
+        raw = compact_json({"d": data, "m": meta._asdict()}).encode()
         if self.options.compress:
             raw = zlib.compress(raw)
         version = self._version
@@ -213,6 +214,7 @@ class CookieEngine(Engine):
                 old_meta.user_id, old_meta.handle, old_meta.absolute_deadline, now
             )
         current = session._meta
+        data: dict[str, str] | None = None
         if current is None:
             if not (dict.__len__(session) or session._meta_updates):
                 if destroyed:
@@ -228,10 +230,12 @@ class CookieEngine(Engine):
                     current.user_id, current.handle, current.absolute_deadline, now
                 )
             base = current.with_changes(handle=ids.new_handle(), version=1)
-        elif session.modified or session._cookie_refresh:
-            base = current
         else:
-            return
+            data = session._encoded()
+            changed = data != session._baseline or session._cleared or session._meta_dirty
+            if not (changed or session._cookie_refresh):
+                return
+            base = current
         meta = self._next_meta(base, session._meta_updates, now, info)
         if (
             meta.user_id
@@ -239,7 +243,8 @@ class CookieEngine(Engine):
             and (current is None or session._regenerate or meta.user_id != current.user_id)
         ):
             yield from revocation.ensure(meta.user_id, meta.absolute_deadline, now)
-        data = session._encoded()
+        if data is None:
+            data = session._encoded()
         value = self.encode(data, meta)
         max_age = int(meta.expires_at - now) if meta.persistent else None
         header = self.cookie.set_header(value, max_age)

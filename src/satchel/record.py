@@ -14,6 +14,8 @@ from typing import Any, NamedTuple
 
 from .errors import CorruptRecord
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
 
 class Meta(NamedTuple):
     """Library-owned metadata of a session. Times are UTC epoch seconds.
@@ -44,7 +46,7 @@ class Meta(NamedTuple):
         return self._asdict()
 
     def to_json(self) -> str:
-        return json.dumps(self._asdict(), separators=(",", ":"))
+        return _COMPACT.encode(self._asdict())
 
     @classmethod
     def from_dict(cls, raw: Any) -> Meta:
