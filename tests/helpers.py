@@ -8,7 +8,7 @@ from typing import Any
 from satchel.cookies import CookieOptions
 from satchel.engine import Engine
 from satchel.policy import ExpiryPolicy
-from satchel.record import Change, Record
+from satchel.record import Change, Meta, Record
 from satchel.stores.base import Store
 from satchel.testing import FakeClock
 
@@ -57,6 +57,22 @@ class CountingStore(Store):
 
     def purge_expired(self, now: float, batch_size: int = 500) -> int:
         return self.inner.purge_expired(now, batch_size)
+
+    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+        self.calls["index_add"] += 1
+        self.inner.index_add(user_id, key, deadline)
+
+    def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        self.calls["list_user"] += 1
+        return self.inner.list_user(user_id, now)
+
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
+        self.calls["index_add"] += 1
+        await self.inner.aindex_add(user_id, key, deadline)
+
+    async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        self.calls["list_user"] += 1
+        return await self.inner.alist_user(user_id, now)
 
     def count(self, now: float) -> int:
         return self.inner.count(now)

@@ -31,7 +31,8 @@ from . import ids, revocation
 from .codec import compact_json
 from .cookies import CookieOptions, cookie_values
 from .engine import Engine, Flow, InfoSource, Load
-from .errors import CorruptRecord, SessionTooLarge
+from .errors import ConfigurationError, CorruptRecord, SessionTooLarge
+from .events import EventHook, emit
 from .keyring import KID_LENGTH, PURPOSE_COOKIE
 from .log import logger, security
 from .policy import ExpiryPolicy, is_expired, refresh_due
@@ -89,9 +90,17 @@ class CookieEngine(Engine):
         options: CookieStore,
         revocation_store: Store | None,
         clock: Callable[[], float] | None = None,
+        on_event: EventHook | None = None,
+        max_sessions_per_user: int | None = None,
     ) -> None:
         kwargs: dict[str, Any] = {"clock": clock} if clock is not None else {}
-        super().__init__(secret_keys=secret_keys, cookie=cookie, expiry=expiry, **kwargs)
+        if max_sessions_per_user is not None:
+            raise ConfigurationError(
+                "max_sessions_per_user needs a server-side store: cookie sessions cannot be counted"
+            )
+        super().__init__(
+            secret_keys=secret_keys, cookie=cookie, expiry=expiry, on_event=on_event, **kwargs
+        )
         assert self.keyring is not None
         self.options = options
         self.revocation_store = revocation_store
@@ -178,6 +187,7 @@ class CookieEngine(Engine):
             if payload is not None:
                 return payload, False
         security.warning("cookie session rejected: tampered, malformed or made by a retired key")
+        emit(self.on_event, "security", reason="tampered_cookie")
         return None, False
 
     def open(  # type: ignore[override]
@@ -193,6 +203,13 @@ class CookieEngine(Engine):
             marker = yield Load(revocation.marker_key(meta.user_id), now)
             if not revocation.is_valid(marker, meta):
                 security.info("revoked cookie session presented (handle %s)", meta.handle)
+                emit(
+                    self.on_event,
+                    "security",
+                    reason="revoked_cookie",
+                    handle=meta.handle,
+                    user_id=meta.user_id,
+                )
                 return session
         try:
             session._load(meta.handle, meta.handle, payload.data, meta)

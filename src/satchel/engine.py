@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 from . import ids
 from .cookies import CookieOptions, cookie_values
 from .errors import ConfigurationError, CorruptRecord, StoreError
+from .events import EventHook, emit
 from .keyring import PURPOSE_COOKIE, Keyring
 from .log import logger, security
 from .policy import ExpiryPolicy, is_expired, refresh_due
@@ -101,6 +102,31 @@ class Delete(Op[bool]):
         return await store.adelete(self.key)
 
 
+@dataclass(frozen=True, slots=True)
+class IndexAdd(Op[None]):
+    user_id: str
+    key: str
+    deadline: float
+
+    def run(self, store: Store) -> None:
+        store.index_add(self.user_id, self.key, self.deadline)
+
+    async def arun(self, store: Store) -> None:
+        await store.aindex_add(self.user_id, self.key, self.deadline)
+
+
+@dataclass(frozen=True, slots=True)
+class ListUser(Op[list[tuple[str, Meta]]]):
+    user_id: str
+    now: float
+
+    def run(self, store: Store) -> list[tuple[str, Meta]]:
+        return store.list_user(self.user_id, self.now)
+
+    async def arun(self, store: Store) -> list[tuple[str, Meta]]:
+        return await store.alist_user(self.user_id, self.now)
+
+
 Flow = Generator[Op[Any], Any, T]
 
 
@@ -165,6 +191,8 @@ class Engine:
         expiry: ExpiryPolicy,
         insecure_unsigned_cookies: bool = False,
         encrypt_at_rest: bool = False,
+        max_sessions_per_user: int | None = None,
+        on_event: EventHook | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if secret_keys:
@@ -180,6 +208,10 @@ class Engine:
         if encrypt_at_rest and self.keyring is None:
             raise ConfigurationError("encrypt_at_rest needs secret_keys")
         self.encrypt_at_rest = encrypt_at_rest
+        if max_sessions_per_user is not None and max_sessions_per_user < 1:
+            raise ConfigurationError("max_sessions_per_user must be at least 1 (or None)")
+        self.max_sessions_per_user = max_sessions_per_user
+        self.on_event = on_event
         self.cookie = cookie
         self.expiry = expiry
         self.clock = clock
@@ -204,8 +236,8 @@ class Engine:
                 continue
             if keyring.verify(PURPOSE_COOKIE, session_id, signature):
                 return session_id, not keyring.signed_by_current(signature)
-        if header:
-            security.info("session cookie rejected: malformed or bad signature")
+        security.info("session cookie rejected: malformed or bad signature")
+        emit(self.on_event, "security", reason="tampered_cookie")
         return None, False
 
     def cookie_value(self, session_id: str) -> str:
@@ -234,21 +266,25 @@ class Engine:
         try:
             record = yield Load(key, now, self.expiry.refresh_after)
         except CorruptRecord:
-            record = None
             security.warning("session %s: corrupt record discarded", ids.log_ref(key))
+            emit(self.on_event, "security", reason="corrupt_record", ref=ids.log_ref(key))
             yield Delete(key)
+            return session
         if record is None:
             logger.debug("session %s: not found, starting a new one", ids.log_ref(key))
+            emit(self.on_event, "security", reason="unknown_session", ref=ids.log_ref(key))
             return session
         meta = record.meta
         if is_expired(meta, now):
             logger.info("session %s: expired", ids.log_ref(key))
+            emit(self.on_event, "expired", handle=meta.handle, user_id=meta.user_id)
             yield Delete(key)
             return session
         try:
             session._load(session_id, key, self._unseal(key, record.data), meta)
         except ValueError:
             security.warning("session %s: corrupt record discarded", ids.log_ref(key))
+            emit(self.on_event, "security", reason="corrupt_record", ref=ids.log_ref(key))
             yield Delete(key)
             return session
         if record.refreshed:
@@ -269,10 +305,18 @@ class Engine:
         session._ensure_loaded()
         now = self.clock()
         destroyed = bool(session._destroyed_keys)
+        gone = session._destroyed_meta
         for old in session._destroyed_keys:
             yield Delete(old)
             logger.info("session %s: destroyed", ids.log_ref(old))
-        session._destroyed_keys = []
+            emit(
+                self.on_event,
+                "destroyed",
+                handle=gone and gone.handle,
+                user_id=gone and gone.user_id,
+                ref=ids.log_ref(old),
+            )
+        session._destroyed_keys, session._destroyed_meta = [], None
 
         key = session._key
         if key is None:
@@ -310,6 +354,8 @@ class Engine:
         session._committed(
             session_id, key, meta.with_changes(version=version), change.apply(session._baseline)
         )
+        if meta.user_id and meta.absolute_deadline != current.absolute_deadline:
+            yield IndexAdd(meta.user_id, key, meta.absolute_deadline)
         if meta.persistent or session._cookie_refresh:
             session._cookie_refresh = False
             self._set_cookie(session, session_id, meta, now)
@@ -329,8 +375,26 @@ class Engine:
         key = ids.store_key(session_id)
         data = session._encoded()
         yield Create(key, Record(self._seal(key, data), meta))
+        kind = "created" if session._meta is None else "regenerated"
         session._committed(session_id, key, meta, data)
         self._set_cookie(session, session_id, meta, now)
+        emit(self.on_event, kind, handle=meta.handle, user_id=meta.user_id)
+        if meta.user_id:
+            yield IndexAdd(meta.user_id, key, meta.absolute_deadline)
+            if self.max_sessions_per_user is not None:
+                yield from self._enforce_cap(meta.user_id, key, now)
+
+    def _enforce_cap(self, user_id: str, newest: str, now: float) -> Flow[None]:
+        """Keep at most ``max_sessions_per_user`` sessions: evict the oldest others."""
+        assert self.max_sessions_per_user is not None
+        sessions = yield ListUser(user_id, now)
+        excess = len(sessions) - self.max_sessions_per_user
+        if excess <= 0:
+            return
+        others = sorted((m.created, k, m) for k, m in sessions if k != newest)
+        for _, key, meta in others[:excess]:
+            if (yield Delete(key)):
+                emit(self.on_event, "revoked", handle=meta.handle, user_id=user_id, reason="cap")
 
     # -- encryption at rest ----------------------------------------------------------------------
     # An encrypted value is "!" + key ID + "." + base64url(nonce | ciphertext | tag); no JSON
@@ -380,13 +444,13 @@ class Engine:
             changes["absolute_deadline"] = changes.get("created", meta.created) + absolute
         return meta.with_changes(last_seen=now, **changes)
 
-    @staticmethod
-    def _lost(session: Session, key: str) -> None:
+    def _lost(self, session: Session, key: str) -> None:
         security.warning(
             "session %s was destroyed or regenerated by another request while this one "
             "ran; its writes are dropped and no cookie is set",
             ids.log_ref(key),
         )
+        emit(self.on_event, "security", reason="dropped_write", ref=ids.log_ref(key))
         session._abandon()
 
 

@@ -14,8 +14,9 @@ from .cookiestore import CookieEngine, CookieStore
 from .cookiestore import from_url as cookie_store_from_url
 from .engine import Engine
 from .errors import ConfigurationError
+from .events import EventHook
 from .policy import ExpiryPolicy
-from .record import Change, Record
+from .record import Change, Meta, Record
 from .stores.base import Store
 from .stores.registry import store_from_url
 
@@ -26,6 +27,8 @@ class SessionOptions(TypedDict, total=False):
     secret_keys: Sequence[str] | None
     revocation_store: str | Store | None
     encrypt_at_rest: bool
+    max_sessions_per_user: int | None
+    on_event: EventHook | None
     insecure_unsigned_cookies: bool
     cookie_name: str
     cookie_path: str
@@ -79,6 +82,12 @@ class _NoStore(Store):
     def purge_expired(self, now: float, batch_size: int = 500) -> int:
         return self._never()  # type: ignore[no-any-return]
 
+    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+        self._never()
+
+    def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        return self._never()  # type: ignore[no-any-return]
+
 
 def build(store: str | Store | CookieStore, options: SessionOptions) -> tuple[Store, Engine]:
     """The store and engine a middleware runs on; invalid options fail here, at start."""
@@ -91,7 +100,10 @@ def build(store: str | Store | CookieStore, options: SessionOptions) -> tuple[St
     expiry = ExpiryPolicy(
         **{key: options[key] for key in _EXPIRY_FIELDS if key in options}  # type: ignore[literal-required]
     )
-    engine_kwargs = {}
+    engine_kwargs: dict[str, Any] = {
+        "on_event": options.get("on_event"),
+        "max_sessions_per_user": options.get("max_sessions_per_user"),
+    }
     if "clock" in options:
         engine_kwargs["clock"] = options["clock"]
     if isinstance(store, str) and store.startswith("cookie:"):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 
-from ..record import Change, Record
+from ..record import Change, Meta, Record
 
 
 class Store(ABC):
@@ -57,6 +57,22 @@ class Store(ABC):
     def purge_expired(self, now: float, batch_size: int = 500) -> int:
         """Delete records expired at ``now``, in batches; how many were deleted."""
 
+    # -- the per-user index ------------------------------------------------------------------
+    # Every server-side store can list a user's live sessions at a cost that grows with that
+    # user's session count, not with the total, and cleans up after expired sessions by
+    # itself when read (no keyspace notifications).
+
+    @abstractmethod
+    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+        """Record that session ``key`` belongs to ``user_id`` until at most ``deadline``
+        (its absolute deadline). Called after ``create`` of a session with a user; stores
+        whose records carry the user already (SQL) may do nothing."""
+
+    @abstractmethod
+    def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        """The live sessions of ``user_id``: (store key, metadata) pairs, pruning what has
+        expired or gone."""
+
     def count(self, now: float) -> int:
         """How many live sessions the store holds (for stats); may be approximate."""
         raise NotImplementedError
@@ -85,6 +101,12 @@ class Store(ABC):
 
     async def apurge_expired(self, now: float, batch_size: int = 500) -> int:
         return await asyncio.to_thread(self.purge_expired, now, batch_size)
+
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
+        await asyncio.to_thread(self.index_add, user_id, key, deadline)
+
+    async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        return await asyncio.to_thread(self.list_user, user_id, now)
 
     async def aclose(self) -> None:
         self.close()

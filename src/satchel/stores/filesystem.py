@@ -8,6 +8,7 @@ processes. Readers need no lock: a rename is atomic, so a file is always whole.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -33,6 +34,7 @@ class FileStore(Store):
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             (self.directory / ".locks").mkdir(mode=0o700, exist_ok=True)
+            (self.directory / ".users").mkdir(mode=0o700, exist_ok=True)
         except OSError as exc:
             raise StoreUnavailable(f"cannot create session directory: {exc}", exc) from exc
         self._thread_locks = {f"{i:02x}": threading.Lock() for i in range(256)}
@@ -131,6 +133,57 @@ class FileStore(Store):
             except OSError as exc:
                 raise StoreUnavailable(f"session store unavailable: {exc}", exc) from exc
             return True
+
+    # -- the per-user index: one small JSON file per user, {store key: deadline} ------------
+
+    def _user_file(self, user_id: str) -> tuple[str, Path]:
+        digest = hashlib.sha256(user_id.encode("utf-8")).hexdigest()
+        return digest, self.directory / ".users" / (digest + ".json")
+
+    def _read_index(self, path: Path) -> dict[str, float]:
+        try:
+            index = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise StoreUnavailable(f"session index unreadable: {exc}", exc) from exc
+        return {k: float(v) for k, v in index.items() if is_store_key(k)}
+
+    def _write_index(self, path: Path, index: dict[str, float]) -> None:
+        if not index:
+            path.unlink(missing_ok=True)
+            return
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(index, fh)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StoreUnavailable(f"session store unavailable: {exc}", exc) from exc
+
+    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+        digest, path = self._user_file(user_id)
+        with self._locked(digest):
+            index = self._read_index(path)
+            index[key] = deadline
+            self._write_index(path, index)
+
+    def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        digest, path = self._user_file(user_id)
+        with self._locked(digest):
+            index = self._read_index(path)
+            live, keep = [], {}
+            for key, deadline in index.items():
+                try:
+                    record = self._live(key, now) if deadline > now else None
+                except CorruptRecord:
+                    record = None
+                if record is not None and record.meta.user_id == user_id:
+                    live.append((key, record.meta))
+                    keep[key] = deadline
+            if keep != index:
+                self._write_index(path, keep)
+        return live
 
     def _files(self) -> Iterator[Path]:
         for entry in os.scandir(self.directory):

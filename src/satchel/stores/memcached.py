@@ -20,9 +20,11 @@ time, so longer lifetimes are sent as the absolute deadline, shorter ones as sec
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -159,7 +161,66 @@ class MemcachedStore(Store):
         if raw is None:
             return None
         record = _decode(raw)
-        return record if record.meta.expires_at > now else None
+        if record.meta.expires_at <= now:
+            return None
+        user_id = record.meta.user_id
+        if user_id is not None and key not in self._index(user_id)[0]:
+            # The user's index was evicted (or never written): a session that cannot be
+            # listed cannot be revoked, so it is not honoured. Fail closed.
+            return None
+        return record
+
+    # -- the per-user index: one item per user, {store key: deadline}, CAS-updated -------
+
+    def index_item(self, user_id: str) -> str:
+        return f"{self.prefix}u:{hashlib.sha256(user_id.encode('utf-8')).hexdigest()}"
+
+    def _index(self, user_id: str) -> tuple[dict[str, float], Any]:
+        with self._errors():
+            raw, token = self.client.gets(self.index_item(user_id))
+        if raw is None:
+            return {}, None
+        try:
+            return {k: float(v) for k, v in json.loads(raw).items()}, token
+        except (ValueError, AttributeError):
+            return {}, token
+
+    def _write_index(self, user_id: str, index: dict[str, float], token: Any, now: float) -> bool:
+        item = self.index_item(user_id)
+        body = json.dumps(index).encode()
+        expire = expire_value(max(index.values()), now) if index else -1
+        with self._errors():
+            if token is None:
+                return bool(self.client.add(item, body, expire=expire))
+            return bool(self.client.cas(item, body, token, expire=expire))
+
+    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+        for _ in range(CAS_ATTEMPTS):
+            index, token = self._index(user_id)
+            index[key] = deadline
+            if self._write_index(user_id, index, token, time.time()):
+                return
+        raise StoreUnavailable(f"Memcached: gave up after {CAS_ATTEMPTS} CAS conflicts")
+
+    def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        index, token = self._index(user_id)
+        if not index:
+            return []
+        items = {self.item_key(k): k for k, deadline in index.items() if deadline > now}
+        with self._errors():
+            found = self.client.get_many(list(items)) if items else {}
+        live: list[tuple[str, Meta]] = []
+        for item, raw in found.items():
+            try:
+                record = _decode(raw)
+            except CorruptRecord:
+                continue
+            if record.meta.expires_at > now and record.meta.user_id == user_id:
+                live.append((items[item], record.meta))
+        keep = {k: index[k] for k, _ in live}
+        if keep != index:
+            self._write_index(user_id, keep, token, now)  # best effort; readers prune again
+        return live
 
     def touch(self, key: str, last_seen: float, now: float) -> bool:
         def refresh(current: Record) -> Record | None:

@@ -6,7 +6,7 @@ import threading
 from collections import OrderedDict
 
 from ..errors import StoreError
-from ..record import Change, Record
+from ..record import Change, Meta, Record
 from .base import Store
 
 
@@ -19,6 +19,7 @@ class MemoryStore(Store):
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
         self._records: OrderedDict[str, Record] = OrderedDict()
+        self._users: dict[str, dict[str, float]] = {}  # user -> {store key: deadline}
         self._lock = threading.Lock()
 
     def _live(self, key: str, now: float) -> Record | None:
@@ -73,6 +74,34 @@ class MemoryStore(Store):
             for key in expired:
                 del self._records[key]
             return len(expired)
+
+    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+        with self._lock:
+            self._users.setdefault(user_id, {})[key] = deadline
+
+    def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        with self._lock:
+            index = self._users.get(user_id, {})
+            live = []
+            for key in list(index):
+                record = self._records.get(key)
+                if (
+                    record is None
+                    or record.meta.expires_at <= now
+                    or record.meta.user_id != user_id
+                ):
+                    del index[key]
+                else:
+                    live.append((key, record.meta))
+            if not index:
+                self._users.pop(user_id, None)
+            return live
+
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
+        self.index_add(user_id, key, deadline)
+
+    async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        return self.list_user(user_id, now)
 
     def count(self, now: float) -> int:
         with self._lock:

@@ -67,6 +67,9 @@ WHERE skey = :key AND expires_at > :now
 _DELETE = "DELETE FROM {t} WHERE skey = :key"
 _PURGE = "DELETE FROM {t} WHERE expires_at <= :now LIMIT {batch}"
 _COUNT = "SELECT count(*) FROM {t} WHERE expires_at > :now"
+_LIST_USER = (
+    "SELECT skey, meta, last_seen, version FROM {t} WHERE user_id = :user AND expires_at > :now"
+)
 
 
 def _translate(exc: BaseException) -> StoreError:
@@ -88,6 +91,11 @@ def _record(row: Any) -> Record:
     if not isinstance(values, dict):
         raise CorruptRecord("session data is not an object")
     return Record(values, Meta.from_json(meta).with_changes(last_seen=last_seen, version=version))
+
+
+def _meta_of(row: Any) -> Meta:
+    meta, last_seen, version = row
+    return Meta.from_json(meta).with_changes(last_seen=last_seen, version=version)
 
 
 def _meta_params(meta: Meta) -> dict[str, Any]:
@@ -200,6 +208,7 @@ class MySQLStore(Store):
                 "delete": _DELETE,
                 "purge": _PURGE,
                 "count": _COUNT,
+                "list_user": _LIST_USER,
             }[name]
             statement = self._sql[cache_key] = text(source.format(t=self.table, **fmt))
         return statement
@@ -298,6 +307,20 @@ class MySQLStore(Store):
             total += deleted
             if deleted < batch_size:
                 return total
+
+    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+        """The user_id column (indexed) is the index: nothing to do."""
+
+    def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        rows = self._run("list_user", {"user": user_id, "now": now}).fetchall()
+        return [(row[0], _meta_of(row[1:])) for row in rows]
+
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
+        return None
+
+    async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        rows = (await self._arun("list_user", {"user": user_id, "now": now})).fetchall()
+        return [(row[0], _meta_of(row[1:])) for row in rows]
 
     def count(self, now: float) -> int:
         return int(self._run("count", {"now": now}).scalar_one())

@@ -91,6 +91,7 @@ DELETE FROM {t} WHERE key IN (
 """
 
 _COUNT = "SELECT count(*) FROM {t} WHERE expires_at > %s"
+_LIST_USER = "SELECT key, meta, last_seen, version FROM {t} WHERE user_id = %s AND expires_at > %s"
 
 
 def _translate(exc: BaseException) -> StoreError:
@@ -107,6 +108,11 @@ def _record(row: tuple[Any, ...]) -> Record:
         raise CorruptRecord("session data is not an object")
     meta_obj = Meta.from_json(meta).with_changes(last_seen=last_seen, version=version)
     return Record(data, meta_obj, refreshed=bool(rest and rest[0]))
+
+
+def _meta_of(row: tuple[Any, ...]) -> Meta:
+    meta, last_seen, version = row
+    return Meta.from_json(meta).with_changes(last_seen=last_seen, version=version)
 
 
 def _meta_params(meta: Meta) -> dict[str, Any]:
@@ -163,6 +169,7 @@ class PostgresStore(Store):
                 "delete": _DELETE,
                 "purge": _PURGE,
                 "count": _COUNT,
+                "list_user": _LIST_USER,
                 "schema": SCHEMA,
             }.items()
         }
@@ -336,6 +343,24 @@ class PostgresStore(Store):
             total += deleted
             if deleted < batch_size:
                 return total
+
+    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+        """The user_id column (indexed) is the index: nothing to do."""
+
+    def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        with self._cursor() as cur:
+            cur.execute(self._sql["list_user"], (user_id, now))
+            rows = cur.fetchall()
+        return [(row[0], _meta_of(row[1:])) for row in rows]
+
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
+        return None
+
+    async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        async with self._acursor() as cur:
+            await cur.execute(self._sql["list_user"], (user_id, now))
+            rows = await cur.fetchall()
+        return [(row[0], _meta_of(row[1:])) for row in rows]
 
     def count(self, now: float) -> int:
         with self._cursor() as cur:

@@ -21,6 +21,7 @@ same rule on every load.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -104,6 +105,24 @@ local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
 local expires = math.min(tonumber(ARGV[4]) + tonumber(ARGV[5]), tonumber(ARGV[6]))
 redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', expires * 1000))
 return v
+"""
+
+# The per-user index: a sorted set {prefix}u:{sha256(user)}, member = store key, score =
+# the session's absolute deadline. It lives in another slot than the sessions, so it is
+# kept by its own single-key scripts and pruned when read: no keyspace notifications
+# (which Redis Cluster keeps per node), no multi-key scripts.
+# KEYS[1] index; ARGV: deadline, store key.
+INDEX_ADD = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(top[2]) * 1000))
+return 1
+"""
+
+# KEYS[1] index; ARGV: now. Drops members past their deadline, returns the rest.
+INDEX_LIST = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 
 DEFAULT_PREFIX = "satchel:"
@@ -257,6 +276,30 @@ class RedisStore(Store):
     def hash_key(self, key: str) -> str:
         return f"{self.prefix}s:{key}"
 
+    def index_key(self, user_id: str) -> str:
+        return f"{self.prefix}u:{hashlib.sha256(user_id.encode('utf-8')).hexdigest()}"
+
+    @staticmethod
+    def _listed(
+        user_id: str, keys: list[bytes], replies: list[list[bytes | None]], now: float
+    ) -> tuple[list[tuple[str, Meta]], list[bytes]]:
+        """Live sessions from HMGET m ls v it ad replies, and the members to drop."""
+        live, gone = [], []
+        for member, (m, ls, v, it, ad) in zip(keys, replies, strict=True):
+            if m is None or ls is None or it is None or ad is None or v is None:
+                gone.append(member)
+                continue
+            try:
+                meta = Meta.from_json(m).with_changes(last_seen=float(ls), version=int(v))
+            except (CorruptRecord, ValueError):
+                gone.append(member)
+                continue
+            if meta.expires_at <= now or meta.user_id != user_id:
+                gone.append(member)
+                continue
+            live.append((member.decode(), meta))
+        return live, gone
+
     @contextmanager
     def _errors(self) -> Iterator[None]:
         try:
@@ -309,6 +352,24 @@ class RedisStore(Store):
     def delete(self, key: str) -> bool:
         with self._errors():
             return bool(self.client.delete(self.hash_key(key)))
+
+    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+        with self._errors():
+            self._script(INDEX_ADD)(keys=[self.index_key(user_id)], args=[repr(deadline), key])
+
+    def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        index = self.index_key(user_id)
+        with self._errors():
+            keys = self._script(INDEX_LIST)(keys=[index], args=[repr(now)])
+            if not keys:
+                return []
+            pipe = self.client.pipeline(transaction=False)
+            for member in keys:
+                pipe.hmget(self.hash_key(member.decode()), "m", "ls", "v", "it", "ad")
+            live, gone = self._listed(user_id, keys, pipe.execute(), now)
+            if gone:
+                self.client.zrem(index, *gone)
+        return live
 
     def purge_expired(self, now: float, batch_size: int = 500) -> int:
         """Redis expires sessions by their TTL: nothing to purge."""
@@ -366,6 +427,30 @@ class RedisStore(Store):
     async def adelete(self, key: str) -> bool:
         client = self.async_client
         return bool(await self._aerrors(lambda: client.delete(self.hash_key(key))))
+
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
+        script = self._ascript(INDEX_ADD)
+        await self._aerrors(
+            lambda: script(keys=[self.index_key(user_id)], args=[repr(deadline), key])
+        )
+
+    async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        index, client = self.index_key(user_id), self.async_client
+        script = self._ascript(INDEX_LIST)
+        keys = await self._aerrors(lambda: script(keys=[index], args=[repr(now)]))
+        if not keys:
+            return []
+
+        async def fetch() -> Any:
+            pipe = client.pipeline(transaction=False)
+            for member in keys:
+                pipe.hmget(self.hash_key(member.decode()), "m", "ls", "v", "it", "ad")
+            return await pipe.execute()
+
+        live, gone = self._listed(user_id, keys, await self._aerrors(fetch), now)
+        if gone:
+            await self._aerrors(lambda: client.zrem(index, *gone))
+        return live
 
     async def apurge_expired(self, now: float, batch_size: int = 500) -> int:
         return 0

@@ -230,6 +230,24 @@ class SQLiteStore(Store):
             if deleted < batch_size:
                 return total
 
+    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+        """The user_id column (indexed) is the index: nothing to do."""
+
+    def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        rows = self._run(
+            lambda db: db.execute(
+                "SELECT key, meta FROM satchel_sessions WHERE user_id = ? AND expires_at > ?",
+                (user_id, now),
+            ).fetchall()
+        )
+        return [(key, Meta.from_json(meta)) for key, meta in rows]
+
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
+        return None
+
+    async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        return await self._inline_first(self.list_user, user_id, now)
+
     def count(self, now: float) -> int:
         row = self._run(
             lambda db: db.execute(

@@ -15,6 +15,7 @@ nested changes) drive satchel's real core against the store.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,6 +56,16 @@ def request(
     session.update(writes)
     yield from engine.commit(session, INFO)
     return session, session._outgoing_cookie
+
+
+def login_request(engine: Engine, user: str) -> Flow[Session]:
+    """A request that logs ``user`` in on a fresh session."""
+    from ..auth import login
+
+    session = yield from engine.open(Session(), None)
+    login(session, user)
+    yield from engine.commit(session, INFO)
+    return session
 
 
 def cookie_id(set_cookie: str | None) -> str | None:
@@ -101,6 +112,7 @@ class StoreConformance:
     def test_create_then_load_round_trips(self, driver: StoreDriver, clock: FakeClock) -> None:
         key, meta = _key(), _meta(clock.now, user_id="alice")
         driver.create(key, Record({"a": "1", "b": '"x"'}, meta))
+        driver.index_add("alice", key, meta.absolute_deadline)
         record = driver.load(key, clock.now)
         assert record is not None
         assert dict(record.data) == {"a": "1", "b": '"x"'}
@@ -205,6 +217,81 @@ class StoreConformance:
             assert after.meta.expires_at == min(due + IDLE, meta.absolute_deadline)
         else:
             assert after.meta.last_seen == meta.last_seen
+
+    # -- the per-user index ------------------------------------------------------------------
+
+    def _user_sessions(self, driver: StoreDriver, user: str, now: float, n: int) -> list[str]:
+        keys = []
+        for _ in range(n):
+            key, meta = _key(), _meta(now, user_id=user)
+            driver.create(key, Record({}, meta))
+            driver.index_add(user, key, meta.absolute_deadline)
+            keys.append(key)
+        return keys
+
+    def test_list_user_returns_that_users_live_sessions(
+        self, driver: StoreDriver, clock: FakeClock
+    ) -> None:
+        user = f"user-{uuid.uuid4().hex[:8]}"
+        mine = self._user_sessions(driver, user, clock.now, 3)
+        self._user_sessions(driver, user + "-other", clock.now, 2)
+        listed = driver.list_user(user, clock.now)
+        assert sorted(k for k, _ in listed) == sorted(mine)
+        assert all(m.user_id == user for _, m in listed)
+        assert driver.list_user(f"nobody-{uuid.uuid4().hex}", clock.now) == []
+
+    def test_list_user_prunes_deleted_and_expired_sessions(
+        self, driver: StoreDriver, clock: FakeClock
+    ) -> None:
+        user = f"user-{uuid.uuid4().hex[:8]}"
+        keys = self._user_sessions(driver, user, clock.now, 3)
+        driver.delete(keys[0])
+        old, meta = _key(), _meta(clock.now - IDLE - 10, user_id=user)
+        driver.create(old, Record({}, meta))
+        driver.index_add(user, old, meta.absolute_deadline)
+        listed = {k for k, _ in driver.list_user(user, clock.now)}
+        assert listed == set(keys[1:])
+        assert {k for k, _ in driver.list_user(user, clock.now)} == set(keys[1:])
+
+    def test_login_indexes_and_revocation_by_handle(
+        self, driver: StoreDriver, engine: Engine, clock: FakeClock
+    ) -> None:
+        from ..users import list_flow, revoke_all_flow, revoke_flow
+
+        user = f"user-{uuid.uuid4().hex[:8]}"
+        devices = []
+        for _ in range(3):
+            session, _ = driver.flow(request(engine, None))
+            session = driver.flow(login_request(engine, user))
+            devices.append(session)
+        listed = driver.flow(list_flow(user, clock.now, current=devices[0].handle))
+        assert sorted(i.handle for i in listed) == sorted(d.handle or "" for d in devices)
+        assert [i.current for i in listed if i.handle == devices[0].handle] == [True]
+        assert not driver.flow(revoke_flow("someone-else", devices[1].handle or "", clock.now))
+        assert driver.flow(revoke_flow(user, devices[1].handle or "", clock.now))
+        assert driver.load(devices[1]._key or "", clock.now) is None
+        assert driver.flow(revoke_all_flow(user, clock.now, keep=devices[0].handle)) == 1
+        assert [i.handle for i in driver.flow(list_flow(user, clock.now))] == [devices[0].handle]
+        assert driver.flow(revoke_all_flow(user, clock.now)) == 1
+        assert driver.flow(list_flow(user, clock.now)) == []
+
+    def test_session_cap_evicts_the_oldest(self, driver: StoreDriver, clock: FakeClock) -> None:
+        capped = Engine(
+            secret_keys=["conformance-key-" + "x" * 32],
+            cookie=CookieOptions(),
+            expiry=ExpiryPolicy(idle_timeout=IDLE, absolute_timeout=ABSOLUTE),
+            clock=clock,
+            max_sessions_per_user=2,
+            **self.engine_options,
+        )
+        user = f"user-{uuid.uuid4().hex[:8]}"
+        sessions = []
+        for _ in range(3):
+            clock.advance(1)
+            sessions.append(driver.flow(login_request(capped, user)))
+        listed = {m.handle for _, m in driver.list_user(user, clock.now)}
+        assert listed == {sessions[1].handle, sessions[2].handle}
+        assert driver.load(sessions[0]._key or "", clock.now) is None
 
     # -- the engine on this store ---------------------------------------------------------------
 

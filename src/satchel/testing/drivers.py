@@ -8,7 +8,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from ..engine import Flow, adrive, drive
-from ..record import Change, Record
+from ..record import Change, Meta, Record
 from ..stores.base import Store
 
 T = TypeVar("T")
@@ -67,6 +67,16 @@ class StoreDriver:
         if self._runner:
             return self._run(self.store.apurge_expired(now, batch_size))
         return self.store.purge_expired(now, batch_size)
+
+    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+        if self._runner:
+            return self._run(self.store.aindex_add(user_id, key, deadline))
+        return self.store.index_add(user_id, key, deadline)
+
+    def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        if self._runner:
+            return self._run(self.store.alist_user(user_id, now))
+        return self.store.list_user(user_id, now)
 
     def flow(self, flow: Flow[T]) -> T:
         """Run an engine flow on this driver's path."""

@@ -1,0 +1,40 @@
+"""Lifecycle and security events, for apps that log or alert.
+
+Pass ``on_event=callable`` to the middleware; it receives a :class:`SessionEvent` for each
+of: ``created``, ``regenerated``, ``destroyed``, ``expired``, ``revoked`` and ``security``
+(with ``reason``: ``tampered_cookie``, ``unknown_session`` (a correctly signed ID the store
+does not hold: planted, expired or logged out), ``dropped_write``, ``corrupt_record``,
+``revoked_cookie``, ``csrf_failure``). No event carries a raw session ID: at most the public
+handle and ``ref``, 8 hex digits of the store key's hash. A hook that raises is logged and
+ignored; it never breaks the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .log import logger
+
+KINDS = frozenset({"created", "regenerated", "destroyed", "expired", "revoked", "security"})
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvent:
+    kind: str
+    handle: str | None = None
+    user_id: str | None = None
+    reason: str | None = None
+    ref: str | None = None
+
+
+EventHook = Callable[[SessionEvent], None]
+
+
+def emit(hook: EventHook | None, kind: str, **details: str | None) -> None:
+    if hook is None:
+        return
+    try:
+        hook(SessionEvent(kind, **details))
+    except Exception:  # an app's hook must never break a request
+        logger.exception("session event hook failed for %s", kind)

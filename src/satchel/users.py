@@ -1,0 +1,116 @@
+"""A user's sessions: list them, revoke one, revoke all, revoke all but the current one.
+
+The flows here run against any server-side store's per-user index; their cost grows with
+that user's session count, never with the total. Listing exposes each session's public
+handle, never its ID, and revoking by handle only reaches sessions of the user named, so
+an app that passes the logged-in user cannot revoke anyone else's session.
+
+For request code, :mod:`satchel.auth` wraps these around the current session
+(``sessions_of``, ``revoke``, ``logout_everywhere``, ``logout_other_devices``); for an
+admin path or a CLI, :class:`UserSessions` takes a store directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .engine import Delete, Flow, ListUser, adrive, drive
+from .events import EventHook, emit
+from .record import Meta
+from .stores.base import Store
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What a "your sessions" page shows. ``handle`` is public; the ID never appears."""
+
+    handle: str
+    user_id: str
+    created: float
+    last_seen: float
+    expires_at: float
+    user_agent: str | None
+    client_ip: str | None
+    current: bool = False
+
+    @classmethod
+    def of(cls, meta: Meta, current: str | None = None) -> SessionInfo:
+        return cls(
+            handle=meta.handle,
+            user_id=meta.user_id or "",
+            created=meta.created,
+            last_seen=meta.last_seen,
+            expires_at=meta.expires_at,
+            user_agent=meta.user_agent,
+            client_ip=meta.client_ip,
+            current=meta.handle == current,
+        )
+
+
+def list_flow(user_id: str, now: float, current: str | None = None) -> Flow[list[SessionInfo]]:
+    sessions = yield ListUser(user_id, now)
+    infos = [SessionInfo.of(meta, current) for _, meta in sessions]
+    return sorted(infos, key=lambda i: (not i.current, -i.last_seen))
+
+
+def revoke_flow(
+    user_id: str, handle: str, now: float, on_event: EventHook | None = None
+) -> Flow[bool]:
+    """Revoke the session of ``user_id`` whose public handle is ``handle``; False if that
+    user has no such session (another user's handle never matches)."""
+    for key, meta in (yield ListUser(user_id, now)):
+        if meta.handle == handle:
+            deleted = yield Delete(key)
+            if deleted:
+                emit(on_event, "revoked", handle=handle, user_id=user_id, reason="handle")
+            return bool(deleted)
+    return False
+
+
+def revoke_all_flow(
+    user_id: str, now: float, keep: str | None = None, on_event: EventHook | None = None
+) -> Flow[int]:
+    """Revoke every session of ``user_id`` except the one with handle ``keep``; how many."""
+    revoked = 0
+    for key, meta in (yield ListUser(user_id, now)):
+        if meta.handle != keep and (yield Delete(key)):
+            revoked += 1
+            emit(on_event, "revoked", handle=meta.handle, user_id=user_id, reason="all")
+    return revoked
+
+
+class UserSessions:
+    """Admin access to users' sessions in a store, sync and async:
+    ``UserSessions(store).sessions("alice")``, ``await UserSessions(store).arevoke_all("alice")``.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_event: EventHook | None = None,
+    ) -> None:
+        self.store, self.clock, self.on_event = store, clock, on_event
+
+    def sessions(self, user_id: str) -> list[SessionInfo]:
+        return drive(list_flow(user_id, self.clock()), self.store)
+
+    def revoke(self, user_id: str, handle: str) -> bool:
+        return drive(revoke_flow(user_id, handle, self.clock(), self.on_event), self.store)
+
+    def revoke_all(self, user_id: str, keep: str | None = None) -> int:
+        flow = revoke_all_flow(user_id, self.clock(), keep, self.on_event)
+        return drive(flow, self.store)
+
+    async def asessions(self, user_id: str) -> list[SessionInfo]:
+        return await adrive(list_flow(user_id, self.clock()), self.store)
+
+    async def arevoke(self, user_id: str, handle: str) -> bool:
+        return await adrive(revoke_flow(user_id, handle, self.clock(), self.on_event), self.store)
+
+    async def arevoke_all(self, user_id: str, keep: str | None = None) -> int:
+        flow = revoke_all_flow(user_id, self.clock(), keep, self.on_event)
+        return await adrive(flow, self.store)
