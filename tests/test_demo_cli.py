@@ -55,31 +55,71 @@ class _SyncASGI(httpx.BaseTransport):
         self.runner.close()
 
 
+def token(client: httpx.Client, page: str = "/login") -> str:
+    """The csrf_token hidden in a page's form."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', client.get(page).text)
+    assert match is not None
+    return match.group(1)
+
+
+def log_in(
+    client: httpx.Client, user: str = "alice", password: str = "wonderland"
+) -> httpx.Response:
+    data = {"username": user, "password": password, "csrf_token": token(client)}
+    return client.post("/login", data=data)
+
+
 def test_demo_flow(demo: httpx.Client) -> None:
     assert demo.get("/").status_code == 200
     response = demo.get("/profile")
-    assert (response.status_code, response.headers["location"]) == (303, "/login")
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login")
     assert 'name="username"' in demo.get("/login").text
-    bad = demo.post("/login", data={"username": "alice", "password": "nope"})
+    bad = demo.post(
+        "/login", data={"username": "alice", "password": "nope", "csrf_token": token(demo)}
+    )
     assert bad.status_code == 401
     assert demo.get("/api/me").status_code == 401
     assert demo.get("/api/me").json() == {"error": "not logged in"}
-    good = demo.post("/login", data={"username": "alice", "password": "wonderland"})
+    good = log_in(demo)
     assert (good.status_code, good.headers["location"]) == (303, "/profile")
     cookie = demo.cookies["satchel"]
     assert "Welcome, alice" in demo.get("/profile").text
-    assert demo.get("/api/me").json() == {"username": "alice"}
-    out = demo.post("/logout")
+    me = demo.get("/api/me").json()
+    assert me["username"] == "alice"
+    out = demo.post("/logout", headers={"X-CSRF-Token": me["csrf_token"]})
     assert (out.status_code, out.headers["location"]) == (303, "/login")
     demo.cookies.clear()
     assert demo.get("/api/me", headers={"cookie": f"satchel={cookie}"}).status_code == 401
 
 
+def test_demo_login_needs_a_csrf_token(demo: httpx.Client) -> None:
+    response = demo.post("/login", data={"username": "alice", "password": "wonderland"})
+    assert response.status_code == 403
+    assert "CSRF token missing" in response.text
+    pre_login = demo.get("/api/csrf").json()["csrf_token"]
+    assert log_in(demo).status_code == 303
+    stale = demo.post("/settings", data={"theme": "dark", "csrf_token": pre_login})
+    assert stale.status_code == 403  # a token from before login is refused after it
+
+
+def test_demo_settings_and_sessions(demo: httpx.Client, tmp_path: Path) -> None:
+    log_in(demo)
+    response = demo.post(
+        "/settings", data={"theme": "dark", "csrf_token": token(demo, "/settings")}
+    )
+    assert (response.status_code, response.headers["location"]) == (303, "/profile")
+    assert '<dd id="theme">dark</dd>' in demo.get("/profile").text
+    page = demo.get("/sessions").text
+    assert "this device" in page
+    assert page.count("<tr data-handle=") == 1
+
+
 def test_demo_login_issues_a_new_id(demo: httpx.Client) -> None:
-    demo.post("/login", data={"username": "bob", "password": "builder"})
+    log_in(demo, "bob", "builder")
     first = demo.cookies["satchel"]
-    demo.post("/logout")
-    demo.post("/login", data={"username": "bob", "password": "builder"})
+    demo.post("/logout", headers={"X-CSRF-Token": demo.get("/api/me").json()["csrf_token"]})
+    log_in(demo, "bob", "builder")
     assert demo.cookies["satchel"] != first
     assert "Welcome, bob" in demo.get("/profile").text
 
@@ -93,7 +133,10 @@ def test_demo_serves_its_css_locally(demo: httpx.Client) -> None:
 
 
 def test_demo_escapes_user_input(demo: httpx.Client) -> None:
-    response = demo.post("/login", data={"username": "<script>", "password": "x"})
+    response = demo.post(
+        "/login", data={"username": "<script>", "password": "x", "csrf_token": token(demo)}
+    )
+    assert response.status_code == 401
     assert "<script>" not in response.text
 
 
@@ -125,12 +168,21 @@ def test_satchel_demo_command_serves_over_http(tmp_path: Path) -> None:
             except httpx.TransportError:
                 time.sleep(0.1)
         with httpx.Client(base_url=base) as c:
-            response = c.post("/login", data={"username": "alice", "password": "wonderland"})
+            page = c.get("/login")
+            pre = re.search(r"satchel_csrf=([^;]+)", page.headers["set-cookie"])
+            form_token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+            assert pre is not None
+            assert form_token is not None
+            response = c.post(
+                "/login",
+                data={"username": "alice", "password": "wonderland", "csrf_token": form_token[1]},
+                headers={"cookie": f"satchel_csrf={pre[1]}"},
+            )
             assert response.status_code == 303
             cookie = re.match(r"satchel=([^;]+)", response.headers["set-cookie"])
             assert cookie is not None
             me = c.get("/api/me", headers={"cookie": f"satchel={cookie.group(1)}"})
-            assert me.json() == {"username": "alice"}
+            assert me.json()["username"] == "alice"
         assert (tmp_path / "satchel.db").exists()
     finally:
         proc.terminate()

@@ -55,14 +55,17 @@ def test_deletes_and_pops_are_tracked() -> None:
     assert dict(change.set) == {"d": "4"}
 
 
-def test_clear_is_a_full_replace() -> None:
+def test_clear_logs_out() -> None:
+    """clear() empties the data, unbinds the user and retires the ID, as apps that log out
+    with session.clear() expect."""
     session = loaded(a=1)
+    session._meta = session._meta.with_changes(user_id="alice")  # type: ignore[union-attr]
     session.clear()
-    session["b"] = 2
-    change = session._change(lambda: session.meta)  # type: ignore[arg-type,return-value]
-    assert change is not None
-    assert change.clear
-    assert dict(change.set) == {"b": "2"}
+    assert dict(session) == {}
+    assert session.user_id is None
+    assert session.new
+    assert session._destroyed_keys == ["k" * 64]
+    session["b"] = 2  # starts a new session at commit
 
 
 def test_unstorable_values_fail_at_assignment() -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Unpack
 
+from . import csrf
+from .context import RequestContext, header_map
 from .cookiestore import CookieStore
-from .engine import Engine, InfoSource, RequestInfo, adrive
+from .engine import adrive
 from .errors import StoreError
 from .log import logger
 from .options import DEFAULT_STORE, SessionOptions, build
@@ -15,6 +17,7 @@ from .stores.base import Store
 from .types import ASGIApp, Message, Receive, Scope, Send
 
 _UNAVAILABLE_BODY = b"Service temporarily unavailable. Please try again shortly.\n"
+SCOPE_KEY = "satchel"
 
 
 async def store_unavailable(scope: Scope, receive: Receive, send: Send) -> None:
@@ -22,35 +25,55 @@ async def store_unavailable(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1011})
         return
+    await _plain(send, 503, _UNAVAILABLE_BODY, [(b"retry-after", b"5")])
+
+
+async def _plain(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     await send(
         {
             "type": "http.response.start",
-            "status": 503,
+            "status": status,
             "headers": [
                 (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(_UNAVAILABLE_BODY)).encode()),
-                (b"retry-after", b"5"),
+                (b"content-length", str(len(body)).encode()),
                 (b"cache-control", b"no-store"),
+                *(extra or []),
             ],
         }
     )
-    await send({"type": "http.response.body", "body": _UNAVAILABLE_BODY})
+    await send({"type": "http.response.body", "body": body})
 
 
-def _request_info(scope: Scope) -> RequestInfo:
-    user_agent = None
-    for name, value in scope["headers"]:
-        if name == b"user-agent":
-            user_agent = value.decode("latin-1")[:512]
-    client = scope.get("client")
-    return RequestInfo(user_agent=user_agent, client_ip=client[0] if client else None)
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """The request body, up to ``limit`` bytes; and whether it was all read."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", False
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
 
 
-def _cookie_header(scope: Scope) -> str | None:
-    values = [v for n, v in scope["headers"] if n == b"cookie"]
-    if not values:
-        return None
-    return "; ".join(v.decode("latin-1") for v in values)
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 class SessionMiddleware:
@@ -59,8 +82,9 @@ class SessionMiddleware:
     A request with a well-formed, correctly signed session cookie has its session loaded
     before the app runs (one store call); any other request makes no store call. Changes
     are committed once, when the response starts, unless the status is 5xx or the app
-    raised. ``on_store_unavailable`` is the ASGI app that answers when the store is down
-    (default: a plain 503).
+    raised. Unsafe requests must pass the CSRF check (``csrf=False`` turns it off).
+    ``on_store_unavailable`` is the ASGI app that answers when the store is down (default:
+    a plain 503).
     """
 
     def __init__(
@@ -72,7 +96,7 @@ class SessionMiddleware:
         **options: Unpack[SessionOptions],
     ) -> None:
         self.app = app
-        self.store, self.engine = build(store, options)
+        self.store, self.engine, self.settings = build(store, options)
         self.on_store_unavailable = on_store_unavailable
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -81,24 +105,49 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         engine, store = self.engine, self.store
-        session_id, resign = engine.session_id_from_cookie(_cookie_header(scope))
+        headers = header_map(
+            (n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]
+        )
+        session_id, resign = engine.session_id_from_cookie(headers.get("cookie"))
         try:
             session = await adrive(engine.open(Session(), session_id, resign), store)
         except StoreError as exc:
             logger.error("session store unavailable while loading: %s", exc)
             await self.on_store_unavailable(scope, receive, send)
             return
-
-        def info() -> RequestInfo:
-            return _request_info(scope)
+        client = scope.get("client")
+        ctx = RequestContext.build(
+            engine,
+            store,
+            self.settings,
+            session,
+            method=scope.get("method", "GET"),
+            path=scope.get("path", "/"),
+            headers=headers,
+            peer=client[0] if client else None,
+            scheme=scope.get("scheme", "http"),
+        )
+        info = ctx.request_info
 
         async def save(s: Session) -> None:
             await adrive(engine.commit(s, info), store)
 
         session._async_save_hook = save
         scope["session"] = session
+        scope[SCOPE_KEY] = ctx
         if kind == "websocket":
-            await self._websocket(scope, receive, send, session, engine, info)
+            await self._websocket(scope, receive, send, ctx)
+            return
+
+        form_token = None
+        if ctx.wants_form_token():
+            body, whole = await _read_body(receive, csrf.MAX_FORM_BYTES)
+            if whole:
+                form_token = csrf.token_from_form(headers.get("content-type", ""), body)
+                receive = _replay(body, receive)
+        refusal = ctx.csrf_refusal(form_token)
+        if refusal is not None:
+            await _plain(send, 403, f"Forbidden: {refusal}\n".encode())
             return
 
         failed = False
@@ -114,7 +163,7 @@ class SessionMiddleware:
                         logger.error("session store unavailable while committing: %s", exc)
                         await self.on_store_unavailable(scope, receive, send)
                         return
-                    message = _with_cookie(message, session)
+                message = _with_cookies(message, ctx.response_cookies())
             elif failed:
                 return
             await send(message)
@@ -122,23 +171,25 @@ class SessionMiddleware:
         await self.app(scope, receive, send_with_session)
 
     async def _websocket(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        session: Session,
-        engine: Engine,
-        info: InfoSource,
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
     ) -> None:
+        session, engine, store = ctx.session, self.engine, self.store
+        if self.settings.csrf.enabled:
+            reason = csrf.origin_refusal(self.settings.csrf, ctx.headers, ctx.origin.url)
+            if reason is not None:  # cross-site WebSocket hijacking
+                logger.warning("WebSocket refused: %s", reason)
+                await send({"type": "websocket.close", "code": 1008})
+                return
+
         async def send_with_session(message: Message) -> None:
             if message["type"] == "websocket.accept":
-                await adrive(engine.commit(session, info), self.store)
-                message = _with_cookie(message, session)
+                await adrive(engine.commit(session, ctx.request_info), store)
+                message = _with_cookies(message, ctx.response_cookies())
             await send(message)
 
         await self.app(scope, receive, send_with_session)
         if session.modified:  # changes made after the handshake: stored, no cookie possible
-            await adrive(engine.commit(session, info), self.store)
+            await adrive(engine.commit(session, ctx.request_info), store)
             if session._outgoing_cookie is not None:
                 logger.warning(
                     "a WebSocket handler created or regenerated a session after the "
@@ -146,13 +197,11 @@ class SessionMiddleware:
                 )
 
 
-def _with_cookie(message: Message, session: Session) -> Message:
-    """The response start with the session cookie, ``Cache-Control: no-store`` (replacing
-    any other policy) and ``Cookie`` in ``Vary``; headers stay bytes throughout."""
-    cookie = session._outgoing_cookie
-    if cookie is None:
+def _with_cookies(message: Message, cookies: list[str]) -> Message:
+    """The response start with the cookies, ``Cache-Control: no-store`` (replacing any
+    other policy) and ``Cookie`` in ``Vary``; headers stay bytes throughout."""
+    if not cookies:
         return message
-    session._outgoing_cookie = None
     headers: list[tuple[bytes, bytes]] = []
     vary: list[bytes] = []
     for name, value in message.get("headers", ()):
@@ -165,9 +214,6 @@ def _with_cookie(message: Message, session: Session) -> Message:
         headers.append((name, value))
     if not any(v.lower() in (b"cookie", b"*") for v in vary):
         vary.append(b"Cookie")
-    headers += [
-        (b"vary", b", ".join(vary)),
-        (b"cache-control", b"no-store"),
-        (b"set-cookie", cookie.encode("latin-1")),
-    ]
+    headers += [(b"vary", b", ".join(vary)), (b"cache-control", b"no-store")]
+    headers += [(b"set-cookie", c.encode("latin-1")) for c in cookies]
     return {**message, "headers": headers}

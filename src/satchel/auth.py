@@ -1,13 +1,27 @@
-"""Log a user in and out the safe way: a new session ID at login, the record gone at logout."""
+"""Log users in and out the safe way, and manage a user's sessions from request code.
+
+``login`` and ``logout`` work on any session. The helpers that reach other sessions of the
+user (``sessions_of``, ``revoke``, ``logout_everywhere``, ``logout_other_devices``) use the
+store of the middleware that loaded the session; each has an ``a``-prefixed twin for async
+apps (``await asessions_of(request.session)``).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from . import revocation
+from .cookiestore import CookieEngine
+from .engine import Flow, adrive, drive
+from .errors import SessionStateError
 from .session import Session
+from .users import SessionInfo, list_flow, revoke_all_flow, revoke_flow
 
 
 def login(session: Session, user_id: str) -> None:
     """Bind ``user_id`` to the session under a new ID (the pre-login ID then resolves to
-    nothing), restart its absolute timeout and record the device it logged in from."""
+    nothing), restart its absolute timeout, record the device it logged in from, and
+    rotate its CSRF secret (bound to the new handle)."""
     if not isinstance(user_id, str) or not user_id:
         raise ValueError("user_id must be a non-empty string")
     session.regenerate()
@@ -22,3 +36,108 @@ def logout(session: Session) -> None:
 def regenerate_on_privilege_change(session: Session) -> None:
     """A new ID for the same user and data, e.g. after sudo-mode or a role change."""
     session.regenerate()
+
+
+# -- a user's sessions, from request code ------------------------------------------------------
+
+
+def _context(session: Session) -> Any:
+    ctx = session._context
+    if ctx is None:
+        raise SessionStateError("this session was not loaded by satchel's middleware")
+    if session.user_id is None:
+        raise SessionStateError("no user is logged in on this session")
+    return ctx
+
+
+def _sessions_flow(session: Session) -> Flow[list[SessionInfo]]:
+    ctx = _context(session)
+    now = ctx.engine.clock()
+    if isinstance(ctx.engine, CookieEngine):  # the browser holds the others: none to list
+        meta = session.meta
+        return [SessionInfo.of(meta, meta.handle)] if meta is not None else []
+    return (yield from list_flow(session.user_id or "", now, current=session.handle))
+
+
+def _revoke_flow(session: Session, handle: str) -> Flow[bool]:
+    ctx = _context(session)
+    now, user = ctx.engine.clock(), session.user_id or ""
+    if handle == session.handle:
+        session.destroy()
+        return True
+    if isinstance(ctx.engine, CookieEngine):
+        if ctx.engine.revocation_store is None:
+            return False
+        until = now + ctx.engine.expiry.absolute_timeout
+        yield from revocation.revoke_handle(user, handle, until, now)
+        return True
+    return (yield from revoke_flow(user, handle, now, ctx.engine.on_event))
+
+
+def _revoke_all_flow(session: Session, keep_current: bool) -> Flow[int]:
+    ctx = _context(session)
+    now, user = ctx.engine.clock(), session.user_id or ""
+    if isinstance(ctx.engine, CookieEngine):
+        if ctx.engine.revocation_store is not None:
+            yield from revocation.revoke_all(user, now)
+        if keep_current:  # re-issue this session after the epoch, under a new handle
+            session.regenerate()
+            session._update_meta(restart=True)
+        else:
+            session.destroy()
+        return 0
+    keep = session.meta.handle if session.meta is not None else None
+    revoked = yield from revoke_all_flow(user, now, keep, ctx.engine.on_event)
+    if not keep_current:
+        session.destroy()
+        revoked += 1
+    return revoked
+
+
+def _run(session: Session, flow: Flow[Any]) -> Any:
+    return drive(flow, _context(session).store)
+
+
+async def _arun(session: Session, flow: Flow[Any]) -> Any:
+    return await adrive(flow, _context(session).store)
+
+
+def sessions_of(session: Session) -> list[SessionInfo]:
+    """The logged-in user's active sessions (this one first, marked ``current``)."""
+    return _run(session, _sessions_flow(session))  # type: ignore[no-any-return]
+
+
+async def asessions_of(session: Session) -> list[SessionInfo]:
+    return await _arun(session, _sessions_flow(session))  # type: ignore[no-any-return]
+
+
+def revoke(session: Session, handle: str) -> bool:
+    """Revoke one of the logged-in user's sessions by its public handle; other users'
+    handles never match."""
+    return _run(session, _revoke_flow(session, handle))  # type: ignore[no-any-return]
+
+
+async def arevoke(session: Session, handle: str) -> bool:
+    return await _arun(session, _revoke_flow(session, handle))  # type: ignore[no-any-return]
+
+
+def logout_everywhere(session: Session) -> int:
+    """End every session of the user, this one included."""
+    return _run(session, _revoke_all_flow(session, keep_current=False))  # type: ignore[no-any-return]
+
+
+async def alogout_everywhere(session: Session) -> int:
+    return await _arun(session, _revoke_all_flow(session, keep_current=False))  # type: ignore[no-any-return]
+
+
+def logout_other_devices(session: Session) -> int:
+    """End every other session of the user; call it after a password change."""
+    return _run(session, _revoke_all_flow(session, keep_current=True))  # type: ignore[no-any-return]
+
+
+async def alogout_other_devices(session: Session) -> int:
+    return await _arun(session, _revoke_all_flow(session, keep_current=True))  # type: ignore[no-any-return]
+
+
+end_other_sessions = logout_other_devices
+aend_other_sessions = alogout_other_devices

@@ -36,7 +36,11 @@ def demo(host: str, port: int, store: str | None) -> None:
 
     try:
         settings = from_env(os.environ, store=store)
-        app = create_app(settings.store, **settings.options)
+        options = dict(settings.options)
+        if settings.store.startswith("cookie:"):
+            # the browser keeps the sessions; the SQLite file keeps who logged out
+            options.setdefault("revocation_store", "sqlite:///satchel.db")
+        app = create_app(settings.store, **options)
     except SatchelError as exc:
         _fail(exc)
         return

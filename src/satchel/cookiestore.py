@@ -246,7 +246,7 @@ class CookieEngine(Engine):
                 yield from revocation.revoke_handle(
                     current.user_id, current.handle, current.absolute_deadline, now
                 )
-            base = current.with_changes(handle=ids.new_handle(), version=1)
+            base = current.with_changes(handle=ids.new_handle(), version=1)  # or the pending one
         else:
             data = session._encoded()
             changed = data != session._baseline or session._cleared or session._meta_dirty

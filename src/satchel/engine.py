@@ -370,6 +370,7 @@ class Engine:
             )
         else:
             base = base.with_changes(handle=ids.new_handle(), version=1)
+        # a handle chosen by regenerate() (pending in the updates) wins over the new one
         meta = self._next_meta(base, session._meta_updates, now, info)
         session_id = ids.new_session_id()
         key = ids.store_key(session_id)

@@ -88,6 +88,11 @@ class Keyring:
     def current_kid(self) -> str:
         return self._keys[0].kid
 
+    @property
+    def kids(self) -> list[str]:
+        """Every listed key ID, newest first."""
+        return [k.kid for k in self._keys]
+
     def sign(self, purpose: bytes, message: str) -> str:
         """``kid + mac`` for ``message`` under the newest key."""
         key = self._keys[0]

@@ -9,13 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypedDict
 
+from .context import Settings
 from .cookies import CookieOptions, SameSite
 from .cookiestore import CookieEngine, CookieStore
 from .cookiestore import from_url as cookie_store_from_url
+from .csrf import CSRFOptions
 from .engine import Engine
 from .errors import ConfigurationError
 from .events import EventHook
 from .policy import ExpiryPolicy
+from .proxies import parse_trusted
 from .record import Change, Meta, Record
 from .stores.base import Store
 from .stores.registry import store_from_url
@@ -29,6 +32,11 @@ class SessionOptions(TypedDict, total=False):
     encrypt_at_rest: bool
     max_sessions_per_user: int | None
     on_event: EventHook | None
+    csrf: bool
+    csrf_exempt: Sequence[str]
+    csrf_allow_same_site: bool
+    csrf_trusted_origins: Sequence[str]
+    trusted_proxies: Sequence[str]
     insecure_unsigned_cookies: bool
     cookie_name: str
     cookie_path: str
@@ -89,8 +97,33 @@ class _NoStore(Store):
         return self._never()  # type: ignore[no-any-return]
 
 
-def build(store: str | Store | CookieStore, options: SessionOptions) -> tuple[Store, Engine]:
-    """The store and engine a middleware runs on; invalid options fail here, at start."""
+def settings_from(options: SessionOptions, cookie: CookieOptions) -> Settings:
+    for name in ("csrf_exempt", "csrf_trusted_origins", "trusted_proxies"):
+        if isinstance(options.get(name), str):
+            raise ConfigurationError(f"{name} must be a list of strings, not one string")
+    return Settings(
+        csrf=CSRFOptions(
+            enabled=options.get("csrf", True),
+            exempt=tuple(options.get("csrf_exempt", ())),
+            allow_same_site=options.get("csrf_allow_same_site", False),
+            trusted_origins=tuple(options.get("csrf_trusted_origins", ())),
+        ),
+        trusted_proxies=parse_trusted(options.get("trusted_proxies", ())),
+        presession_cookie=CookieOptions(
+            name=cookie.name + "_csrf",
+            path="/",
+            secure=cookie.secure,
+            httponly=True,
+            samesite="lax" if cookie.samesite == "none" else cookie.samesite,
+        ),
+    )
+
+
+def build(
+    store: str | Store | CookieStore, options: SessionOptions
+) -> tuple[Store, Engine, Settings]:
+    """The store, engine and request settings a middleware runs on; invalid options fail
+    here, at start."""
     unknown = set(options) - set(SessionOptions.__annotations__)
     if unknown:
         raise ConfigurationError(f"unknown session option(s): {', '.join(sorted(unknown))}")
@@ -125,7 +158,7 @@ def build(store: str | Store | CookieStore, options: SessionOptions) -> tuple[St
             revocation_store=revocation,
             **engine_kwargs,
         )
-        return revocation or _NoStore(), cookie_engine
+        return revocation or _NoStore(), cookie_engine, settings_from(options, cookie)
     if revocation is not None:
         raise ConfigurationError(
             "revocation_store applies to cookie sessions only; server-side sessions are "
@@ -145,4 +178,4 @@ def build(store: str | Store | CookieStore, options: SessionOptions) -> tuple[St
         raise ConfigurationError(
             "store must be a store URL, a satchel Store object or a CookieStore"
         )
-    return store, engine
+    return store, engine, settings_from(options, cookie)

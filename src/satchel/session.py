@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
-from . import codec
+from . import codec, ids
 from .errors import SessionStateError
 from .record import Change, Meta
 
@@ -35,6 +35,7 @@ class Session(dict[str, Any]):
         "_async_save_hook",
         "_baseline",
         "_cleared",
+        "_context",
         "_cookie_refresh",
         "_destroyed_keys",
         "_destroyed_meta",
@@ -69,6 +70,7 @@ class Session(dict[str, Any]):
         self._loader: Callable[[], None] | None = None
         self._save_hook: SaveHook | None = None
         self._async_save_hook: AsyncSaveHook | None = None
+        self._context: Any = None  # the middleware's RequestContext
 
     # -- construction by the core -------------------------------------------------------
 
@@ -187,18 +189,19 @@ class Session(dict[str, Any]):
         return self
 
     def clear(self) -> None:
-        """Empty the data. The record (and, until issue 5's login helpers, the user) stays."""
-        self._ensure_loaded()
-        self._accessed = self._maybe_modified = True
-        self._cleared = True
-        dict.clear(self)
+        """Empty the data, unbind the user and retire the ID: the record is deleted, and
+        anything written afterwards starts a new session under a new ID. This is how many
+        Flask and Starlette apps log out, so it is made safe to."""
+        self.destroy()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def regenerate(self) -> None:
-        """Give the session a new ID at commit, keeping its data; the old record is deleted."""
+        """Give the session a new ID at commit, keeping its data; the old record is deleted.
+        Its new public handle is chosen now, so tokens bound to it can be made at once."""
         self._ensure_loaded()
         self._regenerate = True
+        self._meta_updates["handle"] = ids.new_handle()
 
     def destroy(self) -> None:
         """Delete the record at commit and expire the cookie. Later writes start a new session."""
@@ -283,12 +286,26 @@ class Session(dict[str, Any]):
 
     @property
     def handle(self) -> str | None:
+        """The public handle: the one this session will have once committed, if a
+        regeneration is pending."""
+        pending = self._meta_updates.get("handle")
+        if pending is not None:
+            return str(pending)
         meta = self.meta
         return None if meta is None else meta.handle
 
     @property
     def user_id(self) -> str | None:
-        meta = self.meta
+        """The bound user, including one bound by a login in this request."""
+        self._ensure_loaded()
+        return self._peek_user()
+
+    def _peek_user(self) -> str | None:
+        """The bound user as known so far, without loading a lazy session."""
+        if "user_id" in self._meta_updates:
+            value = self._meta_updates["user_id"]
+            return None if value is None else str(value)
+        meta = self._meta
         return None if meta is None else meta.user_id
 
     def _diff(self) -> tuple[dict[str, str], frozenset[str]]:

@@ -3,11 +3,14 @@ loaded from the store on first access, so a request that never looks costs nothi
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
 from typing import Any, Unpack
 
+from . import csrf
+from .context import RequestContext, header_map
 from .cookiestore import CookieStore
-from .engine import RequestInfo, drive, response_headers
+from .engine import drive, response_headers
 from .errors import StoreError
 from .log import logger
 from .options import DEFAULT_STORE, SessionOptions, build
@@ -16,13 +19,28 @@ from .stores.base import Store
 from .types import Environ, ExcInfo, StartResponse, WSGIApp
 
 ENVIRON_KEY = "satchel.session"
+CONTEXT_KEY = "satchel.context"
 _UNAVAILABLE_BODY = b"Service temporarily unavailable. Please try again shortly.\n"
-_UNAVAILABLE_HEADERS = [
-    ("content-type", "text/plain; charset=utf-8"),
-    ("content-length", str(len(_UNAVAILABLE_BODY))),
-    ("retry-after", "5"),
-    ("cache-control", "no-store"),
-]
+
+
+def _plain(status: str, body: bytes, extra: list[tuple[str, str]] | None = None) -> Any:
+    headers = [
+        ("content-type", "text/plain; charset=utf-8"),
+        ("content-length", str(len(body))),
+        ("cache-control", "no-store"),
+        *(extra or []),
+    ]
+    return status, headers, [body]
+
+
+def _answer(start_response: StartResponse, status: str, body: bytes) -> Iterable[bytes]:
+    extra = [("retry-after", "5")] if status.startswith("503") else None
+    status, headers, chunks = _plain(status, body, extra)
+    start_response(status, headers)
+    return chunks  # type: ignore[no-any-return]
+
+
+_UNAVAILABLE = "503 Service Unavailable"
 
 
 class _Body:
@@ -37,9 +55,17 @@ class _Body:
         yield from self._rest
 
     def close(self) -> None:
-        close = getattr(self._result, "close", None)
-        if close is not None:
-            close()
+        _close(self._result)
+
+
+def _environ_headers(environ: Environ) -> dict[str, str]:
+    pairs = []
+    for name, value in environ.items():
+        if name.startswith("HTTP_"):
+            pairs.append((name[5:].replace("_", "-").lower(), str(value)))
+    if environ.get("CONTENT_TYPE"):
+        pairs.append(("content-type", str(environ["CONTENT_TYPE"])))
+    return header_map(pairs)
 
 
 class SessionMiddleware:
@@ -53,51 +79,67 @@ class SessionMiddleware:
         **options: Unpack[SessionOptions],
     ) -> None:
         self.app = app
-        self.store, self.engine = build(store, options)
+        self.store, self.engine, self.settings = build(store, options)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         engine, store = self.engine, self.store
+        headers = _environ_headers(environ)
         session = Session()
-        session_id, resign = engine.session_id_from_cookie(environ.get("HTTP_COOKIE"))
+        session_id, resign = engine.session_id_from_cookie(headers.get("cookie"))
         if session_id is not None:
 
             def load() -> None:
                 drive(engine.open(session, session_id, resign), store)
 
             session._loader = load
-
-        def info() -> RequestInfo:
-            return RequestInfo(
-                user_agent=(environ.get("HTTP_USER_AGENT") or "")[:512] or None,
-                client_ip=environ.get("REMOTE_ADDR"),
-            )
+        ctx = RequestContext.build(
+            engine,
+            store,
+            self.settings,
+            session,
+            method=environ.get("REQUEST_METHOD", "GET").upper(),
+            path=environ.get("PATH_INFO", "/") or "/",
+            headers=headers,
+            peer=environ.get("REMOTE_ADDR"),
+            scheme=environ.get("wsgi.url_scheme", "http"),
+        )
 
         def save(s: Session) -> None:
-            drive(engine.commit(s, info), store)
+            drive(engine.commit(s, ctx.request_info), store)
 
         session._save_hook = save
         environ[ENVIRON_KEY] = session
+        environ[CONTEXT_KEY] = ctx
+
+        try:
+            refusal = self._csrf(environ, ctx)
+        except StoreError as exc:
+            logger.error("session store unavailable while loading: %s", exc)
+            return self._answer(
+                start_response,
+                *_plain("503 Service Unavailable", _UNAVAILABLE_BODY, [("retry-after", "5")]),
+            )
+        if refusal is not None:
+            return self._answer(
+                start_response, *_plain("403 Forbidden", f"Forbidden: {refusal}\n".encode())
+            )
+
         state: dict[str, Any] = {"started": False, "failed": False}
 
         def start(
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
         ) -> Any:
             state["started"] = True
-            if (
-                exc_info is None
-                and int(status[:3]) < 500
-                and session._loader is None
-                and session._needs_commit()
-            ):
-                try:
-                    save(session)
-                except StoreError as exc:
-                    logger.error("session store unavailable while committing: %s", exc)
-                    state["failed"] = True
-                    return start_response("503 Service Unavailable", list(_UNAVAILABLE_HEADERS))
-                cookie = session._outgoing_cookie
-                if cookie is not None:
-                    session._outgoing_cookie = None
+            if exc_info is None and int(status[:3]) < 500:
+                if session._loader is None and session._needs_commit():
+                    try:
+                        save(session)
+                    except StoreError as exc:
+                        logger.error("session store unavailable while committing: %s", exc)
+                        state["failed"] = True
+                        status, headers, _ = _plain(_UNAVAILABLE, _UNAVAILABLE_BODY)
+                        return start_response(status, headers)
+                for cookie in ctx.response_cookies():
                     headers = response_headers(headers, cookie)
             if exc_info is None:
                 return start_response(status, headers)
@@ -113,12 +155,41 @@ class SessionMiddleware:
             if state["started"]:
                 raise
             logger.error("session store unavailable while loading: %s", exc)
-            start_response("503 Service Unavailable", list(_UNAVAILABLE_HEADERS))
-            return [_UNAVAILABLE_BODY]
+            return self._answer(
+                start_response,
+                *_plain("503 Service Unavailable", _UNAVAILABLE_BODY, [("retry-after", "5")]),
+            )
         if state["failed"]:
             _close(result)
             return [_UNAVAILABLE_BODY]
         return _Body(first, chunks, result)
+
+    @staticmethod
+    def _answer(
+        start_response: StartResponse,
+        status: str,
+        headers: list[tuple[str, str]],
+        body: list[bytes],
+    ) -> Iterable[bytes]:
+        start_response(status, headers)
+        return body
+
+    @staticmethod
+    def _csrf(environ: Environ, ctx: RequestContext) -> str | None:
+        """Check CSRF before the app runs; a form body read here is put back for the app."""
+        form_token = None
+        if ctx.wants_form_token():
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if 0 < length <= csrf.MAX_FORM_BYTES:
+                body = environ["wsgi.input"].read(length)
+                environ["wsgi.input"] = io.BytesIO(body)
+                form_token = csrf.token_from_form(environ.get("CONTENT_TYPE", ""), body)
+        if ctx.settings.csrf.enabled and ctx.method not in csrf.SAFE_METHODS:
+            ctx.session._ensure_loaded()  # the token is bound to the session
+        return ctx.csrf_refusal(form_token)
 
 
 def _close(result: Iterable[bytes]) -> None:

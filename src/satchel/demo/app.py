@@ -1,14 +1,27 @@
-"""A small Starlette app showing satchel's login -> profile -> logout flow.
+"""The satchel demo: a small Starlette app on any satchel store.
 
-Routes (a stable contract for scripted clients):
-``GET /login``, ``POST /login`` (username, password) -> 303 /profile or 401,
-``GET /profile`` -> 200 or 303 /login, ``POST /logout`` -> 303 /login,
-``GET /api/me`` -> ``{"username": ...}`` or 401 ``{"error": ...}``.
+HTTP contract, kept stable for scripted clients (every POST needs a ``csrf_token`` form
+field or an ``X-CSRF-Token`` header, else 403):
+
+=================================  ===============================================
+``GET /login``                     form with a hidden ``csrf_token``
+``POST /login``                    username, password -> 303 /profile; 401 if wrong
+``GET /profile``                   200, or 303 /login
+``GET /settings``, ``POST``        theme -> 303 /profile
+``GET /sessions``                  the user's sessions
+``POST /sessions/revoke``          session=<public handle> -> 303 /sessions
+``POST /sessions/others``          log out other devices -> 303 /sessions
+``POST /logout``                   -> 303 /login
+``POST /logout-everywhere``        -> 303 /login
+``GET /api/me``                    ``{"username", "csrf_token"}`` or 401 ``{"error"}``
+``GET /api/csrf``                  ``{"csrf_token"}``
+=================================  ===============================================
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -21,29 +34,19 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..asgi import SessionMiddleware
-from ..auth import login, logout
+from ..auth import alogout_everywhere, alogout_other_devices, arevoke, asessions_of, login, logout
+from ..context import csrf_token
+from ..cookiestore import CookieEngine
+from ..events import SessionEvent
+from ..guard import login_required, safe_next
 from ..options import SessionOptions
 from ..session import Session
 from ..stores.base import Store
 
 USERS = {"alice": "wonderland", "bob": "builder"}
+THEMES = ("light", "dark", "sepia")
 _STATIC = Path(__file__).parent / "static"
-
-
-def _page(title: str, body: str, *, user: str | None = None, status: int = 200) -> HTMLResponse:
-    nav = (
-        '<form method="post" action="/logout"><button class="link">Log out</button></form>'
-        if user
-        else '<a href="/login">Log in</a>'
-    )
-    html = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{escape(title)} · satchel demo</title>
-<link rel="stylesheet" href="/static/style.css"></head>
-<body><header><a href="/">satchel demo</a>{nav}</header>
-<main><div class="card">{body}</div></main></body></html>"""
-    return HTMLResponse(html, status_code=status)
+events = logging.getLogger("satchel.demo.events")
 
 
 def _session(request: Request) -> Session:
@@ -56,6 +59,34 @@ def _when(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _page(request: Request, title: str, body: str, *, status: int = 200) -> HTMLResponse:
+    session = _session(request)
+    user = session.user_id
+    theme = session.get("theme", "light") if user else "light"
+    token = escape(csrf_token(request))
+    if user:
+        nav = (
+            f'<nav><a href="/profile">Profile</a><a href="/settings">Settings</a>'
+            f'<a href="/sessions">Your sessions</a>'
+            f'<form method="post" action="/logout"><input type="hidden" name="csrf_token" '
+            f'value="{token}"><button class="link">Log out</button></form></nav>'
+        )
+    else:
+        nav = '<nav><a href="/login">Log in</a></nav>'
+    html = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)} · satchel demo</title>
+<link rel="stylesheet" href="/static/style.css"></head>
+<body class="theme-{escape(theme)}"><header><a class="brand" href="/">satchel demo</a>{nav}</header>
+<main><div class="card">{body}</div></main></body></html>"""
+    return HTMLResponse(html, status_code=status)
+
+
+def _hidden(request: Request) -> str:
+    return f'<input type="hidden" name="csrf_token" value="{escape(csrf_token(request))}">'
+
+
 async def home(request: Request) -> Response:
     user = _session(request).user_id
     if user:
@@ -66,23 +97,26 @@ async def home(request: Request) -> Response:
             '<p><a href="/login">Log in</a> as <b>alice</b> / <b>wonderland</b> '
             "or <b>bob</b> / <b>builder</b>.</p>"
         )
-    return _page("Home", body, user=user)
+    return _page(request, "Home", body)
 
 
-def _login_form(error: str | None = None, status: int = 200) -> HTMLResponse:
-    message = f'<p class="error">{escape(error)}</p>' if error else ""
+def _login_form(request: Request, error: str | None = None, status: int = 200) -> HTMLResponse:
+    message = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    target = escape(safe_next(request.query_params.get("next"), "/profile"))
     body = f"""<h1>Log in</h1>{message}
-<form method="post" action="/login">
-<label for="username">Username</label><input id="username" name="username" autocomplete="username" required>
-<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Log in</button></form>"""  # noqa: E501
-    return _page("Log in", body, status=status)
+<form method="post" action="/login?next={target}">{_hidden(request)}
+<label for="username">Username</label>
+<input id="username" name="username" autocomplete="username" required>
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Log in</button></form>"""
+    return _page(request, "Log in", body, status=status)
 
 
 async def login_page(request: Request) -> Response:
     if _session(request).user_id:
         return RedirectResponse("/profile", status_code=303)
-    return _login_form()
+    return _login_form(request)
 
 
 def check_password(username: str, password: str) -> bool:
@@ -95,25 +129,98 @@ async def login_submit(request: Request) -> Response:
     form = await request.form()
     username, password = str(form.get("username", "")), str(form.get("password", ""))
     if not check_password(username, password):
-        return _login_form("Unknown user or wrong password.", status=401)
+        return _login_form(request, "Unknown user or wrong password.", status=401)
     login(_session(request), username)
-    return RedirectResponse("/profile", status_code=303)
+    return RedirectResponse(safe_next(request.query_params.get("next"), "/profile"), 303)
 
 
+@login_required
 async def profile(request: Request) -> Response:
     session = _session(request)
-    user, meta = session.user_id, session.meta
-    if not user or meta is None:
-        return RedirectResponse("/login", status_code=303)
-    body = f"""<h1>Welcome, {escape(user)}</h1>
-<dl><dt>Session</dt><dd><code>{escape(meta.handle)}</code> (a public handle, not the ID)</dd>
+    meta = session.meta
+    assert meta is not None
+    theme = escape(session.get("theme", "light"))
+    body = f"""<h1>Welcome, {escape(session.user_id or "")}</h1>
+<dl><dt>Theme</dt><dd id="theme">{theme}</dd>
+<dt>Session</dt><dd><code>{escape(meta.handle)}</code> (a public handle, not the ID)</dd>
 <dt>Logged in</dt><dd>{_when(meta.created)}</dd>
 <dt>Last seen</dt><dd>{_when(meta.last_seen)}</dd>
 <dt>Expires</dt><dd>{_when(meta.expires_at)} unless used again</dd>
 <dt>Device</dt><dd>{escape(meta.user_agent or "unknown")}</dd>
 <dt>IP</dt><dd>{escape(meta.client_ip or "unknown")}</dd></dl>
-<form method="post" action="/logout"><button>Log out</button></form>"""
-    return _page("Profile", body, user=user)
+<p><a href="/settings">Change the theme</a> · <a href="/sessions">Your sessions</a></p>"""
+    return _page(request, "Profile", body)
+
+
+@login_required
+async def settings_page(request: Request) -> Response:
+    current = _session(request).get("theme", "light")
+    options = "".join(
+        f'<option value="{t}"{" selected" if t == current else ""}>{t}</option>' for t in THEMES
+    )
+    body = f"""<h1>Settings</h1>
+<form method="post" action="/settings">{_hidden(request)}
+<label for="theme">Theme</label><select id="theme" name="theme">{options}</select>
+<button type="submit">Save</button></form>"""
+    return _page(request, "Settings", body)
+
+
+@login_required
+async def settings_submit(request: Request) -> Response:
+    theme = str((await request.form()).get("theme", ""))
+    if theme not in THEMES:
+        return _page(request, "Settings", "<p class='error'>Unknown theme.</p>", status=400)
+    _session(request)["theme"] = theme
+    return RedirectResponse("/profile", status_code=303)
+
+
+@login_required
+async def sessions_page(request: Request) -> Response:
+    session = _session(request)
+    rows = []
+    for info in await asessions_of(session):
+        mark = ' <span class="badge">this device</span>' if info.current else ""
+        action = (
+            ""
+            if info.current
+            else f'<form method="post" action="/sessions/revoke">{_hidden(request)}'
+            f'<input type="hidden" name="session" value="{escape(info.handle)}">'
+            f'<button class="danger">Revoke</button></form>'
+        )
+        rows.append(
+            f'<tr data-handle="{escape(info.handle)}"><td>{escape(info.user_agent or "unknown")}'
+            f"{mark}</td><td>{escape(info.client_ip or '')}</td><td>{_when(info.created)}</td>"
+            f"<td>{_when(info.last_seen)}</td><td>{action}</td></tr>"
+        )
+    note = ""
+    ctx = request.scope["satchel"]
+    if isinstance(ctx.engine, CookieEngine):
+        note = (
+            '<p class="muted">This demo keeps sessions in encrypted cookies, so the server '
+            "holds no list of your other devices: only this one is shown. "
+            "“Log out everywhere” still ends them all.</p>"
+        )
+    body = f"""<h1>Your sessions</h1>{note}
+<table><thead><tr><th>Device</th><th>IP</th><th>Signed in</th><th>Last seen</th><th></th></tr>
+</thead><tbody>{"".join(rows)}</tbody></table>
+<div class="actions"><form method="post" action="/sessions/others">{_hidden(request)}
+<button>Log out other devices</button></form>
+<form method="post" action="/logout-everywhere">{_hidden(request)}
+<button class="danger">Log out everywhere</button></form></div>"""
+    return _page(request, "Your sessions", body)
+
+
+@login_required
+async def revoke_submit(request: Request) -> Response:
+    handle = str((await request.form()).get("session", ""))
+    await arevoke(_session(request), handle)
+    return RedirectResponse("/sessions", status_code=303)
+
+
+@login_required
+async def others_submit(request: Request) -> Response:
+    await alogout_other_devices(_session(request))
+    return RedirectResponse("/sessions", status_code=303)
 
 
 async def logout_submit(request: Request) -> Response:
@@ -121,25 +228,57 @@ async def logout_submit(request: Request) -> Response:
     return RedirectResponse("/login", status_code=303)
 
 
+async def logout_everywhere_submit(request: Request) -> Response:
+    session = _session(request)
+    if session.user_id:
+        await alogout_everywhere(session)
+    else:
+        logout(session)
+    return RedirectResponse("/login", status_code=303)
+
+
 async def api_me(request: Request) -> Response:
     user = _session(request).user_id
     if not user:
         return JSONResponse({"error": "not logged in"}, status_code=401)
-    return JSONResponse({"username": user})
+    return JSONResponse({"username": user, "csrf_token": csrf_token(request)})
+
+
+async def api_csrf(request: Request) -> Response:
+    return JSONResponse({"csrf_token": csrf_token(request)})
+
+
+def log_event(event: SessionEvent) -> None:
+    events.info(
+        "%s%s user=%s handle=%s",
+        event.kind,
+        f" ({event.reason})" if event.reason else "",
+        event.user_id,
+        event.handle,
+    )
 
 
 def create_app(store: str | Store, **options: Any) -> SessionMiddleware:
-    """The demo as an ASGI app wrapped in satchel's middleware."""
+    """The demo as an ASGI app wrapped in satchel's middleware. With the cookie store,
+    revocation records go to ``revocation_store`` (the demo passes its SQLite file)."""
     app = Starlette(
         routes=[
             Route("/", home),
             Route("/login", login_page, methods=["GET"]),
             Route("/login", login_submit, methods=["POST"]),
             Route("/profile", profile),
+            Route("/settings", settings_page, methods=["GET"]),
+            Route("/settings", settings_submit, methods=["POST"]),
+            Route("/sessions", sessions_page),
+            Route("/sessions/revoke", revoke_submit, methods=["POST"]),
+            Route("/sessions/others", others_submit, methods=["POST"]),
             Route("/logout", logout_submit, methods=["POST"]),
+            Route("/logout-everywhere", logout_everywhere_submit, methods=["POST"]),
             Route("/api/me", api_me),
+            Route("/api/csrf", api_csrf),
             Mount("/static", StaticFiles(directory=_STATIC), name="static"),
         ]
     )
+    options.setdefault("on_event", log_event)
     opts: SessionOptions = options  # type: ignore[assignment]
     return SessionMiddleware(app, store=store, **opts)

@@ -1,0 +1,177 @@
+"""What a middleware knows about one request, shared by the ASGI and WSGI paths: where it
+came from (trusted proxies honoured), its CSRF state, and the backend the session helpers
+(:mod:`satchel.auth`) reach through ``session._context``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import csrf
+from .cookies import CookieOptions, cookie_values
+from .engine import Engine, RequestInfo
+from .events import emit
+from .keyring import PURPOSE_CSRF
+from .log import security
+from .proxies import Network, Origin, resolve
+
+if TYPE_CHECKING:
+    from .session import Session
+    from .stores.base import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The per-middleware settings a request context needs besides the engine."""
+
+    csrf: csrf.CSRFOptions
+    trusted_proxies: tuple[Network, ...]
+    presession_cookie: CookieOptions
+
+
+@dataclass(eq=False, slots=True)
+class RequestContext:
+    engine: Engine
+    store: Store
+    settings: Settings
+    session: Session
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    origin: Origin
+    presession: str | None = None  # the pre-session cookie's value, if any
+    new_presession: bool = False
+    cookies: list[str] = field(default_factory=list)
+
+    @classmethod
+    def build(
+        cls,
+        engine: Engine,
+        store: Store,
+        settings: Settings,
+        session: Session,
+        *,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        peer: str | None,
+        scheme: str,
+    ) -> RequestContext:
+        origin = resolve(peer, scheme, headers, settings.trusted_proxies)
+        values = cookie_values(headers.get("cookie", ""), settings.presession_cookie.name)
+        presession = next((v for v in values if 20 <= len(v) <= 64 and v.isascii()), None)
+        ctx = cls(engine, store, settings, session, method, path, headers, origin, presession)
+        session._context = ctx
+        return ctx
+
+    def request_info(self) -> RequestInfo:
+        agent = self.headers.get("user-agent")
+        return RequestInfo(
+            user_agent=agent[:512] if agent else None, client_ip=self.origin.client_ip
+        )
+
+    # -- CSRF -----------------------------------------------------------------------------------
+
+    def csrf_token(self) -> str:
+        """A token for the current session, masked afresh on every call."""
+        keyring = self.engine.keyring
+        assert keyring is not None
+        session = self.session
+        if session.user_id is not None and session.handle is not None:
+            message = csrf.session_message(session.handle)
+        else:
+            if self.presession is None:
+                self.presession, self.new_presession = csrf.new_presession(), True
+            message = csrf.presession_message(self.presession)
+        secret = keyring.mac(PURPOSE_CSRF, message)
+        assert secret is not None
+        return csrf.mask(secret)
+
+    def csrf_refusal(self, form_token: str | None = None) -> str | None:
+        """Why this request fails the CSRF check, or None when it passes."""
+        options = self.settings.csrf
+        if (
+            not options.enabled
+            or self.method in csrf.SAFE_METHODS
+            or options.exempted(self.path)
+            or self.engine.keyring is None
+        ):
+            return None
+        reason = csrf.origin_refusal(options, self.headers, self.origin.url)
+        if reason is None:
+            token = self.headers.get(csrf.HEADER) or form_token
+            if not token:
+                reason = (
+                    "CSRF token missing (send it as the csrf_token form field or the "
+                    "X-CSRF-Token header)"
+                )
+            elif not csrf.token_matches(token, self._accepted_secrets()):
+                reason = "CSRF token invalid for this session (reload the page and try again)"
+        if reason is not None:
+            security.info("CSRF check failed on %s %s: %s", self.method, self.path, reason)
+            emit(self.engine.on_event, "security", reason="csrf_failure")
+        return reason
+
+    def _accepted_secrets(self) -> list[bytes]:
+        keyring = self.engine.keyring
+        assert keyring is not None
+        session = self.session
+        if session.user_id is not None and session.handle is not None:
+            return csrf.secrets_for(keyring, csrf.session_message(session.handle))
+        if self.presession is None:
+            return []
+        return csrf.secrets_for(keyring, csrf.presession_message(self.presession))
+
+    def wants_form_token(self) -> bool:
+        options = self.settings.csrf
+        return (
+            options.enabled
+            and self.method not in csrf.SAFE_METHODS
+            and not options.exempted(self.path)
+            and csrf.HEADER not in self.headers
+            and self.headers.get("content-type", "").split(";")[0].strip().lower()
+            in ("application/x-www-form-urlencoded", "multipart/form-data")
+        )
+
+    # -- cookies the response must carry ---------------------------------------------------
+
+    def response_cookies(self) -> list[str]:
+        """Set-Cookie values for this response: the session's, and the pre-session's (set
+        when a token was first made for an anonymous visitor; deleted at login)."""
+        out = list(self.cookies)
+        session = self.session
+        if session._outgoing_cookie is not None:
+            out.append(session._outgoing_cookie)
+            session._outgoing_cookie = None
+        pre = self.settings.presession_cookie
+        user = session._peek_user()
+        if user is not None and self.presession is not None and not self.new_presession:
+            out.append(pre.delete_header())
+            self.presession = None
+        elif self.new_presession and user is None:
+            out.append(pre.set_header(self.presession or "", csrf.PRESESSION_MAX_AGE))
+            self.new_presession = False
+        return out
+
+
+def header_map(pairs: Any) -> dict[str, str]:
+    """Lower-case header names to values; repeated headers joined (cookies with '; ')."""
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        if name in out:
+            out[name] += "; " if name == "cookie" else ", "
+            out[name] += value
+        else:
+            out[name] = value
+    return out
+
+
+def csrf_token(request: Any) -> str:
+    """A CSRF token for the current request, masked afresh: pass a Starlette/FastAPI
+    ``Request``, an ASGI scope, or a WSGI environ. Put it in a hidden ``csrf_token`` form
+    field or send it as the ``X-CSRF-Token`` header."""
+    scope = getattr(request, "scope", request)
+    ctx = scope.get("satchel") or scope.get("satchel.context")
+    if not isinstance(ctx, RequestContext):
+        raise LookupError("no satchel middleware ran for this request")
+    return ctx.csrf_token()
