@@ -272,12 +272,17 @@ class Engine:
             return session
         if record is None:
             logger.debug("session %s: not found, starting a new one", ids.log_ref(key))
-            emit(self.on_event, "security", reason="unknown_session", ref=ids.log_ref(key))
+            if self.keyring is not None:  # we signed it: it expired, or was logged out
+                emit(self.on_event, "expired", reason="not_found", ref=ids.log_ref(key))
+            else:  # unsigned cookies: anyone could have planted it
+                emit(self.on_event, "security", reason="unknown_session", ref=ids.log_ref(key))
             return session
         meta = record.meta
         if is_expired(meta, now):
             logger.info("session %s: expired", ids.log_ref(key))
-            emit(self.on_event, "expired", handle=meta.handle, user_id=meta.user_id)
+            emit(
+                self.on_event, "expired", handle=meta.handle, user_id=meta.user_id, reason="timeout"
+            )
             yield Delete(key)
             return session
         try:

@@ -1,12 +1,17 @@
 """Lifecycle and security events, for apps that log or alert.
 
-Pass ``on_event=callable`` to the middleware; it receives a :class:`SessionEvent` for each
-of: ``created``, ``regenerated``, ``destroyed``, ``expired``, ``revoked`` and ``security``
-(with ``reason``: ``tampered_cookie``, ``unknown_session`` (a correctly signed ID the store
-does not hold: planted, expired or logged out), ``dropped_write``, ``corrupt_record``,
-``revoked_cookie``, ``csrf_failure``). No event carries a raw session ID: at most the public
-handle and ``ref``, 8 hex digits of the store key's hash. A hook that raises is logged and
-ignored; it never breaks the request.
+Pass ``on_event=callable`` to the middleware; it receives a :class:`SessionEvent` for:
+
+* ``created``, ``regenerated``, ``destroyed``;
+* ``expired``: reason ``timeout`` when the core saw the session expire, ``not_found`` when a
+  correctly signed ID names no record any more (expired in the store, logged out, revoked);
+* ``revoked``: reason ``handle``, ``all`` or ``cap``;
+* ``security``: reason ``tampered_cookie`` (forged, altered, or made by a retired key),
+  ``unknown_session`` (unsigned cookies only: an ID the store never held, possibly
+  planted), ``dropped_write``, ``corrupt_record``, ``revoked_cookie``, ``csrf_failure``.
+
+No event carries a raw session ID: at most the public handle and ``ref``, 8 hex digits of
+the store key's hash. A hook that raises is logged and ignored; it never breaks a request.
 """
 
 from __future__ import annotations
