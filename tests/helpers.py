@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from satchel.cookies import CookieOptions
@@ -55,8 +56,10 @@ class CountingStore(Store):
         self.calls["delete"] += 1
         return self.inner.delete(key)
 
-    def purge_expired(self, now: float, batch_size: int = 500) -> int:
-        return self.inner.purge_expired(now, batch_size)
+    def purge_expired(
+        self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
+    ) -> int:
+        return self.inner.purge_expired(now, batch_size, on_batch)
 
     def index_add(self, user_id: str, key: str, deadline: float) -> None:
         self.calls["index_add"] += 1

@@ -15,15 +15,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from satchel import ConfigurationError, SQLiteStore
 from satchel.cli import main
 from satchel.demo import create_app
-from satchel.engine import drive
-from satchel.envconfig import from_env
-from satchel.testing.conformance import request
 
 from .conftest import KEY
-from .helpers import make_engine
 
 
 @pytest.fixture
@@ -191,45 +186,6 @@ def test_satchel_demo_command_serves_over_http(tmp_path: Path) -> None:
     assert "satchel demo on http://127.0.0.1" in output
 
 
-def test_env_settings() -> None:
-    settings = from_env(
-        {
-            "SATCHEL_STORE": "memory://",
-            "SATCHEL_SECRET_KEYS": f"{KEY}, {KEY[::-1]}",
-            "SATCHEL_IDLE_TIMEOUT": "60",
-            "SATCHEL_ABSOLUTE_TIMEOUT": "3600",
-            "SATCHEL_COOKIE_NAME": "__Host-sid",
-            "SATCHEL_COOKIE_SECURE": "false",
-        }
-    )
-    assert settings.store == "memory://"
-    assert settings.options == {
-        "secret_keys": [KEY, KEY[::-1]],
-        "idle_timeout": 60.0,
-        "absolute_timeout": 3600.0,
-        "cookie_name": "__Host-sid",
-        "cookie_secure": False,
-    }
-    assert not settings.generated_key
-    assert from_env({}, store="memory://").generated_key
-    assert (
-        from_env({"SATCHEL_STORE": "memory://"}, store="sqlite:///x.db").store == "sqlite:///x.db"
-    )
-
-
-@pytest.mark.parametrize(
-    ("env", "message"),
-    [
-        ({"SATCHEL_IDLE_TIMEOUT": "soon"}, "SATCHEL_IDLE_TIMEOUT='soon' is not a number"),
-        ({"SATCHEL_ABSOLUTE_TIMEOUT": "-1"}, "must be a positive number"),
-        ({"SATCHEL_COOKIE_SECURE": "maybe"}, "use true or false"),
-    ],
-)
-def test_bad_env_settings_name_the_variable(env: dict[str, str], message: str) -> None:
-    with pytest.raises(ConfigurationError, match=message):
-        from_env(env)
-
-
 def test_demo_refuses_invalid_combination(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main,
@@ -246,20 +202,6 @@ def test_keygen() -> None:
     assert result.exit_code == 0
     assert len(key) >= 32
     assert re.fullmatch(r"[A-Za-z0-9_-]+", key)
-
-
-def test_sessions_purge_and_stats(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/s.db"
-    store = SQLiteStore(tmp_path / "s.db")
-    drive(request(make_engine(), None, a=1), store)
-    runner = CliRunner()
-    stats = runner.invoke(main, ["sessions", "stats", "--store", url])
-    assert (stats.exit_code, stats.output.strip()) == (0, "live sessions: 1")
-    purge = runner.invoke(main, ["sessions", "purge", "--store", url])
-    assert (purge.exit_code, purge.output.strip()) == (0, "purged 0 expired session(s)")
-    bad = runner.invoke(main, ["sessions", "stats", "--store", "nope://"])
-    assert bad.exit_code == 1
-    assert "unknown scheme" in bad.output
 
 
 def test_db_init(tmp_path: Path) -> None:
@@ -282,5 +224,5 @@ def test_db_init(tmp_path: Path) -> None:
     down = CliRunner().invoke(
         main, ["db", "init", "--store", "postgresql://postgres@127.0.0.1:1/test?timeout=1"]
     )
-    assert down.exit_code == 1
+    assert down.exit_code == 3  # the store is unavailable
     assert "unavailable" in down.output

@@ -1,112 +1,171 @@
-"""The ``satchel`` command."""
+"""The ``satchel`` command: the demo, keys, configuration, and session administration.
+
+Settings come from the same loader apps use (defaults < ``satchel.toml`` or
+``$SATCHEL_CONFIG`` < ``SATCHEL_*`` < flags). Exit codes: 0 success, 1 an error (invalid
+configuration, nothing found), 2 a usage error, 3 the store is unavailable. ``--json``
+prints machine-readable output.
+"""
 
 from __future__ import annotations
 
-import os
+import json
+import logging
 import secrets
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
+from typing import Any, NoReturn
 
 import click
 
-from .errors import SatchelError
+from .errors import SatchelError, StoreUnavailable
 from .log import logger
+from .settings import Settings, load_settings
+from .stores.base import Store
+
+STORE_UNAVAILABLE = 3
+PURGE_BATCH = 500
+PROGRESS_FROM = 1000  # expired records from which purge shows a progress bar
 
 
-def _fail(exc: SatchelError) -> None:
-    raise click.ClickException(str(exc))
+class StoreDown(click.ClickException):
+    exit_code = STORE_UNAVAILABLE
+
+
+def _fail(exc: BaseException) -> NoReturn:
+    if isinstance(exc, StoreUnavailable):
+        raise StoreDown(str(exc)) from exc
+    raise click.ClickException(str(exc)) from exc
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except SatchelError as exc:
+        _fail(exc)
+
+
+def _settings(ctx: click.Context, store: str | None, validate: bool = False) -> Settings:
+    with _errors():
+        return load_settings(ctx.obj.get("config"), store=store, validate=validate)
+
+
+def _open_store(settings: Settings) -> Store:
+    from .stores.registry import store_from_url
+
+    if settings.store.startswith("cookie:"):
+        raise click.ClickException(
+            "the cookie store keeps sessions in browsers: there is nothing to administer "
+            "on the server (its revocation markers live in revocation_store)"
+        )
+    with _errors():
+        return store_from_url(settings.store)
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> None:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+store_option = click.option(
+    "--store", default=None, help="Store URL (default: from settings, else sqlite:///satchel.db)."
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
 @click.group()
 @click.version_option(package_name="satchel")
-def main() -> None:
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Settings file (default: $SATCHEL_CONFIG, else ./satchel.toml if present).",
+)
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
     """satchel: server-side HTTP sessions."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+
+
+# -- demo -----------------------------------------------------------------------------------------
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--store", default=None, help="Store URL (default: SATCHEL_STORE or SQLite).")
-def demo(host: str, port: int, store: str | None) -> None:
+@store_option
+@click.pass_context
+def demo(ctx: click.Context, host: str, port: int, store: str | None) -> None:
     """Run the demo app (users alice/wonderland and bob/builder)."""
     import uvicorn
 
     from .demo import create_app
-    from .envconfig import from_env
 
-    try:
-        settings = from_env(os.environ, store=store)
-        options = dict(settings.options)
-        if settings.store.startswith("cookie:"):
-            # the browser keeps the sessions; the SQLite file keeps who logged out
-            options.setdefault("revocation_store", "sqlite:///satchel.db")
-        app = create_app(settings.store, **options)
-    except SatchelError as exc:
-        _fail(exc)
-        return
-    logging_setup()
-    if settings.generated_key:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = _settings(ctx, store)
+    if not settings.secret_keys:
+        settings = replace(settings, secret_keys=(secrets.token_urlsafe(32),))
         logger.warning(
             "SATCHEL_SECRET_KEYS is not set: using a random key for this run only, so "
             "sessions will not survive a restart (make a key with `satchel keygen`)"
         )
-    click.echo(f"satchel demo on http://{host}:{port}/  (store: {settings.store})")
+    with _errors():
+        options: dict[str, Any] = dict(settings.validate().middleware_options())
+    if settings.store.startswith("cookie:") and not settings.revocation_store:
+        # the browser keeps the sessions; the SQLite file keeps who logged out
+        options["revocation_store"] = "sqlite:///satchel.db"
+    with _errors():
+        app = create_app(settings.store, **options)
+    click.echo(
+        f"satchel demo on http://{host}:{port}/  (store: {settings.masked()['store']['value']})"
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
-def logging_setup() -> None:
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+# -- keys and configuration ----------------------------------------------------------------------
 
 
 @main.command()
 def keygen() -> None:
-    """Print a new random secret key (256 bits, URL-safe) for SATCHEL_SECRET_KEYS."""
+    """Print a new random secret key (256 bits, URL-safe) for secret_keys."""
     click.echo(secrets.token_urlsafe(32))
 
 
 @main.group()
-def sessions() -> None:
-    """Inspect and maintain a session store."""
+def config() -> None:
+    """Configuration."""
 
 
-def _store(url: str | None):  # type: ignore[no-untyped-def]
-    from .envconfig import from_env
-    from .stores.registry import store_from_url
-
-    try:
-        return store_from_url(from_env(os.environ, store=url).store)
-    except SatchelError as exc:
-        _fail(exc)
-
-
-@sessions.command()
-@click.option("--store", default=None, help="Store URL (default: SATCHEL_STORE or SQLite).")
-def purge(store: str | None) -> None:
-    """Delete expired session records."""
-    backend = _store(store)
-    try:
-        removed = backend.purge_expired(time.time())
-    except SatchelError as exc:
-        _fail(exc)
+@config.command("check")
+@json_option
+@click.pass_context
+def config_check(ctx: click.Context, as_json: bool) -> None:
+    """Validate the settings and print them, secrets masked; exit 1 if invalid."""
+    settings = _settings(ctx, None, validate=True)
+    masked = settings.masked()
+    if as_json:
+        _emit_json({"valid": True, "settings": masked})
         return
-    click.echo(f"purged {removed} expired session(s)")
-
-
-@sessions.command()
-@click.option("--store", default=None, help="Store URL (default: SATCHEL_STORE or SQLite).")
-def stats(store: str | None) -> None:
-    """Count live sessions."""
-    backend = _store(store)
-    try:
-        live = backend.count(time.time())
-    except SatchelError as exc:
-        _fail(exc)
-        return
-    except NotImplementedError as exc:
-        raise click.ClickException(f"this store cannot count its sessions: {exc}") from exc
-    click.echo(f"live sessions: {live}")
+    rows = [[name, json.dumps(item["value"]), item["source"]] for name, item in masked.items()]
+    _table(rows, ["setting", "value", "source"])
+    click.echo("configuration is valid")
 
 
 @main.group()
@@ -115,17 +174,16 @@ def db() -> None:
 
 
 @db.command("init")
-@click.option("--store", default=None, help="Store URL (default: SATCHEL_STORE or SQLite).")
-def db_init(store: str | None) -> None:
+@store_option
+@click.pass_context
+def db_init(ctx: click.Context, store: str | None) -> None:
     """Create the session table and its indexes (PostgreSQL, MariaDB/MySQL, SQLite)."""
-    backend = _store(store)
+    backend = _open_store(_settings(ctx, store))
     init = getattr(backend, "init_schema", None)
     try:
-        if init is not None:
-            init()
-    except SatchelError as exc:
-        _fail(exc)
-        return
+        with _errors():
+            if init is not None:
+                init()
     finally:
         backend.close()
     if init is None:
@@ -134,5 +192,161 @@ def db_init(store: str | None) -> None:
         click.echo(f"session table ready ({type(backend).__name__})")
 
 
+# -- sessions -------------------------------------------------------------------------------
+
+
+@main.group()
+def sessions() -> None:
+    """List, revoke, purge and count sessions."""
+
+
+@sessions.command("list")
+@click.option("--user", default=None, help="Only this user's sessions.")
+@click.option("--limit", default=1000, show_default=True, help="At most this many rows.")
+@store_option
+@json_option
+@click.pass_context
+def sessions_list(
+    ctx: click.Context, user: str | None, limit: int, store: str | None, as_json: bool
+) -> None:
+    """A table: handle, user, device, IP, created, last seen, expires."""
+    from .users import SessionInfo, UserSessions
+
+    backend = _open_store(_settings(ctx, store))
+    now = time.time()
+    try:
+        with _errors():
+            if user is not None:
+                infos = UserSessions(backend).sessions(user)
+            else:
+                try:
+                    infos = [SessionInfo.of(m) for _, m in backend.iter_sessions(now)]
+                except NotImplementedError as exc:
+                    raise click.ClickException(f"{exc}; use --user") from exc
+    finally:
+        backend.close()
+    infos = infos[:limit]
+    if as_json:
+        _emit_json([asdict(i) for i in infos])
+        return
+    rows = [
+        [
+            i.handle,
+            i.user_id or "-",
+            (i.user_agent or "-")[:40],
+            i.client_ip or "-",
+            _when(i.created),
+            _when(i.last_seen),
+            _when(i.expires_at),
+        ]
+        for i in infos
+    ]
+    _table(rows, ["handle", "user", "device", "ip", "created", "last seen", "expires"])
+
+
+@sessions.command("revoke")
+@click.option("--user", default=None, help="Revoke every session of this user.")
+@click.option("--handle", default=None, help="Revoke the session with this public handle.")
+@store_option
+@json_option
+@click.pass_context
+def sessions_revoke(
+    ctx: click.Context, user: str | None, handle: str | None, store: str | None, as_json: bool
+) -> None:
+    """Revoke sessions: all of a user's (--user), or one (--handle, optionally --user)."""
+    from .users import UserSessions
+
+    if user is None and handle is None:
+        raise click.UsageError("give --user, --handle, or both")
+    backend = _open_store(_settings(ctx, store))
+    admin = UserSessions(backend)
+    try:
+        with _errors():
+            if handle is None:
+                assert user is not None
+                revoked = admin.revoke_all(user)
+            else:
+                owner = user
+                if owner is None:
+                    owner = next((m.user_id for _, m in _all(backend) if m.handle == handle), None)
+                revoked = int(owner is not None and admin.revoke(owner, handle))
+                if owner is None:  # an anonymous session: find it by handle and delete it
+                    key = next((k for k, m in _all(backend) if m.handle == handle), None)
+                    revoked = int(key is not None and backend.delete(key))
+    finally:
+        backend.close()
+    if as_json:
+        _emit_json({"revoked": revoked})
+    else:
+        click.echo(f"revoked {revoked} session(s)")
+    if revoked == 0 and handle is not None:
+        ctx.exit(1)
+
+
+def _all(backend: Store) -> Iterator[tuple[str, Any]]:
+    try:
+        yield from backend.iter_sessions(time.time())
+    except NotImplementedError as exc:
+        raise click.ClickException(f"{exc}; give --user with --handle") from exc
+
+
+@sessions.command("purge")
+@store_option
+@json_option
+@click.pass_context
+def sessions_purge(ctx: click.Context, store: str | None, as_json: bool) -> None:
+    """Delete expired records, in batches (a progress bar on large stores)."""
+    backend = _open_store(_settings(ctx, store))
+    now = time.time()
+    try:
+        with _errors():
+            total = backend.count_expired(now)
+            if total is not None and total >= PROGRESS_FROM and not as_json:
+                with click.progressbar(length=total, label="purging", file=sys.stderr) as bar:
+                    removed = backend.purge_expired(now, PURGE_BATCH, on_batch=bar.update)
+            else:
+                removed = backend.purge_expired(now, PURGE_BATCH)
+    finally:
+        backend.close()
+    if as_json:
+        _emit_json({"purged": removed})
+    else:
+        click.echo(f"purged {removed} expired session(s)")
+
+
+@sessions.command("stats")
+@store_option
+@json_option
+@click.pass_context
+def sessions_stats(ctx: click.Context, store: str | None, as_json: bool) -> None:
+    """Counts: live sessions, logged-in users, expired records awaiting a purge."""
+    backend = _open_store(_settings(ctx, store))
+    now = time.time()
+    try:
+        with _errors():
+            try:
+                live = backend.count(now)
+            except NotImplementedError as exc:
+                raise click.ClickException(f"this store cannot count its sessions: {exc}") from exc
+            try:
+                users: int | None = len(
+                    {m.user_id for _, m in backend.iter_sessions(now) if m.user_id}
+                )
+            except NotImplementedError:
+                users = None
+            expired = backend.count_expired(now)
+    finally:
+        backend.close()
+    stats = {"live_sessions": live, "users_logged_in": users, "expired_awaiting_purge": expired}
+    if as_json:
+        _emit_json(stats)
+        return
+    click.echo(f"live sessions: {live}")
+    if users is not None:
+        click.echo(f"users logged in: {users}")
+    if expired is not None:
+        click.echo(f"expired, awaiting purge: {expired}")
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -87,7 +87,9 @@ class _NoStore(Store):
     def delete(self, key: str) -> bool:
         return self._never()  # type: ignore[no-any-return]
 
-    def purge_expired(self, now: float, batch_size: int = 500) -> int:
+    def purge_expired(
+        self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
+    ) -> int:
         return self._never()  # type: ignore[no-any-return]
 
     def index_add(self, user_id: str, key: str, deadline: float) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 
 from ..record import Change, Meta, Record
 
@@ -54,8 +55,11 @@ class Store(ABC):
         """Remove the record; True if it existed."""
 
     @abstractmethod
-    def purge_expired(self, now: float, batch_size: int = 500) -> int:
-        """Delete records expired at ``now``, in batches; how many were deleted."""
+    def purge_expired(
+        self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
+    ) -> int:
+        """Delete records expired at ``now``, in batches; how many were deleted.
+        ``on_batch`` is called with each batch's count (for progress bars)."""
 
     # -- the per-user index ------------------------------------------------------------------
     # Every server-side store can list a user's live sessions at a cost that grows with that
@@ -76,6 +80,15 @@ class Store(ABC):
     def count(self, now: float) -> int:
         """How many live sessions the store holds (for stats); may be approximate."""
         raise NotImplementedError
+
+    def count_expired(self, now: float) -> int | None:
+        """How many expired records wait for a purge; None if the store expires by itself."""
+        return None
+
+    def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
+        """Every live session (admin listing). It costs in proportion to the whole store;
+        request code uses the per-user index instead."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list all its sessions")
 
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing
         """Release connections and files."""

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -190,7 +190,9 @@ class FileStore(Store):
             if entry.name.endswith(_SUFFIX):
                 yield Path(entry.path)
 
-    def purge_expired(self, now: float, batch_size: int = 500) -> int:
+    def purge_expired(
+        self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
+    ) -> int:
         removed = 0
         for path in self._files():
             key = path.name.removesuffix(_SUFFIX)
@@ -206,7 +208,20 @@ class FileStore(Store):
                 if record is not None and record.meta.expires_at <= now:
                     path.unlink(missing_ok=True)
                     removed += 1
+            if on_batch is not None and removed and removed % batch_size == 0:
+                on_batch(batch_size)
+        if on_batch is not None and removed % batch_size:
+            on_batch(removed % batch_size)
         return removed
+
+    def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
+        for path in sorted(self._files()):
+            try:
+                record = self._read(path)
+            except CorruptRecord:
+                continue
+            if record is not None and record.meta.expires_at > now:
+                yield path.name.removesuffix(_SUFFIX), record.meta
 
     def count(self, now: float) -> int:
         live = 0

@@ -253,7 +253,9 @@ class MemcachedStore(Store):
         with self._errors():
             return bool(self.client.delete(self.item_key(key), noreply=False))
 
-    def purge_expired(self, now: float, batch_size: int = 500) -> int:
+    def purge_expired(
+        self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
+    ) -> int:
         """Memcached drops expired items by itself: nothing to purge."""
         return 0
 

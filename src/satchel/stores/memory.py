@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 
 from ..errors import StoreError
 from ..record import Change, Meta, Record
@@ -68,12 +69,21 @@ class MemoryStore(Store):
         with self._lock:
             return self._records.pop(key, None) is not None
 
-    def purge_expired(self, now: float, batch_size: int = 500) -> int:
+    def purge_expired(
+        self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
+    ) -> int:
         with self._lock:
             expired = [k for k, r in self._records.items() if r.meta.expires_at <= now]
             for key in expired:
                 del self._records[key]
-            return len(expired)
+        if on_batch is not None and expired:
+            on_batch(len(expired))
+        return len(expired)
+
+    def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
+        with self._lock:
+            live = [(k, r.meta) for k, r in self._records.items() if r.meta.expires_at > now]
+        yield from live
 
     def index_add(self, user_id: str, key: str, deadline: float) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -67,6 +68,8 @@ WHERE skey = :key AND expires_at > :now
 _DELETE = "DELETE FROM {t} WHERE skey = :key"
 _PURGE = "DELETE FROM {t} WHERE expires_at <= :now LIMIT {batch}"
 _COUNT = "SELECT count(*) FROM {t} WHERE expires_at > :now"
+_COUNT_EXPIRED = "SELECT count(*) FROM {t} WHERE expires_at <= :now"
+_ALL = "SELECT skey, meta, last_seen, version FROM {t} WHERE expires_at > :now ORDER BY skey"
 _LIST_USER = (
     "SELECT skey, meta, last_seen, version FROM {t} WHERE user_id = :user AND expires_at > :now"
 )
@@ -209,6 +212,8 @@ class MySQLStore(Store):
                 "purge": _PURGE,
                 "count": _COUNT,
                 "list_user": _LIST_USER,
+                "count_expired": _COUNT_EXPIRED,
+                "all": _ALL,
             }[name]
             statement = self._sql[cache_key] = text(source.format(t=self.table, **fmt))
         return statement
@@ -300,11 +305,15 @@ class MySQLStore(Store):
     def delete(self, key: str) -> bool:
         return bool(self._run("delete", {"key": key}).rowcount)
 
-    def purge_expired(self, now: float, batch_size: int = 500) -> int:
+    def purge_expired(
+        self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
+    ) -> int:
         total = 0
         while True:
             deleted: int = self._run("purge", {"now": now}, batch=int(batch_size)).rowcount
             total += deleted
+            if on_batch is not None:
+                on_batch(deleted)
             if deleted < batch_size:
                 return total
 
@@ -321,6 +330,13 @@ class MySQLStore(Store):
     async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         rows = (await self._arun("list_user", {"user": user_id, "now": now})).fetchall()
         return [(row[0], _meta_of(row[1:])) for row in rows]
+
+    def count_expired(self, now: float) -> int | None:
+        return int(self._run("count_expired", {"now": now}).scalar_one())
+
+    def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
+        for row in self._run("all", {"now": now}).fetchall():
+            yield row[0], _meta_of(row[1:])
 
     def count(self, now: float) -> int:
         return int(self._run("count", {"now": now}).scalar_one())

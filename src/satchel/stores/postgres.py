@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -91,6 +91,8 @@ DELETE FROM {t} WHERE key IN (
 """
 
 _COUNT = "SELECT count(*) FROM {t} WHERE expires_at > %s"
+_COUNT_EXPIRED = "SELECT count(*) FROM {t} WHERE expires_at <= %s"
+_ALL = "SELECT key, meta, last_seen, version FROM {t} WHERE expires_at > %s ORDER BY key"
 _LIST_USER = "SELECT key, meta, last_seen, version FROM {t} WHERE user_id = %s AND expires_at > %s"
 
 
@@ -170,6 +172,8 @@ class PostgresStore(Store):
                 "purge": _PURGE,
                 "count": _COUNT,
                 "list_user": _LIST_USER,
+                "count_expired": _COUNT_EXPIRED,
+                "all": _ALL,
                 "schema": SCHEMA,
             }.items()
         }
@@ -334,13 +338,17 @@ class PostgresStore(Store):
             cur.execute(self._sql["delete"], (key,))
             return bool(cur.rowcount)
 
-    def purge_expired(self, now: float, batch_size: int = 500) -> int:
+    def purge_expired(
+        self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
+    ) -> int:
         total = 0
         while True:
             with self._cursor() as cur:
                 cur.execute(self._sql["purge"], (now, batch_size))
                 deleted: int = cur.rowcount
             total += deleted
+            if on_batch is not None:
+                on_batch(deleted)
             if deleted < batch_size:
                 return total
 
@@ -361,6 +369,19 @@ class PostgresStore(Store):
             await cur.execute(self._sql["list_user"], (user_id, now))
             rows = await cur.fetchall()
         return [(row[0], _meta_of(row[1:])) for row in rows]
+
+    def count_expired(self, now: float) -> int | None:
+        with self._cursor() as cur:
+            cur.execute(self._sql["count_expired"], (now,))
+            row = cur.fetchone()
+        return int(row[0])
+
+    def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
+        with self._cursor() as cur:
+            cur.execute(self._sql["all"], (now,))
+            rows = cur.fetchall()
+        for row in rows:
+            yield row[0], _meta_of(row[1:])
 
     def count(self, now: float) -> int:
         with self._cursor() as cur:

@@ -371,9 +371,26 @@ class RedisStore(Store):
                 self.client.zrem(index, *gone)
         return live
 
-    def purge_expired(self, now: float, batch_size: int = 500) -> int:
+    def purge_expired(
+        self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
+    ) -> int:
         """Redis expires sessions by their TTL: nothing to purge."""
         return 0
+
+    def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
+        with self._errors():
+            keys = list(self.client.scan_iter(match=f"{self.prefix}s:*", count=1000))
+            for start in range(0, len(keys), 500):
+                batch = keys[start : start + 500]
+                pipe = self.client.pipeline(transaction=False)
+                for name in batch:
+                    pipe.hmget(name, "m", "ls", "v", "it", "ad")
+                for name, (m, ls, v, _it, _ad) in zip(batch, pipe.execute(), strict=True):
+                    if m is None or ls is None or v is None:
+                        continue
+                    meta = Meta.from_json(m).with_changes(last_seen=float(ls), version=int(v))
+                    if meta.expires_at > now:
+                        yield name.decode()[len(self.prefix) + 2 :], meta
 
     def count(self, now: float) -> int:
         with self._errors():

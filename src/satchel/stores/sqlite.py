@@ -215,7 +215,9 @@ class SQLiteStore(Store):
         with self._transaction() as db:
             return db.execute("DELETE FROM satchel_sessions WHERE key = ?", (key,)).rowcount > 0
 
-    def purge_expired(self, now: float, batch_size: int = 500) -> int:
+    def purge_expired(
+        self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
+    ) -> int:
         """Deletes in batches of ``batch_size``, each its own short transaction, so the
         write lock is never held for long."""
         total = 0
@@ -227,6 +229,8 @@ class SQLiteStore(Store):
                     (now, batch_size),
                 ).rowcount
             total += deleted
+            if on_batch is not None:
+                on_batch(deleted)
             if deleted < batch_size:
                 return total
 
@@ -247,6 +251,24 @@ class SQLiteStore(Store):
 
     async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         return await self._inline_first(self.list_user, user_id, now)
+
+    def count_expired(self, now: float) -> int | None:
+        row = self._run(
+            lambda db: db.execute(
+                "SELECT count(*) FROM satchel_sessions WHERE expires_at <= ?", (now,)
+            ).fetchone()
+        )
+        return int(row[0])
+
+    def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
+        rows = self._run(
+            lambda db: db.execute(
+                "SELECT key, meta FROM satchel_sessions WHERE expires_at > ? ORDER BY key",
+                (now,),
+            ).fetchall()
+        )
+        for key, meta in rows:
+            yield key, Meta.from_json(meta)
 
     def count(self, now: float) -> int:
         row = self._run(
