@@ -123,7 +123,9 @@ def test_csrf_refused_without_token(browser: Any, demo_url: str, artifacts: Path
     page = context.new_page()
     _login(page, demo_url)
     page.goto(f"{demo_url}/settings")
-    page.evaluate("document.querySelector('form[action=\"/settings\"] input[name=csrf_token]').remove()")
+    page.evaluate(
+        "document.querySelector('form[action=\"/settings\"] input[name=csrf_token]').remove()"
+    )
     page.select_option("#theme", "sepia")
     with page.expect_response(f"{demo_url}/settings") as response_info:
         page.click("button[type=submit]")
