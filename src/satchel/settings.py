@@ -201,16 +201,19 @@ def load_settings(
     *,
     env: Mapping[str, str] | None = None,
     validate: bool = True,
+    use_file: bool = True,
+    layers: Mapping[str, Mapping[str, Any]] | None = None,
     **overrides: Any,
 ) -> Settings:
-    """Defaults < TOML file < environment < ``overrides`` (explicit arguments; None values
-    are ignored, so CLI flags can be passed straight through)."""
+    """Defaults < TOML file < environment < ``layers`` (e.g. a framework's own config, by
+    source name) < ``overrides`` (explicit arguments; None values are ignored, so CLI flags
+    can be passed straight through)."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     path = Path(config) if config else Path(env.get("SATCHEL_CONFIG", DEFAULT_FILE))
     explicit_file = config is not None or "SATCHEL_CONFIG" in env
-    if path.exists() or explicit_file:
+    if use_file and (path.exists() or explicit_file):
         for name, raw in _from_toml(path).items():
             values[name] = _coerce(name, raw, str(path))
             sources[name] = str(path)
@@ -218,6 +221,11 @@ def load_settings(
         if env.get(variable, "") != "":
             values[name] = _coerce(name, env[variable], variable)
             sources[name] = variable
+    for source, layer in (layers or {}).items():
+        for name, raw in layer.items():
+            if raw is not None:
+                values[name] = _coerce(name, raw, source)
+                sources[name] = source
     for name, raw in overrides.items():
         if name not in _TYPES or name == "sources":
             raise ConfigurationError(f"unknown setting {name!r}; see docs/configuration.md")

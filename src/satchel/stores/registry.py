@@ -4,7 +4,7 @@
 ==============================  ================================================
 ``memory://``                   in-process; ``?max_entries=N`` (default 10000)
 ``sqlite:///relative/path.db``  SQLite file relative to the working directory
-``sqlite:////abs/path.db``      SQLite file at an absolute path
+``sqlite:////abs/path.db``      SQLite file at an absolute path (``?timeout=`` seconds, 5)
 ``file://relative/dir``         one file per session below a directory
 ``file:///abs/dir``             the same, absolute
 ``redis://host:6379/0``         Redis (``rediss://`` for TLS), extra ``redis`` needed
@@ -82,7 +82,12 @@ def _memory(url: str) -> Store:
 def _sqlite(url: str) -> Store:
     from .sqlite import SQLiteStore
 
-    return SQLiteStore(_path_of(url, "database file", sqlalchemy_style=True))
+    query = parse_qs(urlsplit(url).query)
+    try:
+        timeout = float(query.get("timeout", ["5"])[0])
+    except ValueError as exc:
+        raise ConfigurationError(f"store URL {url!r}: timeout must be seconds") from exc
+    return SQLiteStore(_path_of(url, "database file", sqlalchemy_style=True), timeout=timeout)
 
 
 def _file(url: str) -> Store:

@@ -1,0 +1,269 @@
+"""Flask: ``flask.session`` backed by a satchel store.
+
+    from satchel.integrations.flask import Satchel
+
+    app = Flask(__name__)
+    app.config["SATCHEL_STORE"] = "redis://localhost:6379/0"
+    satchel = Satchel(app)          # or Satchel() ... satchel.init_app(app)
+
+Configuration comes from ``app.config`` as ``SATCHEL_<SETTING>`` keys (the settings of
+docs/configuration.md); ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS`` serve as
+``secret_keys`` when ``SATCHEL_SECRET_KEYS`` is not set; explicit arguments to
+``Satchel(...)`` win over ``app.config``. CSRF is checked before every view (exempt one
+with ``@satchel.exempt``); templates get ``csrf_token()``; a store that is down gives 503.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any, TypeVar
+
+from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request
+from flask.sessions import SessionInterface, SessionMixin
+
+from .. import auth
+from ..context import RequestContext, csrf_token, header_map
+from ..engine import Engine, drive, response_headers
+from ..errors import StoreError
+from ..guard import safe_next
+from ..log import logger
+from ..options import build
+from ..session import Session
+from ..settings import Settings, load_settings
+from ..stores.base import Store
+from ..users import SessionInfo
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXTENSION = "satchel"
+
+
+class FlaskSession(Session, SessionMixin):  # type: ignore[override]
+    """A satchel session that Flask accepts as ``flask.session``. ``permanent`` maps to a
+    persistent cookie (satchel's timeouts still hold on the server)."""
+
+    __slots__ = ()
+
+    @property
+    def permanent(self) -> bool:
+        pending = self._meta_updates.get("persistent")
+        if pending is not None:
+            return bool(pending)
+        meta = self.meta
+        return bool(meta and meta.persistent)
+
+    @permanent.setter
+    def permanent(self, value: bool) -> None:
+        if value != self.permanent:
+            self.set_expiry(persistent=bool(value))
+
+    # Flask marks the session accessed when the proxy is touched, and apps set ``modified``
+    # after mutating nested values; satchel compares encodings, so both only hint.
+    @property
+    def accessed(self) -> bool:
+        return self._accessed
+
+    @accessed.setter
+    def accessed(self, value: bool) -> None:
+        self._accessed = self._accessed or bool(value)
+
+    @property
+    def modified(self) -> bool:
+        return Session.modified.fget(self)  # type: ignore[attr-defined,no-any-return]
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        if value:
+            self._ensure_loaded()
+            self._maybe_modified = True
+
+
+class _Interface(SessionInterface):
+    def __init__(self, ext: Satchel) -> None:
+        self.ext = ext
+
+    def open_session(self, app: Flask, req: Any) -> FlaskSession:
+        store, engine, settings = self.ext.runtime(app)
+        headers = header_map((k.lower(), v) for k, v in req.headers.items())
+        session = FlaskSession()
+        session_id, resign = engine.session_id_from_cookie(headers.get("cookie"))
+        if session_id is not None:
+
+            def load() -> None:
+                drive(engine.open(session, session_id, resign), store)
+
+            session._loader = load
+        ctx = RequestContext.build(
+            engine,
+            store,
+            settings,
+            session,
+            method=req.method,
+            path=req.path,
+            headers=headers,
+            peer=req.remote_addr,
+            scheme=req.scheme,
+        )
+        session._save_hook = lambda s: drive(engine.commit(s, ctx.request_info), store)
+        req.environ["satchel.context"] = ctx
+        req.environ["satchel.session"] = session
+        return session
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if not isinstance(session, FlaskSession) or response.status_code >= 500:
+            return
+        ctx: RequestContext = session._context
+        if session._loader is None and session._needs_commit():
+            try:
+                assert session._save_hook is not None
+                session._save_hook(session)
+            except StoreError as exc:
+                logger.error("session store unavailable while committing: %s", exc)
+                response.status_code = 503
+                response.set_data(b"Service temporarily unavailable. Please try again shortly.\n")
+                response.headers["Retry-After"] = "5"
+                return
+        cookies = ctx.response_cookies()
+        if cookies:
+            merged: list[tuple[str, str]] = list(response.headers.items())
+            for cookie in cookies:
+                merged = response_headers(merged, cookie)
+            response.headers.clear()
+            for name, value in merged:
+                response.headers.add(name, value)
+
+
+class Satchel:
+    """The Flask extension."""
+
+    def __init__(self, app: Flask | None = None, **options: Any) -> None:
+        known = {f.name for f in fields(Settings)} - {"sources"}
+        unknown = set(options) - known - {"login_url"}
+        if unknown:
+            raise TypeError(f"unknown Satchel option(s): {', '.join(sorted(unknown))}")
+        self.options = options
+        self._exempt: set[str] = set()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        settings = self._settings(app)
+        store, engine, request_settings = build(settings.store, settings.middleware_options())
+        app.extensions[EXTENSION] = {
+            "ext": self,
+            "runtime": (store, engine, request_settings),
+            "login_url": self.options.get("login_url")
+            or app.config.get("SATCHEL_LOGIN_URL", "/login"),
+        }
+        app.session_interface = _Interface(self)
+        app.before_request(self._check_csrf)
+        app.jinja_env.globals["csrf_token"] = lambda: csrf_token(request.environ)
+        app.register_error_handler(StoreError, _store_unavailable)
+
+    def _settings(self, app: Flask) -> Settings:
+        names = {f.name for f in fields(Settings)} - {"sources"}
+        from_config = {
+            name: app.config[f"SATCHEL_{name.upper()}"]
+            for name in names
+            if f"SATCHEL_{name.upper()}" in app.config
+        }
+        if "secret_keys" not in from_config and app.config.get("SECRET_KEY"):
+            from_config["secret_keys"] = [
+                app.config["SECRET_KEY"],
+                *(app.config.get("SECRET_KEY_FALLBACKS") or []),
+            ]
+        explicit = {k: v for k, v in self.options.items() if k != "login_url"}
+        return load_settings(env={}, use_file=False, layers={"app.config": from_config}, **explicit)
+
+    @staticmethod
+    def runtime(app: Flask) -> tuple[Store, Engine, Any]:
+        return app.extensions[EXTENSION]["runtime"]  # type: ignore[no-any-return]
+
+    def exempt(self, view: F) -> F:
+        """Exempt a view from the CSRF check (e.g. a webhook with its own signature)."""
+        self._exempt.add(f"{view.__module__}.{view.__name__}")
+        return view
+
+    def _check_csrf(self) -> None:
+        view = current_app.view_functions.get(request.endpoint or "")
+        if view is not None and f"{view.__module__}.{view.__name__}" in self._exempt:
+            return
+        ctx: RequestContext = request.environ["satchel.context"]
+        if ctx.settings.csrf.enabled and ctx.method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
+            ctx.session._ensure_loaded()
+        form_token = request.form.get("csrf_token") if ctx.wants_form_token() else None
+        reason = ctx.csrf_refusal(form_token)
+        if reason is not None:
+            abort(403, description=f"Forbidden: {reason}")
+
+
+def _store_unavailable(exc: Exception) -> tuple[str, int, dict[str, str]]:
+    logger.error("session store unavailable: %s", exc)
+    return (
+        "Service temporarily unavailable. Please try again shortly.\n",
+        503,
+        {"Retry-After": "5", "Content-Type": "text/plain; charset=utf-8"},
+    )
+
+
+def _session() -> FlaskSession:
+    from flask import session
+
+    current = session._get_current_object()  # type: ignore[attr-defined]
+    assert isinstance(current, FlaskSession), "Satchel(app) is not set up on this app"
+    return current
+
+
+# -- helpers for views ---------------------------------------------------------------------------
+
+
+def login_user(user_id: str) -> None:
+    """Log in: new session ID, user bound, device recorded, CSRF secret rotated."""
+    auth.login(_session(), user_id)
+
+
+def logout_user() -> None:
+    auth.logout(_session())
+
+
+def current_user_id() -> str | None:
+    return _session().user_id
+
+
+def user_sessions() -> list[SessionInfo]:
+    """The logged-in user's sessions, by public handle (this one marked ``current``)."""
+    return auth.sessions_of(_session())
+
+
+def revoke_session(handle: str) -> bool:
+    return auth.revoke(_session(), handle)
+
+
+def logout_everywhere() -> int:
+    return auth.logout_everywhere(_session())
+
+
+def logout_other_devices() -> int:
+    """End the user's other sessions, e.g. after a password change."""
+    return auth.logout_other_devices(_session())
+
+
+def login_required(view: F) -> F:
+    """Redirect to the login URL (HTML) or answer 401 JSON (API) without a logged-in user."""
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if _session().user_id is None:
+            accept = request.headers.get("Accept", "")
+            if request.path.startswith("/api/") or (
+                "application/json" in accept and "text/html" not in accept
+            ):
+                return jsonify(error="authentication required"), 401
+            login_url = current_app.extensions[EXTENSION]["login_url"]
+            target = safe_next(request.full_path.rstrip("?"))
+            return redirect(f"{login_url}?next={target}", code=303)
+        g.satchel_user = _session().user_id
+        return view(*args, **kwargs)
+
+    return guarded  # type: ignore[return-value]

@@ -1,0 +1,179 @@
+"""The Flask integration through Flask's own test client (https base URL: the session
+cookie is Secure, and a Secure cookie is not sent back over plain http)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from satchel.integrations.flask import FlaskSession, Satchel
+
+from .conftest import KEY
+from .test_examples import load
+
+BASE = "https://localhost"
+
+
+@pytest.fixture
+def example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ModuleType:
+    monkeypatch.setenv("SECRET_KEY", KEY)
+    return load("flask_app", monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def client(example: ModuleType) -> FlaskClient:
+    app: Flask = example.app
+    app.config["TESTING"] = True
+    return app.test_client()
+
+
+def token(client: FlaskClient) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', client.get(f"{BASE}/login").text)
+    assert match is not None
+    return match.group(1)
+
+
+def cookie(client: FlaskClient) -> str | None:
+    found = client.get_cookie("satchel", domain="localhost")
+    return None if found is None else found.value
+
+
+def log_in(client: FlaskClient, user: str = "alice") -> None:
+    response = client.post(f"{BASE}/login", data={"username": user, "csrf_token": token(client)})
+    assert response.status_code == 200
+
+
+def test_flask_session_is_satchels(example: ModuleType) -> None:
+    from flask import session
+
+    with example.app.test_request_context(f"{BASE}/"):
+        current = session._get_current_object()  # type: ignore[attr-defined]
+        assert type(current) is FlaskSession
+        current.permanent = True
+        assert current.permanent
+
+
+def test_login_regenerates_the_id_and_logout_kills_replay(client: FlaskClient) -> None:
+    client.get(f"{BASE}/login")
+    assert client.post(f"{BASE}/cart", data={"item": "x"}).status_code == 403  # no token
+    log_in(client)
+    first = cookie(client)
+    assert first is not None
+    log_in(client)
+    second = cookie(client)
+    assert second != first
+    me = client.get(f"{BASE}/me").get_json()
+    assert me["user"] == "alice"
+    assert client.post(f"{BASE}/logout", data={"csrf_token": token(client)}).status_code == 200
+    client.set_cookie("satchel", second or "", domain="localhost", secure=True)
+    replay = client.get(f"{BASE}/me", headers={"Accept": "application/json"})
+    assert replay.status_code == 401
+
+
+def test_csrf_refused_without_token(client: FlaskClient) -> None:
+    log_in(client)
+    response = client.post(f"{BASE}/cart", data={"item": "a"})
+    assert response.status_code == 403
+    assert b"CSRF token missing" in response.data
+    ok = client.post(f"{BASE}/cart", data={"item": "a", "csrf_token": token(client)})
+    assert ok.get_json() == {"cart": ["a"]}
+    again = client.post(f"{BASE}/cart", data={"item": "b"}, headers={"X-CSRF-Token": token(client)})
+    assert again.get_json() == {"cart": ["a", "b"]}  # nested change saved
+
+
+def test_concurrent_disjoint_writes_persist(client: FlaskClient, example: ModuleType) -> None:
+    log_in(client)
+    session_cookie, tok = cookie(client), token(client)
+    errors: list[BaseException] = []
+
+    def write(i: int) -> None:
+        try:
+            own = example.app.test_client()
+            own.set_cookie("satchel", session_cookie or "", domain="localhost", secure=True)
+            response = own.post(
+                f"{BASE}/note",
+                data={"key": f"k{i}", "value": str(i)},
+                headers={"X-CSRF-Token": tok},
+            )
+            assert response.status_code == 200
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    data = client.get(f"{BASE}/me").get_json()["data"]
+    assert {k: v for k, v in data.items() if k.startswith("k")} == {
+        f"k{i}": str(i) for i in range(20)
+    }
+
+
+def test_session_transaction_edits_a_session_in_a_test(client: FlaskClient) -> None:
+    """Flask's own test helper works on satchel sessions."""
+    log_in(client)
+    with client.session_transaction(base_url=BASE) as sess:
+        assert sess.user_id == "alice"
+        sess["cart"] = ["prefilled"]
+    assert client.get(f"{BASE}/me").get_json()["data"]["cart"] == ["prefilled"]
+
+
+def test_configuration_from_app_config_and_explicit_arguments(tmp_path: Path) -> None:
+    app = Flask("configured")
+    app.config.update(
+        SECRET_KEY="x" * 40,
+        SATCHEL_STORE=f"sqlite:///{tmp_path}/a.db",
+        SATCHEL_COOKIE_NAME="from-config",
+        SATCHEL_IDLE_TIMEOUT=60,
+    )
+    Satchel(app, cookie_name="explicit")
+    _, engine, _ = Satchel.runtime(app)
+    assert engine.cookie.name == "explicit"  # explicit arguments win over app.config
+    assert engine.expiry.idle_timeout == 60
+    with pytest.raises(TypeError, match="unknown Satchel option"):
+        Satchel(app, nonsense=1)
+    bad = Flask("bad")
+    bad.config["SECRET_KEY"] = "short"
+    with pytest.raises(Exception, match="shorter than 32"):
+        Satchel(bad)
+
+
+def test_login_required_redirects_html_and_401s_json(client: FlaskClient) -> None:
+    html = client.get(f"{BASE}/me", headers={"Accept": "text/html"})
+    assert html.status_code == 303
+    assert html.headers["Location"].endswith("/login?next=/me")
+    assert client.get(f"{BASE}/me", headers={"Accept": "application/json"}).status_code == 401
+
+
+def test_store_down_gives_503(tmp_path: Path) -> None:
+    import sqlite3
+
+    app = Flask("down")
+    path = tmp_path / "s.db"
+    app.config.update(SECRET_KEY=KEY, SATCHEL_STORE=f"sqlite:///{path}?timeout=0.05")
+    Satchel(app)
+
+    @app.get("/w")
+    def w() -> str:
+        from flask import session
+
+        session["n"] = 1
+        return "ok"
+
+    client = app.test_client()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        assert client.get(f"{BASE}/w").status_code == 503
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert client.get(f"{BASE}/w").status_code == 200
