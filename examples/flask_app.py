@@ -6,6 +6,7 @@ from flask import Flask, render_template_string, request, session
 
 from satchel.integrations.flask import (
     Satchel,
+    current_user_id,
     login_required,
     login_user,
     logout_user,
@@ -52,7 +53,7 @@ def note() -> dict[str, str]:
 @app.get("/me")
 @login_required
 def me() -> dict[str, object]:
-    return {"user": session.user_id, "data": dict(session), "devices": len(user_sessions())}
+    return {"user": current_user_id(), "data": dict(session), "devices": len(user_sessions())}
 
 
 @app.post("/logout")

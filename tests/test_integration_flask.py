@@ -121,6 +121,7 @@ def test_session_transaction_edits_a_session_in_a_test(client: FlaskClient) -> N
     """Flask's own test helper works on satchel sessions."""
     log_in(client)
     with client.session_transaction(base_url=BASE) as sess:
+        assert isinstance(sess, FlaskSession)
         assert sess.user_id == "alice"
         sess["cart"] = ["prefilled"]
     assert client.get(f"{BASE}/me").get_json()["data"]["cart"] == ["prefilled"]
