@@ -1,0 +1,63 @@
+"""FastAPI: typed dependencies on top of satchel's ASGI middleware.
+
+    app = FastAPI()
+    app.add_middleware(SessionMiddleware, store="redis://...", secret_keys=[...])
+
+    @app.get("/me")
+    async def me(user: CurrentUser, session: CurrentSession) -> dict[str, str]: ...
+
+``CurrentSession`` is the request's session; ``CurrentUser`` the logged-in user's ID or a
+401; ``CSRFProtected`` checks the CSRF token for routes of an app that runs the middleware
+with ``csrf=False`` (with CSRF on, the middleware has already checked every unsafe request).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from ..context import RequestContext, csrf_token
+from ..session import Session
+
+__all__ = ["CSRFProtected", "CurrentSession", "CurrentUser", "csrf_token", "get_session"]
+
+
+def get_session(request: Request) -> Session:
+    session = request.scope.get("session")
+    if not isinstance(session, Session):
+        raise RuntimeError("satchel's SessionMiddleware is not installed on this app")
+    return session
+
+
+def get_user(session: Annotated[Session, Depends(get_session)]) -> str:
+    user = session.user_id
+    if user is None:
+        raise HTTPException(status_code=401, detail="authentication required")
+    return user
+
+
+async def check_csrf(request: Request) -> None:
+    ctx = request.scope.get("satchel")
+    if not isinstance(ctx, RequestContext):
+        raise RuntimeError("satchel's SessionMiddleware is not installed on this app")
+    settings = ctx.settings
+    if not settings.csrf.enabled:  # checked here on demand, whatever the middleware does
+        ctx.settings = replace(settings, csrf=replace(settings.csrf, enabled=True))
+    try:
+        token = None
+        if ctx.wants_form_token():
+            form = await request.form()
+            value = form.get("csrf_token")
+            token = value if isinstance(value, str) else None
+        reason = ctx.csrf_refusal(token)
+    finally:
+        ctx.settings = settings
+    if reason is not None:
+        raise HTTPException(status_code=403, detail=reason)
+
+
+CurrentSession = Annotated[Session, Depends(get_session)]
+CurrentUser = Annotated[str, Depends(get_user)]
+CSRFProtected = Depends(check_csrf)
