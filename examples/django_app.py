@@ -1,0 +1,76 @@
+"""satchel behind Django: SESSION_ENGINE, with Django's own auth and CSRF (one file)."""
+
+import os
+
+import django
+from django.conf import settings
+
+settings.configure(
+    DEBUG=False,
+    SECRET_KEY=os.environ["SECRET_KEYS"].split(",")[0],
+    ALLOWED_HOSTS=["testserver", "localhost", "127.0.0.1"],
+    ROOT_URLCONF=__name__,
+    INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes"],
+    MIDDLEWARE=[
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+    ],
+    DATABASES={
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("DJANGO_DB", "django.sqlite3"),
+        }
+    },
+    SESSION_ENGINE="satchel.integrations.django",
+    SATCHEL={"store": os.environ.get("SESSION_STORE", "sqlite:///sessions.db")},
+    SESSION_COOKIE_SECURE=True,
+    CSRF_COOKIE_SECURE=True,
+    USE_TZ=True,
+)
+django.setup()
+
+from django.contrib.auth import authenticate, login, logout  # noqa: E402
+from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
+from django.middleware.csrf import get_token  # noqa: E402
+from django.urls import path  # noqa: E402
+
+
+def csrf(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"csrf_token": get_token(request)})
+
+
+def log_in(request: HttpRequest) -> HttpResponse:
+    user = authenticate(
+        request, username=request.POST.get("username"), password=request.POST.get("password")
+    )
+    if user is None:
+        return JsonResponse({"error": "bad credentials"}, status=401)
+    login(request, user)  # Django cycles the session key: satchel gives a new ID
+    return JsonResponse({"user": user.get_username()})
+
+
+def note(request: HttpRequest, key: str) -> JsonResponse:
+    request.session[key] = request.POST.get("value", "")
+    return JsonResponse({key: request.session[key]})
+
+
+def me(request: HttpRequest) -> JsonResponse:
+    if not request.user.is_authenticated:
+        return JsonResponse({"error": "not logged in"}, status=401)
+    data = {k: v for k, v in request.session.items() if not k.startswith("_")}
+    return JsonResponse({"user": request.user.get_username(), "data": data})
+
+
+def log_out(request: HttpRequest) -> JsonResponse:
+    logout(request)
+    return JsonResponse({"ok": True})
+
+
+urlpatterns = [
+    path("csrf", csrf),
+    path("login", log_in),
+    path("notes/<str:key>", note),
+    path("me", me),
+    path("logout", log_out),
+]

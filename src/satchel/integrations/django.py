@@ -1,0 +1,152 @@
+"""Django: a session engine on satchel stores.
+
+    # settings.py
+    SESSION_ENGINE = "satchel.integrations.django"
+    SATCHEL = {"store": "redis+cluster://node1:7000,node2:7001", "idle_timeout": 1800}
+
+``request.session`` and ``django.contrib.auth``'s ``login``/``logout`` then use satchel:
+records keyed by a SHA-256 of the session key, per-key commits (concurrent requests that
+change different keys all persist), no resurrection (a save into a session another request
+deleted raises Django's ``UpdateError``, which its middleware turns into
+``SessionInterrupted``), idle and absolute timeouts enforced on load, and the per-user
+index: the session is filed under ``_auth_user_id`` once Django's login puts it there.
+Django keeps its own cookie handling (``SESSION_COOKIE_*``) and CSRF protection.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cache
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+
+from .. import codec, ids
+from ..errors import StoreError
+from ..policy import ExpiryPolicy, is_expired, refresh_due
+from ..record import Change, Meta, Record
+from ..settings import load_settings
+from ..stores.base import Store
+from ..stores.registry import store_from_url
+
+AUTH_USER_KEY = "_auth_user_id"  # django.contrib.auth.SESSION_KEY
+
+
+@cache
+def runtime() -> tuple[Store, ExpiryPolicy]:
+    """The store and expiry rules from ``settings.SATCHEL`` (made once per process)."""
+    config = dict(getattr(django_settings, "SATCHEL", {}))
+    settings = load_settings(
+        env={}, use_file=False, validate=False, layers={"settings.SATCHEL": config}
+    )
+    policy = ExpiryPolicy(
+        settings.idle_timeout, settings.absolute_timeout, settings.refresh_interval
+    )
+    return store_from_url(settings.store), policy
+
+
+class SessionStore(SessionBase):
+    """Django's session API over a satchel store."""
+
+    _session_key: str | None
+
+    def __init__(self, session_key: str | None = None) -> None:
+        super().__init__(session_key)
+        self._meta: Meta | None = None
+        self._baseline: dict[str, str] = {}
+
+    # -- keys: satchel's 256-bit IDs, checked for the exact format before any store access --
+
+    def _validate_session_key(self, key: str | None) -> bool:
+        return bool(key) and ids.is_session_id(str(key))
+
+    def _get_new_session_key(self) -> str:
+        return ids.new_session_id()
+
+    @staticmethod
+    def _user(data: dict[str, Any]) -> str | None:
+        user = data.get(AUTH_USER_KEY)
+        return None if user is None else str(user)
+
+    # -- SessionBase ------------------------------------------------------------------------
+
+    def load(self) -> dict[str, Any]:
+        key = self.session_key
+        if key is None:
+            return {}
+        store, policy = runtime()
+        skey, now = ids.store_key(key), time.time()
+        record = store.load(skey, now)
+        if record is None or is_expired(record.meta, now):
+            self._session_key = None  # strict: never adopt an unknown or expired key
+            return {}
+        try:
+            data = {name: codec.decode(text) for name, text in record.data.items()}
+        except ValueError:
+            store.delete(skey)
+            self._session_key = None
+            return {}
+        self._meta, self._baseline = record.meta, dict(record.data)
+        if refresh_due(record.meta, now, policy.refresh_after) and store.touch(skey, now, now):
+            self._meta = record.meta.with_changes(last_seen=now)
+        return data
+
+    def exists(self, session_key: str) -> bool:
+        if not self._validate_session_key(session_key):
+            return False
+        return runtime()[0].load(ids.store_key(session_key), time.time()) is not None
+
+    def create(self) -> None:
+        while True:
+            self._session_key = self._get_new_session_key()
+            try:
+                self.save(must_create=True)
+            except CreateError:
+                continue
+            self.modified = True
+            return
+
+    def save(self, must_create: bool = False) -> None:
+        if self.session_key is None:
+            self.create()
+            return
+        store, policy = runtime()
+        data = self._get_session(no_load=must_create)
+        encoded = {name: codec.encode(value) for name, value in data.items()}
+        skey, now, user = ids.store_key(self.session_key), time.time(), self._user(data)
+        if must_create or self._meta is None:
+            meta = policy.new_meta(ids.new_handle(), now).with_changes(user_id=user)
+            try:
+                store.create(skey, Record(encoded, meta))
+            except StoreError as exc:
+                raise CreateError from exc
+            if user is not None:
+                store.index_add(user, skey, meta.absolute_deadline)
+        else:
+            changed = {k: v for k, v in encoded.items() if self._baseline.get(k) != v}
+            removed = frozenset(self._baseline.keys() - encoded.keys())
+            meta = self._meta.with_changes(last_seen=now, user_id=user)
+            if store.update(skey, Change(meta=meta, set=changed, delete=removed), now) is None:
+                raise UpdateError  # another request deleted it: never bring it back
+            if user is not None and user != self._meta.user_id:
+                store.index_add(user, skey, meta.absolute_deadline)
+        self._meta, self._baseline = meta, encoded
+
+    def delete(self, session_key: str | None = None) -> None:
+        key = session_key or self.session_key
+        if key is None or not self._validate_session_key(key):
+            return
+        runtime()[0].delete(ids.store_key(key))
+        if session_key is None or session_key == self.session_key:
+            self._meta, self._baseline = None, {}
+
+    def cycle_key(self) -> None:
+        """A new key for the same data (Django's login calls this): the old record is
+        deleted and the new one is created in full."""
+        self._meta = None
+        super().cycle_key()
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        runtime()[0].purge_expired(time.time())
