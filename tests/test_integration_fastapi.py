@@ -119,3 +119,31 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def test_session_transaction_helper(example: ModuleType) -> None:
+    from satchel import login
+    from satchel.testing import session_transaction
+
+    middleware = example.app.build_middleware_stack()
+    while not hasattr(middleware, "engine"):
+        middleware = middleware.app
+    client = TestClient(example.app, base_url=BASE)
+    with session_transaction(middleware, client) as session:
+        login(session, "carol")
+        session["cart"] = ["apple"]
+    assert client.get("/me").json() == {"user": "carol", "data": {"cart": ["apple"]}}
+    with session_transaction(middleware, client) as session:
+        session["cart"].append("pear")
+    assert client.get("/me").json()["data"] == {"cart": ["apple", "pear"]}
+
+
+def test_plain_http_base_url_loses_secure_cookies(example: ModuleType) -> None:
+    """The documented pitfall: over http the client keeps the Secure cookies but never
+    sends them back, so the pre-session behind the CSRF token is missing."""
+    client = TestClient(example.app, base_url="http://testserver")
+    response = client.get("/csrf")
+    assert "Secure" in response.headers["set-cookie"]
+    refused = client.post("/login/alice", headers={"X-CSRF-Token": response.json()["csrf_token"]})
+    assert refused.status_code == 403
+    assert "invalid" in refused.text
