@@ -1,7 +1,9 @@
 """satchel: server-side HTTP sessions for Python web apps."""
 
 from .auth import login, logout, regenerate_on_privilege_change
+from .context import csrf_token
 from .cookies import CookieOptions
+from .cookiestore import CookieStore
 from .engine import Engine, RequestInfo
 from .errors import (
     ConfigurationError,
@@ -13,11 +15,14 @@ from .errors import (
     StoreError,
     StoreUnavailable,
 )
+from .events import SessionEvent
 from .keyring import Keyring
 from .policy import ExpiryPolicy
 from .record import Change, Meta, Record
 from .session import Session
+from .settings import Settings, load_settings
 from .stores import FileStore, MemoryStore, SQLiteStore, Store, store_from_url
+from .users import SessionInfo, UserSessions
 
 __version__ = "0.1.0"
 
@@ -25,6 +30,7 @@ __all__ = [
     "Change",
     "ConfigurationError",
     "CookieOptions",
+    "CookieStore",
     "CorruptRecord",
     "Engine",
     "ExpiryPolicy",
@@ -38,12 +44,18 @@ __all__ = [
     "SatchelError",
     "Session",
     "SessionDataError",
+    "SessionEvent",
+    "SessionInfo",
     "SessionStateError",
     "SessionTooLarge",
+    "Settings",
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "UserSessions",
     "__version__",
+    "csrf_token",
+    "load_settings",
     "login",
     "logout",
     "regenerate_on_privilege_change",

@@ -1,0 +1,79 @@
+"""Package hygiene: what `import satchel` costs and exposes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import satchel
+
+OPTIONAL = [
+    "redis",
+    "psycopg",
+    "psycopg_pool",
+    "pymysql",
+    "aiomysql",
+    "sqlalchemy",
+    "pymemcache",
+    "flask",
+    "fastapi",
+    "django",
+    "starlette",
+    "uvicorn",
+    "jinja2",
+    "playwright",
+]
+
+
+def test_import_satchel_imports_no_driver_or_framework() -> None:
+    code = (
+        "import json, sys, satchel, satchel.asgi, satchel.wsgi, satchel.stores; "
+        f"print(json.dumps(sorted(m for m in {OPTIONAL!r} if m in sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert json.loads(result.stdout) == []
+
+
+def test_all_is_sorted_and_complete() -> None:
+    public = {name for name in dir(satchel) if not name.startswith("_")}
+    public -= {  # submodules, not re-exports
+        "asgi",
+        "auth",
+        "codec",
+        "context",
+        "cookies",
+        "cookiestore",
+        "csrf",
+        "engine",
+        "errors",
+        "events",
+        "ids",
+        "keyring",
+        "log",
+        "options",
+        "policy",
+        "proxies",
+        "record",
+        "revocation",
+        "session",
+        "settings",
+        "stores",
+        "testing",
+        "types",
+        "users",
+        "wsgi",
+    }
+    assert satchel.__all__ == sorted(
+        satchel.__all__, key=str.casefold
+    ) or satchel.__all__ == sorted(satchel.__all__)
+    assert public <= set(satchel.__all__)
+
+
+def test_one_exception_tree() -> None:
+    for name in satchel.__all__:
+        value = getattr(satchel, name)
+        if isinstance(value, type) and issubclass(value, Exception):
+            assert issubclass(value, satchel.SatchelError), name
