@@ -226,3 +226,21 @@ def test_db_init(tmp_path: Path) -> None:
     )
     assert down.exit_code == 3  # the store is unavailable
     assert "unavailable" in down.output
+
+
+def test_demo_on_the_cookie_store_revokes_replayed_cookies(tmp_path: Path) -> None:
+    """`satchel demo --store cookie://` keeps revocation records in its SQLite file, so
+    its logout kills a replayed cookie; the sessions page says why it lists one device."""
+    app = create_app(
+        "cookie://", secret_keys=[KEY], revocation_store=f"sqlite:///{tmp_path}/satchel.db"
+    )
+    transport = httpx.ASGITransport(app=app)
+    with httpx.Client(transport=_SyncASGI(transport), base_url="https://testserver") as c:
+        assert log_in(c).status_code == 303
+        stolen = c.cookies["satchel"]
+        assert stolen.startswith("e1.")
+        assert "holds no list of your other devices" in c.get("/sessions").text
+        c.post("/logout", headers={"X-CSRF-Token": c.get("/api/me").json()["csrf_token"]})
+        c.cookies.clear()
+        assert c.get("/api/me", headers={"cookie": f"satchel={stolen}"}).status_code == 401
+    assert (tmp_path / "satchel.db").exists()
