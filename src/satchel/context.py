@@ -175,3 +175,41 @@ def csrf_token(request: Any) -> str:
     if not isinstance(ctx, RequestContext):
         raise LookupError("no satchel middleware ran for this request")
     return ctx.csrf_token()
+
+
+def open_lazily(
+    engine: Engine,
+    store: Store,
+    settings: Settings,
+    session: Session,
+    *,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    peer: str | None,
+    scheme: str,
+) -> RequestContext:
+    """The sync paths (WSGI, Flask): the session is loaded on first access, committed
+    through ``session.save()`` or by the caller at response start."""
+    from .engine import drive
+
+    session_id, resign = engine.session_id_from_cookie(headers.get("cookie"))
+    if session_id is not None:
+
+        def load() -> None:
+            drive(engine.open(session, session_id, resign), store)
+
+        session._loader = load
+    ctx = RequestContext.build(
+        engine,
+        store,
+        settings,
+        session,
+        method=method,
+        path=path,
+        headers=headers,
+        peer=peer,
+        scheme=scheme,
+    )
+    session._save_hook = lambda s: drive(engine.commit(s, ctx.request_info), store)
+    return ctx

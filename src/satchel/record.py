@@ -75,6 +75,22 @@ class Record:
     meta: Meta
     refreshed: bool = False
 
+    def to_document(self) -> bytes:
+        """The record as one JSON document (stores that keep a whole record per item)."""
+        return _COMPACT.encode({"data": dict(self.data), "meta": self.meta._asdict()}).encode()
+
+    @classmethod
+    def from_document(cls, raw: bytes | str) -> Record:
+        """The inverse of :meth:`to_document`; raises :class:`CorruptRecord`."""
+        try:
+            doc = json.loads(raw)
+            data, meta = doc["data"], Meta.from_dict(doc["meta"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptRecord("session record cannot be decoded", exc) from exc
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise CorruptRecord("session record data is not an object of strings")
+        return cls(data, meta)
+
 
 @dataclass(frozen=True, slots=True)
 class Change:

@@ -8,9 +8,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Unpack
 
 from . import csrf
-from .context import RequestContext, header_map
+from .context import RequestContext, header_map, open_lazily
 from .cookiestore import CookieStore
-from .engine import drive, response_headers
+from .engine import response_headers
 from .errors import StoreError
 from .log import logger
 from .options import DEFAULT_STORE, SessionOptions, build
@@ -85,14 +85,7 @@ class SessionMiddleware:
         engine, store = self.engine, self.store
         headers = _environ_headers(environ)
         session = Session()
-        session_id, resign = engine.session_id_from_cookie(headers.get("cookie"))
-        if session_id is not None:
-
-            def load() -> None:
-                drive(engine.open(session, session_id, resign), store)
-
-            session._loader = load
-        ctx = RequestContext.build(
+        ctx = open_lazily(
             engine,
             store,
             self.settings,
@@ -103,11 +96,8 @@ class SessionMiddleware:
             peer=environ.get("REMOTE_ADDR"),
             scheme=environ.get("wsgi.url_scheme", "http"),
         )
-
-        def save(s: Session) -> None:
-            drive(engine.commit(s, ctx.request_info), store)
-
-        session._save_hook = save
+        save = session._save_hook
+        assert save is not None
         environ[ENVIRON_KEY] = session
         environ[CONTEXT_KEY] = ctx
 

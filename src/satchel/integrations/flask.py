@@ -24,8 +24,8 @@ from flask import Flask, Response, abort, current_app, g, jsonify, redirect, req
 from flask.sessions import SessionInterface, SessionMixin
 
 from .. import auth
-from ..context import RequestContext, csrf_token, header_map
-from ..engine import Engine, drive, response_headers
+from ..context import RequestContext, csrf_token, header_map, open_lazily
+from ..engine import Engine, response_headers
 from ..errors import StoreError
 from ..guard import safe_next
 from ..log import logger
@@ -87,14 +87,7 @@ class _Interface(SessionInterface):
         store, engine, settings = self.ext.runtime(app)
         headers = header_map((k.lower(), v) for k, v in req.headers.items())
         session = FlaskSession()
-        session_id, resign = engine.session_id_from_cookie(headers.get("cookie"))
-        if session_id is not None:
-
-            def load() -> None:
-                drive(engine.open(session, session_id, resign), store)
-
-            session._loader = load
-        ctx = RequestContext.build(
+        ctx = open_lazily(
             engine,
             store,
             settings,
@@ -105,7 +98,6 @@ class _Interface(SessionInterface):
             peer=req.remote_addr,
             scheme=req.scheme,
         )
-        session._save_hook = lambda s: drive(engine.commit(s, ctx.request_info), store)
         req.environ["satchel.context"] = ctx
         req.environ["satchel.session"] = session
         return session

@@ -26,6 +26,21 @@ from collections.abc import Callable, Iterator
 from ..record import Change, Meta, Record
 
 
+def purge_in_batches(
+    delete_batch: Callable[[], int], batch_size: int, on_batch: Callable[[int], None] | None
+) -> int:
+    """Run ``delete_batch`` (one short transaction deleting at most ``batch_size`` expired
+    records) until a batch comes back short; the total deleted."""
+    total = 0
+    while True:
+        deleted = delete_batch()
+        total += deleted
+        if on_batch is not None:
+            on_batch(deleted)
+        if deleted < batch_size:
+            return total
+
+
 class Store(ABC):
     """Base class of server-side stores. Subclasses implement the sync methods."""
 

@@ -65,22 +65,14 @@ class FileStore(Store):
             return None
         except OSError as exc:
             raise StoreUnavailable(f"session store unavailable: {exc}", exc) from exc
-        try:
-            doc = json.loads(raw)
-            data, meta = doc["data"], Meta.from_dict(doc["meta"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptRecord("session file cannot be decoded", exc) from exc
-        if not isinstance(data, dict):
-            raise CorruptRecord("session file data is not an object")
-        return Record(data, meta)
+        return Record.from_document(raw)
 
     def _write(self, path: Path, record: Record) -> None:
-        doc = {"data": dict(record.data), "meta": record.meta.to_dict()}
         try:
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")  # mode 0600
             try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(doc, fh, separators=(",", ":"))
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(record.to_document())
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)

@@ -51,19 +51,11 @@ def expire_value(expires_at: float, now: float) -> int:
 
 
 def _encode(record: Record) -> bytes:
-    doc = {"data": dict(record.data), "meta": record.meta.to_dict()}
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return record.to_document()
 
 
 def _decode(raw: bytes) -> Record:
-    try:
-        doc = json.loads(raw)
-        data, meta = doc["data"], Meta.from_dict(doc["meta"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptRecord("Memcached session item cannot be decoded", exc) from exc
-    if not isinstance(data, dict):
-        raise CorruptRecord("Memcached session data is not an object")
-    return Record(data, meta)
+    return Record.from_document(raw)
 
 
 class MemcachedStore(Store):

@@ -23,7 +23,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
-from .base import Store
+from ._sql import meta_of, meta_params
+from .base import Store, purge_in_batches
 
 DEFAULT_TABLE = "satchel_sessions"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -93,24 +94,7 @@ def _record(row: Any) -> Record:
         raise CorruptRecord("session data cannot be decoded", exc) from exc
     if not isinstance(values, dict):
         raise CorruptRecord("session data is not an object")
-    return Record(values, Meta.from_json(meta).with_changes(last_seen=last_seen, version=version))
-
-
-def _meta_of(row: Any) -> Meta:
-    meta, last_seen, version = row
-    return Meta.from_json(meta).with_changes(last_seen=last_seen, version=version)
-
-
-def _meta_params(meta: Meta) -> dict[str, Any]:
-    return {
-        "meta": meta.to_json(),
-        "ls": meta.last_seen,
-        "it": meta.idle_timeout,
-        "ad": meta.absolute_deadline,
-        "exp": meta.expires_at,
-        "uid": meta.user_id,
-        "handle": meta.handle,
-    }
+    return Record(values, meta_of((meta, last_seen, version)))
 
 
 class MySQLStore(Store):
@@ -257,7 +241,7 @@ class MySQLStore(Store):
             "key": key,
             "data": json.dumps(dict(record.data)),
             "version": record.meta.version,
-            **_meta_params(record.meta),
+            **meta_params(record.meta),
         }
 
     @staticmethod
@@ -269,7 +253,7 @@ class MySQLStore(Store):
             "now": now,
             "clear": change.clear,
             "patch": json.dumps(patch),
-            **_meta_params(change.meta),
+            **meta_params(change.meta),
         }
 
     @staticmethod
@@ -308,35 +292,31 @@ class MySQLStore(Store):
     def purge_expired(
         self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
     ) -> int:
-        total = 0
-        while True:
-            deleted: int = self._run("purge", {"now": now}, batch=int(batch_size)).rowcount
-            total += deleted
-            if on_batch is not None:
-                on_batch(deleted)
-            if deleted < batch_size:
-                return total
+        def batch() -> int:
+            return int(self._run("purge", {"now": now}, batch=int(batch_size)).rowcount)
+
+        return purge_in_batches(batch, batch_size, on_batch)
 
     def index_add(self, user_id: str, key: str, deadline: float) -> None:
         """The user_id column (indexed) is the index: nothing to do."""
 
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         rows = self._run("list_user", {"user": user_id, "now": now}).fetchall()
-        return [(row[0], _meta_of(row[1:])) for row in rows]
+        return [(row[0], meta_of(row[1:])) for row in rows]
 
     async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
         return None
 
     async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         rows = (await self._arun("list_user", {"user": user_id, "now": now})).fetchall()
-        return [(row[0], _meta_of(row[1:])) for row in rows]
+        return [(row[0], meta_of(row[1:])) for row in rows]
 
     def count_expired(self, now: float) -> int | None:
         return int(self._run("count_expired", {"now": now}).scalar_one())
 
     def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
         for row in self._run("all", {"now": now}).fetchall():
-            yield row[0], _meta_of(row[1:])
+            yield row[0], meta_of(row[1:])
 
     def count(self, now: float) -> int:
         return int(self._run("count", {"now": now}).scalar_one())

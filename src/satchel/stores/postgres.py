@@ -17,7 +17,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
-from .base import Store
+from ._sql import meta_of, meta_params
+from .base import Store, purge_in_batches
 
 DEFAULT_TABLE = "satchel_sessions"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -108,25 +109,8 @@ def _record(row: tuple[Any, ...]) -> Record:
     data, meta, last_seen, version, *rest = row
     if not isinstance(data, dict):
         raise CorruptRecord("session data is not an object")
-    meta_obj = Meta.from_json(meta).with_changes(last_seen=last_seen, version=version)
+    meta_obj = meta_of((meta, last_seen, version))
     return Record(data, meta_obj, refreshed=bool(rest and rest[0]))
-
-
-def _meta_of(row: tuple[Any, ...]) -> Meta:
-    meta, last_seen, version = row
-    return Meta.from_json(meta).with_changes(last_seen=last_seen, version=version)
-
-
-def _meta_params(meta: Meta) -> dict[str, Any]:
-    return {
-        "meta": meta.to_json(),
-        "ls": meta.last_seen,
-        "it": meta.idle_timeout,
-        "ad": meta.absolute_deadline,
-        "exp": meta.expires_at,
-        "uid": meta.user_id,
-        "handle": meta.handle,
-    }
 
 
 class PostgresStore(Store):
@@ -284,7 +268,7 @@ class PostgresStore(Store):
             "key": key,
             "data": Jsonb(dict(record.data)),
             "version": record.meta.version,
-            **_meta_params(record.meta),
+            **meta_params(record.meta),
         }
 
     @staticmethod
@@ -297,7 +281,7 @@ class PostgresStore(Store):
             "clear": change.clear,
             "delete": list(change.delete),
             "set": Jsonb(dict(change.set)),
-            **_meta_params(change.meta),
+            **meta_params(change.meta),
         }
 
     def _collision(self, exc: StoreError) -> StoreError:
@@ -341,16 +325,12 @@ class PostgresStore(Store):
     def purge_expired(
         self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
     ) -> int:
-        total = 0
-        while True:
+        def batch() -> int:
             with self._cursor() as cur:
                 cur.execute(self._sql["purge"], (now, batch_size))
-                deleted: int = cur.rowcount
-            total += deleted
-            if on_batch is not None:
-                on_batch(deleted)
-            if deleted < batch_size:
-                return total
+                return int(cur.rowcount)
+
+        return purge_in_batches(batch, batch_size, on_batch)
 
     def index_add(self, user_id: str, key: str, deadline: float) -> None:
         """The user_id column (indexed) is the index: nothing to do."""
@@ -359,7 +339,7 @@ class PostgresStore(Store):
         with self._cursor() as cur:
             cur.execute(self._sql["list_user"], (user_id, now))
             rows = cur.fetchall()
-        return [(row[0], _meta_of(row[1:])) for row in rows]
+        return [(row[0], meta_of(row[1:])) for row in rows]
 
     async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
         return None
@@ -368,7 +348,7 @@ class PostgresStore(Store):
         async with self._acursor() as cur:
             await cur.execute(self._sql["list_user"], (user_id, now))
             rows = await cur.fetchall()
-        return [(row[0], _meta_of(row[1:])) for row in rows]
+        return [(row[0], meta_of(row[1:])) for row in rows]
 
     def count_expired(self, now: float) -> int | None:
         with self._cursor() as cur:
@@ -381,7 +361,7 @@ class PostgresStore(Store):
             cur.execute(self._sql["all"], (now,))
             rows = cur.fetchall()
         for row in rows:
-            yield row[0], _meta_of(row[1:])
+            yield row[0], meta_of(row[1:])
 
     def count(self, now: float) -> int:
         with self._cursor() as cur:

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from ..errors import CorruptRecord, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
-from .base import Store
+from .base import Store, purge_in_batches
 
 T = TypeVar("T")
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
@@ -220,19 +220,18 @@ class SQLiteStore(Store):
     ) -> int:
         """Deletes in batches of ``batch_size``, each its own short transaction, so the
         write lock is never held for long."""
-        total = 0
-        while True:
+
+        def batch() -> int:
             with self._transaction() as db:
-                deleted = db.execute(
-                    "DELETE FROM satchel_sessions WHERE key IN (SELECT key FROM satchel_sessions"
-                    " WHERE expires_at <= ? LIMIT ?)",
-                    (now, batch_size),
-                ).rowcount
-            total += deleted
-            if on_batch is not None:
-                on_batch(deleted)
-            if deleted < batch_size:
-                return total
+                return int(
+                    db.execute(
+                        "DELETE FROM satchel_sessions WHERE key IN (SELECT key FROM"
+                        " satchel_sessions WHERE expires_at <= ? LIMIT ?)",
+                        (now, batch_size),
+                    ).rowcount
+                )
+
+        return purge_in_batches(batch, batch_size, on_batch)
 
     def index_add(self, user_id: str, key: str, deadline: float) -> None:
         """The user_id column (indexed) is the index: nothing to do."""
