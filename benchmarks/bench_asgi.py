@@ -155,6 +155,19 @@ async def raw_round_trips(requests: int, rounds: int) -> dict[str, float]:
     return out
 
 
+def reset_servers() -> None:
+    """Start from an empty benchmark table and no leftover benchmark keys."""
+    import psycopg
+    import redis
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS satchel_bench")
+    client = redis.Redis()
+    for key in client.scan_iter(match="satchel-bench:*", count=1000):
+        client.delete(key)
+    client.close()
+
+
 def server_apps() -> dict[str, Callable[[], Any]]:
     from starsessions import SessionAutoloadMiddleware
     from starsessions import SessionMiddleware as StarSessions
@@ -173,7 +186,9 @@ def server_apps() -> dict[str, Callable[[], Any]]:
 
     return {
         "satchel + Redis": lambda: SessionMiddleware(
-            app_with_sessions(), store=RedisStore("redis://127.0.0.1:6379/0"), secret_keys=[KEY]
+            app_with_sessions(),
+            store=RedisStore("redis://127.0.0.1:6379/0", prefix="satchel-bench:"),
+            secret_keys=[KEY],
         ),
         "satchel + PostgreSQL": lambda: SessionMiddleware(
             app_with_sessions(),
@@ -189,6 +204,7 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--servers", action="store_true")
+    parser.add_argument("--only", default="", help="run only apps whose name contains this")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp()
     apps: dict[str, Callable[[], Any]] = {
@@ -216,13 +232,19 @@ async def main() -> None:
         ),
     }
     if args.servers:
+        reset_servers()
         apps.update(server_apps())
     routes = ["untouched", "read", "write", "login"]
     print(f"{'app':45} " + " ".join(f"{r:>10}" for r in routes) + "   (median us/request)")
     for name, factory in apps.items():
+        if args.only.lower() not in name.lower():
+            continue
         app = factory()
         row = [await measure(app, r, args.requests, args.rounds) for r in routes]
         print(f"{name:45} " + " ".join(f"{v:10.1f}" for v in row))
+        store = getattr(app, "store", None)
+        if store is not None:
+            await store.aclose()
     if args.servers:
         for name, value in (await raw_round_trips(args.requests, args.rounds)).items():
             print(f"{'one raw round trip, ' + name:45} {value:10.1f}")
