@@ -54,7 +54,7 @@ class TestRedisConformance(StoreConformance):
         self.prefix = _prefix()
         yield
         client = redis.Redis.from_url(redis_url)
-        for key in client.scan_iter(match=self.prefix + "*"):
+        for key in client.scan_iter(match=self.prefix + "*", count=10_000):
             client.delete(key)
         client.close()
 

@@ -21,6 +21,7 @@ same rule on every load.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -257,7 +258,11 @@ class RedisStore(Store):
         if self._async_client is None:
             if self.url is None:
                 raise ConfigurationError("this RedisStore has no async client; pass async_client=")
-            self._async_client, extra = make_client(self.url, asyncio=True, **self.options)
+            # No socket timeout inside redis-py's asyncio client: on Python 3.11 it wraps
+            # every send in asyncio.wait_for, a new Task per command. The same deadline is
+            # enforced around each call instead, with asyncio.timeout (no Task).
+            options = {**self.options, "socket_timeout": None}
+            self._async_client, extra = make_client(self.url, asyncio=True, **options)
             self._resources += extra
         return self._async_client
 
@@ -311,9 +316,12 @@ class RedisStore(Store):
 
     async def _aerrors(self, call: Callable[[], Awaitable[T]]) -> T:
         try:
-            return await call()
+            async with asyncio.timeout(self.options["socket_timeout"]):
+                return await call()
         except StoreError:
             raise
+        except TimeoutError as exc:
+            raise StoreUnavailable("Redis store unavailable: timed out", exc) from exc
         except _driver_errors() as exc:
             raise _translate(exc) from exc
 
@@ -410,10 +418,13 @@ class RedisStore(Store):
     ) -> Record | None:
         script = self._async_scripts.get(LOAD) or self._ascript(LOAD)
         try:  # inline rather than through _aerrors: this is the hot path
-            reply = await script(
-                keys=[self.hash_key(key)],
-                args=[repr(now), -1 if refresh_after is None else repr(refresh_after)],
-            )
+            async with asyncio.timeout(self.options["socket_timeout"]):
+                reply = await script(
+                    keys=[self.hash_key(key)],
+                    args=[repr(now), -1 if refresh_after is None else repr(refresh_after)],
+                )
+        except TimeoutError as exc:
+            raise StoreUnavailable("Redis store unavailable: timed out", exc) from exc
         except _driver_errors() as exc:
             raise _translate(exc) from exc
         return None if reply is None else _record(reply, now)
