@@ -190,3 +190,24 @@ def test_device_metadata_recorded(store: CountingStore) -> None:
     record = store.inner.load(ids.store_key(cookie.partition(".")[0]), 0)
     assert record is not None
     assert (record.meta.user_agent, record.meta.client_ip) == ("Agent/2", "127.0.0.9")
+
+
+def test_custom_unavailable_handler(tmp_path: Path) -> None:
+    from satchel import FileStore
+
+    def maintenance(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("503 Service Unavailable", [("content-type", "text/plain")])
+        return [b"maintenance"]
+
+    directory = tmp_path / "sessions"
+    wrapped = SessionMiddleware(
+        app, store=FileStore(directory), secret_keys=[KEY], on_store_unavailable=maintenance
+    )
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=wrapped), base_url="https://testserver"
+    ) as c:
+        c.get("/incr")
+        directory.rename(tmp_path / "moved")
+        directory.write_text("x")
+        response = c.get("/read")
+    assert (response.status_code, response.text) == (503, "maintenance")

@@ -76,10 +76,18 @@ class SessionMiddleware:
         self,
         app: WSGIApp,
         store: str | Store | CookieStore = DEFAULT_STORE,
+        *,
+        on_store_unavailable: WSGIApp | None = None,
         **options: Unpack[SessionOptions],
     ) -> None:
         self.app = app
         self.store, self.engine, self.settings = build(store, options)
+        self.on_store_unavailable = on_store_unavailable
+
+    def _unavailable(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if self.on_store_unavailable is not None:
+            return self.on_store_unavailable(environ, start_response)
+        return _answer(start_response, _UNAVAILABLE, _UNAVAILABLE_BODY)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         engine, store = self.engine, self.store
@@ -105,14 +113,9 @@ class SessionMiddleware:
             refusal = self._csrf(environ, ctx)
         except StoreError as exc:
             logger.error("session store unavailable while loading: %s", exc)
-            return self._answer(
-                start_response,
-                *_plain("503 Service Unavailable", _UNAVAILABLE_BODY, [("retry-after", "5")]),
-            )
+            return self._unavailable(environ, start_response)
         if refusal is not None:
-            return self._answer(
-                start_response, *_plain("403 Forbidden", f"Forbidden: {refusal}\n".encode())
-            )
+            return _answer(start_response, "403 Forbidden", f"Forbidden: {refusal}\n".encode())
 
         state: dict[str, Any] = {"started": False, "failed": False}
 
@@ -127,7 +130,8 @@ class SessionMiddleware:
                     except StoreError as exc:
                         logger.error("session store unavailable while committing: %s", exc)
                         state["failed"] = True
-                        status, headers, _ = _plain(_UNAVAILABLE, _UNAVAILABLE_BODY)
+                        extra = [("retry-after", "5")]
+                        status, headers, _ = _plain(_UNAVAILABLE, _UNAVAILABLE_BODY, extra)
                         return start_response(status, headers)
                 for cookie in ctx.response_cookies():
                     headers = response_headers(headers, cookie)
@@ -145,24 +149,11 @@ class SessionMiddleware:
             if state["started"]:
                 raise
             logger.error("session store unavailable while loading: %s", exc)
-            return self._answer(
-                start_response,
-                *_plain("503 Service Unavailable", _UNAVAILABLE_BODY, [("retry-after", "5")]),
-            )
+            return self._unavailable(environ, start_response)
         if state["failed"]:
             _close(result)
             return [_UNAVAILABLE_BODY]
         return _Body(first, chunks, result)
-
-    @staticmethod
-    def _answer(
-        start_response: StartResponse,
-        status: str,
-        headers: list[tuple[str, str]],
-        body: list[bytes],
-    ) -> Iterable[bytes]:
-        start_response(status, headers)
-        return body
 
     @staticmethod
     def _csrf(environ: Environ, ctx: RequestContext) -> str | None:
