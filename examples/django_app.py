@@ -12,6 +12,7 @@ settings.configure(
     ROOT_URLCONF=__name__,
     INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes"],
     MIDDLEWARE=[
+        "satchel.integrations.django.DeviceMiddleware",  # records user agent and client IP
         "django.contrib.sessions.middleware.SessionMiddleware",
         "django.middleware.csrf.CsrfViewMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",

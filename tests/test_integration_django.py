@@ -52,6 +52,7 @@ def client(**kwargs: Any) -> Any:
     return Client(
         HTTP_HOST="testserver",
         HTTP_REFERER="https://testserver/",
+        HTTP_USER_AGENT="DjangoTest/1",
         **{"enforce_csrf_checks": True, **kwargs},
     )
 
@@ -82,6 +83,7 @@ def test_login_cycles_the_key_and_logout_kills_replay(django_app: ModuleType) ->
     record = store.load(ids.store_key(after), 0)
     assert record is not None
     assert record.meta.user_id is not None  # filed under the user for listing and revoking
+    assert (record.meta.user_agent, record.meta.client_ip) == ("DjangoTest/1", "127.0.0.1")
     assert [k for k, _ in store.list_user(record.meta.user_id, 0)] == [ids.store_key(after)]
     assert c.get("/me", secure=True).json()["user"] == "alice"
     c.post("/logout", secure=True, HTTP_X_CSRFTOKEN=csrf(c))

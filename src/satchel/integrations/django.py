@@ -10,12 +10,16 @@ change different keys all persist), no resurrection (a save into a session anoth
 deleted raises Django's ``UpdateError``, which its middleware turns into
 ``SessionInterrupted``), idle and absolute timeouts enforced on load, and the per-user
 index: the session is filed under ``_auth_user_id`` once Django's login puts it there.
-Django keeps its own cookie handling (``SESSION_COOKIE_*``) and CSRF protection.
+Django keeps its own cookie handling (``SESSION_COOKIE_*``) and CSRF protection. Add
+``satchel.integrations.django.DeviceMiddleware`` before Django's ``SessionMiddleware`` to
+record each session's device (user agent, client IP).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from functools import cache
 from typing import Any
 
@@ -23,14 +27,45 @@ from django.conf import settings as django_settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 
 from .. import codec, ids
+from ..engine import RequestInfo
 from ..errors import StoreError
 from ..policy import ExpiryPolicy, is_expired, refresh_due
+from ..proxies import parse_trusted, resolve
 from ..record import Change, Meta, Record
 from ..settings import load_settings
 from ..stores.base import Store
 from ..stores.registry import store_from_url
 
 AUTH_USER_KEY = "_auth_user_id"  # django.contrib.auth.SESSION_KEY
+_device: ContextVar[RequestInfo | None] = ContextVar("satchel_device", default=None)
+
+
+class DeviceMiddleware:
+    """Records the device (user agent, client IP) of sessions created in a request, for
+    "your sessions" pages. Put it before Django's SessionMiddleware; client IPs honour
+    ``SATCHEL["trusted_proxies"]`` and nothing else."""
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        self.get_response = get_response
+        config = dict(getattr(django_settings, "SATCHEL", {}))
+        self.trusted = parse_trusted(config.get("trusted_proxies", ()))
+
+    def __call__(self, request: Any) -> Any:
+        meta = request.META
+        headers = {
+            k[5:].replace("_", "-").lower(): str(v)
+            for k, v in meta.items()
+            if k.startswith("HTTP_")
+        }
+        origin = resolve(meta.get("REMOTE_ADDR"), request.scheme, headers, self.trusted)
+        agent = headers.get("user-agent")
+        token = _device.set(
+            RequestInfo(user_agent=agent[:512] if agent else None, client_ip=origin.client_ip)
+        )
+        try:
+            return self.get_response(request)
+        finally:
+            _device.reset(token)
 
 
 @cache
@@ -116,7 +151,10 @@ class SessionStore(SessionBase):
         encoded = {name: codec.encode(value) for name, value in data.items()}
         skey, now, user = ids.store_key(self.session_key), time.time(), self._user(data)
         if must_create or self._meta is None:
-            meta = policy.new_meta(ids.new_handle(), now).with_changes(user_id=user)
+            device = _device.get() or RequestInfo()
+            meta = policy.new_meta(
+                ids.new_handle(), now, user_agent=device.user_agent, client_ip=device.client_ip
+            ).with_changes(user_id=user)
             try:
                 store.create(skey, Record(encoded, meta))
             except StoreError as exc:
