@@ -130,8 +130,11 @@ async def test_non_canonical_encoding_is_rejected() -> None:
     """The same bytes from a different text (stray low bits in the last base64 character)."""
     app = make_app()
     async with client_for(app) as c:
-        await c.get("/put?n=1")
-        value = c.cookies["satchel"]
+        for pad in range(3):  # a payload whose base64 text ends in a partial group
+            await c.get("/put?n=1" + "x" * pad)
+            value = c.cookies["satchel"]
+            if len(value.split(".")[2]) % 4:
+                break
         alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
         last = value[-1]
         twins = [

@@ -29,6 +29,9 @@ class Settings:
     presession_cookie: CookieOptions
 
 
+_UNREAD = object()
+
+
 @dataclass(eq=False, slots=True)
 class RequestContext:
     engine: Engine
@@ -38,10 +41,35 @@ class RequestContext:
     method: str
     path: str
     headers: dict[str, str]  # lower-case names
-    origin: Origin
-    presession: str | None = None  # the pre-session cookie's value, if any
+    peer: str | None
+    scheme: str
     new_presession: bool = False
     cookies: list[str] = field(default_factory=list)
+    # worked out on first use: most requests never need them
+    _origin: Origin | None = None
+    _presession: Any = _UNREAD
+
+    @property
+    def origin(self) -> Origin:
+        """Client IP, scheme and host, forwarding headers believed from trusted proxies."""
+        if self._origin is None:
+            self._origin = resolve(
+                self.peer, self.scheme, self.headers, self.settings.trusted_proxies
+            )
+        return self._origin
+
+    @property
+    def presession(self) -> str | None:
+        """The pre-session cookie's value, if the request carries a plausible one."""
+        if self._presession is _UNREAD:
+            name = self.settings.presession_cookie.name
+            values = cookie_values(self.headers.get("cookie", ""), name)
+            self._presession = next((v for v in values if 20 <= len(v) <= 64 and v.isascii()), None)
+        return self._presession  # type: ignore[no-any-return]
+
+    @presession.setter
+    def presession(self, value: str | None) -> None:
+        self._presession = value
 
     @classmethod
     def build(
@@ -57,10 +85,7 @@ class RequestContext:
         peer: str | None,
         scheme: str,
     ) -> RequestContext:
-        origin = resolve(peer, scheme, headers, settings.trusted_proxies)
-        values = cookie_values(headers.get("cookie", ""), settings.presession_cookie.name)
-        presession = next((v for v in values if 20 <= len(v) <= 64 and v.isascii()), None)
-        ctx = cls(engine, store, settings, session, method, path, headers, origin, presession)
+        ctx = cls(engine, store, settings, session, method, path, headers, peer, scheme)
         session._context = ctx
         return ctx
 
@@ -145,7 +170,12 @@ class RequestContext:
             session._outgoing_cookie = None
         pre = self.settings.presession_cookie
         user = session._peek_user()
-        if user is not None and self.presession is not None and not self.new_presession:
+        if (
+            user is not None
+            and not self.new_presession
+            and self.settings.presession_cookie.name in self.headers.get("cookie", "")
+            and self.presession is not None
+        ):
             out.append(pre.delete_header())
             self.presession = None
         elif self.new_presession and user is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Literal
 
@@ -32,6 +32,7 @@ class CookieOptions:
     samesite: SameSite = "lax"
     partitioned: bool = False
     persistent: bool = False
+    _attrs: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         name = self.name
@@ -67,6 +68,12 @@ class CookieOptions:
                 )
 
     def _attributes(self) -> str:
+        if self._attrs:
+            return self._attrs
+        object.__setattr__(self, "_attrs", self._build_attributes())
+        return self._attrs
+
+    def _build_attributes(self) -> str:
         parts = [f"Path={self.path}"]
         if self.domain:
             parts.append(f"Domain={self.domain}")

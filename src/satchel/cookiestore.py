@@ -116,7 +116,7 @@ class CookieEngine(Engine):
     def encode(self, data: dict[str, str], meta: Meta) -> str:
         keyring = self.keyring
         assert keyring is not None
-        raw = compact_json({"d": data, "m": meta._asdict()}).encode()
+        raw = compact_json({"d": data, "m": list(meta)}).encode()  # metadata by position
         if self.options.compress:
             raw = zlib.compress(raw)
         version = self._version
@@ -170,7 +170,10 @@ class CookieEngine(Engine):
                 if inflater.unconsumed_tail:
                     return None
             doc = json.loads(raw)
-            data, meta = doc["d"], Meta.from_dict(doc["m"])
+            fields = doc["m"]
+            if not isinstance(fields, list) or len(fields) != len(Meta._fields):
+                return None
+            data, meta = doc["d"], Meta(*fields)
         except (ValueError, KeyError, TypeError, zlib.error, CorruptRecord):
             return None
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):

@@ -23,15 +23,24 @@ def b64encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+# The last character of a canonical encoding leaves its unused low bits at zero:
+# 4 bits when 2 characters remain (one byte), 2 bits when 3 remain (two bytes).
+_LAST_OF_2 = frozenset("AQgw")
+_LAST_OF_3 = frozenset("AEIMQUYcgkosw048")
+
+
 def b64decode_canonical(text: str) -> bytes | None:
-    """Decode unpadded base64url, or None if ``text`` is not the canonical encoding."""
-    if not text.isascii():
+    """Decode unpadded base64url, or None if ``text`` is not the canonical encoding (any
+    character outside the alphabet, padding, or nonzero spare bits)."""
+    remainder = len(text) % 4
+    if remainder == 1 or _B64URL.fullmatch(text) is None:
         return None
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except ValueError:
+    if remainder == 2 and text[-1] not in _LAST_OF_2:
         return None
-    return raw if b64encode(raw) == text else None
+    if remainder == 3 and text[-1] not in _LAST_OF_3:
+        return None
+    return base64.urlsafe_b64decode(text + "=" * (-remainder % 4))
 
 
 def new_session_id() -> str:
