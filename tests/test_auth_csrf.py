@@ -548,3 +548,17 @@ async def test_a_failing_event_hook_never_breaks_a_request(
     async with client_for(make_app(on_event=explode)) as c:
         assert (await c.get("/write?value=1")).status_code == 200
     assert any("event hook failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_other_cookies_sharing_the_name_prefix_raise_no_alarm() -> None:
+    """`satchel_csrf` (or any cookie whose name contains ours) is not a tampered session."""
+    seen: list[SessionEvent] = []
+    for store in (None, "cookie://"):
+        app = make_app(
+            store, on_event=seen.append, revocation_store=MemoryStore() if store else None
+        )
+        async with client_for(app) as c:
+            await c.get(
+                "/me", headers={"cookie": "satchel_csrf=abcdefghijklmnopqrstuvwxyz; xsatchel=1"}
+            )
+    assert seen == []

@@ -185,12 +185,16 @@ class CookieEngine(Engine):
     def session_id_from_cookie(self, header: str | None) -> tuple[Any, bool]:
         if not header or self.cookie.name not in header:
             return None, False
-        for value in cookie_values(header, self.cookie.name):
+        values = cookie_values(header, self.cookie.name)
+        for value in values:
             payload = self.decode(value)
             if payload is not None:
                 return payload, False
-        security.warning("cookie session rejected: tampered, malformed or made by a retired key")
-        emit(self.on_event, "security", reason="tampered_cookie")
+        if values:  # our cookie was there, and none of its values holds up
+            security.warning(
+                "cookie session rejected: tampered, malformed or made by a retired key"
+            )
+            emit(self.on_event, "security", reason="tampered_cookie")
         return None, False
 
     def open(  # type: ignore[override]

@@ -225,7 +225,8 @@ class Engine:
         (made with an older key). ``(None, False)`` for anything else."""
         if not header or self.cookie.name not in header:
             return None, False
-        for value in cookie_values(header, self.cookie.name):
+        values = cookie_values(header, self.cookie.name)
+        for value in values:
             session_id, _, signature = value.partition(".")
             if not ids.is_session_id(session_id):
                 continue
@@ -236,8 +237,9 @@ class Engine:
                 continue
             if keyring.verify(PURPOSE_COOKIE, session_id, signature):
                 return session_id, not keyring.signed_by_current(signature)
-        security.info("session cookie rejected: malformed or bad signature")
-        emit(self.on_event, "security", reason="tampered_cookie")
+        if values:  # our cookie was there, and none of its values holds up
+            security.info("session cookie rejected: malformed or bad signature")
+            emit(self.on_event, "security", reason="tampered_cookie")
         return None, False
 
     def cookie_value(self, session_id: str) -> str:
