@@ -19,7 +19,6 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
 
 from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
@@ -369,16 +368,9 @@ class MySQLStore(Store):
 def from_url(url: str) -> MySQLStore:
     """``mysql://user:pw@host:3306/db`` or ``mariadb://...``, with optional ``table``,
     ``pool_size``, ``max_overflow`` and ``timeout`` query parameters."""
-    parts = urlsplit(url)
-    query = parse_qs(parts.query)
-    options: dict[str, Any] = {}
-    try:
-        if "table" in query:
-            options["table"] = query.pop("table")[0]
-        for name, cast in (("pool_size", int), ("max_overflow", int), ("timeout", float)):
-            if name in query:
-                options[name] = cast(query.pop(name)[0])
-    except ValueError as exc:
-        raise ConfigurationError(f"MySQL URL: {exc}") from exc
-    rest = urlencode([(k, v) for k, values in query.items() for v in values])
-    return MySQLStore(parts._replace(scheme="mysql", query=rest).geturl(), **options)
+    from .registry import url_options
+
+    clean, options = url_options(
+        url, {"table": str, "pool_size": int, "max_overflow": int, "timeout": float}
+    )
+    return MySQLStore("mysql://" + clean.split("://", 1)[1], **options)

@@ -13,7 +13,6 @@ import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
 
 from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
@@ -427,17 +426,11 @@ class PostgresStore(Store):
 def from_url(url: str) -> PostgresStore:
     """``postgresql://user@host:5432/db?table=...&max_size=10&timeout=5``; satchel's own
     query parameters are taken out, the rest goes to libpq."""
-    parts = urlsplit(url)
-    query = parse_qs(parts.query)
-    options: dict[str, Any] = {}
-    try:
-        if "table" in query:
-            options["table"] = query.pop("table")[0]
-        for name, cast in (("min_size", int), ("max_size", int), ("timeout", float)):
-            if name in query:
-                options[name] = cast(query.pop(name)[0])
-    except ValueError as exc:
-        raise ConfigurationError(f"PostgreSQL URL: {exc}") from exc
-    scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
-    rest = urlencode([(k, v) for k, values in query.items() for v in values])
-    return PostgresStore(parts._replace(scheme=scheme, query=rest).geturl(), **options)
+    from .registry import url_options
+
+    clean, options = url_options(
+        url, {"table": str, "min_size": int, "max_size": int, "timeout": float}
+    )
+    if clean.startswith("postgres://"):
+        clean = "postgresql://" + clean.removeprefix("postgres://")
+    return PostgresStore(clean, **options)

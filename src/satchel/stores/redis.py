@@ -27,7 +27,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
 from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
@@ -568,21 +568,15 @@ def from_url(url: str) -> RedisStore:
     """``redis://``, ``rediss://``, ``redis+sentinel://`` or ``redis+cluster://``, with
     optional ``prefix``, ``socket_timeout``, ``connect_timeout`` and ``max_connections``
     query parameters (satchel's own; everything else is left to redis-py)."""
-    parts = urlsplit(url)
-    query = parse_qs(parts.query)
-    options: dict[str, Any] = {}
-    try:
-        if "prefix" in query:
-            options["prefix"] = query.pop("prefix")[0]
-        for name, cast in (
-            ("socket_timeout", float),
-            ("connect_timeout", float),
-            ("max_connections", int),
-        ):
-            if name in query:
-                options[name] = cast(query.pop(name)[0])
-    except ValueError as exc:
-        raise ConfigurationError(f"Redis URL {url!r}: {exc}") from exc
-    rest = "&".join(f"{k}={v}" for k, values in query.items() for v in values)
-    clean = parts._replace(query=rest).geturl()
+    from .registry import url_options
+
+    clean, options = url_options(
+        url,
+        {
+            "prefix": str,
+            "socket_timeout": float,
+            "connect_timeout": float,
+            "max_connections": int,
+        },
+    )
     return RedisStore(clean, **options)

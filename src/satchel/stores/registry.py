@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from ..errors import ConfigurationError
 from .base import Store
@@ -46,6 +47,23 @@ _SCHEMES: dict[str, str] = {
 def register_scheme(scheme: str, target: str) -> None:
     """Map ``scheme://`` to ``"module:function"``, a factory taking the whole URL."""
     _SCHEMES[scheme] = target
+
+
+def url_options(url: str, casts: dict[str, Callable[[str], Any]]) -> tuple[str, dict[str, Any]]:
+    """Take satchel's own query parameters (``casts``: name -> converter) out of a store URL;
+    the URL with the rest of the query, and the converted options."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    options: dict[str, Any] = {}
+    for name, cast in casts.items():
+        if name in query:
+            raw = query.pop(name)[0]
+            try:
+                options[name] = cast(raw)
+            except ValueError:
+                raise ConfigurationError(f"store URL {url!r}: invalid {name}={raw!r}") from None
+    rest = urlencode([(k, v) for k, values in query.items() for v in values])
+    return parts._replace(query=rest).geturl(), options
 
 
 def store_from_url(url: str) -> Store:
