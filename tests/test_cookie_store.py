@@ -366,3 +366,44 @@ async def test_encryption_at_rest_rotation_and_plaintext_migration(tmp_path: Pat
 def test_stored_ids_are_hashes_in_the_revocation_marker() -> None:
     assert ids.is_store_key(marker_key("alice"))
     assert "alice" not in marker_key("alice")
+
+
+# -- the shipped cookie conformance suite, with markers in several real stores ------------------
+
+from satchel.testing.conformance import CookieConformance  # noqa: E402
+
+
+class TestCookieConformanceMemory(CookieConformance):
+    def make_revocation_store(self) -> Store:
+        return MemoryStore()
+
+
+class TestCookieConformanceSQLite(CookieConformance):
+    @pytest.fixture(autouse=True)
+    def _dir(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+
+    def make_revocation_store(self) -> Store:
+        return SQLiteStore(self.tmp_path / "revocation.db")
+
+
+class TestCookieConformanceRedis(CookieConformance):
+    @pytest.fixture(autouse=True)
+    def _url(self, redis_url: str) -> None:
+        self.url = redis_url
+
+    def make_revocation_store(self) -> Store:
+        from satchel.stores.redis import RedisStore
+
+        return RedisStore(self.url, prefix="satchel-cookie-conformance:")
+
+
+class TestCookieConformanceMemcached(CookieConformance):
+    @pytest.fixture(autouse=True)
+    def _server(self, memcached: Any) -> None:
+        self.url = memcached.url
+
+    def make_revocation_store(self) -> Store:
+        from satchel.stores.memcached import from_url
+
+        return from_url(self.url)
