@@ -86,17 +86,20 @@ def test_url_and_hashed_keys(memcached: MemcachedServer) -> None:
 def test_eviction_fails_closed(memcached: MemcachedServer) -> None:
     """An item Memcached evicts is a session that is gone: anonymous, never an error."""
     store = MemcachedStore([("127.0.0.1", memcached.port)], prefix=_prefix())
-    engine = make_engine()
-    _, cookie = drive(request(engine, None, user="alice"), store)
-    sid = cookie_id(cookie)
-    assert sid is not None
     direct = Client(("127.0.0.1", memcached.port))
-    direct.delete(store.item_key(ids.store_key(sid)))
-    direct.close()
-    session, cookie = drive(request(engine, sid), store)
-    assert session.new
-    assert cookie is None
-    store.close()
+    try:
+        engine = make_engine()
+        _, cookie = drive(request(engine, None, user="alice"), store)
+        sid = cookie_id(cookie)
+        assert sid is not None
+        # noreply=False: wait for the delete, or the next get may overtake it
+        assert direct.delete(store.item_key(ids.store_key(sid)), noreply=False)
+        session, cookie = drive(request(engine, sid), store)
+        assert session.new
+        assert cookie is None
+    finally:
+        direct.close()
+        store.close()
 
 
 async def test_stopped_server_gives_503_and_recovers(private_memcached: MemcachedServer) -> None:
