@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ OLD_KEY = "old-key-0123456789-0123456789-0123456789"
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock(1_800_000_000.0)
+    return FakeClock(time.time() + 86_400)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -90,7 +91,7 @@ def test_purge_in_small_batches(postgres_url: str, table: str) -> None:
     from satchel.testing.conformance import _meta
 
     store = PostgresStore(postgres_url, table=table)
-    now = 1_800_000_000.0
+    now = time.time()
     for _ in range(23):
         store.create(ids.store_key(ids.new_session_id()), Record({}, _meta(now - 10_000)))
     store.create(ids.store_key(ids.new_session_id()), Record({}, _meta(now)))
