@@ -276,8 +276,10 @@ def test_cookie_store_configuration_errors() -> None:
         SessionMiddleware(
             Starlette(), store=MemoryStore(), secret_keys=[KEY], revocation_store=MemoryStore()
         )
-    with pytest.raises(ConfigurationError, match="secret_keys is required"):
+    with pytest.raises(ConfigurationError, match="needs secret_keys"):
         SessionMiddleware(Starlette(), store="cookie://")
+    with pytest.raises(ConfigurationError, match="needs secret_keys"):
+        SessionMiddleware(Starlette(), store="cookie://", insecure_unsigned_cookies=True)
 
 
 async def test_nested_changes_and_last_writer_wins(client: httpx.AsyncClient) -> None:

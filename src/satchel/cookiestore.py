@@ -98,10 +98,14 @@ class CookieEngine(Engine):
             raise ConfigurationError(
                 "max_sessions_per_user needs a server-side store: cookie sessions cannot be counted"
             )
+        if not secret_keys:
+            raise ConfigurationError(
+                "the cookie store needs secret_keys (it encrypts or signs every cookie); "
+                "make one with `satchel keygen`"
+            )
         super().__init__(
             secret_keys=secret_keys, cookie=cookie, expiry=expiry, on_event=on_event, **kwargs
         )
-        assert self.keyring is not None
         self.options = options
         self.revocation_store = revocation_store
         self._version = ("s1" if options.signed else "e1") + ("z" if options.compress else "")
