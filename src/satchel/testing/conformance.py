@@ -77,18 +77,16 @@ def cookie_id(set_cookie: str | None) -> str | None:
     return value.partition(".")[0] or None
 
 
-class StoreConformance:
-    """Subclass and define :meth:`make_store`. ``engine_options`` passes extra options to
-    the engine (e.g. ``{"encrypt_at_rest": True}``)."""
+class _Suite:
+    """What both suites share: every test runs on the sync and the async path of the
+    store ``_store()`` makes, against a settable clock."""
 
-    engine_options: dict[str, Any] = {}  # noqa: RUF012 - read-only, overridden per class
-
-    def make_store(self) -> Store:
+    def _store(self) -> Store:
         raise NotImplementedError
 
     @pytest.fixture(params=["sync", "async"])
     def driver(self, request: pytest.FixtureRequest) -> Iterator[StoreDriver]:
-        driver = StoreDriver(self.make_store(), request.param)
+        driver = StoreDriver(self._store(), request.param)
         try:
             yield driver
         finally:
@@ -99,6 +97,19 @@ class StoreConformance:
         # a day ahead of real time: stores that expire by absolute time (Redis TTLs) keep
         # every record the test makes, whatever today's date
         return FakeClock(time.time() + 86_400)
+
+
+class StoreConformance(_Suite):
+    """Subclass and define :meth:`make_store`. ``engine_options`` passes extra options to
+    the engine (e.g. ``{"encrypt_at_rest": True}``)."""
+
+    engine_options: dict[str, Any] = {}  # noqa: RUF012 - read-only, overridden per class
+
+    def make_store(self) -> Store:
+        raise NotImplementedError
+
+    def _store(self) -> Store:
+        return self.make_store()
 
     @pytest.fixture
     def engine(self, clock: FakeClock) -> Engine:
@@ -449,7 +460,7 @@ def cookie_request(
     return session, value
 
 
-class CookieConformance:
+class CookieConformance(_Suite):
     """The parts of the store contract that apply to cookie sessions, with revocation
     markers kept in the store ``make_revocation_store`` returns. What cannot apply: no
     server-side record to list, and no per-key merge of concurrent writes (the last
@@ -458,19 +469,8 @@ class CookieConformance:
     def make_revocation_store(self) -> Store:
         raise NotImplementedError
 
-    @pytest.fixture(params=["sync", "async"])
-    def driver(self, request: pytest.FixtureRequest) -> Iterator[StoreDriver]:
-        driver = StoreDriver(self.make_revocation_store(), request.param)
-        try:
-            yield driver
-        finally:
-            driver.close()
-
-    @pytest.fixture
-    def clock(self) -> FakeClock:
-        # a day ahead of real time: stores that expire by absolute time (Redis TTLs) keep
-        # every record the test makes, whatever today's date
-        return FakeClock(time.time() + 86_400)
+    def _store(self) -> Store:
+        return self.make_revocation_store()
 
     @pytest.fixture
     def engine(self, driver: StoreDriver, clock: FakeClock) -> Engine:
