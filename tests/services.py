@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -400,3 +401,22 @@ def private_memcached() -> Iterator[MemcachedServer]:
     server = MemcachedServer()
     yield server
     server.stop()
+
+
+@contextlib.contextmanager
+def serve_asgi(app: Any, **config: Any) -> Iterator[str]:
+    """A real uvicorn server for ``app`` on a free loopback port, in a thread: its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=LOOPBACK, port=port, log_level="warning", **config)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, "uvicorn")
+    try:
+        yield f"http://{LOOPBACK}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

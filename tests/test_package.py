@@ -23,6 +23,7 @@ OPTIONAL = [
     "uvicorn",
     "jinja2",
     "playwright",
+    "python_multipart",  # a core dependency, imported only when a multipart form arrives
 ]
 
 

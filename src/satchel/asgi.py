@@ -3,6 +3,7 @@ and FastAPI's ``request.session`` work unchanged."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Unpack
 
 from . import csrf
@@ -46,21 +47,19 @@ async def _plain(
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    """The request body, up to ``limit`` bytes; and whether it was all read."""
-    chunks: list[bytes] = []
-    size = 0
+async def _body_chunks(receive: Receive) -> AsyncIterator[bytes]:
+    """The request body's chunks as they arrive; stops early if the client goes away."""
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(chunks), False
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return b"", False
-        chunks.append(chunk)
+            raise _Disconnected
+        yield message.get("body", b"")
         if not message.get("more_body", False):
-            return b"".join(chunks), True
+            return
+
+
+class _Disconnected(Exception):
+    """The client went away before its body was read."""
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -141,9 +140,13 @@ class SessionMiddleware:
 
         form_token = None
         if ctx.wants_form_token():
-            body, whole = await _read_body(receive, csrf.MAX_FORM_BYTES)
-            if whole:
-                form_token = csrf.token_from_form(headers.get("content-type", ""), body)
+            try:
+                form_token, body = await csrf.atoken_from_form(
+                    headers.get("content-type", ""), _body_chunks(receive)
+                )
+            except _Disconnected:  # refused below: no token
+                body = None
+            if body is not None:
                 receive = _replay(body, receive)
         refusal = ctx.csrf_refusal(form_token)
         if refusal is not None:

@@ -12,13 +12,15 @@ does), so no two responses carry the same bytes (BREACH); comparison is constant
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from urllib.parse import parse_qs
+from typing import Any
+from urllib.parse import unquote_plus
 
 from . import ids
 from .keyring import PURPOSE_CSRF, Keyring
@@ -29,7 +31,16 @@ FORM_FIELD = "csrf_token"
 HEADER = "x-csrf-token"
 PRESESSION_COOKIE = "satchel_csrf"
 PRESESSION_MAX_AGE = 2 * 3600
-MAX_FORM_BYTES = 1024 * 1024
+# Caps on the work of finding the token in a form body (see FormTokenFinder and
+# docs/security.md "Hardening"): a body past any of them is not searched, so the request
+# needs the X-CSRF-Token header instead.
+MAX_FORM_BYTES = 1024 * 1024  # bodies larger than this are not read for a token
+MAX_FORM_FIELDS = 1000  # the token must be among the first 1000 fields (parts)
+MAX_PART_HEADER_BYTES = 1024  # one multipart header line (name and value)
+MAX_PART_HEADERS = 8  # header lines in one part
+MAX_DISPOSITION_PARAMS = 8  # parameters of one Content-Disposition header
+MAX_TOKEN_BYTES = 200  # a token is 88 characters
+SLICE_BYTES = 16 * 1024  # the async paths yield to the event loop between slices
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,29 +106,175 @@ def token_matches(token: str | None, candidates: Iterable[bytes]) -> bool:
     return matched
 
 
-def token_from_form(content_type: str, body: bytes) -> str | None:
-    """The ``csrf_token`` field of an urlencoded or multipart form body."""
-    kind = content_type.split(";", 1)[0].strip().lower()
-    if kind == "application/x-www-form-urlencoded":
-        try:
-            values = parse_qs(body.decode("latin-1"), keep_blank_values=True).get(FORM_FIELD)
-        except ValueError:
-            return None
-        return values[0] if values else None
-    if kind == "multipart/form-data":
-        from email.parser import BytesParser
-        from email.policy import HTTP
+class FormTokenFinder:
+    """Finds the ``csrf_token`` field of a form body fed in pieces, with a hard cap on work.
 
-        message = BytesParser(policy=HTTP).parsebytes(
-            b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
-        )
-        if not message.is_multipart():
+    An unauthenticated client chooses the body, so finding the token must cost time
+    linear in the body's size and stop early: urlencoded bodies are split once; multipart
+    bodies go through python-multipart's streaming parser, and the search gives up (no
+    token: the request is refused) as soon as the body has more than
+    :data:`MAX_FORM_FIELDS` fields, a part has a header line longer than
+    :data:`MAX_PART_HEADER_BYTES` or more than :data:`MAX_PART_HEADERS` header lines, or a
+    ``Content-Disposition`` carries more than :data:`MAX_DISPOSITION_PARAMS` parameters.
+    It stops as soon as the token's part ends. ``feed`` returns True once the search is
+    over; feed at most :data:`SLICE_BYTES` at a time to bound the work of one call.
+    """
+
+    def __init__(self, content_type: str) -> None:
+        self.token: str | None = None
+        self.done = False
+        self._kind = content_type.split(";", 1)[0].strip().lower()
+        self._buffer = bytearray()  # urlencoded: the body so far; multipart: one header
+        self._parser: Any = None
+        if self._kind == "multipart/form-data":
+            self._parser = self._multipart(content_type)
+        elif self._kind != "application/x-www-form-urlencoded":
+            self.done = True
+
+    def feed(self, data: bytes) -> bool:
+        if self.done:
+            return True
+        if self._parser is None:  # urlencoded: split once, at the end
+            self._buffer += data
+            return False
+        try:
+            self._parser.write(data)
+        except _Found:
+            self.done = True
+        except ValueError:  # a cap hit, or a malformed body: no token
+            self.token, self.done = None, True
+        return self.done
+
+    def result(self) -> str | None:
+        """The token found, once the whole body (or all of it that was searched) is fed."""
+        if not self.done and self._kind == "application/x-www-form-urlencoded":
+            self.token = _urlencoded_token(bytes(self._buffer))
+        self.done = True
+        return self.token
+
+    def _multipart(self, content_type: str) -> Any:
+        from python_multipart.multipart import MultipartParser, parse_options_header
+
+        if len(content_type) > MAX_PART_HEADER_BYTES:
+            self.done = True
             return None
-        for part in message.iter_parts():
-            if part.get_param("name", header="content-disposition") == FORM_FIELD:
-                payload = part.get_payload(decode=True)
-                return payload.decode("latin-1") if isinstance(payload, bytes) else None
+        boundary = parse_options_header(content_type)[1].get(b"boundary")
+        if not boundary or len(boundary) > 200:
+            self.done = True
+            return None
+        header: dict[str, Any] = {"name": bytearray(), "value": bytearray(), "lines": 0}
+        state: dict[str, Any] = {"parts": 0, "ours": False, "value": bytearray()}
+
+        def part_begin() -> None:
+            state["parts"] += 1
+            if state["parts"] > MAX_FORM_FIELDS:
+                raise _CapExceeded("too many parts")
+            state["ours"], header["lines"] = False, 0
+
+        def header_piece(key: str) -> Any:
+            def on_piece(data: bytes, start: int, end: int) -> None:
+                buf = header[key]
+                buf += data[start:end]
+                if len(header["name"]) + len(header["value"]) > MAX_PART_HEADER_BYTES:
+                    raise _CapExceeded("part header too long")
+
+            return on_piece
+
+        def header_end() -> None:
+            header["lines"] += 1
+            if header["lines"] > MAX_PART_HEADERS:
+                raise _CapExceeded("too many part headers")
+            name = bytes(header["name"]).strip().lower()
+            value = bytes(header["value"])
+            header["name"], header["value"] = bytearray(), bytearray()
+            if name != b"content-disposition":
+                return
+            if value.count(b";") > MAX_DISPOSITION_PARAMS:
+                raise _CapExceeded("too many Content-Disposition parameters")
+            params = parse_options_header(value)[1]
+            state["ours"] = params.get(b"name") == FORM_FIELD.encode() and b"filename" not in params
+
+        def part_data(data: bytes, start: int, end: int) -> None:
+            if state["ours"]:
+                state["value"] += data[start:end]
+                if len(state["value"]) > MAX_TOKEN_BYTES:
+                    raise _CapExceeded("csrf_token field too long")
+
+        def part_end() -> None:
+            if state["ours"]:
+                self.token = bytes(state["value"]).decode("latin-1")
+                raise _Found
+
+        callbacks = {
+            "on_part_begin": part_begin,
+            "on_header_field": header_piece("name"),
+            "on_header_value": header_piece("value"),
+            "on_header_end": header_end,
+            "on_part_data": part_data,
+            "on_part_end": part_end,
+        }
+        return MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+
+
+class _Found(Exception):
+    """Stops the multipart parser: the token's part has ended."""
+
+
+class _CapExceeded(ValueError):
+    """Stops the multipart parser: the body is past a cap, so no token is looked for."""
+
+
+def _urlencoded_token(body: bytes) -> str | None:
+    """The first ``csrf_token`` among the first :data:`MAX_FORM_FIELDS` fields."""
+    for field_ in body.split(b"&", MAX_FORM_FIELDS)[:MAX_FORM_FIELDS]:
+        name, _, value = field_.partition(b"=")
+        if len(name) <= 3 * len(FORM_FIELD) and unquote_plus(name.decode("latin-1")) == FORM_FIELD:
+            if len(value) > 3 * MAX_TOKEN_BYTES:
+                return None
+            return unquote_plus(value.decode("latin-1"), encoding="latin-1")
     return None
+
+
+def form_slices(body: bytes) -> Iterator[bytes]:
+    """``body`` in pieces of at most :data:`SLICE_BYTES`."""
+    view = memoryview(body)
+    for start in range(0, len(body), SLICE_BYTES):
+        yield bytes(view[start : start + SLICE_BYTES])
+
+
+def token_from_form(content_type: str, body: bytes) -> str | None:
+    """The ``csrf_token`` field of an urlencoded or multipart form body (the sync paths:
+    WSGI and Flask; the work is capped as :class:`FormTokenFinder` says)."""
+    finder = FormTokenFinder(content_type)
+    for piece in form_slices(body):
+        if finder.feed(piece):
+            break
+    return finder.result()
+
+
+async def atoken_from_form(
+    content_type: str, chunks: AsyncIterator[bytes]
+) -> tuple[str | None, bytes | None]:
+    """The async paths (ASGI, FastAPI): read the body from ``chunks`` and find its token.
+
+    Returns the token and the body (to hand on to the app), or ``(None, None)`` when the
+    body is larger than :data:`MAX_FORM_BYTES` or ended early. The search runs in slices
+    of :data:`SLICE_BYTES` and yields to the event loop between slices, so no slice blocks
+    it for more than a few milliseconds and other requests are served meanwhile.
+    """
+    finder = FormTokenFinder(content_type)
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            return None, None
+        parts.append(chunk)
+        for piece in form_slices(chunk) if not finder.done else ():
+            if finder.feed(piece):
+                break
+            await asyncio.sleep(0)
+    return finder.result(), b"".join(parts)
 
 
 def origin_refusal(

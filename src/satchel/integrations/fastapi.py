@@ -18,6 +18,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from .. import csrf
 from ..context import RequestContext, csrf_token
 from ..session import Session
 
@@ -46,16 +47,28 @@ async def check_csrf(request: Request) -> None:
     if not settings.csrf.enabled:  # checked here on demand, whatever the middleware does
         ctx.settings = replace(settings, csrf=replace(settings.csrf, enabled=True))
     try:
-        token = None
-        if ctx.wants_form_token():
-            form = await request.form()
-            value = form.get("csrf_token")
-            token = value if isinstance(value, str) else None
+        token = await _form_token(request) if ctx.wants_form_token() else None
         reason = ctx.csrf_refusal(token)
     finally:
         ctx.settings = settings
     if reason is not None:
         raise HTTPException(status_code=403, detail=reason)
+
+
+async def _form_token(request: Request) -> str | None:
+    """The form's token, found by satchel's capped search (:mod:`satchel.csrf`); the body
+    read is kept on the request for the endpoint. If FastAPI has already parsed the form
+    (an endpoint with ``Form`` parameters), its field is used."""
+    try:
+        token, body = await csrf.atoken_from_form(
+            request.headers.get("content-type", ""), request.stream()
+        )
+    except RuntimeError:  # the stream was consumed: FastAPI parsed the form first
+        value = (await request.form()).get(csrf.FORM_FIELD)
+        return value if isinstance(value, str) else None
+    if body is not None:
+        request._body = body  # what Request.body() caches: the endpoint reads it from here
+    return token
 
 
 CurrentSession = Annotated[Session, Depends(get_session)]

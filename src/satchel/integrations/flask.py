@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request
 from flask.sessions import SessionInterface, SessionMixin
 
-from .. import auth
+from .. import auth, csrf
 from ..context import RequestContext, csrf_token, header_map, open_lazily
 from ..engine import Engine, response_headers
 from ..errors import StoreError
@@ -184,7 +184,13 @@ class Satchel:
         ctx: RequestContext = request.environ["satchel.context"]
         if ctx.settings.csrf.enabled and ctx.method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
             ctx.session._ensure_loaded()
-        form_token = request.form.get("csrf_token") if ctx.wants_form_token() else None
+        form_token = None
+        length = request.content_length
+        if ctx.wants_form_token() and length is not None and 0 < length <= csrf.MAX_FORM_BYTES:
+            # satchel's capped search, not Werkzeug's full form parse; the body stays
+            # cached for the view (request.form, request.get_data())
+            body = request.get_data(cache=True)
+            form_token = csrf.token_from_form(request.content_type or "", body)
         reason = ctx.csrf_refusal(form_token)
         if reason is not None:
             abort(403, description=f"Forbidden: {reason}")
