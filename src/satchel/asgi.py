@@ -178,7 +178,7 @@ class SessionMiddleware:
     ) -> None:
         session, engine, store = ctx.session, self.engine, self.store
         if self.settings.csrf.enabled:
-            reason = csrf.origin_refusal(self.settings.csrf, ctx.headers, ctx.origin.url)
+            reason = csrf.origin_refusal(self.settings.csrf, ctx.headers, ctx.own_origin)
             if reason is not None:  # cross-site WebSocket hijacking
                 logger.warning("WebSocket refused: %s", reason)
                 await send({"type": "websocket.close", "code": 1008})

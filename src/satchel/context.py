@@ -30,6 +30,7 @@ class Settings:
 
 
 _UNREAD = object()
+_WEB_SCHEMES = {"ws": "http", "wss": "https"}
 
 
 @dataclass(eq=False, slots=True)
@@ -57,6 +58,17 @@ class RequestContext:
                 self.peer, self.scheme, self.headers, self.settings.trusted_proxies
             )
         return self._origin
+
+    @property
+    def own_origin(self) -> str | None:
+        """The site's own origin as a browser writes it in ``Origin``: a WebSocket
+        handshake's ``ws``/``wss`` scheme (ASGI scope, or a proxy's forwarded proto) is the
+        page's ``http``/``https``."""
+        origin = self.origin
+        if origin.host is None:
+            return None
+        scheme = _WEB_SCHEMES.get(origin.scheme.lower(), origin.scheme.lower())
+        return f"{scheme}://{origin.host}"
 
     @property
     def presession(self) -> str | None:
@@ -113,17 +125,16 @@ class RequestContext:
         return csrf.mask(secret)
 
     def csrf_refusal(self, form_token: str | None = None) -> str | None:
-        """Why this request fails the CSRF check, or None when it passes."""
+        """Why this request fails the CSRF check, or None when it passes.
+
+        The browser-metadata checks (``Sec-Fetch-Site``, ``Origin``) need no key and always
+        apply; the token check needs the keyring, so ``insecure_unsigned_cookies=True``
+        (no keys) skips only that one."""
         options = self.settings.csrf
-        if (
-            not options.enabled
-            or self.method in csrf.SAFE_METHODS
-            or options.exempted(self.path)
-            or self.engine.keyring is None
-        ):
+        if not options.enabled or self.method in csrf.SAFE_METHODS or options.exempted(self.path):
             return None
-        reason = csrf.origin_refusal(options, self.headers, self.origin.url)
-        if reason is None:
+        reason = csrf.origin_refusal(options, self.headers, self.own_origin)
+        if reason is None and self.engine.keyring is not None:
             token = self.headers.get(csrf.HEADER) or form_token
             if not token:
                 reason = (
@@ -151,6 +162,7 @@ class RequestContext:
         options = self.settings.csrf
         return (
             options.enabled
+            and self.engine.keyring is not None  # no key, no token to look for
             and self.method not in csrf.SAFE_METHODS
             and not options.exempted(self.path)
             and csrf.HEADER not in self.headers

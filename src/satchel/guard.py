@@ -76,6 +76,9 @@ def _user(session: Any) -> str | None:
 
 
 async def _asgi_refuse(policy: _Policy, scope: Scope, send: Send) -> None:
+    if scope["type"] == "websocket":  # closed before accept: the handshake fails with 403
+        await send({"type": "websocket.close", "code": 1008})
+        return
     accept = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"accept"), "")
     status, headers, body = policy.refusal(
         scope.get("path", "/"), scope.get("query_string", b"").decode("latin-1"), accept
@@ -92,9 +95,10 @@ async def _asgi_refuse(policy: _Policy, scope: Scope, send: Send) -> None:
 
 
 class RequireLogin:
-    """ASGI middleware (inside satchel's SessionMiddleware): every HTTP path needs a
-    logged-in user except those matching ``public`` (fnmatch patterns; default: the login
-    URL). Paths under ``api_prefixes`` (default ``/api/``) get a JSON 401."""
+    """ASGI middleware (inside satchel's SessionMiddleware): every HTTP and WebSocket path
+    needs a logged-in user except those matching ``public`` (fnmatch patterns; default: the
+    login URL). Paths under ``api_prefixes`` (default ``/api/``) get a JSON 401; a
+    WebSocket is closed with 1008 before it is accepted (the handshake fails with 403)."""
 
     def __init__(
         self,
@@ -109,7 +113,7 @@ class RequireLogin:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            scope["type"] == "http"
+            scope["type"] in ("http", "websocket")
             and not self.policy.is_public(scope.get("path", "/"))
             and _user(scope.get("session")) is None
         ):
@@ -124,7 +128,9 @@ def login_required(
     login_url: str = DEFAULT_LOGIN_URL,
     api_prefixes: Iterable[str] = ("/api/",),
 ) -> Any:
-    """Decorate a Starlette-style endpoint (``async def view(request)``) or a raw ASGI app."""
+    """Decorate a Starlette-style endpoint (``async def view(request)``, or a WebSocket
+    endpoint ``async def ws(websocket)``) or a raw ASGI app; an unauthenticated WebSocket
+    is closed with 1008 before it is accepted."""
     policy = _Policy(login_url, (), api_prefixes)
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -144,6 +150,9 @@ def login_required(
         async def view(request: Any, *args: Any, **kwargs: Any) -> Any:
             scope = request.scope
             if _user(scope.get("session")) is None:
+                if scope["type"] == "websocket":
+                    await request.close(code=1008)
+                    return None
                 from starlette.responses import Response
 
                 accept = request.headers.get("accept", "")
