@@ -11,6 +11,7 @@ part whose ``Content-Disposition`` carries ~125,000 parameters; ``tiny_parts`` i
 parts of a few bytes. Prints seconds (median of ``--rounds``).
 
     .venv/bin/python benchmarks/bench_csrf_dos.py [--rounds 3] [--parallel 2] [--size 1000000]
+        [--delay 0.1]  # seconds between starting the attack POSTs and sending the GET
 
 To measure another version of satchel, put its ``src`` first on ``PYTHONPATH``.
 """
@@ -104,11 +105,11 @@ def attack_once(base: str, body: bytes) -> float:
     return elapsed
 
 
-def get_during(base: str, body: bytes, parallel: int) -> float:
+def get_during(base: str, body: bytes, parallel: int, delay: float) -> float:
     attackers = [threading.Thread(target=attack_once, args=(base, body)) for _ in range(parallel)]
     for thread in attackers:
         thread.start()
-    time.sleep(0.1)  # the attack bodies are sent (1 MB on loopback) and being parsed
+    time.sleep(delay)  # the attack bodies are on their way or being parsed
     with httpx.Client(base_url=base, timeout=600) as client:
         start = time.perf_counter()
         assert client.get("/").status_code == 200
@@ -123,6 +124,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--size", type=int, default=1_000_000)
+    parser.add_argument("--delay", type=float, default=0.1, help="seconds before the GET")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -137,7 +139,7 @@ def main() -> None:
         for name, make in ATTACKS.items():
             body = make(args.size)
             attack = [attack_once(base, body) for _ in range(args.rounds)]
-            during = [get_during(base, body, args.parallel) for _ in range(args.rounds)]
+            during = [get_during(base, body, args.parallel, args.delay) for _ in range(args.rounds)]
             print(
                 f"{name:20} attack {statistics.median(attack):8.3f} s   "
                 f"GET during {args.parallel} attacks {statistics.median(during):8.3f} s"
