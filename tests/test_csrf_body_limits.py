@@ -225,6 +225,22 @@ def test_part_header_caps(cap: str) -> None:
     assert csrf.token_from_form(MULTIPART, fine) == "tok"
 
 
+def test_the_costliest_body_within_the_caps_is_still_searched_quickly() -> None:
+    """Every part as costly as the caps allow (a 1 KB Content-Disposition with the most
+    semicolons, quoted), the token last: found, in well under the bound."""
+    quoted = '";"' + "q" * 55
+    disposition = ('form-data; name="a"; x="' + quoted * 14)[: csrf.MAX_PART_HEADER_BYTES - 30]
+    disposition += '"'
+    assert disposition.count(";") == csrf.MAX_DISPOSITION_PARAMS
+    part = f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\nx\r\n"
+    body = multipart([("csrf_token", "tok")])
+    body = (part * (csrf.MAX_FORM_FIELDS - 1)).encode() + body
+    assert len(body) <= csrf.MAX_FORM_BYTES
+    token, elapsed = timed(lambda: csrf.token_from_form(MULTIPART, body))
+    assert token == "tok"
+    assert elapsed < BOUND / 4, f"{elapsed:.2f} s"
+
+
 def test_get_during_the_attack_answers_promptly() -> None:
     """A real uvicorn server: GETs sent while attack requests are being parsed answer
     promptly (0.1 held the whole event loop for each attack request)."""

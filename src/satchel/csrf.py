@@ -38,7 +38,7 @@ MAX_FORM_BYTES = 1024 * 1024  # bodies larger than this are not read for a token
 MAX_FORM_FIELDS = 1000  # the token must be among the first 1000 fields (parts)
 MAX_PART_HEADER_BYTES = 1024  # one multipart header line (name and value)
 MAX_PART_HEADERS = 8  # header lines in one part
-MAX_DISPOSITION_PARAMS = 8  # parameters of one Content-Disposition header
+MAX_DISPOSITION_PARAMS = 16  # semicolons (quoted or not) in one Content-Disposition
 MAX_TOKEN_BYTES = 200  # a token is 88 characters
 SLICE_BYTES = 16 * 1024  # the async paths yield to the event loop between slices
 
@@ -124,7 +124,7 @@ class FormTokenFinder:
         self.token: str | None = None
         self.done = False
         self._kind = content_type.split(";", 1)[0].strip().lower()
-        self._buffer = bytearray()  # urlencoded: the body so far; multipart: one header
+        self._buffer = bytearray()  # urlencoded: the body so far
         self._parser: Any = None
         if self._kind == "multipart/form-data":
             self._parser = self._multipart(content_type)
@@ -189,6 +189,7 @@ class FormTokenFinder:
             header["name"], header["value"] = bytearray(), bytearray()
             if name != b"content-disposition":
                 return
+            # counted before parsing: the parser's work grows with the semicolons
             if value.count(b";") > MAX_DISPOSITION_PARAMS:
                 raise _CapExceeded("too many Content-Disposition parameters")
             params = parse_options_header(value)[1]
@@ -258,7 +259,7 @@ async def atoken_from_form(
     """The async paths (ASGI, FastAPI): read the body from ``chunks`` and find its token.
 
     Returns the token and the body (to hand on to the app), or ``(None, None)`` when the
-    body is larger than :data:`MAX_FORM_BYTES` or ended early. The search runs in slices
+    body is larger than :data:`MAX_FORM_BYTES`. The search runs in slices
     of :data:`SLICE_BYTES` and yields to the event loop between slices, so no slice blocks
     it for more than a few milliseconds and other requests are served meanwhile.
     """
