@@ -20,6 +20,7 @@ from pathlib import Path
 from ..errors import CorruptRecord, StoreError, StoreUnavailable
 from ..ids import is_store_key
 from ..record import Change, Meta, Record
+from ._files import make_private
 from .base import Store
 
 _SUFFIX = ".session"
@@ -27,14 +28,19 @@ _SUFFIX = ".session"
 
 class FileStore(Store):
     """``FileStore("/var/lib/myapp/sessions")``: the directory is created mode 0700 and
-    every file mode 0600."""
+    every file mode 0600; an existing directory open to group or others is set to 0700
+    (or refused if not ours)."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
+        subdirectories = (self.directory, self.directory / ".locks", self.directory / ".users")
+        # an existing directory open to others is tightened to 0700 (if ours) or refused
+        for path in subdirectories:
+            make_private(path, 0o700, "session directory")
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            (self.directory / ".locks").mkdir(mode=0o700, exist_ok=True)
-            (self.directory / ".users").mkdir(mode=0o700, exist_ok=True)
+            for path in subdirectories[1:]:
+                path.mkdir(mode=0o700, exist_ok=True)
         except OSError as exc:
             raise StoreUnavailable(f"cannot create session directory: {exc}", exc) from exc
         self._thread_locks = {f"{i:02x}": threading.Lock() for i in range(256)}

@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from ..errors import CorruptRecord, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
+from ._files import make_private
 from .base import Store, purge_in_batches
 
 T = TypeVar("T")
@@ -60,7 +61,8 @@ def _translate(exc: sqlite3.Error) -> StoreError:
 
 
 class SQLiteStore(Store):
-    """``SQLiteStore("sessions.db")``; the file (and its WAL files) are created mode 0600.
+    """``SQLiteStore("sessions.db")``; the file (and its WAL files) are created mode 0600,
+    and existing ones open to group or others are set to 0600 (or refused if not ours).
 
     One connection per thread; ``timeout`` is how long a writer waits for the lock.
     """
@@ -73,10 +75,21 @@ class SQLiteStore(Store):
         self._guard = threading.Lock()
         self._pid = os.getpid()
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-            os.close(fd)
+            self._open_file(Path(self.path))
         self.init_schema()
+
+    @staticmethod
+    def _open_file(path: Path) -> None:
+        """Create the file mode 0600, or check an existing one: the database and the
+        journal files beside it must give no access to group or others (tightened to 0600
+        when ours, refused otherwise; see :func:`make_private`)."""
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            make_private(path.with_name(path.name + suffix), 0o600, "SQLite file")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot open SQLite file {path}: {exc}", exc) from exc
 
     def init_schema(self) -> None:
         """Create the table and its indexes (done on construction; ``satchel db init``)."""
