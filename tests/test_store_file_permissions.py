@@ -147,10 +147,17 @@ def test_file_store_directories_open_to_others_are_set_to_0700(
 
 
 def test_a_new_store_creates_private_files(tmp_path: Path) -> None:
-    open_by_wsgi(f"sqlite:///{tmp_path / 'new.db'}")
+    """New files are private from the start, the WAL files SQLite makes included."""
     open_by_wsgi(f"file://{tmp_path / 'new'}")
-    assert mode_of(tmp_path / "new.db") == 0o600
     assert mode_of(tmp_path / "new") == 0o700
+    assert {mode_of(p) for p in (tmp_path / "new").glob("*.session")} == {0o600}
+    store = SQLiteStore(tmp_path / "new.db")
+    try:
+        store.delete("a" * 64)  # a write: the -wal and -shm files exist while connected
+        for suffix in ("", "-wal", "-shm"):
+            assert mode_of(tmp_path / f"new.db{suffix}") == 0o600
+    finally:
+        store.close()
 
 
 def foreign(path: Path, *, directory: bool) -> Path:
