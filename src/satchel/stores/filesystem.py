@@ -3,6 +3,12 @@
 Writers of one session serialise on an ``flock`` lock file (sharded by key prefix, so at
 most 256 lock files exist), which makes the per-key merge safe across threads and
 processes. Readers need no lock: a rename is atomic, so a file is always whole.
+
+What is acknowledged is on disk: a write fsyncs the temp file before the rename and the
+directory after it, and a delete fsyncs the directory, so neither a crash nor a power loss
+brings back an older version of a session or a session that was logged out. A crash
+between the temp file and the rename leaves a ``.tmp-*`` file behind; ``purge_expired``
+removes those older than :attr:`FileStore.TEMP_MAX_AGE`.
 """
 
 from __future__ import annotations
@@ -13,28 +19,69 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import CorruptRecord, StoreError, StoreUnavailable
 from ..ids import is_store_key
+from ..log import logger
 from ..record import Change, Meta, Record
+from ._files import make_private
 from .base import Store
 
 _SUFFIX = ".session"
+_TEMP_PREFIX = ".tmp-"
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename or unlink in ``directory`` survive a power loss."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably: a temp file (mode 0600) in the
+    same directory, written and fsynced, renamed over ``path``, then the directory fsynced.
+    Raises :class:`OSError`; the temp file is removed on any failure we live through."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
 
 
 class FileStore(Store):
     """``FileStore("/var/lib/myapp/sessions")``: the directory is created mode 0700 and
-    every file mode 0600."""
+    every file mode 0600; an existing directory open to group or others is set to 0700
+    (or refused if not ours)."""
+
+    #: Age (seconds, by the file's mtime and the real clock) after which ``purge_expired``
+    #: removes a ``.tmp-*`` file: one left by a writer that died before its rename. A live
+    #: write holds its temp file for milliseconds; and removing one early still loses
+    #: nothing acknowledged: that writer's rename fails and its request gets a 503.
+    TEMP_MAX_AGE = 300.0
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
+        subdirectories = (self.directory, self.directory / ".locks", self.directory / ".users")
+        # an existing directory open to others is tightened to 0700 (if ours) or refused
+        for path in subdirectories:
+            make_private(path, 0o700, "session directory")
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            (self.directory / ".locks").mkdir(mode=0o700, exist_ok=True)
-            (self.directory / ".users").mkdir(mode=0o700, exist_ok=True)
+            for path in subdirectories[1:]:
+                path.mkdir(mode=0o700, exist_ok=True)
         except OSError as exc:
             raise StoreUnavailable(f"cannot create session directory: {exc}", exc) from exc
         self._thread_locks = {f"{i:02x}": threading.Lock() for i in range(256)}
@@ -69,14 +116,7 @@ class FileStore(Store):
 
     def _write(self, path: Path, record: Record) -> None:
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")  # mode 0600
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(record.to_document())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            _write_durably(path, record.to_document())
         except OSError as exc:
             raise StoreUnavailable(f"session store unavailable: {exc}", exc) from exc
 
@@ -120,6 +160,7 @@ class FileStore(Store):
         with self._locked(key):
             try:
                 self._path(key).unlink()
+                _fsync_directory(self.directory)  # a logout must not come undone
             except FileNotFoundError:
                 return False
             except OSError as exc:
@@ -142,14 +183,11 @@ class FileStore(Store):
         return {k: float(v) for k, v in index.items() if is_store_key(k)}
 
     def _write_index(self, path: Path, index: dict[str, float]) -> None:
-        if not index:
-            path.unlink(missing_ok=True)
-            return
         try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(index, fh)
-            os.replace(tmp, path)
+            if index:
+                _write_durably(path, json.dumps(index).encode())
+            else:
+                path.unlink(missing_ok=True)
         except OSError as exc:
             raise StoreUnavailable(f"session store unavailable: {exc}", exc) from exc
 
@@ -185,6 +223,9 @@ class FileStore(Store):
     def purge_expired(
         self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
     ) -> int:
+        """Removes expired and corrupt records (their count is returned), and the temp files
+        that crashed writers left behind (logged)."""
+        self._remove_stale_temp_files()
         removed = 0
         for path in self._files():
             key = path.name.removesuffix(_SUFFIX)
@@ -204,6 +245,30 @@ class FileStore(Store):
                 on_batch(batch_size)
         if on_batch is not None and removed % batch_size:
             on_batch(removed % batch_size)
+        return removed
+
+    def _remove_stale_temp_files(self) -> int:
+        """Unlink ``.tmp-*`` files older than :attr:`TEMP_MAX_AGE`. Only temp names are
+        unlinked, never a record: a temp file renamed into place meanwhile is simply not
+        found under its old name any more."""
+        cutoff = time.time() - self.TEMP_MAX_AGE
+        removed = 0
+        for directory in (self.directory, self.directory / ".users"):
+            try:
+                entries = [e for e in os.scandir(directory) if e.name.startswith(_TEMP_PREFIX)]
+            except OSError as exc:
+                raise StoreUnavailable(f"session store unavailable: {exc}", exc) from exc
+            for entry in entries:
+                try:
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise StoreUnavailable(f"session store unavailable: {exc}", exc) from exc
+        if removed:
+            logger.info("removed %d temporary files left by interrupted writes", removed)
         return removed
 
     def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
