@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from . import ids
@@ -213,6 +213,8 @@ class Engine:
         self.max_sessions_per_user = max_sessions_per_user
         self.on_event = on_event
         self.cookie = cookie
+        if cookie.persistent and not expiry.persistent:  # new sessions follow the cookie option
+            expiry = replace(expiry, persistent=True)
         self.expiry = expiry
         self.clock = clock
         self._delete_cookie = cookie.delete_header()
