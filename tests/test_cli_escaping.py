@@ -42,7 +42,7 @@ def test_sessions_list_escapes_what_clients_sent(tmp_path: Path) -> None:
     with TestClient(app, base_url="https://testserver") as client:
         agent = HOSTILE.encode("latin-1", "replace")  # a header is bytes: no bidi override
         response = client.get(
-            "/login", params={"user": "mallory" + HOSTILE}, headers={"User-Agent": agent}
+            "/login", params={"user": "mallory" + HOSTILE}, headers={b"User-Agent": agent}
         )
         assert response.status_code == 200
 
