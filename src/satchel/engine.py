@@ -365,8 +365,8 @@ class Engine:
         )
         if meta.user_id and meta.absolute_deadline != current.absolute_deadline:
             yield IndexAdd(meta.user_id, key, meta.absolute_deadline)
-        if meta.persistent or session._cookie_refresh:
-            session._cookie_refresh = False
+        if meta.persistent or session._cookie_refresh or meta.persistent != current.persistent:
+            session._cookie_refresh = False  # (set_expiry(persistent=False) re-sets it too)
             self._set_cookie(session, session_id, meta, now)
 
     def _create(

@@ -215,6 +215,10 @@ def load_settings(
             sources[name] = variable
     for source, layer in (layers or {}).items():
         for name, raw in layer.items():
+            if name not in _TYPES or name == "sources":
+                raise ConfigurationError(
+                    f"{source}: unknown setting {name!r}; see docs/configuration.md"
+                )
             if raw is not None:
                 values[name] = _coerce(name, raw, source)
                 sources[name] = source
