@@ -254,3 +254,10 @@ def test_demo_banner_masks_the_store_password(tmp_path: Path) -> None:
     assert "satchel demo on http://127.0.0.1:1/" in done.stdout
     assert "redis://:***@127.0.0.1:6379/0" in done.stdout
     assert_no_secret(done.stdout + done.stderr)
+
+
+def test_a_store_without_scheme_is_refused_masked() -> None:
+    code, out = run("config", "check", SATCHEL_STORE=f"app:{ENCODED}@db.internal/app")
+    assert code == 1
+    assert "store='app:***@db.internal/app' is not a URL" in out
+    assert_no_secret(out)

@@ -101,7 +101,8 @@ class Settings:
             raise ConfigurationError("max_sessions_per_user must be at least 1, or unset")
         if "://" not in self.store:
             raise ConfigurationError(
-                f"store={self.store!r} is not a URL: use e.g. sqlite:///satchel.db, "
+                f"store={mask_url('x://' + self.store)[4:]!r} is not a URL: use e.g. "
+                "sqlite:///satchel.db, "
                 "redis://localhost:6379/0 or cookie://"
             )
         return self
