@@ -37,12 +37,18 @@ async def log_in(request: Request) -> Response:
 def test_sessions_list_escapes_what_clients_sent(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path}/s.db"
     app = SessionMiddleware(
-        Starlette(routes=[Route("/login", log_in)]), store=store, secret_keys=[KEY]
+        Starlette(routes=[Route("/login", log_in)]),
+        store=store,
+        secret_keys=[KEY],
+        trusted_proxies=["127.0.0.1"],  # the client IP comes from X-Forwarded-For
     )
-    with TestClient(app, base_url="https://testserver") as client:
+    peer = ("127.0.0.1", 50000)
+    with TestClient(app, base_url="https://testserver", client=peer) as client:
         agent = HOSTILE.encode("latin-1", "replace")  # a header is bytes: no bidi override
         response = client.get(
-            "/login", params={"user": "mallory" + HOSTILE}, headers={b"User-Agent": agent}
+            "/login",
+            params={"user": "mallory" + HOSTILE},
+            headers={b"User-Agent": agent, b"X-Forwarded-For": b"\x1b[8m6.6.6.6"},
         )
         assert response.status_code == 200
 
@@ -53,6 +59,7 @@ def test_sessions_list_escapes_what_clients_sent(tmp_path: Path) -> None:
     assert "\\x1b[31m" in table.output
     assert "\\x0d" in table.output
     assert "\\u202e" in table.output
+    assert "\\x1b[8m6.6.6.6" in table.output  # the IP a client made up
 
     listed = CliRunner().invoke(main, ["sessions", "list", "--json", "--store", store], env={})
     assert listed.exit_code == 0, listed.output
@@ -61,6 +68,7 @@ def test_sessions_list_escapes_what_clients_sent(tmp_path: Path) -> None:
     (row,) = json.loads(listed.output)  # still valid JSON, and it decodes to what was sent
     assert row["user_id"] == "mallory" + HOSTILE
     assert row["user_agent"].startswith("\x1b[31m")
+    assert row["client_ip"] == "\x1b[8m6.6.6.6"
 
     by_user = CliRunner().invoke(
         main, ["sessions", "list", "--user", "mallory" + HOSTILE, "--store", store], env={}
