@@ -161,3 +161,91 @@ def test_no_resurrection_after_logout(django_app: ModuleType) -> None:
     with pytest.raises(UpdateError):
         in_flight.save()
     assert not SessionStore().exists(key)
+
+
+# -- every SATCHEL key changes behaviour or is refused (schema: tests/test_option_sweep.py) ----
+
+_DJANGO_CHECKS: dict[str, Any] = {
+    "store": "other",
+    "idle_timeout": 600.0,
+    "absolute_timeout": 7200.0,
+    "refresh_interval": 0.0,
+    "trusted_proxies": ["127.0.0.1"],
+}
+
+
+def _django_observe(config: dict[str, Any], db: Path) -> Any:
+    """What the store at ``db`` holds after a session is made (behind a proxy) and read."""
+    import time
+
+    from django.test import override_settings
+
+    from satchel.integrations.django import runtime
+    from satchel.stores.sqlite import SQLiteStore
+
+    runtime.cache_clear()
+    try:
+        with override_settings(SATCHEL=config):
+            c = client()
+            headers = {"HTTP_X_FORWARDED_FOR": "203.0.113.9"}
+            c.post("/notes/n", {"value": "1"}, secure=True, HTTP_X_CSRFTOKEN=csrf(c), **headers)
+            time.sleep(0.01)
+            c.get("/me", secure=True, **headers)
+    finally:
+        runtime.cache_clear()
+    if not db.exists():
+        return None
+    store = SQLiteStore(db)
+    try:
+        return [
+            (
+                m.idle_timeout,
+                round(m.absolute_deadline - m.created),
+                m.last_seen > m.created,
+                m.client_ip,
+            )
+            for _, m in store.iter_sessions(time.time())
+        ]
+    finally:
+        store.close()
+
+
+def _settings_names() -> list[str]:
+    from .test_option_sweep import SETTINGS
+
+    return SETTINGS
+
+
+def test_every_applied_satchel_key_has_a_check() -> None:
+    from satchel.integrations.django import APPLIED
+
+    assert set(APPLIED) == set(_DJANGO_CHECKS)
+    assert set(APPLIED) <= set(_settings_names())
+
+
+@pytest.mark.parametrize("name", _settings_names())
+def test_satchel_key_changes_behaviour_or_is_refused(
+    django_app: ModuleType, name: str, tmp_path: Path
+) -> None:
+    from satchel import ConfigurationError
+    from satchel.integrations.django import APPLIED
+
+    from .test_option_sweep import CHECKS, Dyn
+
+    base = tmp_path / "base.db"
+    config: dict[str, Any] = {"store": f"sqlite:///{base}"}
+    if name not in APPLIED:  # Django does this itself: setting it here is an error
+        value = CHECKS[name][0].value
+        value = "sqlite:///unused.db" if isinstance(value, Dyn) else value
+        with pytest.raises(ConfigurationError, match=name):
+            _django_observe({**config, name: value}, base)
+        return
+    value = _DJANGO_CHECKS[name]
+    target = base
+    if name == "store":
+        target = tmp_path / "other.db"
+        value = f"sqlite:///{target}"
+    default = _django_observe(config, target)
+    observed = _django_observe({**config, name: value}, target)
+    assert observed, f"{name}: no session stored"
+    assert observed != default, f"SATCHEL[{name!r}] changed nothing: {observed}"

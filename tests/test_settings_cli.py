@@ -13,6 +13,7 @@ from satchel import ConfigurationError, SQLiteStore, ids
 from satchel.cli import main
 from satchel.engine import drive
 from satchel.record import Record
+from satchel.redact import mask_key
 from satchel.settings import load_settings
 from satchel.testing.conformance import _meta, login_request, request
 
@@ -129,7 +130,8 @@ def test_config_check_masks_secrets_and_fails_when_invalid(tmp_path: Path) -> No
     code, out = run("config", "check", "--json", env=env)
     doc = json.loads(out)
     assert doc["valid"] is True
-    assert doc["settings"]["secret_keys"]["value"] == [f"{KEY[:4]}…({len(KEY)} chars)"]
+    assert doc["settings"]["secret_keys"]["value"] == [mask_key(KEY)]
+    assert mask_key(KEY).startswith(f"***({len(KEY)} chars, id ")
     code, out = run("config", "check", env={"SATCHEL_SECRET_KEYS": "short"})
     assert code == 1
     assert "shorter than 32 characters" in out

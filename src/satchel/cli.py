@@ -21,8 +21,10 @@ from typing import Any, NoReturn
 
 import click
 
-from .errors import SatchelError, StoreUnavailable
+from . import ids
+from .errors import ConfigurationError, SatchelError, StoreError, StoreUnavailable
 from .log import logger
+from .redact import mask_url, scrub
 from .settings import Settings, load_settings
 from .stores.base import Store
 
@@ -36,9 +38,10 @@ class StoreDown(click.ClickException):
 
 
 def _fail(exc: BaseException) -> NoReturn:
+    message = safe(scrub(str(exc)))
     if isinstance(exc, StoreUnavailable):
-        raise StoreDown(str(exc)) from exc
-    raise click.ClickException(str(exc)) from exc
+        raise StoreDown(message) from exc
+    raise click.ClickException(message) from exc
 
 
 @contextmanager
@@ -71,10 +74,36 @@ def _when(epoch: float) -> str:
 
 
 def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
+    """JSON, ASCII only: json.dumps escapes C0 controls and every non-ASCII character
+    (C1 controls, bidi overrides) as \\uXXXX; DEL, the one ASCII control it keeps, too."""
+    click.echo(json.dumps(data, indent=2, sort_keys=True).replace("\x7f", "\\u007f"))
+
+
+def _printable(char: str) -> str:
+    if char.isprintable() and char != "\\":
+        return char
+    if char == "\\":
+        return "\\\\"
+    code = ord(char)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
+def safe(text: str) -> str:
+    """``text`` fit for a terminal: control characters (ANSI escapes, CR, backspace, C1),
+    format characters (bidi overrides) and separators other than the space shown as
+    Python-style escapes (``\\x1b``), backslashes doubled so an escape cannot be faked.
+    Anything a client controlled (user agents, user IDs, IPs) goes through it."""
+    return text if text.isprintable() and "\\" not in text else "".join(map(_printable, text))
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> None:
+    rows = [[safe(cell) for cell in row] for row in rows]
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
     ]
@@ -155,17 +184,58 @@ def config() -> None:
 
 @config.command("check")
 @json_option
+@click.option(
+    "--connect", is_flag=True, help="Also open the store (and revocation store) and read from it."
+)
 @click.pass_context
-def config_check(ctx: click.Context, as_json: bool) -> None:
-    """Validate the settings and print them, secrets masked; exit 1 if invalid."""
-    settings = _settings(ctx, None, validate=True)
+def config_check(ctx: click.Context, as_json: bool, connect: bool) -> None:
+    """Validate the settings and print them, secrets masked; exit 1 if invalid.
+
+    Checks every setting, that each store URL has a known scheme and its driver is
+    installed, and with --connect that each store answers. --json prints JSON whatever
+    happens, errors included."""
+    try:
+        settings = load_settings(ctx.obj.get("config"), validate=True)
+        for name in ("store", "revocation_store"):
+            url = getattr(settings, name)
+            if url and not url.startswith("cookie:"):
+                _check_store(name, url, connect)
+    except SatchelError as exc:
+        message = safe(scrub(str(exc)))
+        if as_json:
+            _emit_json({"valid": False, "error": message})
+            ctx.exit(1)
+        raise click.ClickException(message) from None
     masked = settings.masked()
     if as_json:
-        _emit_json({"valid": True, "settings": masked})
+        _emit_json({"valid": True, "connected": connect, "settings": masked})
         return
     rows = [[name, json.dumps(item["value"]), item["source"]] for name, item in masked.items()]
     _table(rows, ["setting", "value", "source"])
-    click.echo("configuration is valid")
+    click.echo("configuration is valid" + (" and the store answers" if connect else ""))
+
+
+def _check_store(name: str, url: str, connect: bool) -> None:
+    """Raise a SatchelError naming setting ``name`` if ``url`` cannot serve, or with
+    ``connect``, if the store it names does not answer one read."""
+    from .stores.registry import check_url, store_from_url
+
+    try:
+        check_url(url)
+        if not connect:
+            return
+        logging.disable(logging.WARNING)  # the cause is reported once, below, not per retry
+        store = store_from_url(url)
+        try:
+            store.load(ids.store_key(ids.new_session_id()), time.time())
+        finally:
+            store.close()
+            logging.disable(logging.NOTSET)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{name}: {exc}") from exc
+    except StoreError as exc:
+        cause = " ".join(str(exc).split())  # one line, whatever the driver said
+        raise StoreUnavailable(f"{name}: cannot reach {mask_url(url)}: {cause}") from exc
 
 
 @main.group()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from . import ids
@@ -213,6 +213,8 @@ class Engine:
         self.max_sessions_per_user = max_sessions_per_user
         self.on_event = on_event
         self.cookie = cookie
+        if cookie.persistent and not expiry.persistent:  # new sessions follow the cookie option
+            expiry = replace(expiry, persistent=True)
         self.expiry = expiry
         self.clock = clock
         self._delete_cookie = cookie.delete_header()
@@ -363,8 +365,8 @@ class Engine:
         )
         if meta.user_id and meta.absolute_deadline != current.absolute_deadline:
             yield IndexAdd(meta.user_id, key, meta.absolute_deadline)
-        if meta.persistent or session._cookie_refresh:
-            session._cookie_refresh = False
+        if meta.persistent or session._cookie_refresh or meta.persistent != current.persistent:
+            session._cookie_refresh = False  # (set_expiry(persistent=False) re-sets it too)
             self._set_cookie(session, session_id, meta, now)
 
     def _create(

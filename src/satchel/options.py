@@ -146,6 +146,17 @@ def build(
     revocation = options.get("revocation_store")
     if isinstance(revocation, str):
         revocation = store_from_url(revocation)
+    if options.get("insecure_unsigned_cookies"):  # refused wherever it would be ignored
+        if isinstance(store, CookieStore):
+            raise ConfigurationError(
+                "the cookie store needs secret_keys: insecure_unsigned_cookies=True applies "
+                "only to server-side stores"
+            )
+        if options.get("secret_keys"):
+            raise ConfigurationError(
+                "insecure_unsigned_cookies=True is ignored when secret_keys are given "
+                "(cookies are signed): remove one of them"
+            )
     if isinstance(store, CookieStore):
         if options.get("encrypt_at_rest"):
             raise ConfigurationError(

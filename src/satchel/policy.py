@@ -18,18 +18,27 @@ class ExpiryPolicy:
     """Defaults follow OWASP's guidance for ordinary apps: 30 min idle, 12 h absolute.
 
     ``refresh_interval`` throttles the "last seen" write of read-only requests; by
-    default a tenth of the idle timeout.
+    default a tenth of the idle timeout. ``persistent`` is what new sessions start with
+    (``cookie_persistent``): a cookie whose Max-Age follows the session's expiry;
+    ``session.set_expiry(persistent=...)`` changes it per session.
     """
 
     idle_timeout: float = 30 * 60
     absolute_timeout: float = 12 * 3600
     refresh_interval: float | None = None
+    persistent: bool = False
 
     def __post_init__(self) -> None:
         if self.idle_timeout <= 0:
             raise ConfigurationError("idle_timeout must be a positive number of seconds")
         if self.absolute_timeout <= 0:
             raise ConfigurationError("absolute_timeout must be a positive number of seconds")
+        if self.idle_timeout > self.absolute_timeout:
+            raise ConfigurationError(
+                f"idle_timeout ({self.idle_timeout:g} s) is longer than absolute_timeout "
+                f"({self.absolute_timeout:g} s), which would always end the session first: "
+                "lower idle_timeout or raise absolute_timeout"
+            )
         if self.refresh_interval is not None and not (
             0 <= self.refresh_interval < self.idle_timeout
         ):
@@ -53,6 +62,7 @@ class ExpiryPolicy:
             idle_timeout=self.idle_timeout,
             user_agent=device.get("user_agent"),
             client_ip=device.get("client_ip"),
+            persistent=self.persistent,
         )
 
 

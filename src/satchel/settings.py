@@ -26,6 +26,7 @@ from .keyring import MIN_KEY_LENGTH, Keyring
 from .options import DEFAULT_STORE, SessionOptions
 from .policy import ExpiryPolicy
 from .proxies import parse_trusted
+from .redact import mask_key, mask_url
 
 DEFAULT_FILE = "satchel.toml"
 _TRUE = {"1", "true", "yes", "on"}
@@ -100,7 +101,8 @@ class Settings:
             raise ConfigurationError("max_sessions_per_user must be at least 1, or unset")
         if "://" not in self.store:
             raise ConfigurationError(
-                f"store={self.store!r} is not a URL: use e.g. sqlite:///satchel.db, "
+                f"store={mask_url('x://' + self.store)[4:]!r} is not a URL: use e.g. "
+                "sqlite:///satchel.db, "
                 "redis://localhost:6379/0 or cookie://"
             )
         return self
@@ -113,22 +115,13 @@ class Settings:
                 continue
             value = getattr(self, f.name)
             if f.name == "secret_keys":
-                value = [f"{k[:4]}…({len(k)} chars)" for k in value]
+                value = [mask_key(k) for k in value]
             elif f.name in ("store", "revocation_store") and isinstance(value, str):
-                value = _mask_url(value)
+                value = mask_url(value)
             elif isinstance(value, tuple):
                 value = list(value)
             out[f.name] = {"value": value, "source": self.sources.get(f.name, "default")}
         return out
-
-
-def _mask_url(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest.split("/", 1)[0]:
-        auth, _, host = rest.partition("@")
-        user = auth.partition(":")[0]
-        return f"{scheme}{sep}{user}:***@{host}" if ":" in auth else url
-    return url
 
 
 _TYPES = {f.name: f.type for f in fields(Settings)}
@@ -223,6 +216,10 @@ def load_settings(
             sources[name] = variable
     for source, layer in (layers or {}).items():
         for name, raw in layer.items():
+            if name not in _TYPES or name == "sources":
+                raise ConfigurationError(
+                    f"{source}: unknown setting {name!r}; see docs/configuration.md"
+                )
             if raw is not None:
                 values[name] = _coerce(name, raw, source)
                 sources[name] = source

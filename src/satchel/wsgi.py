@@ -130,6 +130,9 @@ class SessionMiddleware:
                     except StoreError as exc:
                         logger.error("session store unavailable while committing: %s", exc)
                         state["failed"] = True
+                        if self.on_store_unavailable is not None:  # it answers, as on load
+                            state["body"] = self._unavailable(environ, start_response)
+                            return lambda data: None  # the app's own body is dropped
                         extra = [("retry-after", "5")]
                         status, headers, _ = _plain(_UNAVAILABLE, _UNAVAILABLE_BODY, extra)
                         return start_response(status, headers)
@@ -152,7 +155,7 @@ class SessionMiddleware:
             return self._unavailable(environ, start_response)
         if state["failed"]:
             _close(result)
-            return [_UNAVAILABLE_BODY]
+            return state.get("body", [_UNAVAILABLE_BODY])  # type: ignore[no-any-return]
         return _Body(first, chunks, result)
 
     @staticmethod

@@ -28,7 +28,7 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase, Upda
 
 from .. import codec, ids
 from ..engine import RequestInfo
-from ..errors import StoreError
+from ..errors import ConfigurationError, StoreError
 from ..policy import ExpiryPolicy, is_expired, refresh_due
 from ..proxies import parse_trusted, resolve
 from ..record import Change, Meta, Record
@@ -39,6 +39,49 @@ from ..stores.registry import store_from_url
 AUTH_USER_KEY = "_auth_user_id"  # django.contrib.auth.SESSION_KEY
 _device: ContextVar[RequestInfo | None] = ContextVar("satchel_device", default=None)
 
+# The SATCHEL settings this engine applies; Django itself does the rest, so setting one of
+# those here would silently do nothing: it is refused, naming Django's own setting.
+APPLIED = frozenset(
+    {"store", "idle_timeout", "absolute_timeout", "refresh_interval", "trusted_proxies"}
+)
+_DJANGOS_OWN = {
+    "secret_keys": "SECRET_KEY (Django signs its own cookies; session keys are not signed)",
+    "cookie_name": "SESSION_COOKIE_NAME",
+    "cookie_path": "SESSION_COOKIE_PATH",
+    "cookie_domain": "SESSION_COOKIE_DOMAIN",
+    "cookie_secure": "SESSION_COOKIE_SECURE",
+    "cookie_httponly": "SESSION_COOKIE_HTTPONLY",
+    "cookie_samesite": "SESSION_COOKIE_SAMESITE",
+    "cookie_persistent": "SESSION_EXPIRE_AT_BROWSER_CLOSE and SESSION_COOKIE_AGE",
+    "csrf": "django.middleware.csrf.CsrfViewMiddleware in MIDDLEWARE",
+    "csrf_exempt": "the @csrf_exempt decorator",
+    "csrf_allow_same_site": "CSRF_TRUSTED_ORIGINS",
+    "csrf_trusted_origins": "CSRF_TRUSTED_ORIGINS",
+}
+
+
+def _config() -> dict[str, Any]:
+    """``settings.SATCHEL``, refusing every key this engine would ignore."""
+    from dataclasses import fields
+
+    from ..settings import Settings
+
+    config = dict(getattr(django_settings, "SATCHEL", {}))
+    known = {f.name for f in fields(Settings)} - {"sources"}
+    for name in sorted(config):
+        if name in APPLIED:
+            continue
+        if name not in known:
+            raise ConfigurationError(
+                f"settings.SATCHEL: unknown setting {name!r}; see docs/configuration.md"
+            )
+        own = _DJANGOS_OWN.get(name)
+        raise ConfigurationError(
+            f"settings.SATCHEL[{name!r}] does not apply under Django: "
+            + (f"use Django's {own}" if own else "the Django session engine does not support it")
+        )
+    return config
+
 
 class DeviceMiddleware:
     """Records the device (user agent, client IP) of sessions created in a request, for
@@ -47,7 +90,7 @@ class DeviceMiddleware:
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
-        config = dict(getattr(django_settings, "SATCHEL", {}))
+        config = _config()
         self.trusted = parse_trusted(config.get("trusted_proxies", ()))
 
     def __call__(self, request: Any) -> Any:
@@ -71,7 +114,7 @@ class DeviceMiddleware:
 @cache
 def runtime() -> tuple[Store, ExpiryPolicy]:
     """The store and expiry rules from ``settings.SATCHEL`` (made once per process)."""
-    config = dict(getattr(django_settings, "SATCHEL", {}))
+    config = _config()
     settings = load_settings(
         env={}, use_file=False, validate=False, layers={"settings.SATCHEL": config}
     )

@@ -26,7 +26,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from .. import auth, csrf
 from ..context import RequestContext, csrf_token, header_map, open_lazily
 from ..engine import Engine, response_headers
-from ..errors import StoreError
+from ..errors import ConfigurationError, StoreError
 from ..guard import safe_next
 from ..log import logger
 from ..options import build
@@ -155,6 +155,12 @@ class Satchel:
 
     def _settings(self, app: Flask) -> Settings:
         names = {f.name for f in fields(Settings)} - {"sources"}
+        own = {f"SATCHEL_{name.upper()}" for name in names} | {"SATCHEL_LOGIN_URL"}
+        unknown = sorted(k for k in app.config if k.startswith("SATCHEL_") and k not in own)
+        if unknown:  # a misspelt setting must not be silently ignored
+            raise ConfigurationError(
+                f"app.config: unknown setting(s) {', '.join(unknown)}; see docs/configuration.md"
+            )
         from_config = {
             name: app.config[f"SATCHEL_{name.upper()}"]
             for name in names

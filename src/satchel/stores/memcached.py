@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
+from ..redact import scrub
 from .base import Store
 
 T = TypeVar("T")
@@ -116,9 +117,9 @@ class MemcachedStore(Store):
         except StoreError:
             raise
         except (TimeoutError, MemcacheUnexpectedCloseError, OSError) as exc:
-            raise StoreUnavailable(f"Memcached store unavailable: {exc!r}", exc) from exc
+            raise StoreUnavailable(f"Memcached store unavailable: {scrub(repr(exc))}", exc) from exc
         except MemcacheError as exc:
-            raise StoreError(f"Memcached store failed: {exc}", exc) from exc
+            raise StoreError(f"Memcached store failed: {scrub(str(exc))}", exc) from exc
 
     def _cas_loop(
         self, key: str, now: float, apply: Callable[[Record], Record | None]
@@ -270,7 +271,7 @@ def from_url(url: str) -> MemcachedStore:
         try:
             servers.append((host or "127.0.0.1", int(port or 11211)))
         except ValueError:
-            raise ConfigurationError(f"Memcached URL: bad port in {part!r}") from None
+            raise ConfigurationError(f"Memcached URL: bad port in {scrub(part)!r}") from None
     query = parse_qs(parts.query)
     options: dict[str, Any] = {}
     try:

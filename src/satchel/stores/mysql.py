@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
+from ..redact import scrub
 from ._sql import meta_of, meta_params
 from .base import Store, purge_in_batches
 
@@ -82,7 +83,7 @@ def _translate(exc: BaseException) -> StoreError:
         isinstance(exc, sa.DBAPIError) and exc.connection_invalidated
     ):
         return StoreUnavailable(f"MySQL store unavailable: {exc.__class__.__name__}", exc)
-    return StoreError(f"MySQL store failed: {exc}", exc)
+    return StoreError(f"MySQL store failed: {scrub(str(exc))}", exc)
 
 
 def _record(row: Any) -> Record:

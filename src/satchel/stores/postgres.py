@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
+from ..redact import scrub
 from ._sql import meta_of, meta_params
 from .base import Store, purge_in_batches
 
@@ -100,8 +101,8 @@ def _translate(exc: BaseException) -> StoreError:
     import psycopg
 
     if isinstance(exc, psycopg.OperationalError):
-        return StoreUnavailable(f"PostgreSQL store unavailable: {exc}", exc)
-    return StoreError(f"PostgreSQL store failed: {exc}", exc)
+        return StoreUnavailable(f"PostgreSQL store unavailable: {scrub(str(exc))}", exc)
+    return StoreError(f"PostgreSQL store failed: {scrub(str(exc))}", exc)
 
 
 def _record(row: tuple[Any, ...]) -> Record:

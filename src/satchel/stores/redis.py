@@ -31,6 +31,7 @@ from urllib.parse import unquote
 
 from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
+from ..redact import mask_url, scrub
 from .base import Store
 
 T = TypeVar("T")
@@ -152,8 +153,8 @@ def _driver_errors() -> tuple[type[BaseException], ...]:
 
 def _translate(exc: BaseException) -> StoreError:
     if isinstance(exc, _unavailable_errors()):
-        return StoreUnavailable(f"Redis store unavailable: {exc}", exc)
-    return StoreError(f"Redis store failed: {exc}", exc)
+        return StoreUnavailable(f"Redis store unavailable: {scrub(str(exc))}", exc)
+    return StoreError(f"Redis store failed: {scrub(str(exc))}", exc)
 
 
 def _fields(record: Record) -> list[str | bytes]:
@@ -506,7 +507,7 @@ def _hosts(netloc: str, default_port: int) -> tuple[str | None, list[tuple[str, 
         try:
             hosts.append((host or "localhost", int(port) if port else default_port))
         except ValueError:
-            raise ConfigurationError(f"Redis URL: bad port in {part!r}") from None
+            raise ConfigurationError(f"Redis URL: bad port in {mask_url(part)!r}") from None
     return password, hosts
 
 
@@ -561,7 +562,7 @@ def make_client(url: str, *, asyncio: bool, **options: Any) -> tuple[Any, list[A
 
         sync_sentinel: Any = Sentinel(hosts, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
         return sync_sentinel.master_for(service, **kwargs), list(sync_sentinel.sentinels)
-    raise ConfigurationError(f"not a Redis URL: {url!r}")
+    raise ConfigurationError(f"not a Redis URL: {mask_url(url)!r}")
 
 
 def from_url(url: str) -> RedisStore:

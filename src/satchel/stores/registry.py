@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from ..errors import ConfigurationError
+from ..redact import mask_url
 from .base import Store
 
 StoreFactory = Callable[[str], Store]
@@ -44,6 +45,22 @@ _SCHEMES: dict[str, str] = {
 }
 
 
+# the driver modules each scheme imports, and the extra that installs them
+_DRIVERS: dict[str, tuple[tuple[str, ...], str]] = {
+    "redis": (("redis",), "redis"),
+    "postgresql": (("psycopg", "psycopg_pool"), "postgres"),
+    "mysql": (("sqlalchemy", "pymysql", "aiomysql"), "mysql"),
+    "memcached": (("pymemcache",), "memcached"),
+}
+_DRIVER_OF = {
+    "rediss": "redis",
+    "redis+sentinel": "redis",
+    "redis+cluster": "redis",
+    "postgres": "postgresql",
+    "mariadb": "mysql",
+}
+
+
 def register_scheme(scheme: str, target: str) -> None:
     """Map ``scheme://`` to ``"module:function"``, a factory taking the whole URL."""
     _SCHEMES[scheme] = target
@@ -61,17 +78,38 @@ def url_options(url: str, casts: dict[str, Callable[[str], Any]]) -> tuple[str, 
             try:
                 options[name] = cast(raw)
             except ValueError:
-                raise ConfigurationError(f"store URL {url!r}: invalid {name}={raw!r}") from None
+                raise ConfigurationError(
+                    f"store URL {mask_url(url)!r}: invalid {name}={raw!r}"
+                ) from None
     rest = urlencode([(k, v) for k, values in query.items() for v in values])
     return parts._replace(query=rest).geturl(), options
 
 
-def store_from_url(url: str) -> Store:
+def check_url(url: str) -> str:
+    """The factory target for ``url``, after checking, without connecting or touching a
+    file, that its scheme is known and its driver installed. Raises ConfigurationError
+    naming the extra to install."""
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     target = _SCHEMES.get(scheme)
     if target is None:
         known = ", ".join(f"{s}://" for s in sorted(_SCHEMES))
-        raise ConfigurationError(f"store URL {url!r}: unknown scheme; use one of {known}")
+        raise ConfigurationError(f"store URL {mask_url(url)!r}: unknown scheme; use one of {known}")
+    family = _DRIVER_OF.get(scheme, scheme)
+    modules, extra = _DRIVERS.get(family, ((), ""))
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"store URL {mask_url(url)!r}: the {scheme}:// store needs the Python package "
+                f"{module!r}, which is not installed; install it with "
+                f'pip install "satchel[{extra}]"'
+            ) from exc
+    return target
+
+
+def store_from_url(url: str) -> Store:
+    target = check_url(url)
     module, _, name = target.partition(":")
     factory: StoreFactory = getattr(importlib.import_module(module), name)
     return factory(url)
@@ -82,7 +120,7 @@ def _path_of(url: str, what: str, *, sqlalchemy_style: bool = False) -> str:
     if sqlalchemy_style and rest.startswith("/"):  # sqlite:///rel.db, sqlite:////abs.db
         rest = rest[1:]
     if not rest:
-        raise ConfigurationError(f"store URL {url!r} names no {what}")
+        raise ConfigurationError(f"store URL {mask_url(url)!r} names no {what}")
     return unquote(rest)
 
 
@@ -93,7 +131,9 @@ def _memory(url: str) -> Store:
     try:
         max_entries = int(query.get("max_entries", ["10000"])[0])
     except ValueError as exc:
-        raise ConfigurationError(f"store URL {url!r}: max_entries must be a number") from exc
+        raise ConfigurationError(
+            f"store URL {mask_url(url)!r}: max_entries must be a number"
+        ) from exc
     return MemoryStore(max_entries=max_entries)
 
 
@@ -104,7 +144,7 @@ def _sqlite(url: str) -> Store:
     try:
         timeout = float(query.get("timeout", ["5"])[0])
     except ValueError as exc:
-        raise ConfigurationError(f"store URL {url!r}: timeout must be seconds") from exc
+        raise ConfigurationError(f"store URL {mask_url(url)!r}: timeout must be seconds") from exc
     return SQLiteStore(_path_of(url, "database file", sqlalchemy_style=True), timeout=timeout)
 
 

@@ -23,6 +23,7 @@ from typing import Literal, TypeVar
 
 from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
+from ..redact import scrub
 from ._files import make_private
 from .base import Store, purge_in_batches
 
@@ -56,8 +57,8 @@ CREATE INDEX IF NOT EXISTS satchel_sessions_user_id ON satchel_sessions (user_id
 
 def _translate(exc: sqlite3.Error) -> StoreError:
     if isinstance(exc, sqlite3.OperationalError):
-        return StoreUnavailable(f"SQLite store unavailable: {exc}", exc)
-    return StoreError(f"SQLite store failed: {exc}", exc)
+        return StoreUnavailable(f"SQLite store unavailable: {scrub(str(exc))}", exc)
+    return StoreError(f"SQLite store failed: {scrub(str(exc))}", exc)
 
 
 class SQLiteStore(Store):

@@ -1,0 +1,78 @@
+"""Masking secrets before anything prints them: the one helper the CLI, the demo banner,
+logs and error messages use.
+
+Secrets satchel handles: secret keys (every character is hidden; the public key ID, which
+travels in every cookie anyway, tells keys apart) and store passwords, in a URL's
+userinfo (``user:pw@``) or in its query (``?password=``), percent-encoded or not. Text
+that may echo a URL (a backend's error message, a configuration error) goes through
+:func:`scrub`, which masks every URL in it and, given the URLs it may echo, their
+passwords wherever they appear, raw, percent-decoded or percent-encoded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from urllib.parse import quote, unquote
+
+MASK = "***"
+# query parameters whose value is a secret (password, sentinel_password, auth_token, ...)
+_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|auth|credential", re.IGNORECASE)
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://)(?P<auth>[^?#\s]*)@")
+_QUERY_PARAM = re.compile(r"(?P<head>[?&;](?P<name>[^=&;#\s]+)=)(?P<value>[^&;#\s'\"]*)")
+_CONNINFO = re.compile(r"(?P<head>\b(?:password|passwd|pwd)\s*=\s*)(?P<value>'[^']*'|\S+)")
+
+
+def mask_key(key: str) -> str:
+    """A secret key with every character hidden: ``***(43 chars, id AbCd1234)``."""
+    from .errors import ConfigurationError
+    from .keyring import Keyring
+
+    try:
+        kid = Keyring([key]).current_kid
+    except ConfigurationError:  # too short to be a key: say only how long it is
+        return f"{MASK}({len(key)} chars)"
+    return f"{MASK}({len(key)} chars, id {kid})"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password of its userinfo and every secret query value as ``***``
+    (``redis://:***@host/0``, ``postgresql://app:***@db/app?password=***``)."""
+
+    def userinfo(match: re.Match[str]) -> str:
+        user, sep, _ = match["auth"].partition(":")
+        return f"{match['head']}{user}{':' + MASK if sep else ''}@"
+
+    def param(match: re.Match[str]) -> str:
+        if _SECRET_PARAM.search(unquote(match["name"])) and match["value"]:
+            return match["head"] + MASK
+        return match[0]
+
+    return _QUERY_PARAM.sub(param, _USERINFO.sub(userinfo, url))
+
+
+def url_secrets(url: str) -> set[str]:
+    """The passwords ``url`` carries, in every spelling a message might echo them in."""
+    found: set[str] = set()
+    match = _USERINFO.search(url)
+    if match and ":" in match["auth"]:
+        found.add(match["auth"].partition(":")[2])
+    for param in _QUERY_PARAM.finditer(url):
+        if _SECRET_PARAM.search(unquote(param["name"])):
+            found.add(param["value"])
+    spellings = set()
+    for secret in found:
+        plain = unquote(secret)
+        spellings |= {secret, plain, quote(plain, safe="")}
+    return {s for s in spellings if s}
+
+
+def scrub(text: str, urls: Iterable[str | None] = ()) -> str:
+    """``text`` with every URL masked (:func:`mask_url`), ``password=...`` connection
+    parameters masked, and every password of ``urls`` replaced wherever it appears."""
+    text = mask_url(text)
+    text = _CONNINFO.sub(lambda m: m["head"] + MASK, text)
+    secrets = set().union(*(url_secrets(u) for u in urls if u))
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
