@@ -288,6 +288,8 @@ class Engine:
             yield Delete(key)
             return session
         try:
+            if not all(type(text) is str for text in record.data.values()):
+                raise ValueError("stored session values must be JSON text")
             session._load(session_id, key, self._unseal(key, record.data), meta)
         except ValueError:
             security.warning("session %s: corrupt record discarded", ids.log_ref(key))
