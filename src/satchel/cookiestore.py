@@ -236,6 +236,7 @@ class CookieEngine(Engine):
             session._load(meta.handle, meta.handle, payload.data, meta)
         except ValueError:
             security.warning("cookie session with an undecodable value discarded")
+            emit(self.on_event, "security", reason="corrupt_record")
             return Session()
         if refresh_due(meta, now, self.expiry.refresh_after):
             session._cookie_refresh = True  # last seen lives in the cookie: write it again
