@@ -135,15 +135,23 @@ def encode(value: Any) -> str:
         text = _ENCODER.encode(_to_json(value))
     except ValueError as exc:  # e.g. an int too long to print (sys.set_int_max_str_digits)
         raise SessionDataError(f"cannot store this value: {exc}") from None
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise SessionDataError(
-                "cannot store text holding a lone surrogate (such as '\\ud800'): "
-                "it is not valid Unicode, and no store can encode it"
-            ) from None
+    if not is_valid_text(text):
+        raise SessionDataError(
+            "cannot store text holding a lone surrogate (such as '\\ud800'): "
+            "it is not valid Unicode, and no store can encode it"
+        )
     return text
+
+
+def is_valid_text(text: str) -> bool:
+    """False for text no store can encode: a lone surrogate, such as ``"\\ud800"``."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # A JSON escape of a UTF-16 surrogate: valid in pairs, a lone one decodes to invalid text.

@@ -155,8 +155,8 @@ class Session(dict[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
             raise SessionDataError("session keys must be strings")
-        if not key.isascii():
-            codec.encode(key)  # a lone surrogate in a key: refused like one in a value
+        if not codec.is_valid_text(key):  # a lone surrogate: refused like one in a value
+            codec.encode(key)
         codec.encode(value)  # refuse what cannot be stored now, not at commit time
         self._ensure_loaded()
         self._accessed = self._maybe_modified = True
