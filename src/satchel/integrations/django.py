@@ -119,6 +119,8 @@ class SessionStore(SessionBase):
                 self._session_key = None  # strict: never adopt an unknown or expired key
                 return {}
             data = {name: codec.decode(text) for name, text in record.data.items()}
+            if not all(codec.is_valid_text(name) for name in data):
+                raise ValueError("a stored session key is not valid Unicode")
         except (CorruptRecord, ValueError):  # discarded, as in the core: never a 500
             security.warning("session %s: corrupt record discarded", ids.log_ref(skey))
             store.delete(skey)
