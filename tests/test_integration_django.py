@@ -249,3 +249,75 @@ def test_satchel_key_changes_behaviour_or_is_refused(
     observed = _django_observe({**config, name: value}, target)
     assert observed, f"{name}: no session stored"
     assert observed != default, f"SATCHEL[{name!r}] changed nothing: {observed}"
+
+
+# -- hardening: hostile cookies and corrupt records (issue 10) -----------------------------
+
+
+def test_hostile_session_cookies_give_a_fresh_session_never_a_500(django_app: ModuleType) -> None:
+    c = client()
+    log_in(c)
+    valid = c.cookies["sessionid"].value
+    hostile = [
+        valid[:-1] + "é",
+        valid + "\x00",
+        "\xed\xa0\x80" * 15,  # the UTF-8 bytes of a surrogate, as a WSGI server hands them
+        valid + "A" * 20_000,
+        valid + ".x.y",
+        "." * 43,
+    ]
+    for bad in hostile:
+        fresh = client()
+        assert fresh.get("/me", secure=True, HTTP_COOKIE=f"sessionid={bad}").status_code == 401
+        # a value tossed before the victim's own (e.g. from a sibling subdomain)
+        tossed = f"sessionid={bad}; sessionid={valid}"
+        response = fresh.get("/me", secure=True, HTTP_COOKIE=tossed)
+        assert response.status_code == 200
+        assert response.json()["user"] == "alice"
+
+
+@pytest.mark.parametrize(
+    ("value", "meta_changes"),
+    [
+        ('{"$t": "uuid", "v": 5}', {}),
+        ("[" * 100_000 + "]" * 100_000, {}),
+        ('"victim"', {"created": "x"}),
+        ('"victim"', {"absolute_deadline": "soon"}),
+    ],
+    ids=["bad-payload", "deep-nesting", "created-not-a-number", "deadline-not-a-number"],
+)
+def test_corrupt_record_is_discarded_with_a_warning_never_a_500(
+    django_app: ModuleType,
+    value: str,
+    meta_changes: dict[str, Any],
+    security_log: pytest.LogCaptureFixture,
+) -> None:
+    import json
+    import sqlite3
+
+    from satchel import ids
+    from satchel.integrations.django import runtime
+
+    c = client()
+    log_in(c)
+    c.post("/notes/who", {"value": "victim"}, secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+    key = ids.store_key(c.cookies["sessionid"].value)
+    path = runtime()[0].path  # type: ignore[attr-defined]
+    with sqlite3.connect(path) as db:
+        data, meta = db.execute(
+            "SELECT data, meta FROM satchel_sessions WHERE key = ?", (key,)
+        ).fetchone()
+        data, meta = json.loads(data), json.loads(meta)
+        data["who"] = value
+        meta.update(meta_changes)
+        db.execute(
+            "UPDATE satchel_sessions SET data = ?, meta = ? WHERE key = ?",
+            (json.dumps(data), json.dumps(meta), key),
+        )
+    db.close()
+    assert c.get("/me", secure=True).status_code == 401  # a fresh, anonymous session
+    assert any(
+        r.name == "satchel.security" and "corrupt record discarded" in r.getMessage()
+        for r in security_log.records
+    )
+    assert runtime()[0].load(key, 0) is None

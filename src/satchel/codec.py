@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -24,26 +25,37 @@ def _tag(name: str, payload: Any) -> dict[str, Any]:
     return {_TAG: name, "v": payload}
 
 
-def _to_json(value: Any) -> Any:
+MAX_DEPTH = 32
+"""How deep values may nest (lists, dicts, tuples, sets inside one another). Deeper values
+are refused when assigned, and a stored value nested deeper is treated as corrupt: no
+value can exhaust the recursion limit of the encoder or the decoder."""
+
+
+def _to_json(value: Any, depth: int = 0) -> Any:
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise SessionDataError(f"cannot store {value!r}: JSON has no NaN or infinity")
         return value
+    if depth >= MAX_DEPTH and isinstance(value, list | dict | tuple | set | frozenset):
+        raise SessionDataError(
+            f"cannot store a value nested more than {MAX_DEPTH} levels deep in a session"
+        )
+    depth += 1
     if isinstance(value, list):
-        return [_to_json(v) for v in value]
+        return [_to_json(v, depth) for v in value]
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
             raise SessionDataError("session dict keys must be strings")
         if _TAG in value:
-            return _tag("dict", [[k, _to_json(v)] for k, v in value.items()])
-        return {k: _to_json(v) for k, v in value.items()}
+            return _tag("dict", [[k, _to_json(v, depth)] for k, v in value.items()])
+        return {k: _to_json(v, depth) for k, v in value.items()}
     if isinstance(value, tuple):
-        return _tag("tuple", [_to_json(v) for v in value])
+        return _tag("tuple", [_to_json(v, depth) for v in value])
     if isinstance(value, set | frozenset):
         name = "frozenset" if isinstance(value, frozenset) else "set"
-        return _tag(name, [_to_json(v) for v in value])
+        return _tag(name, [_to_json(v, depth) for v in value])
     if isinstance(value, dt.datetime):
         return _tag("datetime", value.isoformat())
     if isinstance(value, dt.date):
@@ -60,30 +72,55 @@ def _to_json(value: Any) -> Any:
     )
 
 
-_DECODERS: dict[str, Callable[[Any], Any]] = {
-    "tuple": tuple,
-    "set": set,
-    "frozenset": frozenset,
+# Tags whose payload is text, and tags whose payload is a list of values.
+_SCALAR_DECODERS: dict[str, Callable[[str], Any]] = {
     "datetime": dt.datetime.fromisoformat,
     "date": dt.date.fromisoformat,
     "uuid": uuid.UUID,
     "bytes": lambda v: base64.b64decode(v, validate=True),
     "decimal": Decimal,
-    "dict": dict,
+}
+_COLLECTIONS: dict[str, Callable[[list[Any]], Any]] = {
+    "tuple": tuple,
+    "set": set,
+    "frozenset": frozenset,
 }
 
 
-def _from_json(value: Any) -> Any:
+def _is_scalar_tag(value: dict[str, Any]) -> bool:
+    name = value.get(_TAG)
+    return isinstance(name, str) and name in _SCALAR_DECODERS
+
+
+def _from_json(value: Any, depth: int = 0) -> Any:
+    """The value ``_to_json`` made this from. Raises ``ValueError`` on anything it cannot
+    have made: an unknown tag, a payload of the wrong type, nesting past ``MAX_DEPTH``."""
+    if not isinstance(value, list | dict):
+        return value
+    if depth >= MAX_DEPTH and not (isinstance(value, dict) and _is_scalar_tag(value)):
+        raise ValueError(f"session value nested more than {MAX_DEPTH} levels deep")
+    depth += 1
     if isinstance(value, list):
-        return [_from_json(v) for v in value]
-    if isinstance(value, dict):
-        if _TAG in value:
-            name, payload = value[_TAG], value["v"]
-            if name == "dict":
-                return {k: _from_json(v) for k, v in payload}
-            return _DECODERS[name](_from_json(payload) if isinstance(payload, list) else payload)
-        return {k: _from_json(v) for k, v in value.items()}
-    return value
+        return [_from_json(v, depth) for v in value]
+    if _TAG not in value:
+        return {k: _from_json(v, depth) for k, v in value.items()}
+    if len(value) != 2 or "v" not in value:
+        raise ValueError("malformed tagged value")
+    name, payload = value[_TAG], value["v"]
+    if name == "dict" and isinstance(payload, list):
+        pairs = {}
+        for pair in payload:
+            if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
+                raise ValueError("malformed tagged dict")
+            pairs[pair[0]] = _from_json(pair[1], depth)
+        return pairs
+    collection = _COLLECTIONS.get(name)
+    if collection is not None and isinstance(payload, list):
+        return collection([_from_json(v, depth) for v in payload])
+    scalar = _SCALAR_DECODERS.get(name)
+    if scalar is not None and isinstance(payload, str):
+        return scalar(payload)
+    raise ValueError(f"unknown tag or malformed payload: {str(name)[:20]!r}")
 
 
 # One encoder for every call: json.dumps with non-default options builds a new one each time.
@@ -92,13 +129,43 @@ compact_json = _ENCODER.encode
 
 
 def encode(value: Any) -> str:
-    """One session value as compact JSON text. Raises :class:`SessionDataError`."""
-    return _ENCODER.encode(_to_json(value))
+    """One session value as compact JSON text. Raises :class:`SessionDataError`, also for
+    text no store can hold (a lone surrogate such as ``"\\ud800"``, in a value or a key)."""
+    try:
+        text = _ENCODER.encode(_to_json(value))
+    except ValueError as exc:  # e.g. an int too long to print (sys.set_int_max_str_digits)
+        raise SessionDataError(f"cannot store this value: {exc}") from None
+    if not is_valid_text(text):
+        raise SessionDataError(
+            "cannot store text holding a lone surrogate (such as '\\ud800'): "
+            "it is not valid Unicode, and no store can encode it"
+        )
+    return text
+
+
+def is_valid_text(text: str) -> bool:
+    """False for text no store can encode: a lone surrogate, such as ``"\\ud800"``."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# A JSON escape of a UTF-16 surrogate: valid in pairs, a lone one decodes to invalid text.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def decode(text: str) -> Any:
-    """The inverse of :func:`encode`. Raises ``ValueError`` on anything malformed."""
+    """The inverse of :func:`encode`. Raises ``ValueError`` on anything malformed: bad
+    JSON, an unknown tag or a bad payload, nesting too deep for :data:`MAX_DEPTH` or the
+    recursion limit, a lone surrogate. Stored data is never trusted to be well formed."""
     try:
-        return _from_json(json.loads(text))
-    except (KeyError, TypeError, ArithmeticError) as exc:
-        raise ValueError(f"malformed session value: {exc}") from exc
+        value = _from_json(json.loads(text))
+        if _SURROGATE_ESCAPE.search(text):  # rare: check the text is valid Unicode
+            encode(value)
+    except (KeyError, TypeError, AttributeError, ArithmeticError, RecursionError) as exc:
+        raise ValueError(f"malformed session value: {exc.__class__.__name__}") from None
+    return value

@@ -143,30 +143,40 @@ class CookieEngine(Engine):
         """The authenticated payload of a cookie value, or None for anything else."""
         keyring = self.keyring
         assert keyring is not None
+        # Every part is checked for its exact format (base64url, canonical) before it is
+        # used: the value comes from a client, and nothing it holds may make this raise.
         parts = value.split(".")
         mode = _VERSIONS.get(parts[0])
-        if mode is None or len(parts) < 3 or len(parts[1]) != KID_LENGTH:
+        if mode is None or len(parts) != (3 if mode[0] else 4) or len(parts[1]) != KID_LENGTH:
             return None
         encrypted, compressed = mode
         version, kid = parts[0], parts[1]
+        if ids.b64decode_canonical(kid) is None:
+            return None
         if encrypted:
-            if len(parts) != 3:
-                return None
             blob = ids.b64decode_canonical(parts[2])
             if blob is None:
                 return None
             raw = keyring.decrypt(kid, blob, self._associated(version, kid))
         else:
-            if len(parts) != 4:
-                return None
             raw, mac = ids.b64decode_canonical(parts[2]), ids.b64decode_canonical(parts[3])
-            expected = keyring.mac(PURPOSE_COOKIE, self._signed_message(version, kid, parts[2]))
-            if raw is None or mac is None or expected is None:
+            if raw is None or mac is None:
                 return None
-            if not hmac.compare_digest(mac, expected):
+            expected = keyring.mac(PURPOSE_COOKIE, self._signed_message(version, kid, parts[2]))
+            if expected is None or not hmac.compare_digest(mac, expected):
                 return None
         if raw is None:
             return None
+        payload = self._payload(raw, compressed, kid)
+        if payload is None:  # authentic, yet unreadable: we wrote it wrong, or a key leaked
+            security.warning("cookie session with a corrupt payload discarded")
+            emit(self.on_event, "security", reason="corrupt_record")
+        return payload
+
+    @staticmethod
+    def _payload(raw: bytes, compressed: bool, kid: str) -> Payload | None:
+        """The payload of an authenticated cookie, or None if it is malformed in any way
+        (too deep, wrongly typed metadata, values that are not strings)."""
         try:
             if compressed:
                 inflater = zlib.decompressobj()
@@ -177,8 +187,8 @@ class CookieEngine(Engine):
             fields = doc["m"]
             if not isinstance(fields, list) or len(fields) != len(Meta._fields):
                 return None
-            data, meta = doc["d"], Meta(*fields)
-        except (ValueError, KeyError, TypeError, zlib.error, CorruptRecord):
+            data, meta = doc["d"], Meta.from_fields(fields)
+        except (ValueError, KeyError, TypeError, RecursionError, zlib.error, CorruptRecord):
             return None
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
             return None
@@ -226,6 +236,7 @@ class CookieEngine(Engine):
             session._load(meta.handle, meta.handle, payload.data, meta)
         except ValueError:
             security.warning("cookie session with an undecodable value discarded")
+            emit(self.on_event, "security", reason="corrupt_record")
             return Session()
         if refresh_due(meta, now, self.expiry.refresh_after):
             session._cookie_refresh = True  # last seen lives in the cookie: write it again

@@ -13,7 +13,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
-from . import ids
+from . import codec, ids
 from .cookies import CookieOptions, cookie_values
 from .errors import ConfigurationError, CorruptRecord, StoreError
 from .events import EventHook, emit
@@ -290,6 +290,11 @@ class Engine:
             yield Delete(key)
             return session
         try:
+            if not all(
+                type(text) is str and codec.is_valid_text(name)
+                for name, text in record.data.items()
+            ):
+                raise ValueError("stored session values must be JSON text under valid names")
             session._load(session_id, key, self._unseal(key, record.data), meta)
         except ValueError:
             security.warning("session %s: corrupt record discarded", ids.log_ref(key))

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import ConfigurationError
-from .ids import b64encode
+from .ids import b64decode_canonical, b64encode
 
 MIN_KEY_LENGTH = 32
 KID_LENGTH = 8  # characters of base64url: 48 bits, ample to tell a handful of keys apart
@@ -99,12 +99,21 @@ class Keyring:
         return key.kid + self._mac(key, purpose, message)
 
     def verify(self, purpose: bytes, message: str, signature: str) -> bool:
-        """True if ``signature`` is ``kid + mac`` of ``message`` under a listed key."""
+        """True if ``signature`` is ``kid + mac`` of ``message`` under a listed key.
+
+        The signature comes from a client: its exact format (8 + 22 characters, the MAC
+        the canonical base64url of 16 bytes) is checked before anything else, and bytes
+        are compared, so no value (non-ASCII, NUL, too long) can make this raise."""
+        if len(signature) != KID_LENGTH + MAC_LENGTH or not message.isascii():
+            return False
         key = self._by_kid.get(signature[:KID_LENGTH])
         if key is None:
             return False
-        expected = self._mac(key, purpose, message)
-        return hmac.compare_digest(expected, signature[KID_LENGTH:])
+        given = b64decode_canonical(signature[KID_LENGTH:])
+        if given is None:
+            return False
+        expected = hmac.digest(key.subkey(purpose), message.encode("ascii"), "sha256")[:16]
+        return hmac.compare_digest(expected, given)
 
     def signed_by_current(self, signature: str) -> bool:
         return signature[:KID_LENGTH] == self._keys[0].kid

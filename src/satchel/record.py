@@ -8,7 +8,8 @@ kept apart from app data so app code cannot overwrite them.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -49,19 +50,68 @@ class Meta(NamedTuple):
         return _COMPACT.encode(self._asdict())
 
     @classmethod
-    def from_dict(cls, raw: Any) -> Meta:
+    def from_dict(cls, raw: Any, **columns: Any) -> Meta:
+        """Metadata read back from a store (``columns``, kept apart by some stores, win).
+        Raises :class:`CorruptRecord` unless every field has its type: a record edited
+        or damaged in the store must be discarded, not crash every request."""
+        if not isinstance(raw, dict):
+            raise CorruptRecord("session metadata is not an object")
         try:
-            return cls(**raw)
+            return cls(**{**raw, **columns})._checked()
         except TypeError as exc:
             raise CorruptRecord("session metadata cannot be decoded", exc) from exc
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> Meta:
+    def from_json(cls, text: str | bytes, **columns: Any) -> Meta:
         try:
             raw = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise CorruptRecord("session metadata cannot be decoded", exc) from exc
-        return cls.from_dict(raw)
+        return cls.from_dict(raw, **columns)
+
+    @classmethod
+    def from_fields(cls, fields: Sequence[Any]) -> Meta:
+        """Metadata from its fields by position (the cookie store); checked as above."""
+        try:
+            return cls(*fields)._checked()
+        except TypeError as exc:
+            raise CorruptRecord("session metadata cannot be decoded", exc) from exc
+
+    def _checked(self) -> Meta:
+        for name, value in zip(self._fields, self, strict=True):
+            kind = _FIELD_TYPES[name]
+            if kind is float:
+                ok = (
+                    isinstance(value, int | float)
+                    and type(value) is not bool
+                    and math.isfinite(value)
+                )
+            elif kind is str:
+                ok = type(value) is str
+            elif kind is int:
+                ok = type(value) is int
+            elif kind is bool:
+                ok = type(value) is bool
+            else:  # str | None
+                ok = value is None or type(value) is str
+            if not ok:
+                raise CorruptRecord(f"session metadata field {name!r} has the wrong type")
+        return self
+
+
+# The type each field must have when read back: float, str, int, bool, or None (str or None).
+_FIELD_TYPES: dict[str, type | None] = {
+    "handle": str,
+    "created": float,
+    "last_seen": float,
+    "absolute_deadline": float,
+    "idle_timeout": float,
+    "user_id": None,
+    "user_agent": None,
+    "client_ip": None,
+    "persistent": bool,
+    "version": int,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +135,7 @@ class Record:
         try:
             doc = json.loads(raw)
             data, meta = doc["data"], Meta.from_dict(doc["meta"])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise CorruptRecord("session record cannot be decoded", exc) from exc
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
             raise CorruptRecord("session record data is not an object of strings")

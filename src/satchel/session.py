@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from . import codec, ids
-from .errors import SessionStateError
+from .errors import SessionDataError, SessionStateError
 from .record import Change, Meta
 
 SaveHook = Callable[["Session"], None]
@@ -154,7 +154,9 @@ class Session(dict[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
-            raise TypeError("session keys must be strings")
+            raise SessionDataError("session keys must be strings")
+        if not codec.is_valid_text(key):  # a lone surrogate: refused like one in a value
+            codec.encode(key)
         codec.encode(value)  # refuse what cannot be stored now, not at commit time
         self._ensure_loaded()
         self._accessed = self._maybe_modified = True
@@ -314,14 +316,14 @@ class Session(dict[str, Any]):
         baseline = self._baseline
         changed = {}
         for name, value in dict.items(self):
-            text = codec.encode(value)
+            text = _encode(name, value)
             if baseline.get(name) != text:
                 changed[name] = text
         removed = frozenset(baseline.keys() - dict.keys(self))
         return changed, removed
 
     def _encoded(self) -> dict[str, str]:
-        return {name: codec.encode(value) for name, value in dict.items(self)}
+        return {name: _encode(name, value) for name, value in dict.items(self)}
 
     def _change(self, meta: Callable[[], Meta]) -> Change | None:
         """The per-key change to commit, or None when nothing changed. ``meta`` makes the
@@ -365,3 +367,16 @@ class Session(dict[str, Any]):
         self._meta_updates = {}
         self._cleared = self._regenerate = self._meta_dirty = self._cookie_refresh = False
         self._outgoing_cookie = None
+
+
+def _encode(name: str, value: Any) -> str:
+    """``value`` encoded for commit. Assignment already refused what cannot be stored, so
+    this fails only for a value changed in place after it was read
+    (``session["cart"].append("\\ud800")``): say which key, with satchel's own error."""
+    try:
+        return codec.encode(value)
+    except SessionDataError as exc:
+        raise SessionDataError(
+            f"session[{name!r}] cannot be stored (was it changed in place after it was "
+            f"read?): {exc}"
+        ) from None

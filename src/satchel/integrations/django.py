@@ -28,7 +28,8 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase, Upda
 
 from .. import codec, ids
 from ..engine import RequestInfo
-from ..errors import ConfigurationError, StoreError
+from ..errors import ConfigurationError, CorruptRecord, StoreError
+from ..log import security
 from ..policy import ExpiryPolicy, is_expired, refresh_due
 from ..proxies import parse_trusted, resolve
 from ..record import Change, Meta, Record
@@ -155,13 +156,16 @@ class SessionStore(SessionBase):
             return {}
         store, policy = runtime()
         skey, now = ids.store_key(key), time.time()
-        record = store.load(skey, now)
-        if record is None or is_expired(record.meta, now):
-            self._session_key = None  # strict: never adopt an unknown or expired key
-            return {}
         try:
+            record = store.load(skey, now)
+            if record is None or is_expired(record.meta, now):
+                self._session_key = None  # strict: never adopt an unknown or expired key
+                return {}
             data = {name: codec.decode(text) for name, text in record.data.items()}
-        except ValueError:
+            if not all(codec.is_valid_text(name) for name in data):
+                raise ValueError("a stored session key is not valid Unicode")
+        except (CorruptRecord, ValueError):  # discarded, as in the core: never a 500
+            security.warning("session %s: corrupt record discarded", ids.log_ref(skey))
             store.delete(skey)
             self._session_key = None
             return {}
@@ -173,7 +177,10 @@ class SessionStore(SessionBase):
     def exists(self, session_key: str) -> bool:
         if not self._validate_session_key(session_key):
             return False
-        return runtime()[0].load(ids.store_key(session_key), time.time()) is not None
+        try:
+            return runtime()[0].load(ids.store_key(session_key), time.time()) is not None
+        except CorruptRecord:
+            return True  # the key is taken, if by a broken record
 
     def create(self) -> None:
         while True:

@@ -10,7 +10,7 @@ from ..record import Meta
 def meta_of(row: Any) -> Meta:
     """Metadata from a ``(meta json, last_seen, version)`` row; the columns win."""
     meta, last_seen, version = row
-    return Meta.from_json(meta).with_changes(last_seen=last_seen, version=version)
+    return Meta.from_json(meta, last_seen=last_seen, version=version)
 
 
 def meta_params(meta: Meta) -> dict[str, Any]:

@@ -90,7 +90,7 @@ def _record(row: Any) -> Record:
     data, meta, last_seen, version = row
     try:
         values = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise CorruptRecord("session data cannot be decoded", exc) from exc
     if not isinstance(values, dict):
         raise CorruptRecord("session data is not an object")

@@ -8,6 +8,7 @@ into the read with a data-modifying CTE.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -40,7 +41,9 @@ CREATE INDEX IF NOT EXISTS {t}_expires_at ON {t} (expires_at);
 CREATE INDEX IF NOT EXISTS {t}_user_id ON {t} (user_id) WHERE user_id IS NOT NULL;
 """
 
-_LOAD = "SELECT data, meta, last_seen, version FROM {t} WHERE key = %s AND expires_at > %s"
+# data is read as text and decoded by _record: psycopg's jsonb loader would raise
+# RecursionError on a deeply nested (corrupt) document, past any handling.
+_LOAD = "SELECT data::text, meta, last_seen, version FROM {t} WHERE key = %s AND expires_at > %s"
 
 # One statement: refresh "last seen" when due, and return the row either way.
 _LOAD_REFRESH = """
@@ -51,9 +54,9 @@ WITH touched AS (
       AND %(now)s - last_seen >= %(refresh)s AND last_seen < absolute_deadline
     RETURNING data, meta, last_seen, version
 )
-SELECT data, meta, last_seen, version, true FROM touched
+SELECT data::text, meta, last_seen, version, true FROM touched
 UNION ALL
-SELECT data, meta, last_seen, version, false FROM {t}
+SELECT data::text, meta, last_seen, version, false FROM {t}
 WHERE key = %(key)s AND expires_at > %(now)s AND NOT EXISTS (SELECT 1 FROM touched)
 """
 
@@ -107,6 +110,10 @@ def _translate(exc: BaseException) -> StoreError:
 
 def _record(row: tuple[Any, ...]) -> Record:
     data, meta, last_seen, version, *rest = row
+    try:
+        data = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise CorruptRecord("session data cannot be decoded", exc) from exc
     if not isinstance(data, dict):
         raise CorruptRecord("session data is not an object")
     meta_obj = meta_of((meta, last_seen, version))

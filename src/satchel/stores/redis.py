@@ -183,10 +183,8 @@ def _record(reply: Sequence[Any], now: float) -> Record:
         fields: dict[str, str] = json.loads(reply[0])
         data = {name[2:]: value for name, value in fields.items() if name.startswith("d:")}
         last_seen = now if refreshed else float(fields["ls"])
-        meta = Meta.from_json(fields["m"]).with_changes(
-            last_seen=last_seen, version=int(fields["v"])
-        )
-    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        meta = Meta.from_json(fields["m"], last_seen=last_seen, version=int(fields["v"]))
+    except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise CorruptRecord("Redis session hash cannot be decoded", exc) from exc
     return Record(data, meta, refreshed=refreshed)
 
@@ -296,7 +294,7 @@ class RedisStore(Store):
                 gone.append(member)
                 continue
             try:
-                meta = Meta.from_json(m).with_changes(last_seen=float(ls), version=int(v))
+                meta = Meta.from_json(m, last_seen=float(ls), version=int(v))
             except (CorruptRecord, ValueError):
                 gone.append(member)
                 continue
@@ -397,7 +395,7 @@ class RedisStore(Store):
                 for name, (m, ls, v, _it, _ad) in zip(batch, pipe.execute(), strict=True):
                     if m is None or ls is None or v is None:
                         continue
-                    meta = Meta.from_json(m).with_changes(last_seen=float(ls), version=int(v))
+                    meta = Meta.from_json(m, last_seen=float(ls), version=int(v))
                     if meta.expires_at > now:
                         yield name.decode()[len(self.prefix) + 2 :], meta
 

@@ -166,7 +166,7 @@ class SQLiteStore(Store):
     def _record(data: str, meta: str) -> Record:
         try:
             values = json.loads(data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise CorruptRecord("session data cannot be decoded", exc) from exc
         if not isinstance(values, dict):
             raise CorruptRecord("session data is not an object")
