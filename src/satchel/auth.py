@@ -21,10 +21,19 @@ from .users import SessionInfo, list_flow, revoke_all_flow, revoke_flow
 def login(session: Session, user_id: str) -> None:
     """Bind ``user_id`` to the session under a new ID (the pre-login ID then resolves to
     nothing), restart its absolute timeout, record the device it logged in from, and
-    rotate its CSRF secret (bound to the new handle)."""
+    rotate its CSRF secret (bound to the new handle).
+
+    The data is kept when an anonymous session logs in (a cart filled before signing in)
+    and when the same user authenticates again. When the session belongs to *another*
+    user, it starts from empty data and default expiry, as Django's ``login`` does: alice
+    signing in on bob's browser never sees bob's data, and a logged-in cookie tossed into
+    a victim's browser cannot plant values in the victim's session."""
     if not isinstance(user_id, str) or not user_id:
         raise ValueError("user_id must be a non-empty string")
+    previous = session.user_id
     session.regenerate()
+    if previous is not None and previous != user_id:
+        session._start_over()
     session._update_meta(user_id=user_id, restart=True, device=True)
 
 
