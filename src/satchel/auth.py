@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import revocation
+from . import ids, revocation
 from .cookiestore import CookieEngine
 from .engine import Flow, adrive, drive
 from .errors import SessionStateError
@@ -71,14 +71,17 @@ def _sessions_flow(session: Session) -> Flow[list[SessionInfo]]:
 def _revoke_flow(session: Session, handle: str) -> Flow[bool]:
     ctx = _context(session)
     now, user = ctx.engine.clock(), session.user_id or ""
+    if not ids.is_handle(handle):
+        return False  # refused before any store call: handles have one exact format
     if handle == session.handle:
         session.destroy()
         return True
     if isinstance(ctx.engine, CookieEngine):
         if ctx.engine.revocation_store is None:
             return False
+        # the browser holds the others: a well-formed handle is listed (capped per user)
         until = now + ctx.engine.expiry.absolute_timeout
-        yield from revocation.revoke_handle(user, handle, until, now)
+        yield from revocation.revoke_handle(user, handle, until, now, keep=session.handle)
         return True
     return (yield from revoke_flow(user, handle, now, ctx.engine.on_event))
 
@@ -87,13 +90,17 @@ def _revoke_all_flow(session: Session, keep_current: bool) -> Flow[int]:
     ctx = _context(session)
     now, user = ctx.engine.clock(), session.user_id or ""
     if isinstance(ctx.engine, CookieEngine):
-        if ctx.engine.revocation_store is not None:
-            yield from revocation.revoke_all(user, now)
-        if keep_current:  # re-issue this session after the epoch, under a new handle
+        if keep_current:
+            # Re-issue this session under a new handle that the epoch spares. Its absolute
+            # deadline stays: only a fresh login starts one, or a thief holding a stolen
+            # cookie could keep it alive for ever by calling this.
             session.regenerate()
-            session._update_meta(restart=True)
+            keep = session.handle
         else:
             session.destroy()
+            keep = None
+        if ctx.engine.revocation_store is not None:
+            yield from revocation.revoke_all(user, now, keep)
         return 0
     keep = session.meta.handle if session.meta is not None else None
     revoked = yield from revoke_all_flow(user, now, keep, ctx.engine.on_event)

@@ -255,7 +255,11 @@ class CookieEngine(Engine):
         elif session._regenerate:
             if current.user_id and self.revocation_store:
                 yield from revocation.revoke_handle(
-                    current.user_id, current.handle, current.absolute_deadline, now
+                    current.user_id,
+                    current.handle,
+                    current.absolute_deadline,
+                    now,
+                    keep=session.handle,
                 )
             base = current.with_changes(handle=ids.new_handle(), version=1)  # or the pending one
         else:
@@ -268,9 +272,17 @@ class CookieEngine(Engine):
         if (
             meta.user_id
             and self.revocation_store
-            and (current is None or session._regenerate or meta.user_id != current.user_id)
+            and (
+                current is None
+                or session._regenerate
+                or meta.user_id != current.user_id
+                or meta.absolute_deadline > current.absolute_deadline  # "remember me"
+            )
         ):
-            yield from revocation.ensure(meta.user_id, meta.absolute_deadline, now)
+            # the marker must outlive every session it governs
+            yield from revocation.ensure(
+                meta.user_id, meta.absolute_deadline, now, login=meta.created == now
+            )
         if data is None:
             data = session._encoded()
         value = self.encode(data, meta)
