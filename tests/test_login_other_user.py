@@ -175,3 +175,25 @@ def test_flask_login_user_of_another_user_starts_from_empty_data(
     log_in(client, "alice")
     me = client.get(f"{BASE}/me").get_json()
     assert (me["user"], me["data"]) == ("alice", {})
+
+
+def test_fastapi_another_users_login_starts_from_empty_data(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from starlette.testclient import TestClient
+
+    example = load("fastapi_app", monkeypatch, tmp_path)
+    client = TestClient(example.app, base_url="https://testserver")
+
+    def post(path: str) -> Any:
+        tok = client.get("/csrf").json()["csrf_token"]
+        return client.post(path, headers={"X-CSRF-Token": tok})
+
+    post("/login/bob")
+    post("/notes/theme?value=dark")
+    assert client.get("/me").json()["data"] == {"theme": "dark"}
+    post("/login/bob")
+    assert client.get("/me").json()["data"] == {"theme": "dark"}
+    post("/login/alice")
+    me = client.get("/me").json()
+    assert (me["user"], me["data"]) == ("alice", {})
