@@ -160,6 +160,28 @@ async def test_remember_me_keeps_the_marker_alive_as_long_as_the_session(
         assert await user(laptop, stolen) is None
 
 
+async def test_a_remember_me_session_revoked_from_another_device_stays_revoked(
+    revocation: Store, clock: FakeClock
+) -> None:
+    """Its 30-day deadline is unknown to the device that revokes it: the handle stays
+    listed as long as the marker, not for the default 12 hours."""
+    app = make_app(revocation, clock)
+    async with client_for(app) as laptop, client_for(app) as phone:
+        await laptop.get("/login")
+        await laptop.get("/remember")
+        await phone.get("/login")
+        laptop_handle = (await laptop.get("/me")).json()["handle"]
+        assert (await phone.post("/revoke", content=laptop_handle.encode())).json() == {
+            "revoked": True
+        }
+        assert await user(laptop) is None
+        for _ in range(3):  # 3 x 6 h, past 12 h; later revocations prune expired entries
+            clock.advance(6 * HOUR)
+            await phone.get("/login")
+            await phone.post("/revoke", content=ids.new_handle().encode())
+            assert await user(laptop) is None
+
+
 async def test_sessions_issued_before_a_lost_marker_stay_logged_out(clock: FakeClock) -> None:
     """The price of the rule above, said in the docs: losing the marker logs every
     device of the user out for good, not only until the next login."""

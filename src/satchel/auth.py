@@ -79,9 +79,9 @@ def _revoke_flow(session: Session, handle: str) -> Flow[bool]:
     if isinstance(ctx.engine, CookieEngine):
         if ctx.engine.revocation_store is None:
             return False
-        # the browser holds the others: a well-formed handle is listed (capped per user)
-        until = now + ctx.engine.expiry.absolute_timeout
-        yield from revocation.revoke_handle(user, handle, until, now, keep=session.handle)
+        # The browser holds the others: a well-formed handle is listed (capped per user)
+        # for as long as the marker lives, since that session's deadline is unknown here.
+        yield from revocation.revoke_handle(user, handle, None, now, keep=session.handle)
         return True
     return (yield from revoke_flow(user, handle, now, ctx.engine.on_event))
 

@@ -99,10 +99,12 @@ def ensure(user_id: str, until: float, now: float, login: bool = False) -> Flow[
 
 
 def revoke_handle(
-    user_id: str, handle: str, until: float, now: float, keep: str | None = None
+    user_id: str, handle: str, until: float | None, now: float, keep: str | None = None
 ) -> Flow[None]:
     """Log one session out: its handle is denied until its own absolute deadline
-    ``until``. Past :data:`MAX_REVOKED_HANDLES`, every session of the user logged in until
+    ``until``, or, when that is unknown (another device's session, which only the browser
+    holds), for as long as the marker lives, which is at least as long as any session it
+    governs. Past :data:`MAX_REVOKED_HANDLES`, every session of the user logged in until
     ``now`` is revoked instead, except ``keep`` (the caller's current handle)."""
     if not ids.is_handle(handle):
         return  # not a handle satchel made: nothing to write
@@ -110,6 +112,8 @@ def revoke_handle(
     marker = yield Load(key, now)
     if marker is None:
         return  # nothing to do: without a marker every session of the user is invalid
+    if until is None:
+        until = marker.meta.expires_at
     listed = {
         name
         for name, value in marker.data.items()
