@@ -146,3 +146,50 @@ def test_wsgi_request_in_flight_during_logout_cannot_log_the_browser_back_in(
         worker.join(10)
         assert set_cookie_value(late[0].headers) == c.cookies["satchel"]
         assert c.get("/me").json() == {"user": None}
+
+
+def test_flask_late_response_after_logout_does_not_log_the_browser_back_in() -> None:
+    """Flask's test client cannot overlap requests: a second client carries the browser's
+    cookie as it was when the slow request left, and its late response is then applied to
+    the browser's jar, after the logout's."""
+    from flask import Flask
+    from flask import session as flask_session
+
+    from satchel.integrations.flask import Satchel, login_user, logout_user
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=KEY, SATCHEL_STORE="cookie://", SATCHEL_CSRF=False)
+    Satchel(app)
+
+    @app.get("/login")
+    def flask_login() -> str:
+        login_user("alice")
+        return "in"
+
+    @app.get("/logout")
+    def flask_logout() -> str:
+        logout_user()
+        return "out"
+
+    @app.get("/slow")
+    def flask_slow() -> str:
+        flask_session["n"] = flask_session.get("n", 0) + 1
+        return "done"
+
+    @app.get("/me")
+    def flask_me() -> dict[str, object]:
+        return {"user": getattr(flask_session, "user_id", None), "n": flask_session.get("n")}
+
+    browser, in_flight = app.test_client(), app.test_client()
+    base = "https://localhost"
+    browser.get(f"{base}/login")
+    found = browser.get_cookie("satchel", domain="localhost")
+    assert found is not None
+    in_flight.set_cookie("satchel", found.value, domain="localhost", secure=True)
+    browser.get(f"{base}/logout")
+    in_flight.get(f"{base}/slow")
+    late = in_flight.get_cookie("satchel", domain="localhost")
+    assert late is not None
+    assert late.value != found.value  # the late response set the logged-in cookie again
+    browser.set_cookie("satchel", late.value, domain="localhost", secure=True)
+    assert browser.get(f"{base}/me").get_json() == {"user": None, "n": None}
