@@ -1,7 +1,7 @@
 """Cookie sessions: a revoked cookie stays revoked when its marker is lost or outlived,
 "log out other devices" never extends the absolute deadline, and revoking junk or
 foreign handles cannot grow the marker. Revocation stores are real (memory, SQLite,
-Redis); the clock is the app's FakeClock."""
+Redis, Memcached); the clock is the app's FakeClock."""
 
 from __future__ import annotations
 
@@ -108,18 +108,23 @@ async def user(c: httpx.AsyncClient, cookie: str | None = None) -> str | None:
     return response.json()["user"]  # type: ignore[no-any-return]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "memcached"])
 async def revocation(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     store: Store
+    prefix = f"lifecycle-{uuid.uuid4().hex[:8]}:"
     if request.param == "memory":
         store = MemoryStore()
     elif request.param == "sqlite":
         store = SQLiteStore(tmp_path / "revocation.db")
-    else:
+    elif request.param == "redis":
         from satchel.stores.redis import RedisStore
 
-        url = request.getfixturevalue("redis_url")
-        store = RedisStore(url, prefix=f"lifecycle-{uuid.uuid4().hex[:8]}:")
+        store = RedisStore(request.getfixturevalue("redis_url"), prefix=prefix)
+    else:
+        from satchel.stores.memcached import MemcachedStore
+
+        server = request.getfixturevalue("memcached")
+        store = MemcachedStore([("127.0.0.1", server.port)], prefix=prefix)
     yield store
     await store.aclose()
     store.close()
