@@ -26,11 +26,12 @@ from .stores.base import Store
 
 T = TypeVar("T")
 
+R = TypeVar("R")
+
 MAX_SESSIONS_PER_USER = 1000
 """Hard cap on one user's live sessions in a server-side store (``max_sessions_per_user``
 lowers it). A login past it ends that user's oldest sessions, and every login prunes the
 user's index, so neither the sessions nor the index of one user grow without limit."""
-R = TypeVar("R")
 
 
 # -- store operations ---------------------------------------------------------------------
