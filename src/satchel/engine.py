@@ -25,7 +25,6 @@ from .session import Session
 from .stores.base import Store
 
 T = TypeVar("T")
-
 R = TypeVar("R")
 
 MAX_SESSIONS_PER_USER = 1000
