@@ -321,3 +321,18 @@ def test_corrupt_record_is_discarded_with_a_warning_never_a_500(
         for r in security_log.records
     )
     assert runtime()[0].load(key, 0) is None
+
+
+def test_another_users_login_starts_from_empty_data(django_app: ModuleType) -> None:
+    """Django's own ``login`` flushes a session that belongs to another user; satchel's
+    engine keeps that: bob's data never reaches alice, the same user keeps his."""
+    c = client()
+    log_in(c, "bob", "builder")
+    c.post("/notes/theme", {"value": "dark"}, secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+    assert c.get("/me", secure=True).json()["data"] == {"theme": "dark"}
+    log_in(c, "bob", "builder")  # the same user again: kept
+    assert c.get("/me", secure=True).json()["data"] == {"theme": "dark"}
+    bobs = c.cookies["sessionid"].value
+    log_in(c, "alice")
+    assert c.get("/me", secure=True).json() == {"user": "alice", "data": {}}
+    assert c.cookies["sessionid"].value != bobs

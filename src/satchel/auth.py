@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import revocation
+from . import ids, revocation
 from .cookiestore import CookieEngine
 from .engine import Flow, adrive, drive
 from .errors import SessionStateError
@@ -21,10 +21,19 @@ from .users import SessionInfo, list_flow, revoke_all_flow, revoke_flow
 def login(session: Session, user_id: str) -> None:
     """Bind ``user_id`` to the session under a new ID (the pre-login ID then resolves to
     nothing), restart its absolute timeout, record the device it logged in from, and
-    rotate its CSRF secret (bound to the new handle)."""
+    rotate its CSRF secret (bound to the new handle).
+
+    The data is kept when an anonymous session logs in (a cart filled before signing in)
+    and when the same user authenticates again. When the session belongs to *another*
+    user, it starts from empty data and default expiry, as Django's ``login`` does: alice
+    signing in on bob's browser never sees bob's data, and a logged-in cookie tossed into
+    a victim's browser cannot plant values in the victim's session."""
     if not isinstance(user_id, str) or not user_id:
         raise ValueError("user_id must be a non-empty string")
+    previous = session.user_id
     session.regenerate()
+    if previous is not None and previous != user_id:
+        session._start_over()
     session._update_meta(user_id=user_id, restart=True, device=True)
 
 
@@ -62,14 +71,17 @@ def _sessions_flow(session: Session) -> Flow[list[SessionInfo]]:
 def _revoke_flow(session: Session, handle: str) -> Flow[bool]:
     ctx = _context(session)
     now, user = ctx.engine.clock(), session.user_id or ""
+    if not ids.is_handle(handle):
+        return False  # refused before any store call: handles have one exact format
     if handle == session.handle:
         session.destroy()
         return True
     if isinstance(ctx.engine, CookieEngine):
         if ctx.engine.revocation_store is None:
             return False
-        until = now + ctx.engine.expiry.absolute_timeout
-        yield from revocation.revoke_handle(user, handle, until, now)
+        # The browser holds the others: a well-formed handle is listed (capped per user)
+        # for as long as the marker lives, since that session's deadline is unknown here.
+        yield from revocation.revoke_handle(user, handle, None, now, keep=session.handle)
         return True
     return (yield from revoke_flow(user, handle, now, ctx.engine.on_event))
 
@@ -78,13 +90,17 @@ def _revoke_all_flow(session: Session, keep_current: bool) -> Flow[int]:
     ctx = _context(session)
     now, user = ctx.engine.clock(), session.user_id or ""
     if isinstance(ctx.engine, CookieEngine):
-        if ctx.engine.revocation_store is not None:
-            yield from revocation.revoke_all(user, now)
-        if keep_current:  # re-issue this session after the epoch, under a new handle
+        if keep_current:
+            # Re-issue this session under a new handle that the epoch spares. Its absolute
+            # deadline stays: only a fresh login starts one, or a thief holding a stolen
+            # cookie could keep it alive for ever by calling this.
             session.regenerate()
-            session._update_meta(restart=True)
+            keep = session.handle
         else:
             session.destroy()
+            keep = None
+        if ctx.engine.revocation_store is not None:
+            yield from revocation.revoke_all(user, now, keep)
         return 0
     keep = session.meta.handle if session.meta is not None else None
     revoked = yield from revoke_all_flow(user, now, keep, ctx.engine.on_event)

@@ -20,8 +20,11 @@ Revocation works through per-user markers in a server-side store (:mod:`.revocat
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
+import math
+import re
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +45,10 @@ from .stores.base import Store
 
 MAX_COOKIE_BYTES = 4096
 MAX_PAYLOAD_BYTES = 64 * 1024  # refuse to inflate more than this (zip bombs)
+PURPOSE_LOGOUT = b"satchel/logout-tombstone/v1"
+TOMBSTONE_SUFFIX = "-logout"
+_TOMBSTONE_AT = re.compile(r"[0-9]{1,16}")
+_SIGNATURE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _VERSIONS = {"e1": (True, False), "e1z": (True, True), "s1": (False, False), "s1z": (False, True)}
 
 
@@ -108,6 +115,7 @@ class CookieEngine(Engine):
         )
         self.options = options
         self.revocation_store = revocation_store
+        self._tombstone = dataclasses.replace(cookie, name=cookie.name + TOMBSTONE_SUFFIX)
         self._version = ("s1" if options.signed else "e1") + ("z" if options.compress else "")
         if revocation_store is None:
             logger.warning(
@@ -203,6 +211,8 @@ class CookieEngine(Engine):
         for value in values:
             payload = self.decode(value)
             if payload is not None:
+                if self._logged_out(payload.meta, header):
+                    return None, False
                 return payload, False
         if values:  # our cookie was there, and none of its values holds up
             security.warning(
@@ -210,6 +220,42 @@ class CookieEngine(Engine):
             )
             emit(self.on_event, "security", reason="tampered_cookie")
         return None, False
+
+    # -- the logout tombstone (cookie sessions without a revocation store) ---------------------
+    # A request in flight during a logout answers after it and would set the logged-in
+    # cookie again. Logout therefore also sets a small signed cookie, ``<name>-logout``,
+    # holding the logged-out session's login time: a logged-in cookie session that logged
+    # in at or before it is no session in this browser. It lives as long as the sessions
+    # it governs. It needs no server state, and stops only the browser that logged out: a
+    # thief's copy of the cookie comes without it (that needs a revocation store).
+
+    def _tombstone_header(self, gone: Meta, now: float) -> str:
+        keyring = self.keyring
+        assert keyring is not None
+        at = str(math.ceil(gone.created * 1000))  # ms, rounded up: "at or before" holds
+        value = f"{at}.{keyring.sign(PURPOSE_LOGOUT, f'{self.cookie.name}.{at}')}"
+        lifetime = max(gone.absolute_deadline - now, self.expiry.absolute_timeout)
+        return self._tombstone.set_header(value, math.ceil(lifetime))
+
+    def _logged_out(self, meta: Meta, header: str) -> bool:
+        """Whether this browser logged out the logged-in session ``meta`` (or a later one
+        of the same login) without a revocation store."""
+        if meta.user_id is None or self.revocation_store is not None:
+            return False
+        keyring = self.keyring
+        assert keyring is not None
+        for value in cookie_values(header, self._tombstone.name):
+            at, _, signature = value.partition(".")
+            if (
+                _TOMBSTONE_AT.fullmatch(at)
+                and _SIGNATURE.fullmatch(signature)
+                and keyring.verify(PURPOSE_LOGOUT, f"{self.cookie.name}.{at}", signature)
+                and meta.created * 1000 <= int(at)
+            ):
+                security.info("logged-out cookie session presented again (handle %s)", meta.handle)
+                emit(self.on_event, "security", reason="logged_out_cookie", handle=meta.handle)
+                return True
+        return False
 
     def open(  # type: ignore[override]
         self, session: Session, payload: Payload | None, resign: bool = False
@@ -248,10 +294,13 @@ class CookieEngine(Engine):
         destroyed = bool(session._destroyed_keys)
         old_meta = session._destroyed_meta
         session._destroyed_keys, session._destroyed_meta = [], None
-        if destroyed and old_meta is not None and old_meta.user_id and self.revocation_store:
-            yield from revocation.revoke_handle(
-                old_meta.user_id, old_meta.handle, old_meta.absolute_deadline, now
-            )
+        if destroyed and old_meta is not None and old_meta.user_id:
+            if self.revocation_store is not None:
+                yield from revocation.revoke_handle(
+                    old_meta.user_id, old_meta.handle, old_meta.absolute_deadline, now
+                )
+            elif session._context is not None:
+                session._context.cookies.append(self._tombstone_header(old_meta, now))
         current = session._meta
         data: dict[str, str] | None = None
         if current is None:
@@ -266,7 +315,11 @@ class CookieEngine(Engine):
         elif session._regenerate:
             if current.user_id and self.revocation_store:
                 yield from revocation.revoke_handle(
-                    current.user_id, current.handle, current.absolute_deadline, now
+                    current.user_id,
+                    current.handle,
+                    current.absolute_deadline,
+                    now,
+                    keep=session.handle,
                 )
             base = current.with_changes(handle=ids.new_handle(), version=1)  # or the pending one
         else:
@@ -279,9 +332,17 @@ class CookieEngine(Engine):
         if (
             meta.user_id
             and self.revocation_store
-            and (current is None or session._regenerate or meta.user_id != current.user_id)
+            and (
+                current is None
+                or session._regenerate
+                or meta.user_id != current.user_id
+                or meta.absolute_deadline > current.absolute_deadline  # "remember me"
+            )
         ):
-            yield from revocation.ensure(meta.user_id, meta.absolute_deadline, now)
+            # the marker must outlive every session it governs
+            yield from revocation.ensure(
+                meta.user_id, meta.absolute_deadline, now, login=meta.created == now
+            )
         if data is None:
             data = session._encoded()
         value = self.encode(data, meta)

@@ -27,6 +27,11 @@ from .stores.base import Store
 T = TypeVar("T")
 R = TypeVar("R")
 
+MAX_SESSIONS_PER_USER = 1000
+"""Hard cap on one user's live sessions in a server-side store (``max_sessions_per_user``
+lowers it). A login past it ends that user's oldest sessions, and every login prunes the
+user's index, so neither the sessions nor the index of one user grow without limit."""
+
 
 # -- store operations ---------------------------------------------------------------------
 
@@ -208,8 +213,12 @@ class Engine:
         if encrypt_at_rest and self.keyring is None:
             raise ConfigurationError("encrypt_at_rest needs secret_keys")
         self.encrypt_at_rest = encrypt_at_rest
-        if max_sessions_per_user is not None and max_sessions_per_user < 1:
-            raise ConfigurationError("max_sessions_per_user must be at least 1 (or None)")
+        if max_sessions_per_user is not None and not 1 <= max_sessions_per_user <= (
+            MAX_SESSIONS_PER_USER
+        ):
+            raise ConfigurationError(
+                f"max_sessions_per_user must be between 1 and {MAX_SESSIONS_PER_USER} (or None)"
+            )
         self.max_sessions_per_user = max_sessions_per_user
         self.on_event = on_event
         self.cookie = cookie
@@ -396,14 +405,17 @@ class Engine:
         emit(self.on_event, kind, handle=meta.handle, user_id=meta.user_id)
         if meta.user_id:
             yield IndexAdd(meta.user_id, key, meta.absolute_deadline)
-            if self.max_sessions_per_user is not None:
-                yield from self._enforce_cap(meta.user_id, key, now)
+            yield from self._enforce_cap(meta.user_id, key, now)
 
     def _enforce_cap(self, user_id: str, newest: str, now: float) -> Flow[None]:
-        """Keep at most ``max_sessions_per_user`` sessions: evict the oldest others."""
-        assert self.max_sessions_per_user is not None
-        sessions = yield ListUser(user_id, now)
-        excess = len(sessions) - self.max_sessions_per_user
+        """Keep at most ``max_sessions_per_user`` sessions (at most
+        :data:`MAX_SESSIONS_PER_USER` when unset): evict the oldest others. Listing also
+        prunes the store's per-user index of sessions that ended, so one user logging in
+        again and again cannot grow it (each login regenerates, leaving a dead entry)."""
+        cap = self.max_sessions_per_user or MAX_SESSIONS_PER_USER
+        listed = yield ListUser(user_id, now)
+        sessions = [(k, m) for k, m in listed if m.user_id == user_id]  # never another's
+        excess = len(sessions) - cap
         if excess <= 0:
             return
         others = sorted((m.created, k, m) for k, m in sessions if k != newest)
@@ -445,9 +457,10 @@ class Engine:
             plain[name] = text
         return plain
 
-    @staticmethod
-    def _next_meta(meta: Meta, updates: dict[str, Any], now: float, info: InfoSource) -> Meta:
+    def _next_meta(self, meta: Meta, updates: dict[str, Any], now: float, info: InfoSource) -> Meta:
         changes = dict(updates)
+        if changes.pop("fresh", False):  # another user logs in: nothing of the last one's
+            meta = self.expiry.new_meta(meta.handle, now, user_agent=None, client_ip=None)
         if changes.pop("device", False):  # a login records the device it happened on
             device = info()
             changes["user_agent"], changes["client_ip"] = device.user_agent, device.client_ip

@@ -15,8 +15,10 @@ import secrets
 ID_BYTES = 32
 ID_LENGTH = 43  # len(base64url(32 bytes)) without padding
 HANDLE_BYTES = 9  # 72 bits: unguessable, short enough for a UI
+HANDLE_LENGTH = 12  # len(base64url(9 bytes)): no padding, no spare bits
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 _KEY_RE = re.compile(r"[0-9a-f]{64}")
+_HANDLE_RE = re.compile(r"[A-Za-z0-9_-]{12}")
 
 
 def b64encode(raw: bytes) -> str:
@@ -76,3 +78,9 @@ def log_ref(key: str) -> str:
 def new_handle() -> str:
     """A public handle: shown in UIs and used to revoke a session, never usable as a cookie."""
     return secrets.token_urlsafe(HANDLE_BYTES)
+
+
+def is_handle(value: object) -> bool:
+    """True only for the exact format :func:`new_handle` produces (12 base64url
+    characters), so junk a client sends as a "handle" is refused before any store call."""
+    return isinstance(value, str) and _HANDLE_RE.fullmatch(value) is not None

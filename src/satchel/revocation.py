@@ -1,44 +1,63 @@
 """Revocation for sessions that live in the browser (the cookie store).
 
 A cookie session cannot be deleted on the server, so logging out needs a small server-side
-record per user, kept in any satchel store: the *marker*. It holds
+record per user, kept in any satchel store: the *marker*. A logged-in cookie session is
+valid only if
 
-* ``epoch``: sessions of that user created (logged in) at or before this time are revoked
-  ("log out everywhere", password change);
-* ``h:<handle>``: one logged-out session, until its absolute deadline.
+* the marker exists: a missing marker (never created, expired, evicted by Memcached,
+  flushed) means revoked, so every failure fails closed;
+* the session was logged in at or after the marker's creation time (``meta.created``):
+  when a marker is lost and the next login makes a new one, every cookie issued before
+  it stays dead, revoked ones included, instead of coming back to life;
+* the session was logged in after ``epoch`` ("log out everywhere", "log out other
+  devices"), unless it is the one session ``keep`` names (the device that asked to log
+  the others out, re-issued under a new handle with its original deadline);
+* its handle is not listed as ``h:<handle>`` (one logged-out session, until its absolute
+  deadline).
 
-The marker is created at login and must exist for a logged-in cookie session to be valid:
-a missing marker (never created, expired, or evicted by Memcached) means revoked, so every
-failure fails closed. Each change is a per-key commit, so two devices logging out at once
-both stick. The record is keyed like a session, by a SHA-256 (of the user ID here).
+The marker lives as long as the longest cookie session it governs: its lifetime grows with
+every login, "remember me" extension and revocation. At most :data:`MAX_REVOKED_HANDLES`
+handles are listed; one more folds them all into the epoch (every session of the user
+logged in until then is revoked, except the current one), so a user revoking junk cannot
+grow the record. Each change is a per-key commit, so two devices logging out at once both
+stick. The record is keyed like a session, by a SHA-256 (of the user ID here).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 
-from . import codec
+from . import codec, ids
 from .engine import Create, Flow, Load, Update
 from .errors import StoreError
 from .record import Change, Meta, Record
 
 EPOCH = "epoch"
+KEEP = "keep"
 HANDLE_PREFIX = "h:"
+MAX_REVOKED_HANDLES = 100
+"""Logged-out handles one marker lists (about 3.5 KB); past it they fold into the epoch."""
 
 
 def marker_key(user_id: str) -> str:
     return hashlib.sha256(b"satchel/revocation\0" + user_id.encode("utf-8")).hexdigest()
 
 
-def _marker_meta(now: float, until: float) -> Meta:
-    lifetime = max(until - now, 1.0)
+def _marker_meta(created: float, until: float) -> Meta:
     return Meta(
         handle="revocation",
-        created=now,
-        last_seen=now,
+        created=created,
+        last_seen=created,
         absolute_deadline=until,
-        idle_timeout=lifetime,
+        idle_timeout=max(until - created, 1.0),
+    )
+
+
+def _lasting(meta: Meta, until: float, now: float) -> Meta:
+    """``meta`` of a marker, seen at ``now`` and living at least until ``until``."""
+    until = max(until, meta.expires_at)
+    return meta.with_changes(
+        last_seen=now, absolute_deadline=until, idle_timeout=max(until - now, 1.0)
     )
 
 
@@ -46,51 +65,92 @@ def is_valid(marker: Record | None, meta: Meta) -> bool:
     """Whether a logged-in cookie session with ``meta`` survives the user's marker."""
     if marker is None:
         return False  # fail closed: no marker, no session
+    if meta.created < marker.meta.created:
+        return False  # issued before this marker: the one that knew about it was lost
     epoch = marker.data.get(EPOCH)
     if epoch is not None and meta.created <= codec.decode(epoch):
-        return False
+        keep = marker.data.get(KEEP)
+        if keep is None or codec.decode(keep) != meta.handle:
+            return False
     return HANDLE_PREFIX + meta.handle not in marker.data
 
 
-def ensure(user_id: str, until: float, now: float) -> Flow[None]:
-    """At login: make sure the marker exists and lives at least until ``until``."""
+def ensure(user_id: str, until: float, now: float, login: bool = False) -> Flow[None]:
+    """Make sure the marker exists and lives at least until ``until`` (a session's
+    absolute deadline). Called at login (``login=True``: the session was issued at
+    ``now``) and whenever a logged-in cookie session's deadline grows."""
     key = marker_key(user_id)
     marker = yield Load(key, now)
     if marker is None:
-        with contextlib.suppress(StoreError):  # another login made it at the same moment
+        try:
             yield Create(key, Record({}, _marker_meta(now, until)))
-        return
-    if marker.meta.expires_at < until:
-        yield Update(key, Change(meta=_marker_meta(marker.meta.created, until)), now)
+            return
+        except StoreError:  # another login made it at the same moment: check that one
+            marker = yield Load(key, now)
+            if marker is None:
+                return  # fail closed: the session will not be honoured
+    meta = marker.meta
+    if login and meta.created > now:  # a concurrent login's clock read later than ours
+        meta = meta.with_changes(created=now)
+    if meta.expires_at < until:
+        meta = _lasting(meta, until, now)
+    if meta != marker.meta:
+        yield Update(key, Change(meta=meta), now)
 
 
-def revoke_handle(user_id: str, handle: str, until: float, now: float) -> Flow[None]:
-    """Log one session out: its handle is denied until its own absolute deadline."""
+def revoke_handle(
+    user_id: str, handle: str, until: float | None, now: float, keep: str | None = None
+) -> Flow[None]:
+    """Log one session out: its handle is denied until its own absolute deadline
+    ``until``, or, when that is unknown (another device's session, which only the browser
+    holds), for as long as the marker lives, which is at least as long as any session it
+    governs. Past :data:`MAX_REVOKED_HANDLES`, every session of the user logged in until
+    ``now`` is revoked instead, except ``keep`` (the caller's current handle)."""
+    if not ids.is_handle(handle):
+        return  # not a handle satchel made: nothing to write
     key = marker_key(user_id)
     marker = yield Load(key, now)
     if marker is None:
         return  # nothing to do: without a marker every session of the user is invalid
-    stale = frozenset(
+    if until is None:
+        until = marker.meta.expires_at
+    listed = {
         name
         for name, value in marker.data.items()
-        if name.startswith(HANDLE_PREFIX) and codec.decode(value) <= now
-    )
+        if name.startswith(HANDLE_PREFIX) and codec.decode(value) > now
+    }
+    stale = frozenset(n for n in marker.data if n.startswith(HANDLE_PREFIX)) - listed
+    listed.add(HANDLE_PREFIX + handle)
+    if len(listed) > MAX_REVOKED_HANDLES:
+        yield from revoke_all(user_id, now, keep, until, marker)
+        return
     change = Change(
-        meta=marker.meta.with_changes(last_seen=now),
+        meta=_lasting(marker.meta, until, now),
         set={HANDLE_PREFIX + handle: codec.encode(until)},
         delete=stale,
     )
     yield Update(key, change, now)
 
 
-def revoke_all(user_id: str, now: float) -> Flow[None]:
-    """Log the user out everywhere: every cookie session created until now is revoked."""
+def revoke_all(
+    user_id: str,
+    now: float,
+    keep: str | None = None,
+    until: float = 0.0,
+    marker: Record | None = None,
+) -> Flow[None]:
+    """Log the user out everywhere: every cookie session logged in until now is revoked,
+    except the one whose handle is ``keep`` (log out the *other* devices)."""
     key = marker_key(user_id)
-    marker = yield Load(key, now)
     if marker is None:
-        return
+        marker = yield Load(key, now)
+        if marker is None:
+            return
     stale = frozenset(n for n in marker.data if n.startswith(HANDLE_PREFIX))
-    change = Change(
-        meta=marker.meta.with_changes(last_seen=now), set={EPOCH: codec.encode(now)}, delete=stale
-    )
+    values = {EPOCH: codec.encode(now)}
+    if keep is not None:
+        values[KEEP] = codec.encode(keep)
+    else:
+        stale |= {KEEP}
+    change = Change(meta=_lasting(marker.meta, until, now), set=values, delete=stale)
     yield Update(key, change, now)

@@ -205,6 +205,15 @@ class Session(dict[str, Any]):
         self._regenerate = True
         self._meta_updates["handle"] = ids.new_handle()
 
+    def _start_over(self) -> None:
+        """Drop every value and the metadata's per-session choices (expiry, persistence) at
+        the next commit, keeping the record's place: what a login by another user needs."""
+        self._ensure_loaded()
+        dict.clear(self)
+        self._cleared = True
+        self._accessed = self._maybe_modified = True
+        self._update_meta(fresh=True)
+
     def destroy(self) -> None:
         """Delete the record at commit and expire the cookie. Later writes start a new session."""
         self._ensure_loaded()

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import ids
 from .engine import Delete, Flow, ListUser, adrive, drive
 from .events import EventHook, emit
 from .record import Meta
@@ -49,8 +50,18 @@ class SessionInfo:
         )
 
 
-def list_flow(user_id: str, now: float, current: str | None = None) -> Flow[list[SessionInfo]]:
+def own_sessions(user_id: str, now: float) -> Flow[list[tuple[str, Meta]]]:
+    """The store's listing of ``user_id``'s sessions, keeping only records whose own
+    metadata names exactly that user. Defence in depth: an index can hand back a foreign
+    record (MariaDB's PAD SPACE collations once made ``"alice "`` list alice's sessions;
+    a corrupt or hand-edited index can do the same), and nothing here may show, revoke or
+    count another user's session because of it."""
     sessions = yield ListUser(user_id, now)
+    return [(key, meta) for key, meta in sessions if meta.user_id == user_id]
+
+
+def list_flow(user_id: str, now: float, current: str | None = None) -> Flow[list[SessionInfo]]:
+    sessions = yield from own_sessions(user_id, now)
     infos = [SessionInfo.of(meta, current) for _, meta in sessions]
     return sorted(infos, key=lambda i: (not i.current, -i.last_seen))
 
@@ -60,7 +71,9 @@ def revoke_flow(
 ) -> Flow[bool]:
     """Revoke the session of ``user_id`` whose public handle is ``handle``; False if that
     user has no such session (another user's handle never matches)."""
-    for key, meta in (yield ListUser(user_id, now)):
+    if not ids.is_handle(handle):
+        return False  # not a handle at all: no store call
+    for key, meta in (yield from own_sessions(user_id, now)):
         if meta.handle == handle:
             deleted = yield Delete(key)
             if deleted:
@@ -74,7 +87,7 @@ def revoke_all_flow(
 ) -> Flow[int]:
     """Revoke every session of ``user_id`` except the one with handle ``keep``; how many."""
     revoked = 0
-    for key, meta in (yield ListUser(user_id, now)):
+    for key, meta in (yield from own_sessions(user_id, now)):
         if meta.handle != keep and (yield Delete(key)):
             revoked += 1
             emit(on_event, "revoked", handle=meta.handle, user_id=user_id, reason="all")

@@ -1,0 +1,306 @@
+"""Cookie sessions: a revoked cookie stays revoked when its marker is lost or outlived,
+"log out other devices" never extends the absolute deadline, and revoking junk or
+foreign handles cannot grow the marker. Revocation stores are real (memory, SQLite,
+Redis, Memcached); the clock is the app's FakeClock."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from satchel import MemoryStore, Session, SQLiteStore, ids, login, logout
+from satchel.asgi import SessionMiddleware
+from satchel.auth import alogout_other_devices, arevoke
+from satchel.revocation import HANDLE_PREFIX, MAX_REVOKED_HANDLES, marker_key
+from satchel.stores.base import Store
+from satchel.testing import FakeClock
+
+from .conftest import KEY
+
+pytestmark = pytest.mark.anyio
+HOUR, DAY = 3600, 86_400
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _session(request: Request) -> Session:
+    assert isinstance(request.session, Session)
+    return request.session
+
+
+async def do_login(request: Request) -> Response:
+    login(_session(request), request.query_params.get("user", "alice"))
+    return PlainTextResponse("in")
+
+
+async def do_logout(request: Request) -> Response:
+    logout(_session(request))
+    return PlainTextResponse("out")
+
+
+async def remember(request: Request) -> Response:
+    _session(request).set_expiry(idle_timeout=7 * DAY, absolute_timeout=30 * DAY, persistent=True)
+    return PlainTextResponse("remembered")
+
+
+async def me(request: Request) -> Response:
+    session = _session(request)
+    meta = session.meta
+    return JSONResponse(
+        {
+            "user": session.user_id,
+            "handle": session.handle,
+            "deadline": None if meta is None else meta.absolute_deadline,
+        }
+    )
+
+
+async def others(request: Request) -> Response:
+    return JSONResponse({"revoked": await alogout_other_devices(_session(request))})
+
+
+async def revoke(request: Request) -> Response:
+    handle = (await request.body()).decode()
+    return JSONResponse({"revoked": await arevoke(_session(request), handle)})
+
+
+ROUTES = [
+    Route("/login", do_login),
+    Route("/logout", do_logout),
+    Route("/remember", remember),
+    Route("/me", me),
+    Route("/others", others),
+    Route("/revoke", revoke, methods=["POST"]),
+]
+
+
+def make_app(revocation: Store | None, clock: FakeClock, **options: Any) -> SessionMiddleware:
+    return SessionMiddleware(
+        Starlette(routes=ROUTES),
+        store="cookie://",
+        secret_keys=[KEY],
+        revocation_store=revocation,
+        clock=clock,
+        csrf=False,
+        **options,
+    )
+
+
+def client_for(app: SessionMiddleware) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://testserver")
+
+
+async def user(c: httpx.AsyncClient, cookie: str | None = None) -> str | None:
+    headers = {"cookie": f"satchel={cookie}"} if cookie is not None else None
+    response = await c.get("/me", headers=headers)
+    return response.json()["user"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "memcached"])
+async def revocation(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    store: Store
+    prefix = f"lifecycle-{uuid.uuid4().hex[:8]}:"
+    if request.param == "memory":
+        store = MemoryStore()
+    elif request.param == "sqlite":
+        store = SQLiteStore(tmp_path / "revocation.db")
+    elif request.param == "redis":
+        from satchel.stores.redis import RedisStore
+
+        store = RedisStore(request.getfixturevalue("redis_url"), prefix=prefix)
+    else:
+        from satchel.stores.memcached import MemcachedStore
+
+        server = request.getfixturevalue("memcached")
+        store = MemcachedStore([("127.0.0.1", server.port)], prefix=prefix)
+    yield store
+    await store.aclose()
+    store.close()
+
+
+# -- the marker lost or outlived ----------------------------------------------------------------
+
+
+async def test_revoked_cookie_stays_revoked_when_the_marker_is_lost(
+    revocation: Store, clock: FakeClock
+) -> None:
+    app = make_app(revocation, clock)
+    async with client_for(app) as laptop, client_for(app) as phone:
+        await laptop.get("/login")
+        stolen = laptop.cookies["satchel"]
+        await laptop.get("/logout")
+        assert await user(laptop, stolen) is None
+        assert revocation.delete(marker_key("alice"))  # evicted, flushed, restored...
+        clock.advance(1)
+        await phone.get("/login")  # the next login makes a new marker
+        assert await user(phone) == "alice"
+        assert await user(laptop, stolen) is None  # issued before the new marker: dead
+
+
+async def test_remember_me_keeps_the_marker_alive_as_long_as_the_session(
+    revocation: Store, clock: FakeClock
+) -> None:
+    app = make_app(revocation, clock)
+    async with client_for(app) as laptop, client_for(app) as phone:
+        await laptop.get("/login")  # marker made for the default 12 h
+        await laptop.get("/remember")  # this session now lasts 30 days
+        stolen = laptop.cookies["satchel"]
+        await laptop.get("/logout")
+        clock.advance(13 * HOUR)  # past the login's 12 h
+        assert revocation.load(marker_key("alice"), clock()) is not None
+        await phone.get("/login")
+        assert await user(phone) == "alice"
+        assert await user(laptop, stolen) is None
+
+
+async def test_a_remember_me_session_revoked_from_another_device_stays_revoked(
+    revocation: Store, clock: FakeClock
+) -> None:
+    """Its 30-day deadline is unknown to the device that revokes it: the handle stays
+    listed as long as the marker, not for the default 12 hours."""
+    app = make_app(revocation, clock)
+    async with client_for(app) as laptop, client_for(app) as phone:
+        await laptop.get("/login")
+        await laptop.get("/remember")
+        await phone.get("/login")
+        laptop_handle = (await laptop.get("/me")).json()["handle"]
+        assert (await phone.post("/revoke", content=laptop_handle.encode())).json() == {
+            "revoked": True
+        }
+        assert await user(laptop) is None
+        for _ in range(3):  # 3 x 6 h, past 12 h; later revocations prune expired entries
+            clock.advance(6 * HOUR)
+            await phone.get("/login")
+            await phone.post("/revoke", content=ids.new_handle().encode())
+            assert await user(laptop) is None
+
+
+async def test_sessions_issued_before_a_lost_marker_stay_logged_out(clock: FakeClock) -> None:
+    """The price of the rule above, said in the docs: losing the marker logs every
+    device of the user out for good, not only until the next login."""
+    revocation = MemoryStore()
+    app = make_app(revocation, clock)
+    async with client_for(app) as one, client_for(app) as two:
+        await one.get("/login")
+        revocation.delete(marker_key("alice"))
+        clock.advance(1)
+        await two.get("/login")
+        assert await user(one) is None
+        assert await user(two) == "alice"
+
+
+async def test_logins_on_servers_with_skewed_clocks_both_survive_the_new_marker(
+    clock: FakeClock,
+) -> None:
+    """A login whose clock reads earlier than the marker's creation time lowers it: two
+    first logins racing on two servers both stay logged in."""
+    revocation = MemoryStore()
+    ahead = FakeClock(clock() + 5)
+    fast, slow = make_app(revocation, ahead), make_app(revocation, clock)
+    async with client_for(fast) as one, client_for(slow) as two:
+        await one.get("/login")  # makes the marker at t + 5
+        await two.get("/login")  # logged in at t
+        assert await user(two) == "alice"
+        assert await user(one) == "alice"
+
+
+# -- "log out other devices" never extends the deadline --------------------------------------
+
+
+@pytest.mark.parametrize("with_store", [True, False])
+async def test_log_out_other_devices_keeps_the_absolute_deadline(
+    with_store: bool, clock: FakeClock
+) -> None:
+    app = make_app(
+        MemoryStore() if with_store else None,
+        clock,
+        idle_timeout=6 * HOUR,
+        absolute_timeout=12 * HOUR,
+    )
+    async with client_for(app) as thief, client_for(app) as owner:
+        await thief.get("/login")
+        await owner.get("/login")
+        deadline = (await thief.get("/me")).json()["deadline"]
+        for _ in range(2):  # every 5 hours, the thief "logs out the other devices"
+            clock.advance(5 * HOUR)
+            before = thief.cookies["satchel"]
+            await thief.get("/others")
+            assert thief.cookies["satchel"] != before  # re-issued, under a new handle
+            assert (await thief.get("/me")).json()["deadline"] == deadline
+        clock.advance(5 * HOUR)
+        assert await user(thief) is None  # 15 hours after a login of at most 12
+        if with_store:
+            assert await user(owner) is None
+
+
+async def test_the_reissued_cookie_survives_the_epoch_it_wrote(clock: FakeClock) -> None:
+    """No time passes between the epoch and the re-issued cookie (one FakeClock instant)."""
+    app = make_app(MemoryStore(), clock)
+    async with client_for(app) as phone, client_for(app) as laptop:
+        await phone.get("/login")
+        await laptop.get("/login")
+        await phone.get("/others")
+        assert await user(phone) == "alice"
+        assert await user(laptop) is None
+        clock.advance(1)
+        await phone.get("/others")  # again: the earlier re-issue is spared no more
+        assert await user(phone) == "alice"
+
+
+# -- revoking junk or foreign handles cannot grow the marker ------------------------------------
+
+
+def marker_size(store: Store, now: float) -> tuple[int, int]:
+    record = store.load(marker_key("alice"), now)
+    assert record is not None
+    listed = sum(1 for name in record.data if name.startswith(HANDLE_PREFIX))
+    return len(record.to_document()), listed
+
+
+async def test_revoking_junk_or_foreign_handles_keeps_the_marker_bounded(
+    revocation: Store, clock: FakeClock
+) -> None:
+    app = make_app(revocation, clock)
+    async with client_for(app) as c:
+        await c.get("/login")
+        empty, _ = marker_size(revocation, clock())
+        for junk in ("x" * 1_000_000, "h" * 13, "not a handle", "é" * 12, ""):
+            assert (await c.post("/revoke", content=junk.encode())).json() == {"revoked": False}
+        assert marker_size(revocation, clock()) == (empty, 0)  # nothing was written
+        for _ in range(3 * MAX_REVOKED_HANDLES):  # well-formed, nobody's handles
+            response = await c.post("/revoke", content=ids.new_handle().encode())
+            assert response.json() == {"revoked": True}
+        size, listed = marker_size(revocation, clock())
+        assert listed <= MAX_REVOKED_HANDLES
+        assert size < 6_000
+        assert await user(c) == "alice"  # the caller's own session survives the fold
+
+
+async def test_revoked_sessions_stay_revoked_when_the_handles_fold_into_the_epoch(
+    clock: FakeClock,
+) -> None:
+    revocation = MemoryStore()
+    app = make_app(revocation, clock)
+    async with client_for(app) as phone, client_for(app) as laptop:
+        await laptop.get("/login")
+        await phone.get("/login")
+        laptop_handle = (await laptop.get("/me")).json()["handle"]
+        await phone.post("/revoke", content=laptop_handle.encode())
+        assert await user(laptop) is None
+        for _ in range(MAX_REVOKED_HANDLES + 1):
+            await phone.post("/revoke", content=ids.new_handle().encode())
+        assert marker_size(revocation, clock())[1] <= MAX_REVOKED_HANDLES
+        assert await user(laptop) is None
+        assert await user(phone) == "alice"
