@@ -292,7 +292,7 @@ class MemcachedBackend(Backend):
 
     def write(self, key: str, data: Data, meta: dict[str, Any]) -> None:
         doc = dumps({"data": data, "meta": meta})
-        self.client.set(f"{self.prefix}s:{key}", doc.encode(), expire=3600)
+        self.client.set(f"{self.prefix}s:{key}", doc.encode(), expire=3600, noreply=False)
 
     def close(self) -> None:
         self.client.close()
