@@ -1,0 +1,193 @@
+# redis-py's pool classes are untyped; these subclasses call into them throughout.
+# mypy: disable-error-code="no-untyped-call"
+"""Connection pools for the Redis store (imported only when a Redis client is made).
+
+Three things redis-py's default pools do not do, and a session store needs:
+
+* **Wait, do not refuse.** The default pools raise "Too many connections" at the 51st
+  concurrent call, a 503 on a healthy server. These derive from redis-py's
+  ``BlockingConnectionPool``: a call waits for a free connection, within its deadline.
+* **One deadline per call.** The wait for a connection and the command share the call's
+  ``socket_timeout`` (:data:`CALL` holds the deadline the store set), so a saturated pool
+  does not add a second timeout on top of the first.
+* **Follow a Sentinel failover promptly.** redis-py asks Sentinel for the primary only when
+  it opens a connection, so pooled connections keep writing to an old primary that is still
+  reachable until Sentinel demotes it (about 10 s, every write lost). The Sentinel pools ask
+  again every ``check_interval`` seconds and after a READONLY/NOREPLICAS reply, in the
+  background, and never hand out a connection to anything but the primary Sentinel names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
+from redis.exceptions import ConnectionError
+from redis.sentinel import SentinelConnectionPool
+
+
+@dataclass
+class Call:
+    """One store call: its deadline (``time.monotonic()``), and whether it is waiting for a
+    pooled connection, so a timeout there can be reported as the pool's."""
+
+    deadline: float
+    in_pool: bool = False
+
+
+CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
+    "satchel_redis_call", default=None
+)
+
+
+class PoolExhausted(ConnectionError):
+    """No pooled connection came free before the call's deadline."""
+
+
+def _remaining(default: float | None) -> float | None:
+    call = CALL.get(None)
+    if call is None:
+        return default
+    left = max(call.deadline - time.monotonic(), 0.001)
+    return left if default is None else min(default, left)
+
+
+def _sync_get(get: Any) -> Any:
+    """Get a connection from a sync blocking pool within the call's deadline, then bound
+    the command's socket wait by what is left of it."""
+    try:
+        connection = get()
+    except ConnectionError as exc:
+        if str(exc) == "No connection available.":  # redis-py's BlockingConnectionPool
+            raise PoolExhausted(str(exc)) from exc
+        raise
+    sock = getattr(connection, "_sock", None)
+    left = _remaining(None)
+    if sock is not None and left is not None:
+        sock.settimeout(min(left, connection.socket_timeout or left))
+    return connection
+
+
+class BlockingPool(redis.BlockingConnectionPool):
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        get = super().get_connection
+        return _sync_get(lambda: get(*args, **kwargs))
+
+
+class AsyncBlockingPool(redis.asyncio.BlockingConnectionPool):
+    """Waits without a timeout of its own: the store's ``asyncio.timeout`` bounds the call,
+    and :data:`CALL` tells it the time ran out in the pool."""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        call = CALL.get(None)
+        if call is not None:
+            call.in_pool = True
+        connection = await super().get_connection(*args, **kwargs)
+        if call is not None:
+            call.in_pool = False
+        return connection
+
+
+class _Follow:
+    """The Sentinel half, shared by the sync and async pools: when to ask Sentinel again.
+
+    The question is asked in the background (a short-lived thread, or a task), so no
+    request ever waits for Sentinel, even a frozen one; what Sentinel answers applies from
+    the next connection handed out. At most one question is in flight."""
+
+    check_interval: float
+    _next_check: float = 0.0
+    _checking: bool = False
+
+    def recheck(self) -> None:
+        """Ask Sentinel on the next call (after a READONLY or NOREPLICAS reply)."""
+        self._next_check = 0.0
+
+    def _check_due(self) -> bool:
+        now = time.monotonic()
+        if self._checking or now < self._next_check:
+            return False
+        self._next_check = now + self.check_interval
+        self._checking = True
+        return True
+
+    def _stale(self, connection: Any) -> bool:
+        address = getattr(self, "master_address", None)
+        return address is not None and (connection.host, connection.port) != address
+
+
+class SentinelPool(_Follow, SentinelConnectionPool, redis.BlockingConnectionPool):
+    def __init__(self, *args: Any, check_interval: float = 1.0, **kwargs: Any) -> None:
+        self.check_interval = check_interval
+        super().__init__(*args, **kwargs)
+
+    def _check(self) -> None:
+        try:
+            # On a change this drops the idle connections. Best effort: with Sentinel
+            # unreachable (or the store closing), keep the primary we know.
+            with contextlib.suppress(Exception):
+                self.get_master_address()
+        finally:
+            self._checking = False
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if self._check_due():
+            threading.Thread(target=self._check, name="satchel-sentinel", daemon=True).start()
+        get = super().get_connection
+        connection = _sync_get(lambda: get(*args, **kwargs))
+        if self._stale(connection):  # was in use while the primary changed
+            connection.disconnect()
+            try:
+                connection.connect()
+            except BaseException:
+                self.release(connection)
+                raise
+        return connection
+
+
+class AsyncSentinelPool(_Follow, AsyncSentinelConnectionPool, redis.asyncio.BlockingConnectionPool):
+    def __init__(self, *args: Any, check_interval: float = 1.0, **kwargs: Any) -> None:
+        self.check_interval = check_interval
+        super().__init__(*args, **kwargs)
+
+    _task: asyncio.Task[None] | None = None
+
+    async def _check(self) -> None:
+        try:
+            with contextlib.suppress(Exception):
+                await self.get_master_address()
+        finally:
+            self._checking = False
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        if inuse_connections and self._task is not None:  # closing: stop asking
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        await super().disconnect(inuse_connections)
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if self._check_due():
+            self._task = asyncio.get_running_loop().create_task(self._check())
+        call = CALL.get(None)
+        if call is not None:
+            call.in_pool = True
+        connection = await super().get_connection(*args, **kwargs)
+        if call is not None:
+            call.in_pool = False
+        if self._stale(connection):  # was in use while the primary changed
+            try:
+                await connection.disconnect()
+                await connection.connect()
+            except BaseException:
+                await self.release(connection)
+                raise
+        return connection

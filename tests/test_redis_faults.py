@@ -1,0 +1,379 @@
+"""The Redis store under faults, against real private servers: a Sentinel failover whose
+old primary stays reachable, more concurrent calls than the pool holds, and a frozen
+server. The figures these tests print (run with ``-s``) are the ones in docs/stores.md."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+import redis
+from starlette.applications import Starlette
+
+from satchel import StoreError, StoreUnavailable, ids
+from satchel.asgi import SessionMiddleware as AsgiMiddleware
+from satchel.engine import adrive, drive
+from satchel.stores.redis import RedisStore, from_url
+from satchel.testing.conformance import cookie_id, request
+from satchel.wsgi import SessionMiddleware as WsgiMiddleware
+
+from .conftest import KEY
+from .helpers import make_engine
+from .services import RedisServer, SentinelSetup, redis_cli, wait_for
+from .test_asgi import ROUTES
+from .test_wsgi import app as wsgi_app
+
+pytestmark = pytest.mark.anyio
+
+# A store that has not followed the new primary this long after Sentinel announced it is
+# broken (0.1 kept writing to the old one until Sentinel demoted it, about 10 s).
+FOLLOW_BOUND = 3.0
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _prefix() -> str:
+    return f"satchel-test-{uuid.uuid4().hex[:8]}:"
+
+
+# -- Sentinel failover with the old primary still reachable ------------------------------------
+
+
+@dataclass
+class FailoverRun:
+    """What a writer saw while a failover happened under it."""
+
+    acked: list[tuple[float, str, str]] = field(default_factory=list)  # (when, sid, key)
+    errors: int = 0
+    announced: float = 0.0  # when Sentinel named the new primary
+    lost: list[tuple[float, str, str]] = field(default_factory=list)
+
+    def report(self, label: str) -> str:
+        late = [t - self.announced for t, _, _ in self.lost]
+        after = sum(1 for t in late if t > 0)
+        return (
+            f"{label}: {len(self.acked)} acknowledged writes, {len(self.lost)} lost "
+            f"({len(self.lost) - after} before Sentinel named the new primary, {after} after), "
+            f"{self.errors} errors, last lost write {max(late, default=0):.2f} s after "
+            "Sentinel named the new primary"
+        )
+
+
+def _sessions(setup: SentinelSetup, store: RedisStore, count: int) -> list[str]:
+    """Sessions created before the failover and replicated, so the new primary has them."""
+    engine = make_engine()
+    sids = []
+    for _ in range(count):
+        _, cookie = drive(request(engine, None, start=True), store)
+        sid = cookie_id(cookie)
+        assert sid is not None
+        sids.append(sid)
+    primary = redis.Redis(port=setup.primary.port)
+    assert primary.execute_command("WAIT", 1, 5000) == 1  # type: ignore[no-untyped-call]
+    primary.close()
+    return sids
+
+
+def _old_primary_demoted(setup: SentinelSetup) -> bool:
+    info = redis_cli(setup.primary.port, "info", "replication")
+    return "role:slave" in info and "master_link_status:up" in info
+
+
+def _count_lost(setup: SentinelSetup, store: RedisStore, run: FailoverRun) -> None:
+    new = setup.master_port()
+    assert new is not None
+    assert new != setup.primary.port
+    client = redis.Redis(port=new)
+    for when, sid, key in run.acked:
+        if client.hget(store.hash_key(ids.store_key(sid)), "d:" + key) is None:
+            run.lost.append((when, sid, key))
+    client.close()
+
+
+def _failover_under_sync_writes(setup: SentinelSetup, url: str) -> FailoverRun:
+    store = from_url(url)
+    sids = _sessions(setup, store, 10)
+    engine = make_engine()
+    run = FailoverRun()
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            sid, key = sids[i % len(sids)], f"w{i}"
+            i += 1
+            try:
+                drive(request(engine, sid, **{key: i}), store)
+            except StoreError:
+                run.errors += 1
+                time.sleep(0.01)
+                continue
+            run.acked.append((time.monotonic(), sid, key))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        setup.failover()
+        run.announced = time.monotonic()
+        wait_for(lambda: _old_primary_demoted(setup), "old primary demoted", timeout=30)
+        time.sleep(1)
+    finally:
+        stop.set()
+        thread.join()
+    _count_lost(setup, store, run)
+    store.close()
+    return run
+
+
+async def _failover_under_async_writes(setup: SentinelSetup, url: str) -> FailoverRun:
+    store = from_url(url)
+    sids = _sessions(setup, store, 10)
+    engine = make_engine()
+    run = FailoverRun()
+    stop = asyncio.Event()
+
+    async def writer(n: int) -> None:
+        i = n
+        while not stop.is_set():
+            sid, key = sids[i % len(sids)], f"w{i}"
+            i += 4
+            try:
+                await adrive(request(engine, sid, **{key: i}), store)
+            except StoreError:
+                run.errors += 1
+                await asyncio.sleep(0.01)
+                continue
+            run.acked.append((time.monotonic(), sid, key))
+
+    tasks = [asyncio.create_task(writer(n)) for n in range(4)]
+    try:
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(setup.failover)
+        run.announced = time.monotonic()
+        while not await asyncio.to_thread(_old_primary_demoted, setup):
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    _count_lost(setup, store, run)
+    await store.aclose()
+    store.close()
+    return run
+
+
+def _assert_followed(run: FailoverRun) -> None:
+    late = [t - run.announced for t, _, _ in run.lost if t - run.announced > FOLLOW_BOUND]
+    assert not late, f"{len(late)} writes acknowledged by the old primary were lost"
+
+
+def test_sync_store_follows_the_new_primary_after_failover(
+    private_sentinel: SentinelSetup,
+) -> None:
+    run = _failover_under_sync_writes(private_sentinel, private_sentinel.url)
+    print("\n" + run.report("sync, default"))
+    assert run.acked
+    _assert_followed(run)
+
+
+async def test_async_store_follows_the_new_primary_after_failover(
+    private_sentinel: SentinelSetup,
+) -> None:
+    run = await _failover_under_async_writes(private_sentinel, private_sentinel.url)
+    print("\n" + run.report("async, default"))
+    assert run.acked
+    _assert_followed(run)
+
+
+def test_wait_replicas_loses_no_acknowledged_write_in_a_failover(
+    private_sentinel: SentinelSetup,
+) -> None:
+    url = private_sentinel.url + "?wait_replicas=1&wait_timeout=0.5"
+    run = _failover_under_sync_writes(private_sentinel, url)
+    print("\n" + run.report("sync, wait_replicas=1"))
+    assert run.acked
+    assert run.lost == []
+
+
+async def test_async_wait_replicas_loses_no_acknowledged_write_in_a_failover(
+    private_sentinel: SentinelSetup,
+) -> None:
+    url = private_sentinel.url + "?wait_replicas=1&wait_timeout=0.5"
+    run = await _failover_under_async_writes(private_sentinel, url)
+    print("\n" + run.report("async, wait_replicas=1"))
+    assert run.acked
+    assert run.lost == []
+
+
+def test_min_replicas_to_write_loses_no_acknowledged_write_in_a_failover(
+    private_sentinel: SentinelSetup,
+) -> None:
+    """The server-side guard: the old primary refuses writes once its replica is gone,
+    and satchel answers them with StoreUnavailable (a 503)."""
+    for server in (private_sentinel.primary, private_sentinel.replica):
+        redis_cli(server.port, "config", "set", "min-replicas-to-write", "1")
+    run = _failover_under_sync_writes(private_sentinel, private_sentinel.url)
+    print("\n" + run.report("sync, min-replicas-to-write 1"))
+    assert run.acked
+    assert run.lost == []
+
+
+# -- the pool waits for a connection -----------------------------------------------------------
+
+
+async def test_async_pool_waits_rather_than_refusing(redis_url: str) -> None:
+    store = RedisStore(redis_url, prefix=_prefix(), max_connections=4)
+    keys = [ids.store_key(ids.new_session_id()) for _ in range(200)]
+    replies = await asyncio.gather(*(store.aload(k, time.time()) for k in keys))
+    assert replies == [None] * 200
+    await store.aclose()
+
+
+async def test_asgi_requests_beyond_the_pool_size_all_succeed(redis_url: str) -> None:
+    store = RedisStore(redis_url, prefix=_prefix(), max_connections=3)
+    app = AsgiMiddleware(Starlette(routes=ROUTES), store=store, secret_keys=[KEY])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
+        replies = await asyncio.gather(*(c.get("/incr") for _ in range(60)))
+    assert [r.status_code for r in replies] == [200] * 60
+    await store.aclose()
+
+
+def test_sync_pool_waits_rather_than_refusing(redis_url: str) -> None:
+    store = RedisStore(redis_url, prefix=_prefix(), max_connections=2)
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(12)
+
+    def calls() -> None:
+        barrier.wait()
+        for _ in range(50):
+            try:
+                store.load(ids.store_key(ids.new_session_id()), time.time())
+            except StoreError as exc:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=calls) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    store.close()
+
+
+def test_sync_pool_exhausted_within_the_timeout_is_store_unavailable(redis_url: str) -> None:
+    store = RedisStore(redis_url, prefix=_prefix(), max_connections=1, socket_timeout=0.3)
+    held = store.client.connection_pool.get_connection()
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="pool") as info:
+        store.load(ids.store_key(ids.new_session_id()), time.time())
+    assert time.monotonic() - started < 0.3 * 1.5
+    assert "max_connections=1" in str(info.value)
+    store.client.connection_pool.release(held)
+    store.close()
+
+
+async def test_async_pool_exhausted_within_the_timeout_is_store_unavailable(
+    redis_url: str,
+) -> None:
+    store = RedisStore(redis_url, prefix=_prefix(), max_connections=1, socket_timeout=0.3)
+    pool = store.async_client.connection_pool
+    held = await pool.get_connection()
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="pool") as info:
+        await store.aload(ids.store_key(ids.new_session_id()), time.time())
+    assert time.monotonic() - started < 0.3 * 1.5
+    assert "max_connections=1" in str(info.value)
+    await pool.release(held)
+    await store.aclose()
+
+
+# -- a frozen server: the whole call is bounded by the timeout ---------------------------------
+
+TIMEOUT = 0.5
+
+
+@pytest.fixture
+def frozen(private_redis: RedisServer) -> Iterator[RedisServer]:
+    yield private_redis
+    private_redis.resume()
+
+
+def _timed_wsgi(store: RedisStore, server: RedisServer) -> float:
+    wrapped = WsgiMiddleware(wsgi_app, store=store, secret_keys=[KEY])
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=wrapped), base_url="https://testserver"
+    ) as c:
+        assert c.get("/incr").status_code == 200
+        server.pause()
+        started = time.monotonic()
+        down = c.get("/incr")
+        elapsed = time.monotonic() - started
+        server.resume()
+    assert down.status_code == 503
+    return elapsed
+
+
+async def _timed_asgi(store: RedisStore, server: RedisServer) -> float:
+    wrapped = AsgiMiddleware(Starlette(routes=ROUTES), store=store, secret_keys=[KEY])
+    transport = httpx.ASGITransport(app=wrapped)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
+        assert (await c.get("/incr")).status_code == 200
+        server.pause()
+        started = time.monotonic()
+        down = await c.get("/incr")
+        elapsed = time.monotonic() - started
+        server.resume()
+    assert down.status_code == 503
+    return elapsed
+
+
+def test_wsgi_request_on_a_frozen_redis_answers_503_within_the_timeout(
+    frozen: RedisServer,
+) -> None:
+    store = RedisStore(frozen.url, socket_timeout=TIMEOUT, connect_timeout=TIMEOUT)
+    elapsed = _timed_wsgi(store, frozen)
+    print(f"\nWSGI, frozen Redis, timeout {TIMEOUT} s: 503 after {elapsed:.2f} s")
+    assert elapsed < TIMEOUT * 1.5
+    store.close()
+
+
+async def test_asgi_request_on_a_frozen_redis_answers_503_within_the_timeout(
+    frozen: RedisServer,
+) -> None:
+    store = RedisStore(frozen.url, socket_timeout=TIMEOUT, connect_timeout=TIMEOUT)
+    elapsed = await _timed_asgi(store, frozen)
+    print(f"\nASGI, frozen Redis, timeout {TIMEOUT} s: 503 after {elapsed:.2f} s")
+    assert elapsed < TIMEOUT * 1.5
+    await store.aclose()
+
+
+def test_wsgi_request_on_a_frozen_sentinel_primary_answers_503_within_the_timeout(
+    private_sentinel: SentinelSetup,
+) -> None:
+    store = RedisStore(private_sentinel.url, socket_timeout=TIMEOUT, connect_timeout=TIMEOUT)
+    elapsed = _timed_wsgi(store, private_sentinel.primary)
+    print(f"\nWSGI, frozen Sentinel primary, timeout {TIMEOUT} s: 503 after {elapsed:.2f} s")
+    assert elapsed < TIMEOUT * 1.5
+    store.close()
+
+
+async def test_asgi_request_on_a_frozen_sentinel_primary_answers_503_within_the_timeout(
+    private_sentinel: SentinelSetup,
+) -> None:
+    store = RedisStore(private_sentinel.url, socket_timeout=TIMEOUT, connect_timeout=TIMEOUT)
+    elapsed = await _timed_asgi(store, private_sentinel.primary)
+    print(f"\nASGI, frozen Sentinel primary, timeout {TIMEOUT} s: 503 after {elapsed:.2f} s")
+    assert elapsed < TIMEOUT * 1.5
+    await store.aclose()
+    store.close()
