@@ -5,6 +5,7 @@ server. The figures these tests print (run with ``-s``) are the ones in docs/sto
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ from satchel.wsgi import SessionMiddleware as WsgiMiddleware
 
 from .conftest import KEY
 from .helpers import make_engine
-from .services import RedisServer, SentinelSetup, redis_cli, wait_for
+from .services import ClusterSetup, RedisServer, SentinelSetup, redis_cli, wait_for
 from .test_asgi import ROUTES
 from .test_wsgi import app as wsgi_app
 
@@ -377,3 +378,85 @@ async def test_asgi_request_on_a_frozen_sentinel_primary_answers_503_within_the_
     assert elapsed < TIMEOUT * 1.5
     await store.aclose()
     store.close()
+
+
+class _Frozen:
+    """All of a cluster's nodes, frozen and resumed together."""
+
+    def __init__(self, cluster: ClusterSetup) -> None:
+        self.nodes = cluster.nodes
+
+    def pause(self) -> None:
+        for node in self.nodes:
+            node.pause()
+
+    def resume(self) -> None:
+        for node in self.nodes:
+            node.resume()
+
+
+def test_wsgi_request_on_a_frozen_cluster_answers_503_within_the_timeout(
+    private_cluster: ClusterSetup,
+) -> None:
+    """0.1: 2.0 s for a 0.5 s timeout (the command's timeout, then one per node for the
+    topology refresh redis-py runs after it)."""
+    store = RedisStore(private_cluster.url, socket_timeout=TIMEOUT, connect_timeout=TIMEOUT)
+    elapsed = _timed_wsgi(store, _Frozen(private_cluster))  # type: ignore[arg-type]
+    print(f"\nWSGI, frozen Cluster, timeout {TIMEOUT} s: 503 after {elapsed:.2f} s")
+    assert elapsed < TIMEOUT * 1.5
+    store.close()
+
+
+async def test_asgi_request_on_a_frozen_cluster_answers_503_within_the_timeout(
+    private_cluster: ClusterSetup,
+) -> None:
+    store = RedisStore(private_cluster.url, socket_timeout=TIMEOUT, connect_timeout=TIMEOUT)
+    elapsed = await _timed_asgi(store, _Frozen(private_cluster))  # type: ignore[arg-type]
+    print(f"\nASGI, frozen Cluster, timeout {TIMEOUT} s: 503 after {elapsed:.2f} s")
+    assert elapsed < TIMEOUT * 1.5
+    await store.aclose()
+    store.close()
+
+
+def test_a_frozen_sentinel_does_not_slow_calls(private_sentinel: SentinelSetup) -> None:
+    """The store asks Sentinel for the primary in the background: with Sentinel frozen,
+    calls go on at full speed to the primary it last named."""
+    store = RedisStore(
+        private_sentinel.url, socket_timeout=TIMEOUT, connect_timeout=TIMEOUT
+    )
+    key = ids.store_key(ids.new_session_id())
+    store.load(key, time.time())
+    private_sentinel.sentinel.send_signal(signal.SIGSTOP)
+    try:
+        slowest = 0.0
+        for _ in range(10):  # spans several check intervals
+            started = time.monotonic()
+            store.load(key, time.time())
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(0.1)
+    finally:
+        private_sentinel.sentinel.send_signal(signal.SIGCONT)
+    assert slowest < TIMEOUT / 2
+    store.close()
+
+
+async def test_a_frozen_sentinel_does_not_slow_async_calls(
+    private_sentinel: SentinelSetup,
+) -> None:
+    store = RedisStore(
+        private_sentinel.url, socket_timeout=TIMEOUT, connect_timeout=TIMEOUT
+    )
+    key = ids.store_key(ids.new_session_id())
+    await store.aload(key, time.time())
+    private_sentinel.sentinel.send_signal(signal.SIGSTOP)
+    try:
+        slowest = 0.0
+        for _ in range(10):
+            started = time.monotonic()
+            await store.aload(key, time.time())
+            slowest = max(slowest, time.monotonic() - started)
+            await asyncio.sleep(0.1)
+    finally:
+        private_sentinel.sentinel.send_signal(signal.SIGCONT)
+    assert slowest < TIMEOUT / 2
+    await store.aclose()

@@ -7,9 +7,9 @@ Three things redis-py's default pools do not do, and a session store needs:
 * **Wait, do not refuse.** The default pools raise "Too many connections" at the 51st
   concurrent call, a 503 on a healthy server. These derive from redis-py's
   ``BlockingConnectionPool``: a call waits for a free connection, within its deadline.
-* **One deadline per call.** The wait for a connection and the command share the call's
-  ``socket_timeout`` (:data:`CALL` holds the deadline the store set), so a saturated pool
-  does not add a second timeout on top of the first.
+* **One deadline per call.** The wait for a connection, connects, retries and reads share
+  the call's ``socket_timeout`` (:data:`CALL` holds the deadline the store set); on the
+  async path ``asyncio.timeout`` does the same.
 * **Follow a Sentinel failover promptly.** redis-py asks Sentinel for the primary only when
   it opens a connection, so pooled connections keep writing to an old primary that is still
   reachable until Sentinel demotes it (about 10 s, every write lost). The Sentinel pools ask
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import redis.asyncio
 from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
 from redis.exceptions import ConnectionError
 from redis.sentinel import SentinelConnectionPool
+from redis.utils import SENTINEL
 
 
 @dataclass
@@ -52,31 +54,69 @@ class PoolExhausted(ConnectionError):
     """No pooled connection came free before the call's deadline."""
 
 
-def _remaining(default: float | None) -> float | None:
+def _remaining(limit: float | None) -> float | None:
+    """What is left of the current call's deadline, at most ``limit``; None outside a call
+    (the connection's own timeouts then apply)."""
     call = CALL.get(None)
     if call is None:
-        return default
+        return None
     left = max(call.deadline - time.monotonic(), 0.001)
-    return left if default is None else min(default, left)
+    return left if limit is None else min(limit, left)
+
+
+class _Deadline:
+    """Mixin for redis-py's sync connection classes: each read, and each connect, waits at
+    most what is left of the call's deadline. So a call's retry, its reconnect, and the
+    topology refresh redis-py's Cluster client runs after a timeout (one query per node)
+    all fit in the one ``socket_timeout``, where each used to get a timeout of its own."""
+
+    socket_timeout: float | None
+    socket_connect_timeout: float | None
+
+    def read_response(
+        self, disable_decoding: bool = False, *, timeout: Any = SENTINEL, **kwargs: Any
+    ) -> Any:
+        if timeout is SENTINEL:
+            left = _remaining(self.socket_timeout)
+            if left is not None:
+                timeout = left
+        return super().read_response(  # type: ignore[misc]
+            disable_decoding, timeout=timeout, **kwargs
+        )
+
+    def _connect(self) -> Any:
+        left = _remaining(self.socket_connect_timeout)
+        if left is None:
+            return super()._connect()  # type: ignore[misc]
+        saved = self.socket_connect_timeout
+        self.socket_connect_timeout = left
+        try:
+            return super()._connect()  # type: ignore[misc]
+        finally:
+            self.socket_connect_timeout = saved
+
+
+@functools.cache
+def deadline_class(connection_class: type) -> type:
+    """``connection_class`` with :class:`_Deadline` mixed in."""
+    return type(f"Deadline{connection_class.__name__}", (_Deadline, connection_class), {})
 
 
 def _sync_get(get: Any) -> Any:
-    """Get a connection from a sync blocking pool within the call's deadline, then bound
-    the command's socket wait by what is left of it."""
+    """Get a connection from a sync blocking pool, naming the pool when none came free."""
     try:
-        connection = get()
+        return get()
     except ConnectionError as exc:
         if str(exc) == "No connection available.":  # redis-py's BlockingConnectionPool
             raise PoolExhausted(str(exc)) from exc
         raise
-    sock = getattr(connection, "_sock", None)
-    left = _remaining(None)
-    if sock is not None and left is not None:
-        sock.settimeout(min(left, connection.socket_timeout or left))
-    return connection
 
 
 class BlockingPool(redis.BlockingConnectionPool):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connection_class = deadline_class(self.connection_class)
+
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         get = super().get_connection
         return _sync_get(lambda: get(*args, **kwargs))
@@ -128,6 +168,7 @@ class SentinelPool(_Follow, SentinelConnectionPool, redis.BlockingConnectionPool
     def __init__(self, *args: Any, check_interval: float = 1.0, **kwargs: Any) -> None:
         self.check_interval = check_interval
         super().__init__(*args, **kwargs)
+        self.connection_class = deadline_class(self.connection_class)
 
     def _check(self) -> None:
         try:

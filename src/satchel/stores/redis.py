@@ -707,9 +707,20 @@ def make_client(
             nodes = [AsyncNode(h, p) for h, p in hosts]
             return AsyncCluster(startup_nodes=nodes, password=password, **options), []
         from redis.cluster import ClusterNode, RedisCluster
+        from redis.connection import Connection
 
-        sync_nodes = [ClusterNode(h, p) for h, p in hosts]  # type: ignore[no-untyped-call]
-        return RedisCluster(startup_nodes=sync_nodes, password=password, **options), []
+        sync_nodes = [ClusterNode(h, p) for h, p in hosts[1:]]  # type: ignore[no-untyped-call]
+        first_host, first_port = hosts[0]
+        client = RedisCluster(
+            # Given a url (any node), redis-py builds the nodes' pools with
+            # connection_class, which bounds every read by the call's deadline.
+            url=f"redis://{first_host}:{first_port}",
+            startup_nodes=sync_nodes,
+            password=password,
+            connection_class=pools.deadline_class(Connection),
+            **options,
+        )
+        return client, []
     if scheme == "redis+sentinel":
         password, hosts = _hosts(netloc, 26379)
         service, _, db = path.partition("/")
