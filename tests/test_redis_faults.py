@@ -9,17 +9,19 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
 import redis
 from starlette.applications import Starlette
 
-from satchel import StoreError, StoreUnavailable, ids
+from satchel import ConfigurationError, StoreError, StoreUnavailable, ids
 from satchel.asgi import SessionMiddleware as AsgiMiddleware
 from satchel.engine import adrive, drive
+from satchel.record import Change
 from satchel.stores.redis import RedisStore, from_url
 from satchel.testing.conformance import cookie_id, request
 from satchel.wsgi import SessionMiddleware as WsgiMiddleware
@@ -421,9 +423,7 @@ async def test_asgi_request_on_a_frozen_cluster_answers_503_within_the_timeout(
 def test_a_frozen_sentinel_does_not_slow_calls(private_sentinel: SentinelSetup) -> None:
     """The store asks Sentinel for the primary in the background: with Sentinel frozen,
     calls go on at full speed to the primary it last named."""
-    store = RedisStore(
-        private_sentinel.url, socket_timeout=TIMEOUT, connect_timeout=TIMEOUT
-    )
+    store = RedisStore(private_sentinel.url, socket_timeout=TIMEOUT, connect_timeout=TIMEOUT)
     key = ids.store_key(ids.new_session_id())
     store.load(key, time.time())
     private_sentinel.sentinel.send_signal(signal.SIGSTOP)
@@ -443,9 +443,7 @@ def test_a_frozen_sentinel_does_not_slow_calls(private_sentinel: SentinelSetup) 
 async def test_a_frozen_sentinel_does_not_slow_async_calls(
     private_sentinel: SentinelSetup,
 ) -> None:
-    store = RedisStore(
-        private_sentinel.url, socket_timeout=TIMEOUT, connect_timeout=TIMEOUT
-    )
+    store = RedisStore(private_sentinel.url, socket_timeout=TIMEOUT, connect_timeout=TIMEOUT)
     key = ids.store_key(ids.new_session_id())
     await store.aload(key, time.time())
     private_sentinel.sentinel.send_signal(signal.SIGSTOP)
@@ -460,3 +458,138 @@ async def test_a_frozen_sentinel_does_not_slow_async_calls(
         private_sentinel.sentinel.send_signal(signal.SIGCONT)
     assert slowest < TIMEOUT / 2
     await store.aclose()
+
+
+# -- what a timed-out write does once the server resumes ---------------------------------------
+
+
+def _frozen_write(server: RedisServer, store: RedisStore, op: str) -> bool:
+    """Run one write with the server frozen (it times out: StoreUnavailable), resume the
+    server, and tell whether the write landed anyway."""
+    engine = make_engine()
+    _, cookie = drive(request(engine, None, n=1), store)
+    drive(request(engine, cookie_id(cookie), n=2), store)  # a server that has the scripts
+    store.index_add("bob", "x", time.time() + 60)
+    _, cookie = drive(request(engine, None, n=1), store)
+    sid = cookie_id(cookie)
+    assert sid is not None
+    key = ids.store_key(sid)
+    record = store.load(key, time.time())
+    assert record is not None
+    new_key = ids.store_key(ids.new_session_id())
+    writes: dict[str, Callable[[], object]] = {
+        "create": lambda: store.create(new_key, record),
+        "update": lambda: store.update(
+            key, Change(record.meta, {"n": record.data["n"] + "0"}), time.time()
+        ),
+        "delete": lambda: store.delete(key),
+        "index_add": lambda: store.index_add("alice", key, record.meta.absolute_deadline),
+    }
+    server.pause()
+    try:
+        with pytest.raises(StoreUnavailable):
+            writes[op]()
+    finally:
+        server.resume()
+    time.sleep(0.2)  # let the resumed server work through what it had received
+    after = store.load(key, time.time())
+    if op == "create":
+        return store.load(new_key, time.time()) is not None
+    if op == "update":
+        return after is not None and after.data["n"] != record.data["n"]
+    if op == "delete":
+        return after is None
+    raw = redis.Redis.from_url(server.url)
+    indexed = raw.zscore(store.index_key("alice"), key) is not None
+    raw.close()
+    return indexed
+
+
+@pytest.mark.parametrize("op", ["create", "update", "delete", "index_add"])
+def test_a_timed_out_write_lands_when_the_server_resumes(frozen: RedisServer, op: str) -> None:
+    """What docs/stores.md says: a write that timed out (a 503) had been sent, and the
+    server applies it when it resumes. (No Redis command can be withdrawn once sent.)"""
+    store = RedisStore(frozen.url, socket_timeout=TIMEOUT, connect_timeout=TIMEOUT)
+    assert _frozen_write(frozen, store, op)
+    store.close()
+
+
+def test_a_503_increment_is_applied_when_the_server_resumes(frozen: RedisServer) -> None:
+    """Through HTTP: the increment that answered 503 is there once Redis resumes."""
+    store = RedisStore(frozen.url, socket_timeout=TIMEOUT, connect_timeout=TIMEOUT)
+    wrapped = WsgiMiddleware(wsgi_app, store=store, secret_keys=[KEY])
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=wrapped), base_url="https://testserver"
+    ) as c:
+        assert c.get("/incr").text == "1"
+        assert c.get("/incr").text == "2"  # the server has the update script now
+        # Freeze between the load and the write: the load answers, the write times out.
+        original = store.update
+
+        def update_frozen(*args: Any) -> Any:
+            frozen.pause()
+            return original(*args)
+
+        store.update = update_frozen  # type: ignore[method-assign,assignment]
+        assert c.get("/incr").status_code == 503
+        frozen.resume()
+        store.update = original  # type: ignore[method-assign]
+        time.sleep(0.2)
+        assert c.get("/read").text == "(3, None)"
+    store.close()
+
+
+def test_wait_replicas_short_of_replicas_is_503_yet_the_write_is_on_the_primary(
+    private_redis: RedisServer,
+) -> None:
+    """A primary without the replicas asked for: WAIT times out, the write is refused as
+    StoreUnavailable (a 503), and yet it is on the primary, as docs/stores.md says."""
+    store = from_url(private_redis.url + "?wait_replicas=1&wait_timeout=0.05")
+    engine = make_engine()
+    with pytest.raises(StoreUnavailable, match="0 of 1 replicas"):
+        drive(request(engine, None, n=1), store)
+    raw = redis.Redis.from_url(private_redis.url)
+    assert len(raw.keys(store.prefix + "s:*")) == 1
+    raw.close()
+    store.close()
+
+
+async def test_async_wait_replicas_short_of_replicas_is_503(private_redis: RedisServer) -> None:
+    store = from_url(private_redis.url + "?wait_replicas=1&wait_timeout=0.05")
+    with pytest.raises(StoreUnavailable, match="0 of 1 replicas"):
+        await adrive(request(make_engine(), None, n=1), store)
+    await store.aclose()
+
+
+def test_redis_url_options(redis_url: str) -> None:
+    store = from_url(
+        redis_url + "?max_connections=7&wait_replicas=2&wait_timeout=0.25"
+        "&sentinel_check_interval=0.5&socket_timeout=1"
+    )
+    assert store.options["max_connections"] == 7
+    assert store.client.connection_pool.max_connections == 7
+    assert store.client.connection_pool.timeout == 1
+    assert store.wait_replicas == 2
+    assert store.wait_ms == 250
+    assert store.options["sentinel_check_interval"] == 0.5
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "wait_replicas=1&wait_timeout=2&socket_timeout=2",  # WAIT must fit in the timeout
+        "wait_replicas=-1",
+        "max_connections=0",
+        "socket_timeout=0",
+        "sentinel_check_interval=0",
+    ],
+)
+def test_redis_url_options_out_of_range_are_refused(query: str) -> None:
+    with pytest.raises(ConfigurationError):
+        from_url("redis://127.0.0.1:6379/0?" + query)
+
+
+def test_wait_replicas_is_refused_on_cluster() -> None:
+    with pytest.raises(ConfigurationError, match="Cluster"):
+        from_url("redis+cluster://127.0.0.1:7000?wait_replicas=1")

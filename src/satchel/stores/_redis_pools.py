@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -145,7 +146,7 @@ class _Follow:
 
     check_interval: float
     _next_check: float = 0.0
-    _checking: bool = False
+    _checking: int = 0  # the pid of the process whose check is in flight, or 0
 
     def recheck(self) -> None:
         """Ask Sentinel on the next call (after a READONLY or NOREPLICAS reply)."""
@@ -153,10 +154,12 @@ class _Follow:
 
     def _check_due(self) -> bool:
         now = time.monotonic()
-        if self._checking or now < self._next_check:
+        pid = os.getpid()
+        # A check in flight in the parent when this process forked will not finish here.
+        if self._checking == pid or now < self._next_check:
             return False
         self._next_check = now + self.check_interval
-        self._checking = True
+        self._checking = pid
         return True
 
     def _stale(self, connection: Any) -> bool:
@@ -177,7 +180,7 @@ class SentinelPool(_Follow, SentinelConnectionPool, redis.BlockingConnectionPool
             with contextlib.suppress(Exception):
                 self.get_master_address()
         finally:
-            self._checking = False
+            self._checking = 0
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         if self._check_due():
@@ -206,7 +209,7 @@ class AsyncSentinelPool(_Follow, AsyncSentinelConnectionPool, redis.asyncio.Bloc
             with contextlib.suppress(Exception):
                 await self.get_master_address()
         finally:
-            self._checking = False
+            self._checking = 0
 
     async def disconnect(self, inuse_connections: bool = True) -> None:
         if inuse_connections and self._task is not None:  # closing: stop asking
