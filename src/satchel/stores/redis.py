@@ -362,12 +362,15 @@ class RedisStore(Store):
         return _translate(exc)
 
     @contextmanager
-    def _errors(self) -> Iterator[None]:
+    def _errors(self, *, deadline: bool = True) -> Iterator[None]:
         """Translate driver errors, and give the call one deadline: the wait for a pooled
-        connection and the command share ``socket_timeout``."""
+        connection, connects, the retry and the reads share ``socket_timeout``. Scans of
+        the whole keyspace (admin commands, any length) go without one: each command is
+        then bounded by the timeouts on its own."""
         from ._redis_pools import CALL, Call
 
-        token = CALL.set(Call(time.monotonic() + self.options["socket_timeout"]))
+        timeout = self.options["socket_timeout"]
+        token = CALL.set(Call(time.monotonic() + timeout)) if deadline else None
         try:
             yield
         except StoreError:
@@ -375,7 +378,8 @@ class RedisStore(Store):
         except _driver_errors() as exc:
             raise self._fail(exc, self._client) from exc
         finally:
-            CALL.reset(token)
+            if token is not None:
+                CALL.reset(token)
 
     async def _aerrors(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run one async call under one deadline (``asyncio.timeout``): pool wait, connect,
@@ -535,7 +539,7 @@ class RedisStore(Store):
         return 0
 
     def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
-        with self._errors():
+        with self._errors(deadline=False):
             keys = list(self.client.scan_iter(match=f"{self.prefix}s:*", count=1000))
             for start in range(0, len(keys), 500):
                 batch = keys[start : start + 500]
@@ -550,7 +554,7 @@ class RedisStore(Store):
                         yield name.decode()[len(self.prefix) + 2 :], meta
 
     def count(self, now: float) -> int:
-        with self._errors():
+        with self._errors(deadline=False):
             return sum(1 for _ in self.client.scan_iter(match=f"{self.prefix}s:*", count=1000))
 
     def close(self) -> None:
