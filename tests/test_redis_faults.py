@@ -593,3 +593,29 @@ def test_redis_url_options_out_of_range_are_refused(query: str) -> None:
 def test_wait_replicas_is_refused_on_cluster() -> None:
     with pytest.raises(ConfigurationError, match="Cluster"):
         from_url("redis+cluster://127.0.0.1:7000?wait_replicas=1")
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+async def test_a_frozen_sentinel_fails_a_new_connection_within_the_timeout(
+    private_sentinel: SentinelSetup, path: str
+) -> None:
+    """A store with no connection yet must ask Sentinel for the primary: a frozen Sentinel
+    costs at most the call's timeout, not one per Sentinel and per retry."""
+    store = RedisStore(private_sentinel.url, socket_timeout=TIMEOUT, connect_timeout=TIMEOUT)
+    key = ids.store_key(ids.new_session_id())
+    private_sentinel.sentinel.send_signal(signal.SIGSTOP)
+    started = time.monotonic()
+    try:
+        with pytest.raises(StoreUnavailable):
+            await (
+                asyncio.to_thread(store.load, key, time.time())
+                if path == "sync"
+                else store.aload(key, time.time())
+            )
+        elapsed = time.monotonic() - started
+    finally:
+        private_sentinel.sentinel.send_signal(signal.SIGCONT)
+    print(f"\n{path}, frozen Sentinel, new connection: StoreUnavailable after {elapsed:.2f} s")
+    assert elapsed < TIMEOUT * 1.5
+    await store.aclose()
+    store.close()

@@ -739,21 +739,28 @@ def make_client(
             **sized,
             **options,
         }
-        timeouts = {
+        # Sentinel's own clients: the same timeouts and retry as the data connections
+        # (redis-py's default retries a timeout three times, with backoff: 19 s for a
+        # frozen Sentinel and a 0.5 s timeout).
+        sentinel_kwargs = {
             "socket_timeout": socket_timeout or socket_connect_timeout,
             "socket_connect_timeout": socket_connect_timeout,
+            "retry": _retry(asyncio),
         }
         if asyncio:
             from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
-            sentinel: Any = AsyncSentinel(hosts, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+            sentinel: Any = AsyncSentinel(hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
             client = sentinel.master_for(
                 service, connection_pool_class=pools.AsyncSentinelPool, **kwargs
             )
             return client, list(sentinel.sentinels)
         from redis.sentinel import Sentinel
 
-        sync_sentinel: Any = Sentinel(hosts, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        sync_sentinel: Any = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        for sentinel_client in sync_sentinel.sentinels:  # lookups share the call's deadline
+            pool = sentinel_client.connection_pool
+            pool.connection_class = pools.deadline_class(pool.connection_class)
         client = sync_sentinel.master_for(
             service, connection_pool_class=pools.SentinelPool, **kwargs
         )
