@@ -420,3 +420,70 @@ def serve_asgi(app: Any, **config: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+class ClusterSetup:
+    """Three cluster primaries of one's own (no replicas), to freeze or stop."""
+
+    def __init__(self, directory: Path) -> None:
+        if shutil.which("redis-cli") is None:
+            unavailable("redis-cli")
+        self.nodes: list[RedisServer] = []
+        try:
+            for _ in range(3):
+                port = free_cluster_port()
+                self.nodes.append(
+                    RedisServer(
+                        directory / str(port),
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        str(directory / f"nodes-{port}.conf"),
+                        "--cluster-node-timeout",
+                        "2000",
+                        port=port,
+                    )
+                )
+            subprocess.run(
+                [
+                    "redis-cli",
+                    "--cluster",
+                    "create",
+                    *self.addresses,
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
+                capture_output=True,
+                timeout=60,
+                check=True,
+            )
+            wait_for(
+                lambda: all(
+                    "cluster_state:ok" in redis_cli(n.port, "cluster", "info") for n in self.nodes
+                ),
+                "cluster state ok",
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"{LOOPBACK}:{n.port}" for n in self.nodes]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(self.addresses)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@pytest.fixture
+def private_cluster(tmp_path: Path) -> Iterator[ClusterSetup]:
+    """A Redis Cluster of one's own, to freeze."""
+    setup = ClusterSetup(tmp_path)
+    yield setup
+    setup.stop()

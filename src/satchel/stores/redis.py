@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -129,6 +130,11 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 
 DEFAULT_PREFIX = "satchel:"
 DEFAULT_TIMEOUT = 2.0
+DEFAULT_MAX_CONNECTIONS = 50
+# How often a Sentinel-backed store asks Sentinel which server is the primary, besides
+# after a READONLY or NOREPLICAS reply: the longest a reachable old primary keeps
+# receiving this process's writes once Sentinel names a new one.
+DEFAULT_SENTINEL_CHECK = 0.2
 
 
 def _unavailable_errors() -> tuple[type[BaseException], ...]:
@@ -152,9 +158,15 @@ def _driver_errors() -> tuple[type[BaseException], ...]:
 
 
 def _translate(exc: BaseException) -> StoreError:
-    if isinstance(exc, _unavailable_errors()):
+    if isinstance(exc, _unavailable_errors()) or _no_replicas(exc):
         return StoreUnavailable(f"Redis store unavailable: {scrub(str(exc))}", exc)
     return StoreError(f"Redis store failed: {scrub(str(exc))}", exc)
+
+
+def _no_replicas(exc: BaseException) -> bool:
+    """The primary refused a write for want of replicas (``min-replicas-to-write``): it
+    has most likely been cut off from them by a failover, so the write was not applied."""
+    return str(exc).startswith("NOREPLICAS")
 
 
 def _fields(record: Record) -> list[str | bytes]:
@@ -224,17 +236,36 @@ class RedisStore(Store):
         prefix: str = DEFAULT_PREFIX,
         socket_timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_TIMEOUT,
-        max_connections: int = 50,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        wait_replicas: int = 0,
+        wait_timeout: float | None = None,
+        sentinel_check_interval: float = DEFAULT_SENTINEL_CHECK,
     ) -> None:
         if url is None and client is None and async_client is None:
             raise ConfigurationError("RedisStore needs a URL or a client")
+        if socket_timeout <= 0 or connect_timeout <= 0 or sentinel_check_interval <= 0:
+            raise ConfigurationError("RedisStore timeouts and intervals must be positive")
+        if max_connections < 1:
+            raise ConfigurationError("RedisStore max_connections must be at least 1")
+        if wait_timeout is None:
+            wait_timeout = socket_timeout / 2
+        if wait_replicas < 0 or not 0 < wait_timeout < socket_timeout:
+            raise ConfigurationError(
+                "RedisStore wait_replicas must be >= 0 and wait_timeout between 0 and "
+                "socket_timeout (the WAIT and the write share the call's timeout)"
+            )
+        if wait_replicas and url is not None and url.startswith("redis+cluster:"):
+            raise ConfigurationError("RedisStore wait_replicas is not supported on Redis Cluster")
         self.url = url
         self.prefix = prefix
-        self.options = {
+        self.options: dict[str, Any] = {
             "socket_timeout": socket_timeout,
             "socket_connect_timeout": connect_timeout,
             "max_connections": max_connections,
+            "sentinel_check_interval": sentinel_check_interval,
         }
+        self.wait_replicas = wait_replicas
+        self.wait_ms = max(1, int(wait_timeout * 1000))
         self._client = client
         self._async_client = async_client
         self._resources: list[Any] = []  # e.g. Sentinel connections, closed with the store
@@ -248,7 +279,9 @@ class RedisStore(Store):
         if self._client is None:
             if self.url is None:
                 raise ConfigurationError("this RedisStore has no sync client; pass client=")
-            self._client, extra = make_client(self.url, asyncio=False, **self.options)
+            self._client, extra = make_client(
+                self.url, asyncio=False, pool_timeout=self.options["socket_timeout"], **self.options
+            )
             self._resources += extra
         return self._client
 
@@ -257,11 +290,13 @@ class RedisStore(Store):
         if self._async_client is None:
             if self.url is None:
                 raise ConfigurationError("this RedisStore has no async client; pass async_client=")
-            # No socket timeout inside redis-py's asyncio client: on Python 3.11 it wraps
-            # every send in asyncio.wait_for, a new Task per command. The same deadline is
-            # enforced around each call instead, with asyncio.timeout (no Task).
+            # No socket or pool timeout inside redis-py's asyncio client: on Python 3.11 it
+            # wraps every send in asyncio.wait_for, a new Task per command. The same deadline
+            # is enforced around each whole call instead, with asyncio.timeout (no Task).
             options = {**self.options, "socket_timeout": None}
-            self._async_client, extra = make_client(self.url, asyncio=True, **options)
+            self._async_client, extra = make_client(
+                self.url, asyncio=True, pool_timeout=None, **options
+            )
             self._resources += extra
         return self._async_client
 
@@ -304,25 +339,147 @@ class RedisStore(Store):
             live.append((member.decode(), meta))
         return live, gone
 
+    def _pool_error(self, exc: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(
+            "Redis store unavailable: no connection came free in its pool "
+            f"(max_connections={self.options['max_connections']}) within the "
+            f"{self.options['socket_timeout']} s timeout",
+            exc,
+        )
+
+    def _fail(self, exc: BaseException, client: Any) -> StoreError:
+        """The StoreError for a driver error; a reply saying the server is no longer (or
+        cannot act as) the primary makes a Sentinel pool ask Sentinel on the next call."""
+        from ._redis_pools import PoolExhausted
+
+        if isinstance(exc, PoolExhausted):
+            return self._pool_error(exc)
+        if _no_replicas(exc) or "previous master" in str(exc):
+            recheck = getattr(getattr(client, "connection_pool", None), "recheck", None)
+            if recheck is not None:
+                recheck()
+        return _translate(exc)
+
     @contextmanager
-    def _errors(self) -> Iterator[None]:
+    def _errors(self, *, deadline: bool = True) -> Iterator[None]:
+        """Translate driver errors, and give the call one deadline: the wait for a pooled
+        connection, connects, the retry and the reads share ``socket_timeout``. Scans of
+        the whole keyspace (admin commands, any length) go without one: each command is
+        then bounded by the timeouts on its own."""
+        from ._redis_pools import CALL, Call
+
+        timeout = self.options["socket_timeout"]
+        token = CALL.set(Call(time.monotonic() + timeout)) if deadline else None
         try:
             yield
         except StoreError:
             raise
         except _driver_errors() as exc:
-            raise _translate(exc) from exc
+            raise self._fail(exc, self._client) from exc
+        finally:
+            if token is not None:
+                CALL.reset(token)
 
     async def _aerrors(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run one async call under one deadline (``asyncio.timeout``): pool wait, connect,
+        retry and command together take at most ``socket_timeout``."""
+        from ._redis_pools import CALL, Call
+
+        state = Call(time.monotonic() + self.options["socket_timeout"])
+        token = CALL.set(state)
         try:
             async with asyncio.timeout(self.options["socket_timeout"]):
                 return await call()
         except StoreError:
             raise
         except TimeoutError as exc:
+            if state.in_pool:
+                raise self._pool_error(exc) from exc
             raise StoreUnavailable("Redis store unavailable: timed out", exc) from exc
         except _driver_errors() as exc:
-            raise _translate(exc) from exc
+            raise self._fail(exc, self._async_client) from exc
+        finally:
+            CALL.reset(token)
+
+    # -- writes that wait for replicas ------------------------------------------------------
+
+    def _short(self, acked: Any) -> StoreUnavailable | None:
+        if int(acked) >= self.wait_replicas:
+            return None
+        return StoreUnavailable(
+            f"Redis store unavailable: the write reached the primary, but {acked} of "
+            f"{self.wait_replicas} replicas confirmed it within {self.wait_ms} ms "
+            "(it may be lost in a failover)"
+        )
+
+    def _write(self, source: str | None, keys: list[str], args: Sequence[Any]) -> Any:
+        """A write script (or ``DEL`` when ``source`` is None). With ``wait_replicas``, a
+        ``WAIT`` follows it on the same connection, in the same round trip, and the write
+        is only acknowledged once that many replicas have it."""
+        if not self.wait_replicas:
+            if source is None:
+                return self.client.delete(*keys)
+            return self._script(source)(keys=keys, args=args)
+        from redis.exceptions import NoScriptError
+
+        script = None if source is None else self._script(source)
+
+        def run() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            if script is None:
+                pipe.delete(*keys)
+            else:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)
+            return pipe.execute()
+
+        try:
+            result, acked = run()
+        except NoScriptError:  # a new or restarted primary: load the script, once more
+            if script is None:
+                raise
+            self.client.script_load(script.script)
+            result, acked = run()
+        short = self._short(acked)
+        if short is not None:
+            raise short
+        return result
+
+    async def _awrite(self, source: str | None, keys: list[str], args: Sequence[Any]) -> Any:
+        """:meth:`_write` on the async client, under the call's deadline."""
+        client = self.async_client
+        if not self.wait_replicas:
+            if source is None:
+                return await self._aerrors(lambda: client.delete(*keys))
+            script = self._ascript(source)
+            return await self._aerrors(lambda: script(keys=keys, args=args))
+        from redis.exceptions import NoScriptError
+
+        ascript = None if source is None else self._ascript(source)
+
+        async def run() -> Any:
+            pipe = client.pipeline(transaction=False)
+            if ascript is None:
+                pipe.delete(*keys)
+            else:
+                pipe.evalsha(ascript.sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)
+            return await pipe.execute()
+
+        async def waited() -> Any:
+            try:
+                return await run()
+            except NoScriptError:
+                if ascript is None:
+                    raise
+                await client.script_load(ascript.script)
+                return await run()
+
+        result, acked = await self._aerrors(waited)
+        short = self._short(acked)
+        if short is not None:
+            raise short
+        return result
 
     # -- sync path ----------------------------------------------------------------------------
 
@@ -343,26 +500,22 @@ class RedisStore(Store):
     def create(self, key: str, record: Record) -> None:
         expire_ms = str(int(record.meta.expires_at * 1000))
         with self._errors():
-            created = self._script(CREATE)(
-                keys=[self.hash_key(key)], args=[expire_ms, *_fields(record)]
-            )
+            created = self._write(CREATE, [self.hash_key(key)], [expire_ms, *_fields(record)])
         if not created:
             raise StoreError("session key collision")
 
     def update(self, key: str, change: Change, now: float) -> int | None:
         with self._errors():
-            version = self._script(UPDATE)(
-                keys=[self.hash_key(key)], args=_update_args(change, now)
-            )
+            version = self._write(UPDATE, [self.hash_key(key)], _update_args(change, now))
         return None if version is None else int(version)
 
     def delete(self, key: str) -> bool:
         with self._errors():
-            return bool(self.client.delete(self.hash_key(key)))
+            return bool(self._write(None, [self.hash_key(key)], []))
 
     def index_add(self, user_id: str, key: str, deadline: float) -> None:
         with self._errors():
-            self._script(INDEX_ADD)(keys=[self.index_key(user_id)], args=[repr(deadline), key])
+            self._write(INDEX_ADD, [self.index_key(user_id)], [repr(deadline), key])
 
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         index = self.index_key(user_id)
@@ -385,7 +538,7 @@ class RedisStore(Store):
         return 0
 
     def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
-        with self._errors():
+        with self._errors(deadline=False):
             keys = list(self.client.scan_iter(match=f"{self.prefix}s:*", count=1000))
             for start in range(0, len(keys), 500):
                 batch = keys[start : start + 500]
@@ -400,7 +553,7 @@ class RedisStore(Store):
                         yield name.decode()[len(self.prefix) + 2 :], meta
 
     def count(self, now: float) -> int:
-        with self._errors():
+        with self._errors(deadline=False):
             return sum(1 for _ in self.client.scan_iter(match=f"{self.prefix}s:*", count=1000))
 
     def close(self) -> None:
@@ -416,16 +569,12 @@ class RedisStore(Store):
         self, key: str, now: float, refresh_after: float | None = None
     ) -> Record | None:
         script = self._async_scripts.get(LOAD) or self._ascript(LOAD)
-        try:  # inline rather than through _aerrors: this is the hot path
-            async with asyncio.timeout(self.options["socket_timeout"]):
-                reply = await script(
-                    keys=[self.hash_key(key)],
-                    args=[repr(now), -1 if refresh_after is None else repr(refresh_after)],
-                )
-        except TimeoutError as exc:
-            raise StoreUnavailable("Redis store unavailable: timed out", exc) from exc
-        except _driver_errors() as exc:
-            raise _translate(exc) from exc
+        reply = await self._aerrors(
+            lambda: script(
+                keys=[self.hash_key(key)],
+                args=[repr(now), -1 if refresh_after is None else repr(refresh_after)],
+            )
+        )
         return None if reply is None else _record(reply, now)
 
     async def atouch(self, key: str, last_seen: float, now: float) -> bool:
@@ -436,30 +585,20 @@ class RedisStore(Store):
         return bool(reply)
 
     async def acreate(self, key: str, record: Record) -> None:
-        script = self._ascript(CREATE)
         expire_ms = str(int(record.meta.expires_at * 1000))
-        created = await self._aerrors(
-            lambda: script(keys=[self.hash_key(key)], args=[expire_ms, *_fields(record)])
-        )
+        created = await self._awrite(CREATE, [self.hash_key(key)], [expire_ms, *_fields(record)])
         if not created:
             raise StoreError("session key collision")
 
     async def aupdate(self, key: str, change: Change, now: float) -> int | None:
-        script = self._ascript(UPDATE)
-        version = await self._aerrors(
-            lambda: script(keys=[self.hash_key(key)], args=_update_args(change, now))
-        )
+        version = await self._awrite(UPDATE, [self.hash_key(key)], _update_args(change, now))
         return None if version is None else int(version)
 
     async def adelete(self, key: str) -> bool:
-        client = self.async_client
-        return bool(await self._aerrors(lambda: client.delete(self.hash_key(key))))
+        return bool(await self._awrite(None, [self.hash_key(key)], []))
 
     async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
-        script = self._ascript(INDEX_ADD)
-        await self._aerrors(
-            lambda: script(keys=[self.index_key(user_id)], args=[repr(deadline), key])
-        )
+        await self._awrite(INDEX_ADD, [self.index_key(user_id)], [repr(deadline), key])
 
     async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         index, client = self.index_key(user_id), self.async_client
@@ -509,26 +648,61 @@ def _hosts(netloc: str, default_port: int) -> tuple[str | None, list[tuple[str, 
     return password, hosts
 
 
-def make_client(url: str, *, asyncio: bool, **options: Any) -> tuple[Any, list[Any]]:
-    """A redis-py client (sync or asyncio) for a satchel Redis URL, and the other
-    connections it relies on (Sentinel's), to close with it."""
-    import redis
+def _retry(asyncio: bool) -> Any:
+    """One quick retry, after a connection error only: enough to ride over a dropped idle
+    connection or a demoted primary (READONLY), short enough that a dead server gives a
+    prompt 503. Never after a timeout: a server that did not answer within the timeout is
+    not given the timeout a second time (0.1 did, and a frozen server took twice it)."""
     from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError
+
+    if asyncio:
+        from redis.asyncio.retry import Retry as AsyncRetry
+
+        return AsyncRetry(ExponentialBackoff(cap=0.05, base=0.01), 1, (ConnectionError,))
     from redis.retry import Retry
 
-    # One quick retry: enough to ride over a dropped idle connection, short enough that a
-    # dead server gives a prompt 503.
-    options = {"retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), 1), **options}
+    return Retry(ExponentialBackoff(cap=0.05, base=0.01), 1, (ConnectionError,))
+
+
+def make_client(
+    url: str,
+    *,
+    asyncio: bool,
+    socket_timeout: float | None = DEFAULT_TIMEOUT,
+    socket_connect_timeout: float = DEFAULT_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    pool_timeout: float | None = DEFAULT_TIMEOUT,
+    sentinel_check_interval: float = DEFAULT_SENTINEL_CHECK,
+) -> tuple[Any, list[Any]]:
+    """A redis-py client (sync or asyncio) for a satchel Redis URL, and the other
+    connections it relies on (Sentinel's), to close with it.
+
+    Single servers and Sentinel get a pool of at most ``max_connections`` that waits up to
+    ``pool_timeout`` for a free connection (``None``: the caller bounds the wait); see
+    :mod:`._redis_pools`. Cluster clients keep redis-py's per-node pools, which have no
+    practical limit."""
+    import redis
+
+    from . import _redis_pools as pools
+
+    options: dict[str, Any] = {
+        "retry": _retry(asyncio),
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_connect_timeout,
+    }
+    sized = {"max_connections": max_connections, "timeout": pool_timeout}
     scheme, _, rest = url.partition("://")
     netloc, _, tail = rest.partition("/")
     path, _, _query = tail.partition("?")
     if scheme in ("redis", "rediss", "unix"):
         if asyncio:
-            return redis.asyncio.Redis.from_url(url, **options), []
-        return redis.Redis.from_url(url, **options), []
+            apool = pools.AsyncBlockingPool.from_url(url, **sized, **options)
+            return redis.asyncio.Redis.from_pool(apool), []
+        pool = pools.BlockingPool.from_url(url, **sized, **options)
+        return redis.Redis.from_pool(pool), []
     if scheme == "redis+cluster":
         password, hosts = _hosts(netloc, 6379)
-        options.pop("max_connections", None)
         if asyncio:
             from redis.asyncio.cluster import ClusterNode as AsyncNode
             from redis.asyncio.cluster import RedisCluster as AsyncCluster
@@ -536,9 +710,20 @@ def make_client(url: str, *, asyncio: bool, **options: Any) -> tuple[Any, list[A
             nodes = [AsyncNode(h, p) for h, p in hosts]
             return AsyncCluster(startup_nodes=nodes, password=password, **options), []
         from redis.cluster import ClusterNode, RedisCluster
+        from redis.connection import Connection
 
-        sync_nodes = [ClusterNode(h, p) for h, p in hosts]  # type: ignore[no-untyped-call]
-        return RedisCluster(startup_nodes=sync_nodes, password=password, **options), []
+        sync_nodes = [ClusterNode(h, p) for h, p in hosts[1:]]  # type: ignore[no-untyped-call]
+        first_host, first_port = hosts[0]
+        client = RedisCluster(
+            # Given a url (any node), redis-py builds the nodes' pools with
+            # connection_class, which bounds every read by the call's deadline.
+            url=f"redis://{first_host}:{first_port}",
+            startup_nodes=sync_nodes,
+            password=password,
+            connection_class=pools.deadline_class(Connection),
+            **options,
+        )
+        return client, []
     if scheme == "redis+sentinel":
         password, hosts = _hosts(netloc, 26379)
         service, _, db = path.partition("/")
@@ -546,27 +731,47 @@ def make_client(url: str, *, asyncio: bool, **options: Any) -> tuple[Any, list[A
             raise ConfigurationError(
                 "Redis Sentinel URL names no service: redis+sentinel://host:26379/mymaster"
             )
-        options.pop("max_connections", None)
-        kwargs = {"password": password, "db": int(db or 0), **options}
-        timeouts = {
-            k: options[k] for k in ("socket_timeout", "socket_connect_timeout") if k in options
+        kwargs = {
+            "password": password,
+            "db": int(db or 0),
+            "check_interval": sentinel_check_interval,
+            **sized,
+            **options,
+        }
+        # Sentinel's own clients: the same timeouts and retry as the data connections
+        # (redis-py's default retries a timeout three times, with backoff: 19 s for a
+        # frozen Sentinel and a 0.5 s timeout).
+        sentinel_kwargs = {
+            "socket_timeout": socket_timeout or socket_connect_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+            "retry": _retry(asyncio),
         }
         if asyncio:
             from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
-            sentinel: Any = AsyncSentinel(hosts, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
-            return sentinel.master_for(service, **kwargs), list(sentinel.sentinels)
+            sentinel: Any = AsyncSentinel(hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+            client = sentinel.master_for(
+                service, connection_pool_class=pools.AsyncSentinelPool, **kwargs
+            )
+            return client, list(sentinel.sentinels)
         from redis.sentinel import Sentinel
 
-        sync_sentinel: Any = Sentinel(hosts, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
-        return sync_sentinel.master_for(service, **kwargs), list(sync_sentinel.sentinels)
+        sync_sentinel: Any = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        for sentinel_client in sync_sentinel.sentinels:  # lookups share the call's deadline
+            pool = sentinel_client.connection_pool
+            pool.connection_class = pools.deadline_class(pool.connection_class)
+        client = sync_sentinel.master_for(
+            service, connection_pool_class=pools.SentinelPool, **kwargs
+        )
+        return client, list(sync_sentinel.sentinels)
     raise ConfigurationError(f"not a Redis URL: {mask_url(url)!r}")
 
 
 def from_url(url: str) -> RedisStore:
     """``redis://``, ``rediss://``, ``redis+sentinel://`` or ``redis+cluster://``, with
-    optional ``prefix``, ``socket_timeout``, ``connect_timeout`` and ``max_connections``
-    query parameters (satchel's own; everything else is left to redis-py)."""
+    optional ``prefix``, ``socket_timeout``, ``connect_timeout``, ``max_connections``,
+    ``wait_replicas``, ``wait_timeout`` and ``sentinel_check_interval`` query parameters
+    (satchel's own; everything else is left to redis-py)."""
     from .registry import url_options
 
     clean, options = url_options(
@@ -576,6 +781,9 @@ def from_url(url: str) -> RedisStore:
             "socket_timeout": float,
             "connect_timeout": float,
             "max_connections": int,
+            "wait_replicas": int,
+            "wait_timeout": float,
+            "sentinel_check_interval": float,
         },
     )
     return RedisStore(clean, **options)

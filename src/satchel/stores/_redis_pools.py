@@ -1,0 +1,237 @@
+# redis-py's pool classes are untyped; these subclasses call into them throughout.
+# mypy: disable-error-code="no-untyped-call"
+"""Connection pools for the Redis store (imported only when a Redis client is made).
+
+Three things redis-py's default pools do not do, and a session store needs:
+
+* **Wait, do not refuse.** The default pools raise "Too many connections" at the 51st
+  concurrent call, a 503 on a healthy server. These derive from redis-py's
+  ``BlockingConnectionPool``: a call waits for a free connection, within its deadline.
+* **One deadline per call.** The wait for a connection, connects, retries and reads share
+  the call's ``socket_timeout`` (:data:`CALL` holds the deadline the store set); on the
+  async path ``asyncio.timeout`` does the same.
+* **Follow a Sentinel failover promptly.** redis-py asks Sentinel for the primary only when
+  it opens a connection, so pooled connections keep writing to an old primary that is still
+  reachable until Sentinel demotes it (about 10 s, every write lost). The Sentinel pools ask
+  again every ``check_interval`` seconds and after a READONLY/NOREPLICAS reply, in the
+  background, and never hand out a connection to anything but the primary Sentinel names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.asyncio.sentinel import SentinelConnectionPool as AsyncSentinelConnectionPool
+from redis.exceptions import ConnectionError
+from redis.sentinel import SentinelConnectionPool
+from redis.utils import SENTINEL
+
+
+@dataclass
+class Call:
+    """One store call: its deadline (``time.monotonic()``), and whether it is waiting for a
+    pooled connection, so a timeout there can be reported as the pool's."""
+
+    deadline: float
+    in_pool: bool = False
+
+
+CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
+    "satchel_redis_call", default=None
+)
+
+
+class PoolExhausted(ConnectionError):
+    """No pooled connection came free before the call's deadline."""
+
+
+def _remaining(limit: float | None) -> float | None:
+    """What is left of the current call's deadline, at most ``limit``; None outside a call
+    (the connection's own timeouts then apply)."""
+    call = CALL.get(None)
+    if call is None:
+        return None
+    left = max(call.deadline - time.monotonic(), 0.001)
+    return left if limit is None else min(limit, left)
+
+
+class _Deadline:
+    """Mixin for redis-py's sync connection classes: each read, and each connect, waits at
+    most what is left of the call's deadline. So a call's retry, its reconnect, and the
+    topology refresh redis-py's Cluster client runs after a timeout (one query per node)
+    all fit in the one ``socket_timeout``, where each used to get a timeout of its own."""
+
+    socket_timeout: float | None
+    socket_connect_timeout: float | None
+
+    def read_response(
+        self, disable_decoding: bool = False, *, timeout: Any = SENTINEL, **kwargs: Any
+    ) -> Any:
+        if timeout is SENTINEL:
+            left = _remaining(self.socket_timeout)
+            if left is not None:
+                timeout = left
+        return super().read_response(  # type: ignore[misc]
+            disable_decoding, timeout=timeout, **kwargs
+        )
+
+    def _connect(self) -> Any:
+        left = _remaining(self.socket_connect_timeout)
+        if left is None:
+            return super()._connect()  # type: ignore[misc]
+        saved = self.socket_connect_timeout
+        self.socket_connect_timeout = left
+        try:
+            return super()._connect()  # type: ignore[misc]
+        finally:
+            self.socket_connect_timeout = saved
+
+
+@functools.cache
+def deadline_class(connection_class: type) -> type:
+    """``connection_class`` with :class:`_Deadline` mixed in."""
+    return type(f"Deadline{connection_class.__name__}", (_Deadline, connection_class), {})
+
+
+def _sync_get(get: Any) -> Any:
+    """Get a connection from a sync blocking pool, naming the pool when none came free."""
+    try:
+        return get()
+    except ConnectionError as exc:
+        if str(exc) == "No connection available.":  # redis-py's BlockingConnectionPool
+            raise PoolExhausted(str(exc)) from exc
+        raise
+
+
+class BlockingPool(redis.BlockingConnectionPool):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connection_class = deadline_class(self.connection_class)
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        get = super().get_connection
+        return _sync_get(lambda: get(*args, **kwargs))
+
+
+class AsyncBlockingPool(redis.asyncio.BlockingConnectionPool):
+    """Waits without a timeout of its own: the store's ``asyncio.timeout`` bounds the call,
+    and :data:`CALL` tells it the time ran out in the pool."""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        call = CALL.get(None)
+        if call is not None:
+            call.in_pool = True
+        connection = await super().get_connection(*args, **kwargs)
+        if call is not None:
+            call.in_pool = False
+        return connection
+
+
+class _Follow:
+    """The Sentinel half, shared by the sync and async pools: when to ask Sentinel again.
+
+    The question is asked in the background (a short-lived thread, or a task), so no
+    request ever waits for Sentinel, even a frozen one; what Sentinel answers applies from
+    the next connection handed out. At most one question is in flight."""
+
+    check_interval: float
+    _next_check: float = 0.0
+    _checking: int = 0  # the pid of the process whose check is in flight, or 0
+
+    def recheck(self) -> None:
+        """Ask Sentinel on the next call (after a READONLY or NOREPLICAS reply)."""
+        self._next_check = 0.0
+
+    def _check_due(self) -> bool:
+        now = time.monotonic()
+        pid = os.getpid()
+        # A check in flight in the parent when this process forked will not finish here.
+        if self._checking == pid or now < self._next_check:
+            return False
+        self._next_check = now + self.check_interval
+        self._checking = pid
+        return True
+
+    def _stale(self, connection: Any) -> bool:
+        address = getattr(self, "master_address", None)
+        return address is not None and (connection.host, connection.port) != address
+
+
+class SentinelPool(_Follow, SentinelConnectionPool, redis.BlockingConnectionPool):
+    def __init__(self, *args: Any, check_interval: float = 1.0, **kwargs: Any) -> None:
+        self.check_interval = check_interval
+        super().__init__(*args, **kwargs)
+        self.connection_class = deadline_class(self.connection_class)
+
+    def _check(self) -> None:
+        try:
+            # On a change this drops the idle connections. Best effort: with Sentinel
+            # unreachable (or the store closing), keep the primary we know.
+            with contextlib.suppress(Exception):
+                self.get_master_address()
+        finally:
+            self._checking = 0
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if self._check_due():
+            threading.Thread(target=self._check, name="satchel-sentinel", daemon=True).start()
+        get = super().get_connection
+        connection = _sync_get(lambda: get(*args, **kwargs))
+        if self._stale(connection):  # was in use while the primary changed
+            connection.disconnect()
+            try:
+                connection.connect()
+            except BaseException:
+                self.release(connection)
+                raise
+        return connection
+
+
+class AsyncSentinelPool(_Follow, AsyncSentinelConnectionPool, redis.asyncio.BlockingConnectionPool):
+    def __init__(self, *args: Any, check_interval: float = 1.0, **kwargs: Any) -> None:
+        self.check_interval = check_interval
+        super().__init__(*args, **kwargs)
+
+    _task: asyncio.Task[None] | None = None
+
+    async def _check(self) -> None:
+        try:
+            with contextlib.suppress(Exception):
+                await self.get_master_address()
+        finally:
+            self._checking = 0
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        if inuse_connections and self._task is not None:  # closing: stop asking
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        await super().disconnect(inuse_connections)
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if self._check_due():
+            self._task = asyncio.get_running_loop().create_task(self._check())
+        call = CALL.get(None)
+        if call is not None:
+            call.in_pool = True
+        connection = await super().get_connection(*args, **kwargs)
+        if call is not None:
+            call.in_pool = False
+        if self._stale(connection):  # was in use while the primary changed
+            try:
+                await connection.disconnect()
+                await connection.connect()
+            except BaseException:
+                await self.release(connection)
+                raise
+        return connection
