@@ -303,6 +303,25 @@ def test_forwarded_headers_count_only_from_trusted_proxies() -> None:
         parse_trusted(["not-an-ip"])
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"x-forwarded-for": "\x1b[8m6.6.6.6"},
+        {"x-forwarded-for": "1.2.3.4, <script>"},
+        {"forwarded": "for=unknown"},
+        {"forwarded": 'for="_hidden";proto=https'},
+        {"forwarded": 'for="[evil]:443"'},
+    ],
+)
+def test_a_forwarded_hop_that_is_not_an_ip_never_becomes_the_client_ip(
+    header: dict[str, str],
+) -> None:
+    """A trusted proxy passes on what the client wrote; only real addresses count."""
+    trusted = parse_trusted(["10.0.0.0/8"])
+    origin = resolve("10.0.0.9", "http", {**header, "host": "a"}, trusted)
+    assert origin.client_ip == "10.0.0.9"
+
+
 async def test_client_ip_and_origin_behind_a_trusted_proxy() -> None:
     store = MemoryStore()
     app = make_app(store, trusted_proxies=["127.0.0.1"])

@@ -3,7 +3,9 @@
 Forwarding headers (``Forwarded``, ``X-Forwarded-For``, ``X-Forwarded-Proto``,
 ``X-Forwarded-Host``) are believed only when the peer that sent the request is a trusted
 proxy; ``X-Forwarded-For`` is walked from the right, skipping trusted hops, so a client
-cannot choose its own address by sending the header itself.
+cannot choose its own address by sending the header itself. A hop that is not an IP
+address (``unknown``, an obfuscated ``_name``, or anything a client made up) ends the walk:
+the client IP is then the last hop that was one, never a string from a header.
 """
 
 from __future__ import annotations
@@ -29,14 +31,18 @@ def parse_trusted(entries: Iterable[str]) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return None
+
+
 def _trusted(address: str | None, networks: tuple[Network, ...]) -> bool:
     if not address or not networks:
         return False
-    try:
-        ip = ipaddress.ip_address(address.strip("[]"))
-    except ValueError:
-        return False
-    return any(ip in net for net in networks)
+    ip = _ip(address)
+    return ip is not None and any(ip in net for net in networks)
 
 
 def _forwarded(value: str) -> list[dict[str, str]]:
@@ -81,14 +87,20 @@ def resolve(
                 address = address[1:].partition("]")[0]
             elif address.count(":") == 1:
                 address = address.partition(":")[0]
-            client = address or client
+            ip = _ip(address)
+            if ip is None:
+                break
+            client = str(ip)
             if not _trusted(address, trusted):
                 break
         first = hops[0] if hops else {}
         return Origin(client, first.get("proto", scheme), first.get("host", host))
     chain = [a.strip() for a in headers.get("x-forwarded-for", "").split(",") if a.strip()]
     for address in reversed(chain):
-        client = address
+        ip = _ip(address)
+        if ip is None:
+            break
+        client = str(ip)
         if not _trusted(address, trusted):
             break
     proto = headers.get("x-forwarded-proto", "").split(",")[0].strip() or scheme
