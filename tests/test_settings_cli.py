@@ -76,7 +76,8 @@ def test_satchel_config_names_the_file(tmp_path: Path) -> None:
         ({"SATCHEL_COOKIE_SAMESITE": "none", "SATCHEL_COOKIE_SECURE": "0"}, "requires secure"),
         ({"SATCHEL_TRUSTED_PROXIES": "nope"}, "trusted_proxies"),
         ({"SATCHEL_STORE": "sessions.db"}, "not a URL"),
-        ({"SATCHEL_MAX_SESSIONS_PER_USER": "0"}, "at least 1"),
+        ({"SATCHEL_MAX_SESSIONS_PER_USER": "0"}, "between 1 and 1000"),
+        ({"SATCHEL_MAX_SESSIONS_PER_USER": "1001"}, "between 1 and 1000"),
     ],
 )
 def test_invalid_settings_name_the_setting(env: dict[str, str], message: str) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .cookies import CookieOptions
+from .engine import MAX_SESSIONS_PER_USER
 from .errors import ConfigurationError
 from .keyring import MIN_KEY_LENGTH, Keyring
 from .options import DEFAULT_STORE, SessionOptions
@@ -97,8 +98,11 @@ class Settings:
         )
         ExpiryPolicy(self.idle_timeout, self.absolute_timeout, self.refresh_interval)
         parse_trusted(self.trusted_proxies)
-        if self.max_sessions_per_user is not None and self.max_sessions_per_user < 1:
-            raise ConfigurationError("max_sessions_per_user must be at least 1, or unset")
+        cap = self.max_sessions_per_user
+        if cap is not None and not 1 <= cap <= MAX_SESSIONS_PER_USER:
+            raise ConfigurationError(
+                f"max_sessions_per_user must be between 1 and {MAX_SESSIONS_PER_USER}, or unset"
+            )
         if "://" not in self.store:
             raise ConfigurationError(
                 f"store={mask_url('x://' + self.store)[4:]!r} is not a URL: use e.g. "
