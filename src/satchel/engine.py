@@ -337,11 +337,7 @@ class Engine:
         assert session_id is not None
         assert current is not None
         if session._regenerate:
-            if not (yield Delete(key)):
-                self._lost(session, key)
-                return
-            logger.info("session %s: regenerated", ids.log_ref(key))
-            yield from self._create(session, info, now, base=current)
+            yield from self._create(session, info, now, base=current, replaces=key)
             return
 
         change = session._change(lambda: self._next_meta(current, session._meta_updates, now, info))
@@ -368,8 +364,24 @@ class Engine:
             self._set_cookie(session, session_id, meta, now)
 
     def _create(
-        self, session: Session, info: InfoSource, now: float, base: Meta | None
+        self,
+        session: Session,
+        info: InfoSource,
+        now: float,
+        base: Meta | None,
+        replaces: str | None = None,
     ) -> Flow[None]:
+        """Create a record for the session; with ``replaces`` (a regeneration), retire the
+        old record afterwards.
+
+        The order is what keeps a session alive through a store fault at any step (a
+        refused connection, a timeout, a reply lost after the server acted): the index
+        entry first (one naming a record that never came is pruned when read), then the
+        record, and only then the delete of the old one. Until the new record exists the
+        old cookie still opens the old record; from the moment it exists its cookie is
+        recorded on the session, and every response -- a 503 included -- carries it. If
+        the old record was already gone (a logout or another regeneration won the race),
+        the new one is undone: nothing brings a destroyed session back."""
         if base is None:
             device = info()
             base = self.expiry.new_meta(
@@ -382,15 +394,21 @@ class Engine:
         session_id = ids.new_session_id()
         key = ids.store_key(session_id)
         data = session._encoded()
-        yield Create(key, Record(self._seal(key, data), meta))
-        kind = "created" if session._meta is None else "regenerated"
-        session._committed(session_id, key, meta, data)
-        self._set_cookie(session, session_id, meta, now)
-        emit(self.on_event, kind, handle=meta.handle, user_id=meta.user_id)
         if meta.user_id:
             yield IndexAdd(meta.user_id, key, meta.absolute_deadline)
-            if self.max_sessions_per_user is not None:
-                yield from self._enforce_cap(meta.user_id, key, now)
+        yield Create(key, Record(self._seal(key, data), meta))
+        kind = "created" if replaces is None else "regenerated"
+        session._committed(session_id, key, meta, data)
+        self._set_cookie(session, session_id, meta, now)
+        if replaces is not None:
+            if not (yield Delete(replaces)):
+                self._lost(session, replaces)
+                yield Delete(key)
+                return
+            logger.info("session %s: regenerated", ids.log_ref(replaces))
+        emit(self.on_event, kind, handle=meta.handle, user_id=meta.user_id)
+        if meta.user_id and self.max_sessions_per_user is not None:
+            yield from self._enforce_cap(meta.user_id, key, now)
 
     def _enforce_cap(self, user_id: str, newest: str, now: float) -> Flow[None]:
         """Keep at most ``max_sessions_per_user`` sessions: evict the oldest others."""

@@ -1,0 +1,442 @@
+"""A login or a regeneration that fails half-way never destroys the session.
+
+Each test cuts the link to a real store at one store call of a login (or of a
+privilege-change regeneration) and checks what the client is left holding: the fault is
+injected before the call (the connection is reset and refused) or after it (the server acts
+on the request and its reply is dropped, so the client times out). Whatever the step, the
+client's next request, with whatever cookies it now holds, finds its data and its user.
+
+The networked stores (Redis, PostgreSQL, MariaDB, Memcached) are reached through a
+:class:`~tests.services.TcpProxy` the test owns; the shared servers behind it are never
+touched. The embedded stores get the fault that applies to them (SQLite: a write lock held
+by another connection past the store's timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import psycopg
+import pymysql
+import pytest
+
+from satchel.asgi import SessionMiddleware as ASGIMiddleware
+from satchel.auth import login, regenerate_on_privilege_change
+from satchel.record import Change, Meta, Record
+from satchel.stores.base import Store
+from satchel.stores.memcached import MemcachedStore
+from satchel.stores.mysql import MySQLStore
+from satchel.stores.postgres import PostgresStore
+from satchel.stores.redis import RedisStore
+from satchel.types import Receive, Scope, Send
+from satchel.wsgi import SessionMiddleware as WSGIMiddleware
+
+from .helpers import KEY
+from .services import MemcachedServer, TcpProxy, port_open, unavailable
+
+TIMEOUT = 0.3  # the stores' own timeouts, where they have one
+HOLD = 0.3  # how long a dropped reply leaves a client without its own timeout waiting
+CART = ["apple", "pear"]
+
+# The store calls of each flow, in order, as the core makes them (checked below, so a
+# change of order shows here first). "login": an anonymous session with data logs in as a
+# user who already has another session, with max_sessions_per_user=1 (so the cap evicts);
+# "regenerate": the logged-in user's session gets a new ID (regenerate_on_privilege_change).
+FLOWS = {
+    "login": ["load", "index_add", "create", "delete", "list_user", "delete"],
+    "regenerate": ["load", "index_add", "create", "delete", "list_user"],
+}
+
+
+# -- a store that triggers a real fault at call N ------------------------------------------
+
+
+@dataclass
+class Fault:
+    """What to break, and when: at store call ``at`` (1-based) of the armed request."""
+
+    at: int = 0
+    mode: str = "before"  # or "after"
+    calls: list[str] = field(default_factory=list)  # names of the calls made
+    done: list[str] = field(default_factory=list)  # names of the calls that returned
+
+
+class FaultyStore(Store):
+    """Delegates every call to a real store, and at the armed call breaks the real link:
+    ``inject(mode)`` runs just before it. Only the trigger lives here; the failure is the
+    driver's own (a refused or reset connection, a timeout)."""
+
+    def __init__(self, inner: Store, inject: Callable[[str], None]) -> None:
+        self.inner, self.inject = inner, inject
+        self.fault = Fault()
+
+    def arm(self, at: int, mode: str) -> Fault:
+        self.fault = Fault(at, mode)
+        return self.fault
+
+    def _enter(self, name: str) -> None:
+        fault = self.fault
+        fault.calls.append(name)
+        if len(fault.calls) == fault.at:
+            self.inject(fault.mode)
+
+    def _call(self, name: str, fn: Callable[[], Any]) -> Any:
+        self._enter(name)
+        result = fn()
+        self.fault.done.append(name)
+        return result
+
+    async def _acall(self, name: str, fn: Callable[[], Any]) -> Any:
+        self._enter(name)
+        result = await fn()
+        self.fault.done.append(name)
+        return result
+
+    def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
+        return self._call("load", lambda: self.inner.load(key, now, refresh_after))  # type: ignore[no-any-return]
+
+    def touch(self, key: str, last_seen: float, now: float) -> bool:
+        return self._call("touch", lambda: self.inner.touch(key, last_seen, now))  # type: ignore[no-any-return]
+
+    def create(self, key: str, record: Record) -> None:
+        self._call("create", lambda: self.inner.create(key, record))
+
+    def update(self, key: str, change: Change, now: float) -> int | None:
+        return self._call("update", lambda: self.inner.update(key, change, now))  # type: ignore[no-any-return]
+
+    def delete(self, key: str) -> bool:
+        return self._call("delete", lambda: self.inner.delete(key))  # type: ignore[no-any-return]
+
+    def purge_expired(
+        self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
+    ) -> int:
+        return self.inner.purge_expired(now, batch_size, on_batch)
+
+    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+        self._call("index_add", lambda: self.inner.index_add(user_id, key, deadline))
+
+    def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        return self._call("list_user", lambda: self.inner.list_user(user_id, now))  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.inner.close()
+
+    async def aload(
+        self, key: str, now: float, refresh_after: float | None = None
+    ) -> Record | None:
+        return await self._acall("load", lambda: self.inner.aload(key, now, refresh_after))  # type: ignore[no-any-return]
+
+    async def atouch(self, key: str, last_seen: float, now: float) -> bool:
+        return await self._acall("touch", lambda: self.inner.atouch(key, last_seen, now))  # type: ignore[no-any-return]
+
+    async def acreate(self, key: str, record: Record) -> None:
+        await self._acall("create", lambda: self.inner.acreate(key, record))
+
+    async def aupdate(self, key: str, change: Change, now: float) -> int | None:
+        return await self._acall("update", lambda: self.inner.aupdate(key, change, now))  # type: ignore[no-any-return]
+
+    async def adelete(self, key: str) -> bool:
+        return await self._acall("delete", lambda: self.inner.adelete(key))  # type: ignore[no-any-return]
+
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
+        await self._acall("index_add", lambda: self.inner.aindex_add(user_id, key, deadline))
+
+    async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        return await self._acall("list_user", lambda: self.inner.alist_user(user_id, now))  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+# -- the app: the same few routes on ASGI and WSGI ------------------------------------------
+
+
+def _route(session: Any, path: str, query: str) -> bytes:
+    user = parse_qs(query).get("user", ["alice"])[0]
+    if path == "/cart":
+        session["cart"] = CART
+    elif path == "/login":
+        login(session, user)
+    elif path == "/sudo":
+        regenerate_on_privilege_change(session)
+    return json.dumps({"user": session.user_id, "cart": session.get("cart")}).encode()
+
+
+async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
+    body = _route(scope["session"], scope["path"], scope["query_string"].decode())
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    session = environ["satchel.session"]
+    body = _route(session, environ["PATH_INFO"], environ.get("QUERY_STRING", ""))
+    start_response("200 OK", [("content-type", "application/json")])
+    return [body]
+
+
+OPTIONS: dict[str, Any] = {"secret_keys": [KEY], "csrf": False, "max_sessions_per_user": 1}
+BASE_URL = "https://testserver"
+
+
+def session_cookie(response: httpx.Response) -> str | None:
+    """The session cookie this response sets ("" when it deletes it), or None."""
+    for header in response.headers.get_list("set-cookie"):
+        if header.startswith("satchel="):
+            return header.split(";", 1)[0].split("=", 1)[1]
+    return None
+
+
+# -- the scenario, on either path ------------------------------------------------------------
+
+
+class Client:
+    """One browser: a cookie jar and a way to send requests, sync or async alike."""
+
+    def __init__(self, send: Callable[[str, str, dict[str, str] | None], Any]) -> None:
+        self._send = send
+        self.jar: dict[str, str] = {}
+
+    async def request(self, method: str, url: str, cookie: str | None = None) -> httpx.Response:
+        value = cookie if cookie is not None else self.jar.get("satchel")
+        headers = {"cookie": f"satchel={value}"} if value else None
+        response: httpx.Response = await self._send(method, url, headers)
+        new = session_cookie(response)
+        if new is not None:
+            if new:
+                self.jar["satchel"] = new
+            else:
+                self.jar.pop("satchel", None)
+        return response
+
+
+class SyncClient(Client):
+    """A browser on the WSGI app (its requests block: there is no loop to share)."""
+
+
+async def answer_once_up(client: Client, url: str) -> httpx.Response:
+    """The first answer that is not a 503: after the link comes back, a pool may still hand
+    out a connection the fault broke (and drop it). A 503 resets no cookie."""
+    for _ in range(20):
+        response = await client.request("GET", url)
+        if response.status_code != 503:
+            return response
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the store did not come back: {response.status_code}")
+
+
+async def scenario(
+    client: Client, other: Client, store: FaultyStore, flow: str, at: int, mode: str, user: str
+) -> None:
+    """Set up the flow's starting state, break the link at call ``at``, then check."""
+    sync = isinstance(client, SyncClient)
+    assert (await client.request("POST", "/cart")).status_code == 200
+    assert (await other.request("POST", f"/login?user={user}")).status_code == 200
+    if flow == "regenerate":
+        assert (await client.request("POST", f"/login?user={user}")).json()["user"] == user
+    before = client.jar["satchel"]
+
+    fault = store.arm(at, mode)
+    path = "/login" if flow == "login" else "/sudo"
+    response = await client.request("POST", f"{path}?user={user}")
+    restore = store.inject
+    restore("restore")
+    store.arm(0, "none")
+    where = f"fault {mode} call {at} ({fault.calls[-1] if fault.calls else '-'})"
+    if at:
+        # (the SQL stores' index_add does no I/O: their next call meets the fault)
+        assert fault.calls[:at] == FLOWS[flow][:at], where
+        assert response.status_code == 503, where
+        created = "create" in fault.done
+        if created:  # the new record exists: the 503 carries its cookie
+            assert client.jar["satchel"] != before, where
+        else:  # it does not: the old cookie stays, untouched
+            assert session_cookie(response) is None, where
+    else:
+        assert fault.calls == FLOWS[flow], fault.calls
+        assert response.status_code == 200
+        created = True
+
+    after = await answer_once_up(client, "/whoami")
+    expected = user if created or flow == "regenerate" else None
+    assert after.json() == {"user": expected, "cart": CART}, where
+    if expected is not None:  # the session the client holds is in the user's index
+        key, now = _store_key(client.jar["satchel"]), time.time()
+        if sync:
+            listed, mine = store.inner.list_user(user, now), store.inner.load(key, now)
+        else:
+            listed, mine = (
+                await store.inner.alist_user(user, now),
+                await store.inner.aload(key, now),
+            )
+        handles = {meta.handle for _, meta in listed}
+        assert mine is not None, where
+        assert mine.meta.handle in handles, where
+    if "delete" in fault.done or not at:  # the old ID resolves to nothing
+        old = await client.request("GET", "/whoami", cookie=before)
+        assert old.json() == {"user": None, "cart": None}, where
+
+
+def _store_key(cookie: str) -> str:
+    from satchel import ids
+
+    return ids.store_key(cookie.partition(".")[0])
+
+
+def run(path: str, store: FaultyStore, flow: str, at: int, mode: str) -> None:
+    """Run the scenario through the ASGI or the WSGI middleware."""
+    user = f"user-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> None:
+        if path == "asgi":
+            app = ASGIMiddleware(asgi_app, store=store, **OPTIONS)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+
+                async def send(method: str, url: str, headers: dict[str, str] | None) -> Any:
+                    http.cookies.clear()  # each Client keeps its own jar
+                    return await http.request(method, url, headers=headers)
+
+                try:
+                    await scenario(Client(send), Client(send), store, flow, at, mode, user)
+                finally:
+                    await store.aclose()
+        else:
+            app_w = WSGIMiddleware(wsgi_app, store=store, **OPTIONS)
+            with httpx.Client(transport=httpx.WSGITransport(app=app_w), base_url=BASE_URL) as h:
+
+                async def send_sync(method: str, url: str, headers: dict[str, str] | None) -> Any:
+                    h.cookies.clear()  # each Client keeps its own jar
+                    return h.request(method, url, headers=headers)
+
+                try:
+                    await scenario(
+                        SyncClient(send_sync), SyncClient(send_sync), store, flow, at, mode, user
+                    )
+                finally:
+                    store.close()
+
+    asyncio.run(main())
+
+
+# -- the stores ----------------------------------------------------------------------------------
+
+
+def proxied(proxy: TcpProxy, inner: Store, hold: float | None) -> FaultyStore:
+    """``inner`` reached through ``proxy``: "before" cuts the link, "after" drops the reply
+    (resetting the link ``hold`` seconds later for a driver without a timeout of its own),
+    "restore" mends it."""
+
+    def inject(mode: str) -> None:
+        if mode == "before":
+            proxy.cut()
+        elif mode == "after":
+            proxy.drop_replies(reset_after=hold)
+        elif mode == "restore":
+            proxy.restore()
+
+    return FaultyStore(inner, inject)
+
+
+@pytest.fixture(scope="module")
+def postgres_table() -> Iterator[str]:
+    if not port_open(5432):
+        unavailable("PostgreSQL on 127.0.0.1:5432")
+    name = f"satchel_faults_{uuid.uuid4().hex[:10]}"
+    yield name
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+@pytest.fixture(scope="module")
+def mysql_table() -> Iterator[str]:
+    if not port_open(3306):
+        unavailable("MariaDB on 127.0.0.1:3306")
+    name = f"satchel_faults_{uuid.uuid4().hex[:10]}"
+    yield name
+    conn = pymysql.connect(host="127.0.0.1", user="root", database="test")
+    with conn.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {name}")
+    conn.close()
+
+
+@pytest.fixture
+def make_store(
+    request: pytest.FixtureRequest, memcached: MemcachedServer
+) -> Iterator[Callable[[str], FaultyStore]]:
+    proxies: list[TcpProxy] = []
+
+    def make(kind: str) -> FaultyStore:
+        if kind == "redis":
+            if not port_open(6379):
+                unavailable("Redis on 127.0.0.1:6379")
+            proxy = TcpProxy(6379)
+            prefix = f"satchel-faults-{uuid.uuid4().hex[:8]}:"
+            inner: Store = RedisStore(
+                f"redis://127.0.0.1:{proxy.port}/0",
+                prefix=prefix,
+                socket_timeout=TIMEOUT,
+                connect_timeout=TIMEOUT,
+            )
+            hold = None
+        elif kind == "memcached":
+            proxy = TcpProxy(memcached.port)
+            inner = MemcachedStore(
+                [("127.0.0.1", proxy.port)],
+                prefix=f"sf{uuid.uuid4().hex[:8]}:",
+                timeout=TIMEOUT,
+            )
+            hold = None
+        elif kind == "postgres":
+            table = request.getfixturevalue("postgres_table")
+            proxy = TcpProxy(5432)
+            url = f"postgresql://postgres@127.0.0.1:{proxy.port}/test"
+            inner = PostgresStore(url, table=table, timeout=1)
+            hold = HOLD
+        else:
+            table = request.getfixturevalue("mysql_table")
+            proxy = TcpProxy(3306)
+            inner = MySQLStore(
+                f"mariadb://root@127.0.0.1:{proxy.port}/test", table=table, timeout=1
+            )
+            hold = HOLD
+        proxies.append(proxy)
+        return proxied(proxy, inner, hold)
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
+
+
+CASES = [
+    pytest.param(flow, at, mode, id=f"{flow}-{at}:{name}-{mode}")
+    for flow, calls in FLOWS.items()
+    for at, name in enumerate(calls, 1)
+    for mode in ("before", "after")
+]
+
+
+@pytest.mark.parametrize("path", ["asgi", "wsgi"])
+@pytest.mark.parametrize("kind", ["redis", "postgres", "mysql", "memcached"])
+@pytest.mark.parametrize(("flow", "at", "mode"), CASES)
+def test_a_fault_at_any_store_call_of_a_login_leaves_a_working_cookie(
+    make_store: Callable[[str], FaultyStore], kind: str, path: str, flow: str, at: int, mode: str
+) -> None:
+    run(path, make_store(kind), flow, at, mode)
+
+
+@pytest.mark.parametrize("path", ["asgi", "wsgi"])
+@pytest.mark.parametrize("flow", list(FLOWS))
+def test_the_flows_make_the_store_calls_this_file_breaks(
+    make_store: Callable[[str], FaultyStore], path: str, flow: str
+) -> None:
+    run(path, make_store("redis"), flow, 0, "none")
