@@ -309,6 +309,7 @@ class TcpProxy:
         self.port = int(self.listener.getsockname()[1])
         self.cut_off = False
         self.dropping = False
+        self._drop_from: bytes | None = None  # start dropping at the request holding this
         self.frozen = threading.Event()
         self.frozen.set()  # set: bytes flow; cleared: the link is frozen
         self._links: list[socket.socket] = []
@@ -340,6 +341,9 @@ class TcpProxy:
         try:
             while data := source.recv(65536):
                 self.frozen.wait()
+                marker = self._drop_from
+                if not replies and marker is not None and marker in data:
+                    self.dropping, self._drop_from = True, None  # before the server answers
                 if replies and self.dropping:
                     with self._lock:
                         self._tainted.add(sink)
@@ -352,11 +356,16 @@ class TcpProxy:
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
 
-    def drop_replies(self, reset_after: float | None = None) -> None:
+    def drop_replies(self, reset_after: float | None = None, from_request: bytes = b"") -> None:
         """From now on the server gets every request and its replies are discarded. With
-        ``reset_after``, the links open then are reset that many seconds later (for a
+        ``from_request``, replies flow until a request holding those bytes has passed (e.g.
+        b"COMMIT": the statement ran, its commit too, and the client never hears of it).
+        With ``reset_after``, the links open then are reset that many seconds later (for a
         client that has no timeout of its own and would otherwise wait forever)."""
-        self.dropping = True
+        if from_request:
+            self._drop_from = from_request
+        else:
+            self.dropping = True
         if reset_after is not None:
             with self._lock:
                 links = list(self._links)
@@ -387,6 +396,7 @@ class TcpProxy:
         """Accept and forward again. A link that lost a reply is reset: the client's
         protocol state on it is out of step with the server's."""
         self.cut_off = self.dropping = False
+        self._drop_from = None
         with self._lock:
             tainted, self._tainted = list(self._tainted), set()
         self._reset(tainted)
