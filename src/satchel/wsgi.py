@@ -147,9 +147,8 @@ class SessionMiddleware:
                     save(session)
                 except StoreError as exc:
                     logger.error("session store unavailable while committing: %s", exc)
-                    state["failed"] = True
-                    extra = [("retry-after", "5")]
-                    status, headers, _ = _plain(_UNAVAILABLE, _UNAVAILABLE_BODY, extra)
+                    state["failed"] = True  # answered below, by on_store_unavailable
+                    return lambda data: None  # the app's body is dropped
             # every response, a 5xx included, carries a cookie a commit recorded (e.g. of
             # a record created before a later store call failed)
             for cookie in ctx.response_cookies():
@@ -171,7 +170,7 @@ class SessionMiddleware:
             return self._unavailable(environ, start_response, ctx)
         if state["failed"]:
             _close(result)
-            return [_UNAVAILABLE_BODY]
+            return self._unavailable(environ, start_response, ctx)
         return _Body(first, chunks, result)
 
     @staticmethod
