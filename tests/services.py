@@ -310,6 +310,7 @@ class TcpProxy:
         self.cut_off = False
         self.dropping = False
         self._drop_from: bytes | None = None  # start dropping at the request holding this
+        self._freeze_from: bytes | None = None  # freeze at the request holding this
         self.frozen = threading.Event()
         self.frozen.set()  # set: bytes flow; cleared: the link is frozen
         self._links: list[socket.socket] = []
@@ -341,9 +342,11 @@ class TcpProxy:
         try:
             while data := source.recv(65536):
                 self.frozen.wait()
-                marker = self._drop_from
-                if not replies and marker is not None and marker in data:
+                if not replies and self._drop_from is not None and self._drop_from in data:
                     self.dropping, self._drop_from = True, None  # before the server answers
+                if not replies and self._freeze_from is not None and self._freeze_from in data:
+                    self._freeze_from = None
+                    self.frozen.clear()  # this request is held too
                 if replies and self.dropping:
                     with self._lock:
                         self._tainted.add(sink)
@@ -373,9 +376,13 @@ class TcpProxy:
             timer.daemon = True
             timer.start()
 
-    def freeze(self) -> None:
-        """Hold every byte, both ways, until :meth:`restore` (connections stay open)."""
-        self.frozen.clear()
+    def freeze(self, from_request: bytes = b"") -> None:
+        """Hold every byte, both ways, until :meth:`restore` (connections stay open); with
+        ``from_request``, from the request holding those bytes on (that one held too)."""
+        if from_request:
+            self._freeze_from = from_request
+        else:
+            self.frozen.clear()
 
     def _reset(self, links: list[socket.socket]) -> None:
         for s in links:
@@ -396,7 +403,7 @@ class TcpProxy:
         """Accept and forward again. A link that lost a reply is reset: the client's
         protocol state on it is out of step with the server's."""
         self.cut_off = self.dropping = False
-        self._drop_from = None
+        self._drop_from = self._freeze_from = None
         with self._lock:
             tainted, self._tainted = list(self._tainted), set()
         self._reset(tainted)
