@@ -703,3 +703,74 @@ def test_flask_503_of_a_half_done_login_carries_the_new_cookie(
     assert failed.status_code == 503
     assert any(h.startswith("satchel=") for h in failed.headers.getlist("Set-Cookie"))
     assert client.get(f"{base}/whoami").json == {"user": "alice", "cart": CART}
+
+
+# -- no resurrection: a regeneration that loses the race to a logout undoes itself --------------
+
+
+@pytest.mark.parametrize("path", ["asgi", "wsgi"])
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
+def test_a_regeneration_racing_a_logout_does_not_bring_the_session_back(
+    tmp_path: Path, redis_url: str, kind: str, path: str
+) -> None:
+    """The logout lands between the regeneration's create and its delete of the old record
+    (the delete then finds nothing): the new record is deleted again, no cookie is sent,
+    and the user has no session left."""
+    from satchel.stores.memory import MemoryStore
+
+    if kind == "memory":
+        inner: Store = MemoryStore()
+    elif kind == "sqlite":
+        inner = SQLiteStore(tmp_path / "race.db")
+    else:
+        inner = RedisStore(redis_url, prefix=f"satchel-race-{uuid.uuid4().hex[:8]}:")
+    old: list[str] = []
+
+    def logout_elsewhere(mode: str) -> None:  # what a concurrent logout does to the store
+        if mode == "logout" and old:
+            assert inner.delete(_store_key(old[0]))
+
+    store = FaultyStore(inner, logout_elsewhere)
+    user = f"user-{uuid.uuid4().hex[:8]}"
+
+    async def check(client: Client) -> None:
+        await client.request("POST", "/cart")
+        await client.request("POST", f"/login?user={user}")
+        old.append(client.jar["satchel"])
+        store.arm(0, "logout", after="create")
+        raced = await client.request("POST", "/sudo")
+        assert raced.status_code == 200
+        assert session_cookie(raced) is None  # the regeneration lost: no cookie
+        assert "create" in store.fault.done  # it had created its record...
+        now = time.time()
+        if isinstance(client, SyncClient):
+            assert store.inner.list_user(user, now) == []  # ...and deleted it again
+        else:
+            assert await store.inner.alist_user(user, now) == []
+        after = await client.request("GET", "/whoami")
+        assert after.json() == {"user": None, "cart": None}
+
+    async def main() -> None:
+        if path == "asgi":
+            app = ASGIMiddleware(asgi_app, store=store, **OPTIONS)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+
+                async def send(method: str, url: str, headers: dict[str, str] | None) -> Any:
+                    http.cookies.clear()
+                    return await http.request(method, url, headers=headers)
+
+                await check(Client(send))
+            await store.aclose()
+        else:
+            app_w = WSGIMiddleware(wsgi_app, store=store, **OPTIONS)
+            with httpx.Client(transport=httpx.WSGITransport(app=app_w), base_url=BASE_URL) as h:
+
+                async def send_sync(method: str, url: str, headers: dict[str, str] | None) -> Any:
+                    h.cookies.clear()
+                    return h.request(method, url, headers=headers)
+
+                await check(SyncClient(send_sync))
+            store.close()
+
+    asyncio.run(main())
