@@ -99,7 +99,9 @@ def main() -> None:
         app, store=store, secret_keys=[KEY], csrf=False, max_sessions_per_user=1
     )
     server = make_server("127.0.0.1", 0, wrapped, handler_class=Quiet)
-    Path(port_file).write_text(str(server.server_port))
+    ready = Path(port_file + ".tmp")
+    ready.write_text(str(server.server_port))
+    ready.replace(port_file)  # whole, or not there
     server.serve_forever()
 
 

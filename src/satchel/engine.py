@@ -397,7 +397,7 @@ class Engine:
         if meta.user_id:
             yield IndexAdd(meta.user_id, key, meta.absolute_deadline)
         yield Create(key, Record(self._seal(key, data), meta))
-        kind = "created" if replaces is None else "regenerated"
+        kind = "created" if session._meta is None else "regenerated"
         session._committed(session_id, key, meta, data)
         self._set_cookie(session, session_id, meta, now)
         if replaces is not None:
