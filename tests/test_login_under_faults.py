@@ -713,21 +713,33 @@ def test_flask_503_of_a_half_done_login_carries_the_new_cookie(
 
 
 @pytest.mark.parametrize("path", ["asgi", "wsgi"])
-@pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
+@pytest.mark.parametrize(
+    "kind", ["memory", "sqlite", "file", "redis", "postgres", "mysql", "memcached"]
+)
 def test_a_regeneration_racing_a_logout_does_not_bring_the_session_back(
-    tmp_path: Path, redis_url: str, kind: str, path: str
+    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str, kind: str, path: str
 ) -> None:
     """The logout lands between the regeneration's create and its delete of the old record
     (the delete then finds nothing): the new record is deleted again, no cookie is sent,
     and the user has no session left."""
+    from satchel.stores.filesystem import FileStore
     from satchel.stores.memory import MemoryStore
 
     if kind == "memory":
         inner: Store = MemoryStore()
     elif kind == "sqlite":
         inner = SQLiteStore(tmp_path / "race.db")
-    else:
+    elif kind == "file":
+        inner = FileStore(tmp_path / "race")
+    elif kind == "redis":
         inner = RedisStore(redis_url, prefix=f"satchel-race-{uuid.uuid4().hex[:8]}:")
+    elif kind == "postgres":
+        inner = PostgresStore(PG_URL, table=request.getfixturevalue("postgres_table"))
+    elif kind == "mysql":
+        inner = MySQLStore(MYSQL_URL, table=request.getfixturevalue("mysql_table"))
+    else:
+        server: MemcachedServer = request.getfixturevalue("memcached")
+        inner = MemcachedStore([("127.0.0.1", server.port)], prefix=f"r{uuid.uuid4().hex[:8]}:")
     old: list[str] = []
 
     def logout_elsewhere(mode: str) -> None:  # what a concurrent logout does to the store
