@@ -20,6 +20,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -286,7 +287,8 @@ async def scenario(
     # a 503 when a call failed (a fault armed before a call that does no I/O meets the
     # next one that does; on SQLite, reads do not wait for the write lock)
     assert response.status_code == (503 if fault.failed else 200), where
-    assert fault.failed or not at or kind == "sqlite", f"{where}: nothing failed"
+    # (a blip may pass unnoticed when the driver retries)
+    assert fault.failed or not at or kind == "sqlite" or mode == "blip", f"{where}: no fault"
     after = await answer_once_up(client, "/whoami")
     expected = user if created or flow == "regenerate" else None
     assert after.json() == {"user": expected, "cart": CART}, f"{where}: session reset"
@@ -363,13 +365,18 @@ def proxied(
 ) -> FaultyStore:
     """``inner`` reached through ``proxy``: "before" cuts the link, "after" drops the reply
     (of ``last_request``, for a call made of several round trips; resetting the link
-    ``hold`` seconds later for a driver without a timeout of its own), "restore" mends it."""
+    ``hold`` seconds later for a driver without a timeout of its own), "blip" drops the
+    reply and mends the link 0.1 s later (before the client's timeout: the link that lost
+    the reply is reset, the next connection works), "restore" mends it."""
 
     def inject(mode: str) -> None:
         if mode == "before":
             proxy.cut()
         elif mode == "after":
             proxy.drop_replies(reset_after=hold, from_request=last_request)
+        elif mode == "blip":
+            proxy.drop_replies(from_request=last_request)
+            threading.Timer(0.1, proxy.restore).start()
         elif mode == "restore":
             proxy.restore()
 
@@ -484,6 +491,38 @@ def test_a_fault_at_any_store_call_of_a_login_leaves_a_working_cookie(
     make_store: Callable[[str], FaultyStore], kind: str, path: str, flow: str
 ) -> None:
     failures = each_fault(make_store, kind, path, flow)
+    assert failures == [], "\n".join(failures)
+
+
+BLIP_KNOWN = pytest.mark.xfail(
+    strict=True,
+    reason="redis-py's retry re-sends a DEL whose reply was lost; its second answer (0) reads "
+    "as 'already logged out', so the login is undone and the session reset. The retry policy "
+    "is RedisStore's (issue 10, the Redis timeouts item), not the core's.",
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [
+        pytest.param("redis", "wsgi", marks=BLIP_KNOWN),
+        ("redis", "asgi"),
+        ("postgres", "wsgi"),
+        ("postgres", "asgi"),
+        ("mysql", "wsgi"),
+        ("mysql", "asgi"),
+        ("memcached", "wsgi"),
+        ("memcached", "asgi"),
+    ],
+)
+def test_a_reply_lost_once_at_any_store_call_of_a_login_leaves_a_working_cookie(
+    make_store: Callable[[str], FaultyStore], kind: str, path: str
+) -> None:
+    """The reply to one call is lost and the link is back before the client's timeout: a
+    driver that retries sees the second answer of the same call."""
+    failures = []
+    for flow in FLOWS:
+        failures += each_fault(make_store, kind, path, flow, modes=("blip",))
     assert failures == [], "\n".join(failures)
 
 
