@@ -45,6 +45,7 @@ from satchel.stores.postgres import PostgresStore
 from satchel.stores.redis import RedisStore
 from satchel.stores.registry import store_from_url
 from satchel.stores.sqlite import SQLiteStore
+from satchel.testing import FakeClock
 from satchel.types import Receive, Scope, Send
 from satchel.wsgi import SessionMiddleware as WSGIMiddleware
 
@@ -893,4 +894,111 @@ def test_a_worker_killed_mid_login_leaves_the_session_until_the_old_record_is_de
 
     with ThreadPoolExecutor(6) as pool:
         failures = [f for f in pool.map(one, cases) if f is not None]
+    assert failures == [], "\n".join(failures)
+
+
+# -- "remember me" during a fault: the index never forgets a session before it ends ---------------
+
+LONG = 30 * 86400
+
+
+def _remember(session: Any) -> None:
+    session.set_expiry(idle_timeout=LONG, absolute_timeout=LONG, persistent=True)
+
+
+async def remember_app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["path"] == "/remember":
+        _remember(scope["session"])
+    await asgi_app(scope, receive, send)
+
+
+def remember_wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    if environ["PATH_INFO"] == "/remember":
+        _remember(environ["satchel.session"])
+    return wsgi_app(environ, start_response)
+
+
+def extend_under_fault(store: FaultyStore, path: str, at: int, mode: str) -> None:
+    """Logged in, then "remember me" (a later absolute deadline) with a fault at call
+    ``at``; once the longer deadline is stored, the session stays listed past the old one."""
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    clock = FakeClock()
+    options = {**OPTIONS, "clock": clock}
+    sync = path == "wsgi"
+
+    async def check(client: Client) -> None:
+        await client.request("POST", "/cart")
+        await client.request("POST", f"/login?user={user}")
+        key = _store_key(client.jar["satchel"])
+        store.arm(at, mode)
+        await client.request("POST", "/remember")
+        store.inject("restore")
+        store.arm(0, "none")
+        record = (
+            store.inner.load(key, clock.now) if sync else await store.inner.aload(key, clock.now)
+        )
+        assert record is not None
+        if record.meta.absolute_deadline - record.meta.created < LONG:
+            return  # the update did not land: nothing more to keep
+        clock.advance(13 * 3600)  # past the first absolute deadline (12 h)
+        after = await answer_once_up(client, "/whoami")
+        assert after.json() == {"user": user, "cart": CART}, f"{mode} call {at}: session lost"
+        listed = (
+            store.inner.list_user(user, clock.now)
+            if sync
+            else await store.inner.alist_user(user, clock.now)
+        )
+        assert key in [k for k, _ in listed], f"{mode} call {at}: no longer listed"
+
+    async def main() -> None:
+        if path == "asgi":
+            app = ASGIMiddleware(remember_app, store=store, **options)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+
+                async def send(method: str, url: str, headers: dict[str, str] | None) -> Any:
+                    http.cookies.clear()
+                    return await http.request(method, url, headers=headers)
+
+                try:
+                    await check(Client(send))
+                finally:
+                    await store.aclose()
+        else:
+            app_w = WSGIMiddleware(remember_wsgi_app, store=store, **options)
+            with httpx.Client(transport=httpx.WSGITransport(app=app_w), base_url=BASE_URL) as h:
+
+                async def send_sync(method: str, url: str, headers: dict[str, str] | None) -> Any:
+                    h.cookies.clear()
+                    return h.request(method, url, headers=headers)
+
+                try:
+                    await check(SyncClient(send_sync))
+                finally:
+                    store.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("path", ["asgi", "wsgi"])
+@pytest.mark.parametrize("kind", ["redis", "memcached"])
+def test_a_fault_during_remember_me_never_drops_the_session_from_its_users_index(
+    make_store: Callable[[str], FaultyStore], kind: str, path: str
+) -> None:
+    """The stores whose index is separate from the record (Redis, Memcached): a longer
+    absolute deadline is filed in the index before the record gets it, so a fault between
+    the two cannot leave a live session the index has forgotten (unlistable, unrevocable;
+    refused outright on Memcached)."""
+    cases = [(at, mode) for at in (2, 3) for mode in ("before", "after")]
+    stores = [make_store(kind) for _ in cases]
+
+    def one(case: tuple[int, str], store: FaultyStore) -> str | None:
+        try:
+            extend_under_fault(store, path, *case)
+        except AssertionError as exc:
+            return f"{kind}/{path} {str(exc).splitlines()[0]}"
+        return None
+
+    with ThreadPoolExecutor(len(cases)) as pool:
+        failures = [f for f in pool.map(one, cases, stores) if f is not None]
     assert failures == [], "\n".join(failures)

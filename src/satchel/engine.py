@@ -349,16 +349,23 @@ class Engine:
         stored = change
         if self.encrypt_at_rest:
             stored = Change(change.meta, self._seal(key, change.set), change.delete, change.clear)
+        meta = change.meta
+        # The user's index entry must never end before the record (a session the index
+        # has dropped cannot be listed or revoked): a later deadline is filed before the
+        # update, an earlier one after it, so a fault between the two errs on the long side.
+        reindex = bool(meta.user_id) and meta.absolute_deadline != current.absolute_deadline
+        if reindex and meta.absolute_deadline > current.absolute_deadline:
+            reindex = False
+            yield IndexAdd(meta.user_id or "", key, meta.absolute_deadline)
         version = yield Update(key, stored, now)
         if version is None:
             self._lost(session, key)
             return
-        meta = change.meta
         session._committed(
             session_id, key, meta.with_changes(version=version), change.apply(session._baseline)
         )
-        if meta.user_id and meta.absolute_deadline != current.absolute_deadline:
-            yield IndexAdd(meta.user_id, key, meta.absolute_deadline)
+        if reindex:
+            yield IndexAdd(meta.user_id or "", key, meta.absolute_deadline)
         if meta.persistent or session._cookie_refresh:
             session._cookie_refresh = False
             self._set_cookie(session, session_id, meta, now)
