@@ -34,6 +34,7 @@ import httpx
 import psycopg
 import pymysql
 import pytest
+from fastapi import FastAPI, Request
 
 from satchel.asgi import SessionMiddleware as ASGIMiddleware
 from satchel.auth import login, regenerate_on_privilege_change
@@ -1002,3 +1003,34 @@ def test_a_fault_during_remember_me_never_drops_the_session_from_its_users_index
     with ThreadPoolExecutor(len(cases)) as pool:
         failures = [f for f in pool.map(one, cases, stores) if f is not None]
     assert failures == [], "\n".join(failures)
+
+
+def test_fastapi_503_of_a_half_done_login_carries_the_new_cookie(
+    make_sqlite: Callable[[str], FaultyStore],
+) -> None:
+    """FastAPI (and Starlette under it) run satchel's ASGI middleware: the same answer."""
+    store = make_sqlite("sqlite")
+    app = FastAPI()
+    app.add_middleware(ASGIMiddleware, store=store, **OPTIONS)
+
+    @app.post("/cart")
+    async def cart(request: Request) -> dict[str, Any]:
+        request.session["cart"] = CART
+        return {}
+
+    @app.post("/login")
+    async def log_in(request: Request) -> dict[str, Any]:
+        login(request.session, "alice")  # type: ignore[arg-type]
+        return {}
+
+    @app.get("/whoami")
+    async def whoami(request: Request) -> dict[str, Any]:
+        session = request.session
+        return {"user": session.user_id, "cart": session.get("cart")}  # type: ignore[attr-defined]
+
+    failed, after = half_done_login(
+        lambda: httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL),
+        store,
+    )
+    assert (failed.status_code, bool(session_cookie(failed))) == (503, True)
+    assert after == {"user": "alice", "cart": CART}
