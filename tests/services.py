@@ -297,14 +297,25 @@ def private_sentinel(tmp_path: Path) -> Iterator[SentinelSetup]:
 
 class TcpProxy:
     """A loopback TCP proxy whose link can be cut and restored, to fail a shared database
-    server for one test without stopping it for the others."""
+    server for one test without stopping it for the others.
+
+    :meth:`drop_replies` fails it the other way: the client's bytes still reach the server,
+    which acts on them, but its replies are thrown away (a reply lost on the way back; the
+    client waits until its own timeout). :meth:`freeze` holds every byte in both directions
+    (a frozen link: nothing reaches the server until :meth:`restore`, then all of it does)."""
 
     def __init__(self, target_port: int, target_host: str = LOOPBACK) -> None:
         self.target = (target_host, target_port)
         self.listener = socket.create_server((LOOPBACK, 0))
         self.port = int(self.listener.getsockname()[1])
         self.cut_off = False
+        self.dropping = False
+        self._drop_from: bytes | None = None  # start dropping at the request holding this
+        self._freeze_from: bytes | None = None  # freeze at the request holding this
+        self.frozen = threading.Event()
+        self.frozen.set()  # set: bytes flow; cleared: the link is frozen
         self._links: list[socket.socket] = []
+        self._tainted: set[socket.socket] = set()  # links that lost a reply
         self._lock = threading.Lock()
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -325,13 +336,22 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._links += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, reply in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pipe, args=(a, b, reply), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, replies: bool) -> None:
         try:
             while data := source.recv(65536):
+                self.frozen.wait()
+                if not replies and self._drop_from is not None and self._drop_from in data:
+                    self.dropping, self._drop_from = True, None  # before the server answers
+                if not replies and self._freeze_from is not None and self._freeze_from in data:
+                    self._freeze_from = None
+                    self.frozen.clear()  # this request is held too
+                if replies and self.dropping:
+                    with self._lock:
+                        self._tainted.add(sink)
+                    continue
                 sink.sendall(data)
         except OSError:
             pass
@@ -339,6 +359,36 @@ class TcpProxy:
             for s in (source, sink):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
+
+    def drop_replies(self, reset_after: float | None = None, from_request: bytes = b"") -> None:
+        """From now on the server gets every request and its replies are discarded. With
+        ``from_request``, replies flow until a request holding those bytes has passed (e.g.
+        b"COMMIT": the statement ran, its commit too, and the client never hears of it).
+        With ``reset_after``, the links open then are reset that many seconds later (for a
+        client that has no timeout of its own and would otherwise wait forever)."""
+        if from_request:
+            self._drop_from = from_request
+        else:
+            self.dropping = True
+        if reset_after is not None:
+            with self._lock:
+                links = list(self._links)
+            timer = threading.Timer(reset_after, self._reset, args=(links,))
+            timer.daemon = True
+            timer.start()
+
+    def freeze(self, from_request: bytes = b"") -> None:
+        """Hold every byte, both ways, until :meth:`restore` (connections stay open); with
+        ``from_request``, from the request holding those bytes on (that one held too)."""
+        if from_request:
+            self._freeze_from = from_request
+        else:
+            self.frozen.clear()
+
+    def _reset(self, links: list[socket.socket]) -> None:
+        for s in links:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
 
     def cut(self) -> None:
         """Drop every open connection and refuse new ones."""
@@ -351,10 +401,18 @@ class TcpProxy:
             self._links = []
 
     def restore(self) -> None:
-        self.cut_off = False
+        """Accept and forward again. A link that lost a reply is reset: the client's
+        protocol state on it is out of step with the server's."""
+        self.cut_off = self.dropping = False
+        self._drop_from = self._freeze_from = None
+        with self._lock:
+            tainted, self._tainted = list(self._tainted), set()
+        self._reset(tainted)
+        self.frozen.set()
 
     def close(self) -> None:
         self._closed = True
+        self.frozen.set()
         self.cut()
         self.listener.close()
 

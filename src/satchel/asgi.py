@@ -153,25 +153,43 @@ class SessionMiddleware:
             await _plain(send, 403, f"Forbidden: {refusal}\n".encode())
             return
 
-        failed = False
+        failed = started = False
+
+        async def unavailable() -> None:
+            # a commit that failed half-way recorded the new record's cookie: send it
+            cookies = ctx.response_cookies()
+
+            async def send_with_cookies(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message = _with_cookies(message, cookies)
+                await send(message)
+
+            await self.on_store_unavailable(scope, receive, send_with_cookies)
 
         async def send_with_session(message: Message) -> None:
-            nonlocal failed
+            nonlocal failed, started
             if message["type"] == "http.response.start":
+                started = True
                 if message["status"] < 500 and session._needs_commit():
                     try:
                         await save(session)
                     except StoreError as exc:
                         failed = True
                         logger.error("session store unavailable while committing: %s", exc)
-                        await self.on_store_unavailable(scope, receive, send)
+                        await unavailable()
                         return
                 message = _with_cookies(message, ctx.response_cookies())
             elif failed:
                 return
             await send(message)
 
-        await self.app(scope, receive, send_with_session)
+        try:
+            await self.app(scope, receive, send_with_session)
+        except StoreError as exc:  # e.g. an explicit `await session.asave()` in the app
+            if started:
+                raise
+            logger.error("session store unavailable: %s", exc)
+            await unavailable()
 
     async def _websocket(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext

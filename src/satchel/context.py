@@ -174,14 +174,21 @@ class RequestContext:
 
     def response_cookies(self) -> list[str]:
         """Set-Cookie values for this response: the session's, and the pre-session's (set
-        when a token was first made for an anonymous visitor; deleted at login)."""
+        when a token was first made for an anonymous visitor; deleted at login).
+
+        Every response carries them, error responses included: a commit that failed
+        half-way (the new record created, a later store call failed) has already recorded
+        the new record's cookie, and the client must get it, or it keeps a cookie that
+        names nothing. Only a *stored* login deletes the pre-session cookie: after a login
+        that did not commit, the visitor is still anonymous and still needs it."""
         out = list(self.cookies)
         session = self.session
         if session._outgoing_cookie is not None:
             out.append(session._outgoing_cookie)
             session._outgoing_cookie = None
         pre = self.settings.presession_cookie
-        user = session._peek_user()
+        meta = session._meta
+        user = None if meta is None else meta.user_id
         if (
             user is not None
             and not self.new_presession

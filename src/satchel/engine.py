@@ -353,11 +353,7 @@ class Engine:
         assert session_id is not None
         assert current is not None
         if session._regenerate:
-            if not (yield Delete(key)):
-                self._lost(session, key)
-                return
-            logger.info("session %s: regenerated", ids.log_ref(key))
-            yield from self._create(session, info, now, base=current)
+            yield from self._create(session, info, now, base=current, replaces=key)
             return
 
         change = session._change(lambda: self._next_meta(current, session._meta_updates, now, info))
@@ -369,23 +365,46 @@ class Engine:
         stored = change
         if self.encrypt_at_rest:
             stored = Change(change.meta, self._seal(key, change.set), change.delete, change.clear)
+        meta = change.meta
+        # The user's index entry must never end before the record (a session the index
+        # has dropped cannot be listed or revoked): a later deadline is filed before the
+        # update, an earlier one after it, so a fault between the two errs on the long side.
+        reindex = bool(meta.user_id) and meta.absolute_deadline != current.absolute_deadline
+        if reindex and meta.absolute_deadline > current.absolute_deadline:
+            reindex = False
+            yield IndexAdd(meta.user_id or "", key, meta.absolute_deadline)
         version = yield Update(key, stored, now)
         if version is None:
             self._lost(session, key)
             return
-        meta = change.meta
         session._committed(
             session_id, key, meta.with_changes(version=version), change.apply(session._baseline)
         )
-        if meta.user_id and meta.absolute_deadline != current.absolute_deadline:
-            yield IndexAdd(meta.user_id, key, meta.absolute_deadline)
+        if reindex:
+            yield IndexAdd(meta.user_id or "", key, meta.absolute_deadline)
         if meta.persistent or session._cookie_refresh or meta.persistent != current.persistent:
             session._cookie_refresh = False  # (set_expiry(persistent=False) re-sets it too)
             self._set_cookie(session, session_id, meta, now)
 
     def _create(
-        self, session: Session, info: InfoSource, now: float, base: Meta | None
+        self,
+        session: Session,
+        info: InfoSource,
+        now: float,
+        base: Meta | None,
+        replaces: str | None = None,
     ) -> Flow[None]:
+        """Create a record for the session; with ``replaces`` (a regeneration), retire the
+        old record afterwards.
+
+        The order is what keeps a session alive through a store fault at any step (a
+        refused connection, a timeout, a reply lost after the server acted): the index
+        entry first (one naming a record that never came is pruned when read), then the
+        record, and only then the delete of the old one. Until the new record exists the
+        old cookie still opens the old record; from the moment it exists its cookie is
+        recorded on the session, and every response -- a 503 included -- carries it. If
+        the old record was already gone (a logout or another regeneration won the race),
+        the new one is undone: nothing brings a destroyed session back."""
         if base is None:
             device = info()
             base = self.expiry.new_meta(
@@ -398,13 +417,20 @@ class Engine:
         session_id = ids.new_session_id()
         key = ids.store_key(session_id)
         data = session._encoded()
+        if meta.user_id:
+            yield IndexAdd(meta.user_id, key, meta.absolute_deadline)
         yield Create(key, Record(self._seal(key, data), meta))
         kind = "created" if session._meta is None else "regenerated"
         session._committed(session_id, key, meta, data)
         self._set_cookie(session, session_id, meta, now)
+        if replaces is not None:
+            if not (yield Delete(replaces)):
+                self._lost(session, replaces)
+                yield Delete(key)
+                return
+            logger.info("session %s: regenerated", ids.log_ref(replaces))
         emit(self.on_event, kind, handle=meta.handle, user_id=meta.user_id)
         if meta.user_id:
-            yield IndexAdd(meta.user_id, key, meta.absolute_deadline)
             yield from self._enforce_cap(meta.user_id, key, now)
 
     def _enforce_cap(self, user_id: str, newest: str, now: float) -> Flow[None]:

@@ -84,10 +84,24 @@ class SessionMiddleware:
         self.store, self.engine, self.settings = build(store, options)
         self.on_store_unavailable = on_store_unavailable
 
-    def _unavailable(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    def _unavailable(
+        self, environ: Environ, start_response: StartResponse, ctx: RequestContext
+    ) -> Iterable[bytes]:
+        # a commit that failed half-way recorded the new record's cookie: send it
+        cookies = ctx.response_cookies()
+
+        def start_with_cookies(
+            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
+        ) -> Any:
+            for cookie in cookies:
+                headers = response_headers(headers, cookie)
+            if exc_info is None:
+                return start_response(status, headers)
+            return start_response(status, headers, exc_info)
+
         if self.on_store_unavailable is not None:
-            return self.on_store_unavailable(environ, start_response)
-        return _answer(start_response, _UNAVAILABLE, _UNAVAILABLE_BODY)
+            return self.on_store_unavailable(environ, start_with_cookies)
+        return _answer(start_with_cookies, _UNAVAILABLE, _UNAVAILABLE_BODY)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         engine, store = self.engine, self.store
@@ -113,7 +127,7 @@ class SessionMiddleware:
             refusal = self._csrf(environ, ctx)
         except StoreError as exc:
             logger.error("session store unavailable while loading: %s", exc)
-            return self._unavailable(environ, start_response)
+            return self._unavailable(environ, start_response, ctx)
         if refusal is not None:
             return _answer(start_response, "403 Forbidden", f"Forbidden: {refusal}\n".encode())
 
@@ -123,21 +137,22 @@ class SessionMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
         ) -> Any:
             state["started"] = True
-            if exc_info is None and int(status[:3]) < 500:
-                if session._loader is None and session._needs_commit():
-                    try:
-                        save(session)
-                    except StoreError as exc:
-                        logger.error("session store unavailable while committing: %s", exc)
-                        state["failed"] = True
-                        if self.on_store_unavailable is not None:  # it answers, as on load
-                            state["body"] = self._unavailable(environ, start_response)
-                            return lambda data: None  # the app's own body is dropped
-                        extra = [("retry-after", "5")]
-                        status, headers, _ = _plain(_UNAVAILABLE, _UNAVAILABLE_BODY, extra)
-                        return start_response(status, headers)
-                for cookie in ctx.response_cookies():
-                    headers = response_headers(headers, cookie)
+            if (
+                exc_info is None
+                and int(status[:3]) < 500
+                and session._loader is None
+                and session._needs_commit()
+            ):
+                try:
+                    save(session)
+                except StoreError as exc:
+                    logger.error("session store unavailable while committing: %s", exc)
+                    state["failed"] = True  # answered below, by on_store_unavailable
+                    return lambda data: None  # the app's body is dropped
+            # every response, a 5xx included, carries a cookie a commit recorded (e.g. of
+            # a record created before a later store call failed)
+            for cookie in ctx.response_cookies():
+                headers = response_headers(headers, cookie)
             if exc_info is None:
                 return start_response(status, headers)
             return start_response(status, headers, exc_info)
@@ -151,11 +166,11 @@ class SessionMiddleware:
             _close(result)
             if state["started"]:
                 raise
-            logger.error("session store unavailable while loading: %s", exc)
-            return self._unavailable(environ, start_response)
+            logger.error("session store unavailable: %s", exc)
+            return self._unavailable(environ, start_response, ctx)
         if state["failed"]:
             _close(result)
-            return state.get("body", [_UNAVAILABLE_BODY])  # type: ignore[no-any-return]
+            return self._unavailable(environ, start_response, ctx)
         return _Body(first, chunks, result)
 
     @staticmethod

@@ -103,10 +103,10 @@ class _Interface(SessionInterface):
         return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        if not isinstance(session, FlaskSession) or response.status_code >= 500:
+        if not isinstance(session, FlaskSession):
             return
         ctx: RequestContext = session._context
-        if session._loader is None and session._needs_commit():
+        if response.status_code < 500 and session._loader is None and session._needs_commit():
             try:
                 assert session._save_hook is not None
                 session._save_hook(session)
@@ -115,7 +115,8 @@ class _Interface(SessionInterface):
                 response.status_code = 503
                 response.set_data(b"Service temporarily unavailable. Please try again shortly.\n")
                 response.headers["Retry-After"] = "5"
-                return
+        # every response, a 503 included, carries a cookie a commit recorded (e.g. of a
+        # record created before a later store call failed)
         cookies = ctx.response_cookies()
         if cookies:
             merged: list[tuple[str, str]] = list(response.headers.items())
