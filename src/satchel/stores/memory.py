@@ -6,7 +6,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
-from ..errors import StoreError
+from ..errors import KeyCollision
 from ..record import Change, Meta, Record
 from .base import Store
 
@@ -50,7 +50,7 @@ class MemoryStore(Store):
     def create(self, key: str, record: Record) -> None:
         with self._lock:
             if key in self._records:
-                raise StoreError("session key collision")
+                raise KeyCollision("session key collision")
             if len(self._records) >= self.max_entries:
                 self._evict(record.meta.last_seen)
             self._records[key] = Record(dict(record.data), record.meta)

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
+from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
 from ._sql import meta_of, meta_params
 from .base import Store, purge_in_batches
@@ -264,7 +264,7 @@ class MySQLStore(Store):
         from sqlalchemy import exc as sa
 
         if isinstance(exc.original, sa.IntegrityError):
-            return StoreError("session key collision", exc.original)
+            return KeyCollision("session key collision", exc.original)
         return exc
 
     # -- sync path ----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
+from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
 from ._sql import meta_of, meta_params
 from .base import Store, purge_in_batches
@@ -287,7 +287,7 @@ class PostgresStore(Store):
         import psycopg
 
         if isinstance(exc.original, psycopg.errors.UniqueViolation):
-            return StoreError("session key collision", exc.original)
+            return KeyCollision("session key collision", exc.original)
         return exc
 
     # -- sync path ----------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
+from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
 from .base import Store
 
@@ -348,7 +348,7 @@ class RedisStore(Store):
                 keys=[self.hash_key(key)], args=[expire_ms, *_fields(record)]
             )
         if not created:
-            raise StoreError("session key collision")
+            raise KeyCollision("session key collision")
 
     def update(self, key: str, change: Change, now: float) -> int | None:
         with self._errors():
@@ -443,7 +443,7 @@ class RedisStore(Store):
             lambda: script(keys=[self.hash_key(key)], args=[expire_ms, *_fields(record)])
         )
         if not created:
-            raise StoreError("session key collision")
+            raise KeyCollision("session key collision")
 
     async def aupdate(self, key: str, change: Change, now: float) -> int | None:
         script = self._ascript(UPDATE)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from ..errors import CorruptRecord, StoreError, StoreUnavailable
+from ..errors import CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
 from .base import Store, purge_in_batches
 
@@ -182,7 +182,7 @@ class SQLiteStore(Store):
                 )
         except StoreError as exc:
             if isinstance(exc.original, sqlite3.IntegrityError):
-                raise StoreError("session key collision", exc.original) from exc
+                raise KeyCollision("session key collision", exc.original) from exc
             raise
 
     def update(self, key: str, change: Change, now: float) -> int | None:
