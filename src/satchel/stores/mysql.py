@@ -14,6 +14,7 @@ row lock: no read-modify-write race. The new version comes back in the OK packet
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -154,7 +155,7 @@ class MySQLStore(Store):
         if self._engine is None:
             from sqlalchemy import create_engine
 
-            timeout = max(1, int(self.timeout))
+            timeout = self.timeout
             self._engine = create_engine(
                 self._driver_url("pymysql"),
                 connect_args={
@@ -175,7 +176,7 @@ class MySQLStore(Store):
 
             self._async_engine = create_async_engine(
                 self._driver_url("aiomysql"),
-                connect_args={"connect_timeout": max(1, int(self.timeout)), "charset": "utf8mb4"},
+                connect_args={"connect_timeout": self.timeout, "charset": "utf8mb4"},
                 **self._pool_options(),
             )
         return self._async_engine
@@ -219,11 +220,13 @@ class MySQLStore(Store):
         from sqlalchemy import text
 
         try:
-            async with self.async_engine.begin() as conn:
+            async with asyncio.timeout(self.timeout), self.async_engine.begin() as conn:
                 if not self._ready:
                     await conn.execute(text(SCHEMA.format(t=self.table)))
                     self._ready = True
                 return await conn.execute(self._statement(name, **fmt), params)
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"MySQL store timed out after {self.timeout} s", exc) from exc
         except sa.SQLAlchemyError as exc:
             raise _translate(exc) from exc
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
-from ._sql import meta_of, meta_params
+from ._sql import deadlines, meta_of, meta_params
 from .base import Store, purge_in_batches
 
 DEFAULT_TABLE = "satchel_sessions"
@@ -213,38 +214,75 @@ class PostgresStore(Store):
             self._async_pool = pool
         return self._async_pool
 
+    def _timed_out(self, exc: BaseException | None) -> StoreUnavailable:
+        return StoreUnavailable(f"PostgreSQL store timed out after {self.timeout} s", exc)
+
     @contextmanager
     def _cursor(self) -> Iterator[Any]:
+        """A cursor for one call; ``timeout`` bounds the whole call (waiting for a pooled
+        connection, the statement, the first use's schema): past it, the connection's
+        socket is shut down (see :class:`~satchel.stores._sql.Deadlines`), the connection
+        closed so that the pool replaces it, and the call fails with StoreUnavailable."""
         import psycopg
 
+        deadline = time.monotonic() + self.timeout
+        watch = None
         try:
-            with self.pool.connection() as conn:
-                if not self._ready:
-                    conn.execute(self._sql["schema"])
-                    self._ready = True
-                with conn.cursor() as cur:
-                    yield cur
+            with (
+                self.pool.connection(timeout=self.timeout) as conn,
+                deadlines.watch(conn.fileno(), deadline) as watch,
+            ):
+                try:
+                    if not self._ready:
+                        self._create_schema(conn)
+                    with conn.cursor() as cur:
+                        yield cur
+                finally:
+                    if watch.fired:
+                        conn.close()  # its socket is shut: never back into the pool
         except StoreError:
             raise
         except psycopg.Error as exc:
+            if watch is not None and watch.fired:
+                raise self._timed_out(exc) from exc
             raise _translate(exc) from exc
 
     @asynccontextmanager
     async def _acursor(self) -> AsyncIterator[Any]:
+        """As :meth:`_cursor`, with the same deadline thread. Not ``asyncio.timeout``: a
+        psycopg statement cancelled by the event loop first asks the server to cancel it
+        and waits for that, up to 10 s more on a frozen link; a shut socket ends the wait
+        at once."""
         import psycopg
 
+        deadline = time.monotonic() + self.timeout
+        watch = None
         try:
             pool = await self._apool()
-            async with pool.connection() as conn:
-                if not self._ready:
-                    await conn.execute(self._sql["schema"])
-                    self._ready = True
-                async with conn.cursor() as cur:
-                    yield cur
+            async with pool.connection(timeout=self.timeout) as conn:
+                with deadlines.watch(conn.fileno(), deadline) as watch:
+                    try:
+                        if not self._ready:
+                            await self._acreate_schema(conn)
+                        async with conn.cursor() as cur:
+                            yield cur
+                    finally:
+                        if watch.fired:
+                            await conn.close()  # its socket is shut: never back into the pool
         except StoreError:
             raise
         except psycopg.Error as exc:
+            if watch is not None and watch.fired:
+                raise self._timed_out(exc) from exc
             raise _translate(exc) from exc
+
+    def _create_schema(self, conn: Any) -> None:
+        conn.execute(self._sql["schema"])
+        self._ready = True
+
+    async def _acreate_schema(self, conn: Any) -> None:
+        await conn.execute(self._sql["schema"])
+        self._ready = True
 
     def init_schema(self) -> None:
         """Create the table and its indexes (``satchel db init``)."""
