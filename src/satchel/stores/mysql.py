@@ -59,6 +59,7 @@ WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND COLUMN_NAME = 'user_id'
 """
 _MIGRATE_USER = "ALTER TABLE {t} MODIFY user_id VARBINARY(1020) NULL"
 # Workers starting at once take turns: one creates or converts, the others then see it done.
+_DUP_ENTRY = 1062  # ER_DUP_ENTRY
 _LOCK = "SELECT GET_LOCK(:name, :wait)"
 _UNLOCK = "SELECT RELEASE_LOCK(:name)"
 
@@ -312,10 +313,15 @@ class MySQLStore(Store):
 
     @staticmethod
     def _collision(exc: StoreError) -> StoreError:
+        """A duplicate primary key (ER_DUP_ENTRY on PRIMARY) is a real key collision;
+        no other integrity error is."""
         from sqlalchemy import exc as sa
 
-        if isinstance(exc.original, sa.IntegrityError):
-            return KeyCollision("session key collision", exc.original)
+        original = exc.original
+        if isinstance(original, sa.IntegrityError):
+            args = getattr(original.orig, "args", ())
+            if args and args[0] == _DUP_ENTRY and "PRIMARY" in str(args[1:]):
+                return KeyCollision("session key collision", original)
         return exc
 
     # -- sync path ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ into the read with a data-modifying CTE.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -276,12 +277,24 @@ class PostgresStore(Store):
                 raise self._timed_out(exc) from exc
             raise _translate(exc) from exc
 
+    def _schema_lock(self) -> int:
+        """The advisory lock key of this table's schema step (64 bits of a SHA-256)."""
+        digest = hashlib.sha256(f"satchel schema {self.table}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
     def _create_schema(self, conn: Any) -> None:
-        conn.execute(self._sql["schema"])
+        """``CREATE ... IF NOT EXISTS`` is not safe against itself: two workers starting
+        at once both pass the check and the loser fails on a catalog unique index. One
+        transaction under an advisory lock: the others wait, then find everything made."""
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._schema_lock(),))
+            conn.execute(self._sql["schema"])
         self._ready = True
 
     async def _acreate_schema(self, conn: Any) -> None:
-        await conn.execute(self._sql["schema"])
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._schema_lock(),))
+            await conn.execute(self._sql["schema"])
         self._ready = True
 
     def init_schema(self) -> None:
@@ -322,10 +335,15 @@ class PostgresStore(Store):
         }
 
     def _collision(self, exc: StoreError) -> StoreError:
+        """A duplicate primary key is a real key collision; nothing else is."""
         import psycopg
 
-        if isinstance(exc.original, psycopg.errors.UniqueViolation):
-            return KeyCollision("session key collision", exc.original)
+        original = exc.original
+        if (
+            isinstance(original, psycopg.errors.UniqueViolation)
+            and original.diag.constraint_name == f"{self.table}_pkey"
+        ):
+            return KeyCollision("session key collision", original)
         return exc
 
     # -- sync path ----------------------------------------------------------------------------
