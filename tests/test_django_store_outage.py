@@ -208,3 +208,60 @@ def test_real_key_collision_is_retried_with_a_new_key(
     second.save()
     assert second.session_key not in (None, taken)
     assert counting.calls >= 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_asgi_redis_stopped_gives_503(
+    private_redis: RedisServer, use_store: Any, anyio_backend: str
+) -> None:
+    """The same under Django's ASGI handler (AsyncClient): DeviceMiddleware runs in
+    Django's sync thread, the failure still reaches it."""
+    from django.test import AsyncClient
+
+    counting = use_store(private_redis.url + f"?socket_timeout={TIMEOUT}&connect_timeout={TIMEOUT}")
+    c = AsyncClient(HTTP_HOST="testserver", HTTP_REFERER="https://testserver/")
+    token = (await c.get("/csrf", secure=True)).json()["csrf_token"]
+    assert (
+        await c.post("/notes/a", {"value": "1"}, secure=True, HTTP_X_CSRFTOKEN=token)
+    ).status_code == 200
+    private_redis.stop()
+    fresh = AsyncClient(HTTP_HOST="testserver", HTTP_REFERER="https://testserver/")
+    fresh.cookies["csrftoken"] = c.cookies["csrftoken"].value
+    sends: dict[str, Callable[[], Any]] = {
+        "load": lambda: c.get("/me", secure=True),
+        "create": lambda: fresh.post(
+            "/notes/b", {"value": "2"}, secure=True, HTTP_X_CSRFTOKEN=token
+        ),
+    }
+    for what, send in sends.items():
+        counting.calls = 0
+        started = time.monotonic()
+        response = await send()
+        elapsed = time.monotonic() - started
+        assert response.status_code == 503, (what, response.status_code)
+        assert elapsed < BOUND, (what, elapsed)
+        assert 1 <= counting.calls <= MAX_CALLS, (what, counting.calls)
+
+
+def test_repeated_collisions_end_in_an_error_not_a_loop(
+    django_app: ModuleType, use_store: Any
+) -> None:
+    """Even a store that reports a collision on every create is tried a few times only."""
+    from satchel import ids
+    from satchel.errors import KeyCollision
+    from satchel.integrations.django import SessionStore
+
+    counting = use_store("memory://")
+    taken = ids.new_session_id()
+    first = SessionStore()
+    first._get_new_session_key = lambda: taken  # type: ignore[method-assign]
+    first["a"] = 1
+    first.save()
+    stuck = SessionStore()
+    stuck._get_new_session_key = lambda: taken  # type: ignore[method-assign]
+    stuck["b"] = 2
+    counting.calls = 0
+    with pytest.raises(KeyCollision):
+        stuck.save()
+    assert counting.calls == 3
