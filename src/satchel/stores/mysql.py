@@ -231,7 +231,9 @@ class MySQLStore(Store):
             raise _translate(exc) from exc
 
     def _schema_lock(self) -> dict[str, Any]:
-        return {"name": f"satchel_schema_{self.table}", "wait": max(1, int(self.timeout))}
+        # MySQL caps lock names at 64 characters; two tables sharing a lock only take turns.
+        name = f"satchel_schema_{self.table}"[:64]
+        return {"name": name, "wait": max(1, int(self.timeout))}
 
     def _schema(self, conn: Any) -> None:
         """Under a named lock, create the table, then convert a satchel 0.1 ``user_id``

@@ -341,7 +341,7 @@ class PostgresStore(Store):
         original = exc.original
         if (
             isinstance(original, psycopg.errors.UniqueViolation)
-            and original.diag.constraint_name == f"{self.table}_pkey"
+            and original.diag.constraint_name == f"{self.table}_pkey".lower()
         ):
             return KeyCollision("session key collision", original)
         return exc
