@@ -148,6 +148,7 @@ def check_outage(counting: Counting, break_store: Callable[[], None], bound: flo
         assert response.status_code == 503, (what, response.status_code)
         assert response["Retry-After"] == "5"
         assert b"Traceback" not in response.content
+        assert "sessionid" not in response.cookies  # nothing was saved: no new cookie
         assert elapsed < bound, (what, elapsed, calls)
         assert 1 <= calls <= MAX_CALLS, (what, calls)
 
