@@ -229,17 +229,16 @@ class PostgresStore(Store):
         deadline = time.monotonic() + self.timeout
         watch = None
         try:
-            with (
-                self.pool.connection(timeout=self.timeout) as conn,
-                deadlines.watch(conn.fileno(), deadline) as watch,
-            ):
+            with self.pool.connection(timeout=self.timeout) as conn:
+                watch = deadlines.watch(conn.fileno(), deadline)
                 try:
-                    if not self._ready:
-                        self._create_schema(conn)
-                    with conn.cursor() as cur:
-                        yield cur
+                    with watch:
+                        if not self._ready:
+                            self._create_schema(conn)
+                        with conn.cursor() as cur:
+                            yield cur
                 finally:
-                    if watch.fired:
+                    if watch.fired:  # final once the watch has ended
                         conn.close()  # its socket is shut: never back into the pool
         except StoreError:
             raise
@@ -261,15 +260,16 @@ class PostgresStore(Store):
         try:
             pool = await self._apool()
             async with pool.connection(timeout=self.timeout) as conn:
-                with deadlines.watch(conn.fileno(), deadline) as watch:
-                    try:
+                watch = deadlines.watch(conn.fileno(), deadline)
+                try:
+                    with watch:
                         if not self._ready:
                             await self._acreate_schema(conn)
                         async with conn.cursor() as cur:
                             yield cur
-                    finally:
-                        if watch.fired:
-                            await conn.close()  # its socket is shut: never back into the pool
+                finally:
+                    if watch.fired:  # final once the watch has ended
+                        await conn.close()  # its socket is shut: never back into the pool
         except StoreError:
             raise
         except psycopg.Error as exc:
