@@ -12,7 +12,8 @@ settings.configure(
     ROOT_URLCONF=__name__,
     INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes"],
     MIDDLEWARE=[
-        "satchel.integrations.django.DeviceMiddleware",  # records user agent and client IP
+        # Records user agent and client IP, and answers 503 when the session store is down.
+        "satchel.integrations.django.DeviceMiddleware",
         "django.contrib.sessions.middleware.SessionMiddleware",
         "django.middleware.csrf.CsrfViewMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",

@@ -417,6 +417,44 @@ class TcpProxy:
         self.listener.close()
 
 
+class FreezableTcpProxy(TcpProxy):
+    """A :class:`TcpProxy` whose link can also freeze: nothing is forwarded either way,
+    while every socket stays open and new connections are still accepted (a hung server or
+    a network partition without resets, which only a client-side deadline ends)."""
+
+    def __init__(self, target_port: int, target_host: str = LOOPBACK) -> None:
+        self._flowing = threading.Event()
+        self._flowing.set()
+        super().__init__(target_port, target_host)
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:  # type: ignore[override]
+        source.settimeout(None)  # a frozen link stays open however long it is silent
+        try:
+            while data := source.recv(65536):
+                while not self._flowing.wait(0.05):  # frozen: hold the bytes
+                    if self._closed:
+                        return
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def freeze(self) -> None:
+        """Stop forwarding both ways; connections stay open and silent."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        """Forward again (what was held is delivered)."""
+        self._flowing.set()
+
+    def close(self) -> None:
+        self._flowing.set()
+        super().close()
+
+
 class MemcachedServer:
     """A private ``memcached`` (Debian's package) on a free loopback port."""
 

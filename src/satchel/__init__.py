@@ -8,6 +8,7 @@ from .engine import Engine, RequestInfo
 from .errors import (
     ConfigurationError,
     CorruptRecord,
+    KeyCollision,
     SatchelError,
     SessionDataError,
     SessionStateError,
@@ -35,6 +36,7 @@ __all__ = [
     "Engine",
     "ExpiryPolicy",
     "FileStore",
+    "KeyCollision",
     "Keyring",
     "MemoryStore",
     "Meta",

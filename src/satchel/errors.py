@@ -48,5 +48,10 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached or timed out; the request should fail closed (503)."""
 
 
+class KeyCollision(StoreError):
+    """``create`` found a record under the new key already: a real key collision (the
+    caller may retry with a fresh key). Never raised for an outage or any other failure."""
+
+
 class CorruptRecord(StoreError):
     """A stored record cannot be decoded; it is treated as no session."""

@@ -11,14 +11,25 @@ deleted raises Django's ``UpdateError``, which its middleware turns into
 ``SessionInterrupted``), idle and absolute timeouts enforced on load, and the per-user
 index: the session is filed under ``_auth_user_id`` once Django's login puts it there.
 Django keeps its own cookie handling (``SESSION_COOKIE_*``) and CSRF protection. Add
-``satchel.integrations.django.DeviceMiddleware`` before Django's ``SessionMiddleware`` to
-record each session's device (user agent, client IP).
+``satchel.integrations.django.DeviceMiddleware`` before Django's ``SessionMiddleware``: it
+records each session's device (user agent, client IP) and answers a plain 503 when the
+store fails during the request.
+
+A store failure is never Django's ``CreateError``: Django's ``create`` retries that with a
+new key, so an outage turned into one would loop for as long as it lasts (every worker at
+full CPU). Only :class:`~satchel.errors.KeyCollision` is, and a few collisions in a row are
+an error too. Within a request under ``DeviceMiddleware`` the first store failure is
+recorded: later store calls of that request fail at once instead of waiting for the store's
+timeout again (a login during an outage never deletes the old session half-way), a save
+that fails is dropped (Django runs it in ``SessionMiddleware.process_response``, where an
+exception could only become a 500), and the response becomes the 503.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
 from typing import Any
@@ -28,7 +39,7 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase, Upda
 
 from .. import codec, ids
 from ..engine import RequestInfo
-from ..errors import ConfigurationError, CorruptRecord, StoreError
+from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError
 from ..log import security
 from ..policy import ExpiryPolicy, is_expired, refresh_due
 from ..proxies import parse_trusted, resolve
@@ -39,6 +50,21 @@ from ..stores.registry import store_from_url
 
 AUTH_USER_KEY = "_auth_user_id"  # django.contrib.auth.SESSION_KEY
 _device: ContextVar[RequestInfo | None] = ContextVar("satchel_device", default=None)
+# The store failures of the current request under DeviceMiddleware; None outside one.
+_failures: ContextVar[list[StoreError] | None] = ContextVar("satchel_failures", default=None)
+_CREATE_ATTEMPTS = 3  # 256-bit keys: even two collisions in a row mean a broken store
+_UNAVAILABLE_BODY = "Service temporarily unavailable. Please try again shortly.\n"
+
+
+def _unavailable() -> Any:
+    """The answer when the store is down: a plain 503, no details, no traceback (as on
+    the ASGI, WSGI and Flask paths)."""
+    from django.http import HttpResponse
+
+    response = HttpResponse(_UNAVAILABLE_BODY, status=503, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = "5"
+    return response
+
 
 # The SATCHEL settings this engine applies; Django itself does the rest, so setting one of
 # those here would silently do nothing: it is refused, naming Django's own setting.
@@ -86,8 +112,8 @@ def _config() -> dict[str, Any]:
 
 class DeviceMiddleware:
     """Records the device (user agent, client IP) of sessions created in a request, for
-    "your sessions" pages. Put it before Django's SessionMiddleware; client IPs honour
-    ``SATCHEL["trusted_proxies"]`` and nothing else."""
+    "your sessions" pages, and turns a store failure into a 503. Put it before Django's
+    SessionMiddleware; client IPs honour ``SATCHEL["trusted_proxies"]`` and nothing else."""
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
@@ -106,10 +132,46 @@ class DeviceMiddleware:
         token = _device.set(
             RequestInfo(user_agent=agent[:512] if agent else None, client_ip=origin.client_ip)
         )
+        failures: list[StoreError] = []
+        failures_token = _failures.set(failures)
         try:
-            return self.get_response(request)
+            response = self.get_response(request)
         finally:
             _device.reset(token)
+            _failures.reset(failures_token)
+        # Whatever the view answered, its session was not saved: say so, set no cookie.
+        return _unavailable() if failures else response
+
+    def process_exception(self, request: Any, exception: Exception) -> Any:
+        """A store failure while the view read the session: the 503 (not Django's 500)."""
+        if isinstance(exception, StoreError) and not isinstance(exception, KeyCollision):
+            return _unavailable()
+        return None
+
+
+def _failed() -> StoreError | None:
+    """The first store failure of this request, if any: later store calls of the request
+    fail at once instead of waiting for the store's timeout again."""
+    failures = _failures.get()
+    return failures[0] if failures else None
+
+
+@contextmanager
+def _recorded(swallow: bool = False) -> Iterator[None]:
+    """Record a store failure for DeviceMiddleware's 503, and drop it when ``swallow`` (a
+    save or a delete: the response is replaced by the 503 anyway). Outside DeviceMiddleware
+    it is raised as it is."""
+    failures = _failures.get()
+    try:
+        yield
+    except (KeyCollision, CorruptRecord):  # not an outage: handled by the caller
+        raise
+    except StoreError as exc:
+        if failures is None:
+            raise
+        failures.append(exc)
+        if not swallow:
+            raise
 
 
 @cache
@@ -154,10 +216,13 @@ class SessionStore(SessionBase):
         key = self.session_key
         if key is None:
             return {}
+        if (failed := _failed()) is not None:
+            raise failed
         store, policy = runtime()
         skey, now = ids.store_key(key), time.time()
         try:
-            record = store.load(skey, now)
+            with _recorded():
+                record = store.load(skey, now)
             if record is None or is_expired(record.meta, now):
                 self._session_key = None  # strict: never adopt an unknown or expired key
                 return {}
@@ -170,20 +235,25 @@ class SessionStore(SessionBase):
             self._session_key = None
             return {}
         self._meta, self._baseline = record.meta, dict(record.data)
-        if refresh_due(record.meta, now, policy.refresh_after) and store.touch(skey, now, now):
-            self._meta = record.meta.with_changes(last_seen=now)
+        with _recorded(swallow=True):
+            if refresh_due(record.meta, now, policy.refresh_after) and store.touch(skey, now, now):
+                self._meta = record.meta.with_changes(last_seen=now)
         return data
 
     def exists(self, session_key: str) -> bool:
         if not self._validate_session_key(session_key):
             return False
+        if (failed := _failed()) is not None:
+            raise failed
         try:
-            return runtime()[0].load(ids.store_key(session_key), time.time()) is not None
+            with _recorded():
+                return runtime()[0].load(ids.store_key(session_key), time.time()) is not None
         except CorruptRecord:
             return True  # the key is taken, if by a broken record
 
     def create(self) -> None:
-        while True:
+        """A new key; a fresh one after a real key collision, a few times at most."""
+        for _ in range(_CREATE_ATTEMPTS):
             self._session_key = self._get_new_session_key()
             try:
                 self.save(must_create=True)
@@ -191,11 +261,18 @@ class SessionStore(SessionBase):
                 continue
             self.modified = True
             return
+        raise KeyCollision(f"{_CREATE_ATTEMPTS} session key collisions in a row")
 
     def save(self, must_create: bool = False) -> None:
         if self.session_key is None:
             self.create()
             return
+        if _failed() is not None:
+            return  # the store already failed in this request: the response is the 503
+        with _recorded(swallow=True):
+            self._save(must_create)
+
+    def _save(self, must_create: bool) -> None:
         store, policy = runtime()
         data = self._get_session(no_load=must_create)
         encoded = {name: codec.encode(value) for name, value in data.items()}
@@ -207,8 +284,8 @@ class SessionStore(SessionBase):
             ).with_changes(user_id=user)
             try:
                 store.create(skey, Record(encoded, meta))
-            except StoreError as exc:
-                raise CreateError from exc
+            except KeyCollision as exc:
+                raise CreateError from exc  # only a real collision: Django tries a new key
             if user is not None:
                 store.index_add(user, skey, meta.absolute_deadline)
         else:
@@ -225,7 +302,10 @@ class SessionStore(SessionBase):
         key = session_key or self.session_key
         if key is None or not self._validate_session_key(key):
             return
-        runtime()[0].delete(ids.store_key(key))
+        if _failed() is not None:
+            return  # the store already failed in this request: the response is the 503
+        with _recorded(swallow=True):
+            runtime()[0].delete(ids.store_key(key))
         if session_key is None or session_key == self.session_key:
             self._meta, self._baseline = None, {}
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import CorruptRecord, StoreError, StoreUnavailable
+from ..errors import CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..ids import is_store_key
 from ..log import logger
 from ..record import Change, Meta, Record
@@ -143,7 +143,7 @@ class FileStore(Store):
         path = self._path(key)
         with self._locked(key):
             if path.exists():
-                raise StoreError("session key collision")
+                raise KeyCollision("session key collision")
             self._write(path, record)
 
     def update(self, key: str, change: Change, now: float) -> int | None:

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
+from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
 from ..redact import scrub
 from .base import Store
@@ -232,7 +232,7 @@ class MemcachedStore(Store):
                 expire=expire_value(record.meta.expires_at, now),
             )
         if not added:
-            raise StoreError("session key collision")
+            raise KeyCollision("session key collision")
 
     def update(self, key: str, change: Change, now: float) -> int | None:
         def merge(current: Record) -> Record:

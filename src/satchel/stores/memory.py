@@ -7,7 +7,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
-from ..errors import StoreError, StoreUnavailable
+from ..errors import KeyCollision, StoreUnavailable
 from ..record import Change, Meta, Record
 from .base import Store
 
@@ -136,7 +136,7 @@ class MemoryStore(Store):
     def create(self, key: str, record: Record) -> None:
         with self._lock:
             if key in self._records:
-                raise StoreError("session key collision")
+                raise KeyCollision("session key collision")
             self._make_room(record)
             self._put(key, Record(dict(record.data), record.meta))
 

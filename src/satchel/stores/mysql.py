@@ -10,17 +10,24 @@ Every operation is one statement. The per-key commit is one ``UPDATE`` whose
 merge patch removes a key; stored values are JSON strings, never null), under InnoDB's
 row lock: no read-modify-write race. The new version comes back in the OK packet through
 ``LAST_INSERT_ID(version + 1)``, so the update needs no second round trip.
+
+``user_id`` is ``VARBINARY``: every byte counts. MariaDB's ``utf8mb4_bin`` (and every
+``_bin``/``_ci`` collation but the ``nopad`` ones) is PAD SPACE, so ``"alice "`` would match
+``"alice"`` in listings, revoke-all and the per-user cap. A table made by satchel 0.1
+(``VARCHAR`` ``utf8mb4_bin``) is converted when the schema step runs (first use with
+``create_table=True``, or ``satchel db init``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
+from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
 from ..redact import scrub
 from ._sql import meta_of, meta_params
@@ -38,13 +45,24 @@ CREATE TABLE IF NOT EXISTS {t} (
     idle_timeout       DOUBLE NOT NULL,
     absolute_deadline  DOUBLE NOT NULL,
     expires_at         DOUBLE NOT NULL,     -- least(last_seen + idle, deadline)
-    user_id            VARCHAR(255) NULL,
+    user_id            VARBINARY(1020) NULL, -- bytes: no PAD SPACE, "alice " is not "alice"
     handle             VARCHAR(32) NOT NULL,
     version            BIGINT NOT NULL,
     INDEX {t}_expires_at (expires_at),
     INDEX {t}_user_id (user_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin
 """
+
+# satchel 0.1 made user_id a PAD SPACE VARCHAR; same length in bytes (255 x 4), as bytes.
+_USER_COLUMN = """
+SELECT DATA_TYPE FROM information_schema.COLUMNS
+WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND COLUMN_NAME = 'user_id'
+"""
+_MIGRATE_USER = "ALTER TABLE {t} MODIFY user_id VARBINARY(1020) NULL"
+# Workers starting at once take turns: one creates or converts, the others then see it done.
+_DUP_ENTRY = 1062  # ER_DUP_ENTRY
+_LOCK = "SELECT GET_LOCK(:name, :wait)"
+_UNLOCK = "SELECT RELEASE_LOCK(:name)"
 
 _LOAD = "SELECT data, meta, last_seen, version FROM {t} WHERE skey = :key AND expires_at > :now"
 # MariaDB and MySQL assign left to right: expires_at sees the new last_seen.
@@ -155,7 +173,7 @@ class MySQLStore(Store):
         if self._engine is None:
             from sqlalchemy import create_engine
 
-            timeout = max(1, int(self.timeout))
+            timeout = self.timeout
             self._engine = create_engine(
                 self._driver_url("pymysql"),
                 connect_args={
@@ -176,7 +194,7 @@ class MySQLStore(Store):
 
             self._async_engine = create_async_engine(
                 self._driver_url("aiomysql"),
-                connect_args={"connect_timeout": max(1, int(self.timeout)), "charset": "utf8mb4"},
+                connect_args={"connect_timeout": self.timeout, "charset": "utf8mb4"},
                 **self._pool_options(),
             )
         return self._async_engine
@@ -204,27 +222,63 @@ class MySQLStore(Store):
 
     def _run(self, name: str, params: dict[str, Any], **fmt: Any) -> Any:
         from sqlalchemy import exc as sa
-        from sqlalchemy import text
 
         try:
             with self.engine.begin() as conn:
                 if not self._ready:
-                    conn.execute(text(SCHEMA.format(t=self.table)))
-                    self._ready = True
+                    self._schema(conn)
                 return conn.execute(self._statement(name, **fmt), params)
         except sa.SQLAlchemyError as exc:
             raise _translate(exc) from exc
 
-    async def _arun(self, name: str, params: dict[str, Any], **fmt: Any) -> Any:
-        from sqlalchemy import exc as sa
+    def _schema_lock(self) -> dict[str, Any]:
+        # MySQL caps lock names at 64 characters; two tables sharing a lock only take turns.
+        name = f"satchel_schema_{self.table}"[:64]
+        return {"name": name, "wait": max(1, int(self.timeout))}
+
+    def _schema(self, conn: Any) -> None:
+        """Under a named lock, create the table, then convert a satchel 0.1 ``user_id``
+        column (see the module docstring)."""
         from sqlalchemy import text
 
+        lock = self._schema_lock()
+        if conn.execute(text(_LOCK), lock).scalar() != 1:
+            raise StoreUnavailable(f"MySQL store: schema lock busy for {lock['wait']} s")
         try:
-            async with self.async_engine.begin() as conn:
+            conn.execute(text(SCHEMA.format(t=self.table)))
+            column = conn.execute(text(_USER_COLUMN), {"t": self.table}).scalar()
+            if str(column).lower() != "varbinary":
+                conn.execute(text(_MIGRATE_USER.format(t=self.table)))
+        finally:
+            conn.execute(text(_UNLOCK), {"name": lock["name"]})
+        self._ready = True
+
+    async def _aschema(self, conn: Any) -> None:
+        """:meth:`_schema` on the async path."""
+        from sqlalchemy import text
+
+        lock = self._schema_lock()
+        if (await conn.execute(text(_LOCK), lock)).scalar() != 1:
+            raise StoreUnavailable(f"MySQL store: schema lock busy for {lock['wait']} s")
+        try:
+            await conn.execute(text(SCHEMA.format(t=self.table)))
+            column = (await conn.execute(text(_USER_COLUMN), {"t": self.table})).scalar()
+            if str(column).lower() != "varbinary":
+                await conn.execute(text(_MIGRATE_USER.format(t=self.table)))
+        finally:
+            await conn.execute(text(_UNLOCK), {"name": lock["name"]})
+        self._ready = True
+
+    async def _arun(self, name: str, params: dict[str, Any], **fmt: Any) -> Any:
+        from sqlalchemy import exc as sa
+
+        try:
+            async with asyncio.timeout(self.timeout), self.async_engine.begin() as conn:
                 if not self._ready:
-                    await conn.execute(text(SCHEMA.format(t=self.table)))
-                    self._ready = True
+                    await self._aschema(conn)
                 return await conn.execute(self._statement(name, **fmt), params)
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"MySQL store timed out after {self.timeout} s", exc) from exc
         except sa.SQLAlchemyError as exc:
             raise _translate(exc) from exc
 
@@ -262,10 +316,15 @@ class MySQLStore(Store):
 
     @staticmethod
     def _collision(exc: StoreError) -> StoreError:
+        """A duplicate primary key (ER_DUP_ENTRY on PRIMARY) is a real key collision;
+        no other integrity error is."""
         from sqlalchemy import exc as sa
 
-        if isinstance(exc.original, sa.IntegrityError):
-            return StoreError("session key collision", exc.original)
+        original = exc.original
+        if isinstance(original, sa.IntegrityError):
+            args = getattr(original.orig, "args", ())
+            if args and args[0] == _DUP_ENTRY and "PRIMARY" in str(args[1:]):
+                return KeyCollision("session key collision", original)
         return exc
 
     # -- sync path ----------------------------------------------------------------------------

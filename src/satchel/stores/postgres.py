@@ -8,17 +8,19 @@ into the read with a data-modifying CTE.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
+from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
 from ..redact import scrub
-from ._sql import meta_of, meta_params
+from ._sql import deadlines, meta_of, meta_params
 from .base import Store, purge_in_batches
 
 DEFAULT_TABLE = "satchel_sessions"
@@ -221,38 +223,87 @@ class PostgresStore(Store):
             self._async_pool = pool
         return self._async_pool
 
+    def _timed_out(self, exc: BaseException | None) -> StoreUnavailable:
+        return StoreUnavailable(f"PostgreSQL store timed out after {self.timeout} s", exc)
+
     @contextmanager
     def _cursor(self) -> Iterator[Any]:
+        """A cursor for one call; ``timeout`` bounds the whole call (waiting for a pooled
+        connection, the statement, the first use's schema): past it, the connection's
+        socket is shut down (see :class:`~satchel.stores._sql.Deadlines`), the connection
+        closed so that the pool replaces it, and the call fails with StoreUnavailable."""
         import psycopg
 
+        deadline = time.monotonic() + self.timeout
+        watch = None
         try:
-            with self.pool.connection() as conn:
-                if not self._ready:
-                    conn.execute(self._sql["schema"])
-                    self._ready = True
-                with conn.cursor() as cur:
-                    yield cur
+            with self.pool.connection(timeout=self.timeout) as conn:
+                watch = deadlines.watch(conn.fileno(), deadline)
+                try:
+                    with watch:
+                        if not self._ready:
+                            self._create_schema(conn)
+                        with conn.cursor() as cur:
+                            yield cur
+                finally:
+                    if watch.fired:  # final once the watch has ended
+                        conn.close()  # its socket is shut: never back into the pool
         except StoreError:
             raise
         except psycopg.Error as exc:
+            if watch is not None and watch.fired:
+                raise self._timed_out(exc) from exc
             raise _translate(exc) from exc
 
     @asynccontextmanager
     async def _acursor(self) -> AsyncIterator[Any]:
+        """As :meth:`_cursor`, with the same deadline thread. Not ``asyncio.timeout``: a
+        psycopg statement cancelled by the event loop first asks the server to cancel it
+        and waits for that, up to 10 s more on a frozen link; a shut socket ends the wait
+        at once."""
         import psycopg
 
+        deadline = time.monotonic() + self.timeout
+        watch = None
         try:
             pool = await self._apool()
-            async with pool.connection() as conn:
-                if not self._ready:
-                    await conn.execute(self._sql["schema"])
-                    self._ready = True
-                async with conn.cursor() as cur:
-                    yield cur
+            async with pool.connection(timeout=self.timeout) as conn:
+                watch = deadlines.watch(conn.fileno(), deadline)
+                try:
+                    with watch:
+                        if not self._ready:
+                            await self._acreate_schema(conn)
+                        async with conn.cursor() as cur:
+                            yield cur
+                finally:
+                    if watch.fired:  # final once the watch has ended
+                        await conn.close()  # its socket is shut: never back into the pool
         except StoreError:
             raise
         except psycopg.Error as exc:
+            if watch is not None and watch.fired:
+                raise self._timed_out(exc) from exc
             raise _translate(exc) from exc
+
+    def _schema_lock(self) -> int:
+        """The advisory lock key of this table's schema step (64 bits of a SHA-256)."""
+        digest = hashlib.sha256(f"satchel schema {self.table}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    def _create_schema(self, conn: Any) -> None:
+        """``CREATE ... IF NOT EXISTS`` is not safe against itself: two workers starting
+        at once both pass the check and the loser fails on a catalog unique index. One
+        transaction under an advisory lock: the others wait, then find everything made."""
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._schema_lock(),))
+            conn.execute(self._sql["schema"])
+        self._ready = True
+
+    async def _acreate_schema(self, conn: Any) -> None:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._schema_lock(),))
+            await conn.execute(self._sql["schema"])
+        self._ready = True
 
     def init_schema(self) -> None:
         """Create the table and its indexes (``satchel db init``)."""
@@ -292,10 +343,15 @@ class PostgresStore(Store):
         }
 
     def _collision(self, exc: StoreError) -> StoreError:
+        """A duplicate primary key is a real key collision; nothing else is."""
         import psycopg
 
-        if isinstance(exc.original, psycopg.errors.UniqueViolation):
-            return StoreError("session key collision", exc.original)
+        original = exc.original
+        if (
+            isinstance(original, psycopg.errors.UniqueViolation)
+            and original.diag.constraint_name == f"{self.table}_pkey".lower()
+        ):
+            return KeyCollision("session key collision", original)
         return exc
 
     # -- sync path ----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
+from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
 from ..redact import mask_url, scrub
 from .base import Store
@@ -502,7 +502,7 @@ class RedisStore(Store):
         with self._errors():
             created = self._write(CREATE, [self.hash_key(key)], [expire_ms, *_fields(record)])
         if not created:
-            raise StoreError("session key collision")
+            raise KeyCollision("session key collision")
 
     def update(self, key: str, change: Change, now: float) -> int | None:
         with self._errors():
@@ -588,7 +588,7 @@ class RedisStore(Store):
         expire_ms = str(int(record.meta.expires_at * 1000))
         created = await self._awrite(CREATE, [self.hash_key(key)], [expire_ms, *_fields(record)])
         if not created:
-            raise StoreError("session key collision")
+            raise KeyCollision("session key collision")
 
     async def aupdate(self, key: str, change: Change, now: float) -> int | None:
         version = await self._awrite(UPDATE, [self.hash_key(key)], _update_args(change, now))

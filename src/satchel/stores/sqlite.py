@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from ..errors import ConfigurationError, CorruptRecord, StoreError, StoreUnavailable
+from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
 from ..redact import scrub
 from ._files import make_private
@@ -215,7 +215,7 @@ class SQLiteStore(Store):
                 )
         except StoreError as exc:
             if isinstance(exc.original, sqlite3.IntegrityError):
-                raise StoreError("session key collision", exc.original) from exc
+                raise KeyCollision("session key collision", exc.original) from exc
             raise
 
     def update(self, key: str, change: Change, now: float) -> int | None:

@@ -1,0 +1,119 @@
+"""MariaDB/MySQL: user IDs that differ only by trailing spaces are different users.
+
+MariaDB's ``utf8mb4_bin`` is a PAD SPACE collation (``'alice' = 'alice '``), so satchel
+0.1's ``VARCHAR ... utf8mb4_bin`` user column listed and revoked alice's sessions for
+``"alice "`` and counted them against its per-user cap. Tested on the real server, on a
+fresh table and on a table made with the 0.1 schema (converted by the schema step).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pymysql
+import pytest
+
+from satchel.cookies import CookieOptions
+from satchel.engine import Engine, drive
+from satchel.policy import ExpiryPolicy
+from satchel.stores.mysql import MySQLStore
+from satchel.testing.conformance import login_request
+from satchel.users import UserSessions
+
+from .conftest import KEY
+from .services import port_open, unavailable
+
+BASE = "mysql://root@127.0.0.1:3306/test"
+OLD_SCHEMA = """
+CREATE TABLE {t} (
+    skey CHAR(64) CHARACTER SET ascii NOT NULL PRIMARY KEY, data LONGTEXT NOT NULL,
+    meta TEXT NOT NULL, last_seen DOUBLE NOT NULL, idle_timeout DOUBLE NOT NULL,
+    absolute_deadline DOUBLE NOT NULL, expires_at DOUBLE NOT NULL,
+    user_id VARCHAR(255) NULL, handle VARCHAR(32) NOT NULL, version BIGINT NOT NULL,
+    INDEX {t}_expires_at (expires_at), INDEX {t}_user_id (user_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin
+"""
+
+
+def _sql(statement: str) -> tuple[tuple[object, ...], ...]:
+    conn = pymysql.connect(host="127.0.0.1", user="root", database="test")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+            return tuple(cur.fetchall())
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def table() -> Iterator[str]:
+    if not port_open(3306):
+        unavailable("MariaDB on 127.0.0.1:3306")
+    name = f"satchel_test_{uuid.uuid4().hex[:10]}"
+    yield name
+    _sql(f"DROP TABLE IF EXISTS {name}")
+
+
+def engine(cap: int | None = None) -> Engine:
+    return Engine(
+        secret_keys=[KEY],
+        cookie=CookieOptions(),
+        expiry=ExpiryPolicy(),
+        max_sessions_per_user=cap,
+    )
+
+
+def check_separate_users(store: MySQLStore) -> None:
+    users = UserSessions(store)
+    capped = engine(cap=2)
+    for user in ("alice", "alice", "alice ", "alice ", "alice  "):
+        drive(login_request(capped, user), store)
+    assert len(users.sessions("alice")) == 2  # "alice " logins did not evict hers
+    assert len(users.sessions("alice ")) == 2
+    assert len(users.sessions("alice  ")) == 1
+    assert users.revoke_all("alice ") == 2
+    assert len(users.sessions("alice")) == 2
+    assert len(users.sessions("alice  ")) == 1
+    assert users.sessions("alice ") == []
+
+
+def test_trailing_spaces_make_different_users(table: str) -> None:
+    store = MySQLStore(BASE, table=table)
+    try:
+        check_separate_users(store)
+    finally:
+        store.close()
+
+
+def test_a_satchel_01_table_is_converted_by_the_schema_step(table: str) -> None:
+    _sql(OLD_SCHEMA.format(t=table))
+    store = MySQLStore(BASE, table=table)
+    try:
+        store.init_schema()
+        column = _sql(
+            "SELECT DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+            f"AND TABLE_NAME = '{table}' AND COLUMN_NAME = 'user_id'"
+        )
+        assert column == (("varbinary",),)
+        check_separate_users(store)
+    finally:
+        store.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_async_path_keeps_trailing_spaces_apart(table: str, anyio_backend: str) -> None:
+    from satchel.engine import adrive
+
+    _sql(OLD_SCHEMA.format(t=table))  # the async path converts it too
+    store = MySQLStore(BASE, table=table)
+    try:
+        for user in ("bob", "bob "):
+            await adrive(login_request(engine(), user), store)
+        users = UserSessions(store)
+        assert [len(await users.asessions(u)) for u in ("bob", "bob ")] == [1, 1]
+        assert await users.arevoke_all("bob ") == 1
+        assert len(await users.asessions("bob")) == 1
+    finally:
+        await store.aclose()
