@@ -334,6 +334,7 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # a frozen or idle link stays open however long it is silent
             with self._lock:
                 self._links += [client, upstream]
             for a, b, reply in ((client, upstream, False), (upstream, client, True)):
@@ -342,7 +343,9 @@ class TcpProxy:
     def _pipe(self, source: socket.socket, sink: socket.socket, replies: bool) -> None:
         try:
             while data := source.recv(65536):
-                self.frozen.wait()
+                while not self.frozen.wait(0.05):  # frozen: hold the bytes
+                    if self._closed:
+                        return
                 if not replies and self._drop_from is not None and self._drop_from in data:
                     self.dropping, self._drop_from = True, None  # before the server answers
                 if not replies and self._freeze_from is not None and self._freeze_from in data:
@@ -385,6 +388,10 @@ class TcpProxy:
         else:
             self.frozen.clear()
 
+    def thaw(self) -> None:
+        """Forward again after :meth:`freeze` (what was held is delivered)."""
+        self.frozen.set()
+
     def _reset(self, links: list[socket.socket]) -> None:
         for s in links:
             with contextlib.suppress(OSError):
@@ -415,44 +422,6 @@ class TcpProxy:
         self.frozen.set()
         self.cut()
         self.listener.close()
-
-
-class FreezableTcpProxy(TcpProxy):
-    """A :class:`TcpProxy` whose link can also freeze: nothing is forwarded either way,
-    while every socket stays open and new connections are still accepted (a hung server or
-    a network partition without resets, which only a client-side deadline ends)."""
-
-    def __init__(self, target_port: int, target_host: str = LOOPBACK) -> None:
-        self._flowing = threading.Event()
-        self._flowing.set()
-        super().__init__(target_port, target_host)
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:  # type: ignore[override]
-        source.settimeout(None)  # a frozen link stays open however long it is silent
-        try:
-            while data := source.recv(65536):
-                while not self._flowing.wait(0.05):  # frozen: hold the bytes
-                    if self._closed:
-                        return
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def freeze(self) -> None:
-        """Stop forwarding both ways; connections stay open and silent."""
-        self._flowing.clear()
-
-    def thaw(self) -> None:
-        """Forward again (what was held is delivered)."""
-        self._flowing.set()
-
-    def close(self) -> None:
-        self._flowing.set()
-        super().close()
 
 
 class MemcachedServer:

@@ -27,7 +27,7 @@ from satchel.stores.mysql import MySQLStore
 from satchel.stores.postgres import PostgresStore
 
 from .conftest import KEY
-from .services import FreezableTcpProxy, port_open, unavailable
+from .services import TcpProxy, port_open, unavailable
 from .test_asgi import ROUTES
 from .test_wsgi import app as wsgi_app
 
@@ -70,12 +70,12 @@ BACKENDS: dict[str, tuple[int, Callable[[int, str], Store], Callable[[str], None
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def frozen_setup(request: pytest.FixtureRequest) -> Iterator[tuple[FreezableTcpProxy, Store]]:
+def frozen_setup(request: pytest.FixtureRequest) -> Iterator[tuple[TcpProxy, Store]]:
     port, make, drop = BACKENDS[request.param]
     if not port_open(port):
         unavailable(f"{request.param} on 127.0.0.1:{port}")
     table = f"satchel_test_{uuid.uuid4().hex[:10]}"
-    proxy = FreezableTcpProxy(port)
+    proxy = TcpProxy(port)
     store = make(proxy.port, table)
     yield proxy, store
     proxy.close()
@@ -83,7 +83,7 @@ def frozen_setup(request: pytest.FixtureRequest) -> Iterator[tuple[FreezableTcpP
     drop(table)
 
 
-def _freeze(proxy: FreezableTcpProxy) -> None:
+def _freeze(proxy: TcpProxy) -> None:
     """Freeze the link, and thaw it after FREEZE seconds whatever happens (so that a store
     without a deadline fails the test instead of hanging it)."""
     proxy.freeze()
@@ -99,7 +99,7 @@ def _timed(send: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
 
 
 def test_wsgi_frozen_link_gives_503_within_the_timeout(
-    frozen_setup: tuple[FreezableTcpProxy, Store],
+    frozen_setup: tuple[TcpProxy, Store],
 ) -> None:
     proxy, store = frozen_setup
     app = wsgi.SessionMiddleware(wsgi_app, store=store, secret_keys=[KEY])
@@ -123,7 +123,7 @@ def test_wsgi_frozen_link_gives_503_within_the_timeout(
 
 
 async def test_asgi_frozen_link_gives_503_within_the_timeout(
-    frozen_setup: tuple[FreezableTcpProxy, Store],
+    frozen_setup: tuple[TcpProxy, Store],
 ) -> None:
     proxy, store = frozen_setup
     app = asgi.SessionMiddleware(Starlette(routes=ROUTES), store=store, secret_keys=[KEY])
