@@ -91,6 +91,15 @@ def _old_primary_demoted(setup: SentinelSetup) -> bool:
     return "role:slave" in info and "master_link_status:up" in info
 
 
+def _demote_old_primary(setup: SentinelSetup) -> None:
+    """Make the old primary a replica of the new one, as Sentinel does about 10 s after a
+    failover (sooner here, to keep the test short): what it acknowledged alone is gone."""
+    new = setup.master_port()
+    assert new is not None
+    redis_cli(setup.primary.port, "replicaof", "127.0.0.1", str(new))
+    wait_for(lambda: _old_primary_demoted(setup), "old primary demoted", timeout=30)
+
+
 def _count_lost(setup: SentinelSetup, store: RedisStore, run: FailoverRun) -> None:
     new = setup.master_port()
     assert new is not None
@@ -128,11 +137,11 @@ def _failover_under_sync_writes(setup: SentinelSetup, url: str) -> FailoverRun:
         time.sleep(0.5)
         setup.failover()
         run.announced = time.monotonic()
-        wait_for(lambda: _old_primary_demoted(setup), "old primary demoted", timeout=30)
-        time.sleep(1)
+        time.sleep(FOLLOW_BOUND + 1)
     finally:
         stop.set()
         thread.join()
+    _demote_old_primary(setup)
     _count_lost(setup, store, run)
     store.close()
     return run
@@ -163,12 +172,11 @@ async def _failover_under_async_writes(setup: SentinelSetup, url: str) -> Failov
         await asyncio.sleep(0.5)
         await asyncio.to_thread(setup.failover)
         run.announced = time.monotonic()
-        while not await asyncio.to_thread(_old_primary_demoted, setup):
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(1)
+        await asyncio.sleep(FOLLOW_BOUND + 1)
     finally:
         stop.set()
         await asyncio.gather(*tasks)
+    await asyncio.to_thread(_demote_old_primary, setup)
     _count_lost(setup, store, run)
     await store.aclose()
     store.close()
@@ -214,19 +222,6 @@ async def test_async_wait_replicas_loses_no_acknowledged_write_in_a_failover(
     url = private_sentinel.url + "?wait_replicas=1&wait_timeout=0.5"
     run = await _failover_under_async_writes(private_sentinel, url)
     print("\n" + run.report("async, wait_replicas=1"))
-    assert run.acked
-    assert run.lost == []
-
-
-def test_min_replicas_to_write_loses_no_acknowledged_write_in_a_failover(
-    private_sentinel: SentinelSetup,
-) -> None:
-    """The server-side guard: the old primary refuses writes once its replica is gone,
-    and satchel answers them with StoreUnavailable (a 503)."""
-    for server in (private_sentinel.primary, private_sentinel.replica):
-        redis_cli(server.port, "config", "set", "min-replicas-to-write", "1")
-    run = _failover_under_sync_writes(private_sentinel, private_sentinel.url)
-    print("\n" + run.report("sync, min-replicas-to-write 1"))
     assert run.acked
     assert run.lost == []
 

@@ -22,11 +22,14 @@ same rule on every load.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import cache
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
@@ -413,6 +416,10 @@ class RedisStore(Store):
         )
 
     def _write(self, source: str | None, keys: list[str], args: Sequence[Any]) -> Any:
+        with _sent_once():
+            return self._write_once(source, keys, args)
+
+    def _write_once(self, source: str | None, keys: list[str], args: Sequence[Any]) -> Any:
         """A write script (or ``DEL`` when ``source`` is None). With ``wait_replicas``, a
         ``WAIT`` follows it on the same connection, in the same round trip, and the write
         is only acknowledged once that many replicas have it."""
@@ -446,7 +453,11 @@ class RedisStore(Store):
         return result
 
     async def _awrite(self, source: str | None, keys: list[str], args: Sequence[Any]) -> Any:
-        """:meth:`_write` on the async client, under the call's deadline."""
+        """:meth:`_write` on the async client, under the call's deadline, sent once."""
+        with _sent_once():
+            return await self._awrite_once(source, keys, args)
+
+    async def _awrite_once(self, source: str | None, keys: list[str], args: Sequence[Any]) -> Any:
         client = self.async_client
         if not self.wait_replicas:
             if source is None:
@@ -648,21 +659,55 @@ def _hosts(netloc: str, default_port: int) -> tuple[str | None, list[tuple[str, 
     return password, hosts
 
 
+# Set while a write is sent: a write goes out at most once (see _retry).
+_SENDING_WRITE: ContextVar[bool] = ContextVar("satchel_redis_sending_write", default=False)
+
+
+@contextmanager
+def _sent_once() -> Iterator[None]:
+    token = _SENDING_WRITE.set(True)
+    try:
+        yield
+    finally:
+        _SENDING_WRITE.reset(token)
+
+
+@cache
+def _retry_class(asyncio: bool) -> Any:
+    """redis-py's ``Retry`` (sync or async), retrying nothing while a write is sent.
+
+    A connection error on a write does not say whether the server ran it: the reply may
+    be what was lost. Sent again, a ``DEL`` answers 0 ("nothing deleted"), which the core
+    must read as "another request logged this session out" (and so undoes a login whose
+    first ``DEL`` had in fact worked), and a create answers "key exists". So writes are
+    sent once, and a lost reply is a 503 (whose response still carries the cookie of a
+    record the request created); reads keep the quick retry."""
+    if asyncio:
+        from redis.asyncio.retry import Retry as Base
+    else:
+        from redis.retry import Retry as Base  # type: ignore[assignment]
+
+    class WritesOnce(Base):
+        def call_with_retry(self, *args: Any, **kwargs: Any) -> Any:
+            if not _SENDING_WRITE.get():
+                return super().call_with_retry(*args, **kwargs)
+            once = copy.copy(self)
+            once._retries = 0
+            return Base.call_with_retry(once, *args, **kwargs)
+
+    return WritesOnce
+
+
 def _retry(asyncio: bool) -> Any:
     """One quick retry, after a connection error only: enough to ride over a dropped idle
     connection or a demoted primary (READONLY), short enough that a dead server gives a
     prompt 503. Never after a timeout: a server that did not answer within the timeout is
-    not given the timeout a second time (0.1 did, and a frozen server took twice it)."""
+    not given the timeout a second time (0.1 did, and a frozen server took twice it).
+    Never for a write (:func:`_retry_class`)."""
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError
 
-    if asyncio:
-        from redis.asyncio.retry import Retry as AsyncRetry
-
-        return AsyncRetry(ExponentialBackoff(cap=0.05, base=0.01), 1, (ConnectionError,))
-    from redis.retry import Retry
-
-    return Retry(ExponentialBackoff(cap=0.05, base=0.01), 1, (ConnectionError,))
+    return _retry_class(asyncio)(ExponentialBackoff(cap=0.05, base=0.01), 1, (ConnectionError,))
 
 
 def make_client(
