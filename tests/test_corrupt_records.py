@@ -485,3 +485,47 @@ async def test_authentic_cookie_with_a_corrupt_payload_gives_a_fresh_session(
         await client.aclose()
     else:
         client.client.close()
+
+
+# -- one corrupt record in a user's listing ------------------------------------------------------
+
+LISTING_CASES = [b for b in BACKENDS if b != "memory"]  # memory holds objects, not documents
+
+
+@pytest.mark.parametrize("backend", LISTING_CASES, indirect=True)
+async def test_a_corrupt_record_never_fails_the_users_listing_or_their_next_login(
+    backend: Backend, security_log: pytest.LogCaptureFixture
+) -> None:
+    """Every login lists the user's sessions (the per-user cap): one record whose metadata
+    is corrupt must be left out of the listing, not make every later login a 503."""
+    from satchel.engine import Engine, adrive, drive
+    from satchel.testing.conformance import login_request
+    from satchel.users import UserSessions
+
+    from .helpers import make_engine
+
+    store = backend.make_store()
+    engine: Engine = make_engine()
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    broken = drive(login_request(engine, user), store)
+    kept = drive(login_request(engine, user), store)
+    assert broken._key is not None
+    assert kept._key is not None
+    data, meta = backend.read(broken._key)
+    META_CORRUPTIONS["created-not-a-number"](data, meta)
+    backend.write(broken._key, data, meta)
+
+    import time
+
+    now = time.time()
+    assert [k for k, _ in store.list_user(user, now)] == [kept._key]
+    assert [k for k, _ in await store.alist_user(user, now)] == [kept._key]
+    if not isinstance(backend, MemcachedBackend):  # memcached cannot list all sessions
+        assert broken._key not in {k for k, _ in store.iter_sessions(now)}
+    assert [s.handle for s in UserSessions(store).sessions(user)] == [kept.handle]
+    assert drive(login_request(engine, user), store).user_id == user  # not a 503
+    assert (await adrive(login_request(engine, user), store)).user_id == user
+    if not isinstance(backend, MemcachedBackend | FileBackend):  # these drop it unlogged
+        assert any("corrupt record" in m for m in _security_warnings(security_log))
+    store.close()
+    await store.aclose()

@@ -21,9 +21,29 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
+from ..errors import CorruptRecord
+from ..ids import log_ref
+from ..log import security
 from ..record import Change, Meta, Record
+
+
+def listed(
+    rows: Iterable[Sequence[Any]], parse: Callable[[Sequence[Any]], Meta]
+) -> Iterator[tuple[str, Meta]]:
+    """``(key, meta)`` for each ``(key, *fields)`` row, ``parse`` making the metadata from
+    the fields. A row whose metadata is corrupt is left out with a ``satchel.security``
+    warning: one broken record must never fail a whole listing -- a user's sessions page,
+    the admin CLI, or every login of that user, which lists their sessions."""
+    for row in rows:
+        try:
+            meta = parse(row[1:])
+        except (CorruptRecord, ValueError, TypeError):
+            security.warning("session %s: corrupt record left out of a listing", log_ref(row[0]))
+            continue
+        yield row[0], meta
 
 
 def purge_in_batches(

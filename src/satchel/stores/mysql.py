@@ -31,7 +31,7 @@ from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError
 from ..record import Change, Meta, Record
 from ..redact import scrub
 from ._sql import meta_of, meta_params
-from .base import Store, purge_in_batches
+from .base import Store, listed, purge_in_batches
 
 DEFAULT_TABLE = "satchel_sessions"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -361,21 +361,20 @@ class MySQLStore(Store):
 
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         rows = self._run("list_user", {"user": user_id, "now": now}).fetchall()
-        return [(row[0], meta_of(row[1:])) for row in rows]
+        return list(listed(rows, meta_of))
 
     async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
         return None
 
     async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         rows = (await self._arun("list_user", {"user": user_id, "now": now})).fetchall()
-        return [(row[0], meta_of(row[1:])) for row in rows]
+        return list(listed(rows, meta_of))
 
     def count_expired(self, now: float) -> int | None:
         return int(self._run("count_expired", {"now": now}).scalar_one())
 
     def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
-        for row in self._run("all", {"now": now}).fetchall():
-            yield row[0], meta_of(row[1:])
+        yield from listed(self._run("all", {"now": now}).fetchall(), meta_of)
 
     def count(self, now: float) -> int:
         return int(self._run("count", {"now": now}).scalar_one())

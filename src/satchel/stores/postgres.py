@@ -21,7 +21,7 @@ from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError
 from ..record import Change, Meta, Record
 from ..redact import scrub
 from ._sql import deadlines, meta_of, meta_params
-from .base import Store, purge_in_batches
+from .base import Store, listed, purge_in_batches
 
 DEFAULT_TABLE = "satchel_sessions"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -402,7 +402,7 @@ class PostgresStore(Store):
         with self._cursor() as cur:
             cur.execute(self._sql["list_user"], (user_id, now))
             rows = cur.fetchall()
-        return [(row[0], meta_of(row[1:])) for row in rows]
+        return list(listed(rows, meta_of))
 
     async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
         return None
@@ -411,7 +411,7 @@ class PostgresStore(Store):
         async with self._acursor() as cur:
             await cur.execute(self._sql["list_user"], (user_id, now))
             rows = await cur.fetchall()
-        return [(row[0], meta_of(row[1:])) for row in rows]
+        return list(listed(rows, meta_of))
 
     def count_expired(self, now: float) -> int | None:
         with self._cursor() as cur:
@@ -423,8 +423,7 @@ class PostgresStore(Store):
         with self._cursor() as cur:
             cur.execute(self._sql["all"], (now,))
             rows = cur.fetchall()
-        for row in rows:
-            yield row[0], meta_of(row[1:])
+        yield from listed(rows, meta_of)
 
     def count(self, now: float) -> int:
         with self._cursor() as cur:

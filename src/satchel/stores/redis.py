@@ -36,7 +36,7 @@ from urllib.parse import unquote
 from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
 from ..redact import mask_url, scrub
-from .base import Store
+from .base import Store, listed
 
 T = TypeVar("T")
 
@@ -170,6 +170,11 @@ def _no_replicas(exc: BaseException) -> bool:
     """The primary refused a write for want of replicas (``min-replicas-to-write``): it
     has most likely been cut off from them by a failover, so the write was not applied."""
     return str(exc).startswith("NOREPLICAS")
+
+
+def _meta_of_fields(fields: Sequence[Any]) -> Meta:
+    m, ls, v = fields
+    return Meta.from_json(m, last_seen=float(ls), version=int(v))
 
 
 def _fields(record: Record) -> list[str | bytes]:
@@ -556,12 +561,14 @@ class RedisStore(Store):
                 pipe = self.client.pipeline(transaction=False)
                 for name in batch:
                     pipe.hmget(name, "m", "ls", "v", "it", "ad")
-                for name, (m, ls, v, _it, _ad) in zip(batch, pipe.execute(), strict=True):
-                    if m is None or ls is None or v is None:
-                        continue
-                    meta = Meta.from_json(m, last_seen=float(ls), version=int(v))
+                rows = [
+                    (name.decode()[len(self.prefix) + 2 :], m, ls, v)
+                    for name, (m, ls, v, _it, _ad) in zip(batch, pipe.execute(), strict=True)
+                    if m is not None and ls is not None and v is not None
+                ]
+                for key, meta in listed(rows, _meta_of_fields):
                     if meta.expires_at > now:
-                        yield name.decode()[len(self.prefix) + 2 :], meta
+                        yield key, meta
 
     def count(self, now: float) -> int:
         with self._errors(deadline=False):

@@ -16,16 +16,16 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
 from ..redact import scrub
 from ._files import make_private
-from .base import Store, purge_in_batches
+from .base import Store, listed, purge_in_batches
 
 T = TypeVar("T")
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
@@ -59,6 +59,10 @@ def _translate(exc: sqlite3.Error) -> StoreError:
     if isinstance(exc, sqlite3.OperationalError):
         return StoreUnavailable(f"SQLite store unavailable: {scrub(str(exc))}", exc)
     return StoreError(f"SQLite store failed: {scrub(str(exc))}", exc)
+
+
+def _meta_of(fields: Sequence[Any]) -> Meta:
+    return Meta.from_json(fields[0])
 
 
 class SQLiteStore(Store):
@@ -276,7 +280,7 @@ class SQLiteStore(Store):
                 (user_id, now),
             ).fetchall()
         )
-        return [(key, Meta.from_json(meta)) for key, meta in rows]
+        return list(listed(rows, _meta_of))
 
     async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
         return None
@@ -299,8 +303,7 @@ class SQLiteStore(Store):
                 (now,),
             ).fetchall()
         )
-        for key, meta in rows:
-            yield key, Meta.from_json(meta)
+        yield from listed(rows, _meta_of)
 
     def count(self, now: float) -> int:
         row = self._run(
