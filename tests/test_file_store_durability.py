@@ -184,7 +184,7 @@ WRITER = textwrap.dedent(
     store.create("1" * 64, Record({"done": "1"}, meta))  # acknowledged before the crash
 
     def stuck(src, dst):  # the crash window: temp file written and fsynced, not renamed
-        (flags / os.path.basename(src)).write_text(os.fspath(src))
+        (flags / os.path.basename(src)).write_text(os.fspath(src) + os.linesep)
         time.sleep(3600)
 
     os.replace = stuck
@@ -205,7 +205,7 @@ def killed_writer(tmp_path: Path) -> tuple[Path, list[Path]]:
     writer = subprocess.Popen([sys.executable, "-c", WRITER, directory, flags, meta.to_json()])
     try:
         deadline = time.monotonic() + 30
-        while len(list(flags.iterdir())) < 2:
+        while sum(1 for f in flags.iterdir() if f.read_text().endswith("\n")) < 2:
             assert writer.poll() is None, "the writer process died on its own"
             assert time.monotonic() < deadline, "the writer never reached its rename"
             time.sleep(0.01)
@@ -213,7 +213,7 @@ def killed_writer(tmp_path: Path) -> tuple[Path, list[Path]]:
         writer.send_signal(signal.SIGKILL)
         writer.wait()
     assert writer.returncode == -signal.SIGKILL
-    return directory, [Path(f.read_text()) for f in flags.iterdir()]
+    return directory, [Path(f.read_text().strip()) for f in flags.iterdir()]
 
 
 def purge(directory: Path) -> dict[str, Any]:
