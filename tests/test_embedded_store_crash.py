@@ -116,3 +116,31 @@ def test_default_sqlite_store_from_url_is_normal(tmp_path: Path) -> None:
     assert isinstance(store, SQLiteStore)
     assert store.synchronous == "normal"
     store.close()
+
+
+def test_sqlite_url_sets_synchronous(tmp_path: Path) -> None:
+    store = store_from_url(f"sqlite:///{tmp_path / 's.db'}?synchronous=full&timeout=2")
+    assert isinstance(store, SQLiteStore)
+    try:
+        assert (store.synchronous, store.timeout) == ("full", 2.0)
+        assert store._connection().execute("PRAGMA synchronous").fetchone() == (2,)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///{tmp}/s.db?synchronous=off", "invalid synchronous='off'"),
+        ("sqlite:///{tmp}/s.db?synchronus=full", r"unknown parameter 'synchronus' \(valid: "),
+        ("memory://?max_entires=5", r"unknown parameter 'max_entires' \(valid: max_entries\)"),
+        ("memory://?max_entries=0", "max_entries=0 must be at least 1"),
+        ("file://{tmp}/d?mode=0777", r"unknown parameter 'mode' \(valid: none\)"),
+    ],
+)
+def test_embedded_store_urls_refuse_what_they_would_ignore(
+    tmp_path: Path, url: str, message: str
+) -> None:
+    """No store option is silently ignored: a typo in a URL parameter is an error."""
+    with pytest.raises(ConfigurationError, match=message):
+        store_from_url(url.format(tmp=tmp_path))

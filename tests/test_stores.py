@@ -156,7 +156,7 @@ def test_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ("nope://x", "unknown scheme"),
         ("sessions.db", "unknown scheme"),
         ("sqlite://", "names no database file"),
-        ("memory://?max_entries=lots", "max_entries must be a number"),
+        ("memory://?max_entries=lots", "invalid max_entries=.lots."),
     ],
 )
 def test_bad_store_urls(url: str, message: str) -> None:

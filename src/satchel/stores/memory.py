@@ -7,7 +7,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
-from ..errors import KeyCollision, StoreUnavailable
+from ..errors import ConfigurationError, KeyCollision, StoreUnavailable
 from ..record import Change, Meta, Record
 from .base import Store
 
@@ -36,7 +36,7 @@ class MemoryStore(Store):
 
     def __init__(self, max_entries: int = 10_000) -> None:
         if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
+            raise ConfigurationError(f"memory store: max_entries={max_entries} must be at least 1")
         self.max_entries = max_entries
         self._records: dict[str, Record] = {}
         self._anonymous: OrderedDict[str, None] = OrderedDict()  # least recently used first

@@ -4,7 +4,8 @@
 ==============================  ================================================
 ``memory://``                   in-process; ``?max_entries=N`` (default 10000)
 ``sqlite:///relative/path.db``  SQLite file relative to the working directory
-``sqlite:////abs/path.db``      SQLite file at an absolute path (``?timeout=`` seconds, 5)
+``sqlite:////abs/path.db``      SQLite file at an absolute path (``?timeout=`` seconds, 5;
+                                ``?synchronous=normal|full``)
 ``file://relative/dir``         one file per session below a directory
 ``file:///abs/dir``             the same, absolute
 ``redis://host:6379/0``         Redis (``rediss://`` for TLS), extra ``redis`` needed
@@ -124,31 +125,41 @@ def _path_of(url: str, what: str, *, sqlalchemy_style: bool = False) -> str:
     return unquote(rest)
 
 
+def _own_options(url: str, casts: dict[str, Callable[[str], Any]]) -> dict[str, Any]:
+    """The query options of an embedded store's URL; any other parameter is refused,
+    naming the valid ones (nothing passes through to a driver here, so an unknown one
+    could only be a typo that would otherwise do nothing)."""
+    rest, options = url_options(url, casts)
+    unknown = sorted(parse_qs(urlsplit(rest).query, keep_blank_values=True))
+    if unknown:
+        valid = ", ".join(sorted(casts)) or "none"
+        raise ConfigurationError(
+            f"store URL {mask_url(url)!r}: unknown parameter {unknown[0]!r} (valid: {valid})"
+        )
+    return options
+
+
+def _synchronous(value: str) -> str:
+    if value not in ("normal", "full"):
+        raise ValueError(value)
+    return value
+
+
 def _memory(url: str) -> Store:
     from .memory import MemoryStore
 
-    query = parse_qs(urlsplit(url).query)
-    try:
-        max_entries = int(query.get("max_entries", ["10000"])[0])
-    except ValueError as exc:
-        raise ConfigurationError(
-            f"store URL {mask_url(url)!r}: max_entries must be a number"
-        ) from exc
-    return MemoryStore(max_entries=max_entries)
+    return MemoryStore(**_own_options(url, {"max_entries": int}))
 
 
 def _sqlite(url: str) -> Store:
     from .sqlite import SQLiteStore
 
-    query = parse_qs(urlsplit(url).query)
-    try:
-        timeout = float(query.get("timeout", ["5"])[0])
-    except ValueError as exc:
-        raise ConfigurationError(f"store URL {mask_url(url)!r}: timeout must be seconds") from exc
-    return SQLiteStore(_path_of(url, "database file", sqlalchemy_style=True), timeout=timeout)
+    options = _own_options(url, {"timeout": float, "synchronous": _synchronous})
+    return SQLiteStore(_path_of(url, "database file", sqlalchemy_style=True), **options)
 
 
 def _file(url: str) -> Store:
     from .filesystem import FileStore
 
+    _own_options(url, {})
     return FileStore(_path_of(url, "directory"))
