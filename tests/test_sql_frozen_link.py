@@ -163,3 +163,45 @@ def _recovers(send: Callable[[], Any], ok: Callable[[Any], bool]) -> None:
             return
         time.sleep(0.1)
     raise AssertionError("the store did not recover after the link came back")
+
+
+def test_mariadb_call_that_waited_for_the_pool_still_ends_within_the_timeout() -> None:
+    """A call that waits for a pooled connection held by a frozen call, then runs its own
+    statement on the frozen link, ends within one timeout of its start (sync path: the pool
+    wait and PyMySQL's read timeout used to add up to twice the timeout)."""
+    if not port_open(3306):
+        unavailable("MariaDB on 127.0.0.1:3306")
+    from satchel.errors import StoreUnavailable
+
+    table = f"satchel_test_{uuid.uuid4().hex[:10]}"
+    proxy = TcpProxy(3306)
+    store = MySQLStore(
+        f"mysql://root@127.0.0.1:{proxy.port}/test",
+        table=table,
+        timeout=TIMEOUT,
+        pool_size=1,
+        max_overflow=0,
+    )
+    try:
+        store.load("0" * 64, time.time())  # the schema, and the one pooled connection
+        _freeze(proxy)
+        took: list[float] = []
+
+        def call() -> None:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                store.load("0" * 64, time.time())
+            took.append(time.monotonic() - started)
+
+        threads = [threading.Thread(target=call) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.1)  # the second one waits for the first one's connection
+        for thread in threads:
+            thread.join(FREEZE + 5)
+        assert len(took) == 2
+        assert max(took) < TIMEOUT * 1.5, took
+    finally:
+        proxy.close()
+        store.close()
+        _drop_mysql(table)

@@ -24,13 +24,16 @@ import asyncio
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from contextvars import ContextVar
 from typing import Any
 
 from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
 from ..redact import scrub
-from ._sql import meta_of, meta_params
+from ._sql import deadlines, meta_of, meta_params
 from .base import Store, listed, purge_in_batches
 
 DEFAULT_TABLE = "satchel_sessions"
@@ -115,6 +118,10 @@ def _record(row: Any) -> Record:
     return Record(values, meta_of((meta, last_seen, version)))
 
 
+# The deadline of the sync call in progress (see MySQLStore._run).
+_call_deadline: ContextVar[float | None] = ContextVar("satchel_mysql_deadline", default=None)
+
+
 class MySQLStore(Store):
     """``MySQLStore("mysql://app:pw@db/app")`` (also ``mariadb://``).
 
@@ -184,6 +191,23 @@ class MySQLStore(Store):
                 },
                 **self._pool_options(),
             )
+            from sqlalchemy import event
+
+            @event.listens_for(self._engine, "do_connect")
+            def _connect_within_the_call(dialect: Any, _: Any, cargs: Any, cparams: Any) -> Any:
+                """A connection made for a call (the pool had none left) gets only what is
+                left of that call's deadline to connect and shake hands (PyMySQL reads the
+                handshake under its read timeout), then the configured timeouts again."""
+                deadline = _call_deadline.get()
+                if deadline is None:
+                    return None
+                left = max(0.01, deadline - time.monotonic())
+                short = {"connect_timeout": left, "read_timeout": left, "write_timeout": left}
+                conn = dialect.loaded_dbapi.connect(*cargs, **{**cparams, **short})
+                conn._read_timeout = cparams["read_timeout"]  # PyMySQL's own attributes
+                conn._write_timeout = cparams["write_timeout"]
+                return conn
+
         return self._engine
 
     @property
@@ -221,15 +245,30 @@ class MySQLStore(Store):
         return statement
 
     def _run(self, name: str, params: dict[str, Any], **fmt: Any) -> Any:
+        """One statement in a transaction. ``timeout`` bounds the whole call: the wait for a
+        pooled connection, then what is left of it the statement and its COMMIT (PyMySQL's
+        read timeout applies per read; a call that waited for the pool would otherwise get
+        a whole timeout more), ended by shutting the socket down (as for PostgreSQL)."""
         from sqlalchemy import exc as sa
 
+        deadline = time.monotonic() + self.timeout
+        watch, token = None, _call_deadline.set(deadline)
         try:
             with self.engine.begin() as conn:
-                if not self._ready:
-                    self._schema(conn)
-                return conn.execute(self._statement(name, **fmt), params)
+                sock = getattr(conn.connection.dbapi_connection, "_sock", None)
+                watch = deadlines.watch(sock.fileno(), deadline) if sock is not None else None
+                with watch or nullcontext():
+                    if not self._ready:
+                        self._schema(conn)
+                    return conn.execute(self._statement(name, **fmt), params)
         except sa.SQLAlchemyError as exc:
+            if watch is not None and watch.fired:
+                raise StoreUnavailable(
+                    f"MySQL store timed out after {self.timeout} s", exc
+                ) from exc
             raise _translate(exc) from exc
+        finally:
+            _call_deadline.reset(token)
 
     def _schema_lock(self) -> dict[str, Any]:
         # MySQL caps lock names at 64 characters; two tables sharing a lock only take turns.
