@@ -164,8 +164,8 @@ async def round_trips(client: httpx.AsyncClient, path: str) -> int:
 
 async def test_round_trips_per_request(counted: tuple[httpx.AsyncClient, RedisStore]) -> None:
     """A read costs one round trip, with its "last seen" refresh (due on every request
-    here: refresh_interval=0); a write two; login from an existing session six (load,
-    delete the old record, create, add to the user's index, then list the user's index and
+    here: refresh_interval=0); a write two; login from an existing session six (load, add
+    to the user's index, create, delete the old record, then list the user's index and
     their sessions, which prunes it and enforces the per-user cap); logout two (load,
     delete); no cookie, none."""
     client, _ = counted
