@@ -166,6 +166,26 @@ def test_without_connect_nothing_is_touched(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "url",
     [
+        'postgresql://app@db.internal/app?password=Xy"SECRETPART',
+        "redis://cache.internal:6379/0?password=Xy'SECRETPART",
+        "redis://cache.internal:6379/0?password=Xy;SECRETPART&prefix=a:",
+        "redis://:Xy#SECRETPART@cache.internal:6379/0",
+        "postgresql://app:Xy SECRETPART@db.internal/app",
+    ],
+)
+def test_passwords_with_quotes_semicolons_hashes_or_spaces_are_masked_whole(url: str) -> None:
+    """Drivers accept these characters unencoded: the mask covers the whole password."""
+    env = {"SATCHEL_STORE": url}
+    for args in ((), ("--json",)):
+        code, out = run("config", "check", *args, **env)
+        assert code == 0, out
+        assert "SECRETPART" not in out
+        assert "***" in out
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
         f"postgresql://app:{ENCODED}@db.internal/app",
         f"redis://:{ENCODED}@cache.internal:6379/0",
         f"redis://default:{PASSWORD}@cache.internal:6379/0",  # not even encoded

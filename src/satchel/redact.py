@@ -18,8 +18,14 @@ from urllib.parse import quote, unquote
 MASK = "***"
 # query parameters whose value is a secret (password, sentinel_password, auth_token, ...)
 _SECRET_PARAM = re.compile(r"pass|pwd|secret|token|auth|credential", re.IGNORECASE)
-_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://)(?P<auth>[^?#\s]*)@")
-_QUERY_PARAM = re.compile(r"(?P<head>[?&;](?P<name>[^=&;#\s]+)=)(?P<value>[^&;#\s'\"]*)")
+_SCHEME = r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://)"
+# A URL on its own (a setting): its userinfo runs to the last "@" before the query,
+# whatever it holds ("#", a space, quotes: drivers accept them unencoded), and a query value
+# to the next "&". In free text (an error message), both stop at whitespace too.
+_USERINFO = re.compile(_SCHEME + r"(?P<auth>[^?]*)@")
+_USERINFO_IN_TEXT = re.compile(_SCHEME + r"(?P<auth>[^/?\s]*)@")
+_QUERY_PARAM = re.compile(r"(?P<head>[?&;](?P<name>[^=&;#\s]+)=)(?P<value>[^&]*)")
+_QUERY_PARAM_IN_TEXT = re.compile(r"(?P<head>[?&;](?P<name>[^=&;#\s]+)=)(?P<value>[^&\s]*)")
 _CONNINFO = re.compile(r"(?P<head>\b(?:password|passwd|pwd)\s*=\s*)(?P<value>'[^']*'|\S+)")
 
 
@@ -38,7 +44,10 @@ def mask_key(key: str) -> str:
 def mask_url(url: str) -> str:
     """``url`` with the password of its userinfo and every secret query value as ``***``
     (``redis://:***@host/0``, ``postgresql://app:***@db/app?password=***``)."""
+    return _mask(url, _USERINFO, _QUERY_PARAM)
 
+
+def _mask(text: str, userinfo_re: re.Pattern[str], param_re: re.Pattern[str]) -> str:
     def userinfo(match: re.Match[str]) -> str:
         user, sep, _ = match["auth"].partition(":")
         return f"{match['head']}{user}{':' + MASK if sep else ''}@"
@@ -48,7 +57,7 @@ def mask_url(url: str) -> str:
             return match["head"] + MASK
         return match[0]
 
-    return _QUERY_PARAM.sub(param, _USERINFO.sub(userinfo, url))
+    return param_re.sub(param, userinfo_re.sub(userinfo, text))
 
 
 def url_secrets(url: str) -> set[str]:
@@ -70,7 +79,7 @@ def url_secrets(url: str) -> set[str]:
 def scrub(text: str, urls: Iterable[str | None] = ()) -> str:
     """``text`` with every URL masked (:func:`mask_url`), ``password=...`` connection
     parameters masked, and every password of ``urls`` replaced wherever it appears."""
-    text = mask_url(text)
+    text = _mask(text, _USERINFO_IN_TEXT, _QUERY_PARAM_IN_TEXT)
     text = _CONNINFO.sub(lambda m: m["head"] + MASK, text)
     secrets = set().union(*(url_secrets(u) for u in urls if u))
     for secret in sorted(secrets, key=len, reverse=True):
