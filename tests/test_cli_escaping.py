@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -78,7 +79,7 @@ def test_sessions_list_escapes_what_clients_sent(tmp_path: Path) -> None:
 
 
 def test_safe_escapes_controls_and_keeps_text() -> None:
-    from satchel.cli import safe
+    from satchel.printable import printable as safe
 
     assert safe("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0 — café") == (
         "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0 — café"
@@ -86,3 +87,21 @@ def test_safe_escapes_controls_and_keeps_text() -> None:
     assert safe("a\x1b[0mb\r\n\t\x08\x9b\x7f") == "a\\x1b[0mb\\x0d\\x0a\\x09\\x08\\x9b\\x7f"
     assert safe("\u202e\u2028\ufeff") == "\\u202e\\u2028\\ufeff"
     assert safe("C:\\x1b") == "C:\\\\x1b"  # a literal backslash cannot fake an escape
+
+
+def test_security_log_escapes_what_the_client_sent(security_log: pytest.LogCaptureFixture) -> None:
+    """A request path (decoded by the server) or Origin with CR/LF and escapes cannot forge
+    a line of the security log or drive the terminal that reads it."""
+    app = SessionMiddleware(
+        Starlette(routes=[Route("/login", log_in)]), store="memory://", secret_keys=[KEY]
+    )
+    with TestClient(app, base_url="https://testserver") as client:
+        forged = "/x%0A2026-01-01%20INFO%20satchel.security%20all%20clear%1b%5b2J"  # decoded
+        assert client.post(forged).status_code == 403
+        assert client.post("/login", headers={"Origin": "https://e\x1b[2J.vil"}).status_code == 403
+    lines = [r.getMessage() for r in security_log.records if "CSRF check failed" in r.getMessage()]
+    assert len(lines) == 2
+    for line in lines:
+        assert "\n" not in line
+        assert "\x1b" not in line
+    assert "\\x0a2026-01-01 INFO" in lines[0]

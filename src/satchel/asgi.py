@@ -13,6 +13,7 @@ from .engine import adrive
 from .errors import StoreError
 from .log import logger
 from .options import DEFAULT_STORE, SessionOptions, build
+from .printable import printable
 from .session import Session
 from .stores.base import Store
 from .types import ASGIApp, Message, Receive, Scope, Send
@@ -198,7 +199,7 @@ class SessionMiddleware:
         if self.settings.csrf.enabled:
             reason = csrf.origin_refusal(self.settings.csrf, ctx.headers, ctx.own_origin)
             if reason is not None:  # cross-site WebSocket hijacking
-                logger.warning("WebSocket refused: %s", reason)
+                logger.warning("WebSocket refused: %s", printable(reason))
                 await send({"type": "websocket.close", "code": 1008})
                 return
 

@@ -24,6 +24,7 @@ import click
 from . import ids
 from .errors import ConfigurationError, SatchelError, StoreError, StoreUnavailable
 from .log import logger
+from .printable import printable as safe
 from .redact import mask_url, scrub
 from .settings import Settings, load_settings
 from .stores.base import Store
@@ -77,29 +78,6 @@ def _emit_json(data: Any) -> None:
     """JSON, ASCII only: json.dumps escapes C0 controls and every non-ASCII character
     (C1 controls, bidi overrides) as \\uXXXX; DEL, the one ASCII control it keeps, too."""
     click.echo(json.dumps(data, indent=2, sort_keys=True).replace("\x7f", "\\u007f"))
-
-
-def _printable(char: str) -> str:
-    if char.isprintable() and char != "\\":
-        return char
-    if char == "\\":
-        return "\\\\"
-    code = ord(char)
-    return (
-        f"\\x{code:02x}"
-        if code < 0x100
-        else f"\\u{code:04x}"
-        if code < 0x10000
-        else f"\\U{code:08x}"
-    )
-
-
-def safe(text: str) -> str:
-    """``text`` fit for a terminal: control characters (ANSI escapes, CR, backspace, C1),
-    format characters (bidi overrides) and separators other than the space shown as
-    Python-style escapes (``\\x1b``), backslashes doubled so an escape cannot be faked.
-    Anything a client controlled (user agents, user IDs, IPs) goes through it."""
-    return text if text.isprintable() and "\\" not in text else "".join(map(_printable, text))
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> None:

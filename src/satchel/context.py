@@ -13,6 +13,7 @@ from .engine import Engine, RequestInfo
 from .events import emit
 from .keyring import PURPOSE_CSRF
 from .log import security
+from .printable import printable
 from .proxies import Network, Origin, resolve
 
 if TYPE_CHECKING:
@@ -144,7 +145,12 @@ class RequestContext:
             elif not csrf.token_matches(token, self._accepted_secrets()):
                 reason = "CSRF token invalid for this session (reload the page and try again)"
         if reason is not None:
-            security.info("CSRF check failed on %s %s: %s", self.method, self.path, reason)
+            security.info(
+                "CSRF check failed on %s %s: %s",
+                printable(self.method),
+                printable(self.path),  # the client's: no forged log lines, no escapes
+                printable(reason),
+            )
             emit(self.engine.on_event, "security", reason="csrf_failure")
         return reason
 
