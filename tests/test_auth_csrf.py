@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, MutableMapping
 from typing import Any
 
 import httpx
@@ -401,6 +401,45 @@ async def test_guard_decorator_on_endpoint_and_asgi_app() -> None:
         await c.post("/login", headers={"X-CSRF-Token": await get_token(c)})
         assert (await c.get("/view")).text == "view"
         assert (await c.get("/raw/")).text == "raw"
+
+
+async def test_guard_decorator_redirects_a_query_that_is_not_utf8() -> None:
+    """A raw query byte that is not UTF-8 (some ASGI servers pass them through) gets the
+    login redirect, not a 500; the byte travels on in ``next``, percent-encoded."""
+
+    @login_required
+    async def view(request: Request) -> Response:
+        return PlainTextResponse("view")
+
+    app = make_app()
+    app.app.router.routes += [Route("/view", view)]  # type: ignore[attr-defined]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "https",
+        "server": ("testserver", 443),
+        "client": ("127.0.0.1", 5000),
+        "path": "/view",
+        "raw_path": b"/view",
+        "root_path": "",
+        "query_string": b"a=\xff",  # as such servers hand it over: not UTF-8
+        "headers": [(b"host", b"testserver")],
+    }
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = sent[0]
+    headers = {k.decode(): v.decode("latin-1") for k, v in start["headers"]}
+    assert start["status"] == 303
+    assert headers["location"].startswith("/login?next=/view%3Fa%3D")
 
 
 def test_wsgi_guard() -> None:

@@ -93,3 +93,18 @@ def test_same_origin_post_needs_no_token_without_keys(path: str) -> None:
     same = {"Origin": BASE, "Sec-Fetch-Site": "same-origin"}
     assert client.post(f"{BASE}/write", headers=same, data={"a": "1"}).status_code == 200
     assert client.post(f"{BASE}/write", data={"a": "1"}).status_code == 200  # no metadata
+
+
+def test_csrf_token_without_keys_is_empty_not_a_500() -> None:
+    """Templates that call csrf_token() keep rendering without keys: there is no token to
+    make (only the browser-metadata checks apply), so the helper gives an empty string."""
+    from satchel import csrf_token
+
+    async def form(request: Request) -> Response:
+        return PlainTextResponse(f"token=[{csrf_token(request)}]")
+
+    app = Starlette(routes=[Route("/form", form)])
+    wrapped = SessionMiddleware(app, store=MemoryStore(), insecure_unsigned_cookies=True)
+    with TestClient(wrapped, base_url=BASE) as client:
+        response = client.get("/form")
+    assert (response.status_code, response.text) == (200, "token=[]")

@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 
 from satchel import Session, SessionDataError, SQLiteStore
 from satchel.asgi import SessionMiddleware as ASGIMiddleware
+from satchel.auth import login
 from satchel.codec import MAX_DEPTH, decode, encode
 from satchel.types import Environ, StartResponse
 from satchel.wsgi import ENVIRON_KEY
@@ -47,6 +48,10 @@ UNSTORABLE: dict[str, Callable[[Session], object]] = {
     "surrogate-dict-key": lambda s: s.__setitem__("k", {"\ud800": 1}),
     "surrogate-in-a-tuple-in-a-set": lambda s: s.__setitem__("k", {("\ud800",)}),
     "surrogate-session-key": lambda s: s.__setitem__("\ud800", 1),
+    "nul-session-key": lambda s: s.__setitem__("k\x00", 1),
+    "nul-key-by-update": lambda s: s.update({"k\x00": 1}),
+    "login-nul-user": lambda s: login(s, "alice\x00"),
+    "login-surrogate-user": lambda s: login(s, "alice\ud800"),
     "too-deep": lambda s: s.__setitem__("k", nested(MAX_DEPTH + 1)),
     "too-deep-in-a-dict": lambda s: s.__setitem__("k", {"a": nested(MAX_DEPTH)}),
     "too-deep-tuples": lambda s: s.__setitem__("k", nested(MAX_DEPTH + 1, ()).copy()),
@@ -71,6 +76,8 @@ def test_unstorable_values_are_refused_at_assignment(assign: Callable[[Session],
         assign(session)
     assert "k" not in session
     assert "\ud800" not in session
+    assert "k\x00" not in session
+    assert session.user_id is None
 
 
 def test_the_depth_limit_is_exact_and_the_same_both_ways() -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ids, revocation
+from . import codec, ids, revocation
 from .cookiestore import CookieEngine
 from .engine import Flow, adrive, drive
-from .errors import SessionStateError
+from .errors import SessionDataError, SessionStateError
 from .session import Session
 from .users import SessionInfo, list_flow, revoke_all_flow, revoke_flow
 
@@ -30,6 +30,10 @@ def login(session: Session, user_id: str) -> None:
     a victim's browser cannot plant values in the victim's session."""
     if not isinstance(user_id, str) or not user_id:
         raise ValueError("user_id must be a non-empty string")
+    if "\x00" in user_id or not codec.is_valid_text(user_id):
+        raise SessionDataError(
+            f"user_id {user_id!r} cannot be stored: no NUL characters or lone surrogates"
+        )
     previous = session.user_id
     session.regenerate()
     if previous is not None and previous != user_id:

@@ -157,7 +157,7 @@ def login_required(
 
                 accept = request.headers.get("accept", "")
                 status, headers, body = policy.refusal(
-                    scope.get("path", "/"), scope.get("query_string", b"").decode(), accept
+                    scope.get("path", "/"), scope.get("query_string", b"").decode("latin-1"), accept
                 )
                 return Response(body, status_code=status, headers=dict(headers))
             result = fn(request, *args, **kwargs)
