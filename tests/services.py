@@ -117,6 +117,9 @@ class RedisServer:
                 str(self.directory),
                 "--logfile",
                 str(self.directory / f"redis-{self.port}.log"),
+                # a replica syncs at once (the default waits 5 s for more replicas to join)
+                "--repl-diskless-sync-delay",
+                "0",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -72,7 +72,9 @@ class FailoverRun:
 
 
 def _sessions(setup: SentinelSetup, store: RedisStore, count: int) -> list[str]:
-    """Sessions created before the failover and replicated, so the new primary has them."""
+    """Sessions created before the failover and replicated, so the new primary has them
+    (through a store without ``wait_replicas``: the WAIT below is the test's own)."""
+    store = from_url(setup.url)
     engine = make_engine()
     sids = []
     for _ in range(count):
@@ -83,6 +85,7 @@ def _sessions(setup: SentinelSetup, store: RedisStore, count: int) -> list[str]:
     primary = redis.Redis(port=setup.primary.port)
     assert primary.execute_command("WAIT", 1, 5000) == 1  # type: ignore[no-untyped-call]
     primary.close()
+    store.close()
     return sids
 
 
