@@ -71,7 +71,7 @@ class FailoverRun:
         )
 
 
-def _sessions(setup: SentinelSetup, store: RedisStore, count: int) -> list[str]:
+def _sessions(setup: SentinelSetup, count: int) -> list[str]:
     """Sessions created before the failover and replicated, so the new primary has them
     (through a store without ``wait_replicas``: the WAIT below is the test's own)."""
     store = from_url(setup.url)
@@ -116,7 +116,7 @@ def _count_lost(setup: SentinelSetup, store: RedisStore, run: FailoverRun) -> No
 
 def _failover_under_sync_writes(setup: SentinelSetup, url: str) -> FailoverRun:
     store = from_url(url)
-    sids = _sessions(setup, store, 10)
+    sids = _sessions(setup, 10)
     engine = make_engine()
     run = FailoverRun()
     stop = threading.Event()
@@ -152,7 +152,7 @@ def _failover_under_sync_writes(setup: SentinelSetup, url: str) -> FailoverRun:
 
 async def _failover_under_async_writes(setup: SentinelSetup, url: str) -> FailoverRun:
     store = from_url(url)
-    sids = _sessions(setup, store, 10)
+    sids = _sessions(setup, 10)
     engine = make_engine()
     run = FailoverRun()
     stop = asyncio.Event()
