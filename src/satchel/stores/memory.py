@@ -18,6 +18,8 @@ from .base import Store
 #: that comes next (100,000 at once held the lock 0.33-0.43 s on the event loop).
 SWEEP_BATCH = 100
 
+_NEVER = 2**62  # the expiry bucket of a record that never expires
+
 
 class MemoryStore(Store):
     """Holds at most ``max_entries`` sessions. Its async forms run inline: there is no I/O
@@ -92,8 +94,13 @@ class MemoryStore(Store):
             del keys[key]
             keys[key] = None
 
+    @staticmethod
+    def _second(expires_at: float) -> int:
+        """The bucket of ``expires_at``; one that never expires (inf, nan) goes to the last."""
+        return math.floor(expires_at) if math.isfinite(expires_at) else _NEVER
+
     def _file(self, key: str, expires_at: float) -> None:
-        second = math.floor(expires_at)
+        second = self._second(expires_at)
         bucket = self._buckets.get(second)
         if bucket is None:
             bucket = self._buckets[second] = {}
@@ -101,7 +108,7 @@ class MemoryStore(Store):
         bucket[key] = None
 
     def _unfile(self, key: str, expires_at: float) -> None:
-        bucket = self._buckets.get(math.floor(expires_at))
+        bucket = self._buckets.get(self._second(expires_at))
         if bucket is not None:
             bucket.pop(key, None)
 
@@ -150,7 +157,7 @@ class MemoryStore(Store):
         fully passed: O(1) each, plus O(log n) per second emptied. Returns how many."""
         dropped = 0
         due, buckets = self._due, self._buckets
-        while due and due[0] + 1 <= now and dropped < limit:
+        while due and due[0] + 1 <= now and due[0] != _NEVER and dropped < limit:
             bucket = buckets[due[0]]
             for key in list(itertools.islice(bucket, limit - dropped)):
                 self._drop(key)  # expires_at < due[0] + 1 <= now
@@ -160,7 +167,7 @@ class MemoryStore(Store):
         return dropped
 
     def _expired_left(self, now: float) -> bool:
-        return bool(self._due) and self._due[0] + 1 <= now
+        return bool(self._due) and self._due[0] + 1 <= now and self._due[0] != _NEVER
 
     def _current(self, key: str, now: float) -> Record | None:
         """The record under ``key`` unless it has expired (then it is dropped now)."""
