@@ -204,3 +204,118 @@ def test_refusal_names_the_file_its_mode_and_the_fix(tmp_path: Path) -> None:
     assert str(path) in message
     assert "mode 644" in message
     assert "chmod 600" in message
+
+
+# -- the owner, links and the directory (attack finding f13) -------------------------------
+
+as_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="making a file owned by another user needs root (chown)"
+)
+
+
+def hand_over(path: Path, mode: int) -> None:
+    """Give ``path`` to another user, private to them (the mode alone looks fine)."""
+    os.chown(path, NOBODY, NOBODY)
+    os.chmod(path, mode)
+
+
+@as_root
+@pytest.mark.parametrize("opener", OPENERS)
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", "-journal"])
+def test_sqlite_file_owned_by_another_user_is_refused_even_when_0600(
+    tmp_path: Path, opener: str, suffix: str
+) -> None:
+    """A database (or a -wal/-shm/-journal beside it) that another user owns, mode 0600, is
+    refused although this process runs as root and could use it: its owner could read and
+    rewrite every session. (Before: used silently, only group/other bits were looked at.)"""
+    path = existing_sqlite(tmp_path)
+    target = path.with_name(path.name + suffix)
+    if not target.exists():
+        target.write_bytes(b"")
+    hand_over(target, 0o600)
+    with pytest.raises(ConfigurationError, match=r"belongs to uid 65534.*not to this process"):
+        OPENERS[opener](f"sqlite:///{path}")
+    assert target.stat().st_uid == NOBODY
+    assert mode_of(target) == 0o600
+
+
+@as_root
+@pytest.mark.parametrize("opener", OPENERS)
+@pytest.mark.parametrize("subdirectory", ["", ".locks", ".users"])
+def test_file_store_directory_owned_by_another_user_is_refused_even_when_0700(
+    tmp_path: Path, opener: str, subdirectory: str
+) -> None:
+    directory = tmp_path / "sessions"
+    FileStore(directory)
+    hand_over(directory / subdirectory, 0o700)
+    with pytest.raises(ConfigurationError, match=r"belongs to uid 65534.*not to this process"):
+        OPENERS[opener](f"file://{directory}")
+    assert list(directory.glob("*.session")) == []
+
+
+@as_root
+def test_refusal_of_another_users_file_names_the_file_the_owner_and_the_fix(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "planted.db"
+    path.write_bytes(b"")
+    hand_over(path, 0o600)
+    with pytest.raises(ConfigurationError) as caught:
+        SQLiteStore(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert "uid 65534 (nobody)" in message
+    assert f"chown {os.geteuid()} {path}" in message
+
+
+@pytest.mark.parametrize("opener", OPENERS)
+def test_sqlite_file_reached_through_a_symlink_is_refused(tmp_path: Path, opener: str) -> None:
+    """A link is refused even to a database of our own: what it points at can change after
+    the check. (Before: stat() followed the link, and checked whatever it named.)"""
+    real = existing_sqlite(tmp_path)
+    link = tmp_path / "link.db"
+    link.symlink_to(real)
+    with pytest.raises(ConfigurationError, match=r"link\.db is a symbolic link"):
+        OPENERS[opener](f"sqlite:///{link}")
+
+
+@pytest.mark.parametrize("suffix", ["-wal", "-shm", "-journal"])
+def test_sqlite_journal_file_that_is_a_symlink_is_refused(tmp_path: Path, suffix: str) -> None:
+    path = existing_sqlite(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(b"")
+    path.with_name(path.name + suffix).symlink_to(elsewhere)
+    with pytest.raises(ConfigurationError, match="is a symbolic link"):
+        SQLiteStore(path)
+
+
+@pytest.mark.parametrize("opener", OPENERS)
+def test_file_store_directory_reached_through_a_symlink_is_refused(
+    tmp_path: Path, opener: str
+) -> None:
+    real = tmp_path / "real"
+    FileStore(real)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with pytest.raises(ConfigurationError, match=r"link is a symbolic link"):
+        OPENERS[opener](f"file://{link}")
+
+
+@pytest.mark.parametrize("opener", OPENERS)
+@pytest.mark.parametrize("kind", ["sqlite", "file"])
+def test_store_in_a_world_writable_directory_without_sticky_bit_is_refused(
+    tmp_path: Path, opener: str, kind: str
+) -> None:
+    """Anyone may replace files in a 0777 directory (SQLite's -wal/-shm come and go as the
+    last connection closes): refused. The same directory with the sticky bit (like /tmp,
+    1777) lets only a file's owner replace it: accepted. (Before: the directory was never
+    looked at.)"""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # noqa: S103 -- the hazard under test
+    url = f"sqlite:///{shared / 'sessions.db'}" if kind == "sqlite" else f"file://{shared / 's'}"
+    with pytest.raises(ConfigurationError, match=r"writable by every user \(mode 777\)"):
+        OPENERS[opener](url)
+    assert list(shared.iterdir()) == []
+    os.chmod(shared, 0o1777)  # noqa: S103 -- sticky, like /tmp
+    OPENERS[opener](url)

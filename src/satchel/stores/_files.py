@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 from pathlib import Path
 
@@ -13,31 +14,55 @@ from ..log import security
 OPEN_TO_OTHERS = stat.S_IRWXG | stat.S_IRWXO
 
 
-def make_private(path: Path, mode: int, what: str) -> None:
-    """Make sure ``path``, if it exists, is not readable or writable by group or others.
+def _owner(uid: int) -> str:
+    """``uid 65534 (nobody)``, or just the number when the user has no name."""
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
 
-    Session files hold what a cookie is worth (store keys, user IDs, session data), so a
-    file left mode 0644 by an older version, a copy, or a restore from backup is tightened
-    to ``mode`` (0600 files, 0700 directories) when this process owns it, with a
-    ``satchel.security`` warning. A file owned by another user is not ours to change:
-    opening the store is refused with a :class:`ConfigurationError` that says what to do.
+
+def make_private(path: Path, mode: int, what: str) -> None:
+    """Make sure ``path``, if it exists, is this process's own and private to it.
+
+    Session files hold what a cookie is worth (store keys, user IDs, session data), so:
+
+    - a symbolic link is refused, not followed: what it points at can change after the
+      check, and its target's owner is not the link's (the path must name the real file);
+    - a file owned by any user but this process's effective user is refused, whatever its
+      mode and whoever runs the app (root included): its owner can read and rewrite every
+      session stored in it, and can change its mode back at any time;
+    - a file of ours left open to group or others (mode 0644 by an older version, a copy,
+      a restore from backup) is tightened to ``mode`` (0600 files, 0700 directories) with a
+      ``satchel.security`` warning.
+
+    A refusal is a :class:`ConfigurationError` naming the file, its owner and what to do.
     """
     try:
-        st = path.stat()
+        st = path.lstat()
     except FileNotFoundError:
         return
     except OSError as exc:
         raise StoreUnavailable(f"cannot check {what} {path}: {exc}", exc) from exc
-    loose = stat.S_IMODE(st.st_mode) & OPEN_TO_OTHERS
+    if stat.S_ISLNK(st.st_mode):
+        raise ConfigurationError(
+            f"{what} {path} is a symbolic link (to {os.readlink(path)}); satchel does not "
+            f"follow links for its session files: give the real path, owned by this process "
+            f"({_owner(os.geteuid())})"
+        )
+    current = stat.S_IMODE(st.st_mode)
+    loose = current & OPEN_TO_OTHERS
+    euid = os.geteuid()
+    if st.st_uid != euid:
+        opened = f", and is open to other users (mode {current:o})" if loose else ""
+        raise ConfigurationError(
+            f"{what} {path} belongs to {_owner(st.st_uid)}, not to this process "
+            f"({_owner(euid)}){opened}: its owner can read and rewrite every session in it. "
+            f"Remove it, or make it this user's (`chown {euid} {path}` then "
+            f"`chmod {mode:o} {path}`), or run the app as its owner"
+        )
     if not loose:
         return
-    current = stat.S_IMODE(st.st_mode)
-    if st.st_uid != os.geteuid():
-        raise ConfigurationError(
-            f"{what} {path} is open to other users (mode {current:o}) and belongs to uid "
-            f"{st.st_uid}, not to this process (uid {os.geteuid()}), so satchel will not "
-            f"change it: run `chmod {mode:o} {path}` as its owner, or run the app as that user"
-        )
     try:
         path.chmod(mode)
     except OSError as exc:
@@ -48,3 +73,25 @@ def make_private(path: Path, mode: int, what: str) -> None:
     security.warning(
         "%s %s was open to other users (mode %o): changed to %o", what, path, current, mode
     )
+
+
+def check_parent(directory: Path, what: str) -> None:
+    """Refuse a ``directory`` holding session files that anyone may write to without the
+    sticky bit: whoever can write there can rename, delete and replace the files in it
+    (SQLite's -wal and -shm files come and go as connections close), whoever owns them.
+    A sticky directory (like /tmp, mode 1777) lets only a file's owner remove or rename it.
+    """
+    try:
+        st = directory.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot check the directory {directory}: {exc}", exc) from exc
+    current = stat.S_IMODE(st.st_mode)
+    if current & stat.S_IWOTH and not current & stat.S_ISVTX:
+        raise ConfigurationError(
+            f"the directory {directory} holding the {what} is writable by every user "
+            f"(mode {current:o}) without the sticky bit, so anyone can replace the files "
+            f"in it: keep the store in a directory only this user can write to (`chmod o-w "
+            f"{directory}`, or `chmod +t {directory}`)"
+        )

@@ -28,7 +28,7 @@ from ..errors import CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..ids import is_store_key
 from ..log import logger
 from ..record import Change, Meta, Record
-from ._files import make_private
+from ._files import check_parent, make_private
 from .base import Store
 
 _SUFFIX = ".session"
@@ -63,8 +63,9 @@ def _write_durably(path: Path, data: bytes) -> None:
 
 class FileStore(Store):
     """``FileStore("/var/lib/myapp/sessions")``: the directory is created mode 0700 and
-    every file mode 0600; an existing directory open to group or others is set to 0700
-    (or refused if not ours)."""
+    every file mode 0600; an existing directory open to group or others is set to 0700.
+    One owned by another user, a symbolic link, or one inside a directory anyone may write
+    to without the sticky bit is refused (see :mod:`satchel.stores._files`)."""
 
     #: Age (seconds, by the file's mtime and the real clock) after which ``purge_expired``
     #: removes a ``.tmp-*`` file: one left by a writer that died before its rename. A live
@@ -75,11 +76,16 @@ class FileStore(Store):
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         subdirectories = (self.directory, self.directory / ".locks", self.directory / ".users")
-        # an existing directory open to others is tightened to 0700 (if ours) or refused
+        # an existing directory must be ours and no link; open to others, it is set to 0700
         for path in subdirectories:
             make_private(path, 0o700, "session directory")
         try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.directory.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create session directory: {exc}", exc) from exc
+        check_parent(self.directory.parent, "session directory")
+        try:
+            self.directory.mkdir(mode=0o700, exist_ok=True)
             for path in subdirectories[1:]:
                 path.mkdir(mode=0o700, exist_ok=True)
         except OSError as exc:

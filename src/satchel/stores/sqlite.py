@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar
 from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
 from ..redact import scrub
-from ._files import make_private
+from ._files import check_parent, make_private
 from .base import Store, listed, purge_in_batches
 
 T = TypeVar("T")
@@ -67,7 +67,9 @@ def _meta_of(fields: Sequence[Any]) -> Meta:
 
 class SQLiteStore(Store):
     """``SQLiteStore("sessions.db")``; the file (and its WAL files) are created mode 0600,
-    and existing ones open to group or others are set to 0600 (or refused if not ours).
+    and existing ones open to group or others are set to 0600. One owned by another user or
+    a symbolic link is refused, and so is a directory anyone may write to without the
+    sticky bit (see :mod:`satchel.stores._files`).
 
     One connection per thread; ``timeout`` is how long a writer waits for the lock.
 
@@ -105,13 +107,18 @@ class SQLiteStore(Store):
     @staticmethod
     def _open_file(path: Path) -> None:
         """Create the file mode 0600, or check an existing one: the database and the
-        journal files beside it must give no access to group or others (tightened to 0600
-        when ours, refused otherwise; see :func:`make_private`)."""
+        journal files beside it must be this process's own, not symbolic links, and give no
+        access to group or others (tightened to 0600), and the directory holding them must
+        not let others replace them (see :func:`make_private` and :func:`check_parent`)."""
         for suffix in ("", "-wal", "-shm", "-journal"):
             make_private(path.with_name(path.name + suffix), 0o600, "SQLite file")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot open SQLite file {path}: {exc}", exc) from exc
+        check_parent(path.parent, "SQLite file")
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600))
         except OSError as exc:
             raise StoreUnavailable(f"cannot open SQLite file {path}: {exc}", exc) from exc
 
