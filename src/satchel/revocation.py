@@ -75,10 +75,16 @@ def is_valid(marker: Record | None, meta: Meta) -> bool:
     return HANDLE_PREFIX + meta.handle not in marker.data
 
 
-def ensure(user_id: str, until: float, now: float, login: bool = False) -> Flow[None]:
+def ensure(
+    user_id: str, until: float, now: float, login: bool = False, handle: str | None = None
+) -> Flow[None]:
     """Make sure the marker exists and lives at least until ``until`` (a session's
     absolute deadline). Called at login (``login=True``: the session was issued at
-    ``now``) and whenever a logged-in cookie session's deadline grows."""
+    ``now``) and whenever a logged-in cookie session's deadline grows.
+
+    If ``handle`` (the session growing) is listed as logged out, its listing grows too: a
+    "remember me" request that was already in flight when another copy of the same cookie
+    logged out must not outlive the listing that denies it."""
     key = marker_key(user_id)
     marker = yield Load(key, now)
     if marker is None:
@@ -94,26 +100,41 @@ def ensure(user_id: str, until: float, now: float, login: bool = False) -> Flow[
         meta = meta.with_changes(created=now)
     if meta.expires_at < until:
         meta = _lasting(meta, until, now)
-    if meta != marker.meta:
-        yield Update(key, Change(meta=meta), now)
+    listed = marker.data.get(HANDLE_PREFIX + handle) if handle is not None else None
+    grow: dict[str, str] = {}
+    if listed is not None and handle is not None and codec.decode(listed) < until:
+        grow = {HANDLE_PREFIX + handle: codec.encode(until)}
+    if meta != marker.meta or grow:
+        yield Update(key, Change(meta=meta, set=grow), now)
 
 
 def revoke_handle(
-    user_id: str, handle: str, until: float | None, now: float, keep: str | None = None
+    user_id: str,
+    handle: str,
+    until: float | None,
+    now: float,
+    keep: str | None = None,
+    successor: str | None = None,
 ) -> Flow[None]:
-    """Log one session out: its handle is denied until its own absolute deadline
-    ``until``, or, when that is unknown (another device's session, which only the browser
-    holds), for as long as the marker lives, which is at least as long as any session it
-    governs. Past :data:`MAX_REVOKED_HANDLES`, every session of the user logged in until
-    ``now`` is revoked instead, except ``keep`` (the caller's current handle)."""
+    """Log one session out: its handle is denied for as long as the marker lives now
+    (at least ``until``, the deadline of the copy that logged out, when known). The
+    marker outlives every session it governs, and copies of one cookie can have
+    different deadlines (a stolen copy extended by "remember me" lives longer than the
+    one that logged out), so only the marker's deadline bounds them all; an entry is
+    pruned only once it has passed. Past :data:`MAX_REVOKED_HANDLES`, every session of
+    the user logged in until ``now`` is revoked instead, except ``keep`` (the caller's
+    current handle).
+
+    ``successor`` is the new handle of a regeneration of ``handle``: if ``handle`` is the
+    session "log out other devices" spared, the spare moves to its successor (the old
+    handle is listed, so no other copy of it survives)."""
     if not ids.is_handle(handle):
         return  # not a handle satchel made: nothing to write
     key = marker_key(user_id)
     marker = yield Load(key, now)
     if marker is None:
         return  # nothing to do: without a marker every session of the user is invalid
-    if until is None:
-        until = marker.meta.expires_at
+    until = max(until or 0.0, marker.meta.expires_at)
     listed = {
         name
         for name, value in marker.data.items()
@@ -124,11 +145,11 @@ def revoke_handle(
     if len(listed) > MAX_REVOKED_HANDLES:
         yield from revoke_all(user_id, now, keep, until, marker)
         return
-    change = Change(
-        meta=_lasting(marker.meta, until, now),
-        set={HANDLE_PREFIX + handle: codec.encode(until)},
-        delete=stale,
-    )
+    values = {HANDLE_PREFIX + handle: codec.encode(until)}
+    spared = marker.data.get(KEEP)
+    if successor is not None and spared is not None and codec.decode(spared) == handle:
+        values[KEEP] = codec.encode(successor)
+    change = Change(meta=_lasting(marker.meta, until, now), set=values, delete=stale)
     yield Update(key, change, now)
 
 
