@@ -11,9 +11,10 @@ valid only if
   it stays dead, revoked ones included, instead of coming back to life;
 * the session was logged in after ``epoch`` ("log out everywhere", "log out other
   devices"), unless it is the one session ``keep`` names (the device that asked to log
-  the others out, re-issued under a new handle with its original deadline);
-* its handle is not listed as ``h:<handle>`` (one logged-out session, until its absolute
-  deadline).
+  the others out, re-issued under a new handle with its original deadline; ``keep``
+  follows that session's later regenerations);
+* its handle is not listed as ``h:<handle>`` (one logged-out session, for as long as the
+  marker lived when it logged out: every copy of that cookie ends before then).
 
 The marker lives as long as the longest cookie session it governs: its lifetime grows with
 every login, "remember me" extension and revocation. At most :data:`MAX_REVOKED_HANDLES`
