@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,13 @@ from satchel import (
 )
 from satchel.asgi import SessionMiddleware
 from satchel.auth import alogout_other_devices, arevoke
+from satchel.record import Change
 from satchel.revocation import HANDLE_PREFIX, MAX_REVOKED_HANDLES, marker_key
 from satchel.stores.base import Store
 from satchel.testing import FakeClock
 
 from .conftest import KEY
-from .helpers import set_cookie_value
+from .helpers import CountingStore, set_cookie_value
 
 pytestmark = pytest.mark.anyio
 HOUR, DAY = 3600, 86_400
@@ -262,6 +263,42 @@ async def test_a_remember_me_in_flight_during_logout_stays_revoked(
         release.set()
         copy = set_cookie_value((await in_flight).headers)  # 30 days, of the revoked handle
         assert copy is not None
+        assert await user(thief, copy) is None
+        clock.advance(13 * HOUR)
+        await victim.get("/login")
+        await victim.get("/logout")
+        assert await user(thief, copy) is None
+
+
+class LogoutBetweenReadAndWrite(CountingStore):
+    """A revocation store that, at the marker write growing it to 30 days (the thief's
+    "remember me"), first lets the victim's logout run to the end: the logout lands
+    between that flow's read of the marker and its write."""
+
+    def __init__(self, inner: Store, logout: Callable[[], Awaitable[object]]) -> None:
+        super().__init__(inner)
+        self.logout: Callable[[], Awaitable[object]] | None = logout
+
+    async def aupdate(self, key: str, change: Change, now: float) -> int | None:
+        if self.logout is not None and change.meta.absolute_deadline > now + 20 * DAY:
+            logout, self.logout = self.logout, None
+            await logout()
+        return await super().aupdate(key, change, now)
+
+
+async def test_a_logout_between_a_remember_mes_read_and_write_stays_revoked(
+    revocation: Store, clock: FakeClock
+) -> None:
+    victim_client: list[httpx.AsyncClient] = []
+    store = LogoutBetweenReadAndWrite(revocation, lambda: victim_client[0].get("/logout"))
+    app = make_app(store, clock)
+    async with client_for(app) as victim, client_for(app) as thief:
+        victim_client.append(victim)
+        await victim.get("/login")
+        stolen = {"cookie": f"satchel={victim.cookies['satchel']}"}
+        copy = set_cookie_value((await thief.get("/remember", headers=stolen)).headers)
+        assert copy is not None
+        assert store.logout is None  # the logout ran inside the remember-me's commit
         assert await user(thief, copy) is None
         clock.advance(13 * HOUR)
         await victim.get("/login")

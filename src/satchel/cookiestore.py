@@ -360,7 +360,8 @@ class CookieEngine(Engine):
                 meta.absolute_deadline,
                 now,
                 login=meta.created == now,
-                handle=meta.handle,
+                # a handle this commit made (login, regeneration) cannot be listed yet
+                handle=None if current is None or session._regenerate else meta.handle,
             )
         if data is None:
             data = session._encoded()

@@ -85,7 +85,12 @@ def ensure(
 
     If ``handle`` (the session growing) is listed as logged out, its listing grows too: a
     "remember me" request that was already in flight when another copy of the same cookie
-    logged out must not outlive the listing that denies it."""
+    logged out must not outlive the listing that denies it. A logout can also list the
+    handle between this flow's read and its write, with the shorter deadline it read: so
+    after growing the marker for a ``handle`` (a session that already had it; a login's or
+    regeneration's handle is brand new and passes none), the marker is read once more.
+    Every interleaving then either keeps the listing as long as the session, or leaves
+    the marker itself ending first (every session refused: fail closed)."""
     key = marker_key(user_id)
     marker = yield Load(key, now)
     if marker is None:
@@ -101,12 +106,25 @@ def ensure(
         meta = meta.with_changes(created=now)
     if meta.expires_at < until:
         meta = _lasting(meta, until, now)
-    listed = marker.data.get(HANDLE_PREFIX + handle) if handle is not None else None
-    grow: dict[str, str] = {}
-    if listed is not None and handle is not None and codec.decode(listed) < until:
-        grow = {HANDLE_PREFIX + handle: codec.encode(until)}
+    grow = _grown_listing(marker, handle, until)
     if meta != marker.meta or grow:
         yield Update(key, Change(meta=meta, set=grow), now)
+    if handle is not None and meta.expires_at > marker.meta.expires_at:
+        again = yield Load(key, now)
+        grow = _grown_listing(again, handle, until) if again is not None else {}
+        if again is not None and grow:
+            yield Update(key, Change(meta=_lasting(again.meta, until, now), set=grow), now)
+
+
+def _grown_listing(marker: Record, handle: str | None, until: float) -> dict[str, str]:
+    """The listing of ``handle`` moved to ``until``, if it is listed for less."""
+    if handle is None:
+        return {}
+    name = HANDLE_PREFIX + handle
+    listed = marker.data.get(name)
+    if listed is None or codec.decode(listed) >= until:
+        return {}
+    return {name: codec.encode(until)}
 
 
 def revoke_handle(
