@@ -6,8 +6,9 @@ Redis, Memcached); the clock is the app's FakeClock."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,14 @@ from satchel import (
     regenerate_on_privilege_change,
 )
 from satchel.asgi import SessionMiddleware
-from satchel.auth import alogout_other_devices, arevoke
+from satchel.auth import alogout_other_devices, arevoke, logout_other_devices
 from satchel.record import Change
 from satchel.revocation import HANDLE_PREFIX, MAX_REVOKED_HANDLES, marker_key
 from satchel.stores.base import Store
 from satchel.testing import FakeClock
+from satchel.types import Environ, StartResponse
+from satchel.wsgi import ENVIRON_KEY
+from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 
 from .conftest import KEY
 from .helpers import CountingStore, set_cookie_value
@@ -458,3 +462,65 @@ async def test_revoked_sessions_stay_revoked_when_the_handles_fold_into_the_epoc
         assert marker_size(revocation, clock())[1] <= MAX_REVOKED_HANDLES
         assert await user(laptop) is None
         assert await user(phone) == "alice"
+
+
+# -- the same rules on WSGI (one core; the sync store calls) --------------------------------------
+
+
+def wsgi_client(revocation: Store, clock: FakeClock) -> httpx.Client:
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        session: Session = environ[ENVIRON_KEY]
+        path = environ["PATH_INFO"]
+        if path == "/login":
+            login(session, "alice")
+        elif path == "/logout":
+            logout(session)
+        elif path == "/remember":
+            session.set_expiry(idle_timeout=7 * DAY, absolute_timeout=30 * DAY, persistent=True)
+        elif path == "/others":
+            logout_other_devices(session)
+        elif path == "/regen":
+            regenerate_on_privilege_change(session)
+        start_response("200 OK", [("content-type", "application/json")])
+        return [json.dumps({"user": session.user_id}).encode()]
+
+    wrapped = WSGISessionMiddleware(
+        app, store="cookie://", secret_keys=[KEY], revocation_store=revocation, clock=clock
+    )
+    return httpx.Client(transport=httpx.WSGITransport(app=wrapped), base_url="https://testserver")
+
+
+def wsgi_user(c: httpx.Client, cookie: str | None = None) -> str | None:
+    headers = {"cookie": f"satchel={cookie}"} if cookie is not None else None
+    return c.get("/me", headers=headers).json()["user"]  # type: ignore[no-any-return]
+
+
+async def test_wsgi_a_logged_out_cookie_stays_revoked_in_a_copy_extended_by_remember_me(
+    revocation: Store, clock: FakeClock
+) -> None:
+    """(async only for the store fixture; the WSGI app and its client are synchronous)"""
+    with wsgi_client(revocation, clock) as victim, wsgi_client(revocation, clock) as thief:
+        victim.get("/login")
+        stolen = {"cookie": f"satchel={victim.cookies['satchel']}"}
+        copy = set_cookie_value(thief.get("/remember", headers=stolen).headers)
+        assert copy is not None
+        victim.get("/logout")
+        assert wsgi_user(thief, copy) is None
+        clock.advance(13 * HOUR)
+        victim.get("/login")
+        victim.get("/logout")
+        assert wsgi_user(thief, copy) is None
+
+
+async def test_wsgi_a_privilege_change_after_logging_out_other_devices_keeps_the_user_in(
+    revocation: Store, clock: FakeClock
+) -> None:
+    with wsgi_client(revocation, clock) as phone, wsgi_client(revocation, clock) as laptop:
+        phone.get("/login")
+        laptop.get("/login")
+        phone.get("/others")
+        spared = phone.cookies["satchel"]
+        phone.get("/regen")
+        assert wsgi_user(phone) == "alice"
+        assert wsgi_user(phone, spared) is None
+        assert wsgi_user(laptop) is None
