@@ -525,6 +525,8 @@ async def test_list_revoke_and_log_out_other_devices() -> None:
         assert others_response.json() == {"revoked": 1}
         assert (await tablet.get("/me")).json()["user"] is None
         assert (await phone.get("/me")).json()["user"] == "alice"
+        # the current session moved to a new ID and handle, so its CSRF token did too
+        tok = await get_token(phone)
         everywhere_response = await phone.post("/everywhere", headers={"X-CSRF-Token": tok})
         assert everywhere_response.json() == {"revoked": 1}
         assert (await phone.get("/me")).json()["user"] is None

@@ -193,3 +193,58 @@ def test_flask_late_response_after_logout_does_not_log_the_browser_back_in() -> 
     assert late.value != found.value  # the late response set the logged-in cookie again
     browser.set_cookie("satchel", late.value, domain="localhost", secure=True)
     assert browser.get(f"{base}/me").get_json() == {"user": None, "n": None}
+
+
+# -- the tombstone is bound to the user who logged out -----------------------------------------
+
+
+async def test_another_users_tossed_tombstone_logs_nobody_else_out(clock: FakeClock) -> None:
+    """Mallory logs in and out on her own account and tosses her genuine, signed
+    tombstone into alice's browser (a sibling subdomain can set cookies for the parent
+    domain): it governs only mallory's sessions."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    app = SessionMiddleware(
+        asgi_app(clock, entered, release), store="cookie://", secret_keys=[KEY], clock=clock
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="https://testserver") as alice,
+        httpx.AsyncClient(transport=transport, base_url="https://testserver") as mallory,
+    ):
+        await alice.get("/login?user=alice")
+        clock.advance(1)
+        await mallory.get("/login?user=mallory")  # logged in after alice
+        mallorys_session = mallory.cookies["satchel"]
+        await mallory.get("/logout")
+        tossed = mallory.cookies[TOMBSTONE]
+        with_toss = {"cookie": f"satchel={alice.cookies['satchel']}; {TOMBSTONE}={tossed}"}
+        assert (await alice.get("/me", headers=with_toss)).json()["user"] == "alice"
+        # it still governs mallory's own logged-out session
+        own = {"cookie": f"satchel={mallorys_session}; {TOMBSTONE}={tossed}"}
+        assert (await alice.get("/me", headers=own)).json()["user"] is None
+
+
+def test_wsgi_another_users_tossed_tombstone_logs_nobody_else_out(clock: FakeClock) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        session: Session = environ[ENVIRON_KEY]
+        path = environ["PATH_INFO"]
+        if path == "/login":
+            login(session, environ["QUERY_STRING"].partition("=")[2])
+        elif path == "/logout":
+            logout(session)
+        start_response("200 OK", [("content-type", "application/json")])
+        return [json.dumps({"user": session.user_id}).encode()]
+
+    wrapped = WSGISessionMiddleware(app, store="cookie://", secret_keys=[KEY], clock=clock)
+    transport = httpx.WSGITransport(app=wrapped)
+    with (
+        httpx.Client(transport=transport, base_url="https://testserver") as alice,
+        httpx.Client(transport=transport, base_url="https://testserver") as mallory,
+    ):
+        alice.get("/login?user=alice")
+        clock.advance(1)
+        mallory.get("/login?user=mallory")
+        mallory.get("/logout")
+        tossed = mallory.cookies[TOMBSTONE]
+        with_toss = {"cookie": f"satchel={alice.cookies['satchel']}; {TOMBSTONE}={tossed}"}
+        assert alice.get("/me", headers=with_toss).json() == {"user": "alice"}

@@ -105,7 +105,10 @@ def _starlette_app() -> Starlette:
         return PlainTextResponse("ok")
 
     async def everywhere(request: Request) -> Response:
-        await auth.alogout_everywhere(_session(request.session))
+        try:
+            await auth.alogout_everywhere(_session(request.session))
+        except ConfigurationError:  # cookie sessions without revocation_store= refuse
+            return PlainTextResponse("refused")
         return PlainTextResponse("ok")
 
     async def token(request: Request) -> Response:
@@ -141,7 +144,10 @@ def _wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     elif path == "/login":
         auth.login(session, query["user"])
     elif path == "/logout-everywhere":
-        auth.logout_everywhere(session)
+        try:
+            auth.logout_everywhere(session)
+        except ConfigurationError:
+            body = "refused"
     elif path == "/token":
         body = csrf_token(environ)
     elif path == "/post":
@@ -178,7 +184,10 @@ def _flask_app(config: dict[str, Any], **explicit: Any) -> Any:
 
     @app.get("/logout-everywhere")
     def everywhere() -> str:
-        satchel_flask.logout_everywhere()
+        try:
+            satchel_flask.logout_everywhere()
+        except ConfigurationError:
+            return "refused"
         return "ok"
 
     @app.get("/token")

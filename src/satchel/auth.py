@@ -13,7 +13,7 @@ from typing import Any
 from . import codec, ids, revocation
 from .cookiestore import CookieEngine
 from .engine import Flow, adrive, drive
-from .errors import SessionDataError, SessionStateError
+from .errors import ConfigurationError, SessionDataError, SessionStateError
 from .session import Session
 from .users import SessionInfo, list_flow, revoke_all_flow, revoke_flow
 
@@ -94,6 +94,15 @@ def _revoke_all_flow(session: Session, keep_current: bool) -> Flow[int]:
     ctx = _context(session)
     now, user = ctx.engine.clock(), session.user_id or ""
     if isinstance(ctx.engine, CookieEngine):
+        if ctx.engine.revocation_store is None:
+            # The other devices hold their cookies and nothing on the server can deny
+            # them: answering 0 would let an app believe a password change logged a thief
+            # out. Refused before anything changes, this session included.
+            raise ConfigurationError(
+                "logging other devices out of cookie sessions needs revocation_store= "
+                "(a server-side store for per-user revocation markers); without it a "
+                "cookie stays valid until it expires"
+            )
         if keep_current:
             # Re-issue this session under a new handle that the epoch spares. Its absolute
             # deadline stays: only a fresh login starts one, or a thief holding a stolen
@@ -103,12 +112,16 @@ def _revoke_all_flow(session: Session, keep_current: bool) -> Flow[int]:
         else:
             session.destroy()
             keep = None
-        if ctx.engine.revocation_store is not None:
-            yield from revocation.revoke_all(user, now, keep)
+        yield from revocation.revoke_all(user, now, keep)
         return 0
     keep = session.meta.handle if session.meta is not None else None
     revoked = yield from revoke_all_flow(user, now, keep, ctx.engine.on_event)
-    if not keep_current:
+    if keep_current:
+        # The current session moves to a new ID at commit, keeping user, data and
+        # deadline: a thief holding a copy of *this* cookie (the reason to call this after
+        # a password change) is logged out too; the old ID then resolves to nothing.
+        session.regenerate()
+    else:
         session.destroy()
         revoked += 1
     return revoked
@@ -142,7 +155,9 @@ async def arevoke(session: Session, handle: str) -> bool:
 
 
 def logout_everywhere(session: Session) -> int:
-    """End every session of the user, this one included."""
+    """End every session of the user, this one included; how many (always 0 on the
+    cookie store, which cannot count them). Cookie sessions need ``revocation_store=``
+    for this: without one it raises :class:`~satchel.errors.ConfigurationError`."""
     return _run(session, _revoke_all_flow(session, keep_current=False))  # type: ignore[no-any-return]
 
 
@@ -151,7 +166,11 @@ async def alogout_everywhere(session: Session) -> int:
 
 
 def logout_other_devices(session: Session) -> int:
-    """End every other session of the user; call it after a password change."""
+    """End every other session of the user; call it after a password change. This
+    session stays logged in, with its data and deadline, under a new ID (a new handle on
+    the cookie store), so a stolen copy of its cookie ends too. Cookie sessions need
+    ``revocation_store=`` for this: without one it raises
+    :class:`~satchel.errors.ConfigurationError`."""
     return _run(session, _revoke_all_flow(session, keep_current=True))  # type: ignore[no-any-return]
 
 

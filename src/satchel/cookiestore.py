@@ -21,6 +21,7 @@ Revocation works through per-user markers in a server-side store (:mod:`.revocat
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import hmac
 import json
 import math
@@ -45,7 +46,7 @@ from .stores.base import Store
 
 MAX_COOKIE_BYTES = 4096
 MAX_PAYLOAD_BYTES = 64 * 1024  # refuse to inflate more than this (zip bombs)
-PURPOSE_LOGOUT = b"satchel/logout-tombstone/v1"
+PURPOSE_LOGOUT = b"satchel/logout-tombstone/v2"  # v2: bound to the user
 TOMBSTONE_SUFFIX = "-logout"
 _TOMBSTONE_AT = re.compile(r"[0-9]{1,16}")
 _SIGNATURE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -224,18 +225,26 @@ class CookieEngine(Engine):
     # -- the logout tombstone (cookie sessions without a revocation store) ---------------------
     # A request in flight during a logout answers after it and would set the logged-in
     # cookie again. Logout therefore also sets a small signed cookie, ``<name>-logout``,
-    # holding the logged-out session's login time: a logged-in cookie session that logged
-    # in at or before it is no session in this browser. It lives as long as the sessions
-    # it governs. It needs no server state, and stops only the browser that logged out: a
+    # holding the logged-out session's login time: a logged-in cookie session *of the same
+    # user* that logged in at or before it is no session in this browser. The user is
+    # bound by the signature (over a SHA-256 of the user ID, which the cookie does not
+    # hold), so a genuine tombstone of one account, tossed into another user's browser
+    # from a sibling subdomain, logs nobody else out. It lives as long as the sessions it
+    # governs. It needs no server state, and stops only the browser that logged out: a
     # thief's copy of the cookie comes without it (that needs a revocation store).
+
+    def _tombstone_message(self, at: str, user_id: str) -> str:
+        user = hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{self.cookie.name}.{at}.{user}"
 
     def _tombstone_header(self, gone: Meta, now: float) -> str:
         keyring = self.keyring
         assert keyring is not None
+        assert gone.user_id is not None
         at = str(math.ceil(gone.created * 1000))  # ms, rounded up: "at or before" holds
-        value = f"{at}.{keyring.sign(PURPOSE_LOGOUT, f'{self.cookie.name}.{at}')}"
+        signature = keyring.sign(PURPOSE_LOGOUT, self._tombstone_message(at, gone.user_id))
         lifetime = max(gone.absolute_deadline - now, self.expiry.absolute_timeout)
-        return self._tombstone.set_header(value, math.ceil(lifetime))
+        return self._tombstone.set_header(f"{at}.{signature}", math.ceil(lifetime))
 
     def _logged_out(self, meta: Meta, header: str) -> bool:
         """Whether this browser logged out the logged-in session ``meta`` (or a later one
@@ -249,7 +258,9 @@ class CookieEngine(Engine):
             if (
                 _TOMBSTONE_AT.fullmatch(at)
                 and _SIGNATURE.fullmatch(signature)
-                and keyring.verify(PURPOSE_LOGOUT, f"{self.cookie.name}.{at}", signature)
+                and keyring.verify(
+                    PURPOSE_LOGOUT, self._tombstone_message(at, meta.user_id), signature
+                )
                 and meta.created * 1000 <= int(at)
             ):
                 security.info("logged-out cookie session presented again (handle %s)", meta.handle)
@@ -314,12 +325,16 @@ class CookieEngine(Engine):
             )
         elif session._regenerate:
             if current.user_id and self.revocation_store:
+                # the same user's session under a new handle: a spare ("log out other
+                # devices") follows it; a login by another user carries none over
+                same_user = session._meta_updates.get("user_id", current.user_id) == current.user_id
                 yield from revocation.revoke_handle(
                     current.user_id,
                     current.handle,
                     current.absolute_deadline,
                     now,
                     keep=session.handle,
+                    successor=session.handle if same_user else None,
                 )
             base = current.with_changes(handle=ids.new_handle(), version=1)  # or the pending one
         else:
@@ -341,7 +356,12 @@ class CookieEngine(Engine):
         ):
             # the marker must outlive every session it governs
             yield from revocation.ensure(
-                meta.user_id, meta.absolute_deadline, now, login=meta.created == now
+                meta.user_id,
+                meta.absolute_deadline,
+                now,
+                login=meta.created == now,
+                # a handle this commit made (login, regeneration) cannot be listed yet
+                handle=None if current is None or session._regenerate else meta.handle,
             )
         if data is None:
             data = session._encoded()

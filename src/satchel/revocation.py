@@ -11,9 +11,10 @@ valid only if
   it stays dead, revoked ones included, instead of coming back to life;
 * the session was logged in after ``epoch`` ("log out everywhere", "log out other
   devices"), unless it is the one session ``keep`` names (the device that asked to log
-  the others out, re-issued under a new handle with its original deadline);
-* its handle is not listed as ``h:<handle>`` (one logged-out session, until its absolute
-  deadline).
+  the others out, re-issued under a new handle with its original deadline; ``keep``
+  follows that session's later regenerations);
+* its handle is not listed as ``h:<handle>`` (one logged-out session, for as long as the
+  marker lived when it logged out: every copy of that cookie ends before then).
 
 The marker lives as long as the longest cookie session it governs: its lifetime grows with
 every login, "remember me" extension and revocation. At most :data:`MAX_REVOKED_HANDLES`
@@ -75,10 +76,21 @@ def is_valid(marker: Record | None, meta: Meta) -> bool:
     return HANDLE_PREFIX + meta.handle not in marker.data
 
 
-def ensure(user_id: str, until: float, now: float, login: bool = False) -> Flow[None]:
+def ensure(
+    user_id: str, until: float, now: float, login: bool = False, handle: str | None = None
+) -> Flow[None]:
     """Make sure the marker exists and lives at least until ``until`` (a session's
     absolute deadline). Called at login (``login=True``: the session was issued at
-    ``now``) and whenever a logged-in cookie session's deadline grows."""
+    ``now``) and whenever a logged-in cookie session's deadline grows.
+
+    If ``handle`` (the session growing) is listed as logged out, its listing grows too: a
+    "remember me" request that was already in flight when another copy of the same cookie
+    logged out must not outlive the listing that denies it. A logout can also list the
+    handle between this flow's read and its write, with the shorter deadline it read: so
+    after growing the marker for a ``handle`` (a session that already had it; a login's or
+    regeneration's handle is brand new and passes none), the marker is read once more.
+    Every interleaving then either keeps the listing as long as the session, or leaves
+    the marker itself ending first (every session refused: fail closed)."""
     key = marker_key(user_id)
     marker = yield Load(key, now)
     if marker is None:
@@ -94,26 +106,54 @@ def ensure(user_id: str, until: float, now: float, login: bool = False) -> Flow[
         meta = meta.with_changes(created=now)
     if meta.expires_at < until:
         meta = _lasting(meta, until, now)
-    if meta != marker.meta:
-        yield Update(key, Change(meta=meta), now)
+    grow = _grown_listing(marker, handle, until)
+    if meta != marker.meta or grow:
+        yield Update(key, Change(meta=meta, set=grow), now)
+    if handle is not None and meta.expires_at > marker.meta.expires_at:
+        again = yield Load(key, now)
+        grow = _grown_listing(again, handle, until) if again is not None else {}
+        if again is not None and grow:
+            yield Update(key, Change(meta=_lasting(again.meta, until, now), set=grow), now)
+
+
+def _grown_listing(marker: Record, handle: str | None, until: float) -> dict[str, str]:
+    """The listing of ``handle`` moved to ``until``, if it is listed for less."""
+    if handle is None:
+        return {}
+    name = HANDLE_PREFIX + handle
+    listed = marker.data.get(name)
+    if listed is None or codec.decode(listed) >= until:
+        return {}
+    return {name: codec.encode(until)}
 
 
 def revoke_handle(
-    user_id: str, handle: str, until: float | None, now: float, keep: str | None = None
+    user_id: str,
+    handle: str,
+    until: float | None,
+    now: float,
+    keep: str | None = None,
+    successor: str | None = None,
 ) -> Flow[None]:
-    """Log one session out: its handle is denied until its own absolute deadline
-    ``until``, or, when that is unknown (another device's session, which only the browser
-    holds), for as long as the marker lives, which is at least as long as any session it
-    governs. Past :data:`MAX_REVOKED_HANDLES`, every session of the user logged in until
-    ``now`` is revoked instead, except ``keep`` (the caller's current handle)."""
+    """Log one session out: its handle is denied for as long as the marker lives now
+    (at least ``until``, the deadline of the copy that logged out, when known). The
+    marker outlives every session it governs, and copies of one cookie can have
+    different deadlines (a stolen copy extended by "remember me" lives longer than the
+    one that logged out), so only the marker's deadline bounds them all; an entry is
+    pruned only once it has passed. Past :data:`MAX_REVOKED_HANDLES`, every session of
+    the user logged in until ``now`` is revoked instead, except ``keep`` (the caller's
+    current handle).
+
+    ``successor`` is the new handle of a regeneration of ``handle``: if ``handle`` is the
+    session "log out other devices" spared, the spare moves to its successor (the old
+    handle is listed, so no other copy of it survives)."""
     if not ids.is_handle(handle):
         return  # not a handle satchel made: nothing to write
     key = marker_key(user_id)
     marker = yield Load(key, now)
     if marker is None:
         return  # nothing to do: without a marker every session of the user is invalid
-    if until is None:
-        until = marker.meta.expires_at
+    until = max(until or 0.0, marker.meta.expires_at)
     listed = {
         name
         for name, value in marker.data.items()
@@ -124,11 +164,11 @@ def revoke_handle(
     if len(listed) > MAX_REVOKED_HANDLES:
         yield from revoke_all(user_id, now, keep, until, marker)
         return
-    change = Change(
-        meta=_lasting(marker.meta, until, now),
-        set={HANDLE_PREFIX + handle: codec.encode(until)},
-        delete=stale,
-    )
+    values = {HANDLE_PREFIX + handle: codec.encode(until)}
+    spared = marker.data.get(KEEP)
+    if successor is not None and spared is not None and codec.decode(spared) == handle:
+        values[KEEP] = codec.encode(successor)
+    change = Change(meta=_lasting(marker.meta, until, now), set=values, delete=stale)
     yield Update(key, change, now)
 
 
