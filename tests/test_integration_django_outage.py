@@ -1,5 +1,5 @@
 """Django: a store outage answers 503 within the store's timeout, never a hang, a 500 or a
-busy loop.
+busy loop; and one user's logins keep the per-user index bounded.
 
 Django retries ``SessionBase.create`` for as long as the backend raises ``CreateError``; a
 store error turned into ``CreateError`` would spin every worker at full CPU for the whole
@@ -264,3 +264,32 @@ def test_repeated_collisions_end_in_an_error_not_a_loop(
     with pytest.raises(KeyCollision):
         stuck.save()
     assert counting.calls == 3
+
+
+def test_one_users_repeated_logins_keep_the_index_bounded(redis_url: str, use_store: Any) -> None:
+    """Each logout leaves the ended session's index entry behind (Django deletes the
+    record only); the core's per-user cap flow runs after every Django login too and prunes
+    them (Redis: the index is a sorted set kept until each dead session's deadline; 0.1
+    held 20 entries after 20 logins)."""
+    import redis
+
+    prefix = f"satchel-test-{uuid.uuid4().hex[:8]}:"
+    counting = use_store(f"{redis_url}?prefix={prefix}")
+    c = client()
+    for _ in range(20):  # log out (the record goes, its index entry stays), log in again
+        c.post("/logout", secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+        response = c.post(
+            "/login",
+            {"username": "carol", "password": "outage"},
+            secure=True,
+            HTTP_X_CSRFTOKEN=csrf(c),
+        )
+        assert response.status_code == 200
+    from django.contrib.auth.models import User
+
+    user = str(User.objects.get(username="carol").pk)  # Django indexes by primary key
+    server = redis.Redis.from_url(redis_url)
+    try:
+        assert server.zcard(counting.store.index_key(user)) <= 2
+    finally:
+        server.close()

@@ -185,6 +185,25 @@ class RequestInfo:
 InfoSource = Callable[[], RequestInfo]
 
 
+def cap_flow(
+    user_id: str, newest: str, now: float, cap: int, on_event: EventHook | None = None
+) -> Flow[None]:
+    """Keep at most ``cap`` sessions of ``user_id`` (``max_sessions_per_user``, at most
+    :data:`MAX_SESSIONS_PER_USER`): evict the oldest others than ``newest``. Listing also
+    prunes the store's per-user index of sessions that ended, so one user logging in again
+    and again cannot grow it (each login regenerates, leaving a dead entry). Run after
+    every login, on every path (the Django engine included)."""
+    listed = yield ListUser(user_id, now)
+    sessions = [(k, m) for k, m in listed if m.user_id == user_id]  # never another's
+    excess = len(sessions) - cap
+    if excess <= 0:
+        return
+    others = sorted((m.created, k, m) for k, m in sessions if k != newest)
+    for _, key, meta in others[:excess]:
+        if (yield Delete(key)):
+            emit(on_event, "revoked", handle=meta.handle, user_id=user_id, reason="cap")
+
+
 class Engine:
     """Session rules shared by every middleware and both I/O paths."""
 
@@ -434,20 +453,8 @@ class Engine:
             yield from self._enforce_cap(meta.user_id, key, now)
 
     def _enforce_cap(self, user_id: str, newest: str, now: float) -> Flow[None]:
-        """Keep at most ``max_sessions_per_user`` sessions (at most
-        :data:`MAX_SESSIONS_PER_USER` when unset): evict the oldest others. Listing also
-        prunes the store's per-user index of sessions that ended, so one user logging in
-        again and again cannot grow it (each login regenerates, leaving a dead entry)."""
         cap = self.max_sessions_per_user or MAX_SESSIONS_PER_USER
-        listed = yield ListUser(user_id, now)
-        sessions = [(k, m) for k, m in listed if m.user_id == user_id]  # never another's
-        excess = len(sessions) - cap
-        if excess <= 0:
-            return
-        others = sorted((m.created, k, m) for k, m in sessions if k != newest)
-        for _, key, meta in others[:excess]:
-            if (yield Delete(key)):
-                emit(self.on_event, "revoked", handle=meta.handle, user_id=user_id, reason="cap")
+        yield from cap_flow(user_id, newest, now, cap, self.on_event)
 
     # -- encryption at rest ----------------------------------------------------------------------
     # An encrypted value is "!" + key ID + "." + base64url(nonce | ciphertext | tag); no JSON

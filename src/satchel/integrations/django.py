@@ -38,7 +38,7 @@ from django.conf import settings as django_settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 
 from .. import codec, ids
-from ..engine import RequestInfo
+from ..engine import MAX_SESSIONS_PER_USER, RequestInfo, cap_flow, drive
 from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError
 from ..log import security
 from ..policy import ExpiryPolicy, is_expired, refresh_due
@@ -282,12 +282,14 @@ class SessionStore(SessionBase):
             meta = policy.new_meta(
                 ids.new_handle(), now, user_agent=device.user_agent, client_ip=device.client_ip
             ).with_changes(user_id=user)
+            if user is not None:  # the index entry first, as in the core: a fault between
+                store.index_add(user, skey, meta.absolute_deadline)  # never hides a session
             try:
                 store.create(skey, Record(encoded, meta))
             except KeyCollision as exc:
                 raise CreateError from exc  # only a real collision: Django tries a new key
             if user is not None:
-                store.index_add(user, skey, meta.absolute_deadline)
+                drive(cap_flow(user, skey, now, MAX_SESSIONS_PER_USER), store)
         else:
             changed = {k: v for k, v in encoded.items() if self._baseline.get(k) != v}
             removed = frozenset(self._baseline.keys() - encoded.keys())
@@ -296,6 +298,7 @@ class SessionStore(SessionBase):
                 raise UpdateError  # another request deleted it: never bring it back
             if user is not None and user != self._meta.user_id:
                 store.index_add(user, skey, meta.absolute_deadline)
+                drive(cap_flow(user, skey, now, MAX_SESSIONS_PER_USER), store)
         self._meta, self._baseline = meta, encoded
 
     def delete(self, session_key: str | None = None) -> None:
