@@ -13,6 +13,12 @@ OLD_KEY = "old-key-0123456789-0123456789-0123456789"
 
 
 @pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (``pytestmark = pytest.mark.anyio``) run on asyncio."""
+    return "asyncio"
+
+
+@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(time.time() + 86_400)
 

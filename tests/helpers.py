@@ -6,10 +6,15 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from satchel.auth import login
 from satchel.cookies import CookieOptions
 from satchel.engine import Engine
 from satchel.policy import ExpiryPolicy
 from satchel.record import Change, Meta, Record
+from satchel.session import Session
 from satchel.stores.base import Store
 from satchel.testing import FakeClock
 
@@ -112,3 +117,15 @@ def set_cookie_value(headers: Any, name: str = "satchel") -> str | None:
         if header.startswith(name + "="):
             return str(header.split(";", 1)[0].split("=", 1)[1])
     return None
+
+
+def session_of(request: Request) -> Session:
+    """The satchel session of a Starlette request."""
+    assert isinstance(request.session, Session)
+    return request.session
+
+
+async def do_login(request: Request) -> Response:
+    """A route that logs ``?user=`` in (default alice)."""
+    login(session_of(request), request.query_params.get("user", "alice"))
+    return PlainTextResponse("in")

@@ -167,50 +167,12 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Three cluster primaries from redis-server, joined with redis-cli --cluster create."""
-    if shutil.which("redis-cli") is None:
-        unavailable("redis-cli")
-    base = tmp_path_factory.mktemp("cluster")
-    nodes = []
+    """Three cluster primaries shared by the session (see :class:`ClusterSetup`)."""
+    setup = ClusterSetup(tmp_path_factory.mktemp("cluster"))
     try:
-        for _ in range(3):
-            port = free_cluster_port()
-            nodes.append(
-                RedisServer(
-                    base / str(port),
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    str(base / f"nodes-{port}.conf"),
-                    "--cluster-node-timeout",
-                    "2000",
-                    port=port,
-                )
-            )
-        addresses = [f"{LOOPBACK}:{n.port}" for n in nodes]
-        subprocess.run(
-            [
-                "redis-cli",
-                "--cluster",
-                "create",
-                *addresses,
-                "--cluster-replicas",
-                "0",
-                "--cluster-yes",
-            ],
-            capture_output=True,
-            timeout=60,
-            check=True,
-        )
-
-        def cluster_ok() -> bool:
-            return all("cluster_state:ok" in redis_cli(n.port, "cluster", "info") for n in nodes)
-
-        wait_for(cluster_ok, "cluster state ok")
-        yield "redis+cluster://" + ",".join(addresses)
+        yield setup.url
     finally:
-        for node in nodes:
-            node.stop()
+        setup.stop()
 
 
 class SentinelSetup:
@@ -491,7 +453,8 @@ def serve_asgi(app: Any, **config: Any) -> Iterator[str]:
 
 
 class ClusterSetup:
-    """Three cluster primaries of one's own (no replicas), to freeze or stop."""
+    """Three cluster primaries from redis-server (no replicas), joined with
+    ``redis-cli --cluster create``."""
 
     def __init__(self, directory: Path) -> None:
         if shutil.which("redis-cli") is None:

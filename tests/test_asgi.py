@@ -37,11 +37,6 @@ from .helpers import CountingStore, set_cookie_value
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _session(request: Request) -> Session:
     session = request.session
     assert isinstance(session, Session)

@@ -31,24 +31,9 @@ from satchel.types import Environ, StartResponse
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 
 from .conftest import KEY
-from .helpers import CountingStore
+from .helpers import CountingStore, do_login, session_of
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def _session(request: Request) -> Session:
-    assert isinstance(request.session, Session)
-    return request.session
-
-
-async def do_login(request: Request) -> Response:
-    login(_session(request), request.query_params.get("user", "alice"))
-    return PlainTextResponse("in")
 
 
 async def token(request: Request) -> Response:
@@ -59,15 +44,15 @@ async def write(request: Request) -> Response:
     async with request.form() as form:
         value = str(form.get("value", request.query_params.get("value", "")))
     request.session["value"] = value
-    return JSONResponse({"ok": True, "user": _session(request).user_id})
+    return JSONResponse({"ok": True, "user": session_of(request).user_id})
 
 
 async def me(request: Request) -> Response:
-    return JSONResponse({"user": _session(request).user_id, "data": dict(request.session)})
+    return JSONResponse({"user": session_of(request).user_id, "data": dict(request.session)})
 
 
 async def sessions(request: Request) -> Response:
-    infos = await asessions_of(_session(request))
+    infos = await asessions_of(session_of(request))
     return JSONResponse(
         [{"handle": i.handle, "current": i.current, "ua": i.user_agent} for i in infos]
     )
@@ -75,15 +60,15 @@ async def sessions(request: Request) -> Response:
 
 async def revoke(request: Request) -> Response:
     form = await request.form()
-    return JSONResponse({"revoked": await arevoke(_session(request), str(form["session"]))})
+    return JSONResponse({"revoked": await arevoke(session_of(request), str(form["session"]))})
 
 
 async def others(request: Request) -> Response:
-    return JSONResponse({"revoked": await alogout_other_devices(_session(request))})
+    return JSONResponse({"revoked": await alogout_other_devices(session_of(request))})
 
 
 async def everywhere(request: Request) -> Response:
-    return JSONResponse({"revoked": await alogout_everywhere(_session(request))})
+    return JSONResponse({"revoked": await alogout_everywhere(session_of(request))})
 
 
 async def clear(request: Request) -> Response:
@@ -95,7 +80,7 @@ async def puzzle(request: Request) -> Response:
     """App code writing keys that look like the library's own."""
     for name in ("user_id", "_user", "csrf", "handle", "meta"):
         request.session[name] = "mallory"
-    return JSONResponse({"user": _session(request).user_id})
+    return JSONResponse({"user": session_of(request).user_id})
 
 
 ROUTES = [

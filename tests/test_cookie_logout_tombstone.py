@@ -25,29 +25,19 @@ from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 
 from .conftest import KEY
-from .helpers import set_cookie_value
+from .helpers import session_of, set_cookie_value
 
 pytestmark = pytest.mark.anyio
 TOMBSTONE = "satchel" + TOMBSTONE_SUFFIX
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def _session(request: Request) -> Session:
-    assert isinstance(request.session, Session)
-    return request.session
-
-
 def asgi_app(clock: FakeClock, entered: asyncio.Event, release: asyncio.Event) -> Starlette:
     async def do_login(request: Request) -> Response:
-        login(_session(request), request.query_params.get("user", "alice"))
+        login(session_of(request), request.query_params.get("user", "alice"))
         return PlainTextResponse("in")
 
     async def do_logout(request: Request) -> Response:
-        logout(_session(request))
+        logout(session_of(request))
         return PlainTextResponse("out")
 
     async def slow(request: Request) -> Response:
@@ -57,7 +47,7 @@ def asgi_app(clock: FakeClock, entered: asyncio.Event, release: asyncio.Event) -
         return JSONResponse({"n": request.session["n"]})
 
     async def me(request: Request) -> Response:
-        return JSONResponse({"user": _session(request).user_id, "n": request.session.get("n")})
+        return JSONResponse({"user": session_of(request).user_id, "n": request.session.get("n")})
 
     routes = [Route("/login", do_login), Route("/logout", do_logout), Route("/slow", slow)]
     return Starlette(routes=[*routes, Route("/me", me)])

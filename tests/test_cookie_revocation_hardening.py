@@ -39,39 +39,24 @@ from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 
 from .conftest import KEY
-from .helpers import CountingStore, set_cookie_value
+from .helpers import CountingStore, do_login, session_of, set_cookie_value
 
 pytestmark = pytest.mark.anyio
 HOUR, DAY = 3600, 86_400
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def _session(request: Request) -> Session:
-    assert isinstance(request.session, Session)
-    return request.session
-
-
-async def do_login(request: Request) -> Response:
-    login(_session(request), request.query_params.get("user", "alice"))
-    return PlainTextResponse("in")
-
-
 async def do_logout(request: Request) -> Response:
-    logout(_session(request))
+    logout(session_of(request))
     return PlainTextResponse("out")
 
 
 async def remember(request: Request) -> Response:
-    _session(request).set_expiry(idle_timeout=7 * DAY, absolute_timeout=30 * DAY, persistent=True)
+    session_of(request).set_expiry(idle_timeout=7 * DAY, absolute_timeout=30 * DAY, persistent=True)
     return PlainTextResponse("remembered")
 
 
 async def me(request: Request) -> Response:
-    session = _session(request)
+    session = session_of(request)
     meta = session.meta
     return JSONResponse(
         {
@@ -83,17 +68,17 @@ async def me(request: Request) -> Response:
 
 
 async def others(request: Request) -> Response:
-    return JSONResponse({"revoked": await alogout_other_devices(_session(request))})
+    return JSONResponse({"revoked": await alogout_other_devices(session_of(request))})
 
 
 async def regen(request: Request) -> Response:
-    regenerate_on_privilege_change(_session(request))  # e.g. entering sudo mode
+    regenerate_on_privilege_change(session_of(request))  # e.g. entering sudo mode
     return PlainTextResponse("regenerated")
 
 
 async def revoke(request: Request) -> Response:
     handle = (await request.body()).decode()
-    return JSONResponse({"revoked": await arevoke(_session(request), handle)})
+    return JSONResponse({"revoked": await arevoke(session_of(request), handle)})
 
 
 ROUTES = [
@@ -245,7 +230,7 @@ async def test_a_remember_me_in_flight_during_logout_stays_revoked(
     entered, release = asyncio.Event(), asyncio.Event()
 
     async def slow_remember(request: Request) -> Response:
-        _session(request).set_expiry(idle_timeout=7 * DAY, absolute_timeout=30 * DAY)
+        session_of(request).set_expiry(idle_timeout=7 * DAY, absolute_timeout=30 * DAY)
         entered.set()
         await release.wait()
         return PlainTextResponse("remembered")

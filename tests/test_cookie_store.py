@@ -34,11 +34,6 @@ pytestmark = pytest.mark.anyio
 THIRD = "third-key-0123456789-0123456789-0123"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def big(request: Request) -> Response:
     request.session["blob"] = "x" * int(request.query_params["n"])
     return PlainTextResponse("ok")

@@ -43,11 +43,6 @@ pytestmark = pytest.mark.anyio
 BASE = "https://testserver"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 # -- what goes wrong in a record ------------------------------------------------------------
 
 Data = dict[str, str]

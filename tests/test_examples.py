@@ -43,8 +43,3 @@ def test_wsgi_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"

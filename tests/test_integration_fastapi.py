@@ -116,11 +116,6 @@ def test_starlette_drop_in_replacement() -> None:
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def test_session_transaction_helper(example: ModuleType) -> None:
     from satchel import login
     from satchel.testing import session_transaction

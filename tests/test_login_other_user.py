@@ -26,6 +26,7 @@ from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 
 from .conftest import KEY
+from .helpers import session_of
 from .test_examples import load
 from .test_integration_flask import BASE, log_in, token
 
@@ -33,18 +34,8 @@ pytestmark = pytest.mark.anyio
 DAY = 86_400
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def _session(request: Request) -> Session:
-    assert isinstance(request.session, Session)
-    return request.session
-
-
 async def do_login(request: Request) -> Response:
-    login(_session(request), request.query_params["user"])
+    login(session_of(request), request.query_params["user"])
     return PlainTextResponse("in")
 
 
@@ -55,15 +46,15 @@ async def put(request: Request) -> Response:
 
 
 async def remember(request: Request) -> Response:
-    _session(request).set_expiry(idle_timeout=7 * DAY, absolute_timeout=30 * DAY, persistent=True)
+    session_of(request).set_expiry(idle_timeout=7 * DAY, absolute_timeout=30 * DAY, persistent=True)
     return PlainTextResponse("remembered")
 
 
 async def state(request: Request) -> Response:
-    meta = _session(request).meta
+    meta = session_of(request).meta
     return JSONResponse(
         {
-            "user": _session(request).user_id,
+            "user": session_of(request).user_id,
             "data": dict(request.session),
             "lifetime": None if meta is None else meta.absolute_deadline - meta.created,
             "persistent": None if meta is None else meta.persistent,

@@ -38,15 +38,11 @@ from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 
 from .conftest import KEY
+from .helpers import session_of
 from .services import port_open, unavailable
 
 pytestmark = pytest.mark.anyio
 BASE = "https://testserver"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(params=["memory", "sqlite", "file", "redis", "memcached", "postgres", "mariadb"])
@@ -98,27 +94,24 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         conn.close()
 
 
-def _session(request: Request) -> Session:
-    assert isinstance(request.session, Session)
-    return request.session
-
-
 async def do_login(request: Request) -> Response:
-    login(_session(request), "alice")
+    login(session_of(request), "alice")
     request.session["theme"] = "dark"
     return PlainTextResponse("in")
 
 
 async def me(request: Request) -> Response:
-    return JSONResponse({"user": _session(request).user_id, "theme": request.session.get("theme")})
+    return JSONResponse(
+        {"user": session_of(request).user_id, "theme": request.session.get("theme")}
+    )
 
 
 async def others(request: Request) -> Response:
-    return JSONResponse({"revoked": await alogout_other_devices(_session(request))})
+    return JSONResponse({"revoked": await alogout_other_devices(session_of(request))})
 
 
 async def everywhere(request: Request) -> Response:
-    return JSONResponse({"revoked": await alogout_everywhere(_session(request))})
+    return JSONResponse({"revoked": await alogout_everywhere(session_of(request))})
 
 
 def asgi_app(store: Store | str) -> SessionMiddleware:

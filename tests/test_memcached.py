@@ -26,11 +26,6 @@ from .test_asgi import ROUTES
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _prefix() -> str:
     return f"t{uuid.uuid4().hex[:8]}:"
 

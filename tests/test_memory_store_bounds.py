@@ -32,11 +32,6 @@ from .conftest import KEY
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 # -- two tiny apps: /put (anonymous write), /login?user=, /logout, /whoami ------------------
 
 

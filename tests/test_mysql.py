@@ -26,11 +26,6 @@ pytestmark = pytest.mark.anyio
 BASE = "mariadb://root@127.0.0.1:3306/test"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="session")
 def mysql_url() -> str:
     if not port_open(3306):

@@ -27,11 +27,6 @@ pytestmark = pytest.mark.anyio
 BASE = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     if not port_open(5432):

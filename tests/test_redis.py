@@ -30,11 +30,6 @@ from .test_asgi import ROUTES
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(autouse=True)
 def _no_leaked_connections() -> Iterator[None]:
     """Collect garbage after each test, so an unclosed connection fails the test that

@@ -39,11 +39,6 @@ pytestmark = pytest.mark.anyio
 FOLLOW_BOUND = 3.0
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _prefix() -> str:
     return f"satchel-test-{uuid.uuid4().hex[:8]}:"
 

@@ -37,11 +37,6 @@ BOUND = TIMEOUT * 1.5 + 0.5  # separates "answers" from "hangs for the outage"
 FREEZE = 8.0  # how long the link stays frozen at most, well past the bound
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _drop_postgres(table: str) -> None:
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {table}")

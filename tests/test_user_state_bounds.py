@@ -16,7 +16,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from satchel import FileStore, MemoryStore, Session, SQLiteStore, ids, login
@@ -30,38 +30,23 @@ from satchel.stores.base import Store
 from satchel.users import UserSessions
 
 from .conftest import KEY
-from .helpers import CountingStore
+from .helpers import CountingStore, do_login, session_of
 from .services import port_open, unavailable
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def _session(request: Request) -> Session:
-    assert isinstance(request.session, Session)
-    return request.session
-
-
-async def do_login(request: Request) -> Response:
-    login(_session(request), request.query_params.get("user", "alice"))
-    return PlainTextResponse("in")
-
-
 async def me(request: Request) -> Response:
-    return JSONResponse({"user": _session(request).user_id, "handle": _session(request).handle})
+    return JSONResponse({"user": session_of(request).user_id, "handle": session_of(request).handle})
 
 
 async def revoke(request: Request) -> Response:
     handle = (await request.body()).decode()
-    return JSONResponse({"revoked": await arevoke(_session(request), handle)})
+    return JSONResponse({"revoked": await arevoke(session_of(request), handle)})
 
 
 async def sessions(request: Request) -> Response:
-    return JSONResponse([i.handle for i in await asessions_of(_session(request))])
+    return JSONResponse([i.handle for i in await asessions_of(session_of(request))])
 
 
 ROUTES = [
