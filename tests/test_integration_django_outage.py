@@ -270,13 +270,13 @@ def test_one_users_repeated_logins_keep_the_index_bounded(redis_url: str, use_st
     """Each logout leaves the ended session's index entry behind (Django deletes the
     record only); the core's per-user cap flow runs after every Django login too and prunes
     them (Redis: the index is a sorted set kept until each dead session's deadline; 0.1
-    held 20 entries after 20 logins)."""
+    held 8 entries after 8 logins)."""
     import redis
 
     prefix = f"satchel-test-{uuid.uuid4().hex[:8]}:"
     counting = use_store(f"{redis_url}?prefix={prefix}")
     c = client()
-    for _ in range(20):  # log out (the record goes, its index entry stays), log in again
+    for _ in range(8):  # log out (the record goes, its index entry stays), log in again
         c.post("/logout", secure=True, HTTP_X_CSRFTOKEN=csrf(c))
         response = c.post(
             "/login",
