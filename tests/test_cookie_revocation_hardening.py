@@ -76,6 +76,14 @@ async def regen(request: Request) -> Response:
     return PlainTextResponse("regenerated")
 
 
+async def password_changed(request: Request) -> Response:
+    """A password change: log the other devices out, then a privilege-change regeneration,
+    in one request."""
+    revoked = await alogout_other_devices(session_of(request))
+    regenerate_on_privilege_change(session_of(request))
+    return JSONResponse({"revoked": revoked})
+
+
 async def revoke(request: Request) -> Response:
     handle = (await request.body()).decode()
     return JSONResponse({"revoked": await arevoke(session_of(request), handle)})
@@ -89,6 +97,7 @@ ROUTES = [
     Route("/others", others),
     Route("/revoke", revoke, methods=["POST"]),
     Route("/regen", regen),
+    Route("/password-changed", password_changed),
 ]
 
 
@@ -385,6 +394,22 @@ async def test_a_privilege_change_after_logging_out_other_devices_keeps_the_user
         await phone.get("/regen")
         assert await user(phone) == "alice"
         assert await user(laptop) is None
+
+
+async def test_log_out_other_devices_then_a_regeneration_in_one_request_keeps_the_user_in(
+    revocation: Store, clock: FakeClock
+) -> None:
+    """Both calls in one request: the regeneration keeps the handle the first one chose
+    (one new ID per commit), so the spare names the handle the browser gets."""
+    app = make_app(revocation, clock)
+    async with client_for(app) as phone, client_for(app) as laptop:
+        await phone.get("/login")
+        await laptop.get("/login")
+        before = phone.cookies["satchel"]
+        assert (await phone.get("/password-changed")).status_code == 200
+        assert await user(phone) == "alice"
+        assert await user(laptop) is None
+        assert await user(phone, before) is None
 
 
 async def test_another_devices_privilege_change_does_not_take_the_spare(

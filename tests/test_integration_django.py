@@ -336,3 +336,17 @@ def test_another_users_login_starts_from_empty_data(django_app: ModuleType) -> N
     log_in(c, "alice")
     assert c.get("/me", secure=True).json() == {"user": "alice", "data": {}}
     assert c.cookies["sessionid"].value != bobs
+
+
+def test_a_session_key_no_store_can_hold_is_a_data_error_not_a_503(
+    django_app: ModuleType,
+) -> None:
+    """Django's session checks nothing at assignment, and the example takes key names from
+    the URL: a NUL (which PostgreSQL refuses) is refused when the session is saved, as the
+    app's error (a 500), never as a store outage (a 503) and never stored anywhere."""
+    from satchel.errors import SessionDataError
+
+    c = client()
+    token = csrf(c)
+    with pytest.raises(SessionDataError, match="cannot be stored"):
+        c.post("/notes/a%00b", {"value": "x"}, secure=True, HTTP_X_CSRFTOKEN=token)

@@ -400,3 +400,31 @@ async def test_a_burst_of_expired_sessions_costs_the_async_path_one_batch(
     assert await store.alist_user("u1", clock.now) == []
     assert store.count(clock.now) == 0
     assert store.index_size() == 0
+
+
+def test_a_regeneration_with_the_login_budget_full_never_logs_the_user_out() -> None:
+    """With the logged-in budget full and every user within their share, a privilege
+    change of a user holding one session must not evict that very session to make room
+    for its successor (the regeneration would then read it as logged out and undo itself).
+    It is refused instead (a 503), and the session the browser holds still opens."""
+    import contextlib
+
+    from satchel.auth import regenerate_on_privilege_change
+    from satchel.engine import drive
+    from satchel.errors import StoreError
+    from satchel.testing.conformance import INFO, login_request
+
+    from .helpers import make_engine
+
+    engine, store = make_engine(), MemoryStore(max_entries=20)
+    alice, *_ = [drive(login_request(engine, f"user{i}"), store) for i in range(18)]
+    session = drive(engine.open(Session(), alice._session_id), store)
+    regenerate_on_privilege_change(session)
+    with contextlib.suppress(StoreError):  # refused: the browser keeps the old cookie
+        drive(engine.commit(session, INFO), store)
+    for sid in {alice._session_id, session._session_id} - {None}:
+        reopened = drive(engine.open(Session(), sid), store)
+        if reopened.user_id == "user0":
+            break
+    else:
+        raise AssertionError("user0 was logged out by their own privilege change")

@@ -117,3 +117,22 @@ async def test_async_path_keeps_trailing_spaces_apart(table: str, anyio_backend:
         assert len(await users.asessions("bob")) == 1
     finally:
         await store.aclose()
+
+
+def test_a_refused_statement_does_not_put_session_data_in_the_error(table: str) -> None:
+    """The error of a statement MariaDB refuses (here a user ID longer than its column)
+    reaches logs and the 503's cause: it names the failure, never the parameters."""
+    import time
+
+    from satchel.errors import StoreError
+    from satchel.record import Record
+
+    store = MySQLStore(BASE, table=table)
+    meta = ExpiryPolicy().new_meta("h", time.time()).with_changes(user_id="u" * 2000)
+    try:
+        with pytest.raises(StoreError) as caught:
+            store.create("0" * 64, Record({"card": '"TOPSECRET-4111"'}, meta))
+        assert "TOPSECRET" not in str(caught.value)
+        assert "uuuuuuuu" not in str(caught.value)
+    finally:
+        store.close()

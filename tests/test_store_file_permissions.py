@@ -319,3 +319,20 @@ def test_store_in_a_world_writable_directory_without_sticky_bit_is_refused(
     assert list(shared.iterdir()) == []
     os.chmod(shared, 0o1777)  # noqa: S103 -- sticky, like /tmp
     OPENERS[opener](url)
+
+
+@pytest.mark.parametrize("opener", OPENERS)
+@pytest.mark.parametrize("kind", ["sqlite", "file"])
+def test_store_in_a_group_writable_directory_without_sticky_bit_is_refused(
+    tmp_path: Path, opener: str, kind: str
+) -> None:
+    """A member of the directory's group could rename the store away and put a folder or
+    file of their own in its place, which the store would then use by its path."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o770)  # noqa: S103 -- the hazard under test
+    url = f"sqlite:///{shared / 'sessions.db'}" if kind == "sqlite" else f"file://{shared / 's'}"
+    with pytest.raises(ConfigurationError, match=r"writable by its group \(mode 770\)"):
+        OPENERS[opener](url)
+    os.chmod(shared, 0o750)  # noqa: S103 -- readable by the group is fine
+    OPENERS[opener](url)

@@ -17,6 +17,9 @@ from .errors import ConfigurationError, SessionDataError, SessionStateError
 from .session import Session
 from .users import SessionInfo, list_flow, revoke_all_flow, revoke_flow
 
+MAX_USER_ID_BYTES = 1020
+"""The longest user ID (UTF-8 bytes) that every store holds (MariaDB's column)."""
+
 
 def login(session: Session, user_id: str) -> None:
     """Bind ``user_id`` to the session under a new ID (the pre-login ID then resolves to
@@ -33,6 +36,11 @@ def login(session: Session, user_id: str) -> None:
     if "\x00" in user_id or not codec.is_valid_text(user_id):
         raise SessionDataError(
             f"user_id {user_id!r} cannot be stored: no NUL characters or lone surrogates"
+        )
+    if len(user_id.encode("utf-8")) > MAX_USER_ID_BYTES:
+        raise SessionDataError(
+            f"user_id is {len(user_id.encode('utf-8'))} bytes long; at most "
+            f"{MAX_USER_ID_BYTES} fit every store (use the account's ID, not a profile)"
         )
     previous = session.user_id
     session.regenerate()

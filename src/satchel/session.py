@@ -205,7 +205,9 @@ class Session(dict[str, Any]):
         Its new public handle is chosen now, so tokens bound to it can be made at once."""
         self._ensure_loaded()
         self._regenerate = True
-        self._meta_updates["handle"] = ids.new_handle()
+        # one new ID per commit: a second regeneration in the same request keeps the handle
+        # the first chose (tokens and a "spare" already bound to it stay valid)
+        self._meta_updates.setdefault("handle", ids.new_handle())
 
     def _start_over(self) -> None:
         """Drop every value and the metadata's per-session choices (expiry, persistence) at

@@ -39,7 +39,13 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase, Upda
 
 from .. import codec, ids
 from ..engine import MAX_SESSIONS_PER_USER, RequestInfo, cap_flow, drive
-from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError
+from ..errors import (
+    ConfigurationError,
+    CorruptRecord,
+    KeyCollision,
+    SessionDataError,
+    StoreError,
+)
 from ..log import security
 from ..policy import ExpiryPolicy, is_expired, refresh_due
 from ..proxies import parse_trusted, resolve
@@ -275,6 +281,9 @@ class SessionStore(SessionBase):
     def _save(self, must_create: bool) -> None:
         store, policy = runtime()
         data = self._get_session(no_load=must_create)
+        for name in data:  # Django checks nothing at assignment: refuse here, not as a 503
+            if not isinstance(name, str) or "\x00" in name or not codec.is_valid_text(name):
+                raise SessionDataError(f"session key {name!r} cannot be stored")
         encoded = {name: codec.encode(value) for name, value in data.items()}
         skey, now, user = ids.store_key(self.session_key), time.time(), self._user(data)
         if must_create or self._meta is None:

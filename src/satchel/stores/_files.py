@@ -76,9 +76,10 @@ def make_private(path: Path, mode: int, what: str) -> None:
 
 
 def check_parent(directory: Path, what: str) -> None:
-    """Refuse a ``directory`` holding session files that anyone may write to without the
-    sticky bit: whoever can write there can rename, delete and replace the files in it
-    (SQLite's -wal and -shm files come and go as connections close), whoever owns them.
+    """Refuse a ``directory`` holding session files that others (its group, or every
+    user) may write to without the sticky bit: whoever can write there can rename, delete
+    and replace the files in it (SQLite's -wal and -shm files come and go as connections
+    close), whoever owns them.
     A sticky directory (like /tmp, mode 1777) lets only a file's owner remove or rename it.
     """
     try:
@@ -88,10 +89,11 @@ def check_parent(directory: Path, what: str) -> None:
     except OSError as exc:
         raise StoreUnavailable(f"cannot check the directory {directory}: {exc}", exc) from exc
     current = stat.S_IMODE(st.st_mode)
-    if current & stat.S_IWOTH and not current & stat.S_ISVTX:
+    if current & (stat.S_IWGRP | stat.S_IWOTH) and not current & stat.S_ISVTX:
+        who = "every user" if current & stat.S_IWOTH else "its group"
         raise ConfigurationError(
-            f"the directory {directory} holding the {what} is writable by every user "
-            f"(mode {current:o}) without the sticky bit, so anyone can replace the files "
-            f"in it: keep the store in a directory only this user can write to (`chmod o-w "
+            f"the directory {directory} holding the {what} is writable by {who} "
+            f"(mode {current:o}) without the sticky bit, so they can replace the files "
+            f"in it: keep the store in a directory only this user can write to (`chmod go-w "
             f"{directory}`, or `chmod +t {directory}`)"
         )

@@ -194,11 +194,14 @@ class MemoryStore(Store):
         """The session a login by ``user_id`` replaces once logged-in sessions fill their
         budget (see the class docstring): never one of a user within their share."""
         own = self._users.get(user_id)
-        if own and len(own) >= self.user_share:
+        # Never the user's only session: it is most likely the one this create regenerates
+        # (a login, a privilege change), whose loss would log the user out; a refusal (503)
+        # keeps it.
+        if own and len(own) > 1 and len(own) >= self.user_share:
             return next(iter(own))
         for crowded in self._crowded:
             return next(iter(self._users[crowded]))
-        if own:
+        if own and len(own) > 1:
             return next(iter(own))
         raise StoreUnavailable(
             f"memory store full: logged-in sessions fill their budget of "

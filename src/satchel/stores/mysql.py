@@ -172,6 +172,9 @@ class MySQLStore(Store):
             "max_overflow": self.max_overflow,
             "pool_timeout": self.timeout,
             "pool_recycle": 1800,
+            # a failed statement's error must not carry its parameters (session values,
+            # user IDs, devices) into the logs and the 503's cause
+            "hide_parameters": True,
         }
 
     @property
