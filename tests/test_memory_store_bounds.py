@@ -428,3 +428,28 @@ def test_a_regeneration_with_the_login_budget_full_never_logs_the_user_out() -> 
             break
     else:
         raise AssertionError("user0 was logged out by their own privilege change")
+
+
+def test_logins_made_by_an_update_keep_to_the_logged_in_budget() -> None:
+    """Django logs in by an update (its session is created anonymous, then gets its user):
+    that path keeps to the same budget and shares as a logged-in create, so one account
+    cannot fill the store and lock visitors and other users out."""
+    from satchel.record import Change
+
+    store = MemoryStore(max_entries=20)
+    now = time.time()
+    policy = ExpiryPolicy()
+
+    def meta(user: str | None) -> Meta:
+        return policy.new_meta(ids.new_handle(), now).with_changes(user_id=user)
+
+    others = [ids.store_key(ids.new_session_id()) for _ in range(10)]
+    for i, key in enumerate(others):
+        store.create(key, Record({}, meta(f"user{i}")))
+    for _ in range(30):  # one account logging in again and again, Django's way
+        key = ids.store_key(ids.new_session_id())
+        anonymous = meta(None)
+        store.create(key, Record({}, anonymous))
+        store.update(key, Change(meta=anonymous.with_changes(user_id="mallory")), now)
+    assert all(store.load(key, now) is not None for key in others)
+    store.create(ids.store_key(ids.new_session_id()), Record({"cart": "[]"}, meta(None)))

@@ -210,13 +210,18 @@ class MemoryStore(Store):
             "out (raise max_entries)"
         )
 
+    def _admit_login(self, user_id: str, now: float) -> None:
+        """Room in the logged-in budget for one more session of ``user_id``."""
+        if len(self._logged_in) >= self.logged_in_budget:
+            self._reclaim(now, self._logged_in)
+            if len(self._logged_in) >= self.logged_in_budget:
+                self._drop(self._logged_in_victim(user_id))
+
     def _make_room(self, record: Record) -> None:
         now = record.meta.last_seen
         self._sweep(now)
-        if record.meta.user_id is not None and len(self._logged_in) >= self.logged_in_budget:
-            self._reclaim(now, self._logged_in)
-            if len(self._logged_in) >= self.logged_in_budget:
-                self._drop(self._logged_in_victim(record.meta.user_id))
+        if record.meta.user_id is not None:
+            self._admit_login(record.meta.user_id, now)
         if len(self._records) < self.max_entries:
             return
         self._reclaim(now, self._anonymous)
@@ -258,6 +263,9 @@ class MemoryStore(Store):
                 return None
             version = record.meta.version + 1
             meta = change.meta.with_changes(version=version)
+            user = meta.user_id
+            if user is not None and record.meta.user_id is None:  # logged in by an update
+                self._admit_login(user, now)  # (Django's login): the same budget as a create
             self._put(key, Record(change.apply(record.data), meta))
             return version
 
