@@ -33,10 +33,7 @@ def login(session: Session, user_id: str) -> None:
     a victim's browser cannot plant values in the victim's session."""
     if not isinstance(user_id, str) or not user_id:
         raise ValueError("user_id must be a non-empty string")
-    if "\x00" in user_id or not codec.is_valid_text(user_id):
-        raise SessionDataError(
-            f"user_id {user_id!r} cannot be stored: no NUL characters or lone surrogates"
-        )
+    codec.check_name(user_id, "user_id")
     if len(user_id.encode("utf-8")) > MAX_USER_ID_BYTES:
         raise SessionDataError(
             f"user_id is {len(user_id.encode('utf-8'))} bytes long; at most "

@@ -154,6 +154,16 @@ def is_valid_text(text: str) -> bool:
     return True
 
 
+def check_name(name: str, what: str) -> None:
+    """Refuse a name every store must hold as text (a session key, a user ID): a lone
+    surrogate is not valid Unicode, and a NUL is refused by PostgreSQL (in a jsonb key or
+    a text column). Raises :class:`SessionDataError` naming ``what``."""
+    if "\x00" in name or not is_valid_text(name):
+        raise SessionDataError(
+            f"{what} {name!r} cannot be stored: no NUL characters or lone surrogates"
+        )
+
+
 # A JSON escape of a UTF-16 surrogate: valid in pairs, a lone one decodes to invalid text.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 

@@ -185,6 +185,16 @@ class RequestInfo:
 InfoSource = Callable[[], RequestInfo]
 
 
+def own_sessions(user_id: str, now: float) -> Flow[list[tuple[str, Meta]]]:
+    """The store's listing of ``user_id``'s sessions, keeping only records whose own
+    metadata names exactly that user. Defence in depth: an index can hand back a foreign
+    record (MariaDB's PAD SPACE collations once made ``"alice "`` list alice's sessions;
+    a corrupt or hand-edited index can do the same), and nothing here may show, revoke or
+    count another user's session because of it."""
+    sessions = yield ListUser(user_id, now)
+    return [(key, meta) for key, meta in sessions if meta.user_id == user_id]
+
+
 def cap_flow(
     user_id: str, newest: str, now: float, cap: int, on_event: EventHook | None = None
 ) -> Flow[None]:
@@ -193,8 +203,7 @@ def cap_flow(
     prunes the store's per-user index of sessions that ended, so one user logging in again
     and again cannot grow it (each login regenerates, leaving a dead entry). Run after
     every login, on every path (the Django engine included)."""
-    listed = yield ListUser(user_id, now)
-    sessions = [(k, m) for k, m in listed if m.user_id == user_id]  # never another's
+    sessions = yield from own_sessions(user_id, now)  # never another's
     excess = len(sessions) - cap
     if excess <= 0:
         return

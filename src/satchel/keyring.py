@@ -112,8 +112,7 @@ class Keyring:
         given = b64decode_canonical(signature[KID_LENGTH:])
         if given is None:
             return False
-        expected = hmac.digest(key.subkey(purpose), message.encode("ascii"), "sha256")[:16]
-        return hmac.compare_digest(expected, given)
+        return hmac.compare_digest(self._mac_bytes(key, purpose, message), given)
 
     def signed_by_current(self, signature: str) -> bool:
         return signature[:KID_LENGTH] == self._keys[0].kid
@@ -145,6 +144,10 @@ class Keyring:
             return None
 
     @staticmethod
-    def _mac(key: _Key, purpose: bytes, message: str) -> str:
-        digest = hmac.digest(key.subkey(purpose), message.encode("ascii"), "sha256")
-        return b64encode(digest[:16])
+    def _mac_bytes(key: _Key, purpose: bytes, message: str) -> bytes:
+        """HMAC-SHA256 of ``message`` under ``key``'s subkey, truncated to 16 bytes."""
+        return hmac.digest(key.subkey(purpose), message.encode("ascii"), "sha256")[:16]
+
+    @classmethod
+    def _mac(cls, key: _Key, purpose: bytes, message: str) -> str:
+        return b64encode(cls._mac_bytes(key, purpose, message))

@@ -155,10 +155,7 @@ class Session(dict[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
             raise SessionDataError("session keys must be strings")
-        if not codec.is_valid_text(key):  # a lone surrogate: refused like one in a value
-            codec.encode(key)
-        if "\x00" in key:  # no SQL store can hold it in a name (PostgreSQL refuses it)
-            raise SessionDataError(f"session key {key!r} cannot be stored: it holds a NUL")
+        codec.check_name(key, "session key")
         codec.encode(value)  # refuse what cannot be stored now, not at commit time
         self._ensure_loaded()
         self._accessed = self._maybe_modified = True

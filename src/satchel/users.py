@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import ids
-from .engine import Delete, Flow, ListUser, adrive, drive
+from .engine import Delete, Flow, adrive, drive, own_sessions
 from .events import EventHook, emit
 from .record import Meta
 from .stores.base import Store
@@ -48,16 +48,6 @@ class SessionInfo:
             client_ip=meta.client_ip,
             current=meta.handle == current,
         )
-
-
-def own_sessions(user_id: str, now: float) -> Flow[list[tuple[str, Meta]]]:
-    """The store's listing of ``user_id``'s sessions, keeping only records whose own
-    metadata names exactly that user. Defence in depth: an index can hand back a foreign
-    record (MariaDB's PAD SPACE collations once made ``"alice "`` list alice's sessions;
-    a corrupt or hand-edited index can do the same), and nothing here may show, revoke or
-    count another user's session because of it."""
-    sessions = yield ListUser(user_id, now)
-    return [(key, meta) for key, meta in sessions if meta.user_id == user_id]
 
 
 def list_flow(user_id: str, now: float, current: str | None = None) -> Flow[list[SessionInfo]]:

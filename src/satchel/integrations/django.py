@@ -282,8 +282,9 @@ class SessionStore(SessionBase):
         store, policy = runtime()
         data = self._get_session(no_load=must_create)
         for name in data:  # Django checks nothing at assignment: refuse here, not as a 503
-            if not isinstance(name, str) or "\x00" in name or not codec.is_valid_text(name):
+            if not isinstance(name, str):
                 raise SessionDataError(f"session key {name!r} cannot be stored")
+            codec.check_name(name, "session key")
         encoded = {name: codec.encode(value) for name, value in data.items()}
         skey, now, user = ids.store_key(self.session_key), time.time(), self._user(data)
         if must_create or self._meta is None:
