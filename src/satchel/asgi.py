@@ -10,7 +10,7 @@ from . import csrf
 from .context import RequestContext, header_map
 from .cookiestore import CookieStore
 from .engine import adrive
-from .errors import StoreError
+from .errors import UNAVAILABLE_BODY, StoreError
 from .log import logger
 from .options import DEFAULT_STORE, SessionOptions, build
 from .printable import printable
@@ -18,7 +18,6 @@ from .session import Session
 from .stores.base import Store
 from .types import ASGIApp, Message, Receive, Scope, Send
 
-_UNAVAILABLE_BODY = b"Service temporarily unavailable. Please try again shortly.\n"
 SCOPE_KEY = "satchel"
 
 
@@ -27,7 +26,7 @@ async def store_unavailable(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1011})
         return
-    await _plain(send, 503, _UNAVAILABLE_BODY, [(b"retry-after", b"5")])
+    await _plain(send, 503, UNAVAILABLE_BODY, [(b"retry-after", b"5")])
 
 
 async def _plain(

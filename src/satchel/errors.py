@@ -48,6 +48,10 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached or timed out; the request should fail closed (503)."""
 
 
+#: The body of the plain 503 every path answers when the store is down (no details).
+UNAVAILABLE_BODY = b"Service temporarily unavailable. Please try again shortly.\n"
+
+
 class KeyCollision(StoreError):
     """``create`` found a record under the new key already: a real key collision (the
     caller may retry with a fresh key). Never raised for an outage or any other failure."""

@@ -11,7 +11,7 @@ from . import csrf
 from .context import RequestContext, header_map, open_lazily
 from .cookiestore import CookieStore
 from .engine import response_headers
-from .errors import StoreError
+from .errors import UNAVAILABLE_BODY, StoreError
 from .log import logger
 from .options import DEFAULT_STORE, SessionOptions, build
 from .session import Session
@@ -20,7 +20,6 @@ from .types import Environ, ExcInfo, StartResponse, WSGIApp
 
 ENVIRON_KEY = "satchel.session"
 CONTEXT_KEY = "satchel.context"
-_UNAVAILABLE_BODY = b"Service temporarily unavailable. Please try again shortly.\n"
 
 
 def _plain(status: str, body: bytes, extra: list[tuple[str, str]] | None = None) -> Any:
@@ -101,7 +100,7 @@ class SessionMiddleware:
 
         if self.on_store_unavailable is not None:
             return self.on_store_unavailable(environ, start_with_cookies)
-        return _answer(start_with_cookies, _UNAVAILABLE, _UNAVAILABLE_BODY)
+        return _answer(start_with_cookies, _UNAVAILABLE, UNAVAILABLE_BODY)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         engine, store = self.engine, self.store

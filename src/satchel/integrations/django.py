@@ -40,6 +40,7 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase, Upda
 from .. import codec, ids
 from ..engine import MAX_SESSIONS_PER_USER, RequestInfo, cap_flow, drive
 from ..errors import (
+    UNAVAILABLE_BODY,
     ConfigurationError,
     CorruptRecord,
     KeyCollision,
@@ -59,7 +60,6 @@ _device: ContextVar[RequestInfo | None] = ContextVar("satchel_device", default=N
 # The store failures of the current request under DeviceMiddleware; None outside one.
 _failures: ContextVar[list[StoreError] | None] = ContextVar("satchel_failures", default=None)
 _CREATE_ATTEMPTS = 3  # 256-bit keys: even two collisions in a row mean a broken store
-_UNAVAILABLE_BODY = "Service temporarily unavailable. Please try again shortly.\n"
 
 
 def _unavailable() -> Any:
@@ -67,7 +67,7 @@ def _unavailable() -> Any:
     the ASGI, WSGI and Flask paths)."""
     from django.http import HttpResponse
 
-    response = HttpResponse(_UNAVAILABLE_BODY, status=503, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(UNAVAILABLE_BODY, status=503, content_type="text/plain; charset=utf-8")
     response["Retry-After"] = "5"
     return response
 

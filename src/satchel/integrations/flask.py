@@ -26,7 +26,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from .. import auth, csrf
 from ..context import RequestContext, csrf_token, header_map, open_lazily
 from ..engine import Engine, response_headers
-from ..errors import ConfigurationError, StoreError
+from ..errors import UNAVAILABLE_BODY, ConfigurationError, StoreError
 from ..guard import safe_next
 from ..log import logger
 from ..options import build
@@ -113,7 +113,7 @@ class _Interface(SessionInterface):
             except StoreError as exc:
                 logger.error("session store unavailable while committing: %s", exc)
                 response.status_code = 503
-                response.set_data(b"Service temporarily unavailable. Please try again shortly.\n")
+                response.set_data(UNAVAILABLE_BODY)
                 response.headers["Retry-After"] = "5"
         # every response, a 503 included, carries a cookie a commit recorded (e.g. of a
         # record created before a later store call failed)
@@ -206,7 +206,7 @@ class Satchel:
 def _store_unavailable(exc: Exception) -> tuple[str, int, dict[str, str]]:
     logger.error("session store unavailable: %s", exc)
     return (
-        "Service temporarily unavailable. Please try again shortly.\n",
+        UNAVAILABLE_BODY.decode(),
         503,
         {"Retry-After": "5", "Content-Type": "text/plain; charset=utf-8"},
     )

@@ -123,18 +123,25 @@ class BlockingPool(redis.BlockingConnectionPool):
         return _sync_get(lambda: get(*args, **kwargs))
 
 
+async def _async_get(get: Any) -> Any:
+    """Get a connection from an async blocking pool, marking the call as waiting in the
+    pool meanwhile (so a timeout there is reported as the pool's)."""
+    call = CALL.get(None)
+    if call is not None:
+        call.in_pool = True
+    connection = await get()
+    if call is not None:
+        call.in_pool = False
+    return connection
+
+
 class AsyncBlockingPool(redis.asyncio.BlockingConnectionPool):
     """Waits without a timeout of its own: the store's ``asyncio.timeout`` bounds the call,
     and :data:`CALL` tells it the time ran out in the pool."""
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        call = CALL.get(None)
-        if call is not None:
-            call.in_pool = True
-        connection = await super().get_connection(*args, **kwargs)
-        if call is not None:
-            call.in_pool = False
-        return connection
+        get = super().get_connection
+        return await _async_get(lambda: get(*args, **kwargs))
 
 
 class _Follow:
@@ -221,12 +228,8 @@ class AsyncSentinelPool(_Follow, AsyncSentinelConnectionPool, redis.asyncio.Bloc
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         if self._check_due():
             self._task = asyncio.get_running_loop().create_task(self._check())
-        call = CALL.get(None)
-        if call is not None:
-            call.in_pool = True
-        connection = await super().get_connection(*args, **kwargs)
-        if call is not None:
-            call.in_pool = False
+        get = super().get_connection
+        connection = await _async_get(lambda: get(*args, **kwargs))
         if self._stale(connection):  # was in use while the primary changed
             try:
                 await connection.disconnect()

@@ -38,10 +38,12 @@ class MemoryStore(Store):
     anonymous session's place while logged-in sessions are within their budget; once they
     fill it, it evicts the creating user's own least recently used session if the user
     already holds a full share, else the least recently used session of a user holding more
-    than a share, else the user's own least recently used session; a user with no session
-    to give up in a budget full of users within their shares is refused with
+    than a share, else the user's own least recently used session -- never the user's
+    only one, which is most likely the session this create regenerates. A user with no
+    session to give up in a budget full of users within their shares is refused with
     :class:`StoreUnavailable` (a 503, saying to raise ``max_entries``), as is an anonymous
-    create into a store holding no anonymous session. So one account logging in again and
+    create into a store holding no anonymous session. An update that logs a session in
+    (Django's login) keeps to the same budget. So one account logging in again and
     again only ever replaces its own sessions, and anonymous traffic never evicts a
     logged-in user.
 
