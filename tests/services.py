@@ -433,6 +433,30 @@ def private_memcached() -> Iterator[MemcachedServer]:
     server.stop()
 
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (its own download cannot run here)."""
+    if shutil.which("chromium") is None and not Path(CHROMIUM).exists():
+        unavailable("Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
 @contextlib.contextmanager
 def serve_asgi(app: Any, **config: Any) -> Iterator[str]:
     """A real uvicorn server for ``app`` on a free loopback port, in a thread: its base URL."""

@@ -5,9 +5,6 @@ auth guard guards WebSocket scopes (0.1 let an anonymous client read a guarded s
 from __future__ import annotations
 
 import asyncio
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +21,7 @@ from satchel.guard import RequireLogin, login_required
 from satchel.types import Message, Scope
 
 from .conftest import KEY
-from .services import serve_asgi, unavailable
+from .services import serve_asgi
 
 # What Debian's Chromium sends on a same-origin `new WebSocket(...)` (recorded from a
 # real handshake): an Origin with the page's http(s) scheme and no Sec-Fetch-* headers.
@@ -227,28 +224,6 @@ def test_guarded_websocket_handshake_fails_with_403_on_a_real_server() -> None:
 
 
 # -- real Chromium ------------------------------------------------------------------------------
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    if shutil.which("chromium") is None and not Path(CHROMIUM).exists():
-        unavailable("Debian's chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 def socket_result(chromium: Any, url: str) -> str:
