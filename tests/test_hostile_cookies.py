@@ -9,7 +9,7 @@ the cookie store; CSRF tokens and the pre-session cookie get the same treatment.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote_from_bytes
 
@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from satchel import MemoryStore, Session
+from satchel import MemoryStore
 from satchel.asgi import SessionMiddleware as ASGIMiddleware
 from satchel.cookies import CookieOptions
 from satchel.cookiestore import CookieEngine, CookieStore
@@ -30,12 +30,12 @@ from satchel.engine import Engine
 from satchel.integrations.fastapi import CurrentSession
 from satchel.keyring import PURPOSE_COOKIE, Keyring
 from satchel.policy import ExpiryPolicy
-from satchel.types import Environ, StartResponse
-from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGIMiddleware
 
 from .conftest import KEY
 from .helpers import set_cookie_value
+from .test_corrupt_records import ROUTES
+from .test_corrupt_records import wsgi_app as put_and_read_wsgi
 
 BASE = "https://testserver"
 KID = Keyring([KEY]).current_kid
@@ -120,20 +120,11 @@ class Latin1WSGITransport(httpx.BaseTransport):
 # -- the apps -----------------------------------------------------------------------------
 
 
-async def asgi_put(request: Request) -> Response:
-    request.session["who"] = request.query_params["who"]
-    return PlainTextResponse("ok")
-
-
-async def asgi_read(request: Request) -> Response:
-    session = request.session
-    assert isinstance(session, Session)
-    return JSONResponse({"who": session.get("who"), "new": session.new})
+# /put?who= stores a value, /read shows it: the apps tests/test_corrupt_records.py uses
 
 
 def asgi_app(store: Any) -> ASGIMiddleware:
-    routes = [Route("/put", asgi_put), Route("/read", asgi_read)]
-    return ASGIMiddleware(Starlette(routes=routes), store=store, secret_keys=[KEY], csrf=False)
+    return ASGIMiddleware(Starlette(routes=ROUTES), store=store, secret_keys=[KEY], csrf=False)
 
 
 def fastapi_app(store: Any) -> Any:
@@ -154,20 +145,7 @@ def fastapi_app(store: Any) -> Any:
 
 
 def wsgi_app(store: Any) -> WSGIMiddleware:
-    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        import json
-        from urllib.parse import parse_qs
-
-        session: Session = environ[ENVIRON_KEY]
-        if environ["PATH_INFO"] == "/put":
-            session["who"] = parse_qs(environ["QUERY_STRING"])["who"][0]
-            body = b'"ok"'
-        else:
-            body = json.dumps({"who": session.get("who"), "new": session.new}).encode()
-        start_response("200 OK", [("content-type", "application/json")])
-        return [body]
-
-    return WSGIMiddleware(app, store=store, secret_keys=[KEY], csrf=False)
+    return WSGIMiddleware(put_and_read_wsgi, store=store, secret_keys=[KEY], csrf=False)
 
 
 def flask_app(store: Any) -> Any:

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -331,13 +331,23 @@ def _store_key(cookie: str) -> str:
     return ids.store_key(cookie.partition(".")[0])
 
 
-def run(path: str, store: FaultyStore, flow: str, at: int, mode: str) -> None:
-    """Run the scenario through the ASGI or the WSGI middleware."""
-    user = f"user-{uuid.uuid4().hex[:8]}"
+def drive_clients(
+    path: str,
+    store: FaultyStore,
+    check: Callable[..., Awaitable[None]],
+    clients: int = 1,
+    apps: tuple[Any, Any] | None = None,
+    options: dict[str, Any] | None = None,
+) -> None:
+    """Run ``check(*clients)`` against ``store`` through the ASGI or the WSGI middleware
+    (``apps``: the ASGI and the WSGI app, default this module's), each client with a jar
+    of its own; the store is closed afterwards."""
+    asgi, wsgi = apps or (asgi_app, wsgi_app)
+    options = OPTIONS if options is None else options
 
     async def main() -> None:
         if path == "asgi":
-            app = ASGIMiddleware(asgi_app, store=store, **OPTIONS)
+            app = ASGIMiddleware(asgi, store=store, **options)
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
 
@@ -346,11 +356,11 @@ def run(path: str, store: FaultyStore, flow: str, at: int, mode: str) -> None:
                     return await http.request(method, url, headers=headers)
 
                 try:
-                    await scenario(Client(send), Client(send), store, flow, at, mode, user)
+                    await check(*(Client(send) for _ in range(clients)))
                 finally:
                     await store.aclose()
         else:
-            app_w = WSGIMiddleware(wsgi_app, store=store, **OPTIONS)
+            app_w = WSGIMiddleware(wsgi, store=store, **options)
             with httpx.Client(transport=httpx.WSGITransport(app=app_w), base_url=BASE_URL) as h:
 
                 async def send_sync(method: str, url: str, headers: dict[str, str] | None) -> Any:
@@ -358,13 +368,21 @@ def run(path: str, store: FaultyStore, flow: str, at: int, mode: str) -> None:
                     return h.request(method, url, headers=headers)
 
                 try:
-                    await scenario(
-                        SyncClient(send_sync), SyncClient(send_sync), store, flow, at, mode, user
-                    )
+                    await check(*(SyncClient(send_sync) for _ in range(clients)))
                 finally:
                     store.close()
 
     asyncio.run(main())
+
+
+def run(path: str, store: FaultyStore, flow: str, at: int, mode: str) -> None:
+    """Run the scenario through the ASGI or the WSGI middleware."""
+    user = f"user-{uuid.uuid4().hex[:8]}"
+
+    async def check(client: Client, other: Client) -> None:
+        await scenario(client, other, store, flow, at, mode, user)
+
+    drive_clients(path, store, check, clients=2)
 
 
 # -- the stores ----------------------------------------------------------------------------------
@@ -808,30 +826,7 @@ def test_a_regeneration_racing_a_logout_does_not_bring_the_session_back(
         after = await client.request("GET", "/whoami")
         assert after.json() == {"user": None, "cart": None}
 
-    async def main() -> None:
-        if path == "asgi":
-            app = ASGIMiddleware(asgi_app, store=store, **OPTIONS)
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
-
-                async def send(method: str, url: str, headers: dict[str, str] | None) -> Any:
-                    http.cookies.clear()
-                    return await http.request(method, url, headers=headers)
-
-                await check(Client(send))
-            await store.aclose()
-        else:
-            app_w = WSGIMiddleware(wsgi_app, store=store, **OPTIONS)
-            with httpx.Client(transport=httpx.WSGITransport(app=app_w), base_url=BASE_URL) as h:
-
-                async def send_sync(method: str, url: str, headers: dict[str, str] | None) -> Any:
-                    h.cookies.clear()
-                    return h.request(method, url, headers=headers)
-
-                await check(SyncClient(send_sync))
-            store.close()
-
-    asyncio.run(main())
+    drive_clients(path, store, check)
 
 
 # -- a worker killed mid-login (SIGKILL), on the stores that outlive it ----------------------------
@@ -952,34 +947,7 @@ def extend_under_fault(store: FaultyStore, path: str, at: int, mode: str) -> Non
         )
         assert key in [k for k, _ in listed], f"{mode} call {at}: no longer listed"
 
-    async def main() -> None:
-        if path == "asgi":
-            app = ASGIMiddleware(remember_app, store=store, **options)
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
-
-                async def send(method: str, url: str, headers: dict[str, str] | None) -> Any:
-                    http.cookies.clear()
-                    return await http.request(method, url, headers=headers)
-
-                try:
-                    await check(Client(send))
-                finally:
-                    await store.aclose()
-        else:
-            app_w = WSGIMiddleware(remember_wsgi_app, store=store, **options)
-            with httpx.Client(transport=httpx.WSGITransport(app=app_w), base_url=BASE_URL) as h:
-
-                async def send_sync(method: str, url: str, headers: dict[str, str] | None) -> Any:
-                    h.cookies.clear()
-                    return h.request(method, url, headers=headers)
-
-                try:
-                    await check(SyncClient(send_sync))
-                finally:
-                    store.close()
-
-    asyncio.run(main())
+    drive_clients(path, store, check, apps=(remember_app, remember_wsgi_app), options=options)
 
 
 @pytest.mark.parametrize("path", ["asgi", "wsgi"])
