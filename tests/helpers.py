@@ -10,7 +10,6 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from satchel.auth import login
-from satchel.cookies import CookieOptions
 from satchel.engine import Engine
 from satchel.policy import ExpiryPolicy
 from satchel.record import Change, Meta, Record
@@ -24,7 +23,7 @@ KEY = "test-key-0123456789-0123456789-0123456789"
 def make_engine(clock: FakeClock | None = None) -> Engine:
     """An engine with default options and the test key."""
     kwargs: dict[str, Any] = {"clock": clock} if clock else {}
-    return Engine(secret_keys=[KEY], cookie=CookieOptions(), expiry=ExpiryPolicy(), **kwargs)
+    return Engine(secret_keys=[KEY], expiry=ExpiryPolicy(), **kwargs)
 
 
 class CountingStore(Store):

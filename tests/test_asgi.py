@@ -247,7 +247,7 @@ async def test_planted_id_is_never_adopted(store: CountingStore, clock: FakeCloc
     issued: no record is created for it, and a write gets a fresh ID."""
     app = make_app(store, clock=clock)
     planted = ids.new_session_id()
-    cookie = app.engine.cookie_value(planted)
+    cookie = app.backend.token_for(planted)  # type: ignore[attr-defined]
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
         response = await c.get("/read", headers={"cookie": f"satchel={cookie}"})
@@ -354,6 +354,7 @@ async def test_concurrent_disjoint_writes_through_the_middleware(tmp_path: Path)
         await c.get("/put?base=1")
         await asyncio.gather(*(c.get(f"/put?k{i}={i}") for i in range(20)))
         session_id = c.cookies["satchel"].partition(".")[0]
+    assert app.store is not None
     record = app.store.load(ids.store_key(session_id), 0)
     assert record is not None
     assert {k for k in record.data if k.startswith("k")} == {f"k{i}" for i in range(20)}

@@ -22,10 +22,10 @@ from satchel.auth import (
     asessions_of,
     login,
 )
-from satchel.context import csrf_token
 from satchel.events import SessionEvent
 from satchel.guard import RequireLogin, RequireLoginWSGI, login_required, safe_next
 from satchel.proxies import parse_trusted, resolve
+from satchel.request import csrf_token
 from satchel.testing import FakeClock
 from satchel.types import Environ, StartResponse
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from satchel import Session, login, logout
 from satchel.asgi import SessionMiddleware
-from satchel.cookiestore import TOMBSTONE_SUFFIX
+from satchel.cookie import TOMBSTONE_SUFFIX
 from satchel.testing import FakeClock
 from satchel.types import Environ, StartResponse
 from satchel.wsgi import ENVIRON_KEY

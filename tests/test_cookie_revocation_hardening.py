@@ -30,8 +30,8 @@ from satchel import (
 )
 from satchel.asgi import SessionMiddleware
 from satchel.auth import alogout_other_devices, arevoke, logout_other_devices
+from satchel.cookie.revocation import HANDLE_PREFIX, MAX_REVOKED_HANDLES, marker_key
 from satchel.record import Change
-from satchel.revocation import HANDLE_PREFIX, MAX_REVOKED_HANDLES, marker_key
 from satchel.stores.base import Store
 from satchel.testing import FakeClock
 from satchel.types import Environ, StartResponse

@@ -19,10 +19,10 @@ from starlette.routing import Route
 
 from satchel import ConfigurationError, MemoryStore, SessionTooLarge, SQLiteStore, ids
 from satchel.asgi import SessionMiddleware
-from satchel.cookiestore import CookieEngine, CookieStore
+from satchel.cookie import CookieBackend, CookieStore
+from satchel.cookie.revocation import marker_key, revoke_all
 from satchel.engine import drive
 from satchel.keyring import Keyring
-from satchel.revocation import marker_key, revoke_all
 from satchel.stores.base import Store
 from satchel.testing import FakeClock
 
@@ -293,12 +293,11 @@ def test_engine_decode_rejects_other_cookie_names() -> None:
     cookie of another name."""
     from satchel import CookieOptions, ExpiryPolicy
 
-    def engine(name: str) -> CookieEngine:
-        return CookieEngine(
+    def engine(name: str) -> CookieBackend:
+        return CookieBackend(
             secret_keys=[KEY],
             cookie=CookieOptions(name=name),
             expiry=ExpiryPolicy(),
-            options=CookieStore(),
             revocation_store=MemoryStore(),
         )
 

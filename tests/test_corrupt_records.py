@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from satchel import MemoryStore, Session, ids
 from satchel.asgi import SessionMiddleware as ASGIMiddleware
-from satchel.cookiestore import CookieEngine, CookieStore
+from satchel.cookie import CookieBackend, CookieStore
 from satchel.events import SessionEvent as Event
 from satchel.record import Meta, Record
 from satchel.stores import FileStore, SQLiteStore, Store
@@ -436,7 +436,7 @@ async def test_corrupt_record_is_discarded_with_a_warning_never_a_500(
 # -- the cookie store: authentic cookies whose payload is corrupt --------------------------------
 
 
-def _cookie_payloads(engine: CookieEngine) -> dict[str, str]:
+def _cookie_payloads(engine: CookieBackend) -> dict[str, str]:
     now = engine.clock()
     meta = engine.expiry.new_meta(ids.new_handle(), now)
     good = dict(meta._asdict())
@@ -461,13 +461,13 @@ async def test_authentic_cookie_with_a_corrupt_payload_gives_a_fresh_session(
     store = CookieStore(signed=signed)
     if path == "asgi":
         app = ASGIMiddleware(Starlette(routes=ROUTES), store=store, **options)
-        engine = app.engine
+        engine = app.backend
         client: Any = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
     else:
         wsgi = WSGIMiddleware(wsgi_app, store=store, **options)
-        engine = wsgi.engine
+        engine = wsgi.backend
         client = _Async(httpx.Client(transport=httpx.WSGITransport(app=wsgi), base_url=BASE))
-    assert isinstance(engine, CookieEngine)
+    assert isinstance(engine, CookieBackend)
     for name, value in _cookie_payloads(engine).items():
         security_log.clear()
         events.clear()

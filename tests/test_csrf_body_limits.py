@@ -27,9 +27,9 @@ from starlette.testclient import TestClient
 
 from satchel import MemoryStore, csrf
 from satchel.asgi import SessionMiddleware
-from satchel.context import csrf_token
 from satchel.integrations.fastapi import CSRFProtected
 from satchel.integrations.flask import Satchel
+from satchel.request import csrf_token
 from satchel.types import Environ, StartResponse
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 

@@ -24,12 +24,13 @@ from starlette.routing import Route
 
 from satchel import MemoryStore
 from satchel.asgi import SessionMiddleware as ASGIMiddleware
+from satchel.cookie import CookieBackend
 from satchel.cookies import CookieOptions
-from satchel.cookiestore import CookieEngine, CookieStore
 from satchel.engine import Engine
 from satchel.integrations.fastapi import CurrentSession
 from satchel.keyring import PURPOSE_COOKIE, Keyring
 from satchel.policy import ExpiryPolicy
+from satchel.request import CookieTransport
 from satchel.wsgi import SessionMiddleware as WSGIMiddleware
 
 from .conftest import KEY
@@ -330,23 +331,24 @@ def test_malformed_presession_cookies_are_replaced_never_a_500(
 
 # -- property: no Cookie header value makes cookie parsing raise -------------------------
 
-ENGINES: list[Engine] = [
-    Engine(secret_keys=[KEY], cookie=CookieOptions(), expiry=ExpiryPolicy()),
-    CookieEngine(
+ENGINES: list[Engine | CookieBackend] = [
+    Engine(secret_keys=[KEY], expiry=ExpiryPolicy()),
+    CookieBackend(
         secret_keys=[KEY],
         cookie=CookieOptions(),
         expiry=ExpiryPolicy(),
-        options=CookieStore(),
         revocation_store=MemoryStore(),
     ),
-    CookieEngine(
+    CookieBackend(
         secret_keys=[KEY],
         cookie=CookieOptions(),
         expiry=ExpiryPolicy(),
-        options=CookieStore(signed=True, compress=True),
+        signed=True,
+        compress=True,
         revocation_store=MemoryStore(),
     ),
 ]
+COOKIE = CookieTransport(CookieOptions())
 _TEXT = st.text(max_size=30) | st.sampled_from(["é", "\x00", "\udc80", "A" * 22, '"', ".", ""])
 _KIDS = st.just(KID) | st.text(min_size=8, max_size=8)
 # Values shaped like ours (an ID, a version, the real key ID), with anything in the parts.
@@ -365,6 +367,7 @@ def test_no_cookie_header_makes_cookie_parsing_raise(cookie_header: str) -> None
     logging.getLogger("satchel").disabled = True
     try:
         for engine in ENGINES:
-            assert engine.session_id_from_cookie(cookie_header) == (None, False)
+            tokens = COOKIE.tokens({"cookie": cookie_header})
+            assert engine.read(tokens, cookie_header) == (None, False)
     finally:
         logging.getLogger("satchel").disabled = False

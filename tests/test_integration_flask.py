@@ -12,6 +12,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from satchel.engine import Engine
 from satchel.integrations.flask import FlaskSession, Satchel
 
 from .conftest import KEY
@@ -136,8 +137,9 @@ def test_configuration_from_app_config_and_explicit_arguments(tmp_path: Path) ->
         SATCHEL_IDLE_TIMEOUT=60,
     )
     Satchel(app, cookie_name="explicit")
-    _, engine, _ = Satchel.runtime(app)
-    assert engine.cookie.name == "explicit"  # explicit arguments win over app.config
+    _, engine, policy = Satchel.runtime(app)
+    assert policy.cookie.name == "explicit"  # explicit arguments win over app.config
+    assert isinstance(engine, Engine)
     assert engine.expiry.idle_timeout == 60
     with pytest.raises(TypeError, match="unknown Satchel option"):
         Satchel(app, nonsense=1)

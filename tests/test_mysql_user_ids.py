@@ -14,7 +14,6 @@ from collections.abc import Iterator
 import pymysql
 import pytest
 
-from satchel.cookies import CookieOptions
 from satchel.engine import Engine, drive
 from satchel.policy import ExpiryPolicy
 from satchel.stores.mysql import MySQLStore
@@ -58,7 +57,6 @@ def table() -> Iterator[str]:
 def engine(cap: int | None = None) -> Engine:
     return Engine(
         secret_keys=[KEY],
-        cookie=CookieOptions(),
         expiry=ExpiryPolicy(),
         max_sessions_per_user=cap,
     )

@@ -29,10 +29,10 @@ from starlette.testclient import TestClient
 from werkzeug.test import Client as WerkzeugClient
 
 from satchel import asgi, auth, wsgi
-from satchel.context import csrf_token
 from satchel.errors import ConfigurationError
 from satchel.keyring import KID_LENGTH
 from satchel.options import SessionOptions
+from satchel.request import csrf_token
 from satchel.session import Session
 from satchel.settings import Settings, load_settings
 from satchel.stores.sqlite import SQLiteStore

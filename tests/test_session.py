@@ -14,7 +14,7 @@ from satchel.record import Meta
 def loaded(**data: object) -> Session:
     session = Session()
     meta = Meta(handle="h", created=0, last_seen=0, absolute_deadline=100, idle_timeout=10)
-    session._load("x" * 43, "k" * 64, {k: encode(v) for k, v in data.items()}, meta)
+    session.restore("x" * 43, "k" * 64, {k: encode(v) for k, v in data.items()}, meta)
     return session
 
 
@@ -38,7 +38,7 @@ def test_nested_change_is_detected() -> None:
     session = loaded(cart=[1], prefs={"theme": "light"})
     session["cart"].append(2)
     session["prefs"]["theme"] = "dark"
-    change = session._change(lambda: session.meta)  # type: ignore[arg-type,return-value]
+    change = session.pending_change(lambda: session.meta)  # type: ignore[arg-type,return-value]
     assert change is not None
     assert dict(change.set) == {"cart": "[1,2]", "prefs": '{"theme":"dark"}'}
     assert change.delete == frozenset()
@@ -49,7 +49,7 @@ def test_deletes_and_pops_are_tracked() -> None:
     del session["a"]
     session.pop("b")
     session.setdefault("d", 4)
-    change = session._change(lambda: session.meta)  # type: ignore[arg-type,return-value]
+    change = session.pending_change(lambda: session.meta)  # type: ignore[arg-type,return-value]
     assert change is not None
     assert change.delete == frozenset({"a", "b"})
     assert dict(change.set) == {"d": "4"}
@@ -59,12 +59,12 @@ def test_clear_logs_out() -> None:
     """clear() empties the data, unbinds the user and retires the ID, as apps that log out
     with session.clear() expect."""
     session = loaded(a=1)
-    session._meta = session._meta.with_changes(user_id="alice")  # type: ignore[union-attr]
+    session.mark_seen(session.meta.with_changes(user_id="alice"))  # type: ignore[union-attr]
     session.clear()
     assert dict(session) == {}
     assert session.user_id is None
     assert session.new
-    assert session._destroyed_keys == ["k" * 64]
+    assert session.take_destroyed()[0] == ["k" * 64]
     session["b"] = 2  # starts a new session at commit
 
 
@@ -99,7 +99,7 @@ def test_destroy_then_write_starts_over() -> None:
     assert session.new
     assert dict(session) == {}
     session["flash"] = "bye"
-    assert session._destroyed_keys == ["k" * 64]
+    assert session.take_destroyed()[0] == ["k" * 64]
 
 
 def test_set_expiry_validates() -> None:
@@ -110,15 +110,15 @@ def test_set_expiry_validates() -> None:
 def test_reading_immutable_values_needs_no_diff() -> None:
     session = loaded(a=1, name="x", when=None)
     assert (session["a"], session.get("name"), session.get("when")) == (1, "x", None)
-    assert not session._needs_commit()
-    assert session._change(lambda: session.meta) is None  # type: ignore[arg-type,return-value]
+    assert not session.needs_commit
+    assert session.pending_change(lambda: session.meta) is None  # type: ignore[arg-type,return-value]
 
 
 def test_mutable_values_handed_out_by_get_are_tracked() -> None:
     session = loaded(cart=[1], pair=([1], 2))
     session.get("cart").append(2)
     session["pair"][0].append(3)
-    assert session._needs_commit()
-    change = session._change(lambda: session.meta)  # type: ignore[arg-type,return-value]
+    assert session.needs_commit
+    change = session.pending_change(lambda: session.meta)  # type: ignore[arg-type,return-value]
     assert change is not None
     assert set(change.set) == {"cart", "pair"}

@@ -105,8 +105,8 @@ def test_middleware_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("SATCHEL_COOKIE_NAME", "from-env")
     monkeypatch.setenv("SATCHEL_IDLE_TIMEOUT", "5")
     app = SessionMiddleware(Starlette(), store="memory://", secret_keys=[KEY])
-    assert app.engine.cookie.name == "satchel"
-    assert app.engine.expiry.idle_timeout == 30 * 60
+    assert app.policy.cookie.name == "satchel"
+    assert app.backend.expiry.idle_timeout == 30 * 60  # type: ignore[attr-defined]
 
 
 # -- CLI ----------------------------------------------------------------------------------------

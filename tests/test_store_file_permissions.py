@@ -68,6 +68,7 @@ def open_by_asgi(url: str) -> None:
     try:
         anyio.run(two_requests)
     finally:
+        assert app.store is not None
         app.store.close()
 
 
@@ -79,6 +80,7 @@ def open_by_wsgi(url: str) -> None:
             assert c.get("/").text == "1"
             assert c.get("/").text == "2"
     finally:
+        assert app.store is not None
         app.store.close()
 
 

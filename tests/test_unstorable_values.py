@@ -102,7 +102,7 @@ def test_a_value_broken_in_place_after_reading_fails_its_commit_naming_the_key()
     session["cart"] = ["book"]
     session["cart"].append("\ud800")
     with pytest.raises(SessionDataError, match=r"session\['cart'\] cannot be stored"):
-        session._encoded()
+        session.encoded()
 
 
 # -- through HTTP: ASGI and WSGI, on a store that encodes UTF-8 ------------------------------

@@ -22,7 +22,6 @@ from starlette.routing import Route
 from satchel import FileStore, MemoryStore, Session, SQLiteStore, ids, login
 from satchel.asgi import SessionMiddleware
 from satchel.auth import arevoke, asessions_of
-from satchel.cookies import CookieOptions
 from satchel.engine import MAX_SESSIONS_PER_USER, Engine, RequestInfo, drive
 from satchel.errors import ConfigurationError
 from satchel.policy import ExpiryPolicy
@@ -151,7 +150,7 @@ async def test_many_logins_of_one_user_keep_the_index_bounded(store: Store) -> N
 
 def test_live_sessions_of_one_user_are_capped() -> None:
     store = MemoryStore()
-    engine = Engine(secret_keys=[KEY], cookie=CookieOptions(), expiry=ExpiryPolicy())
+    engine = Engine(secret_keys=[KEY], expiry=ExpiryPolicy())
     for _ in range(MAX_SESSIONS_PER_USER + 20):
         session = Session()
         login(session, "alice")
@@ -160,7 +159,6 @@ def test_live_sessions_of_one_user_are_capped() -> None:
     with pytest.raises(ConfigurationError, match="max_sessions_per_user"):
         Engine(
             secret_keys=[KEY],
-            cookie=CookieOptions(),
             expiry=ExpiryPolicy(),
             max_sessions_per_user=MAX_SESSIONS_PER_USER + 1,
         )

@@ -1,9 +1,9 @@
 """satchel: server-side HTTP sessions for Python web apps."""
 
 from .auth import login, logout, regenerate_on_privilege_change
-from .context import csrf_token
+from .backend import DeviceInfo
+from .cookie import CookieStore
 from .cookies import CookieOptions
-from .cookiestore import CookieStore
 from .engine import Engine, RequestInfo
 from .errors import (
     ConfigurationError,
@@ -20,6 +20,7 @@ from .events import SessionEvent
 from .keyring import Keyring
 from .policy import ExpiryPolicy
 from .record import Change, Meta, Record
+from .request import csrf_token
 from .session import Session
 from .settings import Settings, load_settings
 from .stores import FileStore, MemoryStore, SQLiteStore, Store, store_from_url
@@ -33,6 +34,7 @@ __all__ = [
     "CookieOptions",
     "CookieStore",
     "CorruptRecord",
+    "DeviceInfo",
     "Engine",
     "ExpiryPolicy",
     "FileStore",

@@ -7,18 +7,17 @@ from collections.abc import AsyncIterator
 from typing import Unpack
 
 from . import csrf
-from .context import RequestContext, header_map
-from .cookiestore import CookieStore
-from .engine import adrive
+from .cookie import CookieStore
 from .errors import UNAVAILABLE_BODY, StoreError
 from .log import logger
 from .options import DEFAULT_STORE, SessionOptions, build
 from .printable import printable
+from .request import SCOPE_KEY, RequestContext, header_map, with_session_headers
 from .session import Session
 from .stores.base import Store
 from .types import ASGIApp, Message, Receive, Scope, Send
 
-SCOPE_KEY = "satchel"
+__all__ = ["SCOPE_KEY", "SessionMiddleware", "store_unavailable"]
 
 
 async def store_unavailable(scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,7 +77,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 class SessionMiddleware:
     """``SessionMiddleware(app, store="sqlite:///satchel.db", secret_keys=[...], ...)``.
 
-    A request with a well-formed, correctly signed session cookie has its session loaded
+    A request with a well-formed, correctly signed session token has its session loaded
     before the app runs (one store call); any other request makes no store call. Changes
     are committed once, when the response starts, unless the status is 5xx or the app
     raised. Unsafe requests must pass the CSRF check (``csrf=False`` turns it off).
@@ -95,7 +94,8 @@ class SessionMiddleware:
         **options: Unpack[SessionOptions],
     ) -> None:
         self.app = app
-        self.store, self.engine, self.settings = build(store, options)
+        self.runtime = build(store, options)
+        self.store, self.backend, self.policy = self.runtime
         self.on_store_unavailable = on_store_unavailable
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -103,36 +103,27 @@ class SessionMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        engine, store = self.engine, self.store
         headers = header_map(
             (n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]
         )
-        session_id, resign = engine.session_id_from_cookie(headers.get("cookie"))
-        try:
-            session = await adrive(engine.open(Session(), session_id, resign), store)
-        except StoreError as exc:
-            logger.error("session store unavailable while loading: %s", exc)
-            await self.on_store_unavailable(scope, receive, send)
-            return
         client = scope.get("client")
         ctx = RequestContext.build(
-            engine,
-            store,
-            self.settings,
-            session,
+            self.backend,
+            self.policy,
+            Session(),
             method=scope.get("method", "GET"),
             path=scope.get("path", "/"),
             headers=headers,
             peer=client[0] if client else None,
             scheme=scope.get("scheme", "http"),
         )
-        info = ctx.request_info
-
-        async def save(s: Session) -> None:
-            await adrive(engine.commit(s, info), store)
-
-        session._async_save_hook = save
-        scope["session"] = session
+        try:
+            await ctx.aopen()
+        except StoreError as exc:
+            logger.error("session store unavailable while loading: %s", exc)
+            await self.on_store_unavailable(scope, receive, send)
+            return
+        scope["session"] = ctx.session
         scope[SCOPE_KEY] = ctx
         if kind == "websocket":
             await self._websocket(scope, receive, send, ctx)
@@ -156,29 +147,22 @@ class SessionMiddleware:
         failed = started = False
 
         async def unavailable() -> None:
-            # a commit that failed half-way recorded the new record's cookie: send it
-            cookies = ctx.response_cookies()
-
-            async def send_with_cookies(message: Message) -> None:
+            async def send_with_token(message: Message) -> None:
                 if message["type"] == "http.response.start":
-                    message = _with_cookies(message, cookies)
+                    message = _with_session(message, ctx)
                 await send(message)
 
-            await self.on_store_unavailable(scope, receive, send_with_cookies)
+            await self.on_store_unavailable(scope, receive, send_with_token)
 
         async def send_with_session(message: Message) -> None:
             nonlocal failed, started
             if message["type"] == "http.response.start":
                 started = True
-                if message["status"] < 500 and session._needs_commit():
-                    try:
-                        await save(session)
-                    except StoreError as exc:
-                        failed = True
-                        logger.error("session store unavailable while committing: %s", exc)
-                        await unavailable()
-                        return
-                message = _with_cookies(message, ctx.response_cookies())
+                if not await ctx.afinish(message["status"]):
+                    failed = True
+                    await unavailable()
+                    return
+                message = _with_session(message, ctx)
             elif failed:
                 return
             await send(message)
@@ -194,9 +178,8 @@ class SessionMiddleware:
     async def _websocket(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
     ) -> None:
-        session, engine, store = ctx.session, self.engine, self.store
-        if self.settings.csrf.enabled:
-            reason = csrf.origin_refusal(self.settings.csrf, ctx.headers, ctx.own_origin)
+        if self.policy.csrf.enabled and ctx.transport.checks_csrf:
+            reason = csrf.origin_refusal(self.policy.csrf, ctx.headers, ctx.own_origin)
             if reason is not None:  # cross-site WebSocket hijacking
                 logger.warning("WebSocket refused: %s", printable(reason))
                 await send({"type": "websocket.close", "code": 1008})
@@ -204,37 +187,29 @@ class SessionMiddleware:
 
         async def send_with_session(message: Message) -> None:
             if message["type"] == "websocket.accept":
-                await adrive(engine.commit(session, ctx.request_info), store)
-                message = _with_cookies(message, ctx.response_cookies())
+                if not await ctx.afinish(200):
+                    await self.on_store_unavailable(scope, receive, send)
+                    return
+                message = _with_session(message, ctx)
             await send(message)
 
         await self.app(scope, receive, send_with_session)
-        if session.modified:  # changes made after the handshake: stored, no cookie possible
-            await adrive(engine.commit(session, ctx.request_info), store)
-            if session._outgoing_cookie is not None:
+        if ctx.session.needs_commit:  # changes after the handshake: stored, no cookie possible
+            await ctx.asave(ctx.session)
+            if ctx.outgoing is not None:
                 logger.warning(
                     "a WebSocket handler created or regenerated a session after the "
-                    "handshake; the browser cannot receive its cookie"
+                    "handshake; the client cannot receive its token"
                 )
 
 
-def _with_cookies(message: Message, cookies: list[str]) -> Message:
-    """The response start with the cookies, ``Cache-Control: no-store`` (replacing any
-    other policy) and ``Cookie`` in ``Vary``; headers stay bytes throughout."""
-    if not cookies:
+def _with_session(message: Message, ctx: RequestContext) -> Message:
+    """The response start (or WebSocket accept) with what the session must carry; the
+    headers are converted only when there is something to add."""
+    lines = ctx.session_lines()
+    if not lines:
         return message
-    headers: list[tuple[bytes, bytes]] = []
-    vary: list[bytes] = []
-    for name, value in message.get("headers", ()):
-        lower = name.lower()
-        if lower == b"cache-control":
-            continue
-        if lower == b"vary":
-            vary.extend(v.strip() for v in value.split(b",") if v.strip())
-            continue
-        headers.append((name, value))
-    if not any(v.lower() in (b"cookie", b"*") for v in vary):
-        vary.append(b"Cookie")
-    headers += [(b"vary", b", ".join(vary)), (b"cache-control", b"no-store")]
-    headers += [(b"set-cookie", c.encode("latin-1")) for c in cookies]
-    return {**message, "headers": headers}
+    raw = ((n.decode("latin-1"), v.decode("latin-1")) for n, v in message.get("headers", ()))
+    headers = with_session_headers(raw, lines, ctx.transport.vary)
+    encoded = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+    return {**message, "headers": encoded}

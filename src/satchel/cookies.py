@@ -10,6 +10,8 @@ from typing import Literal
 from .errors import ConfigurationError
 
 SameSite = Literal["lax", "strict", "none"]
+TOMBSTONE_SUFFIX = "-logout"
+"""A cookie session's logout tombstone is the cookie ``<session cookie name>-logout``."""
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _DOMAIN = re.compile(r"\.?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})*")
 _PATH = re.compile(r"/[\x21-\x3a\x3c-\x7e]*")  # printable, no ';', no space

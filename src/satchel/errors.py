@@ -7,6 +7,11 @@ Backend errors (sqlite3, OSError, later redis-py and psycopg) are translated int
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .backend import TokenAction
+
 
 class SatchelError(Exception):
     """Base class of every error satchel raises."""
@@ -37,7 +42,13 @@ class SessionTooLarge(SatchelError):
 
 
 class StoreError(SatchelError):
-    """A store failed. ``original`` holds the backend's own exception, if any."""
+    """A store failed. ``original`` holds the backend's own exception, if any.
+
+    ``issued`` is set when a commit failed after it had stored a new record (a login
+    whose old record could not be deleted yet): the token of that record, which the
+    response must still carry, or the client keeps one that may name nothing."""
+
+    issued: TokenAction | None = None
 
     def __init__(self, message: str, original: BaseException | None = None) -> None:
         super().__init__(message)

@@ -17,6 +17,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from .request import ENVIRON_KEY
 from .types import ASGIApp, Environ, Receive, Scope, Send, StartResponse, WSGIApp
 
 DEFAULT_LOGIN_URL = "/login"
@@ -174,7 +175,7 @@ def login_required(
 def _wsgi_guard(
     policy: _Policy, app: WSGIApp, environ: Environ, start_response: StartResponse
 ) -> Iterable[bytes]:
-    if _user(environ.get("satchel.session")) is None:
+    if _user(environ.get(ENVIRON_KEY)) is None:
         status, headers, body = policy.refusal(
             environ.get("PATH_INFO", "/"),
             environ.get("QUERY_STRING", ""),

@@ -7,19 +7,20 @@ default (docs/configuration.md).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypedDict
+from dataclasses import replace
+from typing import Any, NamedTuple, TypedDict
 
-from .context import Settings
+from .backend import Backend
+from .cookie import CookieBackend, CookieStore
+from .cookie import from_url as cookie_store_from_url
 from .cookies import CookieOptions, SameSite
-from .cookiestore import CookieEngine, CookieStore
-from .cookiestore import from_url as cookie_store_from_url
 from .csrf import CSRFOptions
 from .engine import Engine
 from .errors import ConfigurationError
 from .events import EventHook
 from .policy import ExpiryPolicy
 from .proxies import parse_trusted
-from .record import Change, Meta, Record
+from .request import RequestPolicy
 from .stores.base import Store
 from .stores.registry import store_from_url
 
@@ -49,7 +50,17 @@ class SessionOptions(TypedDict, total=False):
     idle_timeout: float
     absolute_timeout: float
     refresh_interval: float | None
+    token_paths: Sequence[str]
     clock: Callable[[], float]
+
+
+class Runtime(NamedTuple):
+    """What a middleware runs on: the store (None for cookie sessions without a
+    revocation store), the backend, and the per-request policy."""
+
+    store: Store | None
+    backend: Backend
+    policy: RequestPolicy
 
 
 _COOKIE_FIELDS = {
@@ -65,45 +76,17 @@ _COOKIE_FIELDS = {
 _EXPIRY_FIELDS = ("idle_timeout", "absolute_timeout", "refresh_interval")
 
 
-class _NoStore(Store):
-    """Stands in for a store where the engine never calls one (cookie sessions without a
-    revocation store)."""
-
-    def _never(self) -> Any:
-        raise RuntimeError("this session backend has no server-side store")
-
-    def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
-        return self._never()  # type: ignore[no-any-return]
-
-    def touch(self, key: str, last_seen: float, now: float) -> bool:
-        return self._never()  # type: ignore[no-any-return]
-
-    def create(self, key: str, record: Record) -> None:
-        self._never()
-
-    def update(self, key: str, change: Change, now: float) -> int | None:
-        return self._never()  # type: ignore[no-any-return]
-
-    def delete(self, key: str) -> bool:
-        return self._never()  # type: ignore[no-any-return]
-
-    def purge_expired(
-        self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
-    ) -> int:
-        return self._never()  # type: ignore[no-any-return]
-
-    def index_add(self, user_id: str, key: str, deadline: float) -> None:
-        self._never()
-
-    def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
-        return self._never()  # type: ignore[no-any-return]
-
-
-def settings_from(options: SessionOptions, cookie: CookieOptions) -> Settings:
-    for name in ("csrf_exempt", "csrf_trusted_origins", "trusted_proxies"):
+def policy_from(options: SessionOptions, cookie: CookieOptions) -> RequestPolicy:
+    for name in ("csrf_exempt", "csrf_trusted_origins", "trusted_proxies", "token_paths"):
         if isinstance(options.get(name), str):
             raise ConfigurationError(f"{name} must be a list of strings, not one string")
-    return Settings(
+    token_paths = tuple(options.get("token_paths", ()))
+    for prefix in token_paths:
+        if not prefix.startswith("/"):
+            raise ConfigurationError(f"token_paths: {prefix!r} must be a path starting with /")
+    return RequestPolicy(
+        cookie=cookie,
+        token_paths=token_paths,
         csrf=CSRFOptions(
             enabled=options.get("csrf", True),
             exempt=tuple(options.get("csrf_exempt", ())),
@@ -121,10 +104,8 @@ def settings_from(options: SessionOptions, cookie: CookieOptions) -> Settings:
     )
 
 
-def build(
-    store: str | Store | CookieStore, options: SessionOptions
-) -> tuple[Store, Engine, Settings]:
-    """The store, engine and request settings a middleware runs on; invalid options fail
+def build(store: str | Store | CookieStore, options: SessionOptions) -> Runtime:
+    """The store, backend and request policy a middleware runs on; invalid options fail
     here, at start."""
     unknown = set(options) - set(SessionOptions.__annotations__)
     if unknown:
@@ -135,10 +116,9 @@ def build(
     expiry = ExpiryPolicy(
         **{key: options[key] for key in _EXPIRY_FIELDS if key in options}  # type: ignore[literal-required]
     )
-    engine_kwargs: dict[str, Any] = {
-        "on_event": options.get("on_event"),
-        "max_sessions_per_user": options.get("max_sessions_per_user"),
-    }
+    if cookie.persistent and not expiry.persistent:  # new sessions follow the cookie option
+        expiry = replace(expiry, persistent=True)
+    engine_kwargs: dict[str, Any] = {"on_event": options.get("on_event")}
     if "clock" in options:
         engine_kwargs["clock"] = options["clock"]
     if isinstance(store, str) and store.startswith("cookie:"):
@@ -163,15 +143,25 @@ def build(
                 "encrypt_at_rest is for server-side stores; cookie sessions are encrypted "
                 "unless CookieStore(signed=True)"
             )
-        cookie_engine = CookieEngine(
+        if options.get("max_sessions_per_user") is not None:
+            raise ConfigurationError(
+                "max_sessions_per_user needs a server-side store: cookie sessions cannot be counted"
+            )
+        if options.get("token_paths"):
+            raise ConfigurationError(
+                "token_paths (bearer tokens) needs a server-side store: a cookie session's "
+                "token is the whole session, too large for a header and not revocable"
+            )
+        backend = CookieBackend(
             secret_keys=options.get("secret_keys"),
             cookie=cookie,
             expiry=expiry,
-            options=store,
+            signed=store.signed,
+            compress=store.compress,
             revocation_store=revocation,
             **engine_kwargs,
         )
-        return revocation or _NoStore(), cookie_engine, settings_from(options, cookie)
+        return Runtime(revocation, backend, policy_from(options, cookie))
     if revocation is not None:
         raise ConfigurationError(
             "revocation_store applies to cookie sessions only; server-side sessions are "
@@ -181,14 +171,16 @@ def build(
         encrypt_at_rest=options.get("encrypt_at_rest", False),
         secret_keys=options.get("secret_keys"),
         insecure_unsigned_cookies=options.get("insecure_unsigned_cookies", False),
-        cookie=cookie,
         expiry=expiry,
+        max_sessions_per_user=options.get("max_sessions_per_user"),
         **engine_kwargs,
     )
+    policy = policy_from(options, cookie)
     if isinstance(store, str):
         store = store_from_url(store)
     elif not isinstance(store, Store):
         raise ConfigurationError(
             "store must be a store URL, a satchel Store object or a CookieStore"
         )
-    return store, engine, settings_from(options, cookie)
+    engine.store = store
+    return Runtime(store, engine, policy)

@@ -8,18 +8,34 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import codec, ids
-from .errors import SessionDataError, SessionStateError
+from .errors import ConfigurationError, SessionDataError, SessionStateError
 from .record import Change, Meta
 
-SaveHook = Callable[["Session"], None]
+if TYPE_CHECKING:
+    from .backend import Backend
+
 # Values that cannot change in place: reading them cannot hide a nested modification.
 _IMMUTABLE = (str, int, float, type(None), bytes, dt.date, uuid.UUID, Decimal)
-AsyncSaveHook = Callable[["Session"], Awaitable[None]]
+
+
+class SessionBinding(Protocol):
+    """What ties a session to the request that opened it (the middleware's request
+    context): how to load it lazily, commit it early, and which backend holds it."""
+
+    @property
+    def backend(self) -> Backend: ...
+
+    def load(self, session: Session) -> None: ...
+
+    def save(self, session: Session) -> None: ...
+
+    async def asave(self, session: Session) -> None: ...
 
 
 class Session(dict[str, Any]):
@@ -32,23 +48,20 @@ class Session(dict[str, Any]):
 
     __slots__ = (
         "_accessed",
-        "_async_save_hook",
         "_baseline",
+        "_binding",
         "_cleared",
-        "_context",
-        "_cookie_refresh",
         "_destroyed_keys",
         "_destroyed_meta",
         "_key",
-        "_loader",
+        "_lazy",
         "_maybe_modified",
         "_meta",
         "_meta_dirty",
         "_meta_updates",
-        "_outgoing_cookie",
         "_regenerate",
-        "_save_hook",
         "_session_id",
+        "_token_refresh",
     )
 
     def __init__(self) -> None:
@@ -62,35 +75,42 @@ class Session(dict[str, Any]):
         self._cleared = False
         self._regenerate = False
         self._meta_dirty = False
-        self._cookie_refresh = False
+        self._token_refresh = False  # the token must be sent again (refresh, new key)
         self._destroyed_keys: list[str] = []
         self._destroyed_meta: Meta | None = None  # for cookie sessions: whom to revoke
-        self._outgoing_cookie: str | None = None
         self._meta_updates: dict[str, Any] = {}
-        self._loader: Callable[[], None] | None = None
-        self._save_hook: SaveHook | None = None
-        self._async_save_hook: AsyncSaveHook | None = None
-        self._context: Any = None  # the middleware's RequestContext
+        self._binding: SessionBinding | None = None
+        self._lazy = False  # loaded by the binding on first access
 
     # -- construction by the core -------------------------------------------------------
 
-    def _load(self, session_id: str, key: str, data: Mapping[str, str], meta: Meta) -> None:
+    def bind(self, binding: SessionBinding, *, lazy: bool = False) -> None:
+        """Tie the session to the request that opened it; with ``lazy``, the binding
+        loads it on first access (the sync paths)."""
+        self._binding, self._lazy = binding, lazy
+
+    @property
+    def binding(self) -> SessionBinding | None:
+        return self._binding
+
+    def restore(self, session_id: str, key: str, data: Mapping[str, str], meta: Meta) -> None:
         """Fill from a stored record. Raises ``ValueError`` if a value cannot be decoded."""
         decoded = {name: codec.decode(text) for name, text in data.items()}
         dict.update(self, decoded)
         self._session_id, self._key, self._meta = session_id, key, meta
         self._baseline = dict(data)
 
-    def _ensure_loaded(self) -> None:
-        loader = self._loader
-        if loader is not None:
-            self._loader = None
-            loader()
+    def ensure_loaded(self) -> None:
+        """Load a lazily bound session now (a no-op once loaded)."""
+        if self._lazy:
+            self._lazy = False
+            assert self._binding is not None
+            self._binding.load(self)
 
     # -- reading --------------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        self._ensure_loaded()
+        self.ensure_loaded()
         self._accessed = True
         value = dict.__getitem__(self, key)
         if not isinstance(value, _IMMUTABLE):
@@ -98,7 +118,7 @@ class Session(dict[str, Any]):
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
-        self._ensure_loaded()
+        self.ensure_loaded()
         self._accessed = True
         value = dict.get(self, key, default)
         if not isinstance(value, _IMMUTABLE):
@@ -106,17 +126,17 @@ class Session(dict[str, Any]):
         return value
 
     def __contains__(self, key: object) -> bool:
-        self._ensure_loaded()
+        self.ensure_loaded()
         self._accessed = True
         return dict.__contains__(self, key)
 
     def __iter__(self) -> Iterator[str]:
-        self._ensure_loaded()
+        self.ensure_loaded()
         self._accessed = True
         return dict.__iter__(self)
 
     def __len__(self) -> int:
-        self._ensure_loaded()
+        self.ensure_loaded()
         self._accessed = True
         return dict.__len__(self)
 
@@ -124,17 +144,17 @@ class Session(dict[str, Any]):
         return len(self) > 0
 
     def keys(self) -> Any:
-        self._ensure_loaded()
+        self.ensure_loaded()
         self._accessed = True
         return dict.keys(self)
 
     def values(self) -> Any:
-        self._ensure_loaded()
+        self.ensure_loaded()
         self._accessed = self._maybe_modified = True
         return dict.values(self)
 
     def items(self) -> Any:
-        self._ensure_loaded()
+        self.ensure_loaded()
         self._accessed = self._maybe_modified = True
         return dict.items(self)
 
@@ -157,12 +177,12 @@ class Session(dict[str, Any]):
             raise SessionDataError("session keys must be strings")
         codec.check_name(key, "session key")
         codec.encode(value)  # refuse what cannot be stored now, not at commit time
-        self._ensure_loaded()
+        self.ensure_loaded()
         self._accessed = self._maybe_modified = True
         dict.__setitem__(self, key, value)
 
     def __delitem__(self, key: str) -> None:
-        self._ensure_loaded()
+        self.ensure_loaded()
         self._accessed = self._maybe_modified = True
         dict.__delitem__(self, key)
 
@@ -172,12 +192,12 @@ class Session(dict[str, Any]):
         return self[key]
 
     def pop(self, key: str, *default: Any) -> Any:
-        self._ensure_loaded()
+        self.ensure_loaded()
         self._accessed = self._maybe_modified = True
         return dict.pop(self, key, *default)
 
     def popitem(self) -> tuple[str, Any]:
-        self._ensure_loaded()
+        self.ensure_loaded()
         self._accessed = self._maybe_modified = True
         return dict.popitem(self)
 
@@ -200,16 +220,16 @@ class Session(dict[str, Any]):
     def regenerate(self) -> None:
         """Give the session a new ID at commit, keeping its data; the old record is deleted.
         Its new public handle is chosen now, so tokens bound to it can be made at once."""
-        self._ensure_loaded()
+        self.ensure_loaded()
         self._regenerate = True
         # one new ID per commit: a second regeneration in the same request keeps the handle
         # the first chose (tokens and a "spare" already bound to it stay valid)
         self._meta_updates.setdefault("handle", ids.new_handle())
 
-    def _start_over(self) -> None:
+    def start_over(self) -> None:
         """Drop every value and the metadata's per-session choices (expiry, persistence) at
         the next commit, keeping the record's place: what a login by another user needs."""
-        self._ensure_loaded()
+        self.ensure_loaded()
         dict.clear(self)
         self._cleared = True
         self._accessed = self._maybe_modified = True
@@ -217,14 +237,14 @@ class Session(dict[str, Any]):
 
     def destroy(self) -> None:
         """Delete the record at commit and expire the cookie. Later writes start a new session."""
-        self._ensure_loaded()
+        self.ensure_loaded()
         if self._key is not None:
             self._destroyed_keys.append(self._key)
             self._destroyed_meta = self._meta
         dict.clear(self)
         self._session_id = self._key = self._meta = None
         self._baseline = {}
-        self._cleared = self._regenerate = self._meta_dirty = self._cookie_refresh = False
+        self._cleared = self._regenerate = self._meta_dirty = self._token_refresh = False
         self._meta_updates = {}
         self._accessed = self._maybe_modified = True
 
@@ -242,7 +262,7 @@ class Session(dict[str, Any]):
             ("absolute_timeout", absolute_timeout),
         ):
             if value is not None and value <= 0:
-                raise ValueError(f"{name} must be a positive number of seconds")
+                raise ConfigurationError(f"{name} must be a positive number of seconds")
         updates: dict[str, Any] = {
             "idle_timeout": idle_timeout,
             "absolute_timeout": absolute_timeout,
@@ -250,33 +270,50 @@ class Session(dict[str, Any]):
         }
         self._update_meta(**{k: v for k, v in updates.items() if v is not None})
 
+    def mark_accessed(self) -> None:
+        """Record that the request looked at the session (Flask's ``accessed``)."""
+        self._accessed = True
+
+    def mark_modified(self) -> None:
+        """Have the next commit compare every value with the one loaded, for a nested
+        value changed in a way the session could not see (Flask's ``modified = True``)."""
+        self.ensure_loaded()
+        self._accessed = self._maybe_modified = True
+
+    def bind_user(self, user_id: str) -> None:
+        """Bind ``user_id`` at the next commit, restarting the absolute timeout and
+        recording the device (the metadata half of :func:`satchel.auth.login`)."""
+        self._update_meta(user_id=user_id, restart=True, device=True)
+
     def _update_meta(self, **changes: Any) -> None:
         """Queue library metadata changes (user, device, expiry) for the next commit."""
-        self._ensure_loaded()
+        self.ensure_loaded()
         self._meta_updates.update(changes)
         self._meta_dirty = True
 
     def save(self) -> None:
         """Commit now (sync apps), e.g. before streaming a response. The response start
         then commits only what changed after this call."""
-        if self._save_hook is None:
+        if self._binding is None:
             raise SessionStateError(
-                "this session is not bound to a synchronous store; use `await session.asave()`"
+                "this session is not bound to a request (satchel's middleware did not open it)"
             )
-        self._save_hook(self)
+        self._binding.save(self)
 
     async def asave(self) -> None:
         """Commit now (async apps)."""
-        if self._async_save_hook is None:
-            raise SessionStateError("this session is not bound to an async store; use save()")
-        await self._async_save_hook(self)
+        if self._binding is None:
+            raise SessionStateError(
+                "this session is not bound to a request (satchel's middleware did not open it)"
+            )
+        await self._binding.asave(self)
 
     # -- what the app and the core can ask --------------------------------------------------
 
     @property
     def new(self) -> bool:
         """True when no stored record backs this session (yet)."""
-        self._ensure_loaded()
+        self.ensure_loaded()
         return self._key is None
 
     @property
@@ -285,7 +322,7 @@ class Session(dict[str, Any]):
 
     @property
     def modified(self) -> bool:
-        self._ensure_loaded()
+        self.ensure_loaded()
         if self._cleared or self._regenerate or self._meta_dirty or self._destroyed_keys:
             return True
         return self._maybe_modified and self._diff() != ({}, frozenset())
@@ -293,7 +330,7 @@ class Session(dict[str, Any]):
     @property
     def meta(self) -> Meta | None:
         """The library's own metadata (handle, user, times, device); None for a new session."""
-        self._ensure_loaded()
+        self.ensure_loaded()
         return self._meta
 
     @property
@@ -309,7 +346,7 @@ class Session(dict[str, Any]):
     @property
     def user_id(self) -> str | None:
         """The bound user, including one bound by a login in this request."""
-        self._ensure_loaded()
+        self.ensure_loaded()
         return self._peek_user()
 
     def _peek_user(self) -> str | None:
@@ -332,22 +369,49 @@ class Session(dict[str, Any]):
         removed = frozenset(baseline.keys() - dict.keys(self))
         return changed, removed
 
-    def _encoded(self) -> dict[str, str]:
-        return {name: _encode(name, value) for name, value in dict.items(self)}
+    # -- the commit state, for the core ------------------------------------------------------
+    # The backends read and move this state only through the verbs below; nothing outside
+    # this module touches a private attribute.
 
-    def _change(self, meta: Callable[[], Meta]) -> Change | None:
-        """The per-key change to commit, or None when nothing changed. ``meta`` makes the
-        next metadata, only called when there is something to write."""
-        if not (self._maybe_modified or self._meta_dirty):
-            return None
-        if self._cleared:
-            return Change(meta=meta(), set=self._encoded(), clear=True)
-        changed, removed = self._diff()
-        if not changed and not removed and not self._meta_dirty:
-            return None
-        return Change(meta=meta(), set=changed, delete=removed)
+    @property
+    def id(self) -> str | None:
+        """The session ID the stored record answers to; None for a new session. Secret:
+        never log it or put it in a page."""
+        return self._session_id
 
-    def _needs_commit(self) -> bool:
+    @property
+    def store_key(self) -> str | None:
+        """The key (a hash of the ID) of the stored record; None for a new session."""
+        return self._key
+
+    @property
+    def stored_user_id(self) -> str | None:
+        """The user bound in the record as loaded or committed, without loading a lazy
+        session (a login still pending is not counted)."""
+        return None if self._meta is None else self._meta.user_id
+
+    @property
+    def baseline(self) -> Mapping[str, str]:
+        """The encoded values as last loaded or committed (read-only)."""
+        return MappingProxyType(self._baseline)
+
+    @property
+    def regenerating(self) -> bool:
+        """A new ID is due at the next commit."""
+        return self._regenerate
+
+    @property
+    def pending_meta(self) -> Mapping[str, Any]:
+        """Metadata changes queued for the next commit (read-only)."""
+        return MappingProxyType(self._meta_updates)
+
+    @property
+    def has_content(self) -> bool:
+        """Data or queued metadata: what makes a new session worth storing."""
+        return bool(dict.__len__(self) or self._meta_updates)
+
+    @property
+    def needs_commit(self) -> bool:
         """False for a session the request never touched: the commit can be skipped."""
         return bool(
             self._maybe_modified
@@ -355,11 +419,47 @@ class Session(dict[str, Any]):
             or self._cleared
             or self._meta_dirty
             or self._destroyed_keys
-            or self._cookie_refresh
-            or self._outgoing_cookie
+            or self._token_refresh
         )
 
-    def _committed(self, session_id: str, key: str, meta: Meta, stored: dict[str, str]) -> None:
+    def refresh_token(self) -> None:
+        """Send the token again at the next commit (its lifetime moved, or it was made
+        with a retired key)."""
+        self._token_refresh = True
+
+    def take_token_refresh(self) -> bool:
+        """Whether the token must be sent again; the request is then consumed."""
+        due, self._token_refresh = self._token_refresh, False
+        return due
+
+    def mark_seen(self, meta: Meta) -> None:
+        """The store recorded activity: ``meta`` is the record's metadata now."""
+        self._meta = meta
+
+    def encoded(self) -> dict[str, str]:
+        """Every value encoded for storage."""
+        return {name: _encode(name, value) for name, value in dict.items(self)}
+
+    def pending_change(self, meta: Callable[[], Meta]) -> Change | None:
+        """The per-key change to commit, or None when nothing changed. ``meta`` makes the
+        next metadata, only called when there is something to write."""
+        if not (self._maybe_modified or self._meta_dirty):
+            return None
+        if self._cleared:
+            return Change(meta=meta(), set=self.encoded(), clear=True)
+        changed, removed = self._diff()
+        if not changed and not removed and not self._meta_dirty:
+            return None
+        return Change(meta=meta(), set=changed, delete=removed)
+
+    def take_destroyed(self) -> tuple[list[str], Meta | None]:
+        """The store keys of records this request destroyed, and the metadata of the
+        last one (whom a cookie session's revocation names); both are then forgotten."""
+        taken = self._destroyed_keys, self._destroyed_meta
+        self._destroyed_keys, self._destroyed_meta = [], None
+        return taken
+
+    def mark_committed(self, session_id: str, key: str, meta: Meta, stored: dict[str, str]) -> None:
         """Reset tracking after a successful commit: what is stored now is the baseline."""
         self._session_id, self._key, self._meta = session_id, key, meta
         self._baseline = stored
@@ -368,15 +468,14 @@ class Session(dict[str, Any]):
         self._destroyed_keys = []
         self._accessed = self._maybe_modified = False
 
-    def _abandon(self) -> None:
+    def mark_lost(self) -> None:
         """Another request destroyed or regenerated the record under us: drop this
         request's data and writes so nothing can bring the session back."""
         dict.clear(self)
         self._session_id = self._key = self._meta = None
         self._baseline = {}
         self._meta_updates = {}
-        self._cleared = self._regenerate = self._meta_dirty = self._cookie_refresh = False
-        self._outgoing_cookie = None
+        self._cleared = self._regenerate = self._meta_dirty = self._token_refresh = False
 
 
 def _encode(name: str, value: Any) -> str:

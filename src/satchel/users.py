@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import ids
-from .engine import Delete, Flow, adrive, drive, own_sessions
 from .events import EventHook, emit
+from .ops import Delete, Flow, ListUser, adrive, drive
 from .record import Meta
 from .stores.base import Store
 
@@ -48,6 +48,34 @@ class SessionInfo:
             client_ip=meta.client_ip,
             current=meta.handle == current,
         )
+
+
+def own_sessions(user_id: str, now: float) -> Flow[list[tuple[str, Meta]]]:
+    """The store's listing of ``user_id``'s sessions, keeping only records whose own
+    metadata names exactly that user. Defence in depth: an index can hand back a foreign
+    record (MariaDB's PAD SPACE collations once made ``"alice "`` list alice's sessions;
+    a corrupt or hand-edited index can do the same), and nothing here may show, revoke or
+    count another user's session because of it."""
+    sessions = yield ListUser(user_id, now)
+    return [(key, meta) for key, meta in sessions if meta.user_id == user_id]
+
+
+def cap_flow(
+    user_id: str, newest: str, now: float, cap: int, on_event: EventHook | None = None
+) -> Flow[None]:
+    """Keep at most ``cap`` sessions of ``user_id`` (``max_sessions_per_user``, at most
+    :data:`MAX_SESSIONS_PER_USER`): evict the oldest others than ``newest``. Listing also
+    prunes the store's per-user index of sessions that ended, so one user logging in again
+    and again cannot grow it (each login regenerates, leaving a dead entry). Run after
+    every login, on every path (the Django engine included)."""
+    sessions = yield from own_sessions(user_id, now)  # never another's
+    excess = len(sessions) - cap
+    if excess <= 0:
+        return
+    others = sorted((m.created, k, m) for k, m in sessions if k != newest)
+    for _, key, meta in others[:excess]:
+        if (yield Delete(key)):
+            emit(on_event, "revoked", handle=meta.handle, user_id=user_id, reason="cap")
 
 
 def list_flow(user_id: str, now: float, current: str | None = None) -> Flow[list[SessionInfo]]:

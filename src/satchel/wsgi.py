@@ -8,18 +8,17 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Unpack
 
 from . import csrf
-from .context import RequestContext, header_map, open_lazily
-from .cookiestore import CookieStore
-from .engine import response_headers
+from .backend import Backend
+from .cookie import CookieStore
 from .errors import UNAVAILABLE_BODY, StoreError
 from .log import logger
 from .options import DEFAULT_STORE, SessionOptions, build
+from .request import CONTEXT_KEY, ENVIRON_KEY, RequestContext, RequestPolicy, header_map
 from .session import Session
 from .stores.base import Store
 from .types import Environ, ExcInfo, StartResponse, WSGIApp
 
-ENVIRON_KEY = "satchel.session"
-CONTEXT_KEY = "satchel.context"
+__all__ = ["CONTEXT_KEY", "ENVIRON_KEY", "SessionMiddleware", "open_lazily"]
 
 
 def _plain(status: str, body: bytes, extra: list[tuple[str, str]] | None = None) -> Any:
@@ -57,7 +56,7 @@ class _Body:
         _close(self._result)
 
 
-def _environ_headers(environ: Environ) -> dict[str, str]:
+def environ_headers(environ: Environ) -> dict[str, str]:
     pairs = []
     for name, value in environ.items():
         if name.startswith("HTTP_"):
@@ -80,47 +79,28 @@ class SessionMiddleware:
         **options: Unpack[SessionOptions],
     ) -> None:
         self.app = app
-        self.store, self.engine, self.settings = build(store, options)
+        self.runtime = build(store, options)
+        self.store, self.backend, self.policy = self.runtime
         self.on_store_unavailable = on_store_unavailable
 
     def _unavailable(
         self, environ: Environ, start_response: StartResponse, ctx: RequestContext
     ) -> Iterable[bytes]:
-        # a commit that failed half-way recorded the new record's cookie: send it
-        cookies = ctx.response_cookies()
-
-        def start_with_cookies(
+        # a commit that failed half-way issued the new record's token: send it
+        def start_with_token(
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
         ) -> Any:
-            for cookie in cookies:
-                headers = response_headers(headers, cookie)
+            headers = ctx.response_headers(headers)
             if exc_info is None:
                 return start_response(status, headers)
             return start_response(status, headers, exc_info)
 
         if self.on_store_unavailable is not None:
-            return self.on_store_unavailable(environ, start_with_cookies)
-        return _answer(start_with_cookies, _UNAVAILABLE, UNAVAILABLE_BODY)
+            return self.on_store_unavailable(environ, start_with_token)
+        return _answer(start_with_token, _UNAVAILABLE, UNAVAILABLE_BODY)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        engine, store = self.engine, self.store
-        headers = _environ_headers(environ)
-        session = Session()
-        ctx = open_lazily(
-            engine,
-            store,
-            self.settings,
-            session,
-            method=environ.get("REQUEST_METHOD", "GET").upper(),
-            path=environ.get("PATH_INFO", "/") or "/",
-            headers=headers,
-            peer=environ.get("REMOTE_ADDR"),
-            scheme=environ.get("wsgi.url_scheme", "http"),
-        )
-        save = session._save_hook
-        assert save is not None
-        environ[ENVIRON_KEY] = session
-        environ[CONTEXT_KEY] = ctx
+        ctx = open_lazily(self.backend, self.policy, Session(), environ)
 
         try:
             refusal = self._csrf(environ, ctx)
@@ -136,22 +116,10 @@ class SessionMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
         ) -> Any:
             state["started"] = True
-            if (
-                exc_info is None
-                and int(status[:3]) < 500
-                and session._loader is None
-                and session._needs_commit()
-            ):
-                try:
-                    save(session)
-                except StoreError as exc:
-                    logger.error("session store unavailable while committing: %s", exc)
-                    state["failed"] = True  # answered below, by on_store_unavailable
-                    return lambda data: None  # the app's body is dropped
-            # every response, a 5xx included, carries a cookie a commit recorded (e.g. of
-            # a record created before a later store call failed)
-            for cookie in ctx.response_cookies():
-                headers = response_headers(headers, cookie)
+            if exc_info is None and not ctx.finish(int(status[:3])):
+                state["failed"] = True  # answered below, by on_store_unavailable
+                return lambda data: None  # the app's body is dropped
+            headers = ctx.response_headers(headers)
             if exc_info is None:
                 return start_response(status, headers)
             return start_response(status, headers, exc_info)
@@ -185,9 +153,28 @@ class SessionMiddleware:
                 body = environ["wsgi.input"].read(length)
                 environ["wsgi.input"] = io.BytesIO(body)
                 form_token = csrf.token_from_form(environ.get("CONTENT_TYPE", ""), body)
-        if ctx.settings.csrf.enabled and ctx.method not in csrf.SAFE_METHODS:
-            ctx.session._ensure_loaded()  # the token is bound to the session
         return ctx.csrf_refusal(form_token)
+
+
+def open_lazily(
+    backend: Backend, policy: RequestPolicy, session: Session, environ: Environ
+) -> RequestContext:
+    """The sync paths (WSGI, Flask): the session is bound to its request, loaded on first
+    access, and committed through ``session.save()`` or at response start."""
+    ctx = RequestContext.build(
+        backend,
+        policy,
+        session,
+        method=environ.get("REQUEST_METHOD", "GET").upper(),
+        path=environ.get("PATH_INFO", "/") or "/",
+        headers=environ_headers(environ),
+        peer=environ.get("REMOTE_ADDR"),
+        scheme=environ.get("wsgi.url_scheme", "http"),
+        lazy=True,
+    )
+    environ[ENVIRON_KEY] = session
+    environ[CONTEXT_KEY] = ctx
+    return ctx
 
 
 def _close(result: Iterable[bytes]) -> None:

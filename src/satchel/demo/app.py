@@ -35,11 +35,10 @@ from starlette.staticfiles import StaticFiles
 
 from ..asgi import SessionMiddleware
 from ..auth import alogout_everywhere, alogout_other_devices, arevoke, asessions_of, login, logout
-from ..context import csrf_token
-from ..cookiestore import CookieEngine
 from ..events import SessionEvent
 from ..guard import login_required, safe_next
 from ..options import SessionOptions
+from ..request import SCOPE_KEY, RequestContext, csrf_token
 from ..session import Session
 from ..stores.base import Store
 
@@ -193,8 +192,8 @@ async def sessions_page(request: Request) -> Response:
             f"<td>{_when(info.last_seen)}</td><td>{action}</td></tr>"
         )
     note = ""
-    ctx = request.scope["satchel"]
-    if isinstance(ctx.engine, CookieEngine):
+    ctx: RequestContext = request.scope[SCOPE_KEY]
+    if not ctx.backend.lists_other_sessions:
         note = (
             '<p class="muted">This demo keeps sessions in encrypted cookies, so the server '
             "holds no list of your other devices: only this one is shown. "

@@ -13,13 +13,13 @@ with ``csrf=False`` (with CSRF on, the middleware has already checked every unsa
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
 from .. import csrf
-from ..context import RequestContext, csrf_token
+from ..errors import SessionStateError
+from ..request import SCOPE_KEY, RequestContext, csrf_token
 from ..session import Session
 
 __all__ = ["CSRFProtected", "CurrentSession", "CurrentUser", "csrf_token", "get_session"]
@@ -28,7 +28,7 @@ __all__ = ["CSRFProtected", "CurrentSession", "CurrentUser", "csrf_token", "get_
 def get_session(request: Request) -> Session:
     session = request.scope.get("session")
     if not isinstance(session, Session):
-        raise RuntimeError("satchel's SessionMiddleware is not installed on this app")
+        raise SessionStateError("satchel's SessionMiddleware is not installed on this app")
     return session
 
 
@@ -40,17 +40,12 @@ def get_user(session: Annotated[Session, Depends(get_session)]) -> str:
 
 
 async def check_csrf(request: Request) -> None:
-    ctx = request.scope.get("satchel")
+    ctx = request.scope.get(SCOPE_KEY)
     if not isinstance(ctx, RequestContext):
-        raise RuntimeError("satchel's SessionMiddleware is not installed on this app")
-    settings = ctx.settings
-    if not settings.csrf.enabled:  # checked here on demand, whatever the middleware does
-        ctx.settings = replace(settings, csrf=replace(settings.csrf, enabled=True))
-    try:
-        token = await _form_token(request) if ctx.wants_form_token() else None
-        reason = ctx.csrf_refusal(token)
-    finally:
-        ctx.settings = settings
+        raise SessionStateError("satchel's SessionMiddleware is not installed on this app")
+    # checked here on demand, whatever the middleware's csrf setting
+    token = await _form_token(request) if ctx.wants_form_token(force=True) else None
+    reason = ctx.csrf_refusal(token, force=True)
     if reason is not None:
         raise HTTPException(status_code=403, detail=reason)
 

@@ -24,16 +24,15 @@ from flask import Flask, Response, abort, current_app, g, jsonify, redirect, req
 from flask.sessions import SessionInterface, SessionMixin
 
 from .. import auth, csrf
-from ..context import RequestContext, csrf_token, header_map, open_lazily
-from ..engine import Engine, response_headers
 from ..errors import UNAVAILABLE_BODY, ConfigurationError, StoreError
 from ..guard import safe_next
 from ..log import logger
-from ..options import build
+from ..options import Runtime, build
+from ..request import CONTEXT_KEY, RequestContext, context_of, csrf_token
 from ..session import Session
 from ..settings import Settings, load_settings
-from ..stores.base import Store
 from ..users import SessionInfo
+from ..wsgi import open_lazily
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXTENSION = "satchel"
@@ -47,7 +46,7 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]
 
     @property
     def permanent(self) -> bool:
-        pending = self._meta_updates.get("persistent")
+        pending = self.pending_meta.get("persistent")
         if pending is not None:
             return bool(pending)
         meta = self.meta
@@ -62,11 +61,12 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]
     # after mutating nested values; satchel compares encodings, so both only hint.
     @property
     def accessed(self) -> bool:
-        return self._accessed
+        return Session.accessed.fget(self)  # type: ignore[attr-defined,no-any-return]
 
     @accessed.setter
     def accessed(self, value: bool) -> None:
-        self._accessed = self._accessed or bool(value)
+        if value:
+            self.mark_accessed()
 
     @property
     def modified(self) -> bool:
@@ -75,8 +75,7 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]
     @modified.setter
     def modified(self, value: bool) -> None:
         if value:
-            self._ensure_loaded()
-            self._maybe_modified = True
+            self.mark_modified()
 
 
 class _Interface(SessionInterface):
@@ -84,47 +83,25 @@ class _Interface(SessionInterface):
         self.ext = ext
 
     def open_session(self, app: Flask, req: Any) -> FlaskSession:
-        store, engine, settings = self.ext.runtime(app)
-        headers = header_map((k.lower(), v) for k, v in req.headers.items())
+        _, backend, policy = self.ext.runtime(app)
         session = FlaskSession()
-        ctx = open_lazily(
-            engine,
-            store,
-            settings,
-            session,
-            method=req.method,
-            path=req.path,
-            headers=headers,
-            peer=req.remote_addr,
-            scheme=req.scheme,
-        )
-        req.environ["satchel.context"] = ctx
-        req.environ["satchel.session"] = session
+        open_lazily(backend, policy, session, req.environ)
         return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, FlaskSession):
             return
-        ctx: RequestContext = session._context
-        if response.status_code < 500 and session._loader is None and session._needs_commit():
-            try:
-                assert session._save_hook is not None
-                session._save_hook(session)
-            except StoreError as exc:
-                logger.error("session store unavailable while committing: %s", exc)
-                response.status_code = 503
-                response.set_data(UNAVAILABLE_BODY)
-                response.headers["Retry-After"] = "5"
-        # every response, a 503 included, carries a cookie a commit recorded (e.g. of a
+        ctx = context_of(session)
+        if not ctx.finish(response.status_code):
+            response.status_code = 503
+            response.set_data(UNAVAILABLE_BODY)
+            response.headers["Retry-After"] = "5"
+        # every response, a 503 included, carries a token a commit issued (e.g. of a
         # record created before a later store call failed)
-        cookies = ctx.response_cookies()
-        if cookies:
-            merged: list[tuple[str, str]] = list(response.headers.items())
-            for cookie in cookies:
-                merged = response_headers(merged, cookie)
-            response.headers.clear()
-            for name, value in merged:
-                response.headers.add(name, value)
+        merged = ctx.response_headers(response.headers.items())
+        response.headers.clear()
+        for name, value in merged:
+            response.headers.add(name, value)
 
 
 class Satchel:
@@ -142,10 +119,9 @@ class Satchel:
 
     def init_app(self, app: Flask) -> None:
         settings = self._settings(app)
-        store, engine, request_settings = build(settings.store, settings.middleware_options())
         app.extensions[EXTENSION] = {
             "ext": self,
-            "runtime": (store, engine, request_settings),
+            "runtime": build(settings.store, settings.middleware_options()),
             "login_url": self.options.get("login_url")
             or app.config.get("SATCHEL_LOGIN_URL", "/login"),
         }
@@ -176,8 +152,9 @@ class Satchel:
         return load_settings(env={}, use_file=False, layers={"app.config": from_config}, **explicit)
 
     @staticmethod
-    def runtime(app: Flask) -> tuple[Store, Engine, Any]:
-        return app.extensions[EXTENSION]["runtime"]  # type: ignore[no-any-return]
+    def runtime(app: Flask) -> Runtime:
+        runtime: Runtime = app.extensions[EXTENSION]["runtime"]
+        return runtime
 
     def exempt(self, view: F) -> F:
         """Exempt a view from the CSRF check (e.g. a webhook with its own signature)."""
@@ -188,9 +165,7 @@ class Satchel:
         view = current_app.view_functions.get(request.endpoint or "")
         if view is not None and f"{view.__module__}.{view.__name__}" in self._exempt:
             return
-        ctx: RequestContext = request.environ["satchel.context"]
-        if ctx.settings.csrf.enabled and ctx.method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
-            ctx.session._ensure_loaded()
+        ctx: RequestContext = request.environ[CONTEXT_KEY]
         form_token = None
         length = request.content_length
         if ctx.wants_form_token() and length is not None and 0 < length <= csrf.MAX_FORM_BYTES:

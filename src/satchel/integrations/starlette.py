@@ -13,7 +13,7 @@ from html import escape
 from typing import Any
 
 from ..asgi import SessionMiddleware
-from ..context import csrf_token
+from ..request import csrf_token
 
 __all__ = ["SessionMiddleware", "csrf_input", "csrf_token"]
 

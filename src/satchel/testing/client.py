@@ -5,7 +5,7 @@
         login(session, "alice")
     response = client.get("/cart")       # the client now carries the edited session
 
-``app`` is satchel's ASGI or WSGI middleware (anything with ``.engine`` and ``.store``);
+``app`` is satchel's ASGI or WSGI middleware (anything with ``.backend`` and ``.policy``);
 ``client`` is an httpx client or Starlette's TestClient (anything with a ``.cookies`` jar).
 Flask's own ``client.session_transaction()`` and Django's ``client.session`` work on
 satchel sessions as they are.
@@ -22,24 +22,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..engine import RequestInfo, drive
+from ..backend import DeviceInfo
+from ..ops import drive
 from ..session import Session
 
 
 @contextmanager
 def session_transaction(app: Any, client: Any) -> Iterator[Session]:
-    engine, store = app.engine, app.store
-    name = engine.cookie.name
+    backend, name = app.backend, app.policy.cookie.name
     current = client.cookies.get(name)
-    session_id, resign = engine.session_id_from_cookie(f"{name}={current}" if current else None)
-    session = drive(engine.open(Session(), session_id, resign), store)
+    ticket, refresh = backend.read([current] if current else [])
+    session = drive(backend.open(Session(), ticket, refresh), backend.store)
     yield session
-    drive(engine.commit(session, RequestInfo(user_agent="satchel-test")), store)
-    cookie = session._outgoing_cookie
-    session._outgoing_cookie = None
-    if cookie is not None:
-        value = cookie.split(";", 1)[0].split("=", 1)[1]
+    action = drive(backend.commit(session, DeviceInfo(user_agent="satchel-test")), backend.store)
+    if action is not None and not action.withdrawn:
         if name in client.cookies:
             client.cookies.delete(name)
-        if value:
-            client.cookies.set(name, value)
+        if action.token:
+            client.cookies.set(name, action.token)

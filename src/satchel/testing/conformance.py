@@ -23,8 +23,11 @@ from typing import Any
 import pytest
 
 from .. import ids
+from ..backend import DeviceInfo, TokenAction
+from ..cookie import CookieBackend
 from ..cookies import CookieOptions
-from ..engine import Engine, Flow, RequestInfo
+from ..engine import Engine
+from ..ops import Flow
 from ..policy import ExpiryPolicy
 from ..record import Change, Meta, Record
 from ..session import Session
@@ -34,7 +37,7 @@ from .drivers import StoreDriver
 
 IDLE = 600.0
 ABSOLUTE = 3600.0
-INFO = RequestInfo(user_agent="conformance", client_ip="127.0.0.1")
+INFO = DeviceInfo(user_agent="conformance", client_ip="127.0.0.1")
 
 
 def _meta(now: float, **changes: Any) -> Meta:
@@ -51,12 +54,16 @@ def _key() -> str:
 def request(
     engine: Engine, session_id: str | None, **writes: Any
 ) -> Flow[tuple[Session, str | None]]:
-    """One request: open the session the cookie names, write ``writes``, commit.
-    Returns the session and the cookie the response would set."""
+    """One request: open the session ``session_id`` names, write ``writes``, commit.
+    Returns the session and the token the response would carry, if it sets one."""
     session = yield from engine.open(Session(), session_id)
     session.update(writes)
-    yield from engine.commit(session, INFO)
-    return session, session._outgoing_cookie
+    return session, _issued((yield from engine.commit(session, INFO)))
+
+
+def _issued(action: TokenAction | None) -> str | None:
+    """The token a commit's answer sets, if any."""
+    return None if action is None else action.token
 
 
 def login_request(engine: Engine, user: str) -> Flow[Session]:
@@ -69,12 +76,11 @@ def login_request(engine: Engine, user: str) -> Flow[Session]:
     return session
 
 
-def cookie_id(set_cookie: str | None) -> str | None:
-    """The session ID inside a Set-Cookie value (signature stripped)."""
-    if set_cookie is None:
+def cookie_id(token: str | None) -> str | None:
+    """The session ID inside a signed token (signature stripped)."""
+    if token is None:
         return None
-    value = set_cookie.split(";", 1)[0].split("=", 1)[1]
-    return value.partition(".")[0] or None
+    return token.partition(".")[0] or None
 
 
 class _Suite:
@@ -115,7 +121,6 @@ class StoreConformance(_Suite):
     def engine(self, clock: FakeClock) -> Engine:
         return Engine(
             secret_keys=["conformance-key-" + "x" * 32],
-            cookie=CookieOptions(),
             expiry=ExpiryPolicy(idle_timeout=IDLE, absolute_timeout=ABSOLUTE),
             clock=clock,
             **self.engine_options,
@@ -283,7 +288,7 @@ class StoreConformance(_Suite):
         assert [i.current for i in listed if i.handle == devices[0].handle] == [True]
         assert not driver.flow(revoke_flow("someone-else", devices[1].handle or "", clock.now))
         assert driver.flow(revoke_flow(user, devices[1].handle or "", clock.now))
-        assert driver.load(devices[1]._key or "", clock.now) is None
+        assert driver.load(devices[1].store_key or "", clock.now) is None
         assert driver.flow(revoke_all_flow(user, clock.now, keep=devices[0].handle)) == 1
         assert [i.handle for i in driver.flow(list_flow(user, clock.now))] == [devices[0].handle]
         assert driver.flow(revoke_all_flow(user, clock.now)) == 1
@@ -292,7 +297,6 @@ class StoreConformance(_Suite):
     def test_session_cap_evicts_the_oldest(self, driver: StoreDriver, clock: FakeClock) -> None:
         capped = Engine(
             secret_keys=["conformance-key-" + "x" * 32],
-            cookie=CookieOptions(),
             expiry=ExpiryPolicy(idle_timeout=IDLE, absolute_timeout=ABSOLUTE),
             clock=clock,
             max_sessions_per_user=2,
@@ -305,7 +309,7 @@ class StoreConformance(_Suite):
             sessions.append(driver.flow(login_request(capped, user)))
         listed = {m.handle for _, m in driver.list_user(user, clock.now)}
         assert listed == {sessions[1].handle, sessions[2].handle}
-        assert driver.load(sessions[0]._key or "", clock.now) is None
+        assert driver.load(sessions[0].store_key or "", clock.now) is None
 
     # -- the engine on this store ---------------------------------------------------------------
 
@@ -377,8 +381,7 @@ class StoreConformance(_Suite):
         logout.destroy()
         driver.flow(engine.commit(logout, INFO))
         in_flight["late"] = "write"
-        driver.flow(engine.commit(in_flight, INFO))
-        assert in_flight._outgoing_cookie is None
+        assert _issued(driver.flow(engine.commit(in_flight, INFO))) is None
         assert driver.load(ids.store_key(sid), clock.now) is None
 
     def test_regenerate_deletes_old_record_and_blocks_stale_writers(
@@ -390,14 +393,12 @@ class StoreConformance(_Suite):
         stale = driver.flow(engine.open(Session(), old))
         session = driver.flow(engine.open(Session(), old))
         session.regenerate()
-        driver.flow(engine.commit(session, INFO))
-        new = cookie_id(session._outgoing_cookie)
+        new = cookie_id(_issued(driver.flow(engine.commit(session, INFO))))
         assert new is not None
         assert new != old
         assert driver.load(ids.store_key(old), clock.now) is None
         stale["b"] = 2
-        driver.flow(engine.commit(stale, INFO))
-        assert stale._outgoing_cookie is None
+        assert _issued(driver.flow(engine.commit(stale, INFO))) is None
         assert driver.load(ids.store_key(old), clock.now) is None
         assert driver.flow(request(engine, new))[0] == {"a": 1}
 
@@ -441,23 +442,19 @@ class StoreConformance(_Suite):
 
 
 def cookie_request(
-    engine: Engine, cookie: str | None, user: str | None = None, **writes: Any
+    engine: CookieBackend, cookie: str | None, user: str | None = None, **writes: Any
 ) -> Flow[tuple[Session, str | None]]:
     """One request on the cookie store: the browser sends ``cookie`` (a value, or None),
     the app writes ``writes`` (and logs ``user`` in); returns the session and the new
     cookie value, if the response sets one."""
     from ..auth import login
 
-    header = f"{engine.cookie.name}={cookie}" if cookie else None
-    payload, resign = engine.session_id_from_cookie(header)
+    payload, resign = engine.read([cookie] if cookie else [])
     session = yield from engine.open(Session(), payload, resign)
     if user is not None:
         login(session, user)
     session.update(writes)
-    yield from engine.commit(session, INFO)
-    out = session._outgoing_cookie
-    value = None if out is None else out.split(";", 1)[0].split("=", 1)[1] or None
-    return session, value
+    return session, _issued((yield from engine.commit(session, INFO)))
 
 
 class CookieConformance(_Suite):
@@ -473,45 +470,41 @@ class CookieConformance(_Suite):
         return self.make_revocation_store()
 
     @pytest.fixture
-    def engine(self, driver: StoreDriver, clock: FakeClock) -> Engine:
-        from ..cookiestore import CookieEngine, CookieStore
-
-        return CookieEngine(
+    def engine(self, driver: StoreDriver, clock: FakeClock) -> CookieBackend:
+        return CookieBackend(
             secret_keys=["conformance-key-" + "x" * 32],
             cookie=CookieOptions(),
             expiry=ExpiryPolicy(idle_timeout=IDLE, absolute_timeout=ABSOLUTE),
-            options=CookieStore(),
             revocation_store=driver.store,
             clock=clock,
         )
 
     def test_data_round_trips_and_nested_changes_are_saved(
-        self, driver: StoreDriver, engine: Engine
+        self, driver: StoreDriver, engine: CookieBackend
     ) -> None:
         _, cookie = driver.flow(cookie_request(engine, None, cart=[1], n=1))
         assert cookie is not None
 
         def append() -> Flow[str | None]:
-            header = f"{engine.cookie.name}={cookie}"
-            payload, _ = engine.session_id_from_cookie(header)
+            payload, _ = engine.read([cookie] if cookie else [])
             session = yield from engine.open(Session(), payload)
             session["cart"].append(2)
-            yield from engine.commit(session, INFO)
-            out = session._outgoing_cookie
-            return None if out is None else out.split(";", 1)[0].split("=", 1)[1]
+            return _issued((yield from engine.commit(session, INFO)))
 
         cookie = driver.flow(append())
         session, _ = driver.flow(cookie_request(engine, cookie))
         assert dict(session) == {"cart": [1, 2], "n": 1}
 
-    def test_read_only_request_sets_no_cookie(self, driver: StoreDriver, engine: Engine) -> None:
+    def test_read_only_request_sets_no_cookie(
+        self, driver: StoreDriver, engine: CookieBackend
+    ) -> None:
         _, cookie = driver.flow(cookie_request(engine, None, a=1))
         session, again = driver.flow(cookie_request(engine, cookie))
         assert session["a"] == 1
         assert again is None
 
     def test_tampered_cookie_gives_a_fresh_session(
-        self, driver: StoreDriver, engine: Engine
+        self, driver: StoreDriver, engine: CookieBackend
     ) -> None:
         _, cookie = driver.flow(cookie_request(engine, None, a=1))
         assert cookie is not None
@@ -521,7 +514,7 @@ class CookieConformance(_Suite):
         assert dict(session) == {}
 
     def test_idle_and_absolute_timeouts(
-        self, driver: StoreDriver, engine: Engine, clock: FakeClock
+        self, driver: StoreDriver, engine: CookieBackend, clock: FakeClock
     ) -> None:
         _, cookie = driver.flow(cookie_request(engine, None, a=1))
         clock.advance(IDLE + 1)
@@ -536,9 +529,9 @@ class CookieConformance(_Suite):
         assert driver.flow(cookie_request(engine, cookie))[0].new
 
     def test_logout_and_logout_everywhere_kill_replayed_cookies(
-        self, driver: StoreDriver, engine: Engine, clock: FakeClock
+        self, driver: StoreDriver, engine: CookieBackend, clock: FakeClock
     ) -> None:
-        from ..revocation import revoke_all
+        from ..cookie.revocation import revoke_all
 
         user = f"user-{uuid.uuid4().hex[:8]}"
         _, phone = driver.flow(cookie_request(engine, None, user=user))
@@ -546,7 +539,7 @@ class CookieConformance(_Suite):
         assert driver.flow(cookie_request(engine, phone))[0].user_id == user
 
         def logout(cookie: str | None) -> Flow[None]:
-            payload, _ = engine.session_id_from_cookie(f"{engine.cookie.name}={cookie}")
+            payload, _ = engine.read([cookie] if cookie else [])
             session = yield from engine.open(Session(), payload)
             session.destroy()
             yield from engine.commit(session, INFO)
@@ -561,8 +554,8 @@ class CookieConformance(_Suite):
         _, fresh = driver.flow(cookie_request(engine, None, user=user))
         assert driver.flow(cookie_request(engine, fresh))[0].user_id == user
 
-    def test_missing_marker_fails_closed(self, driver: StoreDriver, engine: Engine) -> None:
-        from ..revocation import marker_key
+    def test_missing_marker_fails_closed(self, driver: StoreDriver, engine: CookieBackend) -> None:
+        from ..cookie.revocation import marker_key
 
         user = f"user-{uuid.uuid4().hex[:8]}"
         _, cookie = driver.flow(cookie_request(engine, None, user=user))

@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import hashlib
 
-from . import codec, ids
-from .engine import Create, Flow, Load, Update
-from .errors import StoreError
-from .record import Change, Meta, Record
+from .. import codec, ids
+from ..errors import StoreError
+from ..ops import Create, Flow, Load, Update
+from ..record import Change, Meta, Record
 
 EPOCH = "epoch"
 KEEP = "keep"

@@ -1,0 +1,119 @@
+"""The wire format of cookie sessions.
+
+All parts are base64url without padding, checked canonical:
+
+* encrypted (default): ``e1.<kid>.<nonce|ciphertext|tag>``, AES-256-GCM, the version, key
+  ID and cookie name bound as associated data;
+* signed only (``signed=True``, readable by the user): ``s1.<kid>.<payload>.<mac>``, HMAC-
+  SHA256 over the version, key ID, payload and cookie name.
+
+A ``z`` after the version (``e1z``, ``s1z``) marks a zlib-compressed payload; compression is
+off by default (compressing secrets beside attacker-influenced data leaks them, as in
+CRIME and BREACH). The payload is JSON: the data (encoded values by key) and the metadata,
+including the creation time, last-seen time and absolute deadline, so the idle and absolute
+timeouts are inside the authenticated payload and no edit can extend a session.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import zlib
+from dataclasses import dataclass
+
+from .. import ids
+from ..codec import compact_json
+from ..errors import CorruptRecord
+from ..keyring import KID_LENGTH, PURPOSE_COOKIE, Keyring
+from ..record import Meta
+
+MAX_PAYLOAD_BYTES = 64 * 1024  # refuse to inflate more than this (zip bombs)
+_VERSIONS = {"e1": (True, False), "e1z": (True, True), "s1": (False, False), "s1z": (False, True)}
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A decoded, authenticated cookie."""
+
+    data: dict[str, str]
+    meta: Meta
+    kid: str
+
+
+class CookieFormat:
+    """Encodes and authenticates cookie session values for one cookie name."""
+
+    def __init__(self, keyring: Keyring, cookie_name: str, signed: bool, compress: bool) -> None:
+        self.keyring, self.cookie_name = keyring, cookie_name
+        self.signed, self.compress = signed, compress
+        self._version = ("s1" if signed else "e1") + ("z" if compress else "")
+
+    def encode(self, data: dict[str, str], meta: Meta) -> str:
+        keyring = self.keyring
+        raw = compact_json({"d": data, "m": list(meta)}).encode()  # metadata by position
+        if self.compress:
+            raw = zlib.compress(raw)
+        version = self._version
+        if self.signed:
+            kid = keyring.current_kid
+            body = ids.b64encode(raw)
+            mac = keyring.mac(PURPOSE_COOKIE, self._signed_message(version, kid, body))
+            assert mac is not None
+            return f"{version}.{kid}.{body}.{ids.b64encode(mac)}"
+        kid, blob = keyring.encrypt(raw, self._associated(version, keyring.current_kid))
+        return f"{version}.{kid}.{ids.b64encode(blob)}"
+
+    def _associated(self, version: str, kid: str) -> bytes:
+        return f"{version}.{kid}.{self.cookie_name}".encode()
+
+    def _signed_message(self, version: str, kid: str, body: str) -> bytes:
+        return f"{version}.{kid}.{body}.{self.cookie_name}".encode()
+
+    def authentic(self, value: str) -> tuple[bytes, bool, str] | None:
+        """The raw payload of an authentic cookie value, whether it is compressed, and
+        its key ID; None for anything else."""
+        keyring = self.keyring
+        # Every part is checked for its exact format (base64url, canonical) before it is
+        # used: the value comes from a client, and nothing it holds may make this raise.
+        parts = value.split(".")
+        mode = _VERSIONS.get(parts[0])
+        if mode is None or len(parts) != (3 if mode[0] else 4) or len(parts[1]) != KID_LENGTH:
+            return None
+        encrypted, compressed = mode
+        version, kid = parts[0], parts[1]
+        if ids.b64decode_canonical(kid) is None:
+            return None
+        if encrypted:
+            blob = ids.b64decode_canonical(parts[2])
+            if blob is None:
+                return None
+            raw = keyring.decrypt(kid, blob, self._associated(version, kid))
+        else:
+            raw, mac = ids.b64decode_canonical(parts[2]), ids.b64decode_canonical(parts[3])
+            if raw is None or mac is None:
+                return None
+            expected = keyring.mac(PURPOSE_COOKIE, self._signed_message(version, kid, parts[2]))
+            if expected is None or not hmac.compare_digest(mac, expected):
+                return None
+        return None if raw is None else (raw, compressed, kid)
+
+
+def read_payload(raw: bytes, compressed: bool, kid: str) -> Payload | None:
+    """The payload of an authenticated cookie, or None if it is malformed in any way
+    (too deep, wrongly typed metadata, values that are not strings)."""
+    try:
+        if compressed:
+            inflater = zlib.decompressobj()
+            raw = inflater.decompress(raw, MAX_PAYLOAD_BYTES)
+            if inflater.unconsumed_tail:
+                return None
+        doc = json.loads(raw)
+        fields = doc["m"]
+        if not isinstance(fields, list) or len(fields) != len(Meta._fields):
+            return None
+        data, meta = doc["d"], Meta.from_fields(fields)
+    except (ValueError, KeyError, TypeError, RecursionError, zlib.error, CorruptRecord):
+        return None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        return None
+    return Payload(data, meta, kid)

@@ -1,0 +1,451 @@
+"""What a middleware knows about one request, and the one response phase every path
+shares.
+
+:class:`RequestContext` is the session's binding: it opens the session through the
+backend (eagerly on the async paths, on first access on the sync ones), commits it when
+the response starts -- unless the app answered 5xx -- and renders what the commit hands
+back through the request's transport (a cookie, or the ``X-Session-Token`` header for
+bearer tokens), adding ``Cache-Control: no-store`` and ``Vary`` once. The ASGI HTTP and
+WebSocket paths, WSGI, Flask and Django are adapters over it: they differ only in how
+their framework spells a request and a response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import csrf
+from .backend import Backend, DeviceInfo, TokenAction
+from .cookies import TOMBSTONE_SUFFIX, CookieOptions, cookie_values
+from .errors import SessionStateError, StoreError
+from .events import emit
+from .keyring import PURPOSE_CSRF
+from .log import logger, security
+from .ops import Flow, adrive, drive
+from .printable import printable
+from .proxies import Network, Origin, resolve
+from .session import Session
+
+SCOPE_KEY = "satchel"
+"""Where the ASGI middleware puts the request context in the scope."""
+ENVIRON_KEY = "satchel.session"
+CONTEXT_KEY = "satchel.context"
+"""Where the WSGI middleware and Flask put the session and the context in the environ."""
+
+TOKEN_HEADER = "x-session-token"  # noqa: S105 - a header name
+"""The response header that carries a bearer session's token."""
+
+_UNREAD = object()
+_WEB_SCHEMES = {"ws": "http", "wss": "https"}
+
+
+# -- transports: how the session token travels -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CookieTransport:
+    """The session token in the session cookie (browsers)."""
+
+    cookie: CookieOptions
+    vary = "Cookie"
+    checks_csrf = True
+
+    def tokens(self, headers: dict[str, str]) -> list[str]:
+        header = headers.get("cookie", "")
+        return cookie_values(header, self.cookie.name) if self.cookie.name in header else []
+
+    def render(self, action: TokenAction) -> list[tuple[str, str]]:
+        cookie = self.cookie
+        lines = [
+            cookie.delete_header()
+            if action.token is None
+            else cookie.set_header(action.token, action.max_age)
+        ]
+        if action.logout_marker is not None:
+            marker = CookieOptions(
+                name=cookie.name + TOMBSTONE_SUFFIX,
+                path=cookie.path,
+                domain=cookie.domain,
+                secure=cookie.secure,
+                httponly=cookie.httponly,
+                samesite=cookie.samesite,
+                partitioned=cookie.partitioned,
+            )
+            lines.append(marker.set_header(*action.logout_marker))
+        return [("set-cookie", line) for line in lines]
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderTransport:
+    """The session token in ``Authorization: Bearer <token>``, answered in the
+    ``X-Session-Token`` response header (API and mobile clients). Never a query string,
+    never a cookie: a browser cannot attach it to a cross-site request, so requests on
+    it need no CSRF token."""
+
+    vary = "Authorization"
+    checks_csrf = False
+
+    def tokens(self, headers: dict[str, str]) -> list[str]:
+        scheme, _, token = headers.get("authorization", "").strip().partition(" ")
+        token = token.strip()
+        return [token] if scheme.lower() == "bearer" and token and len(token) <= 8192 else []
+
+    def render(self, action: TokenAction) -> list[tuple[str, str]]:
+        return [(TOKEN_HEADER, action.token or "")]
+
+
+Transport = CookieTransport | HeaderTransport
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPolicy:
+    """What a middleware decides per request besides the backend: CSRF, trusted
+    proxies, the cookies, and where bearer tokens replace the cookie."""
+
+    csrf: csrf.CSRFOptions
+    trusted_proxies: tuple[Network, ...]
+    cookie: CookieOptions
+    presession_cookie: CookieOptions
+    token_paths: tuple[str, ...] = ()
+    cookie_transport: CookieTransport = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cookie_transport", CookieTransport(self.cookie))
+
+    def transport(self, path: str) -> Transport:
+        """Bearer tokens on ``token_paths`` (there the cookie is neither read nor set),
+        the cookie everywhere else."""
+        for prefix in self.token_paths:
+            if path.startswith(prefix):
+                return _HEADER
+        return self.cookie_transport
+
+
+_HEADER = HeaderTransport()
+
+
+# -- the request ------------------------------------------------------------------------------
+
+
+@dataclass(eq=False, slots=True)
+class RequestContext:
+    """One request's view of its session: the session's binding."""
+
+    backend: Backend
+    policy: RequestPolicy
+    session: Session
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    peer: str | None
+    scheme: str
+    transport: Transport
+    ticket: Any = None
+    refresh: bool = False
+    outgoing: TokenAction | None = None
+    new_presession: bool = False
+    # worked out on first use: most requests never need them
+    _origin: Origin | None = None
+    _presession: Any = _UNREAD
+
+    @classmethod
+    def build(
+        cls,
+        backend: Backend,
+        policy: RequestPolicy,
+        session: Session,
+        *,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        peer: str | None,
+        scheme: str,
+        lazy: bool = False,
+    ) -> RequestContext:
+        """The context of a request; its token is checked here (no I/O). With ``lazy``
+        the session loads on first access, else call :meth:`open`/:meth:`aopen`."""
+        transport = policy.transport(path)
+        ticket, refresh = backend.read(transport.tokens(headers), headers.get("cookie", ""))
+        ctx = cls(backend, policy, session, method, path, headers, peer, scheme, transport)
+        ctx.ticket, ctx.refresh = ticket, refresh
+        session.bind(ctx, lazy=lazy and ticket is not None)
+        return ctx
+
+    # -- the binding: load, save ------------------------------------------------------------
+
+    def _open_flow(self) -> Flow[Session]:
+        return self.backend.open(self.session, self.ticket, self.refresh)
+
+    def load(self, session: Session) -> None:
+        drive(self._open_flow(), self.backend.store)
+
+    async def aopen(self) -> None:
+        """Load the session before the app runs (the async paths)."""
+        if self.ticket is not None:
+            await adrive(self._open_flow(), self.backend.store)
+
+    def _commit_flow(self) -> Flow[None]:
+        try:
+            action = yield from self.backend.commit(self.session, self.device_info)
+        except StoreError as exc:
+            self._take(exc.issued)  # a half-done commit's new token must still go out
+            raise
+        self._take(action)
+
+    def save(self, session: Session) -> None:
+        drive(self._commit_flow(), self.backend.store)
+
+    async def asave(self, session: Session) -> None:
+        await adrive(self._commit_flow(), self.backend.store)
+
+    def _take(self, action: TokenAction | None) -> None:
+        if action is None:
+            return
+        self.outgoing = None if action.withdrawn else action
+
+    # -- the response phase -----------------------------------------------------------------
+
+    def _finish_flow(self, status: int) -> Flow[bool]:
+        if status >= 500 or not self.session.needs_commit:
+            return True
+        try:
+            yield from self._commit_flow()
+        except StoreError as exc:
+            logger.error("session store unavailable while committing: %s", exc)
+            return False
+        return True
+
+    def finish(self, status: int) -> bool:
+        """Commit at response start unless the app answered 5xx; False when the store
+        failed (answer with the store-unavailable response instead)."""
+        return drive(self._finish_flow(status), self.backend.store)
+
+    async def afinish(self, status: int) -> bool:
+        return await adrive(self._finish_flow(status), self.backend.store)
+
+    def response_headers(self, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """``headers`` with what the session must carry: its token (rendered by the
+        transport) and the pre-session cookie; then ``Cache-Control: no-store``
+        (replacing any other caching policy: a response carrying a token must never be
+        cached) and the transport's header in ``Vary``. Every response carries them, a
+        503 included: a commit that failed half-way has already issued the new record's
+        token, and the client must get it, or it keeps one that names nothing."""
+        lines = self.session_lines()
+        if not lines:
+            return list(headers)
+        return with_session_headers(headers, lines, self.transport.vary)
+
+    def session_lines(self) -> list[tuple[str, str]]:
+        """The header lines the session adds to this response (consumed: a second call
+        adds nothing)."""
+        out: list[tuple[str, str]] = []
+        action, self.outgoing = self.outgoing, None
+        if action is not None:
+            out += self.transport.render(action)
+        if self.transport.checks_csrf:
+            out += self._presession_lines()
+        return out
+
+    def _presession_lines(self) -> list[tuple[str, str]]:
+        """The pre-session cookie: set when a CSRF token was first made for an anonymous
+        visitor; deleted once a login is stored (after a login that did not commit, the
+        visitor is still anonymous and still needs it)."""
+        pre = self.policy.presession_cookie
+        user = self.session.stored_user_id
+        if (
+            user is not None
+            and not self.new_presession
+            and pre.name in self.headers.get("cookie", "")
+            and self.presession is not None
+        ):
+            self.presession = None
+            return [("set-cookie", pre.delete_header())]
+        if self.new_presession and user is None:
+            self.new_presession = False
+            return [("set-cookie", pre.set_header(self.presession or "", csrf.PRESESSION_MAX_AGE))]
+        return []
+
+    # -- where the request came from ----------------------------------------------------------
+
+    @property
+    def origin(self) -> Origin:
+        """Client IP, scheme and host, forwarding headers believed from trusted proxies."""
+        if self._origin is None:
+            self._origin = resolve(
+                self.peer, self.scheme, self.headers, self.policy.trusted_proxies
+            )
+        return self._origin
+
+    @property
+    def own_origin(self) -> str | None:
+        """The site's own origin as a browser writes it in ``Origin``: a WebSocket
+        handshake's ``ws``/``wss`` scheme (ASGI scope, or a proxy's forwarded proto) is the
+        page's ``http``/``https``."""
+        origin = self.origin
+        if origin.host is None:
+            return None
+        scheme = _WEB_SCHEMES.get(origin.scheme.lower(), origin.scheme.lower())
+        return f"{scheme}://{origin.host}"
+
+    def device_info(self) -> DeviceInfo:
+        agent = self.headers.get("user-agent")
+        return DeviceInfo(
+            user_agent=agent[:512] if agent else None, client_ip=self.origin.client_ip
+        )
+
+    request_info = device_info  # the name before 0.2
+
+    # -- CSRF -----------------------------------------------------------------------------------
+
+    @property
+    def presession(self) -> str | None:
+        """The pre-session cookie's value, if the request carries a plausible one."""
+        if self._presession is _UNREAD:
+            name = self.policy.presession_cookie.name
+            values = cookie_values(self.headers.get("cookie", ""), name)
+            self._presession = next((v for v in values if 20 <= len(v) <= 64 and v.isascii()), None)
+        return self._presession  # type: ignore[no-any-return]
+
+    @presession.setter
+    def presession(self, value: str | None) -> None:
+        self._presession = value
+
+    def csrf_token(self) -> str:
+        """A token for the current session, masked afresh on every call. Without secret
+        keys (``insecure_unsigned_cookies=True``) there is no token to make: an empty
+        string, so templates still render; only the Origin and ``Sec-Fetch-Site`` checks
+        then apply."""
+        keyring = self.backend.keyring
+        if keyring is None:
+            return ""
+        session = self.session
+        if session.user_id is not None and session.handle is not None:
+            message = csrf.session_message(session.handle)
+        else:
+            if self.presession is None:
+                self.presession, self.new_presession = csrf.new_presession(), True
+            message = csrf.presession_message(self.presession)
+        secret = keyring.mac(PURPOSE_CSRF, message)
+        assert secret is not None
+        return csrf.mask(secret)
+
+    def csrf_applies(self) -> bool:
+        """Whether this request must pass the CSRF check: an unsafe method, not exempt,
+        and a session that travels in a cookie (bearer tokens are never ambient)."""
+        options = self.policy.csrf
+        return (
+            options.enabled
+            and self.transport.checks_csrf
+            and self.method not in csrf.SAFE_METHODS
+            and not options.exempted(self.path)
+        )
+
+    def _csrf_forcible(self) -> bool:
+        return self.transport.checks_csrf and self.method not in csrf.SAFE_METHODS
+
+    def csrf_refusal(self, form_token: str | None = None, *, force: bool = False) -> str | None:
+        """Why this request fails the CSRF check, or None when it passes (``force``:
+        check even where the middleware's settings would not, e.g. FastAPI's
+        dependency).
+
+        The browser-metadata checks (``Sec-Fetch-Site``, ``Origin``) need no key and always
+        apply; the token check needs the keyring, so ``insecure_unsigned_cookies=True``
+        (no keys) skips only that one."""
+        if not (self.csrf_applies() or (force and self._csrf_forcible())):
+            return None
+        self.session.ensure_loaded()  # the token is bound to the session
+        options = self.policy.csrf
+        reason = csrf.origin_refusal(options, self.headers, self.own_origin)
+        if reason is None and self.backend.keyring is not None:
+            token = self.headers.get(csrf.HEADER) or form_token
+            if not token:
+                reason = (
+                    "CSRF token missing (send it as the csrf_token form field or the "
+                    "X-CSRF-Token header)"
+                )
+            elif not csrf.token_matches(token, self._accepted_secrets()):
+                reason = "CSRF token invalid for this session (reload the page and try again)"
+        if reason is not None:
+            security.info(
+                "CSRF check failed on %s %s: %s",
+                printable(self.method),
+                printable(self.path),  # the client's: no forged log lines, no escapes
+                printable(reason),
+            )
+            emit(self.backend.on_event, "security", reason="csrf_failure")
+        return reason
+
+    def _accepted_secrets(self) -> list[bytes]:
+        keyring = self.backend.keyring
+        assert keyring is not None
+        session = self.session
+        if session.user_id is not None and session.handle is not None:
+            return csrf.secrets_for(keyring, csrf.session_message(session.handle))
+        if self.presession is None:
+            return []
+        return csrf.secrets_for(keyring, csrf.presession_message(self.presession))
+
+    def wants_form_token(self, *, force: bool = False) -> bool:
+        return (
+            (self.csrf_applies() or (force and self._csrf_forcible()))
+            and self.backend.keyring is not None  # no key, no token to look for
+            and csrf.HEADER not in self.headers
+            and self.headers.get("content-type", "").split(";")[0].strip().lower()
+            in ("application/x-www-form-urlencoded", "multipart/form-data")
+        )
+
+
+def context_of(session: Session) -> RequestContext:
+    """The request context a middleware bound ``session`` to."""
+    binding = session.binding
+    if not isinstance(binding, RequestContext):
+        raise SessionStateError("this session was not loaded by satchel's middleware")
+    return binding
+
+
+def with_session_headers(
+    headers: Iterable[tuple[str, str]], lines: Sequence[tuple[str, str]], vary: str
+) -> list[tuple[str, str]]:
+    """``headers`` plus ``lines``, with ``Cache-Control: no-store`` replacing any caching
+    policy and ``vary`` added to ``Vary``. The one place this rule is written."""
+    out: list[tuple[str, str]] = []
+    varies: list[str] = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "cache-control":
+            continue
+        if lower == "vary":
+            varies.extend(v.strip() for v in value.split(",") if v.strip())
+            continue
+        out.append((name, value))
+    if not any(v.lower() in (vary.lower(), "*") for v in varies):
+        varies.append(vary)
+    out.append(("vary", ", ".join(varies)))
+    out.append(("cache-control", "no-store"))
+    out.extend(lines)
+    return out
+
+
+def header_map(pairs: Any) -> dict[str, str]:
+    """Lower-case header names to values; repeated headers joined (cookies with '; ')."""
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        if name in out:
+            out[name] += "; " if name == "cookie" else ", "
+            out[name] += value
+        else:
+            out[name] = value
+    return out
+
+
+def csrf_token(request: Any) -> str:
+    """A CSRF token for the current request, masked afresh: pass a Starlette/FastAPI
+    ``Request``, an ASGI scope, or a WSGI environ. Put it in a hidden ``csrf_token`` form
+    field or send it as the ``X-CSRF-Token`` header."""
+    scope = getattr(request, "scope", request)
+    ctx = scope.get(SCOPE_KEY) or scope.get(CONTEXT_KEY)
+    if not isinstance(ctx, RequestContext):
+        raise SessionStateError("no satchel middleware ran for this request")
+    return ctx.csrf_token()
