@@ -21,8 +21,8 @@ from satchel import ConfigurationError, MemoryStore, SessionTooLarge, SQLiteStor
 from satchel.asgi import SessionMiddleware
 from satchel.cookie import CookieBackend, CookieStore
 from satchel.cookie.revocation import marker_key, revoke_all
-from satchel.engine import drive
 from satchel.keyring import Keyring
+from satchel.ops import drive
 from satchel.stores.base import Store
 from satchel.testing import FakeClock
 

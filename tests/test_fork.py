@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from satchel.engine import drive
+from satchel.ops import drive
 from satchel.stores.base import Store
 from satchel.stores.memcached import from_url as memcached_from_url
 from satchel.stores.mysql import MySQLStore

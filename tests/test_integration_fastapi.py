@@ -121,7 +121,7 @@ def test_session_transaction_helper(example: ModuleType) -> None:
     from satchel.testing import session_transaction
 
     middleware = example.app.build_middleware_stack()
-    while not hasattr(middleware, "engine"):
+    while not hasattr(middleware, "backend"):
         middleware = middleware.app
     client = TestClient(example.app, base_url=BASE)
     with session_transaction(middleware, client) as session:

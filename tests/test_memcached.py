@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 
 from satchel import ids
 from satchel.asgi import SessionMiddleware
-from satchel.engine import drive
+from satchel.ops import drive
 from satchel.record import Record
 from satchel.stores.memcached import THIRTY_DAYS, MemcachedStore, expire_value, from_url
 from satchel.stores.registry import store_from_url

@@ -102,7 +102,7 @@ def test_a_satchel_01_table_is_converted_by_the_schema_step(table: str) -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_async_path_keeps_trailing_spaces_apart(table: str, anyio_backend: str) -> None:
-    from satchel.engine import adrive
+    from satchel.ops import adrive
 
     _sql(OLD_SCHEMA.format(t=table))  # the async path converts it too
     store = MySQLStore(BASE, table=table)

@@ -343,6 +343,11 @@ def observe_revocation(browsers: Iterator[Browser], ctx: Ctx) -> Any:
     return thief.get("/whoami", Cookie=stolen.split(";")[0]).text
 
 
+def observe_transport(browsers: Iterator[Browser], ctx: Ctx) -> Any:
+    """Whether a client without a cookie gets its new session as a cookie."""
+    return len(_session_cookies(next(browsers).get("/set")))
+
+
 def observe_login_redirect(browsers: Iterator[Browser], ctx: Ctx) -> Any:
     return next(browsers).get("/private").location
 
@@ -407,6 +412,10 @@ CHECKS: dict[str, list[Check]] = {
     "absolute_timeout": [Check(7200.0, RECORD)],
     "refresh_interval": [Check(0.0, RECORD)],
     "clock": [Check(Dyn(lambda ctx: lambda: time.time() + 86400), RECORD)],
+    "token_paths": [
+        Check(["/set"], observe_transport),
+        Check(["/set"], refused="token_paths", base={"store": "cookie://"}),
+    ],
     "on_store_unavailable": [
         Check(Dyn(lambda ctx: "custom"), observe_unavailable, base={"store": DEAD_STORE})
     ],

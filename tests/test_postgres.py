@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 
 from satchel import ids
 from satchel.asgi import SessionMiddleware
-from satchel.engine import drive
+from satchel.ops import drive
 from satchel.stores.postgres import PostgresStore, from_url
 from satchel.stores.registry import store_from_url
 from satchel.testing.conformance import StoreConformance, cookie_id, request

@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 
 from satchel import StoreUnavailable, ids
 from satchel.asgi import SessionMiddleware
-from satchel.engine import drive
+from satchel.ops import drive
 from satchel.stores.redis import RedisStore, from_url
 from satchel.stores.registry import store_from_url
 from satchel.testing.conformance import StoreConformance, cookie_id, request

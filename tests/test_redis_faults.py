@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 
 from satchel import ConfigurationError, StoreError, StoreUnavailable, ids
 from satchel.asgi import SessionMiddleware as AsgiMiddleware
-from satchel.engine import adrive, drive
+from satchel.ops import adrive, drive
 from satchel.record import Change
 from satchel.stores.redis import RedisStore, from_url
 from satchel.testing.conformance import cookie_id, request

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from satchel import ConfigurationError, SQLiteStore, ids
 from satchel.cli import main
-from satchel.engine import drive
+from satchel.ops import drive
 from satchel.record import Record
 from satchel.redact import mask_key
 from satchel.settings import load_settings

@@ -210,6 +210,6 @@ def _with_session(message: Message, ctx: RequestContext) -> Message:
     if not lines:
         return message
     raw = ((n.decode("latin-1"), v.decode("latin-1")) for n, v in message.get("headers", ()))
-    headers = with_session_headers(raw, lines, ctx.transport.vary)
+    headers = with_session_headers(raw, lines)
     encoded = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
     return {**message, "headers": encoded}

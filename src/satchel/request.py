@@ -19,7 +19,7 @@ from typing import Any
 from . import csrf
 from .backend import Backend, DeviceInfo, TokenAction
 from .cookies import TOMBSTONE_SUFFIX, CookieOptions, cookie_values
-from .errors import SessionStateError, StoreError
+from .errors import ConfigurationError, SessionStateError, StoreError
 from .events import emit
 from .keyring import PURPOSE_CSRF
 from .log import logger, security
@@ -49,7 +49,6 @@ class CookieTransport:
     """The session token in the session cookie (browsers)."""
 
     cookie: CookieOptions
-    vary = "Cookie"
     checks_csrf = True
 
     def tokens(self, headers: dict[str, str]) -> list[str]:
@@ -84,7 +83,6 @@ class HeaderTransport:
     never a cookie: a browser cannot attach it to a cross-site request, so requests on
     it need no CSRF token."""
 
-    vary = "Authorization"
     checks_csrf = False
 
     def tokens(self, headers: dict[str, str]) -> list[str]:
@@ -114,12 +112,15 @@ class RequestPolicy:
     def __post_init__(self) -> None:
         object.__setattr__(self, "cookie_transport", CookieTransport(self.cookie))
 
-    def transport(self, path: str) -> Transport:
-        """Bearer tokens on ``token_paths`` (there the cookie is neither read nor set),
-        the cookie everywhere else."""
-        for prefix in self.token_paths:
-            if path.startswith(prefix):
-                return _HEADER
+    def transport(self, path: str, headers: dict[str, str]) -> Transport:
+        """How this request's session travels. On ``token_paths``: in the bearer token
+        when the request carries one (its cookie, if any, is then not read), and for a
+        request that carries neither (an API client's first call); a browser's cookie
+        otherwise. Everywhere else: the cookie (an ``Authorization`` header there
+        changes nothing)."""
+        on_token_path = bool(self.token_paths) and path.startswith(self.token_paths)
+        if on_token_path and (_HEADER.tokens(headers) or not self.cookie_transport.tokens(headers)):
+            return _HEADER
         return self.cookie_transport
 
 
@@ -166,7 +167,7 @@ class RequestContext:
     ) -> RequestContext:
         """The context of a request; its token is checked here (no I/O). With ``lazy``
         the session loads on first access, else call :meth:`open`/:meth:`aopen`."""
-        transport = policy.transport(path)
+        transport = policy.transport(path, headers)
         ticket, refresh = backend.read(transport.tokens(headers), headers.get("cookie", ""))
         ctx = cls(backend, policy, session, method, path, headers, peer, scheme, transport)
         ctx.ticket, ctx.refresh = ticket, refresh
@@ -205,6 +206,23 @@ class RequestContext:
             return
         self.outgoing = None if action.withdrawn else action
 
+    def use_bearer_token(self) -> None:
+        """Answer this request's session in the ``X-Session-Token`` header instead of a
+        cookie (an API login). The cookie session the request carried, if any, is left
+        as it is: this request no longer sees it, and sends no cookie."""
+        if not self.policy.token_paths:
+            raise ConfigurationError(
+                "bearer tokens are off: set token_paths (e.g. ['/api/']) to accept them"
+            )
+        if self.transport is _HEADER:
+            return
+        if self.session.needs_commit:
+            raise SessionStateError(
+                "use_bearer_token() must come before the session is changed in this request"
+            )
+        self.transport, self.outgoing, self.new_presession = _HEADER, None, False
+        self.session.forget()
+
     # -- the response phase -----------------------------------------------------------------
 
     def _finish_flow(self, status: int) -> Flow[bool]:
@@ -235,7 +253,7 @@ class RequestContext:
         lines = self.session_lines()
         if not lines:
             return list(headers)
-        return with_session_headers(headers, lines, self.transport.vary)
+        return with_session_headers(headers, lines)
 
     def session_lines(self) -> list[tuple[str, str]]:
         """The header lines the session adds to this response (consumed: a second call
@@ -244,9 +262,7 @@ class RequestContext:
         action, self.outgoing = self.outgoing, None
         if action is not None:
             out += self.transport.render(action)
-        if self.transport.checks_csrf:
-            out += self._presession_lines()
-        return out
+        return out + self._presession_lines()
 
     def _presession_lines(self) -> list[tuple[str, str]]:
         """The pre-session cookie: set when a CSRF token was first made for an anonymous
@@ -331,19 +347,28 @@ class RequestContext:
         assert secret is not None
         return csrf.mask(secret)
 
+    @property
+    def carries_cookie(self) -> bool:
+        """Whether the request carries a session cookie (valid or not)."""
+        return bool(self.policy.cookie_transport.tokens(self.headers))
+
     def csrf_applies(self) -> bool:
         """Whether this request must pass the CSRF check: an unsafe method, not exempt,
-        and a session that travels in a cookie (bearer tokens are never ambient)."""
+        on the cookie transport -- or carrying a session cookie, whatever other headers
+        it has. Only a request authenticated by a bearer token alone is spared: a browser
+        never attaches one to a cross-site request."""
         options = self.policy.csrf
         return (
             options.enabled
-            and self.transport.checks_csrf
             and self.method not in csrf.SAFE_METHODS
             and not options.exempted(self.path)
+            and (self.transport.checks_csrf or self.carries_cookie)
         )
 
     def _csrf_forcible(self) -> bool:
-        return self.transport.checks_csrf and self.method not in csrf.SAFE_METHODS
+        return self.method not in csrf.SAFE_METHODS and (
+            self.transport.checks_csrf or self.carries_cookie
+        )
 
     def csrf_refusal(self, form_token: str | None = None, *, force: bool = False) -> str | None:
         """Why this request fails the CSRF check, or None when it passes (``force``:
@@ -397,6 +422,13 @@ class RequestContext:
         )
 
 
+def use_bearer_token(session: Session) -> None:
+    """Make the current request answer ``session`` as a bearer token, in the
+    ``X-Session-Token`` response header, never in a cookie: call it first thing in an API
+    login view (see :meth:`RequestContext.use_bearer_token`)."""
+    context_of(session).use_bearer_token()
+
+
 def context_of(session: Session) -> RequestContext:
     """The request context a middleware bound ``session`` to."""
     binding = session.binding
@@ -406,10 +438,12 @@ def context_of(session: Session) -> RequestContext:
 
 
 def with_session_headers(
-    headers: Iterable[tuple[str, str]], lines: Sequence[tuple[str, str]], vary: str
+    headers: Iterable[tuple[str, str]], lines: Sequence[tuple[str, str]]
 ) -> list[tuple[str, str]]:
-    """``headers`` plus ``lines``, with ``Cache-Control: no-store`` replacing any caching
-    policy and ``vary`` added to ``Vary``. The one place this rule is written."""
+    """``headers`` plus the session's ``lines`` (cookies, a bearer token), with
+    ``Cache-Control: no-store`` replacing any caching policy and the request header the
+    answer depends on (``Cookie``, ``Authorization``) in ``Vary``. The one place this rule
+    is written."""
     out: list[tuple[str, str]] = []
     varies: list[str] = []
     for name, value in headers:
@@ -420,8 +454,13 @@ def with_session_headers(
             varies.extend(v.strip() for v in value.split(",") if v.strip())
             continue
         out.append((name, value))
-    if not any(v.lower() in (vary.lower(), "*") for v in varies):
-        varies.append(vary)
+    seen = {v.lower() for v in varies}
+    if "*" not in seen:
+        for name, _ in lines:
+            vary = "Cookie" if name == "set-cookie" else "Authorization"
+            if vary.lower() not in seen:
+                seen.add(vary.lower())
+                varies.append(vary)
     out.append(("vary", ", ".join(varies)))
     out.append(("cache-control", "no-store"))
     out.extend(lines)

@@ -471,6 +471,11 @@ class Session(dict[str, Any]):
     def mark_lost(self) -> None:
         """Another request destroyed or regenerated the record under us: drop this
         request's data and writes so nothing can bring the session back."""
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop the record this request loaded, and every change, without touching the
+        store: the session is new again."""
         dict.clear(self)
         self._session_id = self._key = self._meta = None
         self._baseline = {}

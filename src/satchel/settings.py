@@ -57,6 +57,7 @@ class Settings:
     max_sessions_per_user: int | None = None
     revocation_store: str | None = None
     encrypt_at_rest: bool = False
+    token_paths: tuple[str, ...] = ()
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def middleware_options(self) -> SessionOptions:
@@ -67,7 +68,7 @@ class Settings:
             if f.name not in ("store", "sources")
         }
         opts["secret_keys"] = list(self.secret_keys)
-        for name in ("csrf_exempt", "csrf_trusted_origins", "trusted_proxies"):
+        for name in ("csrf_exempt", "csrf_trusted_origins", "trusted_proxies", "token_paths"):
             opts[name] = list(opts[name])
         return opts  # type: ignore[return-value]
 

@@ -16,6 +16,22 @@ field or an ``X-CSRF-Token`` header, else 403):
 ``GET /api/me``                    ``{"username", "csrf_token"}`` or 401 ``{"error"}``
 ``GET /api/csrf``                  ``{"csrf_token"}``
 =================================  ===============================================
+
+API clients (mobile apps, scripts) use bearer tokens instead of the cookie, on every path
+under ``/api/`` (``token_paths``): send ``Authorization: Bearer <token>``; a new or
+rotated token comes back in the ``X-Session-Token`` response header, never in a cookie.
+A request authenticated by the token alone needs no CSRF token; one that also carries the
+session cookie still does.
+
+=================================  ===============================================
+``POST /api/login``                JSON ``{"username", "password"}`` -> 200
+                                   ``{"username"}``, token in ``X-Session-Token``;
+                                   401 ``{"error"}`` if wrong
+``GET /api/me``                    with the token: ``{"username"}`` (plus
+                                   ``csrf_token`` when a cookie came too), else 401
+``POST /api/logout``               ends the token's session -> 200 ``{"logged_out"}``
+``POST /api/regenerate``           a new token in ``X-Session-Token``, the old one dead
+=================================  ===============================================
 """
 
 from __future__ import annotations
@@ -34,11 +50,19 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..asgi import SessionMiddleware
-from ..auth import alogout_everywhere, alogout_other_devices, arevoke, asessions_of, login, logout
+from ..auth import (
+    alogout_everywhere,
+    alogout_other_devices,
+    arevoke,
+    asessions_of,
+    login,
+    logout,
+    regenerate_on_privilege_change,
+)
 from ..events import SessionEvent
 from ..guard import login_required, safe_next
 from ..options import SessionOptions
-from ..request import SCOPE_KEY, RequestContext, csrf_token
+from ..request import SCOPE_KEY, RequestContext, csrf_token, use_bearer_token
 from ..session import Session
 from ..stores.base import Store
 
@@ -236,11 +260,54 @@ async def logout_everywhere_submit(request: Request) -> Response:
     return RedirectResponse("/login", status_code=303)
 
 
+def _not_logged_in() -> Response:
+    return JSONResponse({"error": "not logged in"}, status_code=401)
+
+
 async def api_me(request: Request) -> Response:
     user = _session(request).user_id
     if not user:
-        return JSONResponse({"error": "not logged in"}, status_code=401)
-    return JSONResponse({"username": user, "csrf_token": csrf_token(request)})
+        return _not_logged_in()
+    ctx: RequestContext = request.scope[SCOPE_KEY]
+    if ctx.transport.checks_csrf or ctx.carries_cookie:  # a cookie came: its POSTs need one
+        return JSONResponse({"username": user, "csrf_token": csrf_token(request)})
+    return JSONResponse({"username": user})
+
+
+async def api_login(request: Request) -> Response:
+    session = _session(request)
+    use_bearer_token(session)  # the token goes in X-Session-Token, never in a cookie
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return JSONResponse({"error": "send JSON: {username, password}"}, status_code=400)
+    username, password = body.get("username"), body.get("password")
+    if not (
+        isinstance(username, str)
+        and isinstance(password, str)
+        and check_password(username, password)
+    ):
+        return JSONResponse({"error": "unknown user or wrong password"}, status_code=401)
+    login(session, username)
+    return JSONResponse({"username": username})
+
+
+async def api_logout(request: Request) -> Response:
+    session = _session(request)
+    if not session.user_id:
+        return _not_logged_in()
+    logout(session)
+    return JSONResponse({"logged_out": True})
+
+
+async def api_regenerate(request: Request) -> Response:
+    session = _session(request)
+    if not session.user_id:
+        return _not_logged_in()
+    regenerate_on_privilege_change(session)
+    return JSONResponse({"username": session.user_id})
 
 
 async def api_csrf(request: Request) -> Response:
@@ -275,9 +342,14 @@ def create_app(store: str | Store, **options: Any) -> SessionMiddleware:
             Route("/logout-everywhere", logout_everywhere_submit, methods=["POST"]),
             Route("/api/me", api_me),
             Route("/api/csrf", api_csrf),
+            Route("/api/login", api_login, methods=["POST"]),
+            Route("/api/logout", api_logout, methods=["POST"]),
+            Route("/api/regenerate", api_regenerate, methods=["POST"]),
             Mount("/static", StaticFiles(directory=_STATIC), name="static"),
         ]
     )
     options.setdefault("on_event", log_event)
+    if not options.get("token_paths") and not str(store).startswith("cookie:"):
+        options["token_paths"] = ["/api/"]  # bearer tokens for API clients (server stores)
     opts: SessionOptions = options  # type: ignore[assignment]
     return SessionMiddleware(app, store=store, **opts)
