@@ -5,6 +5,7 @@ and WSGI paths, SQLite and Redis."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/s.db"
     url: str = request.getfixturevalue("redis_url")
-    return url
+    return url + f"?prefix=t{uuid.uuid4().hex[:12]}:"  # this test's own keys
 
 
 @pytest.fixture(params=["asgi", "wsgi"])

@@ -42,4 +42,18 @@ def test_wsgi_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         assert c.get("/").text == "visit number 2\n"
 
 
+async def test_api_tokens_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    app = load("api_tokens", monkeypatch, tmp_path).app
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://example") as c:
+        login = await c.post("/api/login", json={"username": "ann", "password": "wonderland"})
+        assert login.json() == {"username": "ann"}
+        assert "set-cookie" not in login.headers
+        token = login.headers["x-session-token"]
+        me = await c.get("/api/me", headers={"authorization": f"Bearer {token}"})
+        assert me.json() == {"username": "ann"}
+        assert (await c.get("/api/me")).status_code == 401
+        await app.store.aclose()
+
+
 pytestmark = pytest.mark.anyio

@@ -740,7 +740,8 @@ def test_flask_503_of_a_half_done_login_carries_the_new_cookie(
     Satchel(app)
     store = make_sqlite("sqlite")  # the faulty store serves the app
     runtime = app.extensions["satchel"]["runtime"]
-    app.extensions["satchel"]["runtime"] = (store, *runtime[1:])
+    runtime.backend.store = store
+    app.extensions["satchel"]["runtime"] = runtime._replace(store=store)
 
     @app.post("/cart")
     def cart() -> dict[str, Any]:

@@ -20,7 +20,7 @@ from .events import SessionEvent
 from .keyring import Keyring
 from .policy import ExpiryPolicy
 from .record import Change, Meta, Record
-from .request import csrf_token
+from .request import csrf_token, use_bearer_token
 from .session import Session
 from .settings import Settings, load_settings
 from .stores import FileStore, MemoryStore, SQLiteStore, Store, store_from_url
@@ -64,4 +64,5 @@ __all__ = [
     "logout",
     "regenerate_on_privilege_change",
     "store_from_url",
+    "use_bearer_token",
 ]

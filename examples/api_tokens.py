@@ -1,0 +1,47 @@
+"""Bearer session tokens for API and mobile clients, beside browser cookies.
+
+Run: SECRET_KEYS=$(satchel keygen) uvicorn examples.api_tokens:app
+"""
+
+from __future__ import annotations
+
+import os
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from satchel import Session, login, use_bearer_token
+from satchel.asgi import SessionMiddleware
+
+
+def session_of(request: Request) -> Session:
+    session = request.session  # satchel's Session (Starlette types it as a dict)
+    assert isinstance(session, Session)
+    return session
+
+
+async def api_login(request: Request) -> JSONResponse:
+    session = session_of(request)
+    use_bearer_token(session)  # the token goes in X-Session-Token, not a cookie
+    body = await request.json()
+    if body.get("password") != "wonderland":  # check it against your users
+        return JSONResponse({"error": "wrong password"}, status_code=401)
+    login(session, body["username"])
+    return JSONResponse({"username": body["username"]})
+
+
+async def api_me(request: Request) -> JSONResponse:  # Authorization: Bearer <token>
+    user = session_of(request).user_id
+    if user is None:
+        return JSONResponse({"error": "not logged in"}, status_code=401)
+    return JSONResponse({"username": user})
+
+
+app = SessionMiddleware(
+    Starlette(routes=[Route("/api/login", api_login, methods=["POST"]), Route("/api/me", api_me)]),
+    store=os.environ.get("SESSION_STORE", "sqlite:///sessions.db"),
+    secret_keys=os.environ["SECRET_KEYS"].split(","),
+    token_paths=["/api/"],  # where bearer tokens are accepted; cookies everywhere else
+)
