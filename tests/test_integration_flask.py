@@ -12,6 +12,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from satchel.errors import ConfigurationError
 from satchel.integrations.flask import FlaskSession, Satchel
 
 from .conftest import KEY
@@ -139,7 +140,7 @@ def test_configuration_from_app_config_and_explicit_arguments(tmp_path: Path) ->
     _, engine, _ = Satchel.runtime(app)
     assert engine.cookie.name == "explicit"  # explicit arguments win over app.config
     assert engine.expiry.idle_timeout == 60
-    with pytest.raises(TypeError, match="unknown Satchel option"):
+    with pytest.raises(ConfigurationError, match=r"Satchel\(\.\.\.\): unknown option 'nonsense'"):
         Satchel(app, nonsense=1)
     bad = Flask("bad")
     bad.config["SECRET_KEY"] = "short"

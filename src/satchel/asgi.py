@@ -8,11 +8,12 @@ from typing import Unpack
 
 from . import csrf
 from .context import RequestContext, header_map
+from .conventions import StarletteOptions, from_starlette
 from .cookiestore import CookieStore
 from .engine import adrive
 from .errors import UNAVAILABLE_BODY, StoreError
 from .log import logger
-from .options import DEFAULT_STORE, SessionOptions, build
+from .options import DEFAULT_STORE, build
 from .printable import printable
 from .session import Session
 from .stores.base import Store
@@ -83,7 +84,8 @@ class SessionMiddleware:
     are committed once, when the response starts, unless the status is 5xx or the app
     raised. Unsafe requests must pass the CSRF check (``csrf=False`` turns it off).
     ``on_store_unavailable`` is the ASGI app that answers when the store is down (default:
-    a plain 503).
+    a plain 503). Starlette's ``SessionMiddleware`` arguments (``secret_key``,
+    ``session_cookie``, ``max_age``, ...) work too (:func:`satchel.conventions.from_starlette`).
     """
 
     def __init__(
@@ -92,10 +94,10 @@ class SessionMiddleware:
         store: str | Store | CookieStore = DEFAULT_STORE,
         *,
         on_store_unavailable: ASGIApp = store_unavailable,
-        **options: Unpack[SessionOptions],
+        **options: Unpack[StarletteOptions],
     ) -> None:
         self.app = app
-        self.store, self.engine, self.settings = build(store, options)
+        self.store, self.engine, self.settings = build(store, from_starlette(options))
         self.on_store_unavailable = on_store_unavailable
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
