@@ -389,9 +389,9 @@ def with_reference_table(document: str) -> str:
     return head + reference_table() + tail
 
 
-if __name__ == "__main__":  # python -m satchel.option_schema docs/configuration.md
-    import sys
+def write_reference_table(path: str = DOCS) -> None:
+    """Rewrite the table in ``path`` (``make docs``)."""
     from pathlib import Path
 
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else DOCS)
-    path.write_text(with_reference_table(path.read_text()))
+    file = Path(path)
+    file.write_text(with_reference_table(file.read_text()))
