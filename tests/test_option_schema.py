@@ -121,7 +121,7 @@ ENTRY_POINTS: dict[str, tuple[Callable[[Path], Callable[[], Any]], str, str]] = 
     # what is given, where it is named, the suggestion
     "asgi keyword": (
         lambda tmp: (
-            lambda: asgi.SessionMiddleware(
+            lambda: asgi.SessionMiddleware(  # type: ignore[call-arg]
                 Starlette(), store="memory://", secret_keys=[KEY], cookie_nme="x"
             )
         ),
@@ -130,7 +130,7 @@ ENTRY_POINTS: dict[str, tuple[Callable[[Path], Callable[[], Any]], str, str]] = 
     ),
     "wsgi keyword": (
         lambda tmp: (
-            lambda: wsgi.SessionMiddleware(
+            lambda: wsgi.SessionMiddleware(  # type: ignore[call-arg]
                 lambda e, s: [], store="memory://", secret_keys=[KEY], idle_timout=5
             )
         ),
