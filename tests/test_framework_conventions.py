@@ -215,6 +215,12 @@ def test_flask_session_cookie_attributes_are_applied(tmp_path: Path) -> None:
     assert "partitioned" in cookie
 
 
+def test_flask_application_root_is_the_cookie_path_unless_one_is_set(tmp_path: Path) -> None:
+    assert _flask_cookie(_flask(tmp_path, {"APPLICATION_ROOT": "/app"}))["path"] == "/app"
+    config = {"APPLICATION_ROOT": "/app", "SESSION_COOKIE_PATH": "/"}
+    assert _flask_cookie(_flask(tmp_path, config))["path"] == "/"
+
+
 def test_flask_defaults_left_alone_do_not_count(tmp_path: Path) -> None:
     """Flask fills app.config with its defaults (SESSION_COOKIE_NAME="session", SECURE
     False, no SameSite): those are not the app's choice, so satchel's defaults hold."""

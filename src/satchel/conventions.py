@@ -126,6 +126,9 @@ def flask_layers(
     """The ``SESSION_COOKIE_*`` settings the app changed from Flask's ``defaults``, as
     settings-loader layers named by their key (so an invalid one is reported by it)."""
     layers = {}
+    if config.get("SESSION_COOKIE_PATH") is None and _changed(config, defaults, "APPLICATION_ROOT"):
+        # Flask's session cookie path defaults to the application root
+        layers["app.config['APPLICATION_ROOT']"] = {"cookie_path": config["APPLICATION_ROOT"]}
     for key, name in FLASK.items():
         if _changed(config, defaults, key):
             value = config[key]
