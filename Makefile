@@ -26,7 +26,7 @@ test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 docs: $(STAMP)  # the option table of docs/configuration.md, from satchel.option_schema
-	$(BIN)/python -c 'from satchel.option_schema import write_reference_table as w; w()'
+	$(BIN)/python -c 'from satchel.option_docs import write_reference_table as w; w()'
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_asgi.py

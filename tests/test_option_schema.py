@@ -21,6 +21,7 @@ from satchel.cookies import CookieOptions
 from satchel.csrf import CSRFOptions
 from satchel.errors import ConfigurationError
 from satchel.integrations.flask import Satchel
+from satchel.option_docs import with_reference_table
 from satchel.option_schema import (
     BY_NAME,
     ENV,
@@ -31,7 +32,6 @@ from satchel.option_schema import (
     SessionOptions,
     default,
     refuse_unknown,
-    with_reference_table,
 )
 from satchel.policy import ExpiryPolicy
 from satchel.settings import Settings, load_settings

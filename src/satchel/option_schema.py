@@ -7,7 +7,7 @@ Everything else is derived from, or tested against, :data:`OPTIONS`: the setting
 (:mod:`satchel.settings`), the middleware keywords (:class:`SessionOptions`, a TypedDict
 for ``Unpack[...]``, checked against the schema by tests/test_option_schema.py), Flask's
 and Django's keys, the refusal of unknown names (:func:`refuse_unknown`), and the
-reference table of docs/configuration.md (:func:`reference_table`).
+reference table of docs/configuration.md (:mod:`satchel.option_docs`).
 
 Defaults live once: where an option becomes a field of :class:`~satchel.cookies.CookieOptions`,
 :class:`~satchel.policy.ExpiryPolicy` or :class:`~satchel.csrf.CSRFOptions`, its default is
@@ -159,6 +159,10 @@ class Option:
     keyword: bool = True
     flask_only: bool = False
     doc: str = ""  # one line of docs/configuration.md
+
+    def __post_init__(self) -> None:
+        if (self.owner is None) == (self.value is _UNSET):
+            raise TypeError(f"option {self.name}: give its default as value= or owner=, once")
 
     @property
     def default(self) -> Any:
@@ -334,64 +338,3 @@ def refuse_unknown(given: Iterable[str], valid: Collection[str], where: str) -> 
         f"{where}: unknown option{plural} {', '.join(named)}; valid options: "
         f"{', '.join(sorted(valid))} (see {DOCS})"
     )
-
-
-# -- the reference table of docs/configuration.md ------------------------------------------------
-
-TABLE_START = "<!-- options table: generated from satchel.option_schema; do not edit -->"
-TABLE_END = "<!-- end of options table -->"
-
-
-def _shown_default(option: Option) -> str:
-    if option.shown:
-        return option.shown
-    value = option.default
-    if value is None:
-        return "None"
-    if isinstance(value, tuple):
-        return "`()`"
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        hours, minutes = divmod(int(value) // 60, 60)
-        human = f"{hours} h" if hours and not minutes else f"{int(value) // 60} min"
-        return f"`{int(value)}` ({human})"
-    return f'`"{value}"`' if isinstance(value, str) else f"`{value!r}`"
-
-
-def _where(option: Option) -> str:
-    if option.flask_only:
-        return f"Flask: `{option.env}`"
-    if option.toml is None:
-        return "code only"
-    section, key = option.toml
-    toml = f"`[{section}] {key}`" if section else f"`{key}`"
-    return f"`{option.env}`, {toml}"
-
-
-def reference_table() -> str:
-    """The option reference table of docs/configuration.md, between its markers."""
-    rows = [
-        TABLE_START,
-        "| option | default | environment, TOML | meaning |",
-        "|---|---|---|---|",
-    ]
-    for o in OPTIONS:
-        rows.append(f"| `{o.name}` | {_shown_default(o)} | {_where(o)} | {o.doc} |")
-    rows.append(TABLE_END)
-    return "\n".join(rows)
-
-
-def with_reference_table(document: str) -> str:
-    """``document`` (docs/configuration.md) with its table replaced by the current one."""
-    head, start, rest = document.partition(TABLE_START)
-    _, end, tail = rest.partition(TABLE_END)
-    if not start or not end:
-        raise ValueError(f"{DOCS} has lost its table markers")
-    return head + reference_table() + tail
-
-
-def write_reference_table(path: str = DOCS) -> None:
-    """Rewrite the table in ``path`` (``make docs``)."""
-    from pathlib import Path
-
-    file = Path(path)
-    file.write_text(with_reference_table(file.read_text()))
