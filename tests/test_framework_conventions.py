@@ -71,18 +71,20 @@ def test_starlette_arguments_work_unchanged(tmp_path: Path) -> None:
         secret_key=Secret(KEY),
         session_cookie="sid",
         max_age=3600,
-        path="/",
+        path="/app",
         same_site="strict",
         https_only=True,
         domain="testserver.local",
+        partitioned=True,
     )
     response = _client(app).get("/")
     cookie = _session_cookie(response.headers.get_list("set-cookie"))
     assert cookie[""] == "sid"
     assert cookie["samesite"] == "Strict"
-    assert cookie["path"] == "/"
+    assert cookie["path"] == "/app"
     assert cookie["domain"] == "testserver.local"
     assert "secure" in cookie
+    assert "partitioned" in cookie
     assert 3590 <= int(cookie["max-age"]) <= 3600  # persistent, max_age seconds
     store = SQLiteStore(tmp_path / "s.db")
     try:
