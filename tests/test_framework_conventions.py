@@ -7,6 +7,7 @@ Flask's test client. Django's are tested in tests/test_integration_django.py."""
 
 from __future__ import annotations
 
+import inspect
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -21,9 +22,11 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from satchel.conventions import FLASK, STARLETTE, StarletteOptions
 from satchel.errors import ConfigurationError
 from satchel.integrations.flask import Satchel
 from satchel.integrations.starlette import SessionMiddleware
+from satchel.option_schema import KEYWORDS, SETTINGS
 from satchel.stores.sqlite import SQLiteStore
 from satchel.testing.clock import FakeClock
 
@@ -45,6 +48,24 @@ def _attributes(set_cookie: str) -> dict[str, str]:
 def _session_cookie(headers: list[str]) -> dict[str, str]:
     (cookie,) = [c for c in headers if "_csrf=" not in c.split(";")[0]]
     return _attributes(cookie)
+
+
+# -- every framework setting is mapped (a new one in a framework release fails here) -----------
+
+
+def test_every_starlette_argument_is_mapped() -> None:
+    from starlette.middleware.sessions import SessionMiddleware as StarlettesOwn
+
+    params = inspect.signature(StarlettesOwn.__init__).parameters
+    assert set(params) - {"self", "app"} == set(STARLETTE)
+    assert set(STARLETTE.values()) <= KEYWORDS
+    assert set(StarletteOptions.__annotations__) == KEYWORDS | set(STARLETTE)
+
+
+def test_every_flask_session_cookie_setting_is_mapped() -> None:
+    flasks_own = {k for k in Flask.default_config if k.startswith("SESSION_COOKIE_")}
+    assert flasks_own == set(FLASK)
+    assert set(FLASK.values()) <= set(SETTINGS)
 
 
 # -- Starlette: its SessionMiddleware arguments on satchel's class -----------------------------
