@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+docs: $(STAMP)  # the option table of docs/configuration.md, from satchel.option_schema
+	$(BIN)/python -c 'from satchel.option_docs import write_reference_table as w; w()'
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_asgi.py

@@ -251,6 +251,27 @@ def test_satchel_key_changes_behaviour_or_is_refused(
     assert observed != default, f"SATCHEL[{name!r}] changed nothing: {observed}"
 
 
+def test_unknown_satchel_key_is_refused_naming_the_closest(django_app: ModuleType) -> None:
+    """As at every other entry point (tests/test_option_schema.py)."""
+    from django.test import override_settings
+
+    from satchel import ConfigurationError
+    from satchel.integrations.django import runtime
+
+    runtime.cache_clear()
+    try:
+        config = {"store": "memory://", "idle_timout": 60}
+        with override_settings(SATCHEL=config), pytest.raises(ConfigurationError) as raised:
+            runtime()
+    finally:
+        runtime.cache_clear()
+    message = str(raised.value)
+    assert (
+        "settings.SATCHEL: unknown option 'idle_timout' (did you mean 'idle_timeout'?)" in message
+    )
+    assert "valid options: absolute_timeout, " in message
+
+
 # -- hardening: hostile cookies and corrupt records (issue 10) -----------------------------
 
 

@@ -13,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from satchel.engine import Engine
+from satchel.errors import ConfigurationError
 from satchel.integrations.flask import FlaskSession, Satchel
 
 from .conftest import KEY
@@ -141,7 +142,7 @@ def test_configuration_from_app_config_and_explicit_arguments(tmp_path: Path) ->
     assert policy.cookie.name == "explicit"  # explicit arguments win over app.config
     assert isinstance(engine, Engine)
     assert engine.expiry.idle_timeout == 60
-    with pytest.raises(TypeError, match="unknown Satchel option"):
+    with pytest.raises(ConfigurationError, match=r"Satchel\(\.\.\.\): unknown option 'nonsense'"):
         Satchel(app, nonsense=1)
     bad = Flask("bad")
     bad.config["SECRET_KEY"] = "short"

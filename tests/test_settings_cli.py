@@ -93,7 +93,9 @@ def test_bad_toml_is_reported(tmp_path: Path) -> None:
         load_settings(bad, env={})
     unknown = tmp_path / "unknown.toml"
     unknown.write_text('stor = "memory://"')
-    with pytest.raises(ConfigurationError, match="unknown setting"):
+    with pytest.raises(
+        ConfigurationError, match=r"unknown option 'stor' \(did you mean 'store'\?\)"
+    ):
         load_settings(unknown, env={})
 
 

@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from typing import Unpack
 
 from . import csrf
+from .conventions import StarletteOptions, from_starlette
 from .cookie import CookieStore
 from .errors import UNAVAILABLE_BODY, StoreError
 from .log import logger
-from .options import DEFAULT_STORE, SessionOptions, build
+from .options import DEFAULT_STORE, build
 from .printable import printable
 from .request import SCOPE_KEY, RequestContext, header_map, with_session_headers
 from .session import Session
@@ -82,7 +83,8 @@ class SessionMiddleware:
     are committed once, when the response starts, unless the status is 5xx or the app
     raised. Unsafe requests must pass the CSRF check (``csrf=False`` turns it off).
     ``on_store_unavailable`` is the ASGI app that answers when the store is down (default:
-    a plain 503).
+    a plain 503). Starlette's ``SessionMiddleware`` arguments (``secret_key``,
+    ``session_cookie``, ``max_age``, ...) work too (:func:`satchel.conventions.from_starlette`).
     """
 
     def __init__(
@@ -91,10 +93,10 @@ class SessionMiddleware:
         store: str | Store | CookieStore = DEFAULT_STORE,
         *,
         on_store_unavailable: ASGIApp = store_unavailable,
-        **options: Unpack[SessionOptions],
+        **options: Unpack[StarletteOptions],
     ) -> None:
         self.app = app
-        self.runtime = build(store, options)
+        self.runtime = build(store, from_starlette(options))
         self.store, self.backend, self.policy = self.runtime
         self.on_store_unavailable = on_store_unavailable
 

@@ -1,4 +1,5 @@
-"""The middleware options both middlewares take, as keyword arguments only.
+"""What both middlewares build from their options (keyword arguments only, declared in
+:mod:`satchel.option_schema`).
 
 Middleware reads no environment variables: what is not passed takes its documented
 default (docs/configuration.md).
@@ -6,52 +7,24 @@ default (docs/configuration.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, NamedTuple
 
+from . import option_schema as schema
 from .backend import Backend
 from .cookie import CookieBackend, CookieStore
 from .cookie import from_url as cookie_store_from_url
-from .cookies import CookieOptions, SameSite
+from .cookies import CookieOptions
 from .csrf import CSRFOptions
 from .engine import Engine
 from .errors import ConfigurationError
-from .events import EventHook
+from .option_schema import DEFAULT_STORE as DEFAULT_STORE  # re-exported: its old home
+from .option_schema import SessionOptions as SessionOptions
 from .policy import ExpiryPolicy
 from .proxies import parse_trusted
 from .request import RequestPolicy
 from .stores.base import Store
 from .stores.registry import store_from_url
-
-DEFAULT_STORE = "sqlite:///satchel.db"
-
-
-class SessionOptions(TypedDict, total=False):
-    secret_keys: Sequence[str] | None
-    revocation_store: str | Store | None
-    encrypt_at_rest: bool
-    max_sessions_per_user: int | None
-    on_event: EventHook | None
-    csrf: bool
-    csrf_exempt: Sequence[str]
-    csrf_allow_same_site: bool
-    csrf_trusted_origins: Sequence[str]
-    trusted_proxies: Sequence[str]
-    insecure_unsigned_cookies: bool
-    cookie_name: str
-    cookie_path: str
-    cookie_domain: str | None
-    cookie_secure: bool
-    cookie_httponly: bool
-    cookie_samesite: SameSite
-    cookie_partitioned: bool
-    cookie_persistent: bool
-    idle_timeout: float
-    absolute_timeout: float
-    refresh_interval: float | None
-    token_paths: Sequence[str]
-    clock: Callable[[], float]
 
 
 class Runtime(NamedTuple):
@@ -63,37 +36,23 @@ class Runtime(NamedTuple):
     policy: RequestPolicy
 
 
-_COOKIE_FIELDS = {
-    "cookie_name": "name",
-    "cookie_path": "path",
-    "cookie_domain": "domain",
-    "cookie_secure": "secure",
-    "cookie_httponly": "httponly",
-    "cookie_samesite": "samesite",
-    "cookie_partitioned": "partitioned",
-    "cookie_persistent": "persistent",
-}
-_EXPIRY_FIELDS = ("idle_timeout", "absolute_timeout", "refresh_interval")
-
-
 def policy_from(options: SessionOptions, cookie: CookieOptions) -> RequestPolicy:
     for name in ("csrf_exempt", "csrf_trusted_origins", "trusted_proxies", "token_paths"):
         if isinstance(options.get(name), str):
             raise ConfigurationError(f"{name} must be a list of strings, not one string")
-    token_paths = tuple(options.get("token_paths", ()))
+    token_paths = tuple(schema.get(options, "token_paths"))
     for prefix in token_paths:
         if not prefix.startswith("/"):
             raise ConfigurationError(f"token_paths: {prefix!r} must be a path starting with /")
+    csrf = schema.present(options, CSRFOptions)
+    for field in ("exempt", "trusted_origins"):
+        if field in csrf:
+            csrf[field] = tuple(csrf[field])
     return RequestPolicy(
         cookie=cookie,
         token_paths=token_paths,
-        csrf=CSRFOptions(
-            enabled=options.get("csrf", True),
-            exempt=tuple(options.get("csrf_exempt", ())),
-            allow_same_site=options.get("csrf_allow_same_site", False),
-            trusted_origins=tuple(options.get("csrf_trusted_origins", ())),
-        ),
-        trusted_proxies=parse_trusted(options.get("trusted_proxies", ())),
+        csrf=CSRFOptions(**csrf),
+        trusted_proxies=parse_trusted(schema.get(options, "trusted_proxies")),
         presession_cookie=CookieOptions(
             name=cookie.name + "_csrf",
             path="/",
@@ -107,15 +66,9 @@ def policy_from(options: SessionOptions, cookie: CookieOptions) -> RequestPolicy
 def build(store: str | Store | CookieStore, options: SessionOptions) -> Runtime:
     """The store, backend and request policy a middleware runs on; invalid options fail
     here, at start."""
-    unknown = set(options) - set(SessionOptions.__annotations__)
-    if unknown:
-        raise ConfigurationError(f"unknown session option(s): {', '.join(sorted(unknown))}")
-    cookie = CookieOptions(
-        **{field: options[key] for key, field in _COOKIE_FIELDS.items() if key in options}  # type: ignore[literal-required]
-    )
-    expiry = ExpiryPolicy(
-        **{key: options[key] for key in _EXPIRY_FIELDS if key in options}  # type: ignore[literal-required]
-    )
+    schema.refuse_unknown(options, schema.KEYWORDS, "SessionMiddleware")
+    cookie = CookieOptions(**schema.present(options, CookieOptions))
+    expiry = ExpiryPolicy(**schema.present(options, ExpiryPolicy))
     if cookie.persistent and not expiry.persistent:  # new sessions follow the cookie option
         expiry = replace(expiry, persistent=True)
     engine_kwargs: dict[str, Any] = {"on_event": options.get("on_event")}
@@ -168,9 +121,9 @@ def build(store: str | Store | CookieStore, options: SessionOptions) -> Runtime:
             "revoked by deleting their records"
         )
     engine = Engine(
-        encrypt_at_rest=options.get("encrypt_at_rest", False),
+        encrypt_at_rest=schema.get(options, "encrypt_at_rest"),
         secret_keys=options.get("secret_keys"),
-        insecure_unsigned_cookies=options.get("insecure_unsigned_cookies", False),
+        insecure_unsigned_cookies=schema.get(options, "insecure_unsigned_cookies"),
         expiry=expiry,
         max_sessions_per_user=options.get("max_sessions_per_user"),
         **engine_kwargs,

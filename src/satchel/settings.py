@@ -20,44 +20,46 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .cookies import CookieOptions
+from . import option_schema as schema
+from .cookies import CookieOptions, SameSite
 from .engine import MAX_SESSIONS_PER_USER
 from .errors import ConfigurationError
 from .keyring import MIN_KEY_LENGTH, Keyring
-from .options import DEFAULT_STORE, SessionOptions
+from .option_schema import SessionOptions, default
 from .policy import ExpiryPolicy
 from .proxies import parse_trusted
 from .redact import mask_key, mask_url
 
 DEFAULT_FILE = "satchel.toml"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)
 class Settings:
-    store: str = DEFAULT_STORE
-    secret_keys: tuple[str, ...] = ()
-    idle_timeout: float = 30 * 60
-    absolute_timeout: float = 12 * 3600
-    refresh_interval: float | None = None
-    cookie_name: str = "satchel"
-    cookie_path: str = "/"
-    cookie_domain: str | None = None
-    cookie_secure: bool = True
-    cookie_httponly: bool = True
-    cookie_samesite: str = "lax"
-    cookie_partitioned: bool = False
-    cookie_persistent: bool = False
-    csrf: bool = True
-    csrf_exempt: tuple[str, ...] = ()
-    csrf_allow_same_site: bool = False
-    csrf_trusted_origins: tuple[str, ...] = ()
-    trusted_proxies: tuple[str, ...] = ()
-    max_sessions_per_user: int | None = None
-    revocation_store: str | None = None
-    encrypt_at_rest: bool = False
-    token_paths: tuple[str, ...] = ()
+    """The options that can be read from text (``option_schema.SETTINGS``). Defaults come
+    from the schema; tests/test_option_schema.py checks the fields and their types match it."""
+
+    store: str = default("store")
+    secret_keys: tuple[str, ...] = default("secret_keys")
+    idle_timeout: float = default("idle_timeout")
+    absolute_timeout: float = default("absolute_timeout")
+    refresh_interval: float | None = default("refresh_interval")
+    cookie_name: str = default("cookie_name")
+    cookie_path: str = default("cookie_path")
+    cookie_domain: str | None = default("cookie_domain")
+    cookie_secure: bool = default("cookie_secure")
+    cookie_httponly: bool = default("cookie_httponly")
+    cookie_samesite: SameSite = default("cookie_samesite")  # noqa: RUF009 (a str)
+    cookie_partitioned: bool = default("cookie_partitioned")
+    cookie_persistent: bool = default("cookie_persistent")
+    csrf: bool = default("csrf")
+    csrf_exempt: tuple[str, ...] = default("csrf_exempt")
+    csrf_allow_same_site: bool = default("csrf_allow_same_site")
+    csrf_trusted_origins: tuple[str, ...] = default("csrf_trusted_origins")
+    trusted_proxies: tuple[str, ...] = default("trusted_proxies")
+    max_sessions_per_user: int | None = default("max_sessions_per_user")
+    revocation_store: str | None = default("revocation_store")
+    encrypt_at_rest: bool = default("encrypt_at_rest")
+    token_paths: tuple[str, ...] = default("token_paths")
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def middleware_options(self) -> SessionOptions:
@@ -93,7 +95,7 @@ class Settings:
             domain=self.cookie_domain,
             secure=self.cookie_secure,
             httponly=self.cookie_httponly,
-            samesite=self.cookie_samesite,  # type: ignore[arg-type]
+            samesite=self.cookie_samesite,
             partitioned=self.cookie_partitioned,
             persistent=self.cookie_persistent,
         )
@@ -129,47 +131,6 @@ class Settings:
         return out
 
 
-_TYPES = {f.name: f.type for f in fields(Settings)}
-_ENV = {f"SATCHEL_{name.upper()}": name for name in _TYPES if name != "sources"}
-_TOML_SECTIONS = {"cookie": "cookie_", "csrf": "csrf_"}
-
-
-def _coerce(name: str, raw: Any, source: str) -> Any:
-    kind = str(_TYPES[name])
-    where = f"{name} (from {source})"
-    if raw is None:
-        return None
-    try:
-        if kind.startswith("bool"):
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-            raise ValueError("use true or false")
-        if kind.startswith("tuple"):
-            items = raw.split(",") if isinstance(raw, str) else list(raw)
-            return tuple(str(i).strip() for i in items if str(i).strip())
-        if kind.startswith("float"):
-            if isinstance(raw, bool):
-                raise ValueError("a number of seconds, not a boolean")
-            value = float(raw)
-            if value <= 0 and name != "refresh_interval":
-                raise ValueError("must be positive")
-            return value
-        if kind.startswith("int"):
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise ValueError("a whole number")
-            return int(raw)
-        if not isinstance(raw, str):
-            raise ValueError("a string")
-        return raw
-    except ValueError as exc:
-        raise ConfigurationError(f"{where}: invalid value {raw!r}: {exc}") from None
-
-
 def _from_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
@@ -179,18 +140,14 @@ def _from_toml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigurationError(f"{path}: cannot be read: {exc}") from None
     flat: dict[str, Any] = {}
+    sections = {section for section, _ in schema.TOML_SECTIONS}
     for key, value in doc.items():
-        if key in _TOML_SECTIONS and isinstance(value, dict):
-            for sub, subvalue in value.items():
-                name = "csrf" if (key, sub) == ("csrf", "enabled") else _TOML_SECTIONS[key] + sub
-                flat[name] = subvalue
+        if key in sections and isinstance(value, dict):
+            for sub, subvalue in value.items():  # an unknown one is named as its flat form
+                flat[schema.TOML_SECTIONS.get((key, sub), f"{key}_{sub}")] = subvalue
         else:
             flat[key] = value
-    unknown = sorted(set(flat) - set(_TYPES) - {"sources"})
-    if unknown:
-        raise ConfigurationError(
-            f"{path}: unknown setting(s) {', '.join(unknown)}; see docs/configuration.md"
-        )
+    schema.refuse_unknown(flat, schema.SETTINGS, str(path))
     return flat
 
 
@@ -213,26 +170,19 @@ def load_settings(
     explicit_file = config is not None or "SATCHEL_CONFIG" in env
     if use_file and (path.exists() or explicit_file):
         for name, raw in _from_toml(path).items():
-            values[name] = _coerce(name, raw, str(path))
+            values[name] = schema.parse(name, raw, str(path))
             sources[name] = str(path)
-    for variable, name in _ENV.items():
+    variables = [v for v in env if v.startswith(schema.ENV_PREFIX) and v != schema.CONFIG_ENV]
+    schema.refuse_unknown(variables, schema.ENV, "environment")
+    for variable, name in schema.ENV.items():
         if env.get(variable, "") != "":
-            values[name] = _coerce(name, env[variable], variable)
+            values[name] = schema.parse(name, env[variable], variable)
             sources[name] = variable
-    for source, layer in (layers or {}).items():
+    for source, layer in (*(layers or {}).items(), ("argument", overrides)):
+        schema.refuse_unknown(layer, schema.SETTINGS, source)
         for name, raw in layer.items():
-            if name not in _TYPES or name == "sources":
-                raise ConfigurationError(
-                    f"{source}: unknown setting {name!r}; see docs/configuration.md"
-                )
             if raw is not None:
-                values[name] = _coerce(name, raw, source)
+                values[name] = schema.parse(name, raw, source)
                 sources[name] = source
-    for name, raw in overrides.items():
-        if name not in _TYPES or name == "sources":
-            raise ConfigurationError(f"unknown setting {name!r}; see docs/configuration.md")
-        if raw is not None:
-            values[name] = _coerce(name, raw, "argument")
-            sources[name] = "argument"
     settings = replace(Settings(), **values, sources=sources)
     return settings.validate() if validate else settings

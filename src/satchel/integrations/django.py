@@ -95,19 +95,13 @@ _DJANGOS_OWN = {
 
 def _config() -> dict[str, Any]:
     """``settings.SATCHEL``, refusing every key this engine would ignore."""
-    from dataclasses import fields
-
-    from ..settings import Settings
+    from ..option_schema import SETTINGS, refuse_unknown
 
     config = dict(getattr(django_settings, "SATCHEL", {}))
-    known = {f.name for f in fields(Settings)} - {"sources"}
+    refuse_unknown(config, SETTINGS, "settings.SATCHEL")
     for name in sorted(config):
         if name in APPLIED:
             continue
-        if name not in known:
-            raise ConfigurationError(
-                f"settings.SATCHEL: unknown setting {name!r}; see docs/configuration.md"
-            )
         own = _DJANGOS_OWN.get(name)
         raise ConfigurationError(
             f"settings.SATCHEL[{name!r}] does not apply under Django: "

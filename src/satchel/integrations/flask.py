@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import fields
 from typing import Any, TypeVar
 
 from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request
 from flask.sessions import SessionInterface, SessionMixin
 
 from .. import auth, csrf
-from ..errors import UNAVAILABLE_BODY, ConfigurationError, StoreError
+from .. import option_schema as schema
+from ..conventions import flask_layers, flask_permanent_lifetime
+from ..errors import UNAVAILABLE_BODY, StoreError
 from ..guard import safe_next
 from ..log import logger
 from ..options import Runtime, build
@@ -40,7 +41,9 @@ EXTENSION = "satchel"
 
 class FlaskSession(Session, SessionMixin):  # type: ignore[override]
     """A satchel session that Flask accepts as ``flask.session``. ``permanent`` maps to a
-    persistent cookie (satchel's timeouts still hold on the server)."""
+    persistent cookie; with ``PERMANENT_SESSION_LIFETIME`` changed from Flask's default, a
+    permanent session also ends on the server that long after it began (idle and absolute
+    timeout), else satchel's timeouts hold."""
 
     __slots__ = ()
 
@@ -54,8 +57,18 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]
 
     @permanent.setter
     def permanent(self, value: bool) -> None:
-        if value != self.permanent:
-            self.set_expiry(persistent=bool(value))
+        lifetime = _permanent_lifetime()
+        if lifetime is None:  # PERMANENT_SESSION_LIFETIME left at Flask's default
+            if value != self.permanent:
+                self.set_expiry(persistent=bool(value))
+            return
+        meta = self.meta
+        if value:  # the lifetime bounds the session on the server, not only the cookie
+            if not (self.permanent and meta is not None and meta.idle_timeout == lifetime):
+                self.set_expiry(persistent=True, idle_timeout=lifetime, absolute_timeout=lifetime)
+        elif self.permanent:  # back to the app's own timeouts and a browser-session cookie
+            idle, absolute = current_app.extensions[EXTENSION]["timeouts"]
+            self.set_expiry(persistent=False, idle_timeout=idle, absolute_timeout=absolute)
 
     # Flask marks the session accessed when the proxy is touched, and apps set ``modified``
     # after mutating nested values; satchel compares encodings, so both only hint.
@@ -108,10 +121,7 @@ class Satchel:
     """The Flask extension."""
 
     def __init__(self, app: Flask | None = None, **options: Any) -> None:
-        known = {f.name for f in fields(Settings)} - {"sources"}
-        unknown = set(options) - known - {"login_url"}
-        if unknown:
-            raise TypeError(f"unknown Satchel option(s): {', '.join(sorted(unknown))}")
+        schema.refuse_unknown(options, schema.FLASK_KEYS.values(), "Satchel(...)")
         self.options = options
         self._exempt: set[str] = set()
         if app is not None:
@@ -123,7 +133,10 @@ class Satchel:
             "ext": self,
             "runtime": build(settings.store, settings.middleware_options()),
             "login_url": self.options.get("login_url")
-            or app.config.get("SATCHEL_LOGIN_URL", "/login"),
+            or app.config.get("SATCHEL_LOGIN_URL", schema.default("login_url")),
+            # seconds of a permanent session (session.permanent = True); None: satchel's
+            "permanent_lifetime": flask_permanent_lifetime(app.config, app.default_config),
+            "timeouts": (settings.idle_timeout, settings.absolute_timeout),
         }
         app.session_interface = _Interface(self)
         app.before_request(self._check_csrf)
@@ -131,25 +144,25 @@ class Satchel:
         app.register_error_handler(StoreError, _store_unavailable)
 
     def _settings(self, app: Flask) -> Settings:
-        names = {f.name for f in fields(Settings)} - {"sources"}
-        own = {f"SATCHEL_{name.upper()}" for name in names} | {"SATCHEL_LOGIN_URL"}
-        unknown = sorted(k for k in app.config if k.startswith("SATCHEL_") and k not in own)
-        if unknown:  # a misspelt setting must not be silently ignored
-            raise ConfigurationError(
-                f"app.config: unknown setting(s) {', '.join(unknown)}; see docs/configuration.md"
-            )
+        """Explicit arguments > ``SATCHEL_*`` in app.config > Flask's own settings the app
+        changed from Flask's defaults (``SESSION_COOKIE_*``; ``SECRET_KEY`` and
+        ``SECRET_KEY_FALLBACKS`` when ``SATCHEL_SECRET_KEYS`` is not set) > satchel's
+        defaults (docs/configuration.md, "Framework conventions")."""
+        given = [k for k in app.config if k.startswith(schema.ENV_PREFIX)]
+        schema.refuse_unknown(given, schema.FLASK_KEYS, "app.config")
         from_config = {
-            name: app.config[f"SATCHEL_{name.upper()}"]
-            for name in names
-            if f"SATCHEL_{name.upper()}" in app.config
+            name: app.config[key]
+            for key, name in schema.FLASK_KEYS.items()
+            if key in app.config and name in schema.SETTINGS
         }
         if "secret_keys" not in from_config and app.config.get("SECRET_KEY"):
             from_config["secret_keys"] = [
                 app.config["SECRET_KEY"],
                 *(app.config.get("SECRET_KEY_FALLBACKS") or []),
             ]
+        layers = {**flask_layers(app.config, app.default_config), "app.config": from_config}
         explicit = {k: v for k, v in self.options.items() if k != "login_url"}
-        return load_settings(env={}, use_file=False, layers={"app.config": from_config}, **explicit)
+        return load_settings(env={}, use_file=False, layers=layers, **explicit)
 
     @staticmethod
     def runtime(app: Flask) -> Runtime:
@@ -176,6 +189,11 @@ class Satchel:
         reason = ctx.csrf_refusal(form_token)
         if reason is not None:
             abort(403, description=f"Forbidden: {reason}")
+
+
+def _permanent_lifetime() -> float | None:
+    state = current_app.extensions.get(EXTENSION)  # (a session lives in a request)
+    return None if state is None else state["permanent_lifetime"]
 
 
 def _store_unavailable(exc: Exception) -> tuple[str, int, dict[str, str]]:

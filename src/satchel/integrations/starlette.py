@@ -1,5 +1,11 @@
 """Starlette: satchel's ASGI middleware is a drop-in replacement for Starlette's
-``SessionMiddleware`` (the same ``request.session``); this module adds template helpers::
+``SessionMiddleware``: the same ``request.session``, and Starlette's arguments
+(``secret_key``, ``session_cookie``, ``max_age``, ``path``, ``same_site``, ``https_only``,
+``domain``, ``partitioned``) mapped onto satchel's options (``satchel.conventions``)::
+
+    app.add_middleware(SessionMiddleware, secret_key=..., session_cookie="sid", max_age=3600)
+
+This module adds template helpers::
 
     templates = Jinja2Templates(directory="templates")
     templates.env.globals.update(csrf_token=csrf_token, csrf_input=csrf_input)

@@ -1,0 +1,345 @@
+"""Every option satchel takes, declared once: its name, type, default, where it can be set
+(middleware keyword, ``SATCHEL_*`` environment variable, TOML key, Flask ``app.config``,
+Django ``SATCHEL``), one line of documentation, and how a value read from text or TOML
+is parsed.
+
+Everything else is derived from, or tested against, :data:`OPTIONS`: the settings loader
+(:mod:`satchel.settings`), the middleware keywords (:class:`SessionOptions`, a TypedDict
+for ``Unpack[...]``, checked against the schema by tests/test_option_schema.py), Flask's
+and Django's keys, the refusal of unknown names (:func:`refuse_unknown`), and the
+reference table of docs/configuration.md (:mod:`satchel.option_docs`).
+
+Defaults live once: where an option becomes a field of :class:`~satchel.cookies.CookieOptions`,
+:class:`~satchel.policy.ExpiryPolicy` or :class:`~satchel.csrf.CSRFOptions`, its default is
+that field's; the others are written here.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import difflib
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypedDict
+
+from .cookies import CookieOptions, SameSite
+from .csrf import CSRFOptions
+from .errors import ConfigurationError
+from .events import EventHook
+from .policy import ExpiryPolicy
+from .stores.base import Store
+
+DEFAULT_STORE = "sqlite:///satchel.db"
+ENV_PREFIX = "SATCHEL_"
+CONFIG_ENV = "SATCHEL_CONFIG"  # the settings file's path; not an option
+DOCS = "docs/configuration.md"
+
+
+class SessionOptions(TypedDict, total=False):
+    """The keyword arguments of both middlewares (besides ``store`` and
+    ``on_store_unavailable``): the options of :data:`OPTIONS` marked ``keyword``."""
+
+    secret_keys: Sequence[str] | None
+    revocation_store: str | Store | None
+    encrypt_at_rest: bool
+    max_sessions_per_user: int | None
+    on_event: EventHook | None
+    csrf: bool
+    csrf_exempt: Sequence[str]
+    csrf_allow_same_site: bool
+    csrf_trusted_origins: Sequence[str]
+    trusted_proxies: Sequence[str]
+    insecure_unsigned_cookies: bool
+    cookie_name: str
+    cookie_path: str
+    cookie_domain: str | None
+    cookie_secure: bool
+    cookie_httponly: bool
+    cookie_samesite: SameSite
+    cookie_partitioned: bool
+    cookie_persistent: bool
+    idle_timeout: float
+    absolute_timeout: float
+    refresh_interval: float | None
+    token_paths: Sequence[str]
+    clock: Callable[[], float]
+
+
+# -- parsing values read from text (environment) or TOML / app.config / SATCHEL ------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class Parser(NamedTuple):
+    """How a raw value becomes an option's value; ``type`` is what it produces (the type
+    of the option's :class:`~satchel.settings.Settings` field). ``convert`` raises
+    ValueError saying what is expected."""
+
+    type: str
+    convert: Callable[[Any], Any]
+
+
+def _boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("use true or false")
+
+
+def _seconds(minimum: float, strict: bool) -> Callable[[Any], float]:
+    def convert(raw: Any) -> float:
+        if isinstance(raw, bool):
+            raise ValueError("a number of seconds, not a boolean")
+        value = float(raw)
+        if value < minimum or (strict and value == minimum):
+            raise ValueError("must be positive" if strict else f"must be at least {minimum:g}")
+        return value
+
+    return convert
+
+
+def _whole(raw: Any) -> int:
+    if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+        raise ValueError("a whole number")
+    return int(raw)
+
+
+def _text(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ValueError("a string")
+    return raw
+
+
+def _text_list(raw: Any) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    return tuple(str(i).strip() for i in items if str(i).strip())
+
+
+def _samesite(raw: Any) -> str:
+    if raw not in ("lax", "strict", "none"):
+        raise ValueError("use 'lax', 'strict' or 'none'")
+    return str(raw)
+
+
+BOOL = Parser("bool", _boolean)
+SECONDS = Parser("float", _seconds(0, strict=True))
+SECONDS_OR_NONE = Parser("float | None", _seconds(0, strict=False))
+WHOLE_OR_NONE = Parser("int | None", _whole)
+TEXT = Parser("str", _text)
+TEXT_OR_NONE = Parser("str | None", _text)
+TEXT_LIST = Parser("tuple[str, ...]", _text_list)
+SAMESITE = Parser("SameSite", _samesite)
+
+
+# -- the declarations ----------------------------------------------------------------------------
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One option. ``owner``/``field``: the dataclass field it becomes (its default is that
+    field's). ``parse``: how a value from text or TOML is read; None for values only code
+    can give (callables, objects), which have no environment variable or TOML key.
+    ``keyword``: a key of :class:`SessionOptions`. ``flask_only``: read from Flask's
+    ``app.config`` (and ``Satchel(...)``) only."""
+
+    name: str
+    type: str  # as the middleware's keyword argument is annotated
+    parse: Parser | None = None
+    owner: builtins.type | None = None
+    field: str = ""
+    value: Any = _UNSET
+    shown: str = ""  # the default as the docs show it, when its repr is not it
+    keyword: bool = True
+    flask_only: bool = False
+    doc: str = ""  # one line of docs/configuration.md
+
+    def __post_init__(self) -> None:
+        if (self.owner is None) == (self.value is _UNSET):
+            raise TypeError(f"option {self.name}: give its default as value= or owner=, once")
+
+    @property
+    def default(self) -> Any:
+        if self.owner is None:
+            return self.value
+        found = {f.name: f for f in dataclasses.fields(self.owner)}[self.field]
+        if found.default_factory is not dataclasses.MISSING:
+            return found.default_factory()
+        return found.default
+
+    @property
+    def setting(self) -> bool:
+        """Read by the settings loader: TOML, environment, app.config, SATCHEL."""
+        return self.parse is not None and not self.flask_only
+
+    @property
+    def env(self) -> str | None:
+        """Its ``SATCHEL_*`` name (the environment variable and the Flask config key)."""
+        return ENV_PREFIX + self.name.upper() if self.parse is not None else None
+
+    @property
+    def toml(self) -> tuple[str | None, str] | None:
+        """(section, key) in satchel.toml: ``[cookie] name``, ``[csrf] enabled``; the flat
+        name works too."""
+        if not self.setting:
+            return None
+        section, _, rest = self.name.partition("_")
+        if section in ("cookie", "csrf"):
+            return section, rest or "enabled"
+        return None, self.name
+
+
+def _cookie(name: str, type_: str, parse: Parser, doc: str) -> Option:
+    return Option(f"cookie_{name}", type_, parse, CookieOptions, name, doc=doc)
+
+
+def _csrf(name: str, field: str, type_: str, parse: Parser, doc: str) -> Option:
+    return Option(name, type_, parse, CSRFOptions, field, doc=doc)
+
+
+def _expiry(name: str, parse: Parser, doc: str, shown: str = "") -> Option:
+    return Option(name, parse.type, parse, ExpiryPolicy, name, shown=shown, doc=doc)
+
+
+# fmt: off
+OPTIONS: tuple[Option, ...] = (
+    Option("store", "str | Store | CookieStore", TEXT, value=DEFAULT_STORE, keyword=False,
+           doc="a store URL ([stores.md](stores.md)), a `Store` object, or `CookieStore(...)`"),
+    Option("secret_keys", "Sequence[str] | None", TEXT_LIST, value=None, shown="required",
+           doc="list of keys, newest first, each 32+ characters; the newest signs, all verify"),
+    Option("insecure_unsigned_cookies", "bool", value=False,
+           doc="run without keys (cookies unsigned); for tests only, so code only. Refused "
+           "together with `secret_keys` or with the cookie store, where it would be ignored"),
+    Option("encrypt_at_rest", "bool", BOOL, value=False,
+           doc="server-side stores: encrypt each stored value with the keyring"),
+    Option("revocation_store", "str | Store | None", TEXT_OR_NONE, value=None,
+           doc="cookie sessions: a store URL or object for per-user revocation markers; "
+           "without it logout stops only the browser that logged out, and "
+           "`logout_other_devices` / `logout_everywhere` raise `ConfigurationError`"),
+    _cookie("name", "str", TEXT, "`__Host-` and `__Secure-` prefixes are checked"),
+    _cookie("path", "str", TEXT, ""),
+    _cookie("domain", "str | None", TEXT_OR_NONE,
+            "None binds the cookie to the exact host (safest)"),
+    _cookie("secure", "bool", BOOL,
+            "browsers keep Secure cookies on http://localhost and http://127.0.0.1"),
+    _cookie("httponly", "bool", BOOL, ""),
+    _cookie("samesite", "SameSite", SAMESITE, '`"lax"`, `"strict"` or `"none"` (needs Secure)'),
+    _cookie("partitioned", "bool", BOOL, "CHIPS `Partitioned` (needs Secure)"),
+    _cookie("persistent", "bool", BOOL,
+            "False: a browser-session cookie; True: new sessions get a cookie whose Max-Age "
+            "follows the session's own expiry (idle, capped by absolute) and is re-sent as "
+            "the session is used (at most every `refresh_interval`); "
+            "`session.set_expiry(persistent=...)` changes one session"),
+    _expiry("idle_timeout", SECONDS,
+            "seconds without a request after which the session ends; not longer than "
+            "`absolute_timeout`"),
+    _expiry("absolute_timeout", SECONDS,
+            "seconds after creation (or login) after which it ends regardless"),
+    _expiry("refresh_interval", SECONDS_OR_NONE,
+            'a read-only request records "last seen" at most this often', shown="idle / 10"),
+    Option("clock", "Callable[[], float]", value=None, shown="`time.time`",
+           doc="the app's UTC clock, epoch seconds"),
+    _csrf("csrf", "enabled", "bool", BOOL,
+          "CSRF checks on unsafe methods ([security.md](security.md#csrf))"),
+    _csrf("csrf_exempt", "exempt", "Sequence[str]", TEXT_LIST,
+          'path patterns never checked (`"/webhooks/*"`)'),
+    _csrf("csrf_allow_same_site", "allow_same_site", "bool", BOOL,
+          "accept `Sec-Fetch-Site: same-site`"),
+    _csrf("csrf_trusted_origins", "trusted_origins", "Sequence[str]", TEXT_LIST,
+          "other origins allowed to post"),
+    Option("trusted_proxies", "Sequence[str]", TEXT_LIST, value=(),
+           doc="IPs/networks whose forwarding headers are believed"),
+    Option("token_paths", "Sequence[str]", TEXT_LIST, value=(),
+           doc="path prefixes where API clients may send `Authorization: Bearer <token>` and "
+           "get new tokens in `X-Session-Token` ([security.md](security.md#bearer-tokens-for-"
+           "api-and-mobile-clients-token_paths)); server-side stores only"),
+    Option("max_sessions_per_user", "int | None", WHOLE_OR_NONE, value=None,
+           doc="evict the oldest sessions beyond N at login (1 to 1000; unset means 1000)"),
+    Option("on_event", "EventHook | None", value=None,
+           doc="a callable receiving `SessionEvent`s"),
+    Option("on_store_unavailable", "ASGIApp | WSGIApp", value=None, shown="plain 503",
+           keyword=False,
+           doc="the app (ASGI app for the ASGI middleware, WSGI app for the WSGI one) that "
+           "answers when the store is down, while loading or committing"),
+    Option("login_url", "str", TEXT, value="/login", keyword=False, flask_only=True,
+           doc="Flask: where `@login_required` sends a browser without a logged-in user"),
+)
+# fmt: on
+
+BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+KEYWORDS = frozenset(o.name for o in OPTIONS if o.keyword)  # SessionOptions' keys
+SETTINGS = tuple(o.name for o in OPTIONS if o.setting)  # Settings' fields, in order
+ENV: dict[str, str] = {o.env: o.name for o in OPTIONS if o.setting and o.env}
+FLASK_KEYS: dict[str, str] = {o.env: o.name for o in OPTIONS if o.env}  # app.config SATCHEL_*
+
+
+def _sectioned() -> dict[tuple[str, str], str]:
+    out = {}
+    for o in OPTIONS:
+        section, key = o.toml or (None, "")
+        if section is not None:
+            out[section, key] = o.name
+    return out
+
+
+TOML_SECTIONS = _sectioned()  # ("cookie", "name") -> "cookie_name"
+
+
+def default(name: str) -> Any:
+    """An option's default, as the settings loader holds it (lists as tuples)."""
+    option = BY_NAME[name]
+    value = option.default
+    if option.parse is TEXT_LIST:
+        return tuple(value or ())
+    return value
+
+
+def parse(name: str, raw: Any, source: str) -> Any:
+    """``raw`` (text from the environment, or a TOML/app.config/SATCHEL value) as option
+    ``name``'s value; ConfigurationError naming the option, the source and the fix."""
+    option = BY_NAME[name]
+    assert option.parse is not None, f"{name} cannot be read from {source}"
+    if raw is None:
+        return None
+    try:
+        return option.parse.convert(raw)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"{name} (from {source}): invalid value {raw!r}: {exc}") from None
+
+
+def present(options: Mapping[str, Any], owner: type) -> dict[str, Any]:
+    """The given options that become fields of ``owner``, by field name (what is not given
+    takes the field's default)."""
+    return {o.field: options[o.name] for o in OPTIONS if o.owner is owner and o.name in options}
+
+
+def get(options: Mapping[str, Any], name: str) -> Any:
+    """``options[name]``, or the option's default."""
+    return options.get(name, BY_NAME[name].default)
+
+
+# -- unknown names: refused the same way everywhere ----------------------------------------------
+
+
+def refuse_unknown(given: Iterable[str], valid: Collection[str], where: str) -> None:
+    """Raise ConfigurationError if ``given`` holds a name not in ``valid``, naming it, the
+    closest valid name and every valid one: a misspelt option must never be ignored."""
+    unknown = sorted(set(given) - set(valid))
+    if not unknown:
+        return
+    named = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, list(valid), n=1)
+        named.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    plural = "s" if len(unknown) > 1 else ""
+    raise ConfigurationError(
+        f"{where}: unknown option{plural} {', '.join(named)}; valid options: "
+        f"{', '.join(sorted(valid))} (see {DOCS})"
+    )
