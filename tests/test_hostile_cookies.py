@@ -30,7 +30,7 @@ from satchel.engine import Engine
 from satchel.integrations.fastapi import CurrentSession
 from satchel.keyring import PURPOSE_COOKIE, Keyring
 from satchel.policy import ExpiryPolicy
-from satchel.request import CookieTransport
+from satchel.transport import CookieTransport
 from satchel.wsgi import SessionMiddleware as WSGIMiddleware
 
 from .conftest import KEY

@@ -13,9 +13,10 @@ from .errors import UNAVAILABLE_BODY, StoreError
 from .log import logger
 from .options import DEFAULT_STORE, build
 from .printable import printable
-from .request import SCOPE_KEY, RequestContext, header_map, with_session_headers
+from .request import SCOPE_KEY, RequestContext
 from .session import Session
 from .stores.base import Store
+from .transport import header_map, with_session_headers
 from .types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["SCOPE_KEY", "SessionMiddleware", "store_unavailable"]

@@ -12,13 +12,13 @@ their framework spells a request and a response.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import csrf
 from .backend import Backend, DeviceInfo, TokenAction
-from .cookies import TOMBSTONE_SUFFIX, CookieOptions, cookie_values
+from .cookies import CookieOptions, cookie_values
 from .errors import ConfigurationError, SessionStateError, StoreError
 from .events import emit
 from .keyring import PURPOSE_CSRF
@@ -27,6 +27,12 @@ from .ops import Flow, adrive, drive
 from .printable import printable
 from .proxies import Network, Origin, resolve
 from .session import Session
+from .transport import (
+    HEADER,
+    CookieTransport,
+    Transport,
+    with_session_headers,
+)
 
 SCOPE_KEY = "satchel"
 """Where the ASGI middleware puts the request context in the scope."""
@@ -34,67 +40,9 @@ ENVIRON_KEY = "satchel.session"
 CONTEXT_KEY = "satchel.context"
 """Where the WSGI middleware and Flask put the session and the context in the environ."""
 
-TOKEN_HEADER = "x-session-token"  # noqa: S105 - a header name
-"""The response header that carries a bearer session's token."""
 
 _UNREAD = object()
 _WEB_SCHEMES = {"ws": "http", "wss": "https"}
-
-
-# -- transports: how the session token travels -----------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CookieTransport:
-    """The session token in the session cookie (browsers)."""
-
-    cookie: CookieOptions
-    checks_csrf = True
-
-    def tokens(self, headers: dict[str, str]) -> list[str]:
-        header = headers.get("cookie", "")
-        return cookie_values(header, self.cookie.name) if self.cookie.name in header else []
-
-    def render(self, action: TokenAction) -> list[tuple[str, str]]:
-        cookie = self.cookie
-        lines = [
-            cookie.delete_header()
-            if action.token is None
-            else cookie.set_header(action.token, action.max_age)
-        ]
-        if action.logout_marker is not None:
-            marker = CookieOptions(
-                name=cookie.name + TOMBSTONE_SUFFIX,
-                path=cookie.path,
-                domain=cookie.domain,
-                secure=cookie.secure,
-                httponly=cookie.httponly,
-                samesite=cookie.samesite,
-                partitioned=cookie.partitioned,
-            )
-            lines.append(marker.set_header(*action.logout_marker))
-        return [("set-cookie", line) for line in lines]
-
-
-@dataclass(frozen=True, slots=True)
-class HeaderTransport:
-    """The session token in ``Authorization: Bearer <token>``, answered in the
-    ``X-Session-Token`` response header (API and mobile clients). Never a query string,
-    never a cookie: a browser cannot attach it to a cross-site request, so requests on
-    it need no CSRF token."""
-
-    checks_csrf = False
-
-    def tokens(self, headers: dict[str, str]) -> list[str]:
-        scheme, _, token = headers.get("authorization", "").strip().partition(" ")
-        token = token.strip()
-        return [token] if scheme.lower() == "bearer" and token and len(token) <= 8192 else []
-
-    def render(self, action: TokenAction) -> list[tuple[str, str]]:
-        return [(TOKEN_HEADER, action.token or "")]
-
-
-Transport = CookieTransport | HeaderTransport
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +67,9 @@ class RequestPolicy:
         otherwise. Everywhere else: the cookie (an ``Authorization`` header there
         changes nothing)."""
         on_token_path = bool(self.token_paths) and path.startswith(self.token_paths)
-        if on_token_path and (_HEADER.tokens(headers) or not self.cookie_transport.tokens(headers)):
-            return _HEADER
+        if on_token_path and (HEADER.tokens(headers) or not self.cookie_transport.tokens(headers)):
+            return HEADER
         return self.cookie_transport
-
-
-_HEADER = HeaderTransport()
 
 
 # -- the request ------------------------------------------------------------------------------
@@ -214,13 +159,13 @@ class RequestContext:
             raise ConfigurationError(
                 "bearer tokens are off: set token_paths (e.g. ['/api/']) to accept them"
             )
-        if self.transport is _HEADER:
+        if self.transport is HEADER:
             return
         if self.session.needs_commit:
             raise SessionStateError(
                 "use_bearer_token() must come before the session is changed in this request"
             )
-        self.transport, self.outgoing, self.new_presession = _HEADER, None, False
+        self.transport, self.outgoing, self.new_presession = HEADER, None, False
         self.session.forget()
 
     # -- the response phase -----------------------------------------------------------------
@@ -435,48 +380,6 @@ def context_of(session: Session) -> RequestContext:
     if not isinstance(binding, RequestContext):
         raise SessionStateError("this session was not loaded by satchel's middleware")
     return binding
-
-
-def with_session_headers(
-    headers: Iterable[tuple[str, str]], lines: Sequence[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    """``headers`` plus the session's ``lines`` (cookies, a bearer token), with
-    ``Cache-Control: no-store`` replacing any caching policy and the request header the
-    answer depends on (``Cookie``, ``Authorization``) in ``Vary``. The one place this rule
-    is written."""
-    out: list[tuple[str, str]] = []
-    varies: list[str] = []
-    for name, value in headers:
-        lower = name.lower()
-        if lower == "cache-control":
-            continue
-        if lower == "vary":
-            varies.extend(v.strip() for v in value.split(",") if v.strip())
-            continue
-        out.append((name, value))
-    seen = {v.lower() for v in varies}
-    if "*" not in seen:
-        for name, _ in lines:
-            vary = "Cookie" if name == "set-cookie" else "Authorization"
-            if vary.lower() not in seen:
-                seen.add(vary.lower())
-                varies.append(vary)
-    out.append(("vary", ", ".join(varies)))
-    out.append(("cache-control", "no-store"))
-    out.extend(lines)
-    return out
-
-
-def header_map(pairs: Any) -> dict[str, str]:
-    """Lower-case header names to values; repeated headers joined (cookies with '; ')."""
-    out: dict[str, str] = {}
-    for name, value in pairs:
-        if name in out:
-            out[name] += "; " if name == "cookie" else ", "
-            out[name] += value
-        else:
-            out[name] = value
-    return out
 
 
 def csrf_token(request: Any) -> str:

@@ -13,9 +13,10 @@ from .cookie import CookieStore
 from .errors import UNAVAILABLE_BODY, StoreError
 from .log import logger
 from .options import DEFAULT_STORE, SessionOptions, build
-from .request import CONTEXT_KEY, ENVIRON_KEY, RequestContext, RequestPolicy, header_map
+from .request import CONTEXT_KEY, ENVIRON_KEY, RequestContext, RequestPolicy
 from .session import Session
 from .stores.base import Store
+from .transport import header_map
 from .types import Environ, ExcInfo, StartResponse, WSGIApp
 
 __all__ = ["CONTEXT_KEY", "ENVIRON_KEY", "SessionMiddleware", "open_lazily"]

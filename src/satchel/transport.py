@@ -1,0 +1,119 @@
+"""How a session's token travels between client and server: in the session cookie
+(browsers), or as a bearer token (API and mobile clients); and the one rule for the headers
+of a response that carries one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .backend import TokenAction
+from .cookies import TOMBSTONE_SUFFIX, CookieOptions, cookie_values
+
+TOKEN_HEADER = "x-session-token"  # noqa: S105 - a header name
+"""The response header that carries a bearer session's token."""
+MAX_BEARER_BYTES = 8192
+"""A longer ``Authorization`` value is no token of ours (ours are 114 characters)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CookieTransport:
+    """The session token in the session cookie (browsers)."""
+
+    cookie: CookieOptions
+    checks_csrf = True
+
+    def tokens(self, headers: dict[str, str]) -> list[str]:
+        header = headers.get("cookie", "")
+        return cookie_values(header, self.cookie.name) if self.cookie.name in header else []
+
+    def render(self, action: TokenAction) -> list[tuple[str, str]]:
+        cookie = self.cookie
+        lines = [
+            cookie.delete_header()
+            if action.token is None
+            else cookie.set_header(action.token, action.max_age)
+        ]
+        if action.logout_marker is not None:
+            marker = CookieOptions(
+                name=cookie.name + TOMBSTONE_SUFFIX,
+                path=cookie.path,
+                domain=cookie.domain,
+                secure=cookie.secure,
+                httponly=cookie.httponly,
+                samesite=cookie.samesite,
+                partitioned=cookie.partitioned,
+            )
+            lines.append(marker.set_header(*action.logout_marker))
+        return [("set-cookie", line) for line in lines]
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderTransport:
+    """The session token in ``Authorization: Bearer <token>``, answered in the
+    ``X-Session-Token`` response header (API and mobile clients). Never a query string,
+    never a cookie: a browser cannot attach it to a cross-site request, so requests on
+    it need no CSRF token."""
+
+    checks_csrf = False
+
+    def tokens(self, headers: dict[str, str]) -> list[str]:
+        scheme, _, token = headers.get("authorization", "").strip().partition(" ")
+        token = token.strip()
+        return (
+            [token]
+            if scheme.lower() == "bearer" and token and len(token) <= MAX_BEARER_BYTES
+            else []
+        )
+
+    def render(self, action: TokenAction) -> list[tuple[str, str]]:
+        return [(TOKEN_HEADER, action.token or "")]
+
+
+Transport = CookieTransport | HeaderTransport
+
+
+HEADER = HeaderTransport()
+
+
+def with_session_headers(
+    headers: Iterable[tuple[str, str]], lines: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """``headers`` plus the session's ``lines`` (cookies, a bearer token), with
+    ``Cache-Control: no-store`` replacing any caching policy and the request header the
+    answer depends on (``Cookie``, ``Authorization``) in ``Vary``. The one place this rule
+    is written."""
+    out: list[tuple[str, str]] = []
+    varies: list[str] = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "cache-control":
+            continue
+        if lower == "vary":
+            varies.extend(v.strip() for v in value.split(",") if v.strip())
+            continue
+        out.append((name, value))
+    seen = {v.lower() for v in varies}
+    if "*" not in seen:
+        for name, _ in lines:
+            vary = "Cookie" if name == "set-cookie" else "Authorization"
+            if vary.lower() not in seen:
+                seen.add(vary.lower())
+                varies.append(vary)
+    out.append(("vary", ", ".join(varies)))
+    out.append(("cache-control", "no-store"))
+    out.extend(lines)
+    return out
+
+
+def header_map(pairs: Any) -> dict[str, str]:
+    """Lower-case header names to values; repeated headers joined (cookies with '; ')."""
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        if name in out:
+            out[name] += "; " if name == "cookie" else ", "
+            out[name] += value
+        else:
+            out[name] = value
+    return out
