@@ -299,7 +299,12 @@ class CookieEngine(Engine):
             session._cookie_refresh = True  # last seen lives in the cookie: write it again
         return session
 
-    def commit(self, session: Session, info: InfoSource) -> Flow[None]:
+    def commit(
+        self,
+        session: Session,
+        info: InfoSource,
+        new_session_id: Callable[[], str] = ids.new_session_id,  # unused: IDs live in cookies
+    ) -> Flow[None]:
         session._ensure_loaded()
         now = self.clock()
         destroyed = bool(session._destroyed_keys)

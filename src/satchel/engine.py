@@ -351,8 +351,15 @@ class Engine:
 
     # -- committing ---------------------------------------------------------------------------
 
-    def commit(self, session: Session, info: InfoSource) -> Flow[None]:
-        """Write what the request changed. Sets ``session._outgoing_cookie``."""
+    def commit(
+        self,
+        session: Session,
+        info: InfoSource,
+        new_session_id: Callable[[], str] = ids.new_session_id,
+    ) -> Flow[None]:
+        """Write what the request changed. Sets ``session._outgoing_cookie``.
+        ``new_session_id`` makes the ID of a record this commit creates (Django's own key
+        hook, so a collision is retried with the key Django asks for)."""
         session._ensure_loaded()
         now = self.clock()
         destroyed = bool(session._destroyed_keys)
@@ -372,7 +379,7 @@ class Engine:
         key = session._key
         if key is None:
             if dict.__len__(session) or session._meta_updates:
-                yield from self._create(session, info, now, base=None)
+                yield from self._create(session, info, now, None, new_session_id)
             elif destroyed:
                 session._outgoing_cookie = self._delete_cookie
             return
@@ -381,7 +388,7 @@ class Engine:
         assert session_id is not None
         assert current is not None
         if session._regenerate:
-            yield from self._create(session, info, now, base=current, replaces=key)
+            yield from self._create(session, info, now, current, new_session_id, replaces=key)
             return
 
         change = session._change(lambda: self._next_meta(current, session._meta_updates, now, info))
@@ -420,6 +427,7 @@ class Engine:
         info: InfoSource,
         now: float,
         base: Meta | None,
+        new_session_id: Callable[[], str] = ids.new_session_id,
         replaces: str | None = None,
     ) -> Flow[None]:
         """Create a record for the session; with ``replaces`` (a regeneration), retire the
@@ -442,7 +450,7 @@ class Engine:
             base = base.with_changes(handle=ids.new_handle(), version=1)
         # a handle chosen by regenerate() (pending in the updates) wins over the new one
         meta = self._next_meta(base, session._meta_updates, now, info)
-        session_id = ids.new_session_id()
+        session_id = new_session_id()
         key = ids.store_key(session_id)
         data = session._encoded()
         if meta.user_id:

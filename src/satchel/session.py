@@ -206,6 +206,11 @@ class Session(dict[str, Any]):
         # the first chose (tokens and a "spare" already bound to it stay valid)
         self._meta_updates.setdefault("handle", ids.new_handle())
 
+    def start_over(self) -> None:
+        """Empty the data and return the expiry to the defaults, unbinding the user, while
+        keeping the record and its ID (Django's ``session.clear()``): written at commit."""
+        self._start_over()
+
     def _start_over(self) -> None:
         """Drop every value and the metadata's per-session choices (expiry, persistence) at
         the next commit, keeping the record's place: what a login by another user needs."""
@@ -278,6 +283,20 @@ class Session(dict[str, Any]):
         """True when no stored record backs this session (yet)."""
         self._ensure_loaded()
         return self._key is None
+
+    @property
+    def id(self) -> str | None:
+        """The current session ID (the cookie's value without its signature); None for a new
+        session. Integrations that render their own cookie (Django) read it after commit."""
+        self._ensure_loaded()
+        return self._session_id
+
+    @property
+    def cookie_refresh_due(self) -> bool:
+        """True when the response must re-send the session's cookie although nothing else
+        changed: opening it refreshed a persistent session's expiry (or its cookie was
+        signed with an old key)."""
+        return self._cookie_refresh
 
     @property
     def accessed(self) -> bool:

@@ -1,59 +1,55 @@
-"""Django: a session engine on satchel stores.
+"""Django: a session engine on satchel's engine.
 
     # settings.py
     SESSION_ENGINE = "satchel.integrations.django"
     SATCHEL = {"store": "redis+cluster://node1:7000,node2:7001", "idle_timeout": 1800}
 
-``request.session`` and ``django.contrib.auth``'s ``login``/``logout`` then use satchel:
-records keyed by a SHA-256 of the session key, per-key commits (concurrent requests that
-change different keys all persist), no resurrection (a save into a session another request
-deleted raises Django's ``UpdateError``, which its middleware turns into
-``SessionInterrupted``), idle and absolute timeouts enforced on load, and the per-user
-index: the session is filed under ``_auth_user_id`` once Django's login puts it there.
-Django keeps its own cookie handling (``SESSION_COOKIE_*``) and CSRF protection. Add
-``satchel.integrations.django.DeviceMiddleware`` before Django's ``SessionMiddleware``: it
-records each session's device (user agent, client IP) and answers a plain 503 when the
-store fails during the request.
+``request.session`` is a Django session over a :class:`satchel.session.Session`, opened and
+committed by the same :class:`~satchel.engine.Engine` flows as the ASGI and WSGI paths, so
+Django gets their rules: strict loading, per-key commits, no resurrection (a save into a
+session another request deleted raises Django's ``UpdateError``, which its middleware turns
+into ``SessionInterrupted``), idle and absolute timeouts, ``encrypt_at_rest``,
+``max_sessions_per_user`` and ``on_event``. Django's ``login`` (``cycle_key``) is satchel's
+regeneration plus the user binding (from ``_auth_user_id``), so the session is listed and
+revocable with :class:`satchel.users.UserSessions`; ``logout`` (``flush``) destroys it.
+Django's expiry (``set_expiry``, ``SESSION_COOKIE_AGE``, ``SESSION_EXPIRE_AT_BROWSER_CLOSE``)
+is enforced on the server (docs/configuration.md, "Django"). Django keeps its cookie
+handling (``SESSION_COOKIE_*``) and CSRF. Add ``DeviceMiddleware`` before Django's
+``SessionMiddleware``: it records each session's device (user agent, client IP) and
+answers a plain 503 when the store fails during the request.
 
 A store failure is never Django's ``CreateError``: Django's ``create`` retries that with a
 new key, so an outage turned into one would loop for as long as it lasts (every worker at
 full CPU). Only :class:`~satchel.errors.KeyCollision` is, and a few collisions in a row are
 an error too. Within a request under ``DeviceMiddleware`` the first store failure is
 recorded: later store calls of that request fail at once instead of waiting for the store's
-timeout again (a login during an outage never deletes the old session half-way), a save
-that fails is dropped (Django runs it in ``SessionMiddleware.process_response``, where an
-exception could only become a 500), and the response becomes the 503.
+timeout again, a save that fails is dropped (Django runs it in
+``SessionMiddleware.process_response``, where an exception could only become a 500), and
+the response becomes the 503.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 
-from .. import codec, ids
-from ..engine import MAX_SESSIONS_PER_USER, RequestInfo, cap_flow, drive
-from ..errors import (
-    UNAVAILABLE_BODY,
-    ConfigurationError,
-    CorruptRecord,
-    KeyCollision,
-    SessionDataError,
-    StoreError,
-)
-from ..log import security
-from ..policy import ExpiryPolicy, is_expired, refresh_due
+from .. import auth, ids
+from ..engine import Engine, RequestInfo, drive
+from ..errors import UNAVAILABLE_BODY, ConfigurationError, KeyCollision, StoreError
+from ..options import SessionOptions, build
+from ..policy import ExpiryPolicy
 from ..proxies import parse_trusted, resolve
-from ..record import Change, Meta, Record
-from ..settings import load_settings
+from ..session import Session
+from ..settings import Settings, load_settings
 from ..stores.base import Store
-from ..stores.registry import store_from_url
 
 AUTH_USER_KEY = "_auth_user_id"  # django.contrib.auth.SESSION_KEY
 _device: ContextVar[RequestInfo | None] = ContextVar("satchel_device", default=None)
@@ -72,13 +68,24 @@ def _unavailable() -> Any:
     return response
 
 
+# -- configuration: settings.SATCHEL and Django's own settings, into satchel.options.build --
+
 # The SATCHEL settings this engine applies; Django itself does the rest, so setting one of
 # those here would silently do nothing: it is refused, naming Django's own setting.
 APPLIED = frozenset(
-    {"store", "idle_timeout", "absolute_timeout", "refresh_interval", "trusted_proxies"}
+    {
+        "store",
+        "idle_timeout",
+        "absolute_timeout",
+        "refresh_interval",
+        "trusted_proxies",
+        "encrypt_at_rest",
+        "max_sessions_per_user",
+        "secret_keys",
+    }
 )
+HOOKS = frozenset({"on_event", "clock"})  # callables: not settings, passed to the engine as-is
 _DJANGOS_OWN = {
-    "secret_keys": "SECRET_KEY (Django signs its own cookies; session keys are not signed)",
     "cookie_name": "SESSION_COOKIE_NAME",
     "cookie_path": "SESSION_COOKIE_PATH",
     "cookie_domain": "SESSION_COOKIE_DOMAIN",
@@ -90,30 +97,86 @@ _DJANGOS_OWN = {
     "csrf_exempt": "the @csrf_exempt decorator",
     "csrf_allow_same_site": "CSRF_TRUSTED_ORIGINS",
     "csrf_trusted_origins": "CSRF_TRUSTED_ORIGINS",
+    "insecure_unsigned_cookies": "SESSION_COOKIE_* (Django's session cookie is not signed)",
+    "store=cookie://": "SESSION_ENGINE = 'django.contrib.sessions.backends.signed_cookies'",
 }
 
 
-def _config() -> dict[str, Any]:
-    """``settings.SATCHEL``, refusing every key this engine would ignore."""
-    from dataclasses import fields
-
-    from ..settings import Settings
-
+def _settings() -> tuple[Settings, dict[str, Any]]:
+    """``settings.SATCHEL`` as satchel settings plus its hooks, refusing every key this
+    engine would ignore."""
     config = dict(getattr(django_settings, "SATCHEL", {}))
-    known = {f.name for f in fields(Settings)} - {"sources"}
+    hooks = {name: config.pop(name) for name in HOOKS if name in config}
     for name in sorted(config):
-        if name in APPLIED:
-            continue
-        if name not in known:
-            raise ConfigurationError(
-                f"settings.SATCHEL: unknown setting {name!r}; see docs/configuration.md"
-            )
+        if name in APPLIED or (name not in _DJANGOS_OWN and name not in _settings_names()):
+            continue  # unknown names are refused by load_settings below
         own = _DJANGOS_OWN.get(name)
         raise ConfigurationError(
             f"settings.SATCHEL[{name!r}] does not apply under Django: "
             + (f"use Django's {own}" if own else "the Django session engine does not support it")
         )
-    return config
+    if str(config.get("store", "")).startswith("cookie:"):
+        raise ConfigurationError(
+            f"settings.SATCHEL['store']: cookie sessions do not apply under Django: use "
+            f"Django's {_DJANGOS_OWN['store=cookie://']}"
+        )
+    if "secret_keys" in config and not config.get("encrypt_at_rest"):
+        raise ConfigurationError(
+            "settings.SATCHEL['secret_keys'] applies under Django only with encrypt_at_rest "
+            "(Django's session cookie is not signed)"
+        )
+    layers = {"settings.SATCHEL": config}
+    return load_settings(env={}, use_file=False, validate=False, layers=layers), hooks
+
+
+@cache
+def _settings_names() -> frozenset[str]:
+    from dataclasses import fields
+
+    return frozenset(f.name for f in fields(Settings)) - {"sources"}
+
+
+def options() -> tuple[str, SessionOptions]:
+    """The store URL and engine options: ``settings.SATCHEL`` wins over Django's own
+    settings where both speak (``absolute_timeout`` over ``SESSION_COOKIE_AGE``,
+    ``secret_keys`` over ``SECRET_KEY``)."""
+    settings, hooks = _settings()
+    explicit = settings.sources
+    idle, absolute = settings.idle_timeout, settings.absolute_timeout
+    if "absolute_timeout" not in explicit and django_settings.is_overridden("SESSION_COOKIE_AGE"):
+        absolute = float(django_settings.SESSION_COOKIE_AGE)
+        if "idle_timeout" not in explicit:
+            idle = min(idle, absolute)
+    opts: dict[str, Any] = {
+        "idle_timeout": idle,
+        "absolute_timeout": absolute,
+        "refresh_interval": settings.refresh_interval,
+        "trusted_proxies": list(settings.trusted_proxies),
+        "encrypt_at_rest": settings.encrypt_at_rest,
+        "max_sessions_per_user": settings.max_sessions_per_user,
+        "cookie_persistent": not django_settings.SESSION_EXPIRE_AT_BROWSER_CLOSE,
+        **hooks,
+    }
+    if settings.encrypt_at_rest:  # the keyring serves encryption only: nothing is signed
+        keys = settings.secret_keys or (
+            django_settings.SECRET_KEY,
+            *getattr(django_settings, "SECRET_KEY_FALLBACKS", ()),
+        )
+        opts["secret_keys"] = list(keys)
+    else:
+        opts["insecure_unsigned_cookies"] = True
+    return settings.store, opts  # type: ignore[return-value]
+
+
+@cache
+def runtime() -> tuple[Store, Engine]:
+    """The store and engine, from the middlewares' composition root (once per process)."""
+    url, opts = options()
+    store, engine, _ = build(url, opts)
+    return store, engine
+
+
+# -- the request: device info and the store-failure 503 ---------------------------------------
 
 
 class DeviceMiddleware:
@@ -123,8 +186,7 @@ class DeviceMiddleware:
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
-        config = _config()
-        self.trusted = parse_trusted(config.get("trusted_proxies", ()))
+        self.trusted = parse_trusted(options()[1].get("trusted_proxies", ()))
 
     def __call__(self, request: Any) -> Any:
         meta = request.META
@@ -170,7 +232,7 @@ def _recorded(swallow: bool = False) -> Iterator[None]:
     failures = _failures.get()
     try:
         yield
-    except (KeyCollision, CorruptRecord):  # not an outage: handled by the caller
+    except KeyCollision:  # not an outage: handled by the caller
         raise
     except StoreError as exc:
         if failures is None:
@@ -180,28 +242,39 @@ def _recorded(swallow: bool = False) -> Iterator[None]:
             raise
 
 
-@cache
-def runtime() -> tuple[Store, ExpiryPolicy]:
-    """The store and expiry rules from ``settings.SATCHEL`` (made once per process)."""
-    config = _config()
-    settings = load_settings(
-        env={}, use_file=False, validate=False, layers={"settings.SATCHEL": config}
-    )
-    policy = ExpiryPolicy(
-        settings.idle_timeout, settings.absolute_timeout, settings.refresh_interval
-    )
-    return store_from_url(settings.store), policy
+# -- Django's expiry, as the server enforces it -------------------------------------------------
+
+_UNSET: Any = object()  # no set_expiry() pending
+
+
+def _expiry(
+    choice: int | float | datetime | None, policy: ExpiryPolicy, now: float, created: float
+) -> tuple[float, float, bool]:
+    """(idle timeout, absolute deadline, persistent cookie) for a Django expiry choice:
+    None the defaults; 0 the defaults in a browser-session cookie; seconds that idle
+    timeout ("remember me"), the absolute timeout raised to it if shorter; a datetime
+    that fixed end."""
+    if isinstance(choice, datetime):
+        end = choice.timestamp()
+        return max(end - now, 1.0), max(end, created + 1.0), True
+    default = created + policy.absolute_timeout
+    if choice is None:
+        return policy.idle_timeout, default, policy.persistent
+    if choice == 0:
+        return policy.idle_timeout, default, False
+    return float(choice), max(default, created + choice), True
 
 
 class SessionStore(SessionBase):
-    """Django's session API over a satchel store."""
+    """Django's session API over a satchel :class:`~satchel.session.Session`."""
 
     _session_key: str | None
 
     def __init__(self, session_key: str | None = None) -> None:
         super().__init__(session_key)
-        self._meta: Meta | None = None
-        self._baseline: dict[str, str] = {}
+        self._satchel = Session()
+        self._loaded = False
+        self._expiry_choice: Any = _UNSET  # a set_expiry() value, applied at the next save
 
     # -- keys: satchel's 256-bit IDs, checked for the exact format before any store access --
 
@@ -211,56 +284,54 @@ class SessionStore(SessionBase):
     def _get_new_session_key(self) -> str:
         return ids.new_session_id()
 
-    @staticmethod
-    def _user(data: dict[str, Any]) -> str | None:
-        user = data.get(AUTH_USER_KEY)
-        return None if user is None else str(user)
+    # -- the satchel session, opened and committed by the engine ------------------------------
 
-    # -- SessionBase ------------------------------------------------------------------------
+    def _get_session(self, no_load: bool = False) -> Session:
+        self.accessed = True
+        if not self._loaded:
+            if self.session_key is not None and not no_load:
+                self.load()
+            self._loaded = True
+        return self._satchel
 
-    def load(self) -> dict[str, Any]:
-        key = self.session_key
-        if key is None:
-            return {}
+    _session = property(_get_session)
+
+    async def _aget_session(self, no_load: bool = False) -> Session:
+        return await sync_to_async(self._get_session)(no_load)
+
+    def is_empty(self) -> bool:
+        return not self._session_key and not self._satchel and self._expiry_choice is _UNSET
+
+    def load(self) -> Session:
+        """Open the session the key names. Strict: an unknown, expired or corrupt record is
+        never adopted (the key is dropped); a pending change is kept if already open."""
+        if self._loaded or self.session_key is None:
+            return self._satchel
         if (failed := _failed()) is not None:
             raise failed
-        store, policy = runtime()
-        skey, now = ids.store_key(key), time.time()
-        try:
-            with _recorded():
-                record = store.load(skey, now)
-            if record is None or is_expired(record.meta, now):
-                self._session_key = None  # strict: never adopt an unknown or expired key
-                return {}
-            data = {name: codec.decode(text) for name, text in record.data.items()}
-            if not all(codec.is_valid_text(name) for name in data):
-                raise ValueError("a stored session key is not valid Unicode")
-        except (CorruptRecord, ValueError):  # discarded, as in the core: never a 500
-            security.warning("session %s: corrupt record discarded", ids.log_ref(skey))
-            store.delete(skey)
+        store, engine = runtime()
+        with _recorded():
+            drive(engine.open(self._satchel, self.session_key), store)
+        self._loaded = True
+        if self._satchel.new:
             self._session_key = None
-            return {}
-        self._meta, self._baseline = record.meta, dict(record.data)
-        with _recorded(swallow=True):
-            if refresh_due(record.meta, now, policy.refresh_after) and store.touch(skey, now, now):
-                self._meta = record.meta.with_changes(last_seen=now)
-        return data
+        elif self._satchel.cookie_refresh_due:
+            self.modified = True  # Django re-sends the cookie with the new Max-Age
+        return self._satchel
 
     def exists(self, session_key: str) -> bool:
         if not self._validate_session_key(session_key):
             return False
         if (failed := _failed()) is not None:
             raise failed
-        try:
-            with _recorded():
-                return runtime()[0].load(ids.store_key(session_key), time.time()) is not None
-        except CorruptRecord:
-            return True  # the key is taken, if by a broken record
+        store, engine = runtime()
+        with _recorded():
+            return not drive(engine.open(Session(), session_key), store).new
 
     def create(self) -> None:
-        """A new key; a fresh one after a real key collision, a few times at most."""
+        """A new record for the current data; a fresh key after a real key collision, a
+        few times at most."""
         for _ in range(_CREATE_ATTEMPTS):
-            self._session_key = self._get_new_session_key()
             try:
                 self.save(must_create=True)
             except CreateError:
@@ -270,46 +341,42 @@ class SessionStore(SessionBase):
         raise KeyCollision(f"{_CREATE_ATTEMPTS} session key collisions in a row")
 
     def save(self, must_create: bool = False) -> None:
-        if self.session_key is None:
+        if self.session_key is None and not must_create:
             self.create()
             return
         if _failed() is not None:
             return  # the store already failed in this request: the response is the 503
-        with _recorded(swallow=True):
-            self._save(must_create)
+        session = self._get_session()
+        if must_create and not session.new:
+            session.regenerate()  # a new key for this data; the old record goes
+        elif must_create and self._expiry_choice is _UNSET:
+            self._expiry_choice = None  # the defaults, written: an empty session is kept too
+        try:
+            with _recorded(swallow=True):
+                self._commit(session)
+        except KeyCollision as exc:
+            raise CreateError from exc  # only a real collision: Django tries a new key
 
-    def _save(self, must_create: bool) -> None:
-        store, policy = runtime()
-        data = self._get_session(no_load=must_create)
-        for name in data:  # Django checks nothing at assignment: refuse here, not as a 503
-            if not isinstance(name, str):
-                raise SessionDataError(f"session key {name!r} cannot be stored")
-            codec.check_name(name, "session key")
-        encoded = {name: codec.encode(value) for name, value in data.items()}
-        skey, now, user = ids.store_key(self.session_key), time.time(), self._user(data)
-        if must_create or self._meta is None:
-            device = _device.get() or RequestInfo()
-            meta = policy.new_meta(
-                ids.new_handle(), now, user_agent=device.user_agent, client_ip=device.client_ip
-            ).with_changes(user_id=user)
-            if user is not None:  # the index entry first, as in the core: a fault between
-                store.index_add(user, skey, meta.absolute_deadline)  # never hides a session
-            try:
-                store.create(skey, Record(encoded, meta))
-            except KeyCollision as exc:
-                raise CreateError from exc  # only a real collision: Django tries a new key
-            if user is not None:
-                drive(cap_flow(user, skey, now, MAX_SESSIONS_PER_USER), store)
-        else:
-            changed = {k: v for k, v in encoded.items() if self._baseline.get(k) != v}
-            removed = frozenset(self._baseline.keys() - encoded.keys())
-            meta = self._meta.with_changes(last_seen=now, user_id=user)
-            if store.update(skey, Change(meta=meta, set=changed, delete=removed), now) is None:
-                raise UpdateError  # another request deleted it: never bring it back
-            if user is not None and user != self._meta.user_id:
-                store.index_add(user, skey, meta.absolute_deadline)
-                drive(cap_flow(user, skey, now, MAX_SESSIONS_PER_USER), store)
-        self._meta, self._baseline = meta, encoded
+    def _commit(self, session: Session) -> None:
+        store, engine = runtime()
+        user = session.get(AUTH_USER_KEY)
+        login = user is not None and str(user) != session.user_id
+        if login:
+            auth.login(session, str(user))  # a new ID, the user bound, the device recorded
+        if self._expiry_choice is not _UNSET:
+            now, meta = engine.clock(), session.meta
+            created = now if meta is None or login else meta.created  # a login restarts it
+            idle, deadline, persistent = _expiry(self._expiry_choice, engine.expiry, now, created)
+            absolute = max(deadline - created, 1.0)
+            session.set_expiry(idle_timeout=idle, absolute_timeout=absolute, persistent=persistent)
+        opened = session.id
+        drive(
+            engine.commit(session, _device.get() or RequestInfo(), self._get_new_session_key), store
+        )
+        self._expiry_choice = _UNSET
+        if opened is not None and session.id is None:
+            raise UpdateError  # another request deleted or regenerated it: never bring it back
+        self._session_key = session.id
 
     def delete(self, session_key: str | None = None) -> None:
         key = session_key or self.session_key
@@ -317,17 +384,93 @@ class SessionStore(SessionBase):
             return
         if _failed() is not None:
             return  # the store already failed in this request: the response is the 503
+        current = key == self.session_key
         with _recorded(swallow=True):
-            runtime()[0].delete(ids.store_key(key))
-        if session_key is None or session_key == self.session_key:
-            self._meta, self._baseline = None, {}
+            store, engine = runtime()
+            session = self._get_session() if current else Session()
+            if not current:
+                drive(engine.open(session, key), store)
+            session.destroy()
+            drive(engine.commit(session, _device.get() or RequestInfo()), store)
+        if current:
+            self._session_key, self._expiry_choice = None, _UNSET
+
+    def clear(self) -> None:
+        """Django's ``clear``: no data, no user, the default expiry; the key stays."""
+        self._get_session().start_over()
+        self._expiry_choice = None
+        self.modified = True
 
     def cycle_key(self) -> None:
-        """A new key for the same data (Django's login calls this): the old record is
-        deleted and the new one is created in full."""
-        self._meta = None
-        super().cycle_key()
+        """A new key for the same data (Django's login calls this): satchel's regeneration,
+        written at save; the old record is deleted only once the new one exists."""
+        session = self._get_session()
+        if not session.new:
+            session.regenerate()
+        self.modified = True
+
+    async def acycle_key(self) -> None:
+        await sync_to_async(self.cycle_key)()
+
+    async def aflush(self) -> None:
+        await sync_to_async(self.flush)()
 
     @classmethod
     def clear_expired(cls) -> None:
-        runtime()[0].purge_expired(time.time())
+        store, engine = runtime()
+        store.purge_expired(engine.clock())
+
+    # -- expiry: Django's API over the metadata the server enforces ----------------------------
+
+    def set_expiry(self, value: Any) -> None:
+        if isinstance(value, timedelta):
+            value = datetime.now(UTC) + value
+        if not isinstance(value, int | float | datetime | None) or isinstance(value, bool):
+            raise TypeError("set_expiry() takes seconds, a datetime, a timedelta or None")
+        if isinstance(value, int | float) and value < 0:
+            raise ValueError("set_expiry(): seconds must be 0 or more")
+        self._expiry_choice = value
+        self.modified = True
+
+    async def aset_expiry(self, value: Any) -> None:
+        self.set_expiry(value)
+
+    def _server_expiry(self, kwargs: dict[str, Any]) -> tuple[float, float, bool]:
+        """What the server enforces after this request: (now, expires at, persistent)."""
+        engine = runtime()[1]
+        modification = kwargs.get("modification")
+        now = engine.clock() if modification is None else modification.timestamp()
+        choice = kwargs.get("expiry", self._expiry_choice)
+        if isinstance(choice, str):
+            choice = datetime.fromisoformat(choice)
+        meta = self._get_session().meta
+        if choice is _UNSET and meta is not None:
+            seen = now if self.modified else meta.last_seen
+            return now, min(seen + meta.idle_timeout, meta.absolute_deadline), meta.persistent
+        created = now if meta is None else meta.created
+        idle, deadline, persistent = _expiry(
+            None if choice is _UNSET else choice, engine.expiry, now, created
+        )
+        return now, min(now + idle, deadline), persistent
+
+    def get_expiry_age(self, **kwargs: Any) -> int:
+        now, expires, _ = self._server_expiry(kwargs)
+        return max(int(expires - now), 0)
+
+    def get_expiry_date(self, **kwargs: Any) -> datetime:
+        _, expires, _ = self._server_expiry(kwargs)
+        if django_settings.USE_TZ:
+            return datetime.fromtimestamp(expires, UTC)
+        return datetime.fromtimestamp(expires)
+
+    def get_expire_at_browser_close(self) -> bool:
+        return not self._server_expiry({})[2]
+
+    async def aget_expiry_age(self, **kwargs: Any) -> int:
+        return await sync_to_async(self.get_expiry_age)(**kwargs)
+
+    async def aget_expiry_date(self, **kwargs: Any) -> datetime:
+        return await sync_to_async(self.get_expiry_date)(**kwargs)
+
+    async def aget_expire_at_browser_close(self) -> bool:
+        return await sync_to_async(self.get_expire_at_browser_close)()
