@@ -423,8 +423,8 @@ class SessionStore(SessionBase):
     # -- expiry: Django's API over the metadata the server enforces ----------------------------
 
     def set_expiry(self, value: Any) -> None:
-        if isinstance(value, timedelta):
-            value = datetime.now(UTC) + value
+        if isinstance(value, timedelta):  # from now by satchel's clock, as the server counts
+            value = datetime.fromtimestamp(runtime()[1].clock(), UTC) + value
         if not isinstance(value, int | float | datetime | None) or isinstance(value, bool):
             raise TypeError("set_expiry() takes seconds, a datetime, a timedelta or None")
         if isinstance(value, int | float) and value < 0:
