@@ -188,11 +188,14 @@ def test_remember_me_survives_the_default_idle_timeout(
 
     store = configure()
     remembered, default = client(), client()
+    note(remembered, "cart", "1")  # anonymous first: the login restarts the lifetime
+    clock.advance(10 * 60)
     response = log_in(remembered, remember="1")
     assert response.cookies["sessionid"]["max-age"] == 30 * DAY
     assert log_in(default).cookies["sessionid"]["max-age"] == 1800
     meta = record(store, remembered, clock).meta
     assert (meta.idle_timeout, meta.absolute_deadline - meta.created) == (30 * DAY, 30 * DAY)
+    assert meta.created == clock.now
     assert SessionStore(remembered.cookies["sessionid"].value).get_expiry_age() == 30 * DAY
 
     clock.advance(31 * 60)  # past the default idle timeout
