@@ -413,3 +413,49 @@ def test_options_that_cannot_apply_are_refused(configure: Configure) -> None:
         configure({"secret_keys": [OTHER_KEY]})
     with pytest.raises(ConfigurationError, match="max_sessions_per_user"):
         configure({"max_sessions_per_user": 0})
+
+
+def test_djangos_test_client_session_and_force_login(
+    configure: Configure, clock: FakeClock
+) -> None:
+    """docs/testing.md: ``client.session`` and ``client.force_login`` work as on Django's
+    own engines (an empty session is created and kept; force_login binds the user)."""
+    from django.contrib.auth.models import User
+
+    store = configure()
+    c = client()
+    session = c.session
+    assert store.load(ids.store_key(session.session_key), clock.now) is not None
+    session["theme"] = "dark"
+    session.save()
+    assert me(c).status_code == 401  # anonymous, with its data
+    c.force_login(User.objects.get(username="eve"))
+    assert me(c).json() == {"user": "eve", "data": {"theme": "dark"}}
+    assert len(UserSessions(store, clock=clock).sessions(user_id("eve"))) == 1
+
+
+@pytest.mark.anyio
+async def test_async_session_api(configure: Configure, clock: FakeClock) -> None:
+    """Django's a-prefixed twins run the same engine flows."""
+    from asgiref.sync import sync_to_async
+
+    from satchel.integrations.django import SessionStore
+
+    store = await sync_to_async(configure)()
+    session = SessionStore()
+    await session.aset("a", 1)
+    await session.aset_expiry(600)
+    assert await session.aget_expiry_age() == 600
+    await session.asave()
+    key = session.session_key
+    reopened = SessionStore(key)
+    assert await reopened.aget("a") == 1
+    assert not await reopened.aget_expire_at_browser_close()
+    await reopened.acycle_key()
+    await reopened.asave()
+    cycled = reopened.session_key
+    assert cycled not in (None, key)
+    assert await sync_to_async(store.load)(ids.store_key(key), clock.now) is None
+    await reopened.aflush()
+    assert await sync_to_async(store.load)(ids.store_key(cycled), clock.now) is None
+    assert not await SessionStore().aexists(cycled)
