@@ -130,19 +130,18 @@ class SessionStore(DjangoExpiry, SessionBase):
             return
         if failed() is not None:
             return  # the store already failed in this request: the response is the 503
-        session = self._get_session()
+        try:
+            with recorded(swallow=True):
+                self._commit(self._get_session(), must_create)
+        except KeyCollision as exc:
+            raise CreateError from exc  # only a real collision: Django tries a new key
+
+    def _commit(self, session: Session, must_create: bool) -> None:
+        store, engine = runtime()
         if must_create and not session.new:
             session.regenerate()
         elif must_create and self._expiry_choice is UNSET:
             self._expiry_choice = None  # the defaults, written: an empty session is kept too
-        try:
-            with recorded(swallow=True):
-                self._commit(session)
-        except KeyCollision as exc:
-            raise CreateError from exc  # only a real collision: Django tries a new key
-
-    def _commit(self, session: Session) -> None:
-        store, engine = runtime()
         self._apply_expiry(session)
         if self._login_pending():  # a new ID, the user bound, the device recorded
             auth.login(session, str(session[AUTH_USER_KEY]))
