@@ -49,6 +49,8 @@ def log_in(request: HttpRequest) -> HttpResponse:
     if user is None:
         return JsonResponse({"error": "bad credentials"}, status=401)
     login(request, user)  # Django cycles the session key: satchel gives a new ID
+    if request.POST.get("remember"):  # "remember me": 30 days idle, enforced by the server
+        request.session.set_expiry(30 * 24 * 3600)
     return JsonResponse({"user": user.get_username()})
 
 

@@ -171,16 +171,23 @@ _DJANGO_CHECKS: dict[str, Any] = {
     "absolute_timeout": 7200.0,
     "refresh_interval": 0.0,
     "trusted_proxies": ["127.0.0.1"],
+    "encrypt_at_rest": True,
+    "max_sessions_per_user": 1,
+    "secret_keys": ["other-key-0123456789-0123456789-012345"],
 }
+_DJANGO_BASE: dict[str, dict[str, Any]] = {"secret_keys": {"encrypt_at_rest": True}}
 
 
 def _django_observe(config: dict[str, Any], db: Path) -> Any:
-    """What the store at ``db`` holds after a session is made (behind a proxy) and read."""
+    """What the store at ``db`` holds after a session is made (behind a proxy) and read,
+    and bob logged in on two devices: each session's timeouts, whether it was seen again,
+    its client IP and user, and the key ID its values are encrypted with (None: plaintext)."""
     import time
 
     from django.test import override_settings
 
     from satchel.integrations.django import runtime
+    from satchel.keyring import KID_LENGTH
     from satchel.stores.sqlite import SQLiteStore
 
     runtime.cache_clear()
@@ -191,21 +198,33 @@ def _django_observe(config: dict[str, Any], db: Path) -> Any:
             c.post("/notes/n", {"value": "1"}, secure=True, HTTP_X_CSRFTOKEN=csrf(c), **headers)
             time.sleep(0.01)
             c.get("/me", secure=True, **headers)
+            for _ in range(2):
+                log_in(client(), "bob", "builder")
     finally:
         runtime.cache_clear()
     if not db.exists():
         return None
     store = SQLiteStore(db)
     try:
-        return [
-            (
-                m.idle_timeout,
-                round(m.absolute_deadline - m.created),
-                m.last_seen > m.created,
-                m.client_ip,
+        now = time.time()
+        observed = []
+        for key, m in store.iter_sessions(now):
+            record = store.load(key, now)
+            assert record is not None
+            sealed = {
+                v[1 : 1 + KID_LENGTH] if v.startswith("!") else None for v in record.data.values()
+            }
+            observed.append(
+                (
+                    m.idle_timeout,
+                    round(m.absolute_deadline - m.created),
+                    m.last_seen > m.created,
+                    m.client_ip,
+                    m.user_id is not None,
+                    sorted(sealed, key=repr),
+                )
             )
-            for _, m in store.iter_sessions(time.time())
-        ]
+        return sorted(observed, key=repr)
     finally:
         store.close()
 
@@ -241,6 +260,7 @@ def test_satchel_key_changes_behaviour_or_is_refused(
             _django_observe({**config, name: value}, base)
         return
     value = _DJANGO_CHECKS[name]
+    config.update(_DJANGO_BASE.get(name, {}))
     target = base
     if name == "store":
         target = tmp_path / "other.db"

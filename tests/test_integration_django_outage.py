@@ -85,7 +85,7 @@ def use_store(
 ) -> Iterator[Callable[[str], Counting]]:
     """Point the Django session engine at a store URL for one test."""
     from satchel.integrations import django as integration
-    from satchel.policy import ExpiryPolicy
+    from satchel.options import build
     from satchel.stores.registry import store_from_url
 
     made: list[Any] = []
@@ -94,8 +94,16 @@ def use_store(
         store = store_from_url(url)
         made.append(store)
         counting = Counting(store)
-        policy = ExpiryPolicy(1800, 86400, 60)
-        monkeypatch.setattr(integration, "runtime", lambda: (counting, policy))
+        engine = build(
+            "memory://",
+            {
+                "idle_timeout": 1800,
+                "absolute_timeout": 86400,
+                "refresh_interval": 60,
+                "insecure_unsigned_cookies": True,
+            },
+        )[1]
+        monkeypatch.setattr(integration, "runtime", lambda: (counting, engine))
         return counting
 
     yield use

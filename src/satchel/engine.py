@@ -211,8 +211,15 @@ class Engine:
 
     # -- committing ---------------------------------------------------------------------------
 
-    def commit(self, session: Session, info: InfoSource) -> Flow[TokenAction | None]:
-        """Write what the request changed; what the response must carry."""
+    def commit(
+        self,
+        session: Session,
+        info: InfoSource,
+        new_session_id: Callable[[], str] = ids.new_session_id,
+    ) -> Flow[TokenAction | None]:
+        """Write what the request changed; what the response must carry.
+        ``new_session_id`` makes the ID of a record this commit creates (Django's own key
+        hook, so a collision is retried with the key Django asks for)."""
         session.ensure_loaded()
         now = self.clock()
         destroyed, gone = session.take_destroyed()
@@ -230,10 +237,12 @@ class Engine:
         key, session_id, current = session.store_key, session.id, session.meta
         if key is None or session_id is None or current is None:
             if session.has_content:
-                return (yield from self._create(session, info, now, base=None))
+                return (yield from self._create(session, info, now, None, new_session_id))
             return DELETE if destroyed else None
         if session.regenerating:
-            return (yield from self._create(session, info, now, base=current, replaces=key))
+            return (
+                yield from self._create(session, info, now, current, new_session_id, replaces=key)
+            )
 
         updates = session.pending_meta
         change = session.pending_change(lambda: self._next_meta(current, updates, now, info))
@@ -268,6 +277,7 @@ class Engine:
         info: InfoSource,
         now: float,
         base: Meta | None,
+        new_session_id: Callable[[], str] = ids.new_session_id,
         replaces: str | None = None,
     ) -> Flow[TokenAction]:
         """Create a record for the session; with ``replaces`` (a regeneration), retire the
@@ -291,7 +301,7 @@ class Engine:
             base = base.with_changes(handle=ids.new_handle(), version=1)
         # a handle chosen by regenerate() (pending in the updates) wins over the new one
         meta = self._next_meta(base, session.pending_meta, now, info)
-        session_id = ids.new_session_id()
+        session_id = new_session_id()
         key = ids.store_key(session_id)
         data = session.encoded()
         if meta.user_id:

@@ -8,6 +8,7 @@ default (docs/configuration.md).
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import singledispatch
 from typing import Any, NamedTuple
 
 from . import option_schema as schema
@@ -67,68 +68,73 @@ def build(store: str | Store | CookieStore, options: SessionOptions) -> Runtime:
     """The store, backend and request policy a middleware runs on; invalid options fail
     here, at start."""
     schema.refuse_unknown(options, schema.KEYWORDS, "SessionMiddleware")
-    cookie = CookieOptions(**schema.present(options, CookieOptions))
-    expiry = ExpiryPolicy(**schema.present(options, ExpiryPolicy))
-    if cookie.persistent and not expiry.persistent:  # new sessions follow the cookie option
-        expiry = replace(expiry, persistent=True)
-    engine_kwargs: dict[str, Any] = {"on_event": options.get("on_event")}
-    if "clock" in options:
-        engine_kwargs["clock"] = options["clock"]
+    if options.get("insecure_unsigned_cookies") and options.get("secret_keys"):
+        raise ConfigurationError(
+            "insecure_unsigned_cookies=True is ignored when secret_keys are given "
+            "(cookies are signed): remove one of them"
+        )
     if isinstance(store, str) and store.startswith("cookie:"):
         store = cookie_store_from_url(store)
-    revocation = options.get("revocation_store")
-    if isinstance(revocation, str):
-        revocation = store_from_url(revocation)
-    if options.get("insecure_unsigned_cookies"):  # refused wherever it would be ignored
-        if isinstance(store, CookieStore):
-            raise ConfigurationError(
-                "the cookie store needs secret_keys: insecure_unsigned_cookies=True applies "
-                "only to server-side stores"
-            )
-        if options.get("secret_keys"):
-            raise ConfigurationError(
-                "insecure_unsigned_cookies=True is ignored when secret_keys are given "
-                "(cookies are signed): remove one of them"
-            )
-    if isinstance(store, CookieStore):
-        if options.get("encrypt_at_rest"):
-            raise ConfigurationError(
-                "encrypt_at_rest is for server-side stores; cookie sessions are encrypted "
-                "unless CookieStore(signed=True)"
-            )
-        if options.get("max_sessions_per_user") is not None:
-            raise ConfigurationError(
-                "max_sessions_per_user needs a server-side store: cookie sessions cannot be counted"
-            )
-        if options.get("token_paths"):
-            raise ConfigurationError(
-                "token_paths (bearer tokens) needs a server-side store: a cookie session's "
-                "token is the whole session, too large for a header and not revocable"
-            )
-        backend = CookieBackend(
-            secret_keys=options.get("secret_keys"),
-            cookie=cookie,
-            expiry=expiry,
-            signed=store.signed,
-            compress=store.compress,
-            revocation_store=revocation,
-            **engine_kwargs,
-        )
-        return Runtime(revocation, backend, policy_from(options, cookie))
-    if revocation is not None:
+    return _runtime(store, options)
+
+
+@singledispatch
+def _runtime(store: str | Store | CookieStore, options: SessionOptions) -> Runtime:
+    """Server-side sessions: a store and the engine."""
+    if options.get("revocation_store") is not None:
         raise ConfigurationError(
             "revocation_store applies to cookie sessions only; server-side sessions are "
             "revoked by deleting their records"
         )
+    policy = policy_from(options, _cookie(options))
+    server, engine = build_engine(store, options)  # type: ignore[arg-type]  # (dispatched)
+    return Runtime(server, engine, policy)
+
+
+@_runtime.register
+def _(store: CookieStore, options: SessionOptions) -> Runtime:
+    """Cookie sessions: the browser holds them; markers may live in a revocation store."""
+    for name, why in _NOT_FOR_COOKIES.items():
+        if options.get(name):
+            raise ConfigurationError(why)
+    revocation = options.get("revocation_store")
+    if isinstance(revocation, str):
+        revocation = store_from_url(revocation)
+    cookie = _cookie(options)
+    backend = CookieBackend(
+        secret_keys=options.get("secret_keys"),
+        cookie=cookie,
+        expiry=_expiry(options),
+        signed=store.signed,
+        compress=store.compress,
+        revocation_store=revocation,
+        **_hooks(options),
+    )
+    return Runtime(revocation, backend, policy_from(options, cookie))
+
+
+_NOT_FOR_COOKIES = {
+    "insecure_unsigned_cookies": "the cookie store needs secret_keys: "
+    "insecure_unsigned_cookies=True applies only to server-side stores",
+    "encrypt_at_rest": "encrypt_at_rest is for server-side stores; cookie sessions are "
+    "encrypted unless CookieStore(signed=True)",
+    "max_sessions_per_user": "max_sessions_per_user needs a server-side store: cookie "
+    "sessions cannot be counted",
+    "token_paths": "token_paths (bearer tokens) needs a server-side store: a cookie "
+    "session's token is the whole session, too large for a header and not revocable",
+}
+
+
+def build_engine(store: str | Store, options: SessionOptions) -> tuple[Store, Engine]:
+    """A server-side store and the engine on it (what Django's session engine runs on)."""
     engine = Engine(
         encrypt_at_rest=schema.get(options, "encrypt_at_rest"),
         secret_keys=options.get("secret_keys"),
         insecure_unsigned_cookies=schema.get(options, "insecure_unsigned_cookies"),
-        expiry=expiry,
+        expiry=_expiry(options),
         max_sessions_per_user=options.get("max_sessions_per_user"),
-        **engine_kwargs,
+        **_hooks(options),
     )
-    policy = policy_from(options, cookie)
     if isinstance(store, str):
         store = store_from_url(store)
     elif not isinstance(store, Store):
@@ -136,4 +142,22 @@ def build(store: str | Store | CookieStore, options: SessionOptions) -> Runtime:
             "store must be a store URL, a satchel Store object or a CookieStore"
         )
     engine.store = store
-    return Runtime(store, engine, policy)
+    return store, engine
+
+
+def _cookie(options: SessionOptions) -> CookieOptions:
+    return CookieOptions(**schema.present(options, CookieOptions))
+
+
+def _expiry(options: SessionOptions) -> ExpiryPolicy:
+    expiry = ExpiryPolicy(**schema.present(options, ExpiryPolicy))
+    if options.get("cookie_persistent") and not expiry.persistent:
+        expiry = replace(expiry, persistent=True)  # new sessions follow the cookie option
+    return expiry
+
+
+def _hooks(options: SessionOptions) -> dict[str, Any]:
+    hooks: dict[str, Any] = {"on_event": options.get("on_event")}
+    if "clock" in options:
+        hooks["clock"] = options["clock"]
+    return hooks

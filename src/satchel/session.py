@@ -422,6 +422,12 @@ class Session(dict[str, Any]):
             or self._token_refresh
         )
 
+    @property
+    def token_refresh_due(self) -> bool:
+        """The token must be sent again although nothing else changed: opening the session
+        moved a persistent lifetime, or its token was made with an old key."""
+        return self._token_refresh
+
     def refresh_token(self) -> None:
         """Send the token again at the next commit (its lifetime moved, or it was made
         with a retired key)."""

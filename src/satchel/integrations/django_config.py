@@ -1,0 +1,117 @@
+"""The Django session engine's configuration: ``settings.SATCHEL`` and Django's own
+settings, turned into the options of :func:`satchel.options.build` (the middlewares'
+composition root), so an option is applied or refused the same way on every path.
+
+``settings.SATCHEL`` wins over Django's setting where both speak: ``absolute_timeout``
+over ``SESSION_COOKIE_AGE``, ``secret_keys`` over ``SECRET_KEY``/``SECRET_KEY_FALLBACKS``
+(used only by ``encrypt_at_rest``: Django's session cookie is not signed).
+``SESSION_EXPIRE_AT_BROWSER_CLOSE`` decides whether new sessions get a persistent cookie.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from functools import cache
+from typing import Any
+
+from django.conf import settings as django_settings
+
+from ..engine import Engine
+from ..errors import ConfigurationError
+from ..options import SessionOptions, build_engine
+from ..settings import Settings, load_settings
+from ..stores.base import Store
+
+# The SATCHEL settings this engine applies; Django itself does the rest, so setting one of
+# those here would silently do nothing: it is refused, naming Django's own setting.
+APPLIED = frozenset(
+    {
+        "store",
+        "idle_timeout",
+        "absolute_timeout",
+        "refresh_interval",
+        "trusted_proxies",
+        "encrypt_at_rest",
+        "max_sessions_per_user",
+        "secret_keys",
+    }
+)
+HOOKS = frozenset({"on_event", "clock"})  # callables: not settings, passed to the engine as-is
+_DJANGOS_OWN = {
+    "cookie_name": "SESSION_COOKIE_NAME",
+    "cookie_path": "SESSION_COOKIE_PATH",
+    "cookie_domain": "SESSION_COOKIE_DOMAIN",
+    "cookie_secure": "SESSION_COOKIE_SECURE",
+    "cookie_httponly": "SESSION_COOKIE_HTTPONLY",
+    "cookie_samesite": "SESSION_COOKIE_SAMESITE",
+    "cookie_persistent": "SESSION_EXPIRE_AT_BROWSER_CLOSE and SESSION_COOKIE_AGE",
+    "csrf": "django.middleware.csrf.CsrfViewMiddleware in MIDDLEWARE",
+    "csrf_exempt": "the @csrf_exempt decorator",
+    "csrf_allow_same_site": "CSRF_TRUSTED_ORIGINS",
+    "csrf_trusted_origins": "CSRF_TRUSTED_ORIGINS",
+    "insecure_unsigned_cookies": "SESSION_COOKIE_* (Django's session cookie is not signed)",
+}
+_SETTINGS = frozenset(f.name for f in fields(Settings)) - {"sources"}
+
+
+def _settings() -> tuple[Settings, dict[str, Any]]:
+    """``settings.SATCHEL`` as satchel settings plus its hooks, refusing every key this
+    engine would ignore (unknown keys are refused by ``load_settings``)."""
+    config = dict(getattr(django_settings, "SATCHEL", {}))
+    hooks = {name: config.pop(name) for name in HOOKS if name in config}
+    for name in sorted(set(config) & (_SETTINGS - APPLIED)):
+        own = _DJANGOS_OWN.get(name)
+        raise ConfigurationError(
+            f"settings.SATCHEL[{name!r}] does not apply under Django: "
+            + (f"use Django's {own}" if own else "the Django session engine does not support it")
+        )
+    if str(config.get("store", "")).startswith("cookie:"):
+        raise ConfigurationError(
+            "settings.SATCHEL['store']: cookie sessions do not apply under Django: use "
+            "Django's SESSION_ENGINE = 'django.contrib.sessions.backends.signed_cookies'"
+        )
+    if "secret_keys" in config and not config.get("encrypt_at_rest"):
+        raise ConfigurationError(
+            "settings.SATCHEL['secret_keys'] applies under Django only with encrypt_at_rest "
+            "(Django's session cookie is not signed)"
+        )
+    layers = {"settings.SATCHEL": config}
+    return load_settings(env={}, use_file=False, validate=False, layers=layers), hooks
+
+
+def options() -> tuple[str, SessionOptions]:
+    """The store URL and the engine options, from ``settings.SATCHEL`` and Django's own
+    settings."""
+    settings, hooks = _settings()
+    explicit = settings.sources
+    idle, absolute = settings.idle_timeout, settings.absolute_timeout
+    if "absolute_timeout" not in explicit and django_settings.is_overridden("SESSION_COOKIE_AGE"):
+        absolute = float(django_settings.SESSION_COOKIE_AGE)
+        if "idle_timeout" not in explicit:
+            idle = min(idle, absolute)
+    opts: dict[str, Any] = {
+        "idle_timeout": idle,
+        "absolute_timeout": absolute,
+        "refresh_interval": settings.refresh_interval,
+        "trusted_proxies": list(settings.trusted_proxies),
+        "encrypt_at_rest": settings.encrypt_at_rest,
+        "max_sessions_per_user": settings.max_sessions_per_user,
+        "cookie_persistent": not django_settings.SESSION_EXPIRE_AT_BROWSER_CLOSE,
+        **hooks,
+    }
+    if settings.encrypt_at_rest:  # the keyring serves encryption only: nothing is signed
+        keys = settings.secret_keys or (
+            django_settings.SECRET_KEY,
+            *getattr(django_settings, "SECRET_KEY_FALLBACKS", ()),
+        )
+        opts["secret_keys"] = list(keys)
+    else:
+        opts["insecure_unsigned_cookies"] = True
+    return settings.store, opts  # type: ignore[return-value]
+
+
+@cache
+def runtime() -> tuple[Store, Engine]:
+    """The store and engine, from the middlewares' composition root (once per process)."""
+    url, opts = options()
+    return build_engine(url, opts)

@@ -1,0 +1,103 @@
+"""Django's request side of the session engine: the device a session is created on, and
+the plain 503 when the store fails during a request.
+
+Within a request under :class:`DeviceMiddleware` the first store failure is recorded:
+later store calls of that request fail at once instead of waiting for the store's timeout
+again (a login during an outage never deletes the old session half-way), a save that
+fails is dropped (Django runs it in ``SessionMiddleware.process_response``, where an
+exception could only become a 500), and the response becomes the 503.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from ..engine import RequestInfo
+from ..errors import UNAVAILABLE_BODY, KeyCollision, StoreError
+from ..proxies import parse_trusted, resolve
+from .django_config import options
+
+_device: ContextVar[RequestInfo | None] = ContextVar("satchel_device", default=None)
+# The store failures of the current request under DeviceMiddleware; None outside one.
+_failures: ContextVar[list[StoreError] | None] = ContextVar("satchel_failures", default=None)
+
+
+def _unavailable() -> Any:
+    """The answer when the store is down: a plain 503, no details, no traceback (as on
+    the ASGI, WSGI and Flask paths)."""
+    from django.http import HttpResponse
+
+    response = HttpResponse(UNAVAILABLE_BODY, status=503, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = "5"
+    return response
+
+
+class DeviceMiddleware:
+    """Records the device (user agent, client IP) of sessions created in a request, for
+    "your sessions" pages, and turns a store failure into a 503. Put it before Django's
+    SessionMiddleware; client IPs honour ``SATCHEL["trusted_proxies"]`` and nothing else."""
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        self.get_response = get_response
+        self.trusted = parse_trusted(options()[1].get("trusted_proxies", ()))
+
+    def __call__(self, request: Any) -> Any:
+        meta = request.META
+        headers = {
+            k[5:].replace("_", "-").lower(): str(v)
+            for k, v in meta.items()
+            if k.startswith("HTTP_")
+        }
+        origin = resolve(meta.get("REMOTE_ADDR"), request.scheme, headers, self.trusted)
+        agent = headers.get("user-agent")
+        token = _device.set(
+            RequestInfo(user_agent=agent[:512] if agent else None, client_ip=origin.client_ip)
+        )
+        failures: list[StoreError] = []
+        failures_token = _failures.set(failures)
+        try:
+            response = self.get_response(request)
+        finally:
+            _device.reset(token)
+            _failures.reset(failures_token)
+        # Whatever the view answered, its session was not saved: say so, set no cookie.
+        return _unavailable() if failures else response
+
+    def process_exception(self, request: Any, exception: Exception) -> Any:
+        """A store failure while the view read the session: the 503 (not Django's 500)."""
+        if isinstance(exception, StoreError) and not isinstance(exception, KeyCollision):
+            return _unavailable()
+        return None
+
+
+def device() -> RequestInfo:
+    """The device of the current request (empty outside DeviceMiddleware)."""
+    return _device.get() or RequestInfo()
+
+
+def failed() -> StoreError | None:
+    """The first store failure of this request, if any: later store calls of the request
+    fail at once instead of waiting for the store's timeout again."""
+    failures = _failures.get()
+    return failures[0] if failures else None
+
+
+@contextmanager
+def recorded(swallow: bool = False) -> Iterator[None]:
+    """Record a store failure for DeviceMiddleware's 503, and drop it when ``swallow`` (a
+    save or a delete: the response is replaced by the 503 anyway). Outside DeviceMiddleware
+    it is raised as it is."""
+    failures = _failures.get()
+    try:
+        yield
+    except KeyCollision:  # not an outage: handled by the caller
+        raise
+    except StoreError as exc:
+        if failures is None:
+            raise
+        failures.append(exc)
+        if not swallow:
+            raise
