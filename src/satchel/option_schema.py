@@ -163,7 +163,9 @@ class Option:
 
     def __post_init__(self) -> None:
         if (self.owner is None) == (self.value is _UNSET):
-            raise TypeError(f"option {self.name}: give its default as value= or owner=, once")
+            raise ConfigurationError(
+                f"option {self.name}: give its default as value= or owner=, once"
+            )
 
     @property
     def default(self) -> Any:

@@ -23,6 +23,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
 
 from ..engine import Engine
+from ..errors import ConfigurationError, SessionDataError
 from ..policy import ExpiryPolicy
 from ..session import Session
 
@@ -65,9 +66,9 @@ class DjangoExpiry:
         if isinstance(value, timedelta):  # from now by satchel's clock, as the server counts
             value = datetime.fromtimestamp(self._engine().clock(), UTC) + value
         if not isinstance(value, int | float | datetime | None) or isinstance(value, bool):
-            raise TypeError("set_expiry() takes seconds, a datetime, a timedelta or None")
+            raise SessionDataError("set_expiry() takes seconds, a datetime, a timedelta or None")
         if isinstance(value, int | float) and value < 0:
-            raise ValueError("set_expiry(): seconds must be 0 or more")
+            raise ConfigurationError("set_expiry(): seconds must be 0 or more")
         self._expiry_choice = value
         self.modified = True
 

@@ -7,7 +7,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from ..engine import Flow, adrive, drive
+from ..errors import ConfigurationError
+from ..ops import Flow, adrive, drive
 from ..record import Change, Meta, Record
 from ..stores.base import Store
 
@@ -23,7 +24,7 @@ class StoreDriver:
 
     def __init__(self, store: Store, mode: str) -> None:
         if mode not in ("sync", "async"):
-            raise ValueError("mode is 'sync' or 'async'")
+            raise ConfigurationError("mode is 'sync' or 'async'")
         self.store, self.mode = store, mode
         self._runner = asyncio.Runner() if mode == "async" else None
 
