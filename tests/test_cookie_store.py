@@ -25,6 +25,7 @@ from satchel.keyring import Keyring
 from satchel.ops import drive
 from satchel.stores.base import Store
 from satchel.testing import FakeClock
+from satchel.testing.cookie_conformance import CookieConformance
 
 from .conftest import KEY, OLD_KEY
 from .helpers import CountingStore, set_cookie_value
@@ -365,8 +366,6 @@ def test_stored_ids_are_hashes_in_the_revocation_marker() -> None:
 
 
 # -- the shipped cookie conformance suite, with markers in several real stores ------------------
-
-from satchel.testing.conformance import CookieConformance  # noqa: E402
 
 
 class TestCookieConformanceMemory(CookieConformance):

@@ -412,7 +412,7 @@ def test_a_regeneration_with_the_login_budget_full_never_logs_the_user_out() -> 
     from satchel.auth import regenerate_on_privilege_change
     from satchel.errors import StoreError
     from satchel.ops import drive
-    from satchel.testing.conformance import INFO, login_request
+    from satchel.testing.flows import INFO, login_request
 
     from .helpers import make_engine
 

@@ -66,6 +66,20 @@ DELETE = TokenAction(None)
 WITHDRAWN = TokenAction(None, withdrawn=True)
 
 
+class SessionBinding(Protocol):
+    """What ties a session to the request that opened it (the middleware's request
+    context): how to load it lazily, commit it early, and which backend holds it."""
+
+    @property
+    def backend(self) -> Backend: ...
+
+    def load(self, session: Session) -> None: ...
+
+    def save(self, session: Session) -> None: ...
+
+    async def asave(self, session: Session) -> None: ...
+
+
 class Backend(Protocol):
     """Where sessions live, behind one interface."""
 

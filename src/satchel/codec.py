@@ -179,3 +179,16 @@ def decode(text: str) -> Any:
     except (KeyError, TypeError, AttributeError, ArithmeticError, RecursionError) as exc:
         raise ValueError(f"malformed session value: {exc.__class__.__name__}") from None
     return value
+
+
+def encode_named(name: str, value: Any) -> str:
+    """``value`` of session key ``name`` encoded for commit. Assignment already refused
+    what cannot be stored, so this fails only for a value changed in place after it was
+    read (``session["cart"].append("\\ud800")``): say which key, with satchel's own error."""
+    try:
+        return encode(value)
+    except SessionDataError as exc:
+        raise SessionDataError(
+            f"session[{name!r}] cannot be stored (was it changed in place after it was "
+            f"read?): {exc}"
+        ) from None

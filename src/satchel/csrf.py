@@ -29,7 +29,6 @@ SECRET_BYTES = 32
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 FORM_FIELD = "csrf_token"
 HEADER = "x-csrf-token"
-PRESESSION_COOKIE = "satchel_csrf"
 PRESESSION_MAX_AGE = 2 * 3600
 # Caps on the work of finding the token in a form body (see FormTokenFinder and
 # docs/security.md "Hardening"): a body past any of them is not searched, so the request

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 
 from .log import logger
 
-KINDS = frozenset({"created", "regenerated", "destroyed", "expired", "revoked", "security"})
-
 
 @dataclass(frozen=True, slots=True)
 class SessionEvent:

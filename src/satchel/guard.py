@@ -21,7 +21,6 @@ from .request import ENVIRON_KEY
 from .types import ASGIApp, Environ, Receive, Scope, Send, StartResponse, WSGIApp
 
 DEFAULT_LOGIN_URL = "/login"
-Headers = list[tuple[str, str]]
 
 
 def safe_next(target: str | None, default: str = "/") -> str:

@@ -50,14 +50,11 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(ID_BYTES)
 
 
-_LAST_CHAR = frozenset("AEIMQUYcgkosw048")  # 43rd character: its low 2 bits must be zero
-
-
 def is_session_id(value: str) -> bool:
     """True only for the exact format :func:`new_session_id` produces: 43 characters of
     base64url that are the canonical encoding of 32 bytes."""
     return (
-        len(value) == ID_LENGTH and value[-1] in _LAST_CHAR and _ID_RE.fullmatch(value) is not None
+        len(value) == ID_LENGTH and value[-1] in _LAST_OF_3 and _ID_RE.fullmatch(value) is not None
     )
 
 

@@ -117,9 +117,6 @@ class Keyring:
     def signed_by_current(self, signature: str) -> bool:
         return signature[:KID_LENGTH] == self._keys[0].kid
 
-    def key_for(self, kid: str) -> _Key | None:
-        return self._by_kid.get(kid)
-
     def mac(self, purpose: bytes, message: bytes, kid: str | None = None) -> bytes | None:
         """Full HMAC-SHA256 of ``message`` under the subkey of ``kid`` (default: newest)."""
         key = self._keys[0] if kid is None else self._by_kid.get(kid)

@@ -43,9 +43,6 @@ class Meta(NamedTuple):
     def with_changes(self, **changes: Any) -> Meta:
         return self._replace(**changes)
 
-    def to_dict(self) -> dict[str, Any]:
-        return self._asdict()
-
     def to_json(self) -> str:
         return _COMPACT.encode(self._asdict())
 
@@ -146,7 +143,8 @@ class Record:
 class Change:
     """What one request changed: only these keys are written, atomically.
 
-    ``clear`` drops every stored key first (``session.clear()``); then ``set`` is written
+    ``clear`` drops every stored key first (``Session.start_over()``: a login by another
+    user, Django's ``session.clear()``); then ``set`` is written
     and ``delete`` removed. ``meta`` replaces the metadata (the store sets its version).
     A store applies a Change only to a record that still exists and has not expired.
     """

@@ -11,31 +11,17 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from . import codec, ids
 from .errors import ConfigurationError, SessionDataError, SessionStateError
 from .record import Change, Meta
 
 if TYPE_CHECKING:
-    from .backend import Backend
+    from .backend import SessionBinding
 
 # Values that cannot change in place: reading them cannot hide a nested modification.
 _IMMUTABLE = (str, int, float, type(None), bytes, dt.date, uuid.UUID, Decimal)
-
-
-class SessionBinding(Protocol):
-    """What ties a session to the request that opened it (the middleware's request
-    context): how to load it lazily, commit it early, and which backend holds it."""
-
-    @property
-    def backend(self) -> Backend: ...
-
-    def load(self, session: Session) -> None: ...
-
-    def save(self, session: Session) -> None: ...
-
-    async def asave(self, session: Session) -> None: ...
 
 
 class Session(dict[str, Any]):
@@ -109,53 +95,51 @@ class Session(dict[str, Any]):
 
     # -- reading --------------------------------------------------------------------------
 
-    def __getitem__(self, key: str) -> Any:
+    def _read(self, mutable: bool = False) -> None:
         self.ensure_loaded()
         self._accessed = True
+        if mutable:  # e.g. session["cart"].append(x) after reading it
+            self._maybe_modified = True
+
+    def __getitem__(self, key: str) -> Any:
+        self._read()
         value = dict.__getitem__(self, key)
         if not isinstance(value, _IMMUTABLE):
-            self._maybe_modified = True  # e.g. session["cart"].append(x)
+            self._maybe_modified = True
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
-        self.ensure_loaded()
-        self._accessed = True
+        self._read()
         value = dict.get(self, key, default)
         if not isinstance(value, _IMMUTABLE):
             self._maybe_modified = True
         return value
 
     def __contains__(self, key: object) -> bool:
-        self.ensure_loaded()
-        self._accessed = True
+        self._read()
         return dict.__contains__(self, key)
 
     def __iter__(self) -> Iterator[str]:
-        self.ensure_loaded()
-        self._accessed = True
+        self._read()
         return dict.__iter__(self)
 
     def __len__(self) -> int:
-        self.ensure_loaded()
-        self._accessed = True
+        self._read()
         return dict.__len__(self)
 
     def __bool__(self) -> bool:
         return len(self) > 0
 
     def keys(self) -> Any:
-        self.ensure_loaded()
-        self._accessed = True
+        self._read()
         return dict.keys(self)
 
     def values(self) -> Any:
-        self.ensure_loaded()
-        self._accessed = self._maybe_modified = True
+        self._read(mutable=True)
         return dict.values(self)
 
     def items(self) -> Any:
-        self.ensure_loaded()
-        self._accessed = self._maybe_modified = True
+        self._read(mutable=True)
         return dict.items(self)
 
     def copy(self) -> dict[str, Any]:
@@ -363,7 +347,7 @@ class Session(dict[str, Any]):
         baseline = self._baseline
         changed = {}
         for name, value in dict.items(self):
-            text = _encode(name, value)
+            text = codec.encode_named(name, value)
             if baseline.get(name) != text:
                 changed[name] = text
         removed = frozenset(baseline.keys() - dict.keys(self))
@@ -444,7 +428,7 @@ class Session(dict[str, Any]):
 
     def encoded(self) -> dict[str, str]:
         """Every value encoded for storage."""
-        return {name: _encode(name, value) for name, value in dict.items(self)}
+        return {name: codec.encode_named(name, value) for name, value in dict.items(self)}
 
     def pending_change(self, meta: Callable[[], Meta]) -> Change | None:
         """The per-key change to commit, or None when nothing changed. ``meta`` makes the
@@ -487,16 +471,3 @@ class Session(dict[str, Any]):
         self._baseline = {}
         self._meta_updates = {}
         self._cleared = self._regenerate = self._meta_dirty = self._token_refresh = False
-
-
-def _encode(name: str, value: Any) -> str:
-    """``value`` encoded for commit. Assignment already refused what cannot be stored, so
-    this fails only for a value changed in place after it was read
-    (``session["cart"].append("\\ud800")``): say which key, with satchel's own error."""
-    try:
-        return codec.encode(value)
-    except SessionDataError as exc:
-        raise SessionDataError(
-            f"session[{name!r}] cannot be stored (was it changed in place after it was "
-            f"read?): {exc}"
-        ) from None

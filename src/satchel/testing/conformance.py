@@ -15,97 +15,39 @@ nested changes) drive satchel's real core against the store.
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from .. import ids
-from ..backend import DeviceInfo, TokenAction
-from ..cookie import CookieBackend
-from ..cookies import CookieOptions
 from ..engine import Engine
 from ..ops import Flow
 from ..policy import ExpiryPolicy
-from ..record import Change, Meta, Record
+from ..record import Change, Record
 from ..session import Session
 from ..stores.base import Store
 from .clock import FakeClock
 from .drivers import StoreDriver
+from .flows import (
+    ABSOLUTE,
+    IDLE,
+    INFO,
+    DriverSuite,
+    cookie_id,
+    issued,
+    login_request,
+    make_meta,
+    new_key,
+    request,
+)
 
-IDLE = 600.0
-ABSOLUTE = 3600.0
-INFO = DeviceInfo(user_agent="conformance", client_ip="127.0.0.1")
+__all__ = ["CookieConformance", "StoreConformance", "cookie_id", "login_request", "request"]
 
-
-def _meta(now: float, **changes: Any) -> Meta:
-    meta = ExpiryPolicy(idle_timeout=IDLE, absolute_timeout=ABSOLUTE).new_meta(
-        ids.new_handle(), now, user_agent="ua", client_ip="127.0.0.1"
-    )
-    return meta.with_changes(**changes)
-
-
-def _key() -> str:
-    return ids.store_key(ids.new_session_id())
-
-
-def request(
-    engine: Engine, session_id: str | None, **writes: Any
-) -> Flow[tuple[Session, str | None]]:
-    """One request: open the session ``session_id`` names, write ``writes``, commit.
-    Returns the session and the token the response would carry, if it sets one."""
-    session = yield from engine.open(Session(), session_id)
-    session.update(writes)
-    return session, _issued((yield from engine.commit(session, INFO)))
+_meta, _key = make_meta, new_key  # the names the store tests know
 
 
-def _issued(action: TokenAction | None) -> str | None:
-    """The token a commit's answer sets, if any."""
-    return None if action is None else action.token
-
-
-def login_request(engine: Engine, user: str) -> Flow[Session]:
-    """A request that logs ``user`` in on a fresh session."""
-    from ..auth import login
-
-    session = yield from engine.open(Session(), None)
-    login(session, user)
-    yield from engine.commit(session, INFO)
-    return session
-
-
-def cookie_id(token: str | None) -> str | None:
-    """The session ID inside a signed token (signature stripped)."""
-    if token is None:
-        return None
-    return token.partition(".")[0] or None
-
-
-class _Suite:
-    """What both suites share: every test runs on the sync and the async path of the
-    store ``_store()`` makes, against a settable clock."""
-
-    def _store(self) -> Store:
-        raise NotImplementedError
-
-    @pytest.fixture(params=["sync", "async"])
-    def driver(self, request: pytest.FixtureRequest) -> Iterator[StoreDriver]:
-        driver = StoreDriver(self._store(), request.param)
-        try:
-            yield driver
-        finally:
-            driver.close()
-
-    @pytest.fixture
-    def clock(self) -> FakeClock:
-        # a day ahead of real time: stores that expire by absolute time (Redis TTLs) keep
-        # every record the test makes, whatever today's date
-        return FakeClock(time.time() + 86_400)
-
-
-class StoreConformance(_Suite):
+class StoreConformance(DriverSuite):
     """Subclass and define :meth:`make_store`. ``engine_options`` passes extra options to
     the engine (e.g. ``{"encrypt_at_rest": True}``)."""
 
@@ -381,7 +323,7 @@ class StoreConformance(_Suite):
         logout.destroy()
         driver.flow(engine.commit(logout, INFO))
         in_flight["late"] = "write"
-        assert _issued(driver.flow(engine.commit(in_flight, INFO))) is None
+        assert issued(driver.flow(engine.commit(in_flight, INFO))) is None
         assert driver.load(ids.store_key(sid), clock.now) is None
 
     def test_regenerate_deletes_old_record_and_blocks_stale_writers(
@@ -393,12 +335,12 @@ class StoreConformance(_Suite):
         stale = driver.flow(engine.open(Session(), old))
         session = driver.flow(engine.open(Session(), old))
         session.regenerate()
-        new = cookie_id(_issued(driver.flow(engine.commit(session, INFO))))
+        new = cookie_id(issued(driver.flow(engine.commit(session, INFO))))
         assert new is not None
         assert new != old
         assert driver.load(ids.store_key(old), clock.now) is None
         stale["b"] = 2
-        assert _issued(driver.flow(engine.commit(stale, INFO))) is None
+        assert issued(driver.flow(engine.commit(stale, INFO))) is None
         assert driver.load(ids.store_key(old), clock.now) is None
         assert driver.flow(request(engine, new))[0] == {"a": 1}
 
@@ -438,126 +380,4 @@ class StoreConformance(_Suite):
         assert record.meta.version == created.meta.version  # a refresh is not a data write
 
 
-# -- cookie sessions ---------------------------------------------------------------------------
-
-
-def cookie_request(
-    engine: CookieBackend, cookie: str | None, user: str | None = None, **writes: Any
-) -> Flow[tuple[Session, str | None]]:
-    """One request on the cookie store: the browser sends ``cookie`` (a value, or None),
-    the app writes ``writes`` (and logs ``user`` in); returns the session and the new
-    cookie value, if the response sets one."""
-    from ..auth import login
-
-    payload, resign = engine.read([cookie] if cookie else [])
-    session = yield from engine.open(Session(), payload, resign)
-    if user is not None:
-        login(session, user)
-    session.update(writes)
-    return session, _issued((yield from engine.commit(session, INFO)))
-
-
-class CookieConformance(_Suite):
-    """The parts of the store contract that apply to cookie sessions, with revocation
-    markers kept in the store ``make_revocation_store`` returns. What cannot apply: no
-    server-side record to list, and no per-key merge of concurrent writes (the last
-    cookie the browser keeps wins), so those tests are not here."""
-
-    def make_revocation_store(self) -> Store:
-        raise NotImplementedError
-
-    def _store(self) -> Store:
-        return self.make_revocation_store()
-
-    @pytest.fixture
-    def engine(self, driver: StoreDriver, clock: FakeClock) -> CookieBackend:
-        return CookieBackend(
-            secret_keys=["conformance-key-" + "x" * 32],
-            cookie=CookieOptions(),
-            expiry=ExpiryPolicy(idle_timeout=IDLE, absolute_timeout=ABSOLUTE),
-            revocation_store=driver.store,
-            clock=clock,
-        )
-
-    def test_data_round_trips_and_nested_changes_are_saved(
-        self, driver: StoreDriver, engine: CookieBackend
-    ) -> None:
-        _, cookie = driver.flow(cookie_request(engine, None, cart=[1], n=1))
-        assert cookie is not None
-
-        def append() -> Flow[str | None]:
-            payload, _ = engine.read([cookie] if cookie else [])
-            session = yield from engine.open(Session(), payload)
-            session["cart"].append(2)
-            return _issued((yield from engine.commit(session, INFO)))
-
-        cookie = driver.flow(append())
-        session, _ = driver.flow(cookie_request(engine, cookie))
-        assert dict(session) == {"cart": [1, 2], "n": 1}
-
-    def test_read_only_request_sets_no_cookie(
-        self, driver: StoreDriver, engine: CookieBackend
-    ) -> None:
-        _, cookie = driver.flow(cookie_request(engine, None, a=1))
-        session, again = driver.flow(cookie_request(engine, cookie))
-        assert session["a"] == 1
-        assert again is None
-
-    def test_tampered_cookie_gives_a_fresh_session(
-        self, driver: StoreDriver, engine: CookieBackend
-    ) -> None:
-        _, cookie = driver.flow(cookie_request(engine, None, a=1))
-        assert cookie is not None
-        flipped = cookie[:-3] + ("A" if cookie[-3] != "A" else "B") + cookie[-2:]
-        session, _ = driver.flow(cookie_request(engine, flipped))
-        assert session.new
-        assert dict(session) == {}
-
-    def test_idle_and_absolute_timeouts(
-        self, driver: StoreDriver, engine: CookieBackend, clock: FakeClock
-    ) -> None:
-        _, cookie = driver.flow(cookie_request(engine, None, a=1))
-        clock.advance(IDLE + 1)
-        assert driver.flow(cookie_request(engine, cookie))[0].new
-        _, cookie = driver.flow(cookie_request(engine, None, a=1))
-        for _ in range(int(ABSOLUTE / (IDLE / 2)) - 1):  # used every idle/2: stays alive
-            clock.advance(IDLE / 2)
-            session, refreshed = driver.flow(cookie_request(engine, cookie, seen=clock.now))
-            assert session["a"] == 1
-            cookie = refreshed or cookie
-        clock.advance(IDLE / 2)
-        assert driver.flow(cookie_request(engine, cookie))[0].new
-
-    def test_logout_and_logout_everywhere_kill_replayed_cookies(
-        self, driver: StoreDriver, engine: CookieBackend, clock: FakeClock
-    ) -> None:
-        from ..cookie.revocation import revoke_all
-
-        user = f"user-{uuid.uuid4().hex[:8]}"
-        _, phone = driver.flow(cookie_request(engine, None, user=user))
-        _, laptop = driver.flow(cookie_request(engine, None, user=user))
-        assert driver.flow(cookie_request(engine, phone))[0].user_id == user
-
-        def logout(cookie: str | None) -> Flow[None]:
-            payload, _ = engine.read([cookie] if cookie else [])
-            session = yield from engine.open(Session(), payload)
-            session.destroy()
-            yield from engine.commit(session, INFO)
-
-        driver.flow(logout(phone))
-        assert driver.flow(cookie_request(engine, phone))[0].user_id is None
-        assert driver.flow(cookie_request(engine, laptop))[0].user_id == user
-        clock.advance(1)
-        driver.flow(revoke_all(user, clock.now))
-        assert driver.flow(cookie_request(engine, laptop))[0].user_id is None
-        clock.advance(1)
-        _, fresh = driver.flow(cookie_request(engine, None, user=user))
-        assert driver.flow(cookie_request(engine, fresh))[0].user_id == user
-
-    def test_missing_marker_fails_closed(self, driver: StoreDriver, engine: CookieBackend) -> None:
-        from ..cookie.revocation import marker_key
-
-        user = f"user-{uuid.uuid4().hex[:8]}"
-        _, cookie = driver.flow(cookie_request(engine, None, user=user))
-        assert driver.delete(marker_key(user))
-        assert driver.flow(cookie_request(engine, cookie))[0].user_id is None
+from .cookie_conformance import CookieConformance  # noqa: E402  (re-exported; it imports flows)
