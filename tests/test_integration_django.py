@@ -391,3 +391,13 @@ def test_a_session_key_no_store_can_hold_is_a_data_error_not_a_503(
     token = csrf(c)
     with pytest.raises(SessionDataError, match="cannot be stored"):
         c.post("/notes/a%00b", {"value": "x"}, secure=True, HTTP_X_CSRFTOKEN=token)
+
+
+def test_a_response_setting_the_session_cookie_is_never_cached(django_app: ModuleType) -> None:
+    """The one response rule on the Django path too: the response that sets the session
+    cookie (a login) is ``Cache-Control: no-store`` and varies on ``Cookie``."""
+    c = client()
+    response = log_in(c)
+    assert "sessionid" in response.cookies
+    assert response["Cache-Control"] == "no-store"
+    assert "Cookie" in response["Vary"]

@@ -16,7 +16,7 @@ from .printable import printable
 from .request import SCOPE_KEY, RequestContext
 from .session import Session
 from .stores.base import Store
-from .transport import header_map, with_session_headers
+from .transport import RETRY_AFTER, header_map, plain_headers, with_session_headers
 from .types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["SCOPE_KEY", "SessionMiddleware", "store_unavailable"]
@@ -27,24 +27,12 @@ async def store_unavailable(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1011})
         return
-    await _plain(send, 503, UNAVAILABLE_BODY, [(b"retry-after", b"5")])
+    await _plain(send, 503, UNAVAILABLE_BODY, RETRY_AFTER)
 
 
-async def _plain(
-    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-                *(extra or []),
-            ],
-        }
-    )
+async def _plain(send: Send, status: int, body: bytes, *extra: tuple[str, str]) -> None:
+    headers = [(n.encode(), v.encode()) for n, v in plain_headers(body, *extra)]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -77,13 +77,13 @@ Transport = CookieTransport | HeaderTransport
 HEADER = HeaderTransport()
 
 
-def with_session_headers(
-    headers: Iterable[tuple[str, str]], lines: Sequence[tuple[str, str]]
+def session_headers(
+    headers: Iterable[tuple[str, str]], varies_on: Iterable[str]
 ) -> list[tuple[str, str]]:
-    """``headers`` plus the session's ``lines`` (cookies, a bearer token), with
-    ``Cache-Control: no-store`` replacing any caching policy and the request header the
-    answer depends on (``Cookie``, ``Authorization``) in ``Vary``. The one place this rule
-    is written."""
+    """``headers`` with ``Cache-Control: no-store`` replacing any caching policy (a
+    response that carries a session token must never be cached) and the request headers
+    the answer depends on (``Cookie``, ``Authorization``) in ``Vary``. The one place this
+    rule is written: every path (ASGI, WebSocket, WSGI, Flask, Django) goes through it."""
     out: list[tuple[str, str]] = []
     varies: list[str] = []
     for name, value in headers:
@@ -96,15 +96,37 @@ def with_session_headers(
         out.append((name, value))
     seen = {v.lower() for v in varies}
     if "*" not in seen:
-        for name, _ in lines:
-            vary = "Cookie" if name == "set-cookie" else "Authorization"
+        for vary in varies_on:
             if vary.lower() not in seen:
                 seen.add(vary.lower())
                 varies.append(vary)
     out.append(("vary", ", ".join(varies)))
     out.append(("cache-control", "no-store"))
-    out.extend(lines)
     return out
+
+
+def with_session_headers(
+    headers: Iterable[tuple[str, str]], lines: Sequence[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """``headers`` plus the session's ``lines`` (cookies, a bearer token), under the rule
+    of :func:`session_headers`."""
+    varies_on = ["Cookie" if name == "set-cookie" else "Authorization" for name, _ in lines]
+    return [*session_headers(headers, varies_on), *lines]
+
+
+RETRY_AFTER = ("retry-after", "5")
+"""Sent with the 503 every path answers when the store is down."""
+
+
+def plain_headers(body: bytes, *extra: tuple[str, str]) -> list[tuple[str, str]]:
+    """The headers of a plain-text answer satchel writes itself (the 503 when the store
+    is down, the 403 of a failed CSRF check): never cached."""
+    return [
+        ("content-type", "text/plain; charset=utf-8"),
+        ("content-length", str(len(body))),
+        ("cache-control", "no-store"),
+        *extra,
+    ]
 
 
 def header_map(pairs: Any) -> dict[str, str]:

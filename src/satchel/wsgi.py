@@ -16,27 +16,16 @@ from .options import DEFAULT_STORE, SessionOptions, build
 from .request import CONTEXT_KEY, ENVIRON_KEY, RequestContext, RequestPolicy
 from .session import Session
 from .stores.base import Store
-from .transport import header_map
+from .transport import RETRY_AFTER, header_map, plain_headers
 from .types import Environ, ExcInfo, StartResponse, WSGIApp
 
 __all__ = ["CONTEXT_KEY", "ENVIRON_KEY", "SessionMiddleware", "open_lazily"]
 
 
-def _plain(status: str, body: bytes, extra: list[tuple[str, str]] | None = None) -> Any:
-    headers = [
-        ("content-type", "text/plain; charset=utf-8"),
-        ("content-length", str(len(body))),
-        ("cache-control", "no-store"),
-        *(extra or []),
-    ]
-    return status, headers, [body]
-
-
 def _answer(start_response: StartResponse, status: str, body: bytes) -> Iterable[bytes]:
-    extra = [("retry-after", "5")] if status.startswith("503") else None
-    status, headers, chunks = _plain(status, body, extra)
-    start_response(status, headers)
-    return chunks  # type: ignore[no-any-return]
+    extra = (RETRY_AFTER,) if status.startswith("503") else ()
+    start_response(status, plain_headers(body, *extra))
+    return [body]
 
 
 _UNAVAILABLE = "503 Service Unavailable"

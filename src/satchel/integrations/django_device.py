@@ -15,9 +15,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from django.conf import settings as django_settings
+
 from ..engine import RequestInfo
 from ..errors import UNAVAILABLE_BODY, KeyCollision, StoreError
 from ..proxies import parse_trusted, resolve
+from ..transport import RETRY_AFTER, plain_headers, session_headers
 from .django_config import options
 
 _device: ContextVar[RequestInfo | None] = ContextVar("satchel_device", default=None)
@@ -30,8 +33,9 @@ def _unavailable() -> Any:
     the ASGI, WSGI and Flask paths)."""
     from django.http import HttpResponse
 
-    response = HttpResponse(UNAVAILABLE_BODY, status=503, content_type="text/plain; charset=utf-8")
-    response["Retry-After"] = "5"
+    response = HttpResponse(UNAVAILABLE_BODY, status=503)
+    for name, value in plain_headers(UNAVAILABLE_BODY, RETRY_AFTER):
+        response[name] = value
     return response
 
 
@@ -43,6 +47,7 @@ class DeviceMiddleware:
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
         self.trusted = parse_trusted(options()[1].get("trusted_proxies", ()))
+        self.cookie_name = django_settings.SESSION_COOKIE_NAME
 
     def __call__(self, request: Any) -> Any:
         meta = request.META
@@ -64,7 +69,13 @@ class DeviceMiddleware:
             _device.reset(token)
             _failures.reset(failures_token)
         # Whatever the view answered, its session was not saved: say so, set no cookie.
-        return _unavailable() if failures else response
+        if failures:
+            return _unavailable()
+        if self.cookie_name in response.cookies:  # carries the session's cookie: never cached
+            for name, value in session_headers(response.items(), ["Cookie"]):
+                if name in ("vary", "cache-control"):
+                    response[name] = value
+        return response
 
     def process_exception(self, request: Any, exception: Exception) -> Any:
         """A store failure while the view read the session: the 503 (not Django's 500)."""

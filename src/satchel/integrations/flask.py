@@ -32,6 +32,7 @@ from ..options import Runtime, build
 from ..request import CONTEXT_KEY, RequestContext, context_of, csrf_token
 from ..session import Session
 from ..settings import Settings, load_settings
+from ..transport import RETRY_AFTER, plain_headers
 from ..users import SessionInfo
 from ..wsgi import open_lazily
 
@@ -108,7 +109,9 @@ class _Interface(SessionInterface):
         if not ctx.finish(response.status_code):
             response.status_code = 503
             response.set_data(UNAVAILABLE_BODY)
-            response.headers["Retry-After"] = "5"
+            response.headers.clear()
+            for name, value in plain_headers(UNAVAILABLE_BODY, RETRY_AFTER):
+                response.headers[name] = value
         # every response, a 503 included, carries a token a commit issued (e.g. of a
         # record created before a later store call failed)
         merged = ctx.response_headers(response.headers.items())
@@ -196,13 +199,9 @@ def _permanent_lifetime() -> float | None:
     return None if state is None else state["permanent_lifetime"]
 
 
-def _store_unavailable(exc: Exception) -> tuple[str, int, dict[str, str]]:
+def _store_unavailable(exc: Exception) -> tuple[bytes, int, list[tuple[str, str]]]:
     logger.error("session store unavailable: %s", exc)
-    return (
-        UNAVAILABLE_BODY.decode(),
-        503,
-        {"Retry-After": "5", "Content-Type": "text/plain; charset=utf-8"},
-    )
+    return UNAVAILABLE_BODY, 503, plain_headers(UNAVAILABLE_BODY, RETRY_AFTER)
 
 
 def _session() -> FlaskSession:
