@@ -401,3 +401,33 @@ def test_a_response_setting_the_session_cookie_is_never_cached(django_app: Modul
     assert "sessionid" in response.cookies
     assert response["Cache-Control"] == "no-store"
     assert "Cookie" in response["Vary"]
+
+
+@pytest.mark.parametrize("custom", [False, True])
+def test_a_store_outage_answers_the_one_503_or_the_apps_own(
+    django_app: ModuleType, custom: bool
+) -> None:
+    """The same plain 503 as every other path, or ``SATCHEL["on_store_unavailable"]``."""
+    from django.http import HttpResponse
+    from django.test import override_settings
+
+    from satchel.errors import UNAVAILABLE_BODY
+    from satchel.integrations.django import runtime
+
+    config: dict[str, Any] = {"store": "redis://127.0.0.1:1/0?socket_timeout=0.5"}
+    if custom:
+        config["on_store_unavailable"] = lambda request: HttpResponse("custom", status=503)
+    runtime.cache_clear()
+    try:
+        with override_settings(SATCHEL=config):
+            c = client()
+            response = c.post("/notes/n", {"value": "1"}, secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+    finally:
+        runtime.cache_clear()
+    assert response.status_code == 503
+    if custom:
+        assert response.content == b"custom"
+    else:
+        assert response.content == UNAVAILABLE_BODY
+        assert response["Retry-After"] == "5"
+        assert response["Cache-Control"] == "no-store"

@@ -87,3 +87,20 @@ def test_every_path_answers_the_same_503_when_the_store_is_down(path: str) -> No
     assert response.headers["retry-after"] == "5"
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+def test_flasks_own_error_handler_answers_a_failed_commit_too() -> None:
+    """On Flask the one configurable handler is the app's error handler for StoreError:
+    it answers a store that fails while the view reads and one that fails at commit."""
+    from satchel.errors import StoreError
+
+    app = flask_app(DEAD)
+
+    def outage(exc: Exception) -> Any:
+        return "custom", 503
+
+    app.register_error_handler(StoreError, outage)
+
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="https://t") as c:
+        response = c.get("/put")  # no cookie: nothing to load, the commit fails
+    assert (response.status_code, response.text) == (503, "custom")

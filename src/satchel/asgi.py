@@ -149,7 +149,7 @@ class SessionMiddleware:
             nonlocal failed, started
             if message["type"] == "http.response.start":
                 started = True
-                if not await ctx.afinish(message["status"]):
+                if await ctx.afinish(message["status"]) is not None:
                     failed = True
                     await unavailable()
                     return
@@ -178,7 +178,7 @@ class SessionMiddleware:
 
         async def send_with_session(message: Message) -> None:
             if message["type"] == "websocket.accept":
-                if not await ctx.afinish(200):
+                if await ctx.afinish(200) is not None:
                     await self.on_store_unavailable(scope, receive, send)
                     return
                 message = _with_session(message, ctx)

@@ -268,8 +268,10 @@ OPTIONS: tuple[Option, ...] = (
            doc="a callable receiving `SessionEvent`s"),
     Option("on_store_unavailable", "ASGIApp | WSGIApp", value=None, shown="plain 503",
            keyword=False,
-           doc="the app (ASGI app for the ASGI middleware, WSGI app for the WSGI one) that "
-           "answers when the store is down, while loading or committing"),
+           doc="what answers when the store is down, while loading or committing: an ASGI app "
+           "(ASGI middleware), a WSGI app (WSGI middleware), a view (Django's "
+           "`SATCHEL['on_store_unavailable']`); on Flask, the app's error handler for "
+           "`StoreError`. Default: the same plain 503 on every path"),
     Option("login_url", "str", TEXT, value="/login", keyword=False, flask_only=True,
            doc="Flask: where `@login_required` sends a browser without a logged-in user"),
 )

@@ -170,22 +170,22 @@ class RequestContext:
 
     # -- the response phase -----------------------------------------------------------------
 
-    def _finish_flow(self, status: int) -> Flow[bool]:
+    def _finish_flow(self, status: int) -> Flow[StoreError | None]:
         if status >= 500 or not self.session.needs_commit:
-            return True
+            return None
         try:
             yield from self._commit_flow()
         except StoreError as exc:
             logger.error("session store unavailable while committing: %s", exc)
-            return False
-        return True
+            return exc
+        return None
 
-    def finish(self, status: int) -> bool:
-        """Commit at response start unless the app answered 5xx; False when the store
-        failed (answer with the store-unavailable response instead)."""
+    def finish(self, status: int) -> StoreError | None:
+        """Commit at response start unless the app answered 5xx; the store's failure, if
+        it failed (answer with the store-unavailable response instead)."""
         return drive(self._finish_flow(status), self.backend.store)
 
-    async def afinish(self, status: int) -> bool:
+    async def afinish(self, status: int) -> StoreError | None:
         return await adrive(self._finish_flow(status), self.backend.store)
 
     def response_headers(self, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -106,7 +106,7 @@ class SessionMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
         ) -> Any:
             state["started"] = True
-            if exc_info is None and not ctx.finish(int(status[:3])):
+            if exc_info is None and ctx.finish(int(status[:3])) is not None:
                 state["failed"] = True  # answered below, by on_store_unavailable
                 return lambda data: None  # the app's body is dropped
             headers = ctx.response_headers(headers)

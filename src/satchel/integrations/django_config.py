@@ -37,6 +37,7 @@ APPLIED = frozenset(
     }
 )
 HOOKS = frozenset({"on_event", "clock"})  # callables: not settings, passed to the engine as-is
+UNAVAILABLE_HOOK = "on_store_unavailable"  # a view (request -> response) for store outages
 _DJANGOS_OWN = {
     "cookie_name": "SESSION_COOKIE_NAME",
     "cookie_path": "SESSION_COOKIE_PATH",
@@ -58,7 +59,7 @@ def _settings() -> tuple[Settings, dict[str, Any]]:
     """``settings.SATCHEL`` as satchel settings plus its hooks, refusing every key this
     engine would ignore (unknown keys are refused by ``load_settings``)."""
     config = dict(getattr(django_settings, "SATCHEL", {}))
-    hooks = {name: config.pop(name) for name in HOOKS if name in config}
+    hooks = {name: config.pop(name) for name in (*HOOKS, UNAVAILABLE_HOOK) if name in config}
     for name in sorted(set(config) & (_SETTINGS - APPLIED)):
         own = _DJANGOS_OWN.get(name)
         raise ConfigurationError(
@@ -79,10 +80,17 @@ def _settings() -> tuple[Settings, dict[str, Any]]:
     return load_settings(env={}, use_file=False, validate=False, layers=layers), hooks
 
 
+def unavailable_view() -> Any:
+    """``SATCHEL["on_store_unavailable"]``: the view that answers when the store is down
+    (None: satchel's plain 503)."""
+    return _settings()[1].get(UNAVAILABLE_HOOK)
+
+
 def options() -> tuple[str, SessionOptions]:
     """The store URL and the engine options, from ``settings.SATCHEL`` and Django's own
     settings."""
     settings, hooks = _settings()
+    hooks.pop(UNAVAILABLE_HOOK, None)  # DeviceMiddleware's, not the engine's
     explicit = settings.sources
     idle, absolute = settings.idle_timeout, settings.absolute_timeout
     if "absolute_timeout" not in explicit and django_settings.is_overridden("SESSION_COOKIE_AGE"):

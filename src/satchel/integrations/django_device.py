@@ -21,17 +21,21 @@ from ..engine import RequestInfo
 from ..errors import UNAVAILABLE_BODY, KeyCollision, StoreError
 from ..proxies import parse_trusted, resolve
 from ..transport import RETRY_AFTER, plain_headers, session_headers
-from .django_config import options
+from .django_config import options, unavailable_view
 
 _device: ContextVar[RequestInfo | None] = ContextVar("satchel_device", default=None)
 # The store failures of the current request under DeviceMiddleware; None outside one.
 _failures: ContextVar[list[StoreError] | None] = ContextVar("satchel_failures", default=None)
 
 
-def _unavailable() -> Any:
-    """The answer when the store is down: a plain 503, no details, no traceback (as on
-    the ASGI, WSGI and Flask paths)."""
+def _unavailable(request: Any) -> Any:
+    """The answer when the store is down: ``SATCHEL["on_store_unavailable"]`` (a view),
+    else the plain 503 of every path, no details, no traceback."""
     from django.http import HttpResponse
+
+    view = unavailable_view()
+    if view is not None:
+        return view(request)
 
     response = HttpResponse(UNAVAILABLE_BODY, status=503)
     for name, value in plain_headers(UNAVAILABLE_BODY, RETRY_AFTER):
@@ -70,7 +74,7 @@ class DeviceMiddleware:
             _failures.reset(failures_token)
         # Whatever the view answered, its session was not saved: say so, set no cookie.
         if failures:
-            return _unavailable()
+            return _unavailable(request)
         if self.cookie_name in response.cookies:  # carries the session's cookie: never cached
             for name, value in session_headers(response.items(), ["Cookie"]):
                 if name in ("vary", "cache-control"):
@@ -80,7 +84,7 @@ class DeviceMiddleware:
     def process_exception(self, request: Any, exception: Exception) -> Any:
         """A store failure while the view read the session: the 503 (not Django's 500)."""
         if isinstance(exception, StoreError) and not isinstance(exception, KeyCollision):
-            return _unavailable()
+            return _unavailable(request)
         return None
 
 

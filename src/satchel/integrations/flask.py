@@ -106,12 +106,13 @@ class _Interface(SessionInterface):
         if not isinstance(session, FlaskSession):
             return
         ctx = context_of(session)
-        if not ctx.finish(response.status_code):
-            response.status_code = 503
-            response.set_data(UNAVAILABLE_BODY)
+        failure = ctx.finish(response.status_code)
+        if failure is not None:  # answered by the app's error handler for StoreError
+            answer = app.make_response(app.handle_user_exception(failure))
+            response.status_code = answer.status_code
+            response.set_data(answer.get_data())
             response.headers.clear()
-            for name, value in plain_headers(UNAVAILABLE_BODY, RETRY_AFTER):
-                response.headers[name] = value
+            response.headers.extend(answer.headers)
         # every response, a 503 included, carries a token a commit issued (e.g. of a
         # record created before a later store call failed)
         merged = ctx.response_headers(response.headers.items())
@@ -200,6 +201,8 @@ def _permanent_lifetime() -> float | None:
 
 
 def _store_unavailable(exc: Exception) -> tuple[bytes, int, list[tuple[str, str]]]:
+    """The default answer when the store is down (register your own Flask error handler
+    for :class:`~satchel.errors.StoreError` to answer otherwise)."""
     logger.error("session store unavailable: %s", exc)
     return UNAVAILABLE_BODY, 503, plain_headers(UNAVAILABLE_BODY, RETRY_AFTER)
 
