@@ -11,7 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from satchel.auth import login
 from satchel.engine import Engine
-from satchel.policy import ExpiryPolicy
+from satchel.expiry import ExpiryPolicy
 from satchel.record import Change, Meta, Record
 from satchel.session import Session
 from satchel.stores.base import Store

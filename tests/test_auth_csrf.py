@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from satchel import MemoryStore, Session, ids
+from satchel._types import Environ, StartResponse
 from satchel.asgi import SessionMiddleware
 from satchel.auth import (
     alogout_everywhere,
@@ -24,10 +25,9 @@ from satchel.auth import (
 )
 from satchel.events import SessionEvent
 from satchel.guard import RequireLogin, RequireLoginWSGI, login_required, safe_next
-from satchel.proxies import parse_trusted, resolve
+from satchel.origin import parse_trusted, resolve
 from satchel.request import csrf_token
 from satchel.testing import FakeClock
-from satchel.types import Environ, StartResponse
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 
 from .conftest import KEY

@@ -17,10 +17,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from satchel import Session, login, logout
+from satchel._types import Environ, StartResponse
 from satchel.asgi import SessionMiddleware
 from satchel.cookie import TOMBSTONE_SUFFIX
 from satchel.testing import FakeClock
-from satchel.types import Environ, StartResponse
 from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 

@@ -28,13 +28,13 @@ from satchel import (
     logout,
     regenerate_on_privilege_change,
 )
+from satchel._types import Environ, StartResponse
 from satchel.asgi import SessionMiddleware
 from satchel.auth import alogout_other_devices, arevoke, logout_other_devices
 from satchel.cookie.revocation import HANDLE_PREFIX, MAX_REVOKED_HANDLES, marker_key
 from satchel.record import Change
 from satchel.stores.base import Store
 from satchel.testing import FakeClock
-from satchel.types import Environ, StartResponse
 from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 

@@ -26,12 +26,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from satchel import MemoryStore, Session, ids
+from satchel._types import Environ, StartResponse
 from satchel.asgi import SessionMiddleware as ASGIMiddleware
 from satchel.cookie import CookieBackend, CookieStore
 from satchel.events import SessionEvent as Event
 from satchel.record import Meta, Record
 from satchel.stores import FileStore, SQLiteStore, Store
-from satchel.types import Environ, StartResponse
 from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGIMiddleware
 
@@ -495,7 +495,7 @@ async def test_a_corrupt_record_never_fails_the_users_listing_or_their_next_logi
     is corrupt must be left out of the listing, not make every later login a 503."""
     from satchel.engine import Engine, adrive, drive
     from satchel.testing.conformance import login_request
-    from satchel.users import UserSessions
+    from satchel.user_sessions import UserSessions
 
     from .helpers import make_engine
 

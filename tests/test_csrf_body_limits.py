@@ -26,11 +26,11 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from satchel import MemoryStore, csrf
+from satchel._types import Environ, StartResponse
 from satchel.asgi import SessionMiddleware
 from satchel.integrations.fastapi import CSRFProtected
 from satchel.integrations.flask import Satchel
 from satchel.request import csrf_token
-from satchel.types import Environ, StartResponse
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 
 from .conftest import KEY

@@ -17,10 +17,10 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from satchel import MemoryStore
+from satchel._types import Environ, StartResponse
 from satchel.asgi import SessionMiddleware
 from satchel.integrations.flask import Satchel
 from satchel.options import build
-from satchel.types import Environ, StartResponse
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 
 from .conftest import KEY

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from satchel import ConfigurationError, ids
-from satchel.policy import ExpiryPolicy
+from satchel.expiry import ExpiryPolicy
 from satchel.stores import FileStore, SQLiteStore, store_from_url
 from satchel.stores.base import Store
 

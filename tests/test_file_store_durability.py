@@ -35,12 +35,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from satchel import Session, StoreUnavailable, ids, login, logout
+from satchel._types import Environ, StartResponse
 from satchel.asgi import SessionMiddleware
 from satchel.cli import main
-from satchel.policy import ExpiryPolicy
+from satchel.expiry import ExpiryPolicy
 from satchel.record import Change, Record
 from satchel.stores import FileStore
-from satchel.types import Environ, StartResponse
 from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 

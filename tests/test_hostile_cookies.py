@@ -27,9 +27,9 @@ from satchel.asgi import SessionMiddleware as ASGIMiddleware
 from satchel.cookie import CookieBackend
 from satchel.cookies import CookieOptions
 from satchel.engine import Engine
+from satchel.expiry import ExpiryPolicy
 from satchel.integrations.fastapi import CurrentSession
 from satchel.keyring import PURPOSE_COOKIE, Keyring
-from satchel.policy import ExpiryPolicy
 from satchel.transport import CookieTransport
 from satchel.wsgi import SessionMiddleware as WSGIMiddleware
 

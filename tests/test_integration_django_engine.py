@@ -2,7 +2,7 @@
 SQLite and Redis: encryption at rest, the per-user cap, events, idle and absolute timeouts,
 Django's expiry (``set_expiry``, ``SESSION_COOKIE_AGE``, ``SESSION_EXPIRE_AT_BROWSER_CLOSE``,
 "remember me") enforced on the server, per-key commits, strict loading, no resurrection,
-and the per-user index behind ``satchel.users.UserSessions``.
+and the per-user index behind ``satchel.user_sessions.UserSessions``.
 
 Time is satchel's ``clock`` option (``SATCHEL["clock"]``), a :class:`FakeClock`. Django's
 settings are process-wide: this module reuses the example app (see
@@ -26,7 +26,7 @@ from satchel.errors import ConfigurationError
 from satchel.events import SessionEvent
 from satchel.stores.base import Store
 from satchel.testing import FakeClock
-from satchel.users import UserSessions
+from satchel.user_sessions import UserSessions
 
 from .conftest import KEY
 from .test_integration_django_outage import django_app

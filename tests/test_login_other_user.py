@@ -20,8 +20,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from satchel import MemoryStore, Session, SQLiteStore, login
+from satchel._types import Environ, StartResponse
 from satchel.asgi import SessionMiddleware
-from satchel.types import Environ, StartResponse
 from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 

@@ -36,6 +36,7 @@ import pymysql
 import pytest
 from fastapi import FastAPI, Request
 
+from satchel._types import Receive, Scope, Send
 from satchel.asgi import SessionMiddleware as ASGIMiddleware
 from satchel.auth import login, regenerate_on_privilege_change
 from satchel.errors import StoreUnavailable
@@ -48,7 +49,6 @@ from satchel.stores.redis import RedisStore
 from satchel.stores.registry import store_from_url
 from satchel.stores.sqlite import SQLiteStore
 from satchel.testing import FakeClock
-from satchel.types import Receive, Scope, Send
 from satchel.wsgi import SessionMiddleware as WSGIMiddleware
 
 from .helpers import KEY

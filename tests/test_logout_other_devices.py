@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from satchel import FileStore, MemoryStore, Session, SQLiteStore, login
+from satchel._types import Environ, StartResponse
 from satchel.asgi import SessionMiddleware
 from satchel.auth import (
     alogout_everywhere,
@@ -33,7 +34,6 @@ from satchel.auth import (
 )
 from satchel.errors import ConfigurationError
 from satchel.stores.base import Store
-from satchel.types import Environ, StartResponse
 from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 

@@ -19,11 +19,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from satchel import MemoryStore, Session, StoreUnavailable, ids, login, logout
+from satchel._types import Environ, StartResponse
 from satchel.asgi import SessionMiddleware
-from satchel.policy import ExpiryPolicy
+from satchel.expiry import ExpiryPolicy
 from satchel.record import Meta, Record
 from satchel.testing import FakeClock
-from satchel.types import Environ, StartResponse
 from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 

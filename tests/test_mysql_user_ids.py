@@ -15,10 +15,10 @@ import pymysql
 import pytest
 
 from satchel.engine import Engine, drive
-from satchel.policy import ExpiryPolicy
+from satchel.expiry import ExpiryPolicy
 from satchel.stores.mysql import MySQLStore
 from satchel.testing.conformance import login_request
-from satchel.users import UserSessions
+from satchel.user_sessions import UserSessions
 
 from .conftest import KEY
 from .services import port_open, unavailable

@@ -20,6 +20,7 @@ from satchel import asgi, wsgi
 from satchel.cookies import CookieOptions
 from satchel.csrf import CSRFOptions
 from satchel.errors import ConfigurationError
+from satchel.expiry import ExpiryPolicy
 from satchel.integrations.flask import Satchel
 from satchel.option_docs import with_reference_table
 from satchel.option_schema import (
@@ -33,7 +34,6 @@ from satchel.option_schema import (
     default,
     refuse_unknown,
 )
-from satchel.policy import ExpiryPolicy
 from satchel.settings import Settings, load_settings
 
 from .conftest import KEY

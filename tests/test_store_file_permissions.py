@@ -22,9 +22,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from satchel import ConfigurationError, Session
+from satchel._types import Environ, StartResponse
 from satchel.asgi import SessionMiddleware
 from satchel.stores import FileStore, SQLiteStore, store_from_url
-from satchel.types import Environ, StartResponse
 from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 

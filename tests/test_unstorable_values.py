@@ -21,10 +21,10 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from satchel import Session, SessionDataError, SQLiteStore
+from satchel._types import Environ, StartResponse
 from satchel.asgi import SessionMiddleware as ASGIMiddleware
 from satchel.auth import login
 from satchel.codec import MAX_DEPTH, decode, encode
-from satchel.types import Environ, StartResponse
 from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGIMiddleware
 

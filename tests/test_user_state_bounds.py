@@ -24,9 +24,9 @@ from satchel.asgi import SessionMiddleware
 from satchel.auth import arevoke, asessions_of
 from satchel.engine import MAX_SESSIONS_PER_USER, Engine, RequestInfo, drive
 from satchel.errors import ConfigurationError
-from satchel.policy import ExpiryPolicy
+from satchel.expiry import ExpiryPolicy
 from satchel.stores.base import Store
-from satchel.users import UserSessions
+from satchel.user_sessions import UserSessions
 
 from .conftest import KEY
 from .helpers import CountingStore, do_login, session_of

@@ -16,9 +16,9 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from satchel import MemoryStore, Session, login
+from satchel._types import Message, Scope
 from satchel.asgi import SessionMiddleware
 from satchel.guard import RequireLogin, login_required
-from satchel.types import Message, Scope
 
 from .conftest import KEY
 from .services import serve_asgi

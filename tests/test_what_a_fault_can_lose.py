@@ -29,6 +29,7 @@ import psycopg
 import pymysql
 import pytest
 
+from satchel._types import Receive, Scope, Send
 from satchel.asgi import SessionMiddleware as ASGIMiddleware
 from satchel.auth import login, logout
 from satchel.stores.base import Store
@@ -36,7 +37,6 @@ from satchel.stores.memcached import MemcachedStore
 from satchel.stores.mysql import MySQLStore
 from satchel.stores.postgres import PostgresStore
 from satchel.stores.redis import RedisStore
-from satchel.types import Receive, Scope, Send
 from satchel.wsgi import SessionMiddleware as WSGIMiddleware
 
 from .helpers import KEY

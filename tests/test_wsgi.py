@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from satchel import MemoryStore, Session, SQLiteStore, ids, login, logout
-from satchel.types import Environ, StartResponse
+from satchel._types import Environ, StartResponse
 from satchel.wsgi import ENVIRON_KEY, SessionMiddleware
 
 from .conftest import KEY

@@ -17,14 +17,14 @@ from .errors import (
     StoreUnavailable,
 )
 from .events import SessionEvent
+from .expiry import ExpiryPolicy
 from .keyring import Keyring
-from .policy import ExpiryPolicy
 from .record import Change, Meta, Record
 from .request import csrf_token, use_bearer_token
 from .session import Session
 from .settings import Settings, load_settings
 from .stores import FileStore, MemoryStore, SQLiteStore, Store, store_from_url
-from .users import SessionInfo, UserSessions
+from .user_sessions import SessionInfo, UserSessions
 
 __version__ = "0.1.0"
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Unpack
 
 from . import csrf
+from ._types import ASGIApp, Message, Receive, Scope, Send
 from .conventions import StarletteOptions, from_starlette
 from .cookie import CookieStore
 from .errors import UNAVAILABLE_BODY, StoreError
@@ -17,7 +18,6 @@ from .request import SCOPE_KEY, RequestContext
 from .session import Session
 from .stores.base import Store
 from .transport import RETRY_AFTER, header_map, plain_headers, with_session_headers
-from .types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["SCOPE_KEY", "SessionMiddleware", "store_unavailable"]
 

@@ -15,7 +15,7 @@ from .errors import ConfigurationError, SessionDataError, SessionStateError
 from .ops import Flow, adrive, drive
 from .request import RequestContext, context_of
 from .session import Session
-from .users import SessionInfo
+from .user_sessions import SessionInfo
 
 T = TypeVar("T")
 

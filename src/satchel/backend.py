@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .ops import Flow
     from .session import Session
     from .stores.base import Store
-    from .users import SessionInfo
+    from .user_sessions import SessionInfo
 
 
 @dataclass(frozen=True, slots=True)

@@ -258,7 +258,7 @@ def sessions_list(
     ctx: click.Context, user: str | None, limit: int, store: str | None, as_json: bool
 ) -> None:
     """A table: handle, user, device, IP, created, last seen, expires."""
-    from .users import SessionInfo, UserSessions
+    from .user_sessions import SessionInfo, UserSessions
 
     backend = _open_store(_settings(ctx, store))
     now = time.time()
@@ -302,7 +302,7 @@ def sessions_revoke(
     ctx: click.Context, user: str | None, handle: str | None, store: str | None, as_json: bool
 ) -> None:
     """Revoke sessions: all of a user's (--user), or one (--handle, optionally --user)."""
-    from .users import UserSessions
+    from .user_sessions import UserSessions
 
     if user is None and handle is None:
         raise click.UsageError("give --user, --handle, or both")

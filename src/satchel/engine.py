@@ -19,6 +19,7 @@ from .at_rest import AtRestCipher
 from .backend import DELETE, WITHDRAWN, DeviceInfo, InfoSource, TokenAction
 from .errors import ConfigurationError, CorruptRecord, StoreError
 from .events import EventHook, emit
+from .expiry import ExpiryPolicy, is_expired, refresh_due
 from .keyring import PURPOSE_COOKIE, Keyring
 from .log import logger, security
 from .ops import (
@@ -34,11 +35,10 @@ from .ops import (
     adrive,
     drive,
 )
-from .policy import ExpiryPolicy, is_expired, refresh_due
 from .record import Change, Meta, Record
 from .session import Session
 from .stores.base import Store
-from .users import (
+from .user_sessions import (
     SessionInfo,
     cap_flow,
     list_flow,

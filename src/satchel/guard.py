@@ -17,8 +17,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from ._types import ASGIApp, Environ, Receive, Scope, Send, StartResponse, WSGIApp
 from .request import ENVIRON_KEY
-from .types import ASGIApp, Environ, Receive, Scope, Send, StartResponse, WSGIApp
 
 DEFAULT_LOGIN_URL = "/login"
 

@@ -10,7 +10,7 @@ and Django's keys, the refusal of unknown names (:func:`refuse_unknown`), and th
 reference table of docs/configuration.md (:mod:`satchel.option_docs`).
 
 Defaults live once: where an option becomes a field of :class:`~satchel.cookies.CookieOptions`,
-:class:`~satchel.policy.ExpiryPolicy` or :class:`~satchel.csrf.CSRFOptions`, its default is
+:class:`~satchel.expiry.ExpiryPolicy` or :class:`~satchel.csrf.CSRFOptions`, its default is
 that field's; the others are written here.
 """
 
@@ -27,7 +27,7 @@ from .cookies import CookieOptions, SameSite
 from .csrf import CSRFOptions
 from .errors import ConfigurationError
 from .events import EventHook
-from .policy import ExpiryPolicy
+from .expiry import ExpiryPolicy
 from .stores.base import Store
 
 DEFAULT_STORE = "sqlite:///satchel.db"

@@ -19,10 +19,10 @@ from .cookies import CookieOptions
 from .csrf import CSRFOptions
 from .engine import Engine
 from .errors import ConfigurationError
+from .expiry import ExpiryPolicy
 from .option_schema import DEFAULT_STORE as DEFAULT_STORE  # re-exported: its old home
 from .option_schema import SessionOptions as SessionOptions
-from .policy import ExpiryPolicy
-from .proxies import parse_trusted
+from .origin import parse_trusted
 from .request import RequestPolicy
 from .stores.base import Store
 from .stores.registry import store_from_url

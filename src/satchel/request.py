@@ -24,8 +24,8 @@ from .events import emit
 from .keyring import PURPOSE_CSRF
 from .log import logger, security
 from .ops import Flow, adrive, drive
+from .origin import Network, Origin, resolve
 from .printable import printable
-from .proxies import Network, Origin, resolve
 from .session import Session
 from .transport import (
     HEADER,

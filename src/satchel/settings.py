@@ -24,10 +24,10 @@ from . import option_schema as schema
 from .cookies import CookieOptions, SameSite
 from .engine import MAX_SESSIONS_PER_USER
 from .errors import ConfigurationError
+from .expiry import ExpiryPolicy
 from .keyring import MIN_KEY_LENGTH, Keyring
 from .option_schema import SessionOptions, default
-from .policy import ExpiryPolicy
-from .proxies import parse_trusted
+from .origin import parse_trusted
 from .redact import mask_key, mask_url
 
 DEFAULT_FILE = "satchel.toml"

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Unpack
 
 from . import csrf
+from ._types import Environ, ExcInfo, StartResponse, WSGIApp
 from .backend import Backend
 from .cookie import CookieStore
 from .errors import UNAVAILABLE_BODY, StoreError
@@ -17,7 +18,6 @@ from .request import CONTEXT_KEY, ENVIRON_KEY, RequestContext, RequestPolicy
 from .session import Session
 from .stores.base import Store
 from .transport import RETRY_AFTER, header_map, plain_headers
-from .types import Environ, ExcInfo, StartResponse, WSGIApp
 
 __all__ = ["CONTEXT_KEY", "ENVIRON_KEY", "SessionMiddleware", "open_lazily"]
 

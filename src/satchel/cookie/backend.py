@@ -21,14 +21,14 @@ from ..cookies import TOMBSTONE_SUFFIX, CookieOptions, cookie_values
 from ..engine import next_meta
 from ..errors import ConfigurationError, SessionTooLarge
 from ..events import EventHook, emit
+from ..expiry import ExpiryPolicy, is_expired, refresh_due
 from ..keyring import Keyring
 from ..log import logger, security
 from ..ops import Flow, Load
-from ..policy import ExpiryPolicy, is_expired, refresh_due
 from ..record import Meta
 from ..session import Session
 from ..stores.base import Store
-from ..users import SessionInfo
+from ..user_sessions import SessionInfo
 from . import revocation
 from .format import CookieFormat, Payload, read_payload
 

@@ -11,7 +11,7 @@ session another request deleted raises Django's ``UpdateError``, which its middl
 into ``SessionInterrupted``), idle and absolute timeouts, ``encrypt_at_rest``,
 ``max_sessions_per_user`` and ``on_event``. Django's ``login`` (``cycle_key``) is satchel's
 regeneration plus the user binding (from ``_auth_user_id``), so the session is listed and
-revocable with :class:`satchel.users.UserSessions`; ``logout`` (``flush``) destroys it.
+revocable with :class:`satchel.user_sessions.UserSessions`; ``logout`` (``flush``) destroys it.
 Django's expiry is enforced on the server (:mod:`.django_expiry`); the settings are read
 by :mod:`.django_config`. Django keeps its cookie handling (``SESSION_COOKIE_*``) and
 CSRF. Add :class:`DeviceMiddleware` before Django's ``SessionMiddleware``: it records each

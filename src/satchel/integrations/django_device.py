@@ -19,7 +19,7 @@ from django.conf import settings as django_settings
 
 from ..engine import RequestInfo
 from ..errors import UNAVAILABLE_BODY, KeyCollision, StoreError
-from ..proxies import parse_trusted, resolve
+from ..origin import parse_trusted, resolve
 from ..transport import RETRY_AFTER, plain_headers, session_headers
 from .django_config import options, unavailable_view
 

@@ -24,7 +24,7 @@ from django.conf import settings as django_settings
 
 from ..engine import Engine
 from ..errors import ConfigurationError, SessionDataError
-from ..policy import ExpiryPolicy
+from ..expiry import ExpiryPolicy
 from ..session import Session
 
 UNSET: Any = object()  # no set_expiry() pending

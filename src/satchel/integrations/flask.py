@@ -33,7 +33,7 @@ from ..request import CONTEXT_KEY, RequestContext, context_of, csrf_token
 from ..session import Session
 from ..settings import Settings, load_settings
 from ..transport import RETRY_AFTER, plain_headers
-from ..users import SessionInfo
+from ..user_sessions import SessionInfo
 from ..wsgi import open_lazily
 
 F = TypeVar("F", bound=Callable[..., Any])

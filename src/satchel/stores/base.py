@@ -69,7 +69,7 @@ class Store(ABC):
         """The record under ``key``, or None if missing or expired at ``now``.
 
         With ``refresh_after``, a store may also refresh "last seen" in the same round trip
-        when ``satchel.policy.refresh_due`` holds, and return the record with
+        when ``satchel.expiry.refresh_due`` holds, and return the record with
         ``refreshed=True``; otherwise the core sends a separate :meth:`touch`."""
 
     @abstractmethod

@@ -22,8 +22,8 @@ import pytest
 
 from .. import ids
 from ..engine import Engine
+from ..expiry import ExpiryPolicy
 from ..ops import Flow
-from ..policy import ExpiryPolicy
 from ..record import Change, Record
 from ..session import Session
 from ..stores.base import Store
@@ -217,7 +217,7 @@ class StoreConformance(DriverSuite):
     def test_login_indexes_and_revocation_by_handle(
         self, driver: StoreDriver, engine: Engine, clock: FakeClock
     ) -> None:
-        from ..users import list_flow, revoke_all_flow, revoke_flow
+        from ..user_sessions import list_flow, revoke_all_flow, revoke_flow
 
         user = f"user-{uuid.uuid4().hex[:8]}"
         devices = []

@@ -10,8 +10,8 @@ import pytest
 
 from ..cookie import CookieBackend
 from ..cookies import CookieOptions
+from ..expiry import ExpiryPolicy
 from ..ops import Flow
-from ..policy import ExpiryPolicy
 from ..session import Session
 from ..stores.base import Store
 from .clock import FakeClock

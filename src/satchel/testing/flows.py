@@ -12,8 +12,8 @@ import pytest
 from .. import ids
 from ..backend import DeviceInfo, TokenAction
 from ..engine import Engine
+from ..expiry import ExpiryPolicy
 from ..ops import Flow
-from ..policy import ExpiryPolicy
 from ..record import Meta
 from ..session import Session
 from ..stores.base import Store
