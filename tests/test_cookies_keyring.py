@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from satchel import ConfigurationError, CookieOptions, Keyring
+from satchel import ConfigurationError, CookieOptions
 from satchel.cookies import cookie_values
-from satchel.keyring import PURPOSE_COOKIE
+from satchel.keyring import PURPOSE_COOKIE, Keyring
 
 from .conftest import KEY, OLD_KEY
 

@@ -1,10 +1,26 @@
-"""satchel: server-side HTTP sessions for Python web apps."""
+"""satchel: server-side HTTP sessions for Python web apps.
 
-from .auth import login, logout, regenerate_on_privilege_change
-from .backend import DeviceInfo
+This namespace holds what apps use. Store authors find theirs in :mod:`satchel.stores`
+(``Store``, ``Record``, ``Meta``, ``Change``, the capability interfaces) and
+:mod:`satchel.testing` (the conformance suite); the core's seams are documented in
+docs/architecture.md.
+"""
+
+from .auth import (
+    alogout_everywhere,
+    alogout_other_devices,
+    arevoke,
+    asessions_of,
+    login,
+    logout,
+    logout_everywhere,
+    logout_other_devices,
+    regenerate_on_privilege_change,
+    revoke,
+    sessions_of,
+)
 from .cookie import CookieStore
 from .cookies import CookieOptions
-from .engine import Engine, RequestInfo
 from .errors import (
     ConfigurationError,
     CorruptRecord,
@@ -18,32 +34,23 @@ from .errors import (
 )
 from .events import SessionEvent
 from .expiry import ExpiryPolicy
-from .keyring import Keyring
-from .record import Change, Meta, Record
 from .request import csrf_token, use_bearer_token
 from .session import Session
 from .settings import Settings, load_settings
-from .stores import FileStore, MemoryStore, SQLiteStore, Store, store_from_url
+from .stores import FileStore, MemoryStore, SQLiteStore, store_from_url
 from .user_sessions import SessionInfo, UserSessions
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Change",
     "ConfigurationError",
     "CookieOptions",
     "CookieStore",
     "CorruptRecord",
-    "DeviceInfo",
-    "Engine",
     "ExpiryPolicy",
     "FileStore",
     "KeyCollision",
-    "Keyring",
     "MemoryStore",
-    "Meta",
-    "Record",
-    "RequestInfo",
     "SQLiteStore",
     "SatchelError",
     "Session",
@@ -53,16 +60,23 @@ __all__ = [
     "SessionStateError",
     "SessionTooLarge",
     "Settings",
-    "Store",
     "StoreError",
     "StoreUnavailable",
     "UserSessions",
     "__version__",
+    "alogout_everywhere",
+    "alogout_other_devices",
+    "arevoke",
+    "asessions_of",
     "csrf_token",
     "load_settings",
     "login",
     "logout",
+    "logout_everywhere",
+    "logout_other_devices",
     "regenerate_on_privilege_change",
+    "revoke",
+    "sessions_of",
     "store_from_url",
     "use_bearer_token",
 ]
