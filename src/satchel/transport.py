@@ -5,7 +5,7 @@ of a response that carries one."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .backend import TokenAction
@@ -36,15 +36,7 @@ class CookieTransport:
             else cookie.set_header(action.token, action.max_age)
         ]
         if action.logout_marker is not None:
-            marker = CookieOptions(
-                name=cookie.name + TOMBSTONE_SUFFIX,
-                path=cookie.path,
-                domain=cookie.domain,
-                secure=cookie.secure,
-                httponly=cookie.httponly,
-                samesite=cookie.samesite,
-                partitioned=cookie.partitioned,
-            )
+            marker = replace(cookie, name=cookie.name + TOMBSTONE_SUFFIX, persistent=False)
             lines.append(marker.set_header(*action.logout_marker))
         return [("set-cookie", line) for line in lines]
 
