@@ -4,7 +4,9 @@ A store keeps :class:`~satchel.record.Record` objects under store keys (SHA-256 
 the session ID; a store never sees an ID). Every method has a sync and an async form
 (``load``/``aload``, ...), like httpx's ``handle_request``/``handle_async_request``:
 a store written around a blocking driver gets the async forms for free (run in a worker
-thread); a store with a native async driver overrides them.
+thread, or inline: :attr:`Store.async_strategy`); a store with a native async driver
+overrides them. Optional powers (``count``, ``iter_sessions``, ``count_expired``,
+``init_schema``) are separate interfaces, in :mod:`satchel.stores.capabilities`.
 
 The rules every store keeps (checked by :mod:`satchel.testing`'s conformance suite):
 
@@ -14,20 +16,24 @@ The rules every store keeps (checked by :mod:`satchel.testing`'s conformance sui
   None, so a request cannot bring back a session that another request destroyed.
 * ``touch`` refreshes "last seen" of an existing record and never rewrites data.
 * Backend failures are raised as :class:`~satchel.errors.StoreUnavailable` (cannot reach,
-  timed out) or :class:`~satchel.errors.StoreError`; "not found" is never an error.
+  timed out) or :class:`~satchel.errors.StoreError` (see
+  :func:`satchel.stores._errors.map_exceptions`); "not found" is never an error.
 """
 
 from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, ClassVar, Literal, TypeVar
 
-from ..errors import CorruptRecord
+from ..errors import CorruptRecord, StoreError
 from ..ids import log_ref
 from ..log import security
 from ..record import Change, Meta, Record
+
+T = TypeVar("T")
 
 
 def listed(
@@ -61,8 +67,80 @@ def purge_in_batches(
             return total
 
 
+async def apurge_in_batches(
+    delete_batch: Callable[[], Awaitable[int]],
+    batch_size: int,
+    on_batch: Callable[[int], None] | None,
+) -> int:
+    """:func:`purge_in_batches` for a native async store."""
+    total = 0
+    while True:
+        deleted = await delete_batch()
+        total += deleted
+        if on_batch is not None:
+            on_batch(deleted)
+        if deleted < batch_size:
+            return total
+
+
+#: The methods with an ``a``-twin that :attr:`Store.async_strategy` can write.
+_TWINNED = (
+    "load",
+    "touch",
+    "create",
+    "update",
+    "delete",
+    "purge_expired",
+    "index_add",
+    "list_user",
+)
+
+
+def _inline_twin(name: str) -> Callable[..., Awaitable[Any]]:
+    async def twin(self: Store, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self, name)(*args, **kwargs)
+
+    return twin
+
+
+def _inline_then_thread_twin(name: str) -> Callable[..., Awaitable[Any]]:
+    async def twin(self: Store, *args: Any, **kwargs: Any) -> Any:
+        return await self._inline_then_thread(getattr(self, name), *args, **kwargs)
+
+    return twin
+
+
 class Store(ABC):
-    """Base class of server-side stores. Subclasses implement the sync methods."""
+    """Base class of server-side stores. Subclasses implement the sync methods; the
+    optional powers (counting, listing everything, a schema) are the interfaces of
+    :mod:`satchel.stores.capabilities`, implemented by the stores that have them."""
+
+    #: How the ``a``-forms run the sync methods, for a store without a native async
+    #: driver (a native one overrides the ``a``-methods it serves, and those win):
+    #:
+    #: * ``"thread"``: in a worker thread (``asyncio.to_thread``), for blocking I/O;
+    #: * ``"inline"``: on the event loop itself, for a store with no I/O to wait for
+    #:   (a hop to a thread would cost more than the call);
+    #: * ``"inline_then_thread"``: inline, within :meth:`_nowait`, and again in a worker
+    #:   thread only when that attempt found a lock busy (:meth:`_busy`); a purge, long by
+    #:   nature, always goes to a thread.
+    async_strategy: ClassVar[Literal["thread", "inline", "inline_then_thread"]] = "thread"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        strategy = cls.__dict__.get("async_strategy")
+        if strategy is None or strategy == "thread":
+            return
+        for name in _TWINNED:
+            if "a" + name in cls.__dict__:
+                continue  # written by hand: a native async form
+            if strategy == "inline_then_thread" and name == "purge_expired":
+                continue
+            make = _inline_twin if strategy == "inline" else _inline_then_thread_twin
+            twin = make(name)
+            twin.__name__ = twin.__qualname__ = "a" + name
+            twin.__doc__ = f"The async form of :meth:`{name}` ({strategy})."
+            setattr(cls, "a" + name, twin)
 
     @abstractmethod
     def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
@@ -94,7 +172,8 @@ class Store(ABC):
         self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
     ) -> int:
         """Delete records expired at ``now``, in batches; how many were deleted.
-        ``on_batch`` is called with each batch's count (for progress bars)."""
+        ``on_batch`` is called with each batch's count (for progress bars). A store that
+        expires records by itself returns 0."""
 
     # -- the per-user index ------------------------------------------------------------------
     # Every server-side store can list a user's live sessions at a cost that grows with that
@@ -112,23 +191,10 @@ class Store(ABC):
         """The live sessions of ``user_id``: (store key, metadata) pairs, pruning what has
         expired or gone."""
 
-    def count(self, now: float) -> int:
-        """How many live sessions the store holds (for stats); may be approximate."""
-        raise NotImplementedError
-
-    def count_expired(self, now: float) -> int | None:
-        """How many expired records wait for a purge; None if the store expires by itself."""
-        return None
-
-    def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
-        """Every live session (admin listing). It costs in proportion to the whole store;
-        request code uses the per-user index instead."""
-        raise NotImplementedError(f"{type(self).__name__} cannot list all its sessions")
-
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing
         """Release connections and files."""
 
-    # Async forms: a worker thread by default; native async stores override them.
+    # -- async forms: by async_strategy, unless a native async store overrides them ----------
 
     async def aload(
         self, key: str, now: float, refresh_after: float | None = None
@@ -147,8 +213,11 @@ class Store(ABC):
     async def adelete(self, key: str) -> bool:
         return await asyncio.to_thread(self.delete, key)
 
-    async def apurge_expired(self, now: float, batch_size: int = 500) -> int:
-        return await asyncio.to_thread(self.purge_expired, now, batch_size)
+    async def apurge_expired(
+        self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
+    ) -> int:
+        """:meth:`purge_expired`; in a worker thread (so is ``on_batch`` then)."""
+        return await asyncio.to_thread(self.purge_expired, now, batch_size, on_batch)
 
     async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
         await asyncio.to_thread(self.index_add, user_id, key, deadline)
@@ -158,3 +227,23 @@ class Store(ABC):
 
     async def aclose(self) -> None:
         self.close()
+
+    # -- "inline_then_thread" ------------------------------------------------------------------
+
+    def _nowait(self) -> AbstractContextManager[None]:
+        """Inside it, calls fail at once on a busy lock instead of waiting (for
+        ``inline_then_thread``: the attempt on the event loop must never block it)."""
+        return nullcontext()
+
+    def _busy(self, exc: StoreError) -> bool:
+        """True if ``exc`` says a lock was busy (the call may be tried again, waiting)."""
+        return False
+
+    async def _inline_then_thread(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            with self._nowait():
+                return call(*args, **kwargs)
+        except StoreError as exc:
+            if not self._busy(exc):
+                raise
+        return await asyncio.to_thread(call, *args, **kwargs)

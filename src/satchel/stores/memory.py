@@ -62,6 +62,8 @@ class MemoryStore(Store):
     ``index_add`` has nothing to do, as on the SQL stores.
     """
 
+    async_strategy = "inline"  # no I/O to wait for: a thread hop would cost more
+
     def __init__(self, max_entries: int = 10_000) -> None:
         if max_entries < 1:
             raise ConfigurationError(f"memory store: max_entries={max_entries} must be at least 1")
@@ -315,34 +317,8 @@ class MemoryStore(Store):
                 return len(self._users.get(user_id, ()))
             return sum(len(keys) for keys in self._users.values())
 
-    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
-        return None
-
-    async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
-        return self.list_user(user_id, now)
-
     def count(self, now: float) -> int:
         """Live sessions: expired ones are removed first, a batch per hold of the lock."""
         self.purge_expired(now)
         with self._lock:
             return len(self._records)
-
-    async def aload(
-        self, key: str, now: float, refresh_after: float | None = None
-    ) -> Record | None:
-        return self.load(key, now, refresh_after)
-
-    async def atouch(self, key: str, last_seen: float, now: float) -> bool:
-        return self.touch(key, last_seen, now)
-
-    async def acreate(self, key: str, record: Record) -> None:
-        self.create(key, record)
-
-    async def aupdate(self, key: str, change: Change, now: float) -> int | None:
-        return self.update(key, change, now)
-
-    async def adelete(self, key: str) -> bool:
-        return self.delete(key)
-
-    async def apurge_expired(self, now: float, batch_size: int = 500) -> int:
-        return self.purge_expired(now, batch_size)
