@@ -267,7 +267,7 @@ def sessions_list(
             if user is not None:
                 infos = UserSessions(backend).sessions(user)
             else:
-                infos = [SessionInfo.of(m) for _, m in _listable(backend, "use --user")]
+                infos = [SessionInfo.of(m) for _, m in _listable(backend, now, "use --user")]
     finally:
         backend.close()
     infos = infos[:limit]
@@ -329,17 +329,17 @@ def sessions_revoke(
 
 
 def _all(backend: Store) -> Iterator[tuple[str, Any]]:
-    yield from _listable(backend, "give --user with --handle")
+    yield from _listable(backend, time.time(), "give --user with --handle")
 
 
-def _listable(backend: Store, instead: str) -> Iterator[tuple[str, Any]]:
+def _listable(backend: Store, now: float, instead: str) -> Iterator[tuple[str, Any]]:
     """Every live session, or a clear refusal (saying what to do ``instead``) from a store
     that cannot list them all."""
     if not isinstance(backend, Listable):
         raise click.ClickException(
             f"{type(backend).__name__} cannot list all its sessions; {instead}"
         )
-    yield from backend.iter_sessions(time.time())
+    yield from backend.iter_sessions(now)
 
 
 @sessions.command("purge")

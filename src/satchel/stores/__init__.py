@@ -1,9 +1,23 @@
-"""Session stores. Server-side stores derive from :class:`Store`."""
+"""Session stores. Server-side stores derive from :class:`Store`; what a store can do
+beyond that contract is said by the interfaces of :mod:`.capabilities` (``Countable``,
+``Listable``, ``ExpiryCountable``, ``HasSchema``), checked with ``isinstance``."""
 
 from .base import Store
+from .capabilities import Countable, ExpiryCountable, HasSchema, Listable
 from .filesystem import FileStore
 from .memory import MemoryStore
 from .registry import register_scheme, store_from_url
 from .sqlite import SQLiteStore
 
-__all__ = ["FileStore", "MemoryStore", "SQLiteStore", "Store", "register_scheme", "store_from_url"]
+__all__ = [
+    "Countable",
+    "ExpiryCountable",
+    "FileStore",
+    "HasSchema",
+    "Listable",
+    "MemoryStore",
+    "SQLiteStore",
+    "Store",
+    "register_scheme",
+    "store_from_url",
+]
