@@ -180,6 +180,43 @@ def test_memory_async_forms_run_inline_on_the_event_loop() -> None:
     assert store.threads == [loop_thread]  # no hop to a worker thread
 
 
+class WatchedSQLite(SQLiteStore):
+    threads: list[int]
+
+    def delete(self, key: str) -> bool:
+        self.threads.append(threading.get_ident())
+        return super().delete(key)
+
+
+def test_sqlite_async_forms_run_inline_unless_the_lock_is_busy(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = WatchedSQLite(tmp_path / "w.db", timeout=2)
+    store.threads = []
+
+    async def delete() -> int:
+        await store.adelete("0" * 64)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(delete())
+    assert store.threads == [loop_thread]  # uncontended: inline, no thread hop
+    store.threads = []
+    holder = sqlite3.connect(tmp_path / "w.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.2, lambda: holder.execute("ROLLBACK"))
+    release.start()
+    try:
+        loop_thread = asyncio.run(delete())
+    finally:
+        release.join()
+        holder.close()
+        store.close()
+    # busy: tried inline without waiting, then again in a worker thread, which waited
+    assert store.threads[0] == loop_thread
+    assert len(store.threads) == 2
+    assert store.threads[1] != loop_thread
+
+
 def test_apurge_expired_reports_each_batch(tmp_path: Path) -> None:
     clock = FakeClock(time.time())
     for store in (MemoryStore(), SQLiteStore(tmp_path / "p.db"), FileStore(tmp_path / "f")):

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 from ..errors import ConfigurationError, KeyCollision, StoreUnavailable
 from ..record import Change, Meta, Record
-from .base import Store
+from .base import InlineStore
 
 #: Most expired entries one call removes (load, touch, create, update, listing): a burst of
 #: sessions that expire together is removed a batch per call, not all in the one request
@@ -21,7 +21,7 @@ SWEEP_BATCH = 100
 _NEVER = 2**62  # the expiry bucket of a record that never expires
 
 
-class MemoryStore(Store):
+class MemoryStore(InlineStore):
     """Holds at most ``max_entries`` sessions. Its async forms run inline: there is no I/O
     to wait for.
 
@@ -61,8 +61,6 @@ class MemoryStore(Store):
     eviction, expiry), so it never holds more than the user's stored sessions.
     ``index_add`` has nothing to do, as on the SQL stores.
     """
-
-    async_strategy = "inline"  # no I/O to wait for: a thread hop would cost more
 
     def __init__(self, max_entries: int = 10_000) -> None:
         if max_entries < 1:

@@ -24,7 +24,7 @@ from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError
 from ..record import Change, Meta, Record
 from ._errors import ErrorTable, map_exceptions
 from ._files import check_parent, make_private
-from .base import Store, listed, purge_in_batches
+from .base import InlineFirstStore, listed, purge_in_batches
 
 T = TypeVar("T")
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
@@ -59,14 +59,14 @@ def _meta_of(fields: Sequence[Any]) -> Meta:
     return Meta.from_json(fields[0])
 
 
-class SQLiteStore(Store):
+class SQLiteStore(InlineFirstStore):
     """``SQLiteStore("sessions.db")``; the file (and its WAL files) are created mode 0600,
     and existing ones open to group or others are set to 0600. One owned by another user or
     a symbolic link is refused, and so is a directory anyone may write to without the
     sticky bit (see :mod:`satchel.stores._files`).
 
     One connection per thread; ``timeout`` is how long a writer waits for the lock.
-    The async forms run inline first (``async_strategy``; see the module docstring).
+    The async forms run inline first (:class:`~satchel.stores.base.InlineFirstStore`).
 
     ``synchronous`` says what an acknowledged write survives. ``"normal"`` (the default;
     WAL with ``synchronous=NORMAL``): a crash of the process loses nothing, but a power
@@ -75,8 +75,6 @@ class SQLiteStore(Store):
     fsynced at every commit, so nothing acknowledged is lost, at the cost of one fsync per
     write (3-6.5 ms instead of 45-250 us on the test VM; see docs/performance.md).
     """
-
-    async_strategy = "inline_then_thread"
 
     def __init__(
         self,
