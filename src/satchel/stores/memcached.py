@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from functools import cache
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..ids import user_key
@@ -266,24 +266,14 @@ class MemcachedStore(Store):
 
 def from_url(url: str) -> MemcachedStore:
     """``memcached://host:11211[,host2:11211]?prefix=...&timeout=...&max_pool_size=...``."""
-    parts = urlsplit(url)
-    netloc = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    from .registry import url_options
+
+    clean, options = url_options(url, {"prefix": str, "timeout": float, "max_pool_size": int})
     servers = []
-    for part in filter(None, netloc.split(",")):
+    for part in filter(None, urlsplit(clean).netloc.split(",")):
         host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
         try:
             servers.append((host or "127.0.0.1", int(port or 11211)))
         except ValueError:
             raise ConfigurationError(f"Memcached URL: bad port in {scrub(part)!r}") from None
-    query = parse_qs(parts.query)
-    options: dict[str, Any] = {}
-    try:
-        if "prefix" in query:
-            options["prefix"] = query["prefix"][0]
-        if "timeout" in query:
-            options["timeout"] = float(query["timeout"][0])
-        if "max_pool_size" in query:
-            options["max_pool_size"] = int(query["max_pool_size"][0])
-    except ValueError as exc:
-        raise ConfigurationError(f"Memcached URL: {exc}") from exc
     return MemcachedStore(servers, **options)
