@@ -167,7 +167,9 @@ class MySQLStore(Store):
             statement = self._sql[cache_key] = text(source)
         return statement
 
-    def _errors(self, timed_out: Callable[[BaseException], bool]) -> AbstractContextManager[None]:
+    def _errors(
+        self, timed_out: Callable[[BaseException], bool], table: Callable[[], ErrorTable]
+    ) -> AbstractContextManager[None]:
         """Driver errors as StoreErrors; ``timed_out(exc)`` says the call's own deadline
         ended it, whatever the driver made of that."""
 
@@ -180,12 +182,7 @@ class MySQLStore(Store):
                 return StoreUnavailable
             return kind
 
-        table = _error_table if timed_out is not self._async_timeout else _async_error_table
         return map_exceptions(table, "MySQL", describe=_describe, refine=refine)
-
-    @staticmethod
-    def _async_timeout(exc: BaseException) -> bool:
-        return isinstance(exc, TimeoutError)
 
     def _run(self, name: str, params: dict[str, Any], **fmt: Any) -> Any:
         """One statement in a transaction. ``timeout`` bounds the whole call: the wait for a
@@ -196,7 +193,7 @@ class MySQLStore(Store):
         watch, token = None, _call_deadline.set(deadline)
         try:
             timed_out = lambda _: watch is not None and watch.fired  # noqa: E731
-            with self._errors(timed_out), self.engine.begin() as conn:
+            with self._errors(timed_out, _error_table), self.engine.begin() as conn:
                 sock = getattr(conn.connection.dbapi_connection, "_sock", None)
                 if sock is not None:
                     watch = deadlines.watch(sock.fileno(), deadline)
@@ -247,7 +244,7 @@ class MySQLStore(Store):
 
     async def _arun(self, name: str, params: dict[str, Any], **fmt: Any) -> Any:
         """:meth:`_run` on the async engine, bounded by ``asyncio.timeout``."""
-        with self._errors(self._async_timeout):
+        with self._errors(lambda exc: isinstance(exc, TimeoutError), _async_error_table):
             async with asyncio.timeout(self.timeout), self.async_engine.begin() as conn:
                 if not self._ready:
                     await self._aschema(conn)
