@@ -20,10 +20,11 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
+from ..errors import ConfigurationError, KeyCollision, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
 from ._errors import ErrorTable, map_exceptions
 from ._files import check_parent, make_private
+from ._sql import data_of
 from .base import InlineFirstStore, listed, purge_in_batches
 
 T = TypeVar("T")
@@ -167,13 +168,7 @@ class SQLiteStore(InlineFirstStore):
 
     @staticmethod
     def _record(data: str, meta: str) -> Record:
-        try:
-            values = json.loads(data)
-        except (ValueError, RecursionError) as exc:
-            raise CorruptRecord("session data cannot be decoded", exc) from exc
-        if not isinstance(values, dict):
-            raise CorruptRecord("session data is not an object")
-        return Record(values, Meta.from_json(meta))
+        return Record(data_of(data), Meta.from_json(meta))
 
     def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
         row = self._run(
