@@ -9,6 +9,7 @@ arguments.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -128,6 +129,11 @@ class RedisCalls:
     ) -> StoreError | type[StoreError]:
         return self._refine(exc, kind, self._client)
 
+    @functools.cached_property
+    def _mapped(self) -> map_exceptions:
+        """The sync path's error translation (kept: it holds no state between calls)."""
+        return map_exceptions(_error_table, "Redis", refine=self._refine_sync)
+
     @contextmanager
     def _errors(self, *, deadline: bool = True) -> Iterator[None]:
         """Translate driver errors, and give the call one deadline: the wait for a pooled
@@ -139,7 +145,7 @@ class RedisCalls:
         timeout = self.options["socket_timeout"]
         token = CALL.set(Call(time.monotonic() + timeout)) if deadline else None
         try:
-            with map_exceptions(_error_table, "Redis", refine=self._refine_sync):
+            with self._mapped:
                 yield
         finally:
             if token is not None:
@@ -150,22 +156,29 @@ class RedisCalls:
         retry and command together take at most ``socket_timeout``."""
         from .pools import CALL, Call
 
-        state = Call(time.monotonic() + self.options["socket_timeout"])
-
-        def refine(exc: BaseException, kind: type[StoreError]) -> StoreError | type[StoreError]:
-            if isinstance(exc, TimeoutError):  # asyncio.timeout's: the call's deadline passed
-                if state.in_pool:
-                    return self._pool_error(exc)
-                return StoreUnavailable("Redis store unavailable: timed out", exc)
-            return self._refine(exc, kind, self._async_client)
-
-        token = CALL.set(state)
+        token = CALL.set(Call(time.monotonic() + self.options["socket_timeout"]))
         try:
-            with map_exceptions(_error_table, "Redis", refine=refine):
+            with self._amapped:
                 async with asyncio.timeout(self.options["socket_timeout"]):
                     return await call()
         finally:
             CALL.reset(token)
+
+    def _refine_async(
+        self, exc: BaseException, kind: type[StoreError]
+    ) -> StoreError | type[StoreError]:
+        from .pools import CALL
+
+        if isinstance(exc, TimeoutError):  # asyncio.timeout's: the call's deadline passed
+            call = CALL.get()
+            if call is not None and call.in_pool:
+                return self._pool_error(exc)
+            return StoreUnavailable("Redis store unavailable: timed out", exc)
+        return self._refine(exc, kind, self._async_client)
+
+    @functools.cached_property
+    def _amapped(self) -> map_exceptions:
+        return map_exceptions(_error_table, "Redis", refine=self._refine_async)
 
     def _run(self, source: str, keys: list[str], args: Sequence[Any]) -> Any:
         """A read script, under the call's deadline."""
