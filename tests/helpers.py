@@ -15,6 +15,7 @@ from satchel.expiry import ExpiryPolicy
 from satchel.record import Change, Meta, Record
 from satchel.session import Session
 from satchel.stores.base import Store
+from satchel.stores.capabilities import Countable
 from satchel.testing import FakeClock
 
 KEY = "test-key-0123456789-0123456789-0123456789"
@@ -82,6 +83,7 @@ class CountingStore(Store):
         return await self.inner.alist_user(user_id, now)
 
     def count(self, now: float) -> int:
+        assert isinstance(self.inner, Countable)
         return self.inner.count(now)
 
     def close(self) -> None:

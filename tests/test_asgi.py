@@ -29,6 +29,7 @@ from satchel import (
 )
 from satchel.asgi import SessionMiddleware
 from satchel.stores.base import Store
+from satchel.stores.capabilities import Countable
 from satchel.testing import FakeClock
 
 from .conftest import KEY, OLD_KEY
@@ -311,6 +312,7 @@ async def test_logout_expires_cookie_and_replay_is_anonymous(
     client.cookies.clear()
     replay = await client.get("/read", headers={"cookie": f"satchel={logged_in}"})
     assert replay.json() == {"n": None, "user": None}
+    assert isinstance(store.inner, Countable)
     assert store.inner.count(clock.now) == 0
 
 
@@ -387,6 +389,7 @@ async def test_in_flight_request_cannot_undo_logout(store: CountingStore) -> Non
         c.cookies.clear()
         replay = await c.get("/read", headers={"cookie": f"satchel={cookie}"})
         assert replay.json() == {"n": None, "user": None}
+    assert isinstance(store.inner, Countable)
     assert store.inner.count(0) == 0
 
 

@@ -26,6 +26,7 @@ from satchel.engine import MAX_SESSIONS_PER_USER, Engine, RequestInfo, drive
 from satchel.errors import ConfigurationError
 from satchel.expiry import ExpiryPolicy
 from satchel.stores.base import Store
+from satchel.stores.capabilities import Countable
 from satchel.user_sessions import UserSessions
 
 from .conftest import KEY
@@ -105,6 +106,7 @@ def index_size(store: Store, user: str, now: float) -> int:
     if isinstance(store, FileStore):
         path = store._user_file(user)[1]
         return len(json.loads(path.read_bytes())) if path.exists() else 0
+    assert isinstance(store, Countable)
     return store.count(now)  # SQL and memory: the index is the live records themselves
 
 

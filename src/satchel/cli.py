@@ -28,6 +28,7 @@ from .printable import printable as safe
 from .redact import mask_url, scrub
 from .settings import Settings, load_settings
 from .stores.base import Store
+from .stores.capabilities import Countable, ExpiryCountable, HasSchema, Listable
 
 STORE_UNAVAILABLE = 3
 PURGE_BATCH = 500
@@ -227,14 +228,13 @@ def db() -> None:
 def db_init(ctx: click.Context, store: str | None) -> None:
     """Create the session table and its indexes (PostgreSQL, MariaDB/MySQL, SQLite)."""
     backend = _open_store(_settings(ctx, store))
-    init = getattr(backend, "init_schema", None)
     try:
         with _errors():
-            if init is not None:
-                init()
+            if isinstance(backend, HasSchema):
+                backend.init_schema()
     finally:
         backend.close()
-    if init is None:
+    if not isinstance(backend, HasSchema):
         click.echo(f"{type(backend).__name__} needs no schema: nothing to do")
     else:
         click.echo(f"session table ready ({type(backend).__name__})")
@@ -267,10 +267,7 @@ def sessions_list(
             if user is not None:
                 infos = UserSessions(backend).sessions(user)
             else:
-                try:
-                    infos = [SessionInfo.of(m) for _, m in backend.iter_sessions(now)]
-                except NotImplementedError as exc:
-                    raise click.ClickException(f"{exc}; use --user") from exc
+                infos = [SessionInfo.of(m) for _, m in _listable(backend, now, "use --user")]
     finally:
         backend.close()
     infos = infos[:limit]
@@ -332,10 +329,17 @@ def sessions_revoke(
 
 
 def _all(backend: Store) -> Iterator[tuple[str, Any]]:
-    try:
-        yield from backend.iter_sessions(time.time())
-    except NotImplementedError as exc:
-        raise click.ClickException(f"{exc}; give --user with --handle") from exc
+    yield from _listable(backend, time.time(), "give --user with --handle")
+
+
+def _listable(backend: Store, now: float, instead: str) -> Iterator[tuple[str, Any]]:
+    """Every live session, or a clear refusal (saying what to do ``instead``) from a store
+    that cannot list them all."""
+    if not isinstance(backend, Listable):
+        raise click.ClickException(
+            f"{type(backend).__name__} cannot list all its sessions; {instead}"
+        )
+    yield from backend.iter_sessions(now)
 
 
 @sessions.command("purge")
@@ -348,7 +352,7 @@ def sessions_purge(ctx: click.Context, store: str | None, as_json: bool) -> None
     now = time.time()
     try:
         with _errors():
-            total = backend.count_expired(now)
+            total = backend.count_expired(now) if isinstance(backend, ExpiryCountable) else None
             if total is not None and total >= PROGRESS_FROM and not as_json:
                 with click.progressbar(length=total, label="purging", file=sys.stderr) as bar:
                     removed = backend.purge_expired(now, PURGE_BATCH, on_batch=bar.update)
@@ -372,17 +376,16 @@ def sessions_stats(ctx: click.Context, store: str | None, as_json: bool) -> None
     now = time.time()
     try:
         with _errors():
-            try:
-                live = backend.count(now)
-            except NotImplementedError as exc:
-                raise click.ClickException(f"this store cannot count its sessions: {exc}") from exc
-            try:
-                users: int | None = len(
-                    {m.user_id for _, m in backend.iter_sessions(now) if m.user_id}
+            if not isinstance(backend, Countable):
+                raise click.ClickException(
+                    f"this store cannot count its sessions: {type(backend).__name__} cannot "
+                    "count one application's sessions"
                 )
-            except NotImplementedError:
-                users = None
-            expired = backend.count_expired(now)
+            live = backend.count(now)
+            users: int | None = None
+            if isinstance(backend, Listable):
+                users = len({m.user_id for _, m in backend.iter_sessions(now) if m.user_id})
+            expired = backend.count_expired(now) if isinstance(backend, ExpiryCountable) else None
     finally:
         backend.close()
     stats = {"live_sessions": live, "users_logged_in": users, "expired_awaiting_purge": expired}

@@ -63,6 +63,13 @@ def store_key(session_id: str) -> str:
     return hashlib.sha256(session_id.encode("ascii")).hexdigest()
 
 
+def user_key(user_id: str) -> str:
+    """The key a store files a user's index under: SHA-256 of the user ID (UTF-8), hex.
+    A user ID may be any string (an e-mail, with characters no key or file name allows),
+    so stores never use it raw; existing indexes (Redis, Memcached, files) are keyed so."""
+    return hashlib.sha256(user_id.encode("utf-8")).hexdigest()
+
+
 def is_store_key(value: str) -> bool:
     return _KEY_RE.fullmatch(value) is not None
 

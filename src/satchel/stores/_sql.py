@@ -1,8 +1,10 @@
-"""Pieces the SQL stores (PostgreSQL, MariaDB/MySQL) share: the metadata columns, and a
-client-side deadline for blocking drivers."""
+"""Pieces the SQL stores (PostgreSQL, MariaDB/MySQL; SQLite for the data column) share:
+reading a row into a Record, the metadata columns, and a client-side deadline for blocking
+drivers."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -10,13 +12,33 @@ import threading
 import time
 from typing import Any
 
-from ..record import Meta
+from ..errors import CorruptRecord
+from ..record import Meta, Record
 
 
 def meta_of(row: Any) -> Meta:
     """Metadata from a ``(meta json, last_seen, version)`` row; the columns win."""
     meta, last_seen, version = row
     return Meta.from_json(meta, last_seen=last_seen, version=version)
+
+
+def data_of(text: str) -> dict[str, Any]:
+    """The session data from its JSON column; CorruptRecord if it is not a JSON object
+    (decoded here, not by a driver's JSON loader, which raises RecursionError past any
+    handling on a deeply nested document)."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise CorruptRecord("session data cannot be decoded", exc) from exc
+    if not isinstance(data, dict):
+        raise CorruptRecord("session data is not an object")
+    return data
+
+
+def record_of(row: Any) -> Record:
+    """A Record from a ``(data json, meta json, last_seen, version[, refreshed])`` row."""
+    data, meta, last_seen, version, *refreshed = row
+    return Record(data_of(data), meta_of((meta, last_seen, version)), refreshed=any(refreshed))
 
 
 def meta_params(meta: Meta) -> dict[str, Any]:

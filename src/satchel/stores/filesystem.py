@@ -14,7 +14,6 @@ removes those older than :attr:`FileStore.TEMP_MAX_AGE`.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import tempfile
@@ -25,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import CorruptRecord, KeyCollision, StoreError, StoreUnavailable
-from ..ids import is_store_key
+from ..ids import is_store_key, user_key
 from ..log import logger
 from ..record import Change, Meta, Record
 from ._files import check_parent, make_private
@@ -176,7 +175,7 @@ class FileStore(Store):
     # -- the per-user index: one small JSON file per user, {store key: deadline} ------------
 
     def _user_file(self, user_id: str) -> tuple[str, Path]:
-        digest = hashlib.sha256(user_id.encode("utf-8")).hexdigest()
+        digest = user_key(user_id)
         return digest, self.directory / ".users" / (digest + ".json")
 
     def _read_index(self, path: Path) -> dict[str, float]:

@@ -20,22 +20,22 @@ time, so longer lifetimes are sent as the absolute deadline, shorter ones as sec
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
+from ..ids import user_key
 from ..record import Change, Meta, Record
 from ..redact import scrub
+from ._errors import ErrorTable, map_exceptions
 from .base import Store
 
-T = TypeVar("T")
 THIRTY_DAYS = 30 * 24 * 3600
 DEFAULT_PREFIX = "satchel:"
 CAS_ATTEMPTS = 50
@@ -51,12 +51,27 @@ def expire_value(expires_at: float, now: float) -> int:
     return seconds
 
 
-def _encode(record: Record) -> bytes:
-    return record.to_document()
+def index_expiry(deadlines: Iterable[float]) -> int:
+    """The ``exptime`` of a user's index item, which must live until its latest deadline:
+    that deadline as a Unix time. No clock is read (the app's own reaches the store only
+    through the deadlines): Memcached takes any exptime past 30 days as a Unix time, which
+    an epoch deadline always is, and a test clock near 1970 gives seconds, a longer life."""
+    return max(1, math.ceil(max(deadlines)))
 
 
-def _decode(raw: bytes) -> Record:
-    return Record.from_document(raw)
+@cache
+def _error_table() -> ErrorTable:
+    from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
+
+    return {
+        (TimeoutError, MemcacheUnexpectedCloseError, OSError): StoreUnavailable,
+        MemcacheError: StoreError,
+    }
+
+
+def _describe(exc: BaseException, kind: type[StoreError]) -> str:
+    # an unavailable server says little in str() ("timed out"); repr names the error
+    return scrub(repr(exc) if kind is StoreUnavailable else str(exc))
 
 
 class MemcachedStore(Store):
@@ -108,18 +123,9 @@ class MemcachedStore(Store):
     def item_key(self, key: str) -> str:
         return f"{self.prefix}s:{key}"
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
-
-        try:
-            yield
-        except StoreError:
-            raise
-        except (TimeoutError, MemcacheUnexpectedCloseError, OSError) as exc:
-            raise StoreUnavailable(f"Memcached store unavailable: {scrub(repr(exc))}", exc) from exc
-        except MemcacheError as exc:
-            raise StoreError(f"Memcached store failed: {scrub(str(exc))}", exc) from exc
+    @staticmethod
+    def _errors() -> AbstractContextManager[None]:
+        return map_exceptions(_error_table, "Memcached", describe=_describe)
 
     def _cas_loop(
         self, key: str, now: float, apply: Callable[[Record], Record | None]
@@ -133,14 +139,14 @@ class MemcachedStore(Store):
                 raw, token = self.client.gets(item)
                 if raw is None:
                     return None
-                current = _decode(raw)
+                current = Record.from_document(raw)
                 if current.meta.expires_at <= now:
                     return None
                 new = apply(current)
                 if new is None:
                     return current
                 stored = self.client.cas(
-                    item, _encode(new), token, expire=expire_value(new.meta.expires_at, now)
+                    item, new.to_document(), token, expire=expire_value(new.meta.expires_at, now)
                 )
                 if stored:
                     return new
@@ -153,7 +159,7 @@ class MemcachedStore(Store):
             raw = self.client.get(self.item_key(key))
         if raw is None:
             return None
-        record = _decode(raw)
+        record = Record.from_document(raw)
         if record.meta.expires_at <= now:
             return None
         user_id = record.meta.user_id
@@ -166,7 +172,7 @@ class MemcachedStore(Store):
     # -- the per-user index: one item per user, {store key: deadline}, CAS-updated -------
 
     def index_item(self, user_id: str) -> str:
-        return f"{self.prefix}u:{hashlib.sha256(user_id.encode('utf-8')).hexdigest()}"
+        return f"{self.prefix}u:{user_key(user_id)}"
 
     def _index(self, user_id: str) -> tuple[dict[str, float], Any]:
         with self._errors():
@@ -178,10 +184,10 @@ class MemcachedStore(Store):
         except (ValueError, AttributeError):
             return {}, token
 
-    def _write_index(self, user_id: str, index: dict[str, float], token: Any, now: float) -> bool:
+    def _write_index(self, user_id: str, index: dict[str, float], token: Any) -> bool:
         item = self.index_item(user_id)
         body = json.dumps(index).encode()
-        expire = expire_value(max(index.values()), now) if index else -1
+        expire = index_expiry(index.values()) if index else -1
         with self._errors():
             if token is None:
                 return bool(self.client.add(item, body, expire=expire))
@@ -191,7 +197,7 @@ class MemcachedStore(Store):
         for _ in range(CAS_ATTEMPTS):
             index, token = self._index(user_id)
             index[key] = deadline
-            if self._write_index(user_id, index, token, time.time()):
+            if self._write_index(user_id, index, token):
                 return
         raise StoreUnavailable(f"Memcached: gave up after {CAS_ATTEMPTS} CAS conflicts")
 
@@ -205,14 +211,14 @@ class MemcachedStore(Store):
         live: list[tuple[str, Meta]] = []
         for item, raw in found.items():
             try:
-                record = _decode(raw)
+                record = Record.from_document(raw)
             except CorruptRecord:
                 continue
             if record.meta.expires_at > now and record.meta.user_id == user_id:
                 live.append((items[item], record.meta))
         keep = {k: index[k] for k, _ in live}
         if keep != index:
-            self._write_index(user_id, keep, token, now)  # best effort; readers prune again
+            self._write_index(user_id, keep, token)  # best effort; readers prune again
         return live
 
     def touch(self, key: str, last_seen: float, now: float) -> bool:
@@ -228,7 +234,7 @@ class MemcachedStore(Store):
         with self._errors():
             added = self.client.add(
                 self.item_key(key),
-                _encode(record),
+                record.to_document(),
                 expire=expire_value(record.meta.expires_at, now),
             )
         if not added:
@@ -252,9 +258,6 @@ class MemcachedStore(Store):
         """Memcached drops expired items by itself: nothing to purge."""
         return 0
 
-    def count(self, now: float) -> int:
-        raise NotImplementedError("Memcached cannot count one application's sessions")
-
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -263,24 +266,14 @@ class MemcachedStore(Store):
 
 def from_url(url: str) -> MemcachedStore:
     """``memcached://host:11211[,host2:11211]?prefix=...&timeout=...&max_pool_size=...``."""
-    parts = urlsplit(url)
-    netloc = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    from .registry import url_options
+
+    clean, options = url_options(url, {"prefix": str, "timeout": float, "max_pool_size": int})
     servers = []
-    for part in filter(None, netloc.split(",")):
+    for part in filter(None, urlsplit(clean).netloc.split(",")):
         host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
         try:
             servers.append((host or "127.0.0.1", int(port or 11211)))
         except ValueError:
             raise ConfigurationError(f"Memcached URL: bad port in {scrub(part)!r}") from None
-    query = parse_qs(parts.query)
-    options: dict[str, Any] = {}
-    try:
-        if "prefix" in query:
-            options["prefix"] = query["prefix"][0]
-        if "timeout" in query:
-            options["timeout"] = float(query["timeout"][0])
-        if "max_pool_size" in query:
-            options["max_pool_size"] = int(query["max_pool_size"][0])
-    except ValueError as exc:
-        raise ConfigurationError(f"Memcached URL: {exc}") from exc
     return MemcachedStore(servers, **options)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 from ..errors import ConfigurationError, KeyCollision, StoreUnavailable
 from ..record import Change, Meta, Record
-from .base import Store
+from .base import InlineStore
 
 #: Most expired entries one call removes (load, touch, create, update, listing): a burst of
 #: sessions that expire together is removed a batch per call, not all in the one request
@@ -21,7 +21,7 @@ SWEEP_BATCH = 100
 _NEVER = 2**62  # the expiry bucket of a record that never expires
 
 
-class MemoryStore(Store):
+class MemoryStore(InlineStore):
     """Holds at most ``max_entries`` sessions. Its async forms run inline: there is no I/O
     to wait for.
 
@@ -315,34 +315,8 @@ class MemoryStore(Store):
                 return len(self._users.get(user_id, ()))
             return sum(len(keys) for keys in self._users.values())
 
-    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
-        return None
-
-    async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
-        return self.list_user(user_id, now)
-
     def count(self, now: float) -> int:
         """Live sessions: expired ones are removed first, a batch per hold of the lock."""
         self.purge_expired(now)
         with self._lock:
             return len(self._records)
-
-    async def aload(
-        self, key: str, now: float, refresh_after: float | None = None
-    ) -> Record | None:
-        return self.load(key, now, refresh_after)
-
-    async def atouch(self, key: str, last_seen: float, now: float) -> bool:
-        return self.touch(key, last_seen, now)
-
-    async def acreate(self, key: str, record: Record) -> None:
-        self.create(key, record)
-
-    async def aupdate(self, key: str, change: Change, now: float) -> int | None:
-        return self.update(key, change, now)
-
-    async def adelete(self, key: str) -> bool:
-        return self.delete(key)
-
-    async def apurge_expired(self, now: float, batch_size: int = 500) -> int:
-        return self.purge_expired(now, batch_size)

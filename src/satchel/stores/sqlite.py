@@ -11,32 +11,24 @@ worker thread, where it waits up to ``timeout`` without blocking the loop.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
+from ..errors import ConfigurationError, KeyCollision, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
-from ..redact import scrub
+from ._errors import ErrorTable, map_exceptions
 from ._files import check_parent, make_private
-from .base import Store, listed, purge_in_batches
+from ._sql import data_of
+from .base import InlineFirstStore, listed, purge_in_batches
 
 T = TypeVar("T")
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-
-
-def _is_busy(exc: StoreError) -> bool:
-    original = exc.original
-    return (
-        isinstance(original, sqlite3.OperationalError)
-        and (getattr(original, "sqlite_errorcode", 0) & 0xFF) in _BUSY_CODES
-    )
 
 
 SCHEMA = """
@@ -55,23 +47,27 @@ CREATE INDEX IF NOT EXISTS satchel_sessions_user_id ON satchel_sessions (user_id
 """
 
 
-def _translate(exc: sqlite3.Error) -> StoreError:
-    if isinstance(exc, sqlite3.OperationalError):
-        return StoreUnavailable(f"SQLite store unavailable: {scrub(str(exc))}", exc)
-    return StoreError(f"SQLite store failed: {scrub(str(exc))}", exc)
+def _error_table() -> ErrorTable:
+    """A locked or unopenable database may come right; anything else is a failure."""
+    return {sqlite3.OperationalError: StoreUnavailable, sqlite3.Error: StoreError}
+
+
+def _mapped() -> AbstractContextManager[None]:
+    return map_exceptions(_error_table, "SQLite")
 
 
 def _meta_of(fields: Sequence[Any]) -> Meta:
     return Meta.from_json(fields[0])
 
 
-class SQLiteStore(Store):
+class SQLiteStore(InlineFirstStore):
     """``SQLiteStore("sessions.db")``; the file (and its WAL files) are created mode 0600,
     and existing ones open to group or others are set to 0600. One owned by another user or
     a symbolic link is refused, and so is a directory anyone may write to without the
     sticky bit (see :mod:`satchel.stores._files`).
 
     One connection per thread; ``timeout`` is how long a writer waits for the lock.
+    The async forms run inline first (:class:`~satchel.stores.base.InlineFirstStore`).
 
     ``synchronous`` says what an acknowledged write survives. ``"normal"`` (the default;
     WAL with ``synchronous=NORMAL``): a crash of the process loses nothing, but a power
@@ -135,7 +131,7 @@ class SQLiteStore(Store):
         slot = "db_nowait" if nowait else "db"
         db: sqlite3.Connection | None = getattr(self._local, slot, None)
         if db is None:
-            try:
+            with _mapped():
                 db = sqlite3.connect(
                     self.path,
                     timeout=0 if nowait else self.timeout,
@@ -144,8 +140,6 @@ class SQLiteStore(Store):
                 )
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-            except sqlite3.Error as exc:
-                raise _translate(exc) from exc
             setattr(self._local, slot, db)
             with self._guard:
                 self._connections.append(db)
@@ -154,34 +148,27 @@ class SQLiteStore(Store):
     @contextmanager
     def _transaction(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
         db = self._connection()
-        try:
-            db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        with _mapped():
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
+                db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.Error:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise _translate(exc) from exc
 
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        try:
+        with _mapped():
             return fn(self._connection())
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
 
     @staticmethod
     def _record(data: str, meta: str) -> Record:
-        try:
-            values = json.loads(data)
-        except (ValueError, RecursionError) as exc:
-            raise CorruptRecord("session data cannot be decoded", exc) from exc
-        if not isinstance(values, dict):
-            raise CorruptRecord("session data is not an object")
-        return Record(values, Meta.from_json(meta))
+        return Record(data_of(data), Meta.from_json(meta))
 
     def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
         row = self._run(
@@ -289,13 +276,7 @@ class SQLiteStore(Store):
         )
         return list(listed(rows, _meta_of))
 
-    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
-        return None
-
-    async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
-        return await self._inline_first(self.list_user, user_id, now)
-
-    def count_expired(self, now: float) -> int | None:
+    def count_expired(self, now: float) -> int:
         row = self._run(
             lambda db: db.execute(
                 "SELECT count(*) FROM satchel_sessions WHERE expires_at <= ?", (now,)
@@ -320,33 +301,21 @@ class SQLiteStore(Store):
         )
         return int(row[0])
 
-    async def _inline_first(self, fn: Callable[..., T], *args: object) -> T:
+    @contextmanager
+    def _nowait(self) -> Iterator[None]:
+        """This thread's calls use its second connection, whose busy timeout is zero."""
         self._local.nowait = True
         try:
-            return fn(*args)
-        except StoreError as exc:
-            if not _is_busy(exc):
-                raise
+            yield
         finally:
             self._local.nowait = False
-        return await asyncio.to_thread(fn, *args)
 
-    async def aload(
-        self, key: str, now: float, refresh_after: float | None = None
-    ) -> Record | None:
-        return await self._inline_first(self.load, key, now, refresh_after)
-
-    async def atouch(self, key: str, last_seen: float, now: float) -> bool:
-        return await self._inline_first(self.touch, key, last_seen, now)
-
-    async def acreate(self, key: str, record: Record) -> None:
-        await self._inline_first(self.create, key, record)
-
-    async def aupdate(self, key: str, change: Change, now: float) -> int | None:
-        return await self._inline_first(self.update, key, change, now)
-
-    async def adelete(self, key: str) -> bool:
-        return await self._inline_first(self.delete, key)
+    def _busy(self, exc: StoreError) -> bool:
+        original = exc.original
+        return (
+            isinstance(original, sqlite3.OperationalError)
+            and (getattr(original, "sqlite_errorcode", 0) & 0xFF) in _BUSY_CODES
+        )
 
     def close(self) -> None:
         with self._guard:

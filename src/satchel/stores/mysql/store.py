@@ -1,21 +1,12 @@
-"""MariaDB / MySQL store, through SQLAlchemy Core with PyMySQL (sync) and aiomysql (async).
+"""The MariaDB / MySQL store, through SQLAlchemy Core with PyMySQL (sync) and aiomysql (async).
 
 Why these: PyMySQL and aiomysql are pure Python, so they install anywhere without a
 compiler or client library, and speak to MariaDB and MySQL alike; SQLAlchemy Core gives
 both paths a well-kept connection pool (overflow, recycling, invalidation of broken
 connections, fork guidance) that would otherwise be hand-made. No ORM is used.
 
-Every operation is one statement. The per-key commit is one ``UPDATE`` whose
-``JSON_MERGE_PATCH`` sets the changed keys and removes the deleted ones (a JSON null in a
-merge patch removes a key; stored values are JSON strings, never null), under InnoDB's
-row lock: no read-modify-write race. The new version comes back in the OK packet through
-``LAST_INSERT_ID(version + 1)``, so the update needs no second round trip.
-
-``user_id`` is ``VARBINARY``: every byte counts. MariaDB's ``utf8mb4_bin`` (and every
-``_bin``/``_ci`` collation but the ``nopad`` ones) is PAD SPACE, so ``"alice "`` would match
-``"alice"`` in listings, revoke-all and the per-user cap. A table made by satchel 0.1
-(``VARCHAR`` ``utf8mb4_bin``) is converted when the schema step runs (first use with
-``create_table=True``, or ``satchel db init``).
+Every operation is one statement (:mod:`.statements` says how the per-key commit stays
+one ``UPDATE``, and why ``user_id`` is ``VARBINARY``).
 """
 
 from __future__ import annotations
@@ -23,99 +14,39 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
+from functools import cache
 from typing import Any
 
-from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
-from ..record import Change, Meta, Record
-from ..redact import scrub
-from ._sql import deadlines, meta_of, meta_params
-from .base import Store, listed, purge_in_batches
-
-DEFAULT_TABLE = "satchel_sessions"
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS {t} (
-    skey               CHAR(64) CHARACTER SET ascii NOT NULL PRIMARY KEY,
-    data               LONGTEXT NOT NULL,   -- JSON object: app key -> encoded value
-    meta               TEXT NOT NULL,       -- JSON of satchel.Meta
-    last_seen          DOUBLE NOT NULL,     -- epoch seconds
-    idle_timeout       DOUBLE NOT NULL,
-    absolute_deadline  DOUBLE NOT NULL,
-    expires_at         DOUBLE NOT NULL,     -- least(last_seen + idle, deadline)
-    user_id            VARBINARY(1020) NULL, -- bytes: no PAD SPACE, "alice " is not "alice"
-    handle             VARCHAR(32) NOT NULL,
-    version            BIGINT NOT NULL,
-    INDEX {t}_expires_at (expires_at),
-    INDEX {t}_user_id (user_id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin
-"""
-
-# satchel 0.1 made user_id a PAD SPACE VARCHAR; same length in bytes (255 x 4), as bytes.
-_USER_COLUMN = """
-SELECT DATA_TYPE FROM information_schema.COLUMNS
-WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t AND COLUMN_NAME = 'user_id'
-"""
-_MIGRATE_USER = "ALTER TABLE {t} MODIFY user_id VARBINARY(1020) NULL"
-# Workers starting at once take turns: one creates or converts, the others then see it done.
-_DUP_ENTRY = 1062  # ER_DUP_ENTRY
-_LOCK = "SELECT GET_LOCK(:name, :wait)"
-_UNLOCK = "SELECT RELEASE_LOCK(:name)"
-
-_LOAD = "SELECT data, meta, last_seen, version FROM {t} WHERE skey = :key AND expires_at > :now"
-# MariaDB and MySQL assign left to right: expires_at sees the new last_seen.
-_TOUCH = """
-UPDATE {t} SET last_seen = GREATEST(last_seen, :seen),
-               expires_at = LEAST(last_seen + idle_timeout, absolute_deadline)
-WHERE skey = :key AND expires_at > :now
-"""
-_CREATE = """
-INSERT INTO {t} (skey, data, meta, last_seen, idle_timeout, absolute_deadline, expires_at,
-                 user_id, handle, version)
-VALUES (:key, :data, :meta, :ls, :it, :ad, :exp, :uid, :handle, :version)
-"""
-_UPDATE = """
-UPDATE {t} SET
-    data = JSON_MERGE_PATCH(IF(:clear, '{{}}', data), :patch),
-    meta = :meta, last_seen = :ls, idle_timeout = :it, absolute_deadline = :ad,
-    expires_at = :exp, user_id = :uid, handle = :handle,
-    version = LAST_INSERT_ID(version + 1)
-WHERE skey = :key AND expires_at > :now
-"""
-_DELETE = "DELETE FROM {t} WHERE skey = :key"
-_PURGE = "DELETE FROM {t} WHERE expires_at <= :now LIMIT {batch}"
-_COUNT = "SELECT count(*) FROM {t} WHERE expires_at > :now"
-_COUNT_EXPIRED = "SELECT count(*) FROM {t} WHERE expires_at <= :now"
-_ALL = "SELECT skey, meta, last_seen, version FROM {t} WHERE expires_at > :now ORDER BY skey"
-_LIST_USER = (
-    "SELECT skey, meta, last_seen, version FROM {t} WHERE user_id = :user AND expires_at > :now"
-)
+from ...errors import ConfigurationError, KeyCollision, StoreError, StoreUnavailable
+from ...record import Change, Meta, Record
+from ...redact import scrub
+from .._errors import ErrorTable, map_exceptions
+from .._sql import deadlines, meta_of, meta_params, record_of
+from ..base import Store, apurge_in_batches, listed, purge_in_batches
+from . import statements as sql
+from .statements import DEFAULT_TABLE, IDENTIFIER
 
 
-def _translate(exc: BaseException) -> StoreError:
+@cache
+def _error_table() -> ErrorTable:
     from sqlalchemy import exc as sa
 
-    if isinstance(exc, sa.OperationalError | sa.TimeoutError | sa.InterfaceError) or (
-        isinstance(exc, sa.DBAPIError) and exc.connection_invalidated
-    ):
-        return StoreUnavailable(f"MySQL store unavailable: {exc.__class__.__name__}", exc)
-    return StoreError(f"MySQL store failed: {scrub(str(exc))}", exc)
+    unavailable = (sa.OperationalError, sa.TimeoutError, sa.InterfaceError)
+    return {unavailable: StoreUnavailable, sa.SQLAlchemyError: StoreError}
 
 
-def _record(row: Any) -> Record:
-    data, meta, last_seen, version = row
-    try:
-        values = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise CorruptRecord("session data cannot be decoded", exc) from exc
-    if not isinstance(values, dict):
-        raise CorruptRecord("session data is not an object")
-    return Record(values, meta_of((meta, last_seen, version)))
+@cache
+def _async_error_table() -> ErrorTable:
+    return {TimeoutError: StoreUnavailable, **_error_table()}  # asyncio.timeout's first
+
+
+def _describe(exc: BaseException, kind: type[StoreError]) -> str:
+    # an unreachable server's message may quote the statement: its class name is enough
+    return exc.__class__.__name__ if kind is StoreUnavailable else scrub(str(exc))
 
 
 # The deadline of the sync call in progress (see MySQLStore._run).
@@ -142,7 +73,7 @@ class MySQLStore(Store):
         timeout: float = 5.0,
         create_table: bool = True,
     ) -> None:
-        if not _IDENTIFIER.fullmatch(table):
+        if not IDENTIFIER.fullmatch(table):
             raise ConfigurationError(f"table name {table!r} is not a plain SQL identifier")
         self.url, self.table = url, table
         self.pool_size, self.max_overflow, self.timeout = pool_size, max_overflow, timeout
@@ -232,44 +163,44 @@ class MySQLStore(Store):
         if statement is None:
             from sqlalchemy import text
 
-            source = {
-                "load": _LOAD,
-                "touch": _TOUCH,
-                "create": _CREATE,
-                "update": _UPDATE,
-                "delete": _DELETE,
-                "purge": _PURGE,
-                "count": _COUNT,
-                "list_user": _LIST_USER,
-                "count_expired": _COUNT_EXPIRED,
-                "all": _ALL,
-            }[name]
-            statement = self._sql[cache_key] = text(source.format(t=self.table, **fmt))
+            source = sql.STATEMENTS[name].format(t=self.table, **fmt)
+            statement = self._sql[cache_key] = text(source)
         return statement
+
+    def _errors(
+        self, timed_out: Callable[[BaseException], bool], table: Callable[[], ErrorTable]
+    ) -> AbstractContextManager[None]:
+        """Driver errors as StoreErrors; ``timed_out(exc)`` says the call's own deadline
+        ended it, whatever the driver made of that."""
+
+        def refine(exc: BaseException, kind: type[StoreError]) -> StoreError | type[StoreError]:
+            from sqlalchemy import exc as sa
+
+            if timed_out(exc):
+                return StoreUnavailable(f"MySQL store timed out after {self.timeout} s", exc)
+            if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
+                return StoreUnavailable
+            return kind
+
+        return map_exceptions(table, "MySQL", describe=_describe, refine=refine)
 
     def _run(self, name: str, params: dict[str, Any], **fmt: Any) -> Any:
         """One statement in a transaction. ``timeout`` bounds the whole call: the wait for a
         pooled connection, then what is left of it the statement and its COMMIT (PyMySQL's
         read timeout applies per read; a call that waited for the pool would otherwise get
         a whole timeout more), ended by shutting the socket down (as for PostgreSQL)."""
-        from sqlalchemy import exc as sa
-
         deadline = time.monotonic() + self.timeout
         watch, token = None, _call_deadline.set(deadline)
         try:
-            with self.engine.begin() as conn:
+            timed_out = lambda _: watch is not None and watch.fired  # noqa: E731
+            with self._errors(timed_out, _error_table), self.engine.begin() as conn:
                 sock = getattr(conn.connection.dbapi_connection, "_sock", None)
-                watch = deadlines.watch(sock.fileno(), deadline) if sock is not None else None
+                if sock is not None:
+                    watch = deadlines.watch(sock.fileno(), deadline)
                 with watch or nullcontext():
                     if not self._ready:
                         self._schema(conn)
                     return conn.execute(self._statement(name, **fmt), params)
-        except sa.SQLAlchemyError as exc:
-            if watch is not None and watch.fired:
-                raise StoreUnavailable(
-                    f"MySQL store timed out after {self.timeout} s", exc
-                ) from exc
-            raise _translate(exc) from exc
         finally:
             _call_deadline.reset(token)
 
@@ -284,15 +215,15 @@ class MySQLStore(Store):
         from sqlalchemy import text
 
         lock = self._schema_lock()
-        if conn.execute(text(_LOCK), lock).scalar() != 1:
+        if conn.execute(text(sql.LOCK), lock).scalar() != 1:
             raise StoreUnavailable(f"MySQL store: schema lock busy for {lock['wait']} s")
         try:
-            conn.execute(text(SCHEMA.format(t=self.table)))
-            column = conn.execute(text(_USER_COLUMN), {"t": self.table}).scalar()
+            conn.execute(text(sql.SCHEMA.format(t=self.table)))
+            column = conn.execute(text(sql.USER_COLUMN), {"t": self.table}).scalar()
             if str(column).lower() != "varbinary":
-                conn.execute(text(_MIGRATE_USER.format(t=self.table)))
+                conn.execute(text(sql.MIGRATE_USER.format(t=self.table)))
         finally:
-            conn.execute(text(_UNLOCK), {"name": lock["name"]})
+            conn.execute(text(sql.UNLOCK), {"name": lock["name"]})
         self._ready = True
 
     async def _aschema(self, conn: Any) -> None:
@@ -300,34 +231,24 @@ class MySQLStore(Store):
         from sqlalchemy import text
 
         lock = self._schema_lock()
-        if (await conn.execute(text(_LOCK), lock)).scalar() != 1:
+        if (await conn.execute(text(sql.LOCK), lock)).scalar() != 1:
             raise StoreUnavailable(f"MySQL store: schema lock busy for {lock['wait']} s")
         try:
-            await conn.execute(text(SCHEMA.format(t=self.table)))
-            column = (await conn.execute(text(_USER_COLUMN), {"t": self.table})).scalar()
+            await conn.execute(text(sql.SCHEMA.format(t=self.table)))
+            column = (await conn.execute(text(sql.USER_COLUMN), {"t": self.table})).scalar()
             if str(column).lower() != "varbinary":
-                await conn.execute(text(_MIGRATE_USER.format(t=self.table)))
+                await conn.execute(text(sql.MIGRATE_USER.format(t=self.table)))
         finally:
-            await conn.execute(text(_UNLOCK), {"name": lock["name"]})
+            await conn.execute(text(sql.UNLOCK), {"name": lock["name"]})
         self._ready = True
 
     async def _arun(self, name: str, params: dict[str, Any], **fmt: Any) -> Any:
-        from sqlalchemy import exc as sa
-
-        try:
+        """:meth:`_run` on the async engine, bounded by ``asyncio.timeout``."""
+        with self._errors(lambda exc: isinstance(exc, TimeoutError), _async_error_table):
             async with asyncio.timeout(self.timeout), self.async_engine.begin() as conn:
                 if not self._ready:
                     await self._aschema(conn)
                 return await conn.execute(self._statement(name, **fmt), params)
-        except TimeoutError as exc:
-            raise StoreUnavailable(f"MySQL store timed out after {self.timeout} s", exc) from exc
-        except sa.SQLAlchemyError as exc:
-            raise _translate(exc) from exc
-
-    def init_schema(self) -> None:
-        """Create the table and its indexes (``satchel db init``)."""
-        self._ready = False
-        self._run("count", {"now": 0})
 
     # -- parameters, shared by both paths -------------------------------------------------------
 
@@ -358,14 +279,14 @@ class MySQLStore(Store):
 
     @staticmethod
     def _collision(exc: StoreError) -> StoreError:
-        """A duplicate primary key (ER_DUP_ENTRY on PRIMARY) is a real key collision;
+        """A duplicate primary key (ERsql.DUP_ENTRY on PRIMARY) is a real key collision;
         no other integrity error is."""
         from sqlalchemy import exc as sa
 
         original = exc.original
         if isinstance(original, sa.IntegrityError):
             args = getattr(original.orig, "args", ())
-            if args and args[0] == _DUP_ENTRY and "PRIMARY" in str(args[1:]):
+            if args and args[0] == sql.DUP_ENTRY and "PRIMARY" in str(args[1:]):
                 return KeyCollision("session key collision", original)
         return exc
 
@@ -373,7 +294,7 @@ class MySQLStore(Store):
 
     def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
         row = self._run("load", {"key": key, "now": now}).first()
-        return None if row is None else _record(row)
+        return None if row is None else record_of(row)
 
     def touch(self, key: str, last_seen: float, now: float) -> bool:
         return bool(self._run("touch", {"key": key, "seen": last_seen, "now": now}).rowcount)
@@ -405,26 +326,26 @@ class MySQLStore(Store):
         rows = self._run("list_user", {"user": user_id, "now": now}).fetchall()
         return list(listed(rows, meta_of))
 
-    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
-        return None
-
-    async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
-        rows = (await self._arun("list_user", {"user": user_id, "now": now})).fetchall()
-        return list(listed(rows, meta_of))
-
-    def count_expired(self, now: float) -> int | None:
-        return int(self._run("count_expired", {"now": now}).scalar_one())
-
-    def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
-        yield from listed(self._run("all", {"now": now}).fetchall(), meta_of)
-
-    def count(self, now: float) -> int:
-        return int(self._run("count", {"now": now}).scalar_one())
-
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+    # -- capabilities (satchel.stores.capabilities) --------------------------------------------
+
+    def init_schema(self) -> None:
+        """Create the table and its indexes (``satchel db init``)."""
+        self._ready = False
+        self._run("count", {"now": 0})
+
+    def count(self, now: float) -> int:
+        return int(self._run("count", {"now": now}).scalar_one())
+
+    def count_expired(self, now: float) -> int:
+        return int(self._run("count_expired", {"now": now}).scalar_one())
+
+    def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
+        yield from listed(self._run("all", {"now": now}).fetchall(), meta_of)
 
     # -- async path ---------------------------------------------------------------------------
 
@@ -432,7 +353,7 @@ class MySQLStore(Store):
         self, key: str, now: float, refresh_after: float | None = None
     ) -> Record | None:
         row = (await self._arun("load", {"key": key, "now": now})).first()
-        return None if row is None else _record(row)
+        return None if row is None else record_of(row)
 
     async def atouch(self, key: str, last_seen: float, now: float) -> bool:
         result = await self._arun("touch", {"key": key, "seen": last_seen, "now": now})
@@ -450,14 +371,20 @@ class MySQLStore(Store):
     async def adelete(self, key: str) -> bool:
         return bool((await self._arun("delete", {"key": key})).rowcount)
 
-    async def apurge_expired(self, now: float, batch_size: int = 500) -> int:
-        total = 0
-        while True:
-            result = await self._arun("purge", {"now": now}, batch=int(batch_size))
-            deleted: int = result.rowcount
-            total += deleted
-            if deleted < batch_size:
-                return total
+    async def apurge_expired(
+        self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
+    ) -> int:
+        async def batch() -> int:
+            return int((await self._arun("purge", {"now": now}, batch=int(batch_size))).rowcount)
+
+        return await apurge_in_batches(batch, batch_size, on_batch)
+
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
+        return None
+
+    async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        rows = (await self._arun("list_user", {"user": user_id, "now": now})).fetchall()
+        return list(listed(rows, meta_of))
 
     async def aclose(self) -> None:
         if self._async_engine is not None:
@@ -469,7 +396,7 @@ class MySQLStore(Store):
 def from_url(url: str) -> MySQLStore:
     """``mysql://user:pw@host:3306/db`` or ``mariadb://...``, with optional ``table``,
     ``pool_size``, ``max_overflow`` and ``timeout`` query parameters."""
-    from .registry import url_options
+    from ..registry import url_options
 
     clean, options = url_options(
         url, {"table": str, "pool_size": int, "max_overflow": int, "timeout": float}

@@ -1,0 +1,272 @@
+"""How the Redis store makes one call: its clients, one deadline, one error translation,
+and writes sent at most once (and, with ``wait_replicas``, acknowledged by replicas).
+
+:class:`RedisCalls` is the half of :class:`~satchel.stores.redis.RedisStore` that talks to
+redis-py; the store itself (:mod:`.store`) only says which script runs with which
+arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import cache
+from typing import Any, TypeVar
+
+from ...errors import ConfigurationError, StoreError, StoreUnavailable
+from .._errors import ErrorTable, map_exceptions
+from .connect import make_client, sent_once
+
+T = TypeVar("T")
+
+
+@cache
+def _error_table() -> ErrorTable:
+    from redis import exceptions as rx
+
+    unavailable = (
+        rx.ConnectionError,
+        rx.TimeoutError,
+        rx.ClusterDownError,
+        rx.ReadOnlyError,
+        rx.TryAgainError,
+        rx.RedisClusterException,
+        OSError,
+    )
+    return {unavailable: StoreUnavailable, rx.RedisError: StoreError}
+
+
+def _no_replicas(exc: BaseException) -> bool:
+    """The primary refused a write for want of replicas (``min-replicas-to-write``): it
+    has most likely been cut off from them by a failover, so the write was not applied."""
+    return str(exc).startswith("NOREPLICAS")
+
+
+class RedisCalls:
+    """Clients (made from ``url`` on first use when not given), their registered scripts,
+    and the call helpers: :meth:`_run`/:meth:`_arun` for reads, :meth:`_write`/
+    :meth:`_awrite` for writes, :meth:`_errors`/:meth:`_acall` around anything else."""
+
+    url: str | None
+    options: dict[str, Any]
+    wait_replicas: int
+    wait_ms: int
+    _client: Any
+    _async_client: Any
+    _resources: list[Any]  # e.g. Sentinel connections, closed with the store
+    _scripts: dict[str, Any]
+    _async_scripts: dict[str, Any]
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            if self.url is None:
+                raise ConfigurationError("this RedisStore has no sync client; pass client=")
+            self._client, extra = make_client(
+                self.url, asyncio=False, pool_timeout=self.options["socket_timeout"], **self.options
+            )
+            self._resources += extra
+        return self._client
+
+    @property
+    def async_client(self) -> Any:
+        if self._async_client is None:
+            if self.url is None:
+                raise ConfigurationError("this RedisStore has no async client; pass async_client=")
+            # No socket or pool timeout inside redis-py's asyncio client: on Python 3.11 it
+            # wraps every send in asyncio.wait_for, a new Task per command. The same deadline
+            # is enforced around each whole call instead, with asyncio.timeout (no Task).
+            options = {**self.options, "socket_timeout": None}
+            self._async_client, extra = make_client(
+                self.url, asyncio=True, pool_timeout=None, **options
+            )
+            self._resources += extra
+        return self._async_client
+
+    def _script(self, source: str) -> Any:
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self.client.register_script(source)
+        return script
+
+    def _ascript(self, source: str) -> Any:
+        script = self._async_scripts.get(source)
+        if script is None:
+            script = self._async_scripts[source] = self.async_client.register_script(source)
+        return script
+
+    # -- one deadline and one error translation per call ----------------------------------
+
+    def _pool_error(self, exc: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(
+            "Redis store unavailable: no connection came free in its pool "
+            f"(max_connections={self.options['max_connections']}) within the "
+            f"{self.options['socket_timeout']} s timeout",
+            exc,
+        )
+
+    def _refine(
+        self, exc: BaseException, kind: type[StoreError], client: Any
+    ) -> StoreError | type[StoreError]:
+        """What the error table cannot tell: a pool that had no connection to give, and
+        a reply saying the server is no longer (or cannot act as) the primary, which makes
+        a Sentinel pool ask Sentinel on the next call."""
+        from .pools import PoolExhausted
+
+        if isinstance(exc, PoolExhausted):
+            return self._pool_error(exc)
+        if _no_replicas(exc) or "previous master" in str(exc):
+            recheck = getattr(getattr(client, "connection_pool", None), "recheck", None)
+            if recheck is not None:
+                recheck()
+        return StoreUnavailable if _no_replicas(exc) else kind
+
+    def _refine_sync(
+        self, exc: BaseException, kind: type[StoreError]
+    ) -> StoreError | type[StoreError]:
+        return self._refine(exc, kind, self._client)
+
+    @functools.cached_property
+    def _mapped(self) -> map_exceptions:
+        """The sync path's error translation (kept: it holds no state between calls)."""
+        return map_exceptions(_error_table, "Redis", refine=self._refine_sync)
+
+    @contextmanager
+    def _errors(self, *, deadline: bool = True) -> Iterator[None]:
+        """Translate driver errors, and give the call one deadline: the wait for a pooled
+        connection, connects, the retry and the reads share ``socket_timeout``. Scans of
+        the whole keyspace (admin commands, any length) go without one: each command is
+        then bounded by the timeouts on its own."""
+        from .pools import CALL, Call
+
+        timeout = self.options["socket_timeout"]
+        token = CALL.set(Call(time.monotonic() + timeout)) if deadline else None
+        try:
+            with self._mapped:
+                yield
+        finally:
+            if token is not None:
+                CALL.reset(token)
+
+    async def _acall(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run one async call under one deadline (``asyncio.timeout``): pool wait, connect,
+        retry and command together take at most ``socket_timeout``."""
+        from .pools import CALL, Call
+
+        token = CALL.set(Call(time.monotonic() + self.options["socket_timeout"]))
+        try:
+            with self._amapped:
+                async with asyncio.timeout(self.options["socket_timeout"]):
+                    return await call()
+        finally:
+            CALL.reset(token)
+
+    def _refine_async(
+        self, exc: BaseException, kind: type[StoreError]
+    ) -> StoreError | type[StoreError]:
+        from .pools import CALL
+
+        if isinstance(exc, TimeoutError):  # asyncio.timeout's: the call's deadline passed
+            call = CALL.get()
+            if call is not None and call.in_pool:
+                return self._pool_error(exc)
+            return StoreUnavailable("Redis store unavailable: timed out", exc)
+        return self._refine(exc, kind, self._async_client)
+
+    @functools.cached_property
+    def _amapped(self) -> map_exceptions:
+        return map_exceptions(_error_table, "Redis", refine=self._refine_async)
+
+    def _run(self, source: str, keys: list[str], args: Sequence[Any]) -> Any:
+        """A read script, under the call's deadline."""
+        with self._errors():
+            return self._script(source)(keys=keys, args=args)
+
+    async def _arun(self, source: str, keys: list[str], args: Sequence[Any]) -> Any:
+        script = self._async_scripts.get(source) or self._ascript(source)
+        return await self._acall(lambda: script(keys=keys, args=args))
+
+    # -- writes: sent once, and with wait_replicas, acknowledged by replicas ----------------
+
+    def _short(self, acked: Any) -> StoreUnavailable | None:
+        if int(acked) >= self.wait_replicas:
+            return None
+        return StoreUnavailable(
+            f"Redis store unavailable: the write reached the primary, but {acked} of "
+            f"{self.wait_replicas} replicas confirmed it within {self.wait_ms} ms "
+            "(it may be lost in a failover)"
+        )
+
+    def _write(self, source: str | None, keys: list[str], args: Sequence[Any]) -> Any:
+        """A write script (or ``DEL`` when ``source`` is None), under the call's deadline,
+        sent once. With ``wait_replicas``, a ``WAIT`` follows it on the same connection,
+        in the same round trip, and the write is only acknowledged once that many replicas
+        have it."""
+        with self._errors(), sent_once():
+            if not self.wait_replicas:
+                if source is None:
+                    return self.client.delete(*keys)
+                return self._script(source)(keys=keys, args=args)
+            from redis.exceptions import NoScriptError
+
+            script = None if source is None else self._script(source)
+
+            def run() -> Any:
+                pipe = self.client.pipeline(transaction=False)
+                if script is None:
+                    pipe.delete(*keys)
+                else:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)
+                return pipe.execute()
+
+            try:
+                result, acked = run()
+            except NoScriptError:  # a new or restarted primary: load the script, once more
+                if script is None:
+                    raise
+                self.client.script_load(script.script)
+                result, acked = run()
+        short = self._short(acked)
+        if short is not None:
+            raise short
+        return result
+
+    async def _awrite(self, source: str | None, keys: list[str], args: Sequence[Any]) -> Any:
+        """:meth:`_write` on the async client."""
+        with sent_once():
+            client = self.async_client
+            if not self.wait_replicas:
+                if source is None:
+                    return await self._acall(lambda: client.delete(*keys))
+                return await self._arun(source, keys, args)
+            from redis.exceptions import NoScriptError
+
+            script = None if source is None else self._ascript(source)
+
+            async def run() -> Any:
+                pipe = client.pipeline(transaction=False)
+                if script is None:
+                    pipe.delete(*keys)
+                else:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)
+                return await pipe.execute()
+
+            async def waited() -> Any:
+                try:
+                    return await run()
+                except NoScriptError:
+                    if script is None:
+                        raise
+                    await client.script_load(script.script)
+                    return await run()
+
+            result, acked = await self._acall(waited)
+        short = self._short(acked)
+        if short is not None:
+            raise short
+        return result

@@ -1,0 +1,251 @@
+"""The Redis store (redis-py): single server, TLS, Sentinel and Cluster; Valkey speaks the
+same protocol.
+
+Every operation is one single-key Lua script (:mod:`.scripts`) or one command, so it is
+atomic, costs one round trip and runs unchanged on Redis Cluster, where a session's keys
+and a user's index keys live in different slots. Clients come from :mod:`.connect`.
+How each call reaches Redis (one deadline, one error translation, writes sent at most
+once) is :mod:`.calls`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ...errors import ConfigurationError, KeyCollision
+from ...ids import user_key
+from ...record import Change, Meta, Record
+from ..base import Store, listed
+from .calls import RedisCalls
+from .connect import DEFAULT_MAX_CONNECTIONS, DEFAULT_SENTINEL_CHECK, DEFAULT_TIMEOUT
+from .scripts import (
+    CREATE,
+    INDEX_ADD,
+    INDEX_LIST,
+    LISTED_FIELDS,
+    LOAD,
+    TOUCH,
+    UPDATE,
+    fields,
+    live_members,
+    meta_of_fields,
+    record_of,
+    update_args,
+)
+
+DEFAULT_PREFIX = "satchel:"
+
+
+class RedisStore(RedisCalls, Store):
+    """``RedisStore("redis://localhost:6379/0")``, or around clients the app already has:
+    ``RedisStore(client=redis.Redis(...), async_client=redis.asyncio.Redis(...))``.
+
+    The sync client serves the sync path, the async client the async path; each is made
+    from the URL on first use when not given. ``prefix`` starts every key this store
+    writes (default ``"satchel:"``).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        async_client: Any = None,
+        prefix: str = DEFAULT_PREFIX,
+        socket_timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        wait_replicas: int = 0,
+        wait_timeout: float | None = None,
+        sentinel_check_interval: float = DEFAULT_SENTINEL_CHECK,
+    ) -> None:
+        if url is None and client is None and async_client is None:
+            raise ConfigurationError("RedisStore needs a URL or a client")
+        if socket_timeout <= 0 or connect_timeout <= 0 or sentinel_check_interval <= 0:
+            raise ConfigurationError("RedisStore timeouts and intervals must be positive")
+        if max_connections < 1:
+            raise ConfigurationError("RedisStore max_connections must be at least 1")
+        if wait_timeout is None:
+            wait_timeout = socket_timeout / 2
+        if wait_replicas < 0 or not 0 < wait_timeout < socket_timeout:
+            raise ConfigurationError(
+                "RedisStore wait_replicas must be >= 0 and wait_timeout between 0 and "
+                "socket_timeout (the WAIT and the write share the call's timeout)"
+            )
+        if wait_replicas and url is not None and url.startswith("redis+cluster:"):
+            raise ConfigurationError("RedisStore wait_replicas is not supported on Redis Cluster")
+        self.url = url
+        self.prefix = prefix
+        self.options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
+            "max_connections": max_connections,
+            "sentinel_check_interval": sentinel_check_interval,
+        }
+        self.wait_replicas = wait_replicas
+        self.wait_ms = max(1, int(wait_timeout * 1000))
+        self._client = client
+        self._async_client = async_client
+        self._resources: list[Any] = []  # e.g. Sentinel connections, closed with the store
+        self._scripts: dict[str, Any] = {}
+        self._async_scripts: dict[str, Any] = {}
+
+    def hash_key(self, key: str) -> str:
+        return f"{self.prefix}s:{key}"
+
+    def index_key(self, user_id: str) -> str:
+        return f"{self.prefix}u:{user_key(user_id)}"
+
+    # -- sync path ----------------------------------------------------------------------------
+
+    def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
+        refresh = -1 if refresh_after is None else repr(refresh_after)
+        reply = self._run(LOAD, [self.hash_key(key)], [repr(now), refresh])
+        return None if reply is None else record_of(reply, now)
+
+    def touch(self, key: str, last_seen: float, now: float) -> bool:
+        return bool(self._run(TOUCH, [self.hash_key(key)], [repr(last_seen), repr(now)]))
+
+    def create(self, key: str, record: Record) -> None:
+        expire_ms = str(int(record.meta.expires_at * 1000))
+        if not self._write(CREATE, [self.hash_key(key)], [expire_ms, *fields(record)]):
+            raise KeyCollision("session key collision")
+
+    def update(self, key: str, change: Change, now: float) -> int | None:
+        version = self._write(UPDATE, [self.hash_key(key)], update_args(change, now))
+        return None if version is None else int(version)
+
+    def delete(self, key: str) -> bool:
+        return bool(self._write(None, [self.hash_key(key)], []))
+
+    def purge_expired(
+        self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
+    ) -> int:
+        """Redis expires sessions by their TTL: nothing to purge."""
+        return 0
+
+    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+        self._write(INDEX_ADD, [self.index_key(user_id)], [repr(deadline), key])
+
+    def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        index = self.index_key(user_id)
+        with self._errors():
+            members = self._script(INDEX_LIST)(keys=[index], args=[repr(now)])
+            if not members:
+                return []
+            pipe = self.client.pipeline(transaction=False)
+            for member in members:
+                pipe.hmget(self.hash_key(member.decode()), *LISTED_FIELDS)
+            live, gone = live_members(user_id, members, pipe.execute(), now)
+            if gone:
+                self.client.zrem(index, *gone)
+        return live
+
+    # -- capabilities (satchel.stores.capabilities): Countable, Listable ----------------------
+
+    def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
+        with self._errors(deadline=False):
+            names = list(self.client.scan_iter(match=f"{self.prefix}s:*", count=1000))
+            for start in range(0, len(names), 500):
+                batch = names[start : start + 500]
+                pipe = self.client.pipeline(transaction=False)
+                for name in batch:
+                    pipe.hmget(name, *LISTED_FIELDS)
+                rows = [
+                    (name.decode()[len(self.prefix) + 2 :], m, ls, v)
+                    for name, (m, ls, v, _it, _ad) in zip(batch, pipe.execute(), strict=True)
+                    if m is not None and ls is not None and v is not None
+                ]
+                for key, meta in listed(rows, meta_of_fields):
+                    if meta.expires_at > now:
+                        yield key, meta
+
+    def count(self, now: float) -> int:
+        with self._errors(deadline=False):
+            return sum(1 for _ in self.client.scan_iter(match=f"{self.prefix}s:*", count=1000))
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        for resource in self._resources:
+            if hasattr(resource, "close") and not hasattr(resource, "aclose"):
+                resource.close()
+
+    # -- async path ---------------------------------------------------------------------------
+
+    async def aload(
+        self, key: str, now: float, refresh_after: float | None = None
+    ) -> Record | None:
+        refresh = -1 if refresh_after is None else repr(refresh_after)
+        reply = await self._arun(LOAD, [self.hash_key(key)], [repr(now), refresh])
+        return None if reply is None else record_of(reply, now)
+
+    async def atouch(self, key: str, last_seen: float, now: float) -> bool:
+        return bool(await self._arun(TOUCH, [self.hash_key(key)], [repr(last_seen), repr(now)]))
+
+    async def acreate(self, key: str, record: Record) -> None:
+        expire_ms = str(int(record.meta.expires_at * 1000))
+        if not await self._awrite(CREATE, [self.hash_key(key)], [expire_ms, *fields(record)]):
+            raise KeyCollision("session key collision")
+
+    async def aupdate(self, key: str, change: Change, now: float) -> int | None:
+        version = await self._awrite(UPDATE, [self.hash_key(key)], update_args(change, now))
+        return None if version is None else int(version)
+
+    async def adelete(self, key: str) -> bool:
+        return bool(await self._awrite(None, [self.hash_key(key)], []))
+
+    async def apurge_expired(
+        self, now: float, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
+    ) -> int:
+        return 0
+
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
+        await self._awrite(INDEX_ADD, [self.index_key(user_id)], [repr(deadline), key])
+
+    async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
+        index, client = self.index_key(user_id), self.async_client
+        members = await self._arun(INDEX_LIST, [index], [repr(now)])
+        if not members:
+            return []
+
+        async def fetch() -> Any:
+            pipe = client.pipeline(transaction=False)
+            for member in members:
+                pipe.hmget(self.hash_key(member.decode()), *LISTED_FIELDS)
+            return await pipe.execute()
+
+        live, gone = live_members(user_id, members, await self._acall(fetch), now)
+        if gone:
+            await self._acall(lambda: client.zrem(index, *gone))
+        return live
+
+    async def aclose(self) -> None:
+        if self._async_client is not None:
+            await self._async_client.aclose()
+        for resource in self._resources:
+            if hasattr(resource, "aclose"):
+                await resource.aclose()
+
+
+def from_url(url: str) -> RedisStore:
+    """``redis://``, ``rediss://``, ``redis+sentinel://`` or ``redis+cluster://``, with
+    optional ``prefix``, ``socket_timeout``, ``connect_timeout``, ``max_connections``,
+    ``wait_replicas``, ``wait_timeout`` and ``sentinel_check_interval`` query parameters
+    (satchel's own; everything else is left to redis-py)."""
+    from ..registry import url_options
+
+    clean, options = url_options(
+        url,
+        {
+            "prefix": str,
+            "socket_timeout": float,
+            "connect_timeout": float,
+            "max_connections": int,
+            "wait_replicas": int,
+            "wait_timeout": float,
+            "sentinel_check_interval": float,
+        },
+    )
+    return RedisStore(clean, **options)
