@@ -1,0 +1,179 @@
+"""Issue 11, attacked from outside: bearer tokens, the one response phase, the framework
+conventions. Each test here failed on the code it was written against (an outside review
+of the integration branch) and states the behaviour a fix must give."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from flask import Flask, jsonify
+from flask import Response as FlaskResponse
+from flask import session as flask_session
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from satchel import login
+from satchel.asgi import SessionMiddleware as ASGIMiddleware
+from satchel.integrations.flask import Satchel, login_user
+from satchel.request import use_bearer_token
+from satchel.session import Session
+from satchel.wsgi import ENVIRON_KEY
+from satchel.wsgi import SessionMiddleware as WSGIMiddleware
+
+from .conftest import KEY
+
+BASE = "https://testserver"
+TOKEN = "x-session-token"
+
+
+# -- 1. use_bearer_token on the lazy (sync) paths ---------------------------------------------
+
+
+def _wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    session: Session = environ[ENVIRON_KEY]
+    path = environ["PATH_INFO"]
+    body: dict[str, Any] = {}
+    if path == "/web/login":
+        login(session, "alice")
+        session["browser_only"] = "kept in the browser's session"
+    elif path == "/api/login":  # an API login view, as docs/security.md tells it to be written
+        use_bearer_token(session)
+        login(session, "alice")
+    else:
+        body = {"user": session.user_id, "data": dict(session)}
+    start_response("200 OK", [("content-type", "application/json")])
+    return [json.dumps(body).encode()]
+
+
+@pytest.fixture
+def wsgi_client(tmp_path: Path) -> Iterator[httpx.Client]:
+    app = WSGIMiddleware(
+        _wsgi_app,
+        f"sqlite:///{tmp_path}/s.db",
+        secret_keys=[KEY],
+        token_paths=["/api/"],
+        # the setup login and an API login view exempted from CSRF (as API views often
+        # are); the exemption only makes the session load lazily, after the view's call
+        csrf_exempt=["/web/login", "/api/login"],
+    )
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE) as client:
+        yield client
+    assert app.store is not None
+    app.store.close()
+
+
+def test_api_login_on_a_lazy_path_leaves_the_browser_cookie_session_untouched(
+    wsgi_client: httpx.Client,
+) -> None:
+    """use_bearer_token() promises: "the cookie session the request carried, if any, is
+    left as it is: this request no longer sees it". On WSGI and Flask the session is
+    loaded lazily, and ``forget()`` does not cancel the pending lazy load: the login's
+    ``regenerate()`` then loads the *cookie* session, moves its data into the new bearer
+    session and deletes the browser's record (the browser is logged out)."""
+    assert wsgi_client.post("/web/login").status_code == 200
+    assert "satchel" in wsgi_client.cookies
+    api = wsgi_client.post("/api/login")  # the browser's cookie goes along
+    token = api.headers[TOKEN]
+    assert token
+    assert "set-cookie" not in api.headers
+
+    browser = wsgi_client.get("/web/get").json()
+    assert browser == {"user": "alice", "data": {"browser_only": "kept in the browser's session"}}
+    bearer = wsgi_client.get("/api/get", headers={"authorization": f"Bearer {token}"}).json()
+    assert bearer == {"user": "alice", "data": {}}  # nothing of the cookie session
+
+
+# -- 2. targeted cache directives on a response that carries a token --------------------------
+
+TARGETED = {
+    "CDN-Cache-Control": "public, max-age=600",  # RFC 9213: CDNs obey it over Cache-Control
+    "Cloudflare-CDN-Cache-Control": "max-age=600",
+    "Surrogate-Control": "max-age=600",  # Fastly, Akamai, Varnish
+}
+
+
+async def _cached_api(request: Request) -> Response:
+    session = request.session
+    assert isinstance(session, Session)
+    if request.url.path == "/api/login":
+        use_bearer_token(session)
+        login(session, "alice")
+    else:
+        session["visits"] = int(session.get("visits", 0)) + 1
+    return JSONResponse({"ok": True}, headers=TARGETED)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("method", "path"), [("POST", "/api/login"), ("GET", "/web/visit")])
+async def test_a_response_carrying_a_token_drops_cdn_cache_directives(
+    tmp_path: Path, method: str, path: str
+) -> None:
+    """A response that carries a session token is made ``Cache-Control: no-store``, but a
+    ``CDN-Cache-Control`` / ``Surrogate-Control`` the app set for its CDN is left in place,
+    and CDNs obey those *instead of* Cache-Control: the edge caches the response, with
+    its ``X-Session-Token`` or ``Set-Cookie``, and hands one user's session to the next
+    visitor of that URL (many CDNs ignore ``Vary``)."""
+    routes = [Route("/{rest:path}", _cached_api, methods=["GET", "POST"])]
+    app = ASGIMiddleware(
+        Starlette(routes=routes),
+        f"sqlite:///{tmp_path}/s.db",
+        secret_keys=[KEY],
+        token_paths=["/api/"],
+        csrf=False,
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        response = await client.request(method, path)
+    assert app.store is not None
+    await app.store.aclose()
+    assert response.status_code == 200
+    assert response.headers.get(TOKEN) or response.headers.get("set-cookie")
+    assert response.headers["cache-control"] == "no-store"
+    for name in TARGETED:
+        assert response.headers.get(name) in (None, "no-store"), name
+
+
+# -- 3. Flask: Vary: Cookie on a response that read the session --------------------------------
+
+
+def _flask_app(tmp_path: Path) -> Flask:
+    app = Flask(__name__)
+    app.config["SATCHEL_STORE"] = f"sqlite:///{tmp_path}/flask.db"
+    app.config["SATCHEL_SECRET_KEYS"] = [KEY]
+    app.config["SATCHEL_CSRF_EXEMPT"] = ["/login"]
+    Satchel(app)
+
+    @app.post("/login")
+    def log_in() -> str:
+        login_user("alice")
+        flask_session["name"] = "Alice"
+        return "in"
+
+    @app.get("/me")
+    def me() -> FlaskResponse:
+        response = jsonify(name=flask_session.get("name"))
+        response.headers["Cache-Control"] = "public, max-age=60"
+        return response
+
+    return app
+
+
+def test_flask_marks_a_response_that_read_the_session_vary_cookie(tmp_path: Path) -> None:
+    """Flask's own session interface adds ``Vary: Cookie`` to every response whose view
+    read the session, so a shared cache never serves one user's page to another. Swapping
+    in satchel (a drop-in, per issue 11) silently drops it: a personalised response the
+    app marked cacheable is cached under its URL alone."""
+    app = _flask_app(tmp_path)
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE) as client:
+        assert client.post("/login").status_code == 200
+        response = client.get("/me")
+    assert response.json() == {"name": "Alice"}
+    vary = {v.strip().lower() for v in response.headers.get("vary", "").split(",")}
+    assert "cookie" in vary
