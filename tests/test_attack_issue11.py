@@ -5,6 +5,7 @@ of the integration branch) and states the behaviour a fix must give."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,50 @@ def test_flask_marks_a_response_that_read_the_session_vary_cookie(tmp_path: Path
     assert response.json() == {"name": "Alice"}
     vary = {v.strip().lower() for v in response.headers.get("vary", "").split(",")}
     assert "cookie" in vary
+
+
+# -- 4. set_expiry with a non-finite number ------------------------------------------------------
+
+
+async def _remember_me(request: Request) -> Response:
+    """A "remember me for N seconds" form, validated the way apps do (``> 0``, ``<=
+    max``); ``float()`` also parses "nan" and "inf" from the client."""
+    session = request.session
+    assert isinstance(session, Session)
+    seconds = float(request.query_params["seconds"])
+    if seconds > 90 * 86_400:
+        return JSONResponse({"error": "too long"}, status_code=400)
+    login(session, "alice")
+    try:
+        session.set_expiry(idle_timeout=seconds, persistent=True)
+    except ValueError:  # ConfigurationError is one
+        return JSONResponse({"error": "invalid expiry"}, status_code=400)
+    return JSONResponse({"user": session.user_id})
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+@pytest.mark.parametrize("seconds", ["nan", "-nan"])
+async def test_set_expiry_refuses_a_non_finite_timeout_at_the_call(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str, seconds: str
+) -> None:
+    """``Session.set_expiry`` refuses ``<= 0`` but lets NaN through (``nan <= 0`` is
+    False, and so is the app's ``nan > max``; infinity passes too, where no upper bound
+    stops it). The value then fails in the store at commit, differently on each:
+    SQLite answers 503 and logs a "session key collision", Redis raises ``ValueError``
+    out of the middleware (a 500), MySQL logs the SQL of a refused INSERT, PostgreSQL
+    stores a record it then discards as corrupt. It must be refused where it is given,
+    like every other invalid timeout."""
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path}/s.db"
+    else:
+        url = str(request.getfixturevalue("redis_url")) + f"?prefix=atk{uuid.uuid4().hex[:12]}:"
+    routes = [Route("/login", _remember_me, methods=["POST"])]
+    app = ASGIMiddleware(Starlette(routes=routes), url, secret_keys=[KEY], csrf=False)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        response = await client.post(f"/login?seconds={seconds}")
+    assert app.store is not None
+    await app.store.aclose()
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid expiry"}
