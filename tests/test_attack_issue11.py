@@ -28,7 +28,7 @@ from satchel.session import Session
 from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGIMiddleware
 
-from .conftest import KEY
+from .conftest import KEY, OLD_KEY
 
 BASE = "https://testserver"
 TOKEN = "x-session-token"
@@ -89,6 +89,48 @@ def test_api_login_on_a_lazy_path_leaves_the_browser_cookie_session_untouched(
     assert browser == {"user": "alice", "data": {"browser_only": "kept in the browser's session"}}
     bearer = wsgi_client.get("/api/get", headers={"authorization": f"Bearer {token}"}).json()
     assert bearer == {"user": "alice", "data": {}}  # nothing of the cookie session
+
+
+def _already_in(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """An API login view that answers "already logged in" first (a common shape)."""
+    session: Session = environ[ENVIRON_KEY]
+    if environ["PATH_INFO"] == "/web/login":
+        login(session, "alice")
+        body: dict[str, Any] = {}
+    else:
+        use_bearer_token(session)
+        body = {"already": session.user_id}
+    start_response("200 OK", [("content-type", "application/json")])
+    return [json.dumps(body).encode()]
+
+
+def test_use_bearer_token_never_puts_the_httponly_cookie_session_in_a_readable_header(
+    tmp_path: Path,
+) -> None:
+    """The lazy load after ``use_bearer_token()`` opens the browser's *cookie* session on
+    a request that now answers in ``X-Session-Token``. When that session's token is due to
+    be re-sent (made with a retired key, as here; or a persistent cookie's refresh), it is
+    sent in the header, which page scripts can read: the HttpOnly cookie's session, handed
+    to any same-origin script (an XSS) that calls the API login endpoint."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    before = WSGIMiddleware(_already_in, url, secret_keys=[OLD_KEY], csrf=False)
+    with httpx.Client(transport=httpx.WSGITransport(app=before), base_url=BASE) as browser:
+        browser.post("/web/login")
+        cookie = browser.cookies["satchel"]
+    assert before.store is not None
+    before.store.close()
+
+    rotated = WSGIMiddleware(
+        _already_in, url, secret_keys=[KEY, OLD_KEY], token_paths=["/api/"], csrf=False
+    )
+    with httpx.Client(transport=httpx.WSGITransport(app=rotated), base_url=BASE) as browser:
+        browser.cookies.set("satchel", cookie)
+        response = browser.get("/api/login")
+    assert rotated.store is not None
+    rotated.store.close()
+    cookie_id = cookie.partition(".")[0]
+    assert cookie_id not in response.headers.get(TOKEN, "")
+    assert response.json() == {"already": None}  # "this request no longer sees it"
 
 
 # -- 2. targeted cache directives on a response that carries a token --------------------------
