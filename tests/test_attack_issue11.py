@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from satchel import login
+from satchel import ConfigurationError, login
 from satchel.asgi import SessionMiddleware as ASGIMiddleware
 from satchel.integrations.flask import Satchel, login_user
 from satchel.request import use_bearer_token
@@ -267,3 +267,26 @@ async def test_set_expiry_refuses_a_non_finite_timeout_at_the_call(
     await app.store.aclose()
     assert response.status_code == 400
     assert response.json() == {"error": "invalid expiry"}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"idle_timeout": float("nan")},
+        {"absolute_timeout": float("nan")},
+        {"absolute_timeout": float("inf")},  # "satchel always has an absolute limit"
+        {"max_age": float("nan")},  # Starlette's argument: refuses <= 0, not NaN
+    ],
+    ids=["idle-nan", "absolute-nan", "absolute-inf", "starlette-max_age-nan"],
+)
+def test_non_finite_timeouts_are_refused_at_configuration(options: dict[str, Any]) -> None:
+    """The option schema refuses ``<= 0`` timeouts; NaN and infinity pass (also from
+    ``SATCHEL_IDLE_TIMEOUT=nan`` / ``SATCHEL_ABSOLUTE_TIMEOUT=inf`` through the settings
+    loader): an infinite absolute timeout silently removes the absolute limit the docs
+    promise, and NaN fails every store differently at the first commit."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # never called
+        raise AssertionError
+
+    with pytest.raises(ConfigurationError):
+        ASGIMiddleware(app, "memory://", secret_keys=[KEY], **options)
