@@ -290,3 +290,46 @@ def test_non_finite_timeouts_are_refused_at_configuration(options: dict[str, Any
 
     with pytest.raises(ConfigurationError):
         ASGIMiddleware(app, "memory://", secret_keys=[KEY], **options)
+
+
+# -- 5. WSGI: an app that raises after start_response ------------------------------------------
+
+
+def _raising_app(generator: bool) -> Callable[..., Iterable[bytes]]:
+    def body(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        session: Session = environ[ENVIRON_KEY]
+        if environ["PATH_INFO"] == "/cart":
+            session["cart"] = "book"
+        elif environ["PATH_INFO"] == "/login":
+            login(session, "alice")
+            start_response("200 OK", [("content-type", "text/html")])
+            raise RuntimeError("the template failed to render")
+        start_response("200 OK", [("content-type", "application/json")])
+        yield json.dumps({"user": session.user_id, "cart": session.get("cart")}).encode()
+
+    def listing(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        return list(body(environ, start_response))
+
+    return body if generator else listing
+
+
+@pytest.mark.parametrize("generator", [True, False], ids=["generator-app", "list-app"])
+def test_wsgi_commits_nothing_when_the_app_raises_after_start_response(
+    tmp_path: Path, generator: bool
+) -> None:
+    """ "Commit unless the app raised or answered 5xx". WSGI's ``start_response`` sends
+    nothing (PEP 3333: an app may call it and then fail, and the server answers 500), yet
+    the middleware commits inside it: the login below is stored -- the anonymous record
+    with the cart deleted, a logged-in one created -- and the 500 carries no cookie, so the
+    visitor's session is gone. ASGI and Flask commit nothing for an app that raised."""
+    app = WSGIMiddleware(
+        _raising_app(generator), f"sqlite:///{tmp_path}/s.db", secret_keys=[KEY], csrf=False
+    )
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE) as client:
+        assert client.post("/cart").status_code == 200
+        with pytest.raises(RuntimeError, match="template"):
+            client.post("/login")
+        after = client.get("/whoami").json()
+    assert app.store is not None
+    app.store.close()
+    assert after == {"user": None, "cart": "book"}
