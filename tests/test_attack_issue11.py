@@ -29,6 +29,10 @@ from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGIMiddleware
 
 from .conftest import KEY, OLD_KEY
+from .test_integration_django_engine import Configure, configure, django_app, store_url
+from .test_integration_django_engine import client as django_client
+
+__all__ = ["configure", "django_app", "store_url"]  # fixtures of the Django engine tests
 
 BASE = "https://testserver"
 TOKEN = "x-session-token"
@@ -333,3 +337,23 @@ def test_wsgi_commits_nothing_when_the_app_raises_after_start_response(
     assert app.store is not None
     app.store.close()
     assert after == {"user": None, "cart": "book"}
+
+
+# -- 6. Django: the one response phase's no-store ------------------------------------------------
+
+
+def test_django_responses_that_set_the_session_cookie_are_no_store(configure: Configure) -> None:
+    """Issue 11: Django shares the one response phase, ``Cache-Control: no-store``
+    included; docs/security.md: "every response that sets the session cookie carries
+    Cache-Control: no-store (replacing any caching policy the app set)". On Django the
+    login's and a new session's ``Set-Cookie: sessionid=...`` go out with no caching
+    policy at all (heuristically cacheable by a shared cache), and a view's own
+    ``Cache-Control: public`` would be kept."""
+    configure()
+    c = django_client()
+    created = c.post("/notes/colour", {"value": "blue"}, secure=True)  # a new session
+    logged_in = c.post("/login", {"username": "dora", "password": "secret"}, secure=True)
+    for response in (created, logged_in):
+        assert response.status_code == 200
+        assert "sessionid" in response.cookies
+        assert response.headers.get("Cache-Control") == "no-store"
