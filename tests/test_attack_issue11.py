@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,10 @@ from starlette.routing import Route
 
 from satchel import ConfigurationError, login
 from satchel.asgi import SessionMiddleware as ASGIMiddleware
-from satchel.integrations.flask import Satchel, login_user
+from satchel.integrations.flask import Satchel, current_user_id, login_user
 from satchel.request import use_bearer_token
 from satchel.session import Session
+from satchel.testing import FakeClock
 from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGIMiddleware
 
@@ -357,3 +359,49 @@ def test_django_responses_that_set_the_session_cookie_are_no_store(configure: Co
         assert response.status_code == 200
         assert "sessionid" in response.cookies
         assert response.headers.get("Cache-Control") == "no-store"
+
+
+# -- 7. Flask: PERMANENT_SESSION_LIFETIME over an explicit SATCHEL_ABSOLUTE_TIMEOUT --------------
+
+
+def test_flask_permanent_lifetime_never_outlives_an_explicit_absolute_timeout(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """docs/configuration.md: "Precedence, highest first: an argument of Satchel(...), a
+    SATCHEL_* key in app.config, Flask's own setting, satchel's default." Yet with
+    ``SATCHEL_ABSOLUTE_TIMEOUT = 3600`` (the operator's hard limit) and a legacy
+    ``PERMANENT_SESSION_LIFETIME = 7 days``, ``session.permanent = True`` gives the
+    session 7 days on the server, idle and absolute: the explicit limit is silently
+    lifted. Either the clash is refused at start (as Starlette's ``max_age`` with
+    ``absolute_timeout`` is), or the hard limit holds."""
+    app = Flask(__name__)
+    app.config.update(
+        SATCHEL_STORE=f"sqlite:///{tmp_path}/flask.db",
+        SATCHEL_SECRET_KEYS=[KEY],
+        SATCHEL_CSRF=False,
+        SATCHEL_ABSOLUTE_TIMEOUT=3600,
+        PERMANENT_SESSION_LIFETIME=timedelta(days=7),
+    )
+    try:
+        Satchel(app)
+    except ConfigurationError:
+        return  # refused loudly: fine
+    app.extensions["satchel"]["runtime"].backend.clock = clock
+
+    @app.post("/login")
+    def log_in() -> str:
+        login_user("alice")
+        flask_session.permanent = True
+        return "in"
+
+    @app.get("/me")
+    def me() -> dict[str, Any]:
+        return {"user": current_user_id()}
+
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE) as client:
+        assert client.post("/login").status_code == 200
+        seen = []
+        for _ in range(4):  # used every 30 minutes: never idle
+            clock.advance(1800)
+            seen.append(client.get("/me").json()["user"])
+    assert seen == ["alice", None, None, None]  # over at 1 h, used or not
