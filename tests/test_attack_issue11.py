@@ -5,6 +5,9 @@ of the integration branch) and states the behaviour a fix must give."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
@@ -31,10 +34,6 @@ from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGIMiddleware
 
 from .conftest import KEY, OLD_KEY
-from .test_integration_django_engine import Configure, configure, django_app, store_url
-from .test_integration_django_engine import client as django_client
-
-__all__ = ["configure", "django_app", "store_url"]  # fixtures of the Django engine tests
 
 BASE = "https://testserver"
 TOKEN = "x-session-token"
@@ -343,22 +342,58 @@ def test_wsgi_commits_nothing_when_the_app_raises_after_start_response(
 
 # -- 6. Django: the one response phase's no-store ------------------------------------------------
 
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# Django's settings are process-wide and other test modules configure them: the example
+# app runs in its own interpreter here, and prints what its responses carried.
+_DJANGO_PROBE = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("example_django_app", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module  # ROOT_URLCONF names it
+spec.loader.exec_module(module)
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.test import Client
+call_command("migrate", verbosity=0)
+User.objects.create_user("dora", password="secret")
+client = Client(HTTP_HOST="testserver")
+out = []
+login = {"username": "dora", "password": "secret"}
+for url, form in (("/notes/colour", {"value": "blue"}), ("/login", login)):
+    response = client.post(url, form, secure=True)
+    out.append({"status": response.status_code, "cookies": sorted(response.cookies),
+                "cache_control": response.headers.get("Cache-Control")})
+print(json.dumps(out))
+"""
 
-def test_django_responses_that_set_the_session_cookie_are_no_store(configure: Configure) -> None:
+
+def test_django_responses_that_set_the_session_cookie_are_no_store(tmp_path: Path) -> None:
     """Issue 11: Django shares the one response phase, ``Cache-Control: no-store``
     included; docs/security.md: "every response that sets the session cookie carries
-    Cache-Control: no-store (replacing any caching policy the app set)". On Django the
-    login's and a new session's ``Set-Cookie: sessionid=...`` go out with no caching
-    policy at all (heuristically cacheable by a shared cache), and a view's own
-    ``Cache-Control: public`` would be kept."""
-    configure()
-    c = django_client()
-    created = c.post("/notes/colour", {"value": "blue"}, secure=True)  # a new session
-    logged_in = c.post("/login", {"username": "dora", "password": "secret"}, secure=True)
-    for response in (created, logged_in):
-        assert response.status_code == 200
-        assert "sessionid" in response.cookies
-        assert response.headers.get("Cache-Control") == "no-store"
+    Cache-Control: no-store (replacing any caching policy the app set)". On Django a new
+    session's and a login's ``Set-Cookie: sessionid=...`` go out with no caching policy at
+    all (heuristically cacheable by a shared cache), and a view's own ``Cache-Control:
+    public`` would be kept."""
+    env = {
+        **os.environ,
+        "SECRET_KEYS": KEY,
+        "SESSION_STORE": f"sqlite:///{tmp_path}/sessions.db",
+        "DJANGO_DB": str(tmp_path / "django.sqlite3"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _DJANGO_PROBE, str(EXAMPLES / "django_app.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    responses = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(responses) == 2
+    for response in responses:
+        assert response["status"] == 200
+        assert "sessionid" in response["cookies"]
+        assert response["cache_control"] == "no-store"
 
 
 # -- 7. Flask: PERMANENT_SESSION_LIFETIME over an explicit SATCHEL_ABSOLUTE_TIMEOUT --------------
