@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -440,3 +441,40 @@ def test_flask_permanent_lifetime_never_outlives_an_explicit_absolute_timeout(
             clock.advance(1800)
             seen.append(client.get("/me").json()["user"])
     assert seen == ["alice", None, None, None]  # over at 1 h, used or not
+
+
+# -- 8. Flask: session.permanent = True on every request (Flask's idiom) --------------------------
+
+
+def test_flask_permanent_on_every_request_stores_nothing_for_anonymous_visitors(
+    tmp_path: Path,
+) -> None:
+    """``@app.before_request: session.permanent = True`` is the everyday Flask idiom for
+    "persistent cookies". Flask's own sessions then send no cookie to a visitor whose
+    session is empty. With satchel the setter queues an expiry change, which counts as
+    content: every cookie-less request (a crawler, a script, an attacker's loop) creates a
+    store record and gets a ``Set-Cookie`` and ``Cache-Control: no-store`` on a public
+    page -- one INSERT per anonymous GET, and no public page stays cacheable."""
+    app = Flask(__name__)
+    app.config.update(SATCHEL_STORE=f"sqlite:///{tmp_path}/flask.db", SATCHEL_SECRET_KEYS=[KEY])
+    Satchel(app)
+
+    @app.before_request
+    def make_permanent() -> None:
+        flask_session.permanent = True
+
+    @app.get("/")
+    def index() -> str:
+        return "a public page"
+
+    responses = []
+    for _ in range(5):  # five visitors without a cookie
+        with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE) as client:
+            responses.append(client.get("/"))
+    app.extensions["satchel"]["runtime"].store.close()
+    assert [r.status_code for r in responses] == [200] * 5
+    assert [r.headers.get("set-cookie") for r in responses] == [None] * 5
+    with sqlite3.connect(tmp_path / "flask.db") as db:
+        tables = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        rows = sum(db.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in tables)
+    assert rows == 0
