@@ -17,7 +17,7 @@ from .printable import printable
 from .request import SCOPE_KEY, RequestContext
 from .session import Session
 from .stores.base import Store
-from .transport import RETRY_AFTER, header_map, plain_headers, with_session_headers
+from .transport import RETRY_AFTER, header_map, plain_headers, with_session_headers, with_vary
 
 __all__ = ["SCOPE_KEY", "SessionMiddleware", "store_unavailable"]
 
@@ -198,9 +198,9 @@ def _with_session(message: Message, ctx: RequestContext) -> Message:
     """The response start (or WebSocket accept) with what the session must carry; the
     headers are converted only when there is something to add."""
     lines = ctx.session_lines()
-    if not lines:
+    if not lines and not ctx.read_session:
         return message
     raw = ((n.decode("latin-1"), v.decode("latin-1")) for n, v in message.get("headers", ()))
-    headers = with_session_headers(raw, lines)
+    headers = with_session_headers(raw, lines) if lines else with_vary(raw, ctx.transport.vary)
     encoded = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
     return {**message, "headers": encoded}

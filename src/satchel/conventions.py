@@ -11,6 +11,7 @@ conventions").
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, cast
@@ -90,9 +91,13 @@ def _max_age(value: Any, out: dict[str, Any]) -> bool:
     """Sets the timeouts ``max_age`` implies in ``out``; returns ``cookie_persistent``."""
     if value is None:
         return False
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and value > 0)
+    ):
         raise ConfigurationError(
-            f"max_age={value!r}: use a positive number of seconds, or None for a "
+            f"max_age={value!r}: use a positive, finite number of seconds, or None for a "
             "browser-session cookie"
         )
     out["absolute_timeout"] = float(value)
@@ -147,7 +152,11 @@ def flask_permanent_lifetime(
         return None
     value = config[PERMANENT_LIFETIME]
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not (math.isfinite(seconds) and seconds > 0)
+    ):
         raise ConfigurationError(
             f"app.config[{PERMANENT_LIFETIME!r}]={value!r}: use a positive timedelta or a "
             "number of seconds"

@@ -7,6 +7,7 @@ apply the same rules.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .errors import ConfigurationError
@@ -29,10 +30,10 @@ class ExpiryPolicy:
     persistent: bool = False
 
     def __post_init__(self) -> None:
-        if self.idle_timeout <= 0:
-            raise ConfigurationError("idle_timeout must be a positive number of seconds")
-        if self.absolute_timeout <= 0:
-            raise ConfigurationError("absolute_timeout must be a positive number of seconds")
+        for name in ("idle_timeout", "absolute_timeout"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):  # NaN and infinity end nothing
+                raise ConfigurationError(f"{name} must be a positive, finite number of seconds")
         if self.idle_timeout > self.absolute_timeout:
             raise ConfigurationError(
                 f"idle_timeout ({self.idle_timeout:g} s) is longer than absolute_timeout "

@@ -32,6 +32,7 @@ from .transport import (
     CookieTransport,
     Transport,
     with_session_headers,
+    with_vary,
 )
 
 SCOPE_KEY = "satchel"
@@ -92,6 +93,7 @@ class RequestContext:
     refresh: bool = False
     outgoing: TokenAction | None = None
     new_presession: bool = False
+    csrf_made: bool = False
     # worked out on first use: most requests never need them
     _origin: Origin | None = None
     _presession: Any = _UNREAD
@@ -166,6 +168,7 @@ class RequestContext:
                 "use_bearer_token() must come before the session is changed in this request"
             )
         self.transport, self.outgoing, self.new_presession = HEADER, None, False
+        self.ticket, self.refresh = None, False  # the cookie's: never loaded or re-sent here
         self.session.forget()
 
     # -- the response phase -----------------------------------------------------------------
@@ -196,9 +199,17 @@ class RequestContext:
         503 included: a commit that failed half-way has already issued the new record's
         token, and the client must get it, or it keeps one that names nothing."""
         lines = self.session_lines()
-        if not lines:
-            return list(headers)
-        return with_session_headers(headers, lines)
+        if lines:
+            return with_session_headers(headers, lines)
+        if self.read_session:
+            return with_vary(headers, self.transport.vary)
+        return list(headers)
+
+    @property
+    def read_session(self) -> bool:
+        """Whether the response depends on the session (the app read it, or a CSRF token
+        bound to it was made): it must vary on the header that carried it."""
+        return self.session.accessed or self.csrf_made
 
     def session_lines(self) -> list[tuple[str, str]]:
         """The header lines the session adds to this response (consumed: a second call
@@ -281,6 +292,7 @@ class RequestContext:
         keyring = self.backend.keyring
         if keyring is None:
             return ""
+        self.csrf_made = True
         session = self.session
         if session.user_id is not None and session.handle is not None:
             message = csrf.session_message(session.handle)

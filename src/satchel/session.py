@@ -7,6 +7,7 @@ for WSGI) and commits it when the response starts; :meth:`Session.save` commits 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
@@ -39,6 +40,7 @@ class Session(dict[str, Any]):
         "_cleared",
         "_destroyed_keys",
         "_destroyed_meta",
+        "_keep",
         "_key",
         "_lazy",
         "_maybe_modified",
@@ -67,6 +69,7 @@ class Session(dict[str, Any]):
         self._meta_updates: dict[str, Any] = {}
         self._binding: SessionBinding | None = None
         self._lazy = False  # loaded by the binding on first access
+        self._keep = False  # store it even while it holds nothing (Django's create())
 
     # -- construction by the core -------------------------------------------------------
 
@@ -229,6 +232,7 @@ class Session(dict[str, Any]):
         self._session_id = self._key = self._meta = None
         self._baseline = {}
         self._cleared = self._regenerate = self._meta_dirty = self._token_refresh = False
+        self._keep = False
         self._meta_updates = {}
         self._accessed = self._maybe_modified = True
 
@@ -245,8 +249,8 @@ class Session(dict[str, Any]):
             ("idle_timeout", idle_timeout),
             ("absolute_timeout", absolute_timeout),
         ):
-            if value is not None and value <= 0:
-                raise ConfigurationError(f"{name} must be a positive number of seconds")
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigurationError(f"{name} must be a positive, finite number of seconds")
         updates: dict[str, Any] = {
             "idle_timeout": idle_timeout,
             "absolute_timeout": absolute_timeout,
@@ -391,8 +395,15 @@ class Session(dict[str, Any]):
 
     @property
     def has_content(self) -> bool:
-        """Data or queued metadata: what makes a new session worth storing."""
-        return bool(dict.__len__(self) or self._meta_updates)
+        """What makes a new session worth storing: data, or a login. Expiry alone is not
+        (Flask apps set ``session.permanent`` on every request): it is stored with the
+        first data, or with :meth:`keep_empty`."""
+        return bool(dict.__len__(self) or self._keep or "user_id" in self._meta_updates)
+
+    def keep_empty(self) -> None:
+        """Store this session at the next commit even if it holds nothing (Django's
+        ``create()`` makes a record for an empty session)."""
+        self._keep = True
 
     @property
     def needs_commit(self) -> bool:
@@ -404,6 +415,7 @@ class Session(dict[str, Any]):
             or self._meta_dirty
             or self._destroyed_keys
             or self._token_refresh
+            or self._keep
         )
 
     @property
@@ -453,7 +465,7 @@ class Session(dict[str, Any]):
         """Reset tracking after a successful commit: what is stored now is the baseline."""
         self._session_id, self._key, self._meta = session_id, key, meta
         self._baseline = stored
-        self._cleared = self._regenerate = self._meta_dirty = False
+        self._cleared = self._regenerate = self._meta_dirty = self._keep = False
         self._meta_updates = {}
         self._destroyed_keys = []
         self._accessed = self._maybe_modified = False
@@ -464,8 +476,9 @@ class Session(dict[str, Any]):
         self.forget()
 
     def forget(self) -> None:
-        """Drop the record this request loaded, and every change, without touching the
-        store: the session is new again."""
+        """Drop the record this request loaded (or would load on first access), and every
+        change, without touching the store: the session is new again."""
+        self._lazy = self._keep = False
         dict.clear(self)
         self._session_id = self._key = self._meta = None
         self._baseline = {}

@@ -23,6 +23,7 @@ class CookieTransport:
 
     cookie: CookieOptions
     checks_csrf = True
+    vary = "Cookie"
 
     def tokens(self, headers: dict[str, str]) -> list[str]:
         header = headers.get("cookie", "")
@@ -49,6 +50,7 @@ class HeaderTransport:
     it need no CSRF token."""
 
     checks_csrf = False
+    vary = "Authorization"
 
     def tokens(self, headers: dict[str, str]) -> list[str]:
         scheme, _, token = headers.get("authorization", "").strip().partition(" ")
@@ -69,6 +71,11 @@ Transport = CookieTransport | HeaderTransport
 HEADER = HeaderTransport()
 
 
+_CACHE_DIRECTIVES = frozenset({"cache-control", "surrogate-control"})
+"""Dropped from a response that carries a token, with every ``*CDN-Cache-Control`` (RFC
+9213; a CDN obeys those instead of ``Cache-Control`` and may ignore ``Vary``)."""
+
+
 def session_headers(
     headers: Iterable[tuple[str, str]], varies_on: Iterable[str]
 ) -> list[tuple[str, str]]:
@@ -80,7 +87,7 @@ def session_headers(
     varies: list[str] = []
     for name, value in headers:
         lower = name.lower()
-        if lower == "cache-control":
+        if lower in _CACHE_DIRECTIVES or lower.endswith("cdn-cache-control"):
             continue
         if lower == "vary":
             varies.extend(v.strip() for v in value.split(",") if v.strip())
@@ -95,6 +102,21 @@ def session_headers(
     out.append(("vary", ", ".join(varies)))
     out.append(("cache-control", "no-store"))
     return out
+
+
+def with_vary(headers: Iterable[tuple[str, str]], vary: str) -> list[tuple[str, str]]:
+    """``headers`` with ``vary`` in ``Vary``: a response that read the session depends on
+    the header that carried it, though it sets nothing (as Flask's own sessions say)."""
+    out: list[tuple[str, str]] = []
+    varies: list[str] = []
+    for name, value in headers:
+        if name.lower() == "vary":
+            varies.extend(v.strip() for v in value.split(",") if v.strip())
+        else:
+            out.append((name, value))
+    if not {v.lower() for v in varies} & {"*", vary.lower()}:
+        varies.append(vary)
+    return [*out, ("vary", ", ".join(varies))]
 
 
 def with_session_headers(

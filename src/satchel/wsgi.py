@@ -100,31 +100,51 @@ class SessionMiddleware:
         if refusal is not None:
             return _answer(start_response, "403 Forbidden", f"Forbidden: {refusal}\n".encode())
 
-        state: dict[str, Any] = {"started": False, "failed": False}
+        # WSGI's start_response sends nothing: an app may call it and then fail (the
+        # server answers 500). The commit waits for the app's first chunk -- or its first
+        # write() -- so an app that raised commits nothing, as on every other path.
+        state: dict[str, Any] = {"pending": None, "sent": False, "failed": False}
+
+        def send_start() -> None:
+            status, headers, exc_info = state["pending"]
+            state["sent"] = True
+            if exc_info is None and ctx.finish(int(status[:3])) is not None:
+                state["failed"] = True  # answered below, by on_store_unavailable
+                return
+            headers = ctx.response_headers(headers)
+            args = (status, headers) if exc_info is None else (status, headers, exc_info)
+            state["write"] = start_response(*args)
+
+        def write(data: bytes) -> None:  # PEP 3333's legacy write(): it starts the response
+            if not state["sent"]:
+                send_start()
+            if not state["failed"]:
+                state["write"](data)
 
         def start(
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
         ) -> Any:
-            state["started"] = True
-            if exc_info is None and ctx.finish(int(status[:3])) is not None:
-                state["failed"] = True  # answered below, by on_store_unavailable
-                return lambda data: None  # the app's body is dropped
-            headers = ctx.response_headers(headers)
-            if exc_info is None:
-                return start_response(status, headers)
-            return start_response(status, headers, exc_info)
+            if exc_info is not None and state["sent"] and exc_info[1] is not None:
+                raise exc_info[1].with_traceback(exc_info[2])  # too late: headers went out
+            state["pending"] = (status, headers, exc_info)
+            return write
 
         result: Iterable[bytes] = ()
         try:
             result = self.app(environ, start)
             chunks = iter(result)
             first = [chunk for chunk in [next(chunks, None)] if chunk is not None]
+            if state["pending"] is not None and not state["sent"]:
+                send_start()
         except StoreError as exc:
             _close(result)
-            if state["started"]:
+            if state["sent"] and not state["failed"]:
                 raise
             logger.error("session store unavailable: %s", exc)
             return self._unavailable(environ, start_response, ctx)
+        except BaseException:
+            _close(result)
+            raise
         if state["failed"]:
             _close(result)
             return self._unavailable(environ, start_response, ctx)

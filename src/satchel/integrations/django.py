@@ -140,8 +140,10 @@ class SessionStore(DjangoExpiry, SessionBase):
         store, engine = runtime()
         if must_create and not session.new:
             session.regenerate()
-        elif must_create and self._expiry_choice is UNSET:
-            self._expiry_choice = None  # the defaults, written: an empty session is kept too
+        elif must_create:
+            session.keep_empty()  # Django's create() stores an empty session too
+            if self._expiry_choice is UNSET:
+                self._expiry_choice = None  # the defaults, written
         self._apply_expiry(session)
         if self._login_pending():  # a new ID, the user bound, the device recorded
             auth.login(session, str(session[AUTH_USER_KEY]))

@@ -16,6 +16,7 @@ server:
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -67,7 +68,7 @@ class DjangoExpiry:
             value = datetime.fromtimestamp(self._engine().clock(), UTC) + value
         if not isinstance(value, int | float | datetime | None) or isinstance(value, bool):
             raise SessionDataError("set_expiry() takes seconds, a datetime, a timedelta or None")
-        if isinstance(value, int | float) and value < 0:
+        if isinstance(value, int | float) and not (math.isfinite(value) and value >= 0):
             raise ConfigurationError("set_expiry(): seconds must be 0 or more")
         self._expiry_choice = value
         self.modified = True

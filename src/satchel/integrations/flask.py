@@ -139,7 +139,9 @@ class Satchel:
             "login_url": self.options.get("login_url")
             or app.config.get("SATCHEL_LOGIN_URL", schema.default("login_url")),
             # seconds of a permanent session (session.permanent = True); None: satchel's
-            "permanent_lifetime": flask_permanent_lifetime(app.config, app.default_config),
+            "permanent_lifetime": _capped(
+                flask_permanent_lifetime(app.config, app.default_config), settings
+            ),
             "timeouts": (settings.idle_timeout, settings.absolute_timeout),
         }
         app.session_interface = _Interface(self)
@@ -193,6 +195,14 @@ class Satchel:
         reason = ctx.csrf_refusal(form_token)
         if reason is not None:
             abort(403, description=f"Forbidden: {reason}")
+
+
+def _capped(lifetime: float | None, settings: Settings) -> float | None:
+    """``PERMANENT_SESSION_LIFETIME`` under an explicit ``absolute_timeout``: the
+    operator's hard limit wins (satchel's setting over Flask's own)."""
+    if lifetime is None or "absolute_timeout" not in settings.sources:
+        return lifetime
+    return min(lifetime, settings.absolute_timeout)
 
 
 def _permanent_lifetime() -> float | None:
