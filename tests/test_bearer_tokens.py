@@ -230,3 +230,19 @@ def test_token_paths_from_the_environment_and_refused_on_the_cookie_store(tmp_pa
         ASGIMiddleware(Starlette(), "memory://", secret_keys=[KEY], token_paths=["api"])
     with pytest.raises(ConfigurationError, match="server-side store"):
         ASGIMiddleware(Starlette(), CookieStore(), secret_keys=[KEY], token_paths=["/api/"])
+
+
+def test_token_paths_are_whole_segments_and_take_no_wildcards(store_url: str) -> None:
+    app = ASGIMiddleware(
+        Starlette(routes=ROUTES), store_url, secret_keys=[KEY], token_paths=["/api"], csrf=False
+    )
+    transport = _SyncASGI(httpx.ASGITransport(app=app))
+    with httpx.Client(transport=transport, base_url=BASE) as c:
+        assert TOKEN in c.get("/api/put?a=1").headers  # /api/...: header tokens
+        apiary = c.get("/apiary/put?a=1")
+        assert TOKEN not in apiary.headers
+        assert "satchel=" in apiary.headers["set-cookie"]  # /apiary is not /api
+        assert app.store is not None
+        transport.runner.run(app.store.aclose())
+    with pytest.raises(ConfigurationError, match="no wildcards"):
+        ASGIMiddleware(Starlette(), "memory://", secret_keys=[KEY], token_paths=["/api/*"])

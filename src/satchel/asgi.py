@@ -169,7 +169,7 @@ class SessionMiddleware:
     async def _websocket(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
     ) -> None:
-        if self.policy.csrf.enabled and ctx.transport.checks_csrf:
+        if self.policy.csrf.enabled and (ctx.transport.checks_csrf or ctx.carries_cookie):
             reason = csrf.origin_refusal(self.policy.csrf, ctx.headers, ctx.own_origin)
             if reason is not None:  # cross-site WebSocket hijacking
                 logger.warning("WebSocket refused: %s", printable(reason))

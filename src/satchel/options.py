@@ -43,8 +43,12 @@ def policy_from(options: SessionOptions, cookie: CookieOptions) -> RequestPolicy
             raise ConfigurationError(f"{name} must be a list of strings, not one string")
     token_paths = tuple(schema.get(options, "token_paths"))
     for prefix in token_paths:
-        if not prefix.startswith("/"):
-            raise ConfigurationError(f"token_paths: {prefix!r} must be a path starting with /")
+        if not prefix.startswith("/") or any(c in prefix for c in "*?[]"):
+            raise ConfigurationError(
+                f"token_paths: {prefix!r} must be a path prefix starting with / (whole "
+                "segments: '/api' covers /api and /api/..., not /apiary; no wildcards)"
+            )
+    token_paths = tuple(prefix.rstrip("/") for prefix in token_paths)  # "/" covers all
     csrf = schema.present(options, CSRFOptions)
     for field in ("exempt", "trusted_origins"):
         if field in csrf:

@@ -67,7 +67,9 @@ class RequestPolicy:
         request that carries neither (an API client's first call); a browser's cookie
         otherwise. Everywhere else: the cookie (an ``Authorization`` header there
         changes nothing)."""
-        on_token_path = bool(self.token_paths) and path.startswith(self.token_paths)
+        on_token_path = any(
+            path == prefix or path.startswith(prefix + "/") for prefix in self.token_paths
+        )
         if on_token_path and (HEADER.tokens(headers) or not self.cookie_transport.tokens(headers)):
             return HEADER
         return self.cookie_transport
