@@ -259,9 +259,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("trusted_proxies", "Sequence[str]", TEXT_LIST, value=(),
            doc="IPs/networks whose forwarding headers are believed"),
     Option("token_paths", "Sequence[str]", TEXT_LIST, value=(),
-           doc="path prefixes where API clients may send `Authorization: Bearer <token>` and "
-           "get new tokens in `X-Session-Token` ([security.md](security.md#bearer-tokens-for-"
-           "api-and-mobile-clients-token_paths)); server-side stores only"),
+           doc="path prefixes (whole segments) where API clients may send `Authorization: "
+           "Bearer <token>` and get new tokens in `X-Session-Token` ([security.md](security.md"
+           "#bearer-tokens-for-api-and-mobile-clients-token_paths)); server-side stores only"),
     Option("max_sessions_per_user", "int | None", WHOLE_OR_NONE, value=None,
            doc="evict the oldest sessions beyond N at login (1 to 1000; unset means 1000)"),
     Option("on_event", "EventHook | None", value=None,
