@@ -97,7 +97,7 @@ def _max_age(value: Any, out: dict[str, Any]) -> bool:
         or not (math.isfinite(value) and value > 0)
     ):
         raise ConfigurationError(
-            f"max_age={value!r}: use a positive, finite number of seconds, or None for a "
+            f"max_age={value!r}: use a positive number of seconds (finite), or None for a "
             "browser-session cookie"
         )
     out["absolute_timeout"] = float(value)
