@@ -6,35 +6,26 @@ for WSGI) and commits it when the response starts; :meth:`Session.save` commits 
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from decimal import Decimal
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from . import codec, ids
-from .errors import ConfigurationError, SessionDataError, SessionStateError
+from .errors import ConfigurationError, SessionStateError
 from .record import Change, Meta
+from .session_data import SessionData
 
 if TYPE_CHECKING:
     from .backend import SessionBinding
 
-# Values that cannot change in place: reading them cannot hide a nested modification.
-_IMMUTABLE = (str, int, float, type(None), bytes, dt.date, uuid.UUID, Decimal)
 
-
-class Session(dict[str, Any]):
-    """Session data plus the state the core needs to commit it safely.
-
-    It subclasses ``dict`` so code written for Starlette's and Flask's dict sessions keeps
-    working (``isinstance(session, dict)``, ``json.dumps(dict(session))``); every mutating
-    and reading method is routed through change tracking.
-    """
+class Session(SessionData):
+    """Session data (:class:`~satchel.session_data.SessionData`: a dict that records its
+    reads and writes) plus the state the core needs to commit it safely, changed only
+    through the verbs below."""
 
     __slots__ = (
-        "_accessed",
         "_baseline",
         "_binding",
         "_cleared",
@@ -43,7 +34,6 @@ class Session(dict[str, Any]):
         "_keep",
         "_key",
         "_lazy",
-        "_maybe_modified",
         "_meta",
         "_meta_dirty",
         "_meta_updates",
@@ -58,8 +48,6 @@ class Session(dict[str, Any]):
         self._key: str | None = None
         self._meta: Meta | None = None
         self._baseline: dict[str, str] = {}
-        self._accessed = False
-        self._maybe_modified = False  # a write, or a mutable value handed out
         self._cleared = False
         self._regenerate = False
         self._meta_dirty = False
@@ -89,112 +77,16 @@ class Session(dict[str, Any]):
         self._session_id, self._key, self._meta = session_id, key, meta
         self._baseline = dict(data)
 
-    def ensure_loaded(self) -> None:
+    def ensure_loaded(self) -> None:  # (SessionData calls it before every read and write)
         """Load a lazily bound session now (a no-op once loaded)."""
         if self._lazy:
             self._lazy = False
             assert self._binding is not None
             self._binding.load(self)
 
-    # -- reading --------------------------------------------------------------------------
-
-    def _read(self, mutable: bool = False) -> None:
-        self.ensure_loaded()
-        self._accessed = True
-        if mutable:  # e.g. session["cart"].append(x) after reading it
-            self._maybe_modified = True
-
-    def __getitem__(self, key: str) -> Any:
-        self._read()
-        value = dict.__getitem__(self, key)
-        if not isinstance(value, _IMMUTABLE):
-            self._maybe_modified = True
-        return value
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self._read()
-        value = dict.get(self, key, default)
-        if not isinstance(value, _IMMUTABLE):
-            self._maybe_modified = True
-        return value
-
-    def __contains__(self, key: object) -> bool:
-        self._read()
-        return dict.__contains__(self, key)
-
-    def __iter__(self) -> Iterator[str]:
-        self._read()
-        return dict.__iter__(self)
-
-    def __len__(self) -> int:
-        self._read()
-        return dict.__len__(self)
-
-    def __bool__(self) -> bool:
-        return len(self) > 0
-
-    def keys(self) -> Any:
-        self._read()
-        return dict.keys(self)
-
-    def values(self) -> Any:
-        self._read(mutable=True)
-        return dict.values(self)
-
-    def items(self) -> Any:
-        self._read(mutable=True)
-        return dict.items(self)
-
-    def copy(self) -> dict[str, Any]:
-        return dict(self.items())
-
-    def __eq__(self, other: object) -> bool:
-        return dict(self.items()) == other
-
-    __hash__ = None
-
     def __repr__(self) -> str:
         state = "new" if self.new else "loaded"
         return f"<Session {state} keys={sorted(dict.keys(self))!r}>"
-
-    # -- writing ----------------------------------------------------------------------------
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if not isinstance(key, str):
-            raise SessionDataError("session keys must be strings")
-        codec.check_name(key, "session key")
-        codec.encode(value)  # refuse what cannot be stored now, not at commit time
-        self.ensure_loaded()
-        self._accessed = self._maybe_modified = True
-        dict.__setitem__(self, key, value)
-
-    def __delitem__(self, key: str) -> None:
-        self.ensure_loaded()
-        self._accessed = self._maybe_modified = True
-        dict.__delitem__(self, key)
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        if key not in self:
-            self[key] = default
-        return self[key]
-
-    def pop(self, key: str, *default: Any) -> Any:
-        self.ensure_loaded()
-        self._accessed = self._maybe_modified = True
-        return dict.pop(self, key, *default)
-
-    def popitem(self) -> tuple[str, Any]:
-        self.ensure_loaded()
-        self._accessed = self._maybe_modified = True
-        return dict.popitem(self)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-    def __ior__(self, other: Any) -> Session:  # type: ignore[override,misc]
-        self.update(other)
-        return self
 
     def clear(self) -> None:
         """Empty the data, unbind the user and retire the ID: the record is deleted, and
@@ -258,16 +150,6 @@ class Session(dict[str, Any]):
         }
         self._update_meta(**{k: v for k, v in updates.items() if v is not None})
 
-    def mark_accessed(self) -> None:
-        """Record that the request looked at the session (Flask's ``accessed``)."""
-        self._accessed = True
-
-    def mark_modified(self) -> None:
-        """Have the next commit compare every value with the one loaded, for a nested
-        value changed in a way the session could not see (Flask's ``modified = True``)."""
-        self.ensure_loaded()
-        self._accessed = self._maybe_modified = True
-
     def bind_user(self, user_id: str) -> None:
         """Bind ``user_id`` at the next commit, restarting the absolute timeout and
         recording the device (the metadata half of :func:`satchel.auth.login`)."""
@@ -303,10 +185,6 @@ class Session(dict[str, Any]):
         """True when no stored record backs this session (yet)."""
         self.ensure_loaded()
         return self._key is None
-
-    @property
-    def accessed(self) -> bool:
-        return self._accessed
 
     @property
     def modified(self) -> bool:
