@@ -13,12 +13,14 @@ lose") states the outcome of each; these tests keep it true.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,6 +211,19 @@ async def answer(request: Callable[[], Any]) -> dict[str, Any]:
 
 
 # -- the stores ---------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _collect_abandoned_connections() -> Iterator[None]:
+    """A frozen link ends calls by shutting their sockets down; PyMySQL can leave such a
+    connection's socket to the garbage collector (its socket file outlives the close), and
+    a collection that happens to run during a later test would fail that test with a
+    ResourceWarning. Collected here, after each test, where it belongs (measured on 0.1
+    too: the leak predates issue 11)."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 @pytest.fixture(scope="module")

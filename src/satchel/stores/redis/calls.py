@@ -183,11 +183,31 @@ class RedisCalls:
     def _run(self, source: str, keys: list[str], args: Sequence[Any]) -> Any:
         """A read script, under the call's deadline."""
         with self._errors():
-            return self._script(source)(keys=keys, args=args)
+            return self._eval(source, keys, args)
 
     async def _arun(self, source: str, keys: list[str], args: Sequence[Any]) -> Any:
+        return await self._acall(lambda: self._aeval(source, keys, args))
+
+    def _eval(self, source: str, keys: list[str], args: Sequence[Any]) -> Any:
+        """Run a script by its SHA. During a failover the pool can hold connections to two
+        servers: redis-py then loads the script on one and runs it on the other, and the
+        second NOSCRIPT escapes it. The server refused before running anything, so the
+        script is sent once more with its source (EVAL), which any primary can run."""
+        from redis.exceptions import NoScriptError
+
+        try:
+            return self._script(source)(keys=keys, args=args)
+        except NoScriptError:
+            return self.client.eval(source, len(keys), *keys, *args)
+
+    async def _aeval(self, source: str, keys: list[str], args: Sequence[Any]) -> Any:
+        from redis.exceptions import NoScriptError
+
         script = self._async_scripts.get(source) or self._ascript(source)
-        return await self._acall(lambda: script(keys=keys, args=args))
+        try:
+            return await script(keys=keys, args=args)
+        except NoScriptError:
+            return await self.async_client.eval(source, len(keys), *keys, *args)
 
     # -- writes: sent once, and with wait_replicas, acknowledged by replicas ----------------
 
@@ -209,7 +229,7 @@ class RedisCalls:
             if not self.wait_replicas:
                 if source is None:
                     return self.client.delete(*keys)
-                return self._script(source)(keys=keys, args=args)
+                return self._eval(source, keys, args)
             from redis.exceptions import NoScriptError
 
             script = None if source is None else self._script(source)
