@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -348,3 +349,59 @@ def test_flask_permanent_lifetime_never_lifts_an_explicit_idle_timeout(
         after = client.get("/me").json()
     app.extensions["satchel"]["runtime"].store.close()
     assert after == {"user": None}
+
+
+# -- 6. Django: expiry alone on an anonymous request ---------------------------------------------
+
+_DJANGO_EXPIRY_PROBE = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("example_django_app", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module  # ROOT_URLCONF names it
+spec.loader.exec_module(module)
+from django.http import HttpResponse
+from django.test import Client
+from django.urls import path
+
+def public_page(request):
+    request.session.set_expiry(0)  # "expire at browser close", set on every request
+    return HttpResponse("a public page")
+
+module.urlpatterns.append(path("public", public_page))
+out = []
+for _ in range(3):  # three visitors without a cookie
+    response = Client(HTTP_HOST="testserver").get("/public", secure=True)
+    out.append({"status": response.status_code, "cookies": sorted(response.cookies)})
+print(json.dumps(out))
+"""
+
+
+def test_django_expiry_alone_stores_nothing_for_anonymous_visitors(tmp_path: Path) -> None:
+    """The first pass's fix: "Expiry alone does not make a new session worth storing:
+    data or a login does" (Flask's ``session.permanent = True`` on every request). On
+    Django, ``request.session.set_expiry(0)`` on a cookie-less request still creates a
+    store record, sets ``sessionid`` and makes the public page ``no-store``: one INSERT
+    per anonymous GET, as before the fix on Flask. (Django's own backends store
+    ``_session_expiry`` in the data and behave so too; satchel's ``is_empty`` counts a
+    pending expiry choice as content.)"""
+    env = {
+        **os.environ,
+        "SECRET_KEYS": KEY,
+        "SESSION_STORE": f"sqlite:///{tmp_path}/sessions.db",
+        "DJANGO_DB": str(tmp_path / "django.sqlite3"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _DJANGO_EXPIRY_PROBE, str(EXAMPLES / "django_app.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    responses = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [r["status"] for r in responses] == [200] * 3
+    assert [r["cookies"] for r in responses] == [[]] * 3
+    with sqlite3.connect(tmp_path / "sessions.db") as db:
+        tables = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        rows = sum(db.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in tables)
+    assert rows == 0
