@@ -23,7 +23,8 @@ from flask import session as flask_session
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from satchel import ConfigurationError, login
 from satchel.asgi import SessionMiddleware as ASGIMiddleware
@@ -405,3 +406,67 @@ def test_django_expiry_alone_stores_nothing_for_anonymous_visitors(tmp_path: Pat
         tables = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         rows = sum(db.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in tables)
     assert rows == 0
+
+
+# -- 7. token_paths under a mount: ASGI and WSGI disagree ------------------------------------------
+
+
+async def _mounted_asgi_login(request: Request) -> Response:
+    session = request.session
+    assert isinstance(session, Session)
+    login(session, "bob")
+    return JSONResponse({"user": session.user_id})
+
+
+def _mounted_wsgi_login(
+    environ: dict[str, Any], start_response: Callable[..., Any]
+) -> Iterable[bytes]:
+    login(environ[ENVIRON_KEY], "bob")
+    start_response("200 OK", [("content-type", "application/json")])
+    return [b"{}"]
+
+
+def _never(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    raise AssertionError("only /v1 is served")
+
+
+async def _asgi_mounted_gets_header_token(token_paths: list[str]) -> bool:
+    inner = ASGIMiddleware(
+        Starlette(routes=[Route("/api/login", _mounted_asgi_login, methods=["POST"])]),
+        "memory://",
+        secret_keys=[KEY],
+        token_paths=token_paths,
+    )
+    outer = Starlette(routes=[Mount("/v1", app=inner)])  # the app behind a /v1 prefix
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=outer), base_url=BASE) as c:
+        response = await c.post("/v1/api/login")
+    return response.status_code == 200 and TOKEN in response.headers
+
+
+def _wsgi_mounted_gets_header_token(token_paths: list[str]) -> bool:
+    app = WSGIMiddleware(
+        _mounted_wsgi_login, "memory://", secret_keys=[KEY], token_paths=token_paths
+    )
+    outer = DispatcherMiddleware(_never, {"/v1": app})  # SCRIPT_NAME=/v1, PATH_INFO=/api/...
+    with httpx.Client(transport=httpx.WSGITransport(app=outer), base_url=BASE) as client:
+        response = client.post("/v1/api/login")
+    return response.status_code == 200 and TOKEN in response.headers
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("token_paths", [["/api"], ["/v1/api"]])
+async def test_token_paths_mean_the_same_for_a_mounted_asgi_and_wsgi_app(
+    token_paths: list[str],
+) -> None:
+    """An API client's first call (no cookie, no token) to ``/v1/api/login`` on an app
+    served below ``/v1``. WSGI matches ``token_paths`` against ``PATH_INFO`` (relative to
+    ``SCRIPT_NAME``: a dispatcher or gunicorn gives ``SCRIPT_NAME=/v1``,
+    ``PATH_INFO=/api/login``), ASGI against ``scope["path"]``, which under a Starlette
+    ``Mount`` and under ``uvicorn --root-path`` includes the prefix: the same setting
+    that gives the WSGI app header tokens gives the ASGI app the cookie transport, so its
+    API clients' first calls are refused by CSRF (403) and their bearer tokens are never
+    read. One meaning on both (relative to the app's root, as ``PATH_INFO`` is), or a
+    documented one that both follow."""
+    asgi = await _asgi_mounted_gets_header_token(token_paths)
+    wsgi = _wsgi_mounted_gets_header_token(token_paths)
+    assert asgi == wsgi
