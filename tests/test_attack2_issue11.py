@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -470,3 +470,52 @@ async def test_token_paths_mean_the_same_for_a_mounted_asgi_and_wsgi_app(
     asgi = await _asgi_mounted_gets_header_token(token_paths)
     wsgi = _wsgi_mounted_gets_header_token(token_paths)
     assert asgi == wsgi
+
+
+def test_flask_api_login_with_the_permanent_idiom_works_for_a_browser_with_a_stale_cookie(
+    tmp_path: Path,
+) -> None:
+    """The same root cause on Flask's everyday idiom, ``session.permanent = True`` in
+    ``before_request``: for a browser whose cookie names a session the server no longer
+    holds (it expired, or was revoked by "log out everywhere" on another device), the
+    idiom queues an expiry change on the new, empty session before the view runs; the API
+    login's ``use_bearer_token()`` then raises and answers 500 (and once the browser's
+    persistent session is due a refresh, a live cookie does the same). The expiry the app
+    queued for the browser's session has nothing to do with the header session the API
+    login starts."""
+    app = Flask(__name__)
+    app.config.update(
+        SATCHEL_STORE=f"sqlite:///{tmp_path}/flask.db",
+        SATCHEL_SECRET_KEYS=[KEY],
+        SATCHEL_TOKEN_PATHS=["/api"],
+    )
+    satchel = Satchel(app)
+
+    @app.before_request
+    def make_permanent() -> None:
+        flask_session.permanent = True
+
+    @app.post("/api/login")
+    @satchel.exempt  # an API view, as the first pass's tests write it
+    def api_login() -> dict[str, Any]:
+        use_bearer_token(cast(Session, flask_session))
+        login_user("bob")
+        return {"user": current_user_id()}
+
+    elsewhere = WSGIMiddleware(
+        _wsgi_view, f"sqlite:///{tmp_path}/other.db", secret_keys=[KEY], csrf=False
+    )
+    with httpx.Client(transport=httpx.WSGITransport(app=elsewhere), base_url=BASE) as browser:
+        browser.post("/web/login")
+        stale = browser.cookies["satchel"]  # signed with the key, unknown to the Flask app
+    assert elsewhere.store is not None
+    elsewhere.store.close()
+
+    transport = httpx.WSGITransport(app=app, raise_app_exceptions=False)
+    with httpx.Client(transport=transport, base_url=BASE) as browser:
+        browser.cookies.set("satchel", stale)
+        response = browser.post("/api/login")
+    app.extensions["satchel"]["runtime"].store.close()
+    assert response.status_code == 200
+    assert response.json() == {"user": "bob"}
+    assert response.headers.get(TOKEN)
