@@ -98,12 +98,15 @@ class SessionMiddleware:
             (n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]
         )
         client = scope.get("client")
+        path: str = scope.get("path", "/")
+        root: str = scope.get("root_path", "")
         ctx = RequestContext.build(
             self.backend,
             self.policy,
             Session(),
             method=scope.get("method", "GET"),
-            path=scope.get("path", "/"),
+            path=path,
+            app_path=path[len(root) :] or "/" if root and path.startswith(root) else path,
             headers=headers,
             peer=client[0] if client else None,
             scheme=scope.get("scheme", "http"),

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 from .errors import ConfigurationError
+from .expiry import MAX_TIMEOUT
 from .option_schema import SessionOptions
 
 # -- Starlette --------------------------------------------------------------------------------
@@ -94,7 +95,7 @@ def _max_age(value: Any, out: dict[str, Any]) -> bool:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or not (math.isfinite(value) and value > 0)
+        or not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT)
     ):
         raise ConfigurationError(
             f"max_age={value!r}: use a positive number of seconds (finite), or None for a "
@@ -155,7 +156,7 @@ def flask_permanent_lifetime(
     if (
         isinstance(seconds, bool)
         or not isinstance(seconds, int | float)
-        or not (math.isfinite(seconds) and seconds > 0)
+        or not (math.isfinite(seconds) and 0 < seconds <= MAX_TIMEOUT)
     ):
         raise ConfigurationError(
             f"app.config[{PERMANENT_LIFETIME!r}]={value!r}: use a positive timedelta or a "

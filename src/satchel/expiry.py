@@ -13,6 +13,20 @@ from dataclasses import dataclass
 from .errors import ConfigurationError
 from .record import Meta
 
+MAX_TIMEOUT = 100 * 365.25 * 86400
+"""The longest timeout satchel takes (a century, in seconds): every store can date a
+deadline that far (Redis's millisecond expiry times cannot go much further)."""
+
+
+def check_timeout(name: str, value: float) -> None:
+    """Refuse a timeout no store can enforce: NaN, zero or less, infinite, or past
+    :data:`MAX_TIMEOUT`."""
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
+        raise ConfigurationError(
+            f"{name} must be a positive number of seconds, at most {MAX_TIMEOUT:.0f} "
+            f"(a century); got {value!r}"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ExpiryPolicy:
@@ -31,9 +45,7 @@ class ExpiryPolicy:
 
     def __post_init__(self) -> None:
         for name in ("idle_timeout", "absolute_timeout"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):  # NaN and infinity end nothing
-                raise ConfigurationError(f"{name} must be a positive, finite number of seconds")
+            check_timeout(name, getattr(self, name))
         if self.idle_timeout > self.absolute_timeout:
             raise ConfigurationError(
                 f"idle_timeout ({self.idle_timeout:g} s) is longer than absolute_timeout "

@@ -113,10 +113,13 @@ class RequestContext:
         peer: str | None,
         scheme: str,
         lazy: bool = False,
+        app_path: str | None = None,
     ) -> RequestContext:
         """The context of a request; its token is checked here (no I/O). With ``lazy``
-        the session loads on first access, else call :meth:`open`/:meth:`aopen`."""
-        transport = policy.transport(path, headers)
+        the session loads on first access, else call :meth:`open`/:meth:`aopen`.
+        ``app_path`` is the path below the app's mount point (``token_paths`` are
+        relative to it, as WSGI's ``PATH_INFO`` is); default ``path``."""
+        transport = policy.transport(path if app_path is None else app_path, headers)
         ticket, refresh = backend.read(transport.tokens(headers), headers.get("cookie", ""))
         ctx = cls(backend, policy, session, method, path, headers, peer, scheme, transport)
         ctx.ticket, ctx.refresh = ticket, refresh
@@ -165,7 +168,7 @@ class RequestContext:
             )
         if self.transport is HEADER:
             return
-        if self.session.needs_commit:
+        if self.session.holds_changes:
             raise SessionStateError(
                 "use_bearer_token() must come before the session is changed in this request"
             )

@@ -6,13 +6,13 @@ for WSGI) and commits it when the response starts; :meth:`Session.save` commits 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from . import codec, ids
-from .errors import ConfigurationError, SessionStateError
+from .errors import SessionStateError
+from .expiry import check_timeout
 from .record import Change, Meta
 from .session_data import SessionData
 
@@ -141,8 +141,8 @@ class Session(SessionData):
             ("idle_timeout", idle_timeout),
             ("absolute_timeout", absolute_timeout),
         ):
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ConfigurationError(f"{name} must be a positive, finite number of seconds")
+            if value is not None:
+                check_timeout(name, value)
         updates: dict[str, Any] = {
             "idle_timeout": idle_timeout,
             "absolute_timeout": absolute_timeout,
@@ -282,6 +282,18 @@ class Session(SessionData):
         """Store this session at the next commit even if it holds nothing (Django's
         ``create()`` makes a record for an empty session)."""
         self._keep = True
+
+    @property
+    def holds_changes(self) -> bool:
+        """The app changed the session in this request: data, a login, a regeneration
+        or a destruction (an expiry setting or a due token refresh alone do not count)."""
+        return bool(
+            self._cleared
+            or self._regenerate
+            or self._destroyed_keys
+            or "user_id" in self._meta_updates
+            or (self._maybe_modified and self._diff() != ({}, frozenset()))
+        )
 
     @property
     def needs_commit(self) -> bool:

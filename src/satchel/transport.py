@@ -71,9 +71,13 @@ Transport = CookieTransport | HeaderTransport
 HEADER = HeaderTransport()
 
 
-_CACHE_DIRECTIVES = frozenset({"cache-control", "surrogate-control"})
+_CACHE_DIRECTIVES = frozenset(
+    {"cache-control", "surrogate-control", "x-accel-expires", "edge-control", "expires"}
+)
 """Dropped from a response that carries a token, with every ``*CDN-Cache-Control`` (RFC
-9213; a CDN obeys those instead of ``Cache-Control`` and may ignore ``Vary``)."""
+9213): caches and CDNs obey these (nginx's ``X-Accel-Expires``, Akamai's
+``Edge-Control``, ``Surrogate-Control``) instead of ``Cache-Control``, and may ignore
+``Vary``."""
 
 
 def session_headers(

@@ -84,7 +84,8 @@ class SessionStore(DjangoExpiry, SessionBase):
         return user is not None and str(user) != self._satchel.user_id
 
     def is_empty(self) -> bool:
-        return not self._session_key and not self._satchel and self._expiry_choice is UNSET
+        # an expiry choice alone keeps nothing: no record per anonymous request
+        return not self._session_key and not self._satchel
 
     def load(self) -> Session:
         """Open the session the key names. Strict: an unknown, expired or corrupt record is

@@ -76,7 +76,11 @@ class DeviceMiddleware:
         if failures:
             return _unavailable(request)
         if self.cookie_name in response.cookies:  # carries the session's cookie: never cached
-            for name, value in session_headers(response.items(), ["Cookie"]):
+            ruled = session_headers(response.items(), ["Cookie"])
+            kept = {name.lower() for name, _ in ruled}
+            for name in [n for n, _ in response.items() if n.lower() not in kept]:
+                del response[name]  # a CDN's own cache directives, among others
+            for name, value in ruled:
                 if name in ("vary", "cache-control"):
                     response[name] = value
         return response

@@ -25,7 +25,7 @@ from django.conf import settings as django_settings
 
 from ..engine import Engine
 from ..errors import ConfigurationError, SessionDataError
-from ..expiry import ExpiryPolicy
+from ..expiry import MAX_TIMEOUT, ExpiryPolicy
 from ..session import Session
 
 UNSET: Any = object()  # no set_expiry() pending
@@ -68,7 +68,9 @@ class DjangoExpiry:
             value = datetime.fromtimestamp(self._engine().clock(), UTC) + value
         if not isinstance(value, int | float | datetime | None) or isinstance(value, bool):
             raise SessionDataError("set_expiry() takes seconds, a datetime, a timedelta or None")
-        if isinstance(value, int | float) and not (math.isfinite(value) and value >= 0):
+        if isinstance(value, int | float) and not (
+            math.isfinite(value) and 0 <= value <= MAX_TIMEOUT
+        ):
             raise ConfigurationError("set_expiry(): seconds must be 0 or more")
         self._expiry_choice = value
         self.modified = True

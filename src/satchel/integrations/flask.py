@@ -65,8 +65,9 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]
             return
         meta = self.meta
         if value:  # the lifetime bounds the session on the server, not only the cookie
-            if not (self.permanent and meta is not None and meta.idle_timeout == lifetime):
-                self.set_expiry(persistent=True, idle_timeout=lifetime, absolute_timeout=lifetime)
+            idle = min(lifetime, current_app.extensions[EXTENSION]["idle_cap"] or lifetime)
+            if not (self.permanent and meta is not None and meta.idle_timeout == idle):
+                self.set_expiry(persistent=True, idle_timeout=idle, absolute_timeout=lifetime)
         elif self.permanent:  # back to the app's own timeouts and a browser-session cookie
             idle, absolute = current_app.extensions[EXTENSION]["timeouts"]
             self.set_expiry(persistent=False, idle_timeout=idle, absolute_timeout=absolute)
@@ -143,6 +144,8 @@ class Satchel:
                 flask_permanent_lifetime(app.config, app.default_config), settings
             ),
             "timeouts": (settings.idle_timeout, settings.absolute_timeout),
+            # an explicit idle_timeout also bounds a permanent session's (satchel's wins)
+            "idle_cap": settings.idle_timeout if "idle_timeout" in settings.sources else None,
         }
         app.session_interface = _Interface(self)
         app.before_request(self._check_csrf)
