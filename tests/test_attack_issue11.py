@@ -397,6 +397,36 @@ def test_django_responses_that_set_the_session_cookie_are_no_store(tmp_path: Pat
         assert response["cache_control"] == "no-store"
 
 
+def permanent_flask_app(tmp_path: Path, clock: FakeClock, **config: Any) -> Flask | None:
+    """A Flask app whose login makes the session permanent, with a 7-day
+    ``PERMANENT_SESSION_LIFETIME`` and ``config`` on top; None if satchel refuses it."""
+    app = Flask(__name__)
+    app.config.update(
+        SATCHEL_STORE=f"sqlite:///{tmp_path}/flask.db",
+        SATCHEL_SECRET_KEYS=[KEY],
+        SATCHEL_CSRF=False,
+        PERMANENT_SESSION_LIFETIME=timedelta(days=7),
+        **config,
+    )
+    try:
+        Satchel(app)
+    except ConfigurationError:
+        return None
+    app.extensions["satchel"]["runtime"].backend.clock = clock
+
+    @app.post("/login")
+    def log_in() -> str:
+        login_user("alice")
+        flask_session.permanent = True
+        return "in"
+
+    @app.get("/me")
+    def me() -> dict[str, Any]:
+        return {"user": current_user_id()}
+
+    return app
+
+
 # -- 7. Flask: PERMANENT_SESSION_LIFETIME over an explicit SATCHEL_ABSOLUTE_TIMEOUT --------------
 
 
@@ -410,30 +440,9 @@ def test_flask_permanent_lifetime_never_outlives_an_explicit_absolute_timeout(
     session 7 days on the server, idle and absolute: the explicit limit is silently
     lifted. Either the clash is refused at start (as Starlette's ``max_age`` with
     ``absolute_timeout`` is), or the hard limit holds."""
-    app = Flask(__name__)
-    app.config.update(
-        SATCHEL_STORE=f"sqlite:///{tmp_path}/flask.db",
-        SATCHEL_SECRET_KEYS=[KEY],
-        SATCHEL_CSRF=False,
-        SATCHEL_ABSOLUTE_TIMEOUT=3600,
-        PERMANENT_SESSION_LIFETIME=timedelta(days=7),
-    )
-    try:
-        Satchel(app)
-    except ConfigurationError:
+    app = permanent_flask_app(tmp_path, clock, SATCHEL_ABSOLUTE_TIMEOUT=3600)
+    if app is None:
         return  # refused loudly: fine
-    app.extensions["satchel"]["runtime"].backend.clock = clock
-
-    @app.post("/login")
-    def log_in() -> str:
-        login_user("alice")
-        flask_session.permanent = True
-        return "in"
-
-    @app.get("/me")
-    def me() -> dict[str, Any]:
-        return {"user": current_user_id()}
-
     with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE) as client:
         assert client.post("/login").status_code == 200
         seen = []

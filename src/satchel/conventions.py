@@ -88,15 +88,21 @@ def from_starlette(options: Mapping[str, Any]) -> SessionOptions:
     return cast(SessionOptions, out)
 
 
+def _is_timeout(value: Any) -> bool:
+    """A number of seconds every store can enforce (see :func:`satchel.expiry.check_timeout`)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and 0 < value <= MAX_TIMEOUT
+    )
+
+
 def _max_age(value: Any, out: dict[str, Any]) -> bool:
     """Sets the timeouts ``max_age`` implies in ``out``; returns ``cookie_persistent``."""
     if value is None:
         return False
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT)
-    ):
+    if not _is_timeout(value):
         raise ConfigurationError(
             f"max_age={value!r}: use a positive number of seconds (finite), or None for a "
             "browser-session cookie"
@@ -153,11 +159,7 @@ def flask_permanent_lifetime(
         return None
     value = config[PERMANENT_LIFETIME]
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, int | float)
-        or not (math.isfinite(seconds) and 0 < seconds <= MAX_TIMEOUT)
-    ):
+    if not _is_timeout(seconds):
         raise ConfigurationError(
             f"app.config[{PERMANENT_LIFETIME!r}]={value!r}: use a positive timedelta or a "
             "number of seconds"
