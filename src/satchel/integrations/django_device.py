@@ -17,13 +17,13 @@ from typing import Any
 
 from django.conf import settings as django_settings
 
-from ..engine import RequestInfo
+from ..backend import DeviceInfo
 from ..errors import UNAVAILABLE_BODY, KeyCollision, StoreError
 from ..origin import parse_trusted, resolve
 from ..transport import RETRY_AFTER, plain_headers, session_headers
 from .django_config import options, unavailable_view
 
-_device: ContextVar[RequestInfo | None] = ContextVar("satchel_device", default=None)
+_device: ContextVar[DeviceInfo | None] = ContextVar("satchel_device", default=None)
 # The store failures of the current request under DeviceMiddleware; None outside one.
 _failures: ContextVar[list[StoreError] | None] = ContextVar("satchel_failures", default=None)
 
@@ -63,7 +63,7 @@ class DeviceMiddleware:
         origin = resolve(meta.get("REMOTE_ADDR"), request.scheme, headers, self.trusted)
         agent = headers.get("user-agent")
         token = _device.set(
-            RequestInfo(user_agent=agent[:512] if agent else None, client_ip=origin.client_ip)
+            DeviceInfo(user_agent=agent[:512] if agent else None, client_ip=origin.client_ip)
         )
         failures: list[StoreError] = []
         failures_token = _failures.set(failures)
@@ -92,9 +92,9 @@ class DeviceMiddleware:
         return None
 
 
-def device() -> RequestInfo:
+def device() -> DeviceInfo:
     """The device of the current request (empty outside DeviceMiddleware)."""
-    return _device.get() or RequestInfo()
+    return _device.get() or DeviceInfo()
 
 
 def failed() -> StoreError | None:
