@@ -191,9 +191,13 @@ class RequestContext:
     def finish(self, status: int) -> StoreError | None:
         """Commit at response start unless the app answered 5xx; the store's failure, if
         it failed (answer with the store-unavailable response instead)."""
+        if status >= 500 or not self.session.needs_commit:  # most requests: no flow at all
+            return None
         return drive(self._finish_flow(status), self.backend.store)
 
     async def afinish(self, status: int) -> StoreError | None:
+        if status >= 500 or not self.session.needs_commit:
+            return None
         return await adrive(self._finish_flow(status), self.backend.store)
 
     def response_headers(self, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
