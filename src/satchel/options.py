@@ -139,14 +139,23 @@ def build_engine(store: str | Store, options: SessionOptions) -> tuple[Store, En
         max_sessions_per_user=options.get("max_sessions_per_user"),
         **_hooks(options),
     )
-    if isinstance(store, str):
-        store = store_from_url(store)
-    elif not isinstance(store, Store):
-        raise ConfigurationError(
-            "store must be a store URL, a satchel Store object or a CookieStore"
-        )
-    engine.store = store
-    return store, engine
+    engine.store = server = _store_of(store)
+    return server, engine
+
+
+@singledispatch
+def _store_of(store: object) -> Store:
+    raise ConfigurationError("store must be a store URL, a satchel Store object or a CookieStore")
+
+
+@_store_of.register
+def _(store: str) -> Store:
+    return store_from_url(store)
+
+
+@_store_of.register
+def _(store: Store) -> Store:
+    return store
 
 
 def _cookie(options: SessionOptions) -> CookieOptions:
