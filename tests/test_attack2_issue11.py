@@ -6,10 +6,7 @@ must give."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -36,7 +33,7 @@ from satchel.wsgi import ENVIRON_KEY
 from satchel.wsgi import SessionMiddleware as WSGIMiddleware
 
 from .conftest import KEY, OLD_KEY
-from .test_attack_issue11 import permanent_flask_app
+from .test_attack_issue11 import permanent_flask_app, run_django_probe
 
 BASE = "https://testserver"
 TOKEN = "x-session-token"
@@ -217,21 +214,7 @@ def test_django_responses_that_set_the_session_cookie_drop_cdn_cache_directives(
     path, and Django's ``DeviceMiddleware`` now applies the header rule -- but it copies
     back only ``Vary`` and ``Cache-Control`` from it: the CDN directives the rule dropped
     stay on the Django response, and the CDN caches the ``Set-Cookie: sessionid=...``."""
-    env = {
-        **os.environ,
-        "SECRET_KEYS": KEY,
-        "SESSION_STORE": f"sqlite:///{tmp_path}/sessions.db",
-        "DJANGO_DB": str(tmp_path / "django.sqlite3"),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", _DJANGO_PROBE, str(EXAMPLES / "django_app.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    response = json.loads(done.stdout.strip().splitlines()[-1])
+    response = run_django_probe(_DJANGO_PROBE, tmp_path)
     assert response["status"] == 200
     assert "sessionid" in response["cookies"]
     headers = response["headers"]
@@ -378,21 +361,7 @@ def test_django_expiry_alone_stores_nothing_for_anonymous_visitors(tmp_path: Pat
     per anonymous GET, as before the fix on Flask. (Django's own backends store
     ``_session_expiry`` in the data and behave so too; satchel's ``is_empty`` counts a
     pending expiry choice as content.)"""
-    env = {
-        **os.environ,
-        "SECRET_KEYS": KEY,
-        "SESSION_STORE": f"sqlite:///{tmp_path}/sessions.db",
-        "DJANGO_DB": str(tmp_path / "django.sqlite3"),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", _DJANGO_EXPIRY_PROBE, str(EXAMPLES / "django_app.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    responses = json.loads(done.stdout.strip().splitlines()[-1])
+    responses = run_django_probe(_DJANGO_EXPIRY_PROBE, tmp_path)
     assert [r["status"] for r in responses] == [200] * 3
     assert [r["cookies"] for r in responses] == [[]] * 3
     with sqlite3.connect(tmp_path / "sessions.db") as db:

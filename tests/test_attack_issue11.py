@@ -344,8 +344,30 @@ def test_wsgi_commits_nothing_when_the_app_raises_after_start_response(
 # -- 6. Django: the one response phase's no-store ------------------------------------------------
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
 # Django's settings are process-wide and other test modules configure them: the example
 # app runs in its own interpreter here, and prints what its responses carried.
+def run_django_probe(probe: str, tmp_path: Path) -> Any:
+    """Run ``probe`` against the Django example app in its own interpreter (Django's
+    settings are process-wide) and return the JSON its last line prints."""
+    env = {
+        **os.environ,
+        "SECRET_KEYS": KEY,
+        "SESSION_STORE": f"sqlite:///{tmp_path}/sessions.db",
+        "DJANGO_DB": str(tmp_path / "django.sqlite3"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(EXAMPLES / "django_app.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 _DJANGO_PROBE = """
 import importlib.util, json, sys
 spec = importlib.util.spec_from_file_location("example_django_app", sys.argv[1])
@@ -375,21 +397,7 @@ def test_django_responses_that_set_the_session_cookie_are_no_store(tmp_path: Pat
     session's and a login's ``Set-Cookie: sessionid=...`` go out with no caching policy at
     all (heuristically cacheable by a shared cache), and a view's own ``Cache-Control:
     public`` would be kept."""
-    env = {
-        **os.environ,
-        "SECRET_KEYS": KEY,
-        "SESSION_STORE": f"sqlite:///{tmp_path}/sessions.db",
-        "DJANGO_DB": str(tmp_path / "django.sqlite3"),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", _DJANGO_PROBE, str(EXAMPLES / "django_app.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    responses = json.loads(done.stdout.strip().splitlines()[-1])
+    responses = run_django_probe(_DJANGO_PROBE, tmp_path)
     assert len(responses) == 2
     for response in responses:
         assert response["status"] == 200
