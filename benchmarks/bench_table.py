@@ -507,7 +507,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=2, help="callgrind runs per app")
     parser.add_argument("--native-repeats", type=int, default=3)
-    parser.add_argument("--native-requests", type=int, default=300)
+    parser.add_argument("--native-requests", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", default="", help="comma-separated app names: " + ", ".join(APPS))
     parser.add_argument("--httpx", action="store_true", help="send requests through httpx")
