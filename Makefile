@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint docs bench clean
+.PHONY: demo test lint docs bench bench-instructions clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ docs: $(STAMP)  # the option table of docs/configuration.md, from satchel.option
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_asgi.py
+
+# The tables of issue 12 (docs/performance.md, "Measuring"): client instructions under
+# callgrind, Redis CPU and commands, Redis bytes per session, wall clock; a few minutes.
+# Needs valgrind (Debian: apt-get install valgrind) and the local Redis on 127.0.0.1:6379.
+bench-instructions: $(STAMP)
+	@command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install valgrind"; exit 1; }
+	$(BIN)/python benchmarks/bench_table.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

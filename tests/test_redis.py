@@ -263,3 +263,15 @@ def test_sentinel_failover_keeps_sessions_working(private_sentinel: SentinelSetu
     assert session["before"] == "failover"
     assert drive(request(engine, sid), store)[0]["after"] == "failover"
     store.close()
+
+
+async def test_round_trips_of_a_login_without_a_cookie(
+    counted: tuple[httpx.AsyncClient, RedisStore],
+) -> None:
+    """The login scenario of benchmarks/bench_table.py (no cookie; a user with no other
+    session, as the fixture's prefix is fresh): four round trips, where the benchmark's
+    floor makes one SET. The "six" of a login from an existing session above include the
+    load of the old record and its deletion."""
+    client, _ = counted
+    client.cookies.clear()
+    assert await round_trips(client, "/login") == 4
