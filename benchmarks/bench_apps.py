@@ -295,3 +295,24 @@ def _flask_satchel(redis_url: str, prefix: str) -> tuple[Any, Close]:
         store.close()
 
     return app, close
+
+
+def asgi_scope(path: str, cookie: str | None) -> dict[str, Any]:
+    """A GET request's ASGI scope, with the session cookie if given."""
+    headers = [(b"host", b"bench"), (b"user-agent", b"bench/1")]
+    if cookie:
+        headers.append((b"cookie", cookie.encode("latin-1")))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "https",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("bench", 443),
+    }

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench_apps import asgi_scope
 from starlette.applications import Starlette
 from starlette.middleware.sessions import SessionMiddleware as StarletteSessions
 from starlette.requests import Request
@@ -74,26 +75,6 @@ def app_with_sessions() -> Starlette:
     )
 
 
-def scope(path: str, cookie: str | None) -> dict[str, Any]:
-    headers = [(b"host", b"bench"), (b"user-agent", b"bench/1")]
-    if cookie:
-        headers.append((b"cookie", cookie.encode("latin-1")))
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "https",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 5000),
-        "server": ("bench", 443),
-    }
-
-
 async def call(app: Any, path: str, cookie: str | None) -> str | None:
     """One request; returns the name=value of a Set-Cookie, if any."""
     set_cookie: list[str] = []
@@ -107,7 +88,7 @@ async def call(app: Any, path: str, cookie: str | None) -> str | None:
                 if name == b"set-cookie":
                     set_cookie.append(value.decode("latin-1").split(";", 1)[0])
 
-    await app(scope(path, cookie), receive, send)
+    await app(asgi_scope(path, cookie), receive, send)
     return set_cookie[0] if set_cookie else None
 
 

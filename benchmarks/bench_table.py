@@ -44,7 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_apps import APPS, SCENARIOS, build
+from bench_apps import APPS, SCENARIOS, asgi_scope, build
 
 EMPTY = "empty"  # a measured window without requests: the handshake's own cost
 SIGNAL = "@@bench "  # how the measured process talks to this script on stdout
@@ -123,23 +123,7 @@ class Driver:
 
 
 async def call_asgi(app: Any, path: str, cookie: str | None) -> tuple[int, list[tuple[str, str]]]:
-    headers = [(b"host", b"testserver"), (b"user-agent", b"bench/1")]
-    if cookie:
-        headers.append((b"cookie", cookie.encode("latin-1")))
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "https",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 5000),
-        "server": ("testserver", 443),
-    }
+    scope = asgi_scope(path, cookie)
     status = 0
     pairs: list[tuple[str, str]] = []
 

@@ -104,3 +104,28 @@ def test_flasks_own_error_handler_answers_a_failed_commit_too() -> None:
     with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="https://t") as c:
         response = c.get("/put")  # no cookie: nothing to load, the commit fails
     assert (response.status_code, response.text) == (503, "custom")
+
+
+async def read_only(request: Request) -> Response:
+    session = request.session
+    assert isinstance(session, Session)
+    return PlainTextResponse(str(session.get("n")), headers=CACHED)
+
+
+def test_a_response_that_only_read_the_session_varies_on_its_cookie() -> None:
+    """No token to send: the app's headers stay (its caching policy included) and Vary
+    gains the header that carried the session."""
+    app = ASGIMiddleware(
+        Starlette(routes=[Route("/put", put), Route("/read", read_only)]),
+        "memory://",
+        secret_keys=[KEY],
+    )
+    with httpx.Client(
+        transport=_SyncASGI(httpx.ASGITransport(app=app)), base_url="https://testserver"
+    ) as c:
+        c.get("/put")
+        response = c.get("/read")
+    assert response.text == "1"
+    assert "set-cookie" not in response.headers
+    assert response.headers["cache-control"] == "public, max-age=600"
+    assert [v.strip() for v in response.headers["vary"].split(",")] == ["Accept-Encoding", "Cookie"]

@@ -203,7 +203,13 @@ def _with_session(message: Message, ctx: RequestContext) -> Message:
     lines = ctx.session_lines()
     if not lines and not ctx.read_session:
         return message
-    raw = ((n.decode("latin-1"), v.decode("latin-1")) for n, v in message.get("headers", ()))
-    headers = with_session_headers(raw, lines) if lines else with_vary(raw, ctx.transport.vary)
+    raw = message.get("headers", ())
+    if not lines:  # a read only adds to Vary: the other headers stay as they are, in bytes
+        others = [(n, v) for n, v in raw if n.lower() != b"vary"]
+        varies = [("vary", v.decode("latin-1")) for n, v in raw if n.lower() == b"vary"]
+        (_, vary), *_ = with_vary(varies, ctx.transport.vary)
+        return {**message, "headers": [*others, (b"vary", vary.encode("latin-1"))]}
+    decoded = ((n.decode("latin-1"), v.decode("latin-1")) for n, v in raw)
+    headers = with_session_headers(decoded, lines)
     encoded = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
     return {**message, "headers": encoded}
