@@ -66,17 +66,17 @@ class CountingStore(Store):
     ) -> int:
         return self.inner.purge_expired(now, batch_size, on_batch)
 
-    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+    def index_add(self, user_id: str, key: str, deadline: float) -> int | None:
         self.calls["index_add"] += 1
-        self.inner.index_add(user_id, key, deadline)
+        return self.inner.index_add(user_id, key, deadline)
 
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         self.calls["list_user"] += 1
         return self.inner.list_user(user_id, now)
 
-    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> int | None:
         self.calls["index_add"] += 1
-        await self.inner.aindex_add(user_id, key, deadline)
+        return await self.inner.aindex_add(user_id, key, deadline)
 
     async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         self.calls["list_user"] += 1

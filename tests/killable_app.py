@@ -65,8 +65,8 @@ class KillingStore(Store):
     ) -> int:
         return self.inner.purge_expired(now, batch_size, on_batch)
 
-    def index_add(self, user_id: str, key: str, deadline: float) -> None:
-        self._call(lambda: self.inner.index_add(user_id, key, deadline))
+    def index_add(self, user_id: str, key: str, deadline: float) -> int | None:
+        return self._call(lambda: self.inner.index_add(user_id, key, deadline))  # type: ignore[no-any-return]
 
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         return self._call(lambda: self.inner.list_user(user_id, now))  # type: ignore[no-any-return]

@@ -151,8 +151,8 @@ class FaultyStore(Store):
     ) -> int:
         return self.inner.purge_expired(now, batch_size, on_batch)
 
-    def index_add(self, user_id: str, key: str, deadline: float) -> None:
-        self._call("index_add", lambda: self.inner.index_add(user_id, key, deadline))
+    def index_add(self, user_id: str, key: str, deadline: float) -> int | None:
+        return self._call("index_add", lambda: self.inner.index_add(user_id, key, deadline))  # type: ignore[no-any-return]
 
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         return self._call("list_user", lambda: self.inner.list_user(user_id, now))  # type: ignore[no-any-return]
@@ -177,8 +177,8 @@ class FaultyStore(Store):
     async def adelete(self, key: str) -> bool:
         return await self._acall("delete", lambda: self.inner.adelete(key))  # type: ignore[no-any-return]
 
-    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
-        await self._acall("index_add", lambda: self.inner.aindex_add(user_id, key, deadline))
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> int | None:
+        return await self._acall("index_add", lambda: self.inner.aindex_add(user_id, key, deadline))  # type: ignore[no-any-return]
 
     async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         return await self._acall("list_user", lambda: self.inner.alist_user(user_id, now))  # type: ignore[no-any-return]

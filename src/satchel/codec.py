@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
-import re
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from . import _json
 from .errors import SessionDataError
 
 _TAG = "$t"
@@ -123,24 +122,21 @@ def _from_json(value: Any, depth: int = 0) -> Any:
     raise ValueError(f"unknown tag or malformed payload: {str(name)[:20]!r}")
 
 
-# One encoder for every call: json.dumps with non-default options builds a new one each time.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-compact_json = _ENCODER.encode
+compact_json = _json.dumps
 
 
 def encode(value: Any) -> str:
     """One session value as compact JSON text. Raises :class:`SessionDataError`, also for
     text no store can hold (a lone surrogate such as ``"\\ud800"``, in a value or a key)."""
     try:
-        text = _ENCODER.encode(_to_json(value))
-    except ValueError as exc:  # e.g. an int too long to print (sys.set_int_max_str_digits)
-        raise SessionDataError(f"cannot store this value: {exc}") from None
-    if not is_valid_text(text):
+        return _json.dumps_bytes(_to_json(value)).decode()
+    except UnicodeEncodeError:
         raise SessionDataError(
             "cannot store text holding a lone surrogate (such as '\\ud800'): "
             "it is not valid Unicode, and no store can encode it"
-        )
-    return text
+        ) from None
+    except (ValueError, TypeError) as exc:
+        raise SessionDataError(f"cannot store this value: {exc}") from None
 
 
 def is_valid_text(text: str) -> bool:
@@ -164,21 +160,14 @@ def check_name(name: str, what: str) -> None:
         )
 
 
-# A JSON escape of a UTF-16 surrogate: valid in pairs, a lone one decodes to invalid text.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
 def decode(text: str) -> Any:
     """The inverse of :func:`encode`. Raises ``ValueError`` on anything malformed: bad
     JSON, an unknown tag or a bad payload, nesting too deep for :data:`MAX_DEPTH` or the
     recursion limit, a lone surrogate. Stored data is never trusted to be well formed."""
     try:
-        value = _from_json(json.loads(text))
-        if _SURROGATE_ESCAPE.search(text):  # rare: check the text is valid Unicode
-            encode(value)
+        return _from_json(_json.loads(text))
     except (KeyError, TypeError, AttributeError, ArithmeticError, RecursionError) as exc:
         raise ValueError(f"malformed session value: {exc.__class__.__name__}") from None
-    return value
 
 
 def encode_named(name: str, value: Any) -> str:

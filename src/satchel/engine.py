@@ -304,8 +304,9 @@ class Engine:
         session_id = new_session_id()
         key = ids.store_key(session_id)
         data = session.encoded()
+        indexed = None
         if meta.user_id:
-            yield IndexAdd(meta.user_id, key, meta.absolute_deadline)
+            indexed = yield IndexAdd(meta.user_id, key, meta.absolute_deadline)
         yield Create(key, Record(self.cipher.seal(key, data), meta))
         kind = "created" if session.meta is None else "regenerated"
         session.mark_committed(session_id, key, meta, data)
@@ -326,15 +327,17 @@ class Engine:
         emit(self.on_event, kind, handle=meta.handle, user_id=meta.user_id)
         if meta.user_id:
             try:
-                yield from self._enforce_cap(meta.user_id, key, now)
+                yield from self._enforce_cap(meta.user_id, key, now, indexed)
             except StoreError as exc:
                 exc.issued = action
                 raise
         return action
 
-    def _enforce_cap(self, user_id: str, newest: str, now: float) -> Flow[None]:
+    def _enforce_cap(
+        self, user_id: str, newest: str, now: float, indexed: int | None
+    ) -> Flow[None]:
         cap = self.max_sessions_per_user or MAX_SESSIONS_PER_USER
-        yield from cap_flow(user_id, newest, now, cap, self.on_event)
+        yield from cap_flow(user_id, newest, now, cap, self.on_event, indexed)
 
     def _next_meta(
         self, meta: Meta, updates: Mapping[str, Any], now: float, info: InfoSource

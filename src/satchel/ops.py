@@ -92,16 +92,16 @@ class Delete(Op[bool]):
 
 
 @dataclass(frozen=True, slots=True)
-class IndexAdd(Op[None]):
+class IndexAdd(Op[int | None]):
     user_id: str
     key: str
     deadline: float
 
-    def run(self, store: Store) -> None:
-        store.index_add(self.user_id, self.key, self.deadline)
+    def run(self, store: Store) -> int | None:
+        return store.index_add(self.user_id, self.key, self.deadline)
 
-    async def arun(self, store: Store) -> None:
-        await store.aindex_add(self.user_id, self.key, self.deadline)
+    async def arun(self, store: Store) -> int | None:
+        return await store.aindex_add(self.user_id, self.key, self.deadline)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,15 +7,13 @@ kept apart from app data so app code cannot overwrite them.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from . import _json
 from .errors import CorruptRecord
-
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 class Meta(NamedTuple):
@@ -44,7 +42,7 @@ class Meta(NamedTuple):
         return self._replace(**changes)
 
     def to_json(self) -> str:
-        return _COMPACT.encode(self._asdict())
+        return _json.dumps(self._asdict())
 
     @classmethod
     def from_dict(cls, raw: Any, **columns: Any) -> Meta:
@@ -61,7 +59,7 @@ class Meta(NamedTuple):
     @classmethod
     def from_json(cls, text: str | bytes, **columns: Any) -> Meta:
         try:
-            raw = json.loads(text)
+            raw = _json.loads(text)
         except (ValueError, RecursionError) as exc:
             raise CorruptRecord("session metadata cannot be decoded", exc) from exc
         return cls.from_dict(raw, **columns)
@@ -124,13 +122,13 @@ class Record:
 
     def to_document(self) -> bytes:
         """The record as one JSON document (stores that keep a whole record per item)."""
-        return _COMPACT.encode({"data": dict(self.data), "meta": self.meta._asdict()}).encode()
+        return _json.dumps_bytes({"data": dict(self.data), "meta": self.meta._asdict()})
 
     @classmethod
     def from_document(cls, raw: bytes | str) -> Record:
         """The inverse of :meth:`to_document`; raises :class:`CorruptRecord`."""
         try:
-            doc = json.loads(raw)
+            doc = _json.loads(raw)
             data, meta = doc["data"], Meta.from_dict(doc["meta"])
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise CorruptRecord("session record cannot be decoded", exc) from exc

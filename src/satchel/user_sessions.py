@@ -60,14 +60,32 @@ def own_sessions(user_id: str, now: float) -> Flow[list[tuple[str, Meta]]]:
     return [(key, meta) for key, meta in sessions if meta.user_id == user_id]
 
 
+INDEX_SLACK = 16
+"""How many entries a user's index may hold before a login lists (and so prunes) it.
+Below this many, and within the cap, the count the store returns when it files the new
+session (an upper bound on the user's live sessions) proves the cap holds: the login
+skips the listing, two Redis round trips. Dead entries (each login regenerates, leaving
+one) are then pruned by the first login that finds more than this many, or by any
+listing, so an index never holds more than this or the user's live sessions plus one."""
+
+
 def cap_flow(
-    user_id: str, newest: str, now: float, cap: int, on_event: EventHook | None = None
+    user_id: str,
+    newest: str,
+    now: float,
+    cap: int,
+    on_event: EventHook | None = None,
+    indexed: int | None = None,
 ) -> Flow[None]:
     """Keep at most ``cap`` sessions of ``user_id`` (``max_sessions_per_user``, at most
     :data:`MAX_SESSIONS_PER_USER`): evict the oldest others than ``newest``. Listing also
     prunes the store's per-user index of sessions that ended, so one user logging in again
     and again cannot grow it (each login regenerates, leaving a dead entry). Run after
-    every login, on every path (the Django engine included)."""
+    every login, on every path (the Django engine included). ``indexed`` is what the
+    store's ``index_add`` returned: when it is within :data:`INDEX_SLACK` and ``cap``, no
+    listing is needed."""
+    if indexed is not None and indexed <= min(cap, INDEX_SLACK):
+        return
     sessions = yield from own_sessions(user_id, now)  # never another's
     excess = len(sessions) - cap
     if excess <= 0:

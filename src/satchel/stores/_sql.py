@@ -4,7 +4,6 @@ drivers."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import socket
@@ -12,6 +11,7 @@ import threading
 import time
 from typing import Any
 
+from .. import _json
 from ..errors import CorruptRecord
 from ..record import Meta, Record
 
@@ -27,7 +27,7 @@ def data_of(text: str) -> dict[str, Any]:
     (decoded here, not by a driver's JSON loader, which raises RecursionError past any
     handling on a deeply nested document)."""
     try:
-        data = json.loads(text)
+        data = _json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise CorruptRecord("session data cannot be decoded", exc) from exc
     if not isinstance(data, dict):

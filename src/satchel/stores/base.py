@@ -128,10 +128,14 @@ class Store(ABC):
     # itself when read (no keyspace notifications).
 
     @abstractmethod
-    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+    def index_add(self, user_id: str, key: str, deadline: float) -> int | None:
         """Record that session ``key`` belongs to ``user_id`` until at most ``deadline``
-        (its absolute deadline). Called after ``create`` of a session with a user; stores
-        whose records carry the user already (SQL) may do nothing."""
+        (its absolute deadline). Called before ``create`` of a session with a user; stores
+        whose records carry the user already (SQL) may do nothing.
+
+        Returns how many entries the user's index holds now (live or not yet pruned: an
+        upper bound on the user's live sessions, which spares a login listing them), or
+        None when the store cannot tell without listing."""
 
     @abstractmethod
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
@@ -166,8 +170,8 @@ class Store(ABC):
         """:meth:`purge_expired`; in a worker thread (so is ``on_batch`` then)."""
         return await asyncio.to_thread(self.purge_expired, now, batch_size, on_batch)
 
-    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
-        await asyncio.to_thread(self.index_add, user_id, key, deadline)
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> int | None:
+        return await asyncio.to_thread(self.index_add, user_id, key, deadline)
 
     async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         return await asyncio.to_thread(self.list_user, user_id, now)
@@ -203,8 +207,8 @@ class InlineStore(Store):
     ) -> int:
         return self.purge_expired(now, batch_size, on_batch)
 
-    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
-        self.index_add(user_id, key, deadline)
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> int | None:
+        return self.index_add(user_id, key, deadline)
 
     async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         return self.list_user(user_id, now)
@@ -251,8 +255,8 @@ class InlineFirstStore(Store):
     async def adelete(self, key: str) -> bool:
         return await self._inline_first(self.delete, key)
 
-    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
-        await self._inline_first(self.index_add, user_id, key, deadline)
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> int | None:
+        return await self._inline_first(self.index_add, user_id, key, deadline)
 
     async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         return await self._inline_first(self.list_user, user_id, now)

@@ -14,7 +14,6 @@ removes those older than :attr:`FileStore.TEMP_MAX_AGE`.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import tempfile
 import threading
@@ -23,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .. import _json
 from ..errors import CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..ids import is_store_key, user_key
 from ..log import logger
@@ -180,7 +180,7 @@ class FileStore(Store):
 
     def _read_index(self, path: Path) -> dict[str, float]:
         try:
-            index = json.loads(path.read_bytes())
+            index = _json.loads(path.read_bytes())
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
@@ -190,18 +190,19 @@ class FileStore(Store):
     def _write_index(self, path: Path, index: dict[str, float]) -> None:
         try:
             if index:
-                _write_durably(path, json.dumps(index).encode())
+                _write_durably(path, _json.dumps_bytes(index))
             else:
                 path.unlink(missing_ok=True)
         except OSError as exc:
             raise StoreUnavailable(f"session store unavailable: {exc}", exc) from exc
 
-    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+    def index_add(self, user_id: str, key: str, deadline: float) -> int | None:
         digest, path = self._user_file(user_id)
         with self._locked(digest):
             index = self._read_index(path)
             index[key] = deadline
             self._write_index(path, index)
+            return len(index)
 
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         digest, path = self._user_file(user_id)

@@ -20,7 +20,6 @@ time, so longer lifetimes are sent as the absolute deadline, shorter ones as sec
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Iterable
@@ -29,6 +28,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import _json
 from ..errors import ConfigurationError, CorruptRecord, KeyCollision, StoreError, StoreUnavailable
 from ..ids import user_key
 from ..record import Change, Meta, Record
@@ -180,25 +180,25 @@ class MemcachedStore(Store):
         if raw is None:
             return {}, None
         try:
-            return {k: float(v) for k, v in json.loads(raw).items()}, token
+            return {k: float(v) for k, v in _json.loads(raw).items()}, token
         except (ValueError, AttributeError):
             return {}, token
 
     def _write_index(self, user_id: str, index: dict[str, float], token: Any) -> bool:
         item = self.index_item(user_id)
-        body = json.dumps(index).encode()
+        body = _json.dumps_bytes(index)
         expire = index_expiry(index.values()) if index else -1
         with self._errors():
             if token is None:
                 return bool(self.client.add(item, body, expire=expire))
             return bool(self.client.cas(item, body, token, expire=expire))
 
-    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+    def index_add(self, user_id: str, key: str, deadline: float) -> int | None:
         for _ in range(CAS_ATTEMPTS):
             index, token = self._index(user_id)
             index[key] = deadline
             if self._write_index(user_id, index, token):
-                return
+                return len(index)
         raise StoreUnavailable(f"Memcached: gave up after {CAS_ATTEMPTS} CAS conflicts")
 
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:

@@ -297,8 +297,10 @@ class MemoryStore(InlineStore):
             live = [(k, r.meta) for k, r in self._records.items() if r.meta.expires_at > now]
         yield from live
 
-    def index_add(self, user_id: str, key: str, deadline: float) -> None:
-        """Nothing to do: a logged-in record is filed under its user when it is stored."""
+    def index_add(self, user_id: str, key: str, deadline: float) -> int | None:
+        """Nothing to do: a logged-in record is filed under its user when it is stored
+        (and no count: listing is an in-process lookup)."""
+        return None
 
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         with self._lock:

@@ -11,7 +11,6 @@ worker thread, where it waits up to ``timeout`` without blocking the loop.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -20,6 +19,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from .. import _json
 from ..errors import ConfigurationError, KeyCollision, StoreError, StoreUnavailable
 from ..record import Change, Meta, Record
 from ._errors import ErrorTable, map_exceptions
@@ -203,7 +203,7 @@ class SQLiteStore(InlineFirstStore):
                     "INSERT INTO satchel_sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         key,
-                        json.dumps(dict(record.data)),
+                        _json.dumps(dict(record.data)),
                         meta.to_json(),
                         meta.expires_at,
                         meta.user_id,
@@ -231,7 +231,7 @@ class SQLiteStore(InlineFirstStore):
                 "UPDATE satchel_sessions SET data = ?, meta = ?, expires_at = ?, user_id = ?,"
                 " handle = ?, version = ? WHERE key = ?",
                 (
-                    json.dumps(change.apply(current.data)),
+                    _json.dumps(change.apply(current.data)),
                     meta.to_json(),
                     meta.expires_at,
                     meta.user_id,
@@ -264,8 +264,10 @@ class SQLiteStore(InlineFirstStore):
 
         return purge_in_batches(batch, batch_size, on_batch)
 
-    def index_add(self, user_id: str, key: str, deadline: float) -> None:
-        """The user_id column (indexed) is the index: nothing to do."""
+    def index_add(self, user_id: str, key: str, deadline: float) -> int | None:
+        """The user_id column (indexed) is the index: nothing to do (and no count: a
+        login lists the user's sessions, one indexed query, to enforce the cap)."""
+        return None
 
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         rows = self._run(

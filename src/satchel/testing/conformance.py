@@ -201,6 +201,18 @@ class StoreConformance(DriverSuite):
         assert all(m.user_id == user for _, m in listed)
         assert driver.list_user(f"nobody-{uuid.uuid4().hex}", clock.now) == []
 
+    def test_index_add_counts_at_least_the_users_live_sessions(
+        self, driver: StoreDriver, clock: FakeClock
+    ) -> None:
+        """What ``index_add`` returns lets a login skip listing: None, or an upper bound
+        on the user's live sessions (the new one included)."""
+        user = f"user-{uuid.uuid4().hex[:8]}"
+        self._user_sessions(driver, user, clock.now, 2)
+        key, meta = _key(), _meta(clock.now, user_id=user)
+        counted = driver.index_add(user, key, meta.absolute_deadline)
+        driver.create(key, Record({}, meta))
+        assert counted is None or counted >= len(driver.list_user(user, clock.now)) == 3
+
     def test_list_user_prunes_deleted_and_expired_sessions(
         self, driver: StoreDriver, clock: FakeClock
     ) -> None:

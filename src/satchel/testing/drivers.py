@@ -69,7 +69,7 @@ class StoreDriver:
             return self._run(self.store.apurge_expired(now, batch_size))
         return self.store.purge_expired(now, batch_size)
 
-    def index_add(self, user_id: str, key: str, deadline: float) -> None:
+    def index_add(self, user_id: str, key: str, deadline: float) -> int | None:
         if self._runner:
             return self._run(self.store.aindex_add(user_id, key, deadline))
         return self.store.index_add(user_id, key, deadline)

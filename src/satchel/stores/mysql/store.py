@@ -12,7 +12,6 @@ one ``UPDATE``, and why ``user_id`` is ``VARBINARY``).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from contextvars import ContextVar
 from functools import cache
 from typing import Any
 
+from ... import _json
 from ...errors import ConfigurationError, KeyCollision, StoreError, StoreUnavailable
 from ...record import Change, Meta, Record
 from ...redact import scrub
@@ -256,7 +256,7 @@ class MySQLStore(Store):
     def _create_params(key: str, record: Record) -> dict[str, Any]:
         return {
             "key": key,
-            "data": json.dumps(dict(record.data)),
+            "data": _json.dumps(dict(record.data)),
             "version": record.meta.version,
             **meta_params(record.meta),
         }
@@ -269,7 +269,7 @@ class MySQLStore(Store):
             "key": key,
             "now": now,
             "clear": change.clear,
-            "patch": json.dumps(patch),
+            "patch": _json.dumps(patch),
             **meta_params(change.meta),
         }
 
@@ -319,8 +319,10 @@ class MySQLStore(Store):
 
         return purge_in_batches(batch, batch_size, on_batch)
 
-    def index_add(self, user_id: str, key: str, deadline: float) -> None:
-        """The user_id column (indexed) is the index: nothing to do."""
+    def index_add(self, user_id: str, key: str, deadline: float) -> int | None:
+        """The user_id column (indexed) is the index: nothing to do (and no count: a
+        login lists the user's sessions, one indexed query, to enforce the cap)."""
+        return None
 
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         rows = self._run("list_user", {"user": user_id, "now": now}).fetchall()
@@ -379,7 +381,7 @@ class MySQLStore(Store):
 
         return await apurge_in_batches(batch, batch_size, on_batch)
 
-    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> int | None:
         return None
 
     async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:

@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager, asynccontextmanager, contextmanag
 from functools import cache
 from typing import Any, Literal
 
+from ... import _json
 from ...errors import ConfigurationError, KeyCollision, StoreError, StoreUnavailable
 from ...record import Change, Meta, Record
 from .._errors import ErrorTable, map_exceptions
@@ -223,7 +224,7 @@ class PostgresStore(Store):
 
         return {
             "key": key,
-            "data": Jsonb(dict(record.data)),
+            "data": Jsonb(dict(record.data), dumps=_json.dumps),
             "version": record.meta.version,
             **meta_params(record.meta),
         }
@@ -237,7 +238,7 @@ class PostgresStore(Store):
             "now": now,
             "clear": change.clear,
             "delete": list(change.delete),
-            "set": Jsonb(dict(change.set)),
+            "set": Jsonb(dict(change.set), dumps=_json.dumps),
             **meta_params(change.meta),
         }
 
@@ -283,8 +284,10 @@ class PostgresStore(Store):
 
         return purge_in_batches(batch, batch_size, on_batch)
 
-    def index_add(self, user_id: str, key: str, deadline: float) -> None:
-        """The user_id column (indexed) is the index: nothing to do."""
+    def index_add(self, user_id: str, key: str, deadline: float) -> int | None:
+        """The user_id column (indexed) is the index: nothing to do (and no count: a
+        login lists the user's sessions, one indexed query, to enforce the cap)."""
+        return None
 
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         return list(listed(self._execute("list_user", (user_id, now), "all"), meta_of))
@@ -343,7 +346,7 @@ class PostgresStore(Store):
 
         return await apurge_in_batches(batch, batch_size, on_batch)
 
-    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> int | None:
         return None
 
     async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
