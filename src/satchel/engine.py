@@ -24,6 +24,7 @@ from .keyring import PURPOSE_COOKIE, Keyring
 from .log import logger, security
 from .ops import (
     Create,
+    CreateIndexed,
     Delete,
     Flow,
     IndexAdd,
@@ -52,6 +53,7 @@ RequestInfo = DeviceInfo  # the name before 0.2
 __all__ = [  # the engine, and the flows' vocabulary it re-exports
     "MAX_SESSIONS_PER_USER",
     "Create",
+    "CreateIndexed",
     "Delete",
     "Engine",
     "Flow",
@@ -304,10 +306,11 @@ class Engine:
         session_id = new_session_id()
         key = ids.store_key(session_id)
         data = session.encoded()
-        indexed = None
+        record, indexed = Record(self.cipher.seal(key, data), meta), None
         if meta.user_id:
-            indexed = yield IndexAdd(meta.user_id, key, meta.absolute_deadline)
-        yield Create(key, Record(self.cipher.seal(key, data), meta))
+            indexed = yield CreateIndexed(key, record, meta.user_id)
+        else:
+            yield Create(key, record)
         kind = "created" if session.meta is None else "regenerated"
         session.mark_committed(session_id, key, meta, data)
         session.take_token_refresh()

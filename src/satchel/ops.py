@@ -68,6 +68,21 @@ class Create(Op[None]):
 
 
 @dataclass(frozen=True, slots=True)
+class CreateIndexed(Op[int | None]):
+    """:class:`Create` of a logged-in session, filed under its user first."""
+
+    key: str
+    record: Record
+    user_id: str
+
+    def run(self, store: Store) -> int | None:
+        return store.create_indexed(self.key, self.record, self.user_id)
+
+    async def arun(self, store: Store) -> int | None:
+        return await store.acreate_indexed(self.key, self.record, self.user_id)
+
+
+@dataclass(frozen=True, slots=True)
 class Update(Op[int | None]):
     key: str
     change: Change

@@ -137,6 +137,15 @@ class Store(ABC):
         upper bound on the user's live sessions, which spares a login listing them), or
         None when the store cannot tell without listing."""
 
+    def create_indexed(self, key: str, record: Record, user_id: str) -> int | None:
+        """Create the record of a logged-in session, filed under ``user_id`` first (so a
+        fault between the two leaves an index entry without a record, which listing
+        prunes, never a record its user cannot list or revoke); what :meth:`index_add`
+        returns. A store that can do both in one round trip, atomically, overrides this."""
+        count = self.index_add(user_id, key, record.meta.absolute_deadline)
+        self.create(key, record)
+        return count
+
     @abstractmethod
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         """The live sessions of ``user_id``: (store key, metadata) pairs, pruning what has
@@ -172,6 +181,12 @@ class Store(ABC):
 
     async def aindex_add(self, user_id: str, key: str, deadline: float) -> int | None:
         return await asyncio.to_thread(self.index_add, user_id, key, deadline)
+
+    async def acreate_indexed(self, key: str, record: Record, user_id: str) -> int | None:
+        """:meth:`create_indexed` on the async path."""
+        count = await self.aindex_add(user_id, key, record.meta.absolute_deadline)
+        await self.acreate(key, record)
+        return count
 
     async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         return await asyncio.to_thread(self.list_user, user_id, now)

@@ -22,6 +22,7 @@ import pytest
 
 from .. import ids
 from ..engine import Engine
+from ..errors import KeyCollision
 from ..expiry import ExpiryPolicy
 from ..ops import Flow
 from ..record import Change, Record
@@ -212,6 +213,22 @@ class StoreConformance(DriverSuite):
         counted = driver.index_add(user, key, meta.absolute_deadline)
         driver.create(key, Record({}, meta))
         assert counted is None or counted >= len(driver.list_user(user, clock.now)) == 3
+
+    def test_create_indexed_creates_a_record_its_user_lists(
+        self, driver: StoreDriver, clock: FakeClock
+    ) -> None:
+        user = f"user-{uuid.uuid4().hex[:8]}"
+        self._user_sessions(driver, user, clock.now, 1)
+        key, meta = _key(), _meta(clock.now, user_id=user)
+        counted = driver.create_indexed(key, Record({"k": '"v"'}, meta), user)
+        record = driver.load(key, clock.now)
+        assert record is not None
+        assert record.data == {"k": '"v"'}
+        listed = driver.list_user(user, clock.now)
+        assert key in {k for k, _ in listed}
+        assert counted is None or counted >= len(listed) == 2
+        with pytest.raises(KeyCollision):
+            driver.create_indexed(key, Record({}, meta), user)
 
     def test_list_user_prunes_deleted_and_expired_sessions(
         self, driver: StoreDriver, clock: FakeClock

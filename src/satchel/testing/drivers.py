@@ -74,6 +74,11 @@ class StoreDriver:
             return self._run(self.store.aindex_add(user_id, key, deadline))
         return self.store.index_add(user_id, key, deadline)
 
+    def create_indexed(self, key: str, record: Record, user_id: str) -> int | None:
+        if self._runner:
+            return self._run(self.store.acreate_indexed(key, record, user_id))
+        return self.store.create_indexed(key, record, user_id)
+
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         if self._runner:
             return self._run(self.store.alist_user(user_id, now))
