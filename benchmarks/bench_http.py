@@ -150,6 +150,10 @@ class Server:
         pairs = [value.split(";", 1)[0] for value in self.get("write")]
         self.cookie = "; ".join(pairs) or None
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server's processes so far (gunicorn's worker too)."""
+        return sum(process_cpu(pid) for pid in process_tree(self.process.pid))
+
     def stop(self) -> None:
         if self.process.poll() is None:
             try:
@@ -161,6 +165,31 @@ class Server:
             except ProcessLookupError:
                 pass
         self.log.close()
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc (Linux)."""
+    tree = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children = task.read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            tree += process_tree(int(child))
+    return tree
+
+
+def process_cpu(pid: int) -> float:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
 
 
 @contextmanager
@@ -188,6 +217,7 @@ class Result:
     p99_ms: float
     requests: int
     errors: dict[str, int] = field(default_factory=dict)
+    cpu_us: float = 0.0  # the server's CPU time per request
 
 
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -227,13 +257,16 @@ def wrk(server: Server, scenario: str, seconds: int, args: argparse.Namespace) -
     if scenario in COOKIE_SCENARIOS and server.cookie:
         command += ["-H", f"Cookie: {server.cookie}"]
     command.append(server.url(scenario))
+    cpu = server.cpu_seconds()
     done = subprocess.run(  # noqa: S603 - our own command line
         command, capture_output=True, text=True, check=False
     )
     server.check()
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed on {server.name} {scenario}:\n{done.stdout}{done.stderr}")
-    return parse_wrk(done.stdout)
+    result = parse_wrk(done.stdout)
+    result.cpu_us = (server.cpu_seconds() - cpu) * 1e6 / max(result.requests, 1)
+    return result
 
 
 # The table -------------------------------------------------------------------------------
@@ -255,7 +288,7 @@ def ratios(runs: Runs, app: str, reference: str, scenario: str) -> list[float]:
 
 def report(runs: Runs, names: list[str], scenarios: list[str]) -> str:
     references = [r for r in REFERENCES if r in names]
-    header = ["app", "scenario", "req/s median (range)", "p50 ms", "p99 ms"]
+    header = ["app", "scenario", "req/s median (range)", "p50 ms", "p99 ms", "server CPU us/req"]
     header += [f"x {r}" for r in references] + ["errors"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for app in names:
@@ -264,11 +297,12 @@ def report(runs: Runs, names: list[str], scenarios: list[str]) -> str:
             if not results:
                 continue
             row = [
-                APPS[app].label,
+                app,
                 scenario,
                 span([r.rps for r in results], 0),
-                f"{statistics.median(r.p50_ms for r in results):.2f}",
-                f"{statistics.median(r.p99_ms for r in results):.2f}",
+                f"{statistics.median(r.p50_ms for r in results):.1f}",
+                f"{statistics.median(r.p99_ms for r in results):.1f}",
+                f"{statistics.median(r.cpu_us for r in results):,.0f}",
             ]
             for reference in references:
                 values = ratios(runs, app, reference, scenario)
@@ -279,6 +313,8 @@ def report(runs: Runs, names: list[str], scenarios: list[str]) -> str:
                     errors[kind] = errors.get(kind, 0) + count
             row.append(", ".join(f"{k} {v}" for k, v in errors.items()))
             lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    lines += [f"- {app}: {APPS[app].label}" for app in names]
     return "\n".join(lines)
 
 
@@ -341,7 +377,8 @@ def measure(
                 runs.setdefault((server.name, scenario), []).append(result)
                 print(
                     f"  round {round_ + 1} {scenario:9} {server.name:16} {result.rps:9,.0f} "
-                    f"req/s  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
+                    f"req/s  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
+                    f"server CPU {result.cpu_us:5.0f} us/req"
                     + (f"  {result.errors}" if result.errors else ""),
                     file=sys.stderr,
                     flush=True,
