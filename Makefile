@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint docs bench bench-instructions clean
+.PHONY: demo test lint docs bench bench-instructions bench-http clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,15 @@ bench: $(STAMP)
 bench-instructions: $(STAMP)
 	@command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install valgrind"; exit 1; }
 	$(BIN)/python benchmarks/bench_table.py $(ARGS)
+
+# Issue 12 over real HTTP (docs/performance.md): requests per second, latency p50/p99 and the
+# server's CPU per request of every app under uvicorn (ASGI) or gunicorn (WSGI), one worker on
+# 127.0.0.1, driven by wrk; 3 interleaved rounds, about 12 minutes (ARGS="--only satchel
+# --only starsessions --only floor --duration 10" and so on; see --help). Needs wrk (Debian:
+# apt-get install wrk) and the local Redis on 127.0.0.1:6379.
+bench-http: $(STAMP)
+	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 1; }
+	$(BIN)/python benchmarks/bench_http.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

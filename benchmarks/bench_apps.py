@@ -11,13 +11,15 @@ Routes (all GET, so no app pays for a CSRF check the others do not make):
 The ASGI apps are Starlette apps and the WSGI apps Flask apps, each driven in process
 through httpx's ``ASGITransport`` / ``WSGITransport``. ``build(name, redis_url, prefix)``
 returns the app and a ``close`` callable; every Redis key an app writes starts with
-``prefix``, so a run can clean up after itself.
+``prefix``, so a run can clean up after itself. ``from_env()`` builds one for an HTTP server
+(uvicorn ``--factory``, gunicorn ``'bench_apps:from_env()'``), as benchmarks/bench_http.py does.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -77,6 +79,16 @@ def build(name: str, redis_url: str, prefix: str) -> tuple[Any, Close]:
         "flask-satchel": _flask_satchel,
     }
     return builders[name](redis_url, prefix)
+
+
+ENV_APP, ENV_REDIS_URL, ENV_PREFIX = "BENCH_APP", "BENCH_REDIS_URL", "BENCH_PREFIX"
+
+
+def from_env() -> Any:
+    """The app named by ``$BENCH_APP``, on ``$BENCH_REDIS_URL`` under ``$BENCH_PREFIX``: a
+    factory for servers that import an app by name. Its connections close with the process."""
+    app, _ = build(os.environ[ENV_APP], os.environ[ENV_REDIS_URL], os.environ[ENV_PREFIX])
+    return app
 
 
 # ASGI -------------------------------------------------------------------------------------
