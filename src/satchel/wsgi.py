@@ -17,7 +17,7 @@ from .options import DEFAULT_STORE, SessionOptions, build
 from .request import CONTEXT_KEY, ENVIRON_KEY, RequestContext, RequestPolicy
 from .session import Session
 from .stores.base import Store
-from .transport import RETRY_AFTER, header_map, plain_headers
+from .transport import RETRY_AFTER, plain_headers
 
 __all__ = ["CONTEXT_KEY", "ENVIRON_KEY", "SessionMiddleware", "open_lazily"]
 
@@ -46,14 +46,39 @@ class _Body:
         _close(self._result)
 
 
+_HEADER_NAMES: dict[str, str] = {}
+"""Environ keys already turned into header names (``HTTP_USER_AGENT``: ``user-agent``);
+bounded, as a client chooses the names it sends."""
+_MAX_HEADER_NAMES = 512
+
+
 def environ_headers(environ: Environ) -> dict[str, str]:
-    pairs = []
-    for name, value in environ.items():
-        if name.startswith("HTTP_"):
-            pairs.append((name[5:].replace("_", "-").lower(), str(value)))
-    if environ.get("CONTENT_TYPE"):
-        pairs.append(("content-type", str(environ["CONTENT_TYPE"])))
-    return header_map(pairs)
+    """The request's headers by lower-case name, repeated ones joined (cookies with
+    '; '), as :func:`~satchel.transport.header_map` joins them: built on every request,
+    so in one pass over the environ."""
+    out: dict[str, str] = {}
+    names = _HEADER_NAMES
+    for key in environ:
+        if key[:5] != "HTTP_":
+            continue
+        name = names.get(key)
+        if name is None:
+            name = key[5:].replace("_", "-").lower()
+            if len(names) < _MAX_HEADER_NAMES:
+                names[key] = name
+        value = environ[key]
+        if type(value) is not str:
+            value = str(value)
+        if name in out:
+            out[name] += ("; " if name == "cookie" else ", ") + value
+        else:
+            out[name] = value
+    content_type = environ.get("CONTENT_TYPE")
+    if content_type:
+        content_type = str(content_type)
+        old = out.get("content-type")
+        out["content-type"] = content_type if old is None else f"{old}, {content_type}"
+    return out
 
 
 class SessionMiddleware:
