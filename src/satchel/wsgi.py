@@ -47,26 +47,26 @@ class _Body:
 
 
 _HEADER_NAMES: dict[str, str] = {}
-"""Environ keys already turned into header names (``HTTP_USER_AGENT``: ``user-agent``);
-bounded, as a client chooses the names it sends."""
+"""Environ keys by the header each names (``HTTP_USER_AGENT``: ``user-agent``; ``""``
+for the others, ``PATH_INFO``): one lookup per key on every request. Bounded, as a
+client chooses the headers it sends."""
 _MAX_HEADER_NAMES = 512
 
 
 def environ_headers(environ: Environ) -> dict[str, str]:
     """The request's headers by lower-case name, repeated ones joined (cookies with
-    '; '), as :func:`~satchel.transport.header_map` joins them: built on every request,
+    '; '), as :func:`~satchel.transport.header_map` joins them; built on every request,
     so in one pass over the environ."""
     out: dict[str, str] = {}
     names = _HEADER_NAMES
-    for key in environ:
-        if key[:5] != "HTTP_":
-            continue
+    for key, value in environ.items():
         name = names.get(key)
         if name is None:
-            name = key[5:].replace("_", "-").lower()
+            name = key[5:].replace("_", "-").lower() if key.startswith("HTTP_") else ""
             if len(names) < _MAX_HEADER_NAMES:
                 names[key] = name
-        value = environ[key]
+        if not name:
+            continue
         if type(value) is not str:
             value = str(value)
         if name in out:
