@@ -12,7 +12,7 @@ import pytest
 
 from satchel import MemoryStore, Session, SQLiteStore, ids, login, logout
 from satchel._types import Environ, StartResponse
-from satchel.wsgi import ENVIRON_KEY, SessionMiddleware
+from satchel.wsgi import ENVIRON_KEY, SessionMiddleware, environ_headers
 
 from .conftest import KEY
 from .helpers import CountingStore
@@ -211,3 +211,37 @@ def test_custom_unavailable_handler(tmp_path: Path) -> None:
         directory.write_text("x")
         response = c.get("/read")
     assert (response.status_code, response.text) == (503, "maintenance")
+
+
+def test_environ_headers_joins_repeats_and_takes_only_http_headers() -> None:
+    environ: Environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/",
+        "CONTENT_TYPE": "text/plain",
+        "CONTENT_LENGTH": "3",
+        "HTTP_X_FORWARDED_FOR": "10.0.0.1",
+        "HTTP_X-FORWARDED-FOR": "10.0.0.2",  # (a server that kept the dashes)
+        "HTTP_COOKIE": "a=1",
+        "HTTP_COOKIE_": "b=2",
+        "HTTP_ACCEPT": 7,  # not a str: converted, as before
+    }
+    headers = environ_headers(environ)
+    assert headers == {
+        "x-forwarded-for": "10.0.0.1, 10.0.0.2",
+        "cookie": "a=1",
+        "cookie-": "b=2",
+        "accept": "7",
+        "content-type": "text/plain",
+    }
+    assert environ_headers({"HTTP_CONTENT_TYPE": "a", "CONTENT_TYPE": "b"}) == {
+        "content-type": "a, b"
+    }
+    assert environ_headers({"CONTENT_TYPE": ""}) == {}
+
+
+def test_environ_header_names_are_remembered_within_a_bound() -> None:
+    from satchel import wsgi
+
+    for i in range(wsgi._MAX_HEADER_NAMES + 50):  # a client inventing header names
+        assert environ_headers({f"HTTP_X_{i}": "v", "PATH_INFO": "/"}) == {f"x-{i}": "v"}
+    assert len(wsgi._HEADER_NAMES) <= wsgi._MAX_HEADER_NAMES
