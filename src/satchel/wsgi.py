@@ -173,11 +173,15 @@ class SessionMiddleware:
         if state["failed"]:
             _close(result)
             return self._unavailable(environ, start_response, ctx)
+        if type(result) is list or type(result) is tuple:
+            return result  # (most apps: nothing to close, and a list iterates again from its start)
         return _Body(first, chunks, result)
 
     @staticmethod
     def _csrf(environ: Environ, ctx: RequestContext) -> str | None:
         """Check CSRF before the app runs; a form body read here is put back for the app."""
+        if not ctx.csrf_applies():  # a safe method, an exempt path: nothing to check
+            return None
         form_token = None
         if ctx.wants_form_token():
             try:
