@@ -53,20 +53,27 @@ client chooses the headers it sends."""
 _MAX_HEADER_NAMES = 512
 
 
+def _header_name(key: str) -> str:
+    name = key[5:].replace("_", "-").lower() if key.startswith("HTTP_") else ""
+    if len(_HEADER_NAMES) < _MAX_HEADER_NAMES:
+        _HEADER_NAMES[key] = name
+    return name
+
+
 def environ_headers(environ: Environ) -> dict[str, str]:
     """The request's headers by lower-case name, repeated ones joined (cookies with
     '; '), as :func:`~satchel.transport.header_map` joins them; built on every request,
     so in one pass over the environ."""
     out: dict[str, str] = {}
     names = _HEADER_NAMES
-    for key, value in environ.items():
-        name = names.get(key)
-        if name is None:
-            name = key[5:].replace("_", "-").lower() if key.startswith("HTTP_") else ""
-            if len(names) < _MAX_HEADER_NAMES:
-                names[key] = name
+    for key in environ:
+        try:
+            name = names[key]
+        except KeyError:
+            name = _header_name(key)
         if not name:
             continue
+        value = environ[key]
         if type(value) is not str:
             value = str(value)
         if name in out:
