@@ -131,10 +131,12 @@ def _add_session_headers(ctx: RequestContext, headers: Headers) -> None:
         merged = with_session_headers(headers.items(), lines)
         headers.clear()
     elif ctx.read_session:
-        varies = [("vary", value) for value in headers.getlist("vary")]
-        if varies:
-            headers.remove("vary")
-        merged = with_vary(varies, ctx.transport.vary)
+        varies = headers.getlist("vary")
+        if not varies:  # (most responses)
+            headers.add("vary", ctx.transport.vary)
+            return
+        headers.remove("vary")
+        merged = with_vary([("vary", value) for value in varies], ctx.transport.vary)
     else:
         return
     for name, value in merged:
