@@ -19,7 +19,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request
+from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request, session
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import Headers
 
@@ -244,8 +244,6 @@ def _store_unavailable(exc: Exception) -> tuple[bytes, int, list[tuple[str, str]
 
 
 def _session() -> FlaskSession:
-    from flask import session
-
     current = session._get_current_object()  # type: ignore[attr-defined]
     assert isinstance(current, FlaskSession), "Satchel(app) is not set up on this app"
     return current
