@@ -245,3 +245,39 @@ def test_environ_header_names_are_remembered_within_a_bound() -> None:
     for i in range(wsgi._MAX_HEADER_NAMES + 50):  # a client inventing header names
         assert environ_headers({f"HTTP_X_{i}": "v", "PATH_INFO": "/"}) == {f"x-{i}": "v"}
     assert len(wsgi._HEADER_NAMES) <= wsgi._MAX_HEADER_NAMES
+
+
+def test_legacy_write_commits_before_its_first_byte(store: CountingStore) -> None:
+    """PEP 3333's ``write()``: the first call starts the response, so the session is
+    committed and its cookie goes with the headers."""
+    sent: list[bytes] = []
+
+    def writer(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        session = environ[ENVIRON_KEY]
+        session["n"] = session.get("n", 0) + 1
+        write = start_response("200 OK", [("content-type", "text/plain")])
+        write(b"n=")
+        write(str(session["n"]).encode())
+        return []
+
+    wrapped = SessionMiddleware(writer, store=store, secret_keys=[KEY])
+    started: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc: Any = None) -> Any:
+        started.append((status, headers))
+        return sent.append
+
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "wsgi.url_scheme": "https",
+    }
+    assert list(wrapped(dict(environ), start_response)) == []
+    assert sent == [b"n=", b"1"]
+    ((status, headers),) = started
+    cookie = dict(headers)["set-cookie"].split(";")[0]
+    assert status == "200 OK"
+    assert dict(headers)["cache-control"] == "no-store"
+    sent.clear()
+    list(wrapped({**environ, "HTTP_COOKIE": cookie}, start_response))
+    assert sent == [b"n=", b"2"]
