@@ -7,6 +7,7 @@ import re
 import threading
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -181,3 +182,88 @@ def test_store_down_gives_503(tmp_path: Path) -> None:
         blocker.execute("ROLLBACK")
         blocker.close()
     assert client.get(f"{BASE}/w").status_code == 200
+
+
+CACHED = [("Cache-Control", "public, max-age=60"), ("Vary", "Accept-Encoding"), ("X-A", "1")]
+
+
+def _headers_app(satchel: bool = True) -> Flask:
+    from flask import session
+
+    app = Flask("headers")
+    app.config.update(SECRET_KEY=KEY, SATCHEL_STORE="memory://")
+    if satchel:
+        Satchel(app)
+
+    @app.get("/untouched")
+    def untouched() -> Any:
+        return "ok", 200, CACHED
+
+    @app.get("/write")
+    def write() -> Any:
+        session["n"] = 1
+        return "ok", 200, CACHED
+
+    @app.get("/read")
+    def read() -> Any:
+        return str(session.get("n")), 200, [*CACHED, ("vary", "Origin")]
+
+    @app.get("/touch")
+    def touch() -> Any:  # the proxy alone marks the session accessed, as in Flask
+        session.permanent  # noqa: B018
+        return "ok", 200, CACHED
+
+    return app
+
+
+def test_a_response_that_never_touched_the_session_keeps_its_headers() -> None:
+    response = _headers_app().test_client().get(f"{BASE}/untouched")
+    plain = _headers_app(satchel=False).test_client().get(f"{BASE}/untouched")
+    assert list(response.headers) == list(plain.headers)  # names, values and order
+
+
+def test_a_response_that_read_the_session_joins_vary_and_keeps_the_rest() -> None:
+    client = _headers_app().test_client()
+    client.get(f"{BASE}/write")
+    response = client.get(f"{BASE}/read")
+    assert response.text == "1"
+    assert "Set-Cookie" not in response.headers
+    plain_client = _headers_app(satchel=False).test_client()
+    plain_client.get(f"{BASE}/write")
+    plain = plain_client.get(f"{BASE}/read")
+    expected = [(k, v) for k, v in plain.headers if k.lower() != "vary"]
+    # no token: the app's headers stand (its caching policy included); one Vary, at the end
+    assert list(response.headers) == [*expected, ("vary", "Accept-Encoding, Origin, Cookie")]
+    touched = client.get(f"{BASE}/touch")
+    assert touched.headers.getlist("Vary") == ["Accept-Encoding, Cookie"]
+
+
+def test_a_response_that_carries_the_token_is_never_cached() -> None:
+    response = _headers_app().test_client().get(f"{BASE}/write")
+    names = [k.lower() for k, _ in response.headers]
+    assert names.count("vary") == names.count("cache-control") == 1
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Vary"] == "Accept-Encoding, Cookie"
+    assert response.headers["X-A"] == "1"
+    assert response.headers["Set-Cookie"].startswith("satchel=")
+
+
+def test_csrf_checks_unsafe_methods_only_and_honours_exempt_views() -> None:
+    app = Flask("csrf")
+    app.config.update(SECRET_KEY=KEY, SATCHEL_STORE="memory://")
+    satchel = Satchel(app)
+
+    @app.route("/form", methods=["GET", "POST", "OPTIONS"])
+    def form() -> str:
+        return "ok"
+
+    @app.post("/hook")
+    @satchel.exempt
+    def hook() -> str:
+        return "hooked"
+
+    client = app.test_client()
+    assert client.get(f"{BASE}/form").status_code == 200
+    assert client.options(f"{BASE}/form").status_code == 200
+    assert client.post(f"{BASE}/form", data={"a": "1"}).status_code == 403
+    assert client.post(f"{BASE}/hook", data={"a": "1"}).text == "hooked"

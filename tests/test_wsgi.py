@@ -12,7 +12,7 @@ import pytest
 
 from satchel import MemoryStore, Session, SQLiteStore, ids, login, logout
 from satchel._types import Environ, StartResponse
-from satchel.wsgi import ENVIRON_KEY, SessionMiddleware
+from satchel.wsgi import ENVIRON_KEY, SessionMiddleware, environ_headers
 
 from .conftest import KEY
 from .helpers import CountingStore
@@ -211,3 +211,73 @@ def test_custom_unavailable_handler(tmp_path: Path) -> None:
         directory.write_text("x")
         response = c.get("/read")
     assert (response.status_code, response.text) == (503, "maintenance")
+
+
+def test_environ_headers_joins_repeats_and_takes_only_http_headers() -> None:
+    environ: Environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/",
+        "CONTENT_TYPE": "text/plain",
+        "CONTENT_LENGTH": "3",
+        "HTTP_X_FORWARDED_FOR": "10.0.0.1",
+        "HTTP_X-FORWARDED-FOR": "10.0.0.2",  # (a server that kept the dashes)
+        "HTTP_COOKIE": "a=1",
+        "HTTP_COOKIE_": "b=2",
+        "HTTP_ACCEPT": 7,  # not a str: converted, as before
+    }
+    headers = environ_headers(environ)
+    assert headers == {
+        "x-forwarded-for": "10.0.0.1, 10.0.0.2",
+        "cookie": "a=1",
+        "cookie-": "b=2",
+        "accept": "7",
+        "content-type": "text/plain",
+    }
+    assert environ_headers({"HTTP_CONTENT_TYPE": "a", "CONTENT_TYPE": "b"}) == {
+        "content-type": "a, b"
+    }
+    assert environ_headers({"CONTENT_TYPE": ""}) == {}
+
+
+def test_environ_header_names_are_remembered_within_a_bound() -> None:
+    from satchel import wsgi
+
+    for i in range(wsgi._MAX_HEADER_NAMES + 50):  # a client inventing header names
+        assert environ_headers({f"HTTP_X_{i}": "v", "PATH_INFO": "/"}) == {f"x-{i}": "v"}
+    assert len(wsgi._HEADER_NAMES) <= wsgi._MAX_HEADER_NAMES
+
+
+def test_legacy_write_commits_before_its_first_byte(store: CountingStore) -> None:
+    """PEP 3333's ``write()``: the first call starts the response, so the session is
+    committed and its cookie goes with the headers."""
+    sent: list[bytes] = []
+
+    def writer(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        session = environ[ENVIRON_KEY]
+        session["n"] = session.get("n", 0) + 1
+        write = start_response("200 OK", [("content-type", "text/plain")])
+        write(b"n=")
+        write(str(session["n"]).encode())
+        return []
+
+    wrapped = SessionMiddleware(writer, store=store, secret_keys=[KEY])
+    started: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc: Any = None) -> Any:
+        started.append((status, headers))
+        return sent.append
+
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "wsgi.url_scheme": "https",
+    }
+    assert list(wrapped(dict(environ), start_response)) == []
+    assert sent == [b"n=", b"1"]
+    ((status, headers),) = started
+    cookie = dict(headers)["set-cookie"].split(";")[0]
+    assert status == "200 OK"
+    assert dict(headers)["cache-control"] == "no-store"
+    sent.clear()
+    list(wrapped({**environ, "HTTP_COOKIE": cookie}, start_response))
+    assert sent == [b"n=", b"2"]

@@ -17,7 +17,7 @@ from .options import DEFAULT_STORE, SessionOptions, build
 from .request import CONTEXT_KEY, ENVIRON_KEY, RequestContext, RequestPolicy
 from .session import Session
 from .stores.base import Store
-from .transport import RETRY_AFTER, header_map, plain_headers
+from .transport import RETRY_AFTER, plain_headers
 
 __all__ = ["CONTEXT_KEY", "ENVIRON_KEY", "SessionMiddleware", "open_lazily"]
 
@@ -46,14 +46,88 @@ class _Body:
         _close(self._result)
 
 
+_HEADER_NAMES: dict[str, str] = {}
+"""Environ keys by the header each names (``HTTP_USER_AGENT``: ``user-agent``; ``""``
+for the others, ``PATH_INFO``): one lookup per key on every request. Bounded, as a
+client chooses the headers it sends."""
+_MAX_HEADER_NAMES = 512
+
+
+def _header_name(key: str) -> str:
+    name = key[5:].replace("_", "-").lower() if key.startswith("HTTP_") else ""
+    if len(_HEADER_NAMES) < _MAX_HEADER_NAMES:
+        _HEADER_NAMES[key] = name
+    return name
+
+
 def environ_headers(environ: Environ) -> dict[str, str]:
-    pairs = []
-    for name, value in environ.items():
-        if name.startswith("HTTP_"):
-            pairs.append((name[5:].replace("_", "-").lower(), str(value)))
-    if environ.get("CONTENT_TYPE"):
-        pairs.append(("content-type", str(environ["CONTENT_TYPE"])))
-    return header_map(pairs)
+    """The request's headers by lower-case name, repeated ones joined (cookies with
+    '; '), as :func:`~satchel.transport.header_map` joins them; built on every request,
+    so in one pass over the environ."""
+    out: dict[str, str] = {}
+    names = _HEADER_NAMES
+    for key in environ:
+        try:
+            name = names[key]
+        except KeyError:
+            name = _header_name(key)
+        if not name:
+            continue
+        value = environ[key]
+        if type(value) is not str:
+            value = str(value)
+        if name in out:
+            out[name] += ("; " if name == "cookie" else ", ") + value
+        else:
+            out[name] = value
+    content_type = environ.get("CONTENT_TYPE")
+    if content_type:
+        content_type = str(content_type)
+        old = out.get("content-type")
+        out["content-type"] = content_type if old is None else f"{old}, {content_type}"
+    return out
+
+
+class _Exchange:
+    """One request's response start, held back until the app's first chunk or its first
+    ``write()``: then the session commits, and the server gets the headers."""
+
+    __slots__ = ("ctx", "failed", "pending", "sent", "server_start", "server_write")
+
+    def __init__(self, ctx: RequestContext, server_start: StartResponse) -> None:
+        self.ctx, self.server_start = ctx, server_start
+        self.pending: tuple[str, list[tuple[str, str]], ExcInfo | None] | None = None
+        self.sent = self.failed = False  # failed: answered by on_store_unavailable
+        self.server_write: Any = None
+
+    def start(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
+    ) -> Any:
+        """The ``start_response`` the app gets."""
+        if exc_info is not None and self.sent and exc_info[1] is not None:
+            raise exc_info[1].with_traceback(exc_info[2])  # too late: headers went out
+        self.pending = (status, headers, exc_info)
+        return self.write
+
+    def write(self, data: bytes) -> None:  # PEP 3333's legacy write(): it starts the response
+        if not self.sent:
+            self.send_start()
+        if not self.failed:
+            self.server_write(data)
+
+    def send_start(self) -> None:
+        assert self.pending is not None, "write() before start_response()"
+        status, headers, exc_info = self.pending
+        self.sent = True
+        ctx = self.ctx
+        if exc_info is None and ctx.finish(int(status[:3])) is not None:
+            self.failed = True
+            return
+        headers = ctx.response_headers(headers)
+        if exc_info is None:
+            self.server_write = self.server_start(status, headers)
+        else:
+            self.server_write = self.server_start(status, headers, exc_info)
 
 
 class SessionMiddleware:
@@ -103,56 +177,35 @@ class SessionMiddleware:
         # WSGI's start_response sends nothing: an app may call it and then fail (the
         # server answers 500). The commit waits for the app's first chunk -- or its first
         # write() -- so an app that raised commits nothing, as on every other path.
-        state: dict[str, Any] = {"pending": None, "sent": False, "failed": False}
-
-        def send_start() -> None:
-            status, headers, exc_info = state["pending"]
-            state["sent"] = True
-            if exc_info is None and ctx.finish(int(status[:3])) is not None:
-                state["failed"] = True  # answered below, by on_store_unavailable
-                return
-            headers = ctx.response_headers(headers)
-            args = (status, headers) if exc_info is None else (status, headers, exc_info)
-            state["write"] = start_response(*args)
-
-        def write(data: bytes) -> None:  # PEP 3333's legacy write(): it starts the response
-            if not state["sent"]:
-                send_start()
-            if not state["failed"]:
-                state["write"](data)
-
-        def start(
-            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
-        ) -> Any:
-            if exc_info is not None and state["sent"] and exc_info[1] is not None:
-                raise exc_info[1].with_traceback(exc_info[2])  # too late: headers went out
-            state["pending"] = (status, headers, exc_info)
-            return write
-
+        exchange = _Exchange(ctx, start_response)
         result: Iterable[bytes] = ()
         try:
-            result = self.app(environ, start)
+            result = self.app(environ, exchange.start)
             chunks = iter(result)
-            first = [chunk for chunk in [next(chunks, None)] if chunk is not None]
-            if state["pending"] is not None and not state["sent"]:
-                send_start()
+            first = next(chunks, None)
+            if exchange.pending is not None and not exchange.sent:
+                exchange.send_start()
         except StoreError as exc:
             _close(result)
-            if state["sent"] and not state["failed"]:
+            if exchange.sent and not exchange.failed:
                 raise
             logger.error("session store unavailable: %s", exc)
             return self._unavailable(environ, start_response, ctx)
         except BaseException:
             _close(result)
             raise
-        if state["failed"]:
+        if exchange.failed:
             _close(result)
             return self._unavailable(environ, start_response, ctx)
-        return _Body(first, chunks, result)
+        if type(result) is list or type(result) is tuple:
+            return result  # (most apps: nothing to close, and a list iterates again from its start)
+        return _Body([] if first is None else [first], chunks, result)
 
     @staticmethod
     def _csrf(environ: Environ, ctx: RequestContext) -> str | None:
         """Check CSRF before the app runs; a form body read here is put back for the app."""
+        if not ctx.csrf_applies():  # a safe method, an exempt path: nothing to check
+            return None
         form_token = None
         if ctx.wants_form_token():
             try:

@@ -19,8 +19,9 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request
+from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request, session
 from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.datastructures import Headers
 
 from .. import auth, csrf
 from .. import option_schema as schema
@@ -32,7 +33,7 @@ from ..options import Runtime, build
 from ..request import CONTEXT_KEY, RequestContext, context_of, csrf_token
 from ..session import Session
 from ..settings import Settings, load_settings
-from ..transport import RETRY_AFTER, plain_headers
+from ..transport import RETRY_AFTER, plain_headers, with_session_headers, with_vary
 from ..user_sessions import SessionInfo
 from ..wsgi import open_lazily
 
@@ -74,14 +75,15 @@ class FlaskSession(Session, SessionMixin):  # type: ignore[override]
 
     # Flask marks the session accessed when the proxy is touched, and apps set ``modified``
     # after mutating nested values; satchel compares encodings, so both only hint.
+    # (Flask sets ``accessed`` on every use of the ``flask.session`` proxy: kept cheap)
     @property
     def accessed(self) -> bool:
-        return Session.accessed.fget(self)  # type: ignore[attr-defined,no-any-return]
+        return self._accessed
 
     @accessed.setter
     def accessed(self, value: bool) -> None:
         if value:
-            self.mark_accessed()
+            self._accessed = True
 
     @property
     def modified(self) -> bool:
@@ -98,7 +100,7 @@ class _Interface(SessionInterface):
         self.ext = ext
 
     def open_session(self, app: Flask, req: Any) -> FlaskSession:
-        _, backend, policy = self.ext.runtime(app)
+        _, backend, policy = app.extensions[EXTENSION]["runtime"]
         session = FlaskSession()
         open_lazily(backend, policy, session, req.environ)
         return session
@@ -116,10 +118,29 @@ class _Interface(SessionInterface):
             response.headers.extend(answer.headers)
         # every response, a 503 included, carries a token a commit issued (e.g. of a
         # record created before a later store call failed)
-        merged = ctx.response_headers(response.headers.items())
-        response.headers.clear()
-        for name, value in merged:
-            response.headers.add(name, value)
+        _add_session_headers(ctx, response.headers)
+
+
+def _add_session_headers(ctx: RequestContext, headers: Headers) -> None:
+    """What the session adds to the response, in place: most responses carry no token
+    and keep their headers as they are (one that read the session only joins ``Vary``);
+    one that carries a token gets them rebuilt under the rule of
+    :func:`~satchel.transport.session_headers`."""
+    lines = ctx.session_lines()
+    if lines:
+        merged = with_session_headers(headers.items(), lines)
+        headers.clear()
+    elif ctx.read_session:
+        varies = headers.getlist("vary")
+        if not varies:  # (most responses)
+            headers.add("vary", ctx.transport.vary)
+            return
+        headers.remove("vary")
+        merged = with_vary([("vary", value) for value in varies], ctx.transport.vary)
+    else:
+        return
+    for name, value in merged:
+        headers.add(name, value)
 
 
 class Satchel:
@@ -184,10 +205,12 @@ class Satchel:
         return view
 
     def _check_csrf(self) -> None:
+        ctx: RequestContext = request.environ[CONTEXT_KEY]
+        if not ctx.csrf_applies():  # a safe method, an exempt path: nothing to check
+            return
         view = current_app.view_functions.get(request.endpoint or "")
         if view is not None and f"{view.__module__}.{view.__name__}" in self._exempt:
             return
-        ctx: RequestContext = request.environ[CONTEXT_KEY]
         form_token = None
         length = request.content_length
         if ctx.wants_form_token() and length is not None and 0 < length <= csrf.MAX_FORM_BYTES:
@@ -221,8 +244,6 @@ def _store_unavailable(exc: Exception) -> tuple[bytes, int, list[tuple[str, str]
 
 
 def _session() -> FlaskSession:
-    from flask import session
-
     current = session._get_current_object()  # type: ignore[attr-defined]
     assert isinstance(current, FlaskSession), "Satchel(app) is not set up on this app"
     return current
