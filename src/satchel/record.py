@@ -73,25 +73,35 @@ class Meta(NamedTuple):
             raise CorruptRecord("session metadata cannot be decoded", exc) from exc
 
     def _checked(self) -> Meta:
+        handle, created, last_seen, deadline, idle, user, agent, ip, persistent, version = self
+        if (
+            type(handle) is str
+            and _real(created)
+            and _real(last_seen)
+            and _real(deadline)
+            and _real(idle)
+            and (user is None or type(user) is str)
+            and (agent is None or type(agent) is str)
+            and (ip is None or type(ip) is str)
+            and type(persistent) is bool
+            and type(version) is int
+        ):
+            return self
         for name, value in zip(self._fields, self, strict=True):
             kind = _FIELD_TYPES[name]
             if kind is float:
-                ok = (
-                    isinstance(value, int | float)
-                    and type(value) is not bool
-                    and math.isfinite(value)
-                )
-            elif kind is str:
-                ok = type(value) is str
-            elif kind is int:
-                ok = type(value) is int
-            elif kind is bool:
-                ok = type(value) is bool
-            else:  # str | None
+                ok = _real(value)
+            elif kind is None:
                 ok = value is None or type(value) is str
+            else:
+                ok = type(value) is kind
             if not ok:
                 raise CorruptRecord(f"session metadata field {name!r} has the wrong type")
-        return self
+        raise AssertionError("unreachable")
+
+
+def _real(value: Any) -> bool:
+    return (type(value) is float or type(value) is int) and math.isfinite(value)
 
 
 # The type each field must have when read back: float, str, int, bool, or None (str or None).
