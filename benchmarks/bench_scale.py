@@ -20,7 +20,7 @@ import redis
 
 from satchel import SQLiteStore, ids
 from satchel.record import Record
-from satchel.stores.redis import CREATE, RedisStore, fields
+from satchel.stores.redis import CREATE, RedisStore, create_args
 from satchel.testing.conformance import _meta
 
 PREFIX = "satchel-scale:"
@@ -47,7 +47,7 @@ def fill_redis(client: Any, keys: list[str], now: float) -> None:
         record = Record({"n": "1"}, meta)
         script(
             keys=[PREFIX + "s:" + key],
-            args=[str(int(meta.expires_at * 1000)), *fields(record)],
+            args=create_args(record),
             client=pipe,
         )
         if i % 1000 == 999:
