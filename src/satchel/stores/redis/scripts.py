@@ -210,31 +210,29 @@ def update_args(change: Change, now: float) -> list[str]:
     ]
 
 
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode()
-
-
 def meta_of(fields: Mapping[bytes, bytes]) -> Meta:
     """The metadata of a session hash (``HGETALL`` or the :data:`LISTED_FIELDS`), either
     layout. Raises :class:`CorruptRecord` (or a ValueError, KeyError or TypeError, which
     callers read the same way) unless every field is there with its type."""
-    old = fields.get(b"m")
+    get = fields.get
+    old = get(b"m")
     if old is not None:  # 0.1: JSON, with ls and v kept apart
         return Meta.from_json(old, last_seen=float(fields[b"ls"]), version=int(fields[b"v"]))
     created, last_seen = float(fields[b"c"]), float(fields[b"ls"])
     deadline, idle = float(fields[b"ad"]), float(fields[b"it"])
     if not math.isfinite(created + last_seen + deadline + idle):  # inf or nan in any
         raise CorruptRecord("Redis session hash holds a time that is not finite")
+    user, agent, ip = get(b"u"), get(b"ua"), get(b"ip")
     return Meta(
         fields[b"h"].decode(),
         created,
         last_seen,
         deadline,
         idle,
-        _text(fields.get(b"u")),
-        _text(fields.get(b"ua")),
-        _text(fields.get(b"ip")),
-        fields.get(b"p") == b"1",
+        None if user is None else user.decode(),
+        None if agent is None else agent.decode(),
+        None if ip is None else ip.decode(),
+        get(b"p") == b"1",
         int(fields[b"v"]),
     )
 
@@ -244,7 +242,9 @@ def record_of(fields: Mapping[bytes, bytes]) -> Record:
     try:
         meta = meta_of(fields)
         data = {
-            name[2:].decode(): value.decode() for name, value in fields.items() if name[:2] == b"d:"
+            name[2:].decode(): value.decode()
+            for name, value in fields.items()
+            if name[:2] == b"d:"
         }
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise CorruptRecord("Redis session hash cannot be decoded", exc) from exc
