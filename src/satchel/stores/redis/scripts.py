@@ -242,9 +242,7 @@ def record_of(fields: Mapping[bytes, bytes]) -> Record:
     try:
         meta = meta_of(fields)
         data = {
-            name[2:].decode(): value.decode()
-            for name, value in fields.items()
-            if name[:2] == b"d:"
+            name[2:].decode(): value.decode() for name, value in fields.items() if name[:2] == b"d:"
         }
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise CorruptRecord("Redis session hash cannot be decoded", exc) from exc
