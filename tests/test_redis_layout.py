@@ -150,7 +150,15 @@ def test_a_change_with_thousands_of_keys(store: RedisStore) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("ls", "inf"), ("ad", "nan"), ("c", "x"), ("v", "1.5"), ("h", None), ("d:\xff", None)],
+    [
+        ("ls", "inf"),
+        ("ad", "nan"),
+        ("c", "x"),
+        ("v", "1.5"),
+        ("h", None),
+        ("p", "yes"),
+        ("d:\xff", None),
+    ],
 )
 def test_a_damaged_hash_is_a_corrupt_record(
     store: RedisStore, field: str, value: str | None

@@ -222,7 +222,9 @@ def meta_of(fields: Mapping[bytes, bytes]) -> Meta:
     deadline, idle = float(fields[b"ad"]), float(fields[b"it"])
     if not math.isfinite(created + last_seen + deadline + idle):  # inf or nan in any
         raise CorruptRecord("Redis session hash holds a time that is not finite")
-    user, agent, ip = get(b"u"), get(b"ua"), get(b"ip")
+    user, agent, ip, persistent = get(b"u"), get(b"ua"), get(b"ip"), get(b"p")
+    if persistent is not None and persistent != b"1":
+        raise CorruptRecord("Redis session hash: 'p' is neither absent nor 1")
     return Meta(
         fields[b"h"].decode(),
         created,
@@ -232,7 +234,7 @@ def meta_of(fields: Mapping[bytes, bytes]) -> Meta:
         None if user is None else user.decode(),
         None if agent is None else agent.decode(),
         None if ip is None else ip.decode(),
-        get(b"p") == b"1",
+        persistent is not None,
         int(fields[b"v"]),
     )
 
