@@ -90,38 +90,39 @@ return 1
 # first, so a field both cleared and set ends up set (Change.apply's order). The fields
 # that must be absent are only deleted when present: a session without a user costs no
 # HDEL on every write. 0.1's ``m`` is dropped on the way.
-UPDATE = (
-    _SLICE
-    + """
+UPDATE = """
 local f = redis.call('HMGET', KEYS[1], 'ls', 'it', 'ad', 'v', 'm', 'u', 'ua', 'ip', 'p')
 local ls, it, ad = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
 if not (ls and it and ad) then return nil end
 if tonumber(ARGV[1]) >= math.min(ls + it, ad) then return nil end
 local at = 5 + tonumber(ARGV[4])
-local n_absent = tonumber(ARGV[at])
-local drop = nil
-local function dropped(name)
-  if drop then drop[#drop + 1] = name else drop = {name} end
-end
-if f[5] then dropped('m') end
-local slot = {u = 6, ua = 7, ip = 8, p = 9}
-for i = at + 1, at + n_absent do
-  if f[slot[ARGV[i]]] then dropped(ARGV[i]) end
+local absent_to = at + tonumber(ARGV[at])
+local drop = {}
+if f[5] then drop[1] = 'm' end
+for i = at + 1, absent_to do
+  local name = ARGV[i]
+  if (name == 'u' and f[6]) or (name == 'ua' and f[7]) or (name == 'ip' and f[8])
+      or (name == 'p' and f[9]) then
+    drop[#drop + 1] = name
+  end
 end
 if ARGV[2] == '1' then
   for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if string.sub(name, 1, 2) == 'd:' then dropped(name) end
+    if string.sub(name, 1, 2) == 'd:' then drop[#drop + 1] = name end
   end
 end
-for i = at + n_absent + 1, #ARGV do dropped(ARGV[i]) end
-if drop then sliced('HDEL', drop, 1, #drop) end
+for i = absent_to + 1, #ARGV do drop[#drop + 1] = ARGV[i] end
+for i = 1, #drop, 1000 do
+  redis.call('HDEL', KEYS[1], unpack(drop, i, math.min(i + 999, #drop)))
+end
 local v = (tonumber(f[4]) or 0) + 1
 ARGV[at - 1] = tostring(v)
-sliced('HSET', ARGV, 5, at - 1)
+for i = 5, at - 1, 1000 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 999, at - 1)))
+end
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 return v
 """
-)
 
 # The per-user index: a sorted set {prefix}u:{sha256(user)}, member = store key, score =
 # the session's absolute deadline. It lives in another slot than the sessions, so it is
