@@ -4,13 +4,25 @@ Fills SQLite and Redis with N sessions, then times ``aload`` of random existing 
 (median microseconds over rounds). Also times listing one user's sessions among N.
 
     .venv/bin/python benchmarks/bench_scale.py [--sizes 1000,100000,300000]
+
+``--memory`` measures Redis memory instead: N small logged-in sessions (a user ID and a
+counter, each of another user, as benchmarks/bench_table.py's login makes them), each
+with its per-user index, written with pipelined CREATE and INDEX_ADD scripts; then
+``MEMORY USAGE`` of one hash and one index, and the growth of ``used_memory`` per session.
+For comparison, starsessions' layout (one JSON string per session) at the same N. Keys
+have the length bench_table's have; all are removed afterwards.
+
+    .venv/bin/python benchmarks/bench_scale.py --memory --sizes 1000,1000000 \
+        --redis redis://127.0.0.1:6391/0
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
+import secrets
 import statistics
 import tempfile
 import time
@@ -20,7 +32,7 @@ import redis
 
 from satchel import SQLiteStore, ids
 from satchel.record import Record
-from satchel.stores.redis import CREATE, RedisStore, fields
+from satchel.stores.redis import CREATE, INDEX_ADD, RedisStore, create_args
 from satchel.testing.conformance import _meta
 
 PREFIX = "satchel-scale:"
@@ -47,12 +59,92 @@ def fill_redis(client: Any, keys: list[str], now: float) -> None:
         record = Record({"n": "1"}, meta)
         script(
             keys=[PREFIX + "s:" + key],
-            args=[str(int(meta.expires_at * 1000)), *fields(record)],
+            args=create_args(record),
             client=pipe,
         )
         if i % 1000 == 999:
             pipe.execute()
     pipe.execute()
+
+
+def clean(client: Any, prefix: str) -> None:
+    names: list[bytes] = []
+    for name in client.scan_iter(match=prefix + "*", count=10_000):
+        names.append(name)
+        if len(names) == 5000:
+            client.delete(*names)
+            names = []
+    if names:
+        client.delete(*names)
+
+
+def fill_logged_in(client: Any, prefix: str, size: int, now: float) -> tuple[str, str]:
+    """``size`` sessions of satchel's layout, each with the user's index; one hash key and
+    one index key."""
+    create, index_add = client.register_script(CREATE), client.register_script(INDEX_ADD)
+    store = RedisStore(client=client, prefix=prefix)
+    pipe = client.pipeline(transaction=False)
+    hash_key = index_key = ""
+    for i in range(size):
+        user = f"user{i}"
+        meta = _meta(now, user_id=user, user_agent="bench/1")
+        key = ids.store_key(ids.new_session_id())
+        hash_key, index_key = store.hash_key(key), store.index_key(user)
+        create(keys=[hash_key], args=create_args(Record({"n": "1"}, meta)), client=pipe)
+        index_add(
+            keys=[index_key], args=[repr(meta.absolute_deadline), key, repr(now)], client=pipe
+        )
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+    return hash_key, index_key
+
+
+def fill_starsessions(client: Any, prefix: str, size: int) -> str:
+    """starsessions' layout (2.2, as bench_table's app writes it): one JSON string per
+    session, its own metadata inside, under a random hex ID."""
+    pipe = client.pipeline(transaction=False)
+    name = ""
+    now = time.time()
+    for i in range(size):
+        name = prefix + secrets.token_hex(16)
+        meta = {"lifetime": 3600, "created": now, "last_access": now + 0.0034}
+        value = {"user_id": f"user{i}", "n": 1, "__metadata__": meta}
+        pipe.set(name, json.dumps(value), ex=3600)
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+    return name
+
+
+def memory(url: str, sizes: list[int]) -> None:
+    client = redis.Redis.from_url(url)
+    now = time.time()
+    tag = secrets.token_hex(4)
+    print("| layout | sessions | hash bytes (encoding) | index bytes | used_memory per session |")
+    print("|---|---|---|---|---|")
+    for size in sizes:
+        for layout in ("satchel", "starsessions"):
+            prefix = f"satchel-bench-{tag}:m{'04' if layout == 'satchel' else '03'}:"
+            client.memory_purge()
+            before = int(client.info("memory")["used_memory"])
+            try:
+                if layout == "satchel":
+                    hash_key, index_key = fill_logged_in(client, prefix, size, now)
+                    index = f"{client.memory_usage(index_key, samples=0)}"
+                else:
+                    hash_key, index = fill_starsessions(client, prefix, size), "-"
+                after = int(client.info("memory")["used_memory"])
+                encoding = client.object("encoding", hash_key).decode()
+                usage = client.memory_usage(hash_key, samples=0)
+                print(
+                    f"| {layout} | {size:,} | {usage} ({encoding}) | {index} | "
+                    f"{(after - before) / size:.0f} |",
+                    flush=True,
+                )
+            finally:
+                clean(client, prefix)
+    client.close()
 
 
 async def timed(op: Any, rounds: int = 5, n: int = 500) -> float:
@@ -68,9 +160,15 @@ async def timed(op: Any, rounds: int = 5, n: int = 500) -> float:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1000,100000,300000")
-    sizes = [int(s) for s in parser.parse_args().sizes.split(",")]
+    parser.add_argument("--memory", action="store_true", help="Redis memory per session")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.memory:
+        memory(args.redis, sizes)
+        return
     now = time.time()
-    client = redis.Redis()
+    client = redis.Redis.from_url(args.redis)
     print(f"{'store':8} {'sessions':>9} {'load us':>9} {'list user us':>13}")
     for size in sizes:
         keys = [ids.store_key(ids.new_session_id()) for _ in range(size)]
@@ -83,7 +181,7 @@ async def main() -> None:
                 for old in client.scan_iter(match=PREFIX + "*", count=10_000):
                     client.delete(old)
                 fill_redis(client, keys, now)
-                store = RedisStore("redis://127.0.0.1:6379/0", prefix=PREFIX)
+                store = RedisStore(args.redis, prefix=PREFIX)
             load = await timed(lambda s=store, k=keys: s.aload(random.choice(k), now))
             if name == "sqlite":
                 listing = await timed(lambda s=store: s.alist_user("user7", now), n=50)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -18,9 +19,10 @@ from starlette.applications import Starlette
 from satchel import StoreUnavailable, ids
 from satchel.asgi import SessionMiddleware
 from satchel.ops import drive
+from satchel.record import Record
 from satchel.stores.redis import RedisStore, from_url
 from satchel.stores.registry import store_from_url
-from satchel.testing.conformance import StoreConformance, cookie_id, request
+from satchel.testing.conformance import StoreConformance, _key, _meta, cookie_id, request
 
 from .conftest import KEY
 from .helpers import make_engine
@@ -138,9 +140,7 @@ async def counted(redis_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Redi
     )
     async_client = redis.asyncio.Redis(connection_pool=pool)
     store = RedisStore(async_client=async_client, prefix=_prefix())
-    app = SessionMiddleware(
-        Starlette(routes=ROUTES), store=store, secret_keys=[KEY], refresh_interval=0
-    )
+    app = SessionMiddleware(Starlette(routes=ROUTES), store=store, secret_keys=[KEY])
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
         await c.get("/incr")  # loads the scripts into Redis's cache
@@ -158,11 +158,11 @@ async def round_trips(client: httpx.AsyncClient, path: str) -> int:
 
 
 async def test_round_trips_per_request(counted: tuple[httpx.AsyncClient, RedisStore]) -> None:
-    """A read costs one round trip, with its "last seen" refresh (due on every request
-    here: refresh_interval=0); a write two; login from an existing session six (load, add
-    to the user's index, create, delete the old record, then list the user's index and
-    their sessions, which prunes it and enforces the per-user cap); logout two (load,
-    delete); no cookie, none."""
+    """A read costs one round trip (its throttled "last seen" refresh is not due; see
+    test_a_due_refresh_costs_one_more_round_trip); a write two; login from an existing
+    session six (load, add to the user's index, create, delete the old record, then list
+    the user's index and their sessions, which prunes it and enforces the per-user cap);
+    logout two (load, delete); no cookie, none."""
     client, _ = counted
     assert await round_trips(client, "/read") == 1
     assert await round_trips(client, "/incr") == 2
@@ -190,6 +190,54 @@ def test_sync_round_trips(redis_url: str) -> None:
     store.delete(ids.store_key(sid or ""))
     store.close()
     pool.disconnect()
+
+
+async def test_a_due_refresh_costs_one_more_round_trip(redis_url: str) -> None:
+    """A read is one HGETALL; the throttled "last seen" refresh is a second round trip,
+    made only when due (so at most once per refresh interval per session), on both paths."""
+    pool = redis.ConnectionPool.from_url(redis_url, connection_class=CountingConnection)
+    apool = redis.asyncio.ConnectionPool.from_url(
+        redis_url, connection_class=CountingAsyncConnection
+    )
+    store = RedisStore(
+        client=redis.Redis(connection_pool=pool),
+        async_client=redis.asyncio.Redis(connection_pool=apool),
+        prefix=_prefix(),
+    )
+    key, meta = _key(), _meta(time.time())
+    store.create(key, Record({"a": "1"}, meta))
+    await store.aload(key, meta.last_seen + 100, refresh_after=60)  # loads TOUCH's script
+    store.load(key, meta.last_seen + 200, refresh_after=60)
+    paths: list[type[CountingConnection] | type[CountingAsyncConnection]] = [
+        CountingConnection,
+        CountingAsyncConnection,
+    ]
+    for step, counter in enumerate(paths * 2):
+        now = meta.last_seen + 300 + 100 * step
+        before = counter.sent
+        if counter is CountingConnection:
+            record = store.load(key, now, refresh_after=60)
+        else:
+            record = await store.aload(key, now, refresh_after=60)
+        assert record is not None
+        assert counter.sent - before == 2  # HGETALL, then the due refresh
+        assert record.refreshed
+        assert record.meta.last_seen == now
+        before = counter.sent
+        if counter is CountingConnection:
+            again = store.load(key, now + 59, refresh_after=60)
+        else:
+            again = await store.aload(key, now + 59, refresh_after=60)
+        assert again is not None
+        assert counter.sent - before == 1  # refreshed 59 s ago: not due
+        assert not again.refreshed
+        assert again.meta.last_seen == now
+        assert dict(again.data) == {"a": "1"}
+    store.delete(key)
+    store.close()
+    await store.aclose()
+    pool.disconnect()
+    await apool.disconnect()
 
 
 # -- faults ------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ Importing this package imports no driver: redis-py is loaded when a client is ma
 """
 
 from .connect import DEFAULT_MAX_CONNECTIONS, DEFAULT_SENTINEL_CHECK, DEFAULT_TIMEOUT, make_client
-from .scripts import CREATE, INDEX_ADD, INDEX_LIST, LOAD, TOUCH, UPDATE, fields
+from .scripts import CREATE, INDEX_ADD, INDEX_LIST, TOUCH, UPDATE, create_args
 from .store import DEFAULT_PREFIX, RedisStore, from_url
 
 __all__ = [
@@ -19,11 +19,10 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "INDEX_ADD",
     "INDEX_LIST",
-    "LOAD",
     "TOUCH",
     "UPDATE",
     "RedisStore",
-    "fields",
+    "create_args",
     "from_url",
     "make_client",
 ]

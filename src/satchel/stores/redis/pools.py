@@ -9,7 +9,7 @@ Three things redis-py's default pools do not do, and a session store needs:
   ``BlockingConnectionPool``: a call waits for a free connection, within its deadline.
 * **One deadline per call.** The wait for a connection, connects, retries and reads share
   the call's ``socket_timeout`` (:data:`CALL` holds the deadline the store set); on the
-  async path ``asyncio.timeout`` does the same.
+  async path the store's watchdog does the same.
 * **Follow a Sentinel failover promptly.** redis-py asks Sentinel for the primary only when
   it opens a connection, so pooled connections keep writing to an old primary that is still
   reachable until Sentinel demotes it (about 10 s, every write lost). The Sentinel pools ask
@@ -136,7 +136,7 @@ async def _async_get(get: Any) -> Any:
 
 
 class AsyncBlockingPool(redis.asyncio.BlockingConnectionPool):
-    """Waits without a timeout of its own: the store's ``asyncio.timeout`` bounds the call,
+    """Waits without a timeout of its own: the store's watchdog bounds the call,
     and :data:`CALL` tells it the time ran out in the pool."""
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:

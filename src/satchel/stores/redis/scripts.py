@@ -1,52 +1,60 @@
-"""The Redis store's Lua scripts, and the arguments and replies each one speaks.
+"""The Redis store's hash layout, its Lua scripts, and the arguments and replies each
+one speaks.
 
-Each session is one hash, ``{prefix}s:{store key}``:
+Each session is one hash, ``{prefix}s:{store key}``, one short field per metadata field
+and one per app value:
 
 ========  ===========================================================
 ``d:*``   one field per app key, holding the encoded value
-``m``     the metadata as JSON (``ls`` and ``v`` override what it says)
+``h``     handle
+``c``     created, epoch seconds
 ``ls``    last seen, epoch seconds
-``it``    idle timeout, seconds
 ``ad``    absolute deadline, epoch seconds
+``it``    idle timeout, seconds
+``u``     user ID (absent: none)
+``ua``    user agent (absent: none)
+``ip``    client IP (absent: none)
+``p``     ``1`` if the session is persistent (absent: not)
 ``v``     record version
 ========  ===========================================================
 
-Every script touches one key, so it is atomic and runs unchanged on Redis Cluster. The
-hash's TTL is ``min(ls + it, ad)``: Redis drops a session by itself, and a TTL never
-reaches past the absolute deadline. Numbers travel as ``repr`` of a float (exact).
+Nothing is stored twice and nothing is JSON, so every field of a typical session is
+shorter than ``hash-max-listpack-value`` (64 bytes by default) and Redis keeps the hash
+as a compact listpack -- all but a browser's user agent, usually 100-150 bytes, which
+turns the hash into a full hashtable unless that setting is raised (docs/stores.md).
+
+A read is a plain ``HGETALL``, parsed and checked for expiry here (:func:`record_of`);
+the throttled "last seen" refresh is :data:`TOUCH`, sent only when it is due. Every
+script touches one key, so it is atomic and runs unchanged on Redis Cluster. The hash's
+TTL is ``min(ls + it, ad)``: Redis drops a session by itself, and a TTL never reaches
+past the absolute deadline. Numbers travel as ``repr`` of a float (exact), integral
+ones as integers.
+
+Hashes written by 0.1 hold the metadata as JSON in one field ``m`` (with ``ls`` and
+``v`` overriding what it says, ``it`` and ``ad`` copied out for the scripts). They are
+still read and listed; the first update rewrites them in this layout and drops ``m``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from typing import Any
+import math
+from collections.abc import Mapping, Sequence
 
 from ...errors import CorruptRecord
 from ...record import Change, Meta, Record
 
-# KEYS[1] session hash; ARGV: now, refresh_after (-1: never)
-# Returns nil, or {the hash as one JSON object, refreshed 0/1}: a single bulk string is
-# far cheaper for the client to parse than a flat HGETALL reply.
-LOAD = """
-local h = redis.call('HGETALL', KEYS[1])
-if #h == 0 then return nil end
-local f = {}
-for i = 1, #h, 2 do f[h[i]] = h[i + 1] end
-local now = tonumber(ARGV[1])
-local ls, it, ad = tonumber(f['ls']), tonumber(f['it']), tonumber(f['ad'])
-if not (ls and it and ad) then return {cjson.encode(f), 0} end
-if now >= math.min(ls + it, ad) then return nil end
-local refresh = tonumber(ARGV[2])
-if refresh >= 0 and now - ls >= refresh and ls < ad then
-  redis.call('HSET', KEYS[1], 'ls', ARGV[1])
-  redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', math.min(now + it, ad) * 1000))
-  return {cjson.encode(f), 1}
+# Lua's unpack() refuses a few thousand values at once: commands with a field per app key
+# are sent in slices of this many arguments (even, so name/value pairs stay together).
+_SLICE = """
+local function sliced(command, list, first, last)
+  for i = first, last, 1000 do
+    redis.call(command, KEYS[1], unpack(list, i, math.min(i + 999, last)))
+  end
 end
-return {cjson.encode(f), 0}
 """
 
 # KEYS[1]; ARGV: last_seen, now. Returns 1 if the session exists and is live, else 0.
+# Reads only the three fields every layout has, so it serves 0.1's hashes too.
 TOUCH = """
 local f = redis.call('HMGET', KEYS[1], 'ls', 'it', 'ad')
 local ls, it, ad = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
@@ -61,40 +69,58 @@ return 1
 """
 
 # KEYS[1]; ARGV: expire_at_ms, then field, value pairs. Refuses to overwrite.
-CREATE = """
+CREATE = (
+    _SLICE
+    + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+sliced('HSET', ARGV, 2, #ARGV)
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 return 1
 """
+)
 
-# KEYS[1]; ARGV: now, clear (0/1), meta json, ls, it, ad, n_set, then n_set name/value
-# pairs, then names to delete. Returns the new version, or nil if the session is gone.
+# KEYS[1]; ARGV: now, clear (0/1), expire_at_ms, n_set, then n_set/2 field/value pairs
+# (metadata and app values, named as stored; the last is 'v' with a placeholder, which
+# the script fills), n_absent, then n_absent metadata fields that must not be there (a
+# None or False), then the app fields to delete. Returns the new version, or nil if the
+# session is gone or expired (nothing written then).
+# Three commands in all, usually (each costs Redis a few microseconds in a script): one
+# HMGET reads what the checks need, the version and which fields to drop; one HSET
+# writes; PEXPIREAT moves the TTL. Deletions (an HDEL, only when there are any) go
+# first, so a field both cleared and set ends up set (Change.apply's order). The fields
+# that must be absent are only deleted when present: a session without a user costs no
+# HDEL on every write. 0.1's ``m`` is dropped on the way.
 UPDATE = """
-local f = redis.call('HMGET', KEYS[1], 'ls', 'it', 'ad')
+local f = redis.call('HMGET', KEYS[1], 'ls', 'it', 'ad', 'v', 'm', 'u', 'ua', 'ip', 'p')
 local ls, it, ad = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
 if not (ls and it and ad) then return nil end
 if tonumber(ARGV[1]) >= math.min(ls + it, ad) then return nil end
-if ARGV[2] == '1' then
-  local fields = redis.call('HKEYS', KEYS[1])
-  for _, name in ipairs(fields) do
-    if string.sub(name, 1, 2) == 'd:' then redis.call('HDEL', KEYS[1], name) end
+local at = 5 + tonumber(ARGV[4])
+local absent_to = at + tonumber(ARGV[at])
+local drop = {}
+if f[5] then drop[1] = 'm' end
+for i = at + 1, absent_to do
+  local name = ARGV[i]
+  if (name == 'u' and f[6]) or (name == 'ua' and f[7]) or (name == 'ip' and f[8])
+      or (name == 'p' and f[9]) then
+    drop[#drop + 1] = name
   end
 end
-local n = tonumber(ARGV[7])
-local i = 8
-for _ = 1, n do
-  redis.call('HSET', KEYS[1], 'd:' .. ARGV[i], ARGV[i + 1])
-  i = i + 2
+if ARGV[2] == '1' then
+  for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if string.sub(name, 1, 2) == 'd:' then drop[#drop + 1] = name end
+  end
 end
-while i <= #ARGV do
-  redis.call('HDEL', KEYS[1], 'd:' .. ARGV[i])
-  i = i + 1
+for i = absent_to + 1, #ARGV do drop[#drop + 1] = ARGV[i] end
+for i = 1, #drop, 1000 do
+  redis.call('HDEL', KEYS[1], unpack(drop, i, math.min(i + 999, #drop)))
 end
-redis.call('HSET', KEYS[1], 'm', ARGV[3], 'ls', ARGV[4], 'it', ARGV[5], 'ad', ARGV[6])
-local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
-local expires = math.min(tonumber(ARGV[4]) + tonumber(ARGV[5]), tonumber(ARGV[6]))
-redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', expires * 1000))
+local v = (tonumber(f[4]) or 0) + 1
+ARGV[at - 1] = tostring(v)
+for i = 5, at - 1, 1000 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 999, at - 1)))
+end
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 return v
 """
 
@@ -102,12 +128,16 @@ return v
 # the session's absolute deadline. It lives in another slot than the sessions, so it is
 # kept by its own single-key scripts and pruned when read: no keyspace notifications
 # (which Redis Cluster keeps per node), no multi-key scripts.
-# KEYS[1] index; ARGV: deadline, store key.
+# KEYS[1] index; ARGV: deadline, store key, now. Drops members past their deadline;
+# returns how many members the index holds then (sessions deleted before their deadline
+# still count until a listing prunes them: an upper bound of the user's live sessions).
 INDEX_ADD = """
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if #top == 0 then return 0 end
 redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(top[2]) * 1000))
-return 1
+return redis.call('ZCARD', KEYS[1])
 """
 
 # KEYS[1] index; ARGV: now. Drops members past their deadline, returns the rest.
@@ -117,62 +147,125 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 
 
-def meta_of_fields(fields: Sequence[Any]) -> Meta:
-    m, ls, v = fields
-    return Meta.from_json(m, last_seen=float(ls), version=int(v))
+def number(value: float) -> str:
+    """A float as Redis stores it: exact, and as an integer when it is one (``1800``, not
+    ``1800.0``: shorter, and an integer in a listpack)."""
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
 
 
-def fields(record: Record) -> list[str | bytes]:
-    meta = record.meta
-    flat: list[str | bytes] = [
-        "m",
-        meta.to_json(),
+def meta_fields(meta: Meta) -> tuple[list[str], list[str]]:
+    """The metadata as field/value pairs, and the fields that must be absent (a None,
+    or ``persistent`` False). The version is left out: the scripts own it."""
+    pairs = [
+        "h",
+        meta.handle,
+        "c",
+        number(meta.created),
         "ls",
-        repr(meta.last_seen),
-        "it",
-        repr(meta.idle_timeout),
+        number(meta.last_seen),
         "ad",
-        repr(meta.absolute_deadline),
-        "v",
-        str(meta.version),
+        number(meta.absolute_deadline),
+        "it",
+        number(meta.idle_timeout),
     ]
+    absent = []
+    for name, value in (("u", meta.user_id), ("ua", meta.user_agent), ("ip", meta.client_ip)):
+        if value is None:
+            absent.append(name)
+        else:
+            pairs += (name, value)
+    if meta.persistent:
+        pairs += ("p", "1")
+    else:
+        absent.append("p")
+    return pairs, absent
+
+
+def create_args(record: Record) -> list[str]:
+    """ARGV of :data:`CREATE`: the expiry, then the whole record as field/value pairs."""
+    meta = record.meta
+    pairs, _ = meta_fields(meta)
+    args = [str(int(meta.expires_at * 1000)), *pairs, "v", str(meta.version)]
     for name, value in record.data.items():
-        flat += ["d:" + name, value]
-    return flat
-
-
-def record_of(reply: Sequence[Any], now: float) -> Record:
-    """A Record from the :data:`LOAD` script's reply (the hash before any refresh, and a flag)."""
-    refreshed = bool(reply[1])
-    try:
-        fields: dict[str, str] = json.loads(reply[0])
-        data = {name[2:]: value for name, value in fields.items() if name.startswith("d:")}
-        last_seen = now if refreshed else float(fields["ls"])
-        meta = Meta.from_json(fields["m"], last_seen=last_seen, version=int(fields["v"]))
-    except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as exc:
-        raise CorruptRecord("Redis session hash cannot be decoded", exc) from exc
-    return Record(data, meta, refreshed=refreshed)
-
-
-def update_args(change: Change, now: float) -> list[str]:
-    meta = change.meta
-    args = [
-        repr(now),
-        "1" if change.clear else "0",
-        meta.to_json(),
-        repr(meta.last_seen),
-        repr(meta.idle_timeout),
-        repr(meta.absolute_deadline),
-        str(len(change.set)),
-    ]
-    for name, value in change.set.items():
-        args += [name, value]
-    args += list(change.delete)
+        args += ("d:" + name, value)
     return args
 
 
-#: The hash fields a listing reads (HMGET), in this order.
-LISTED_FIELDS = ("m", "ls", "v", "it", "ad")
+def update_args(change: Change, now: float) -> list[str]:
+    """ARGV of :data:`UPDATE`."""
+    meta = change.meta
+    pairs, absent = meta_fields(meta)
+    for name, value in change.set.items():
+        pairs += ("d:" + name, value)
+    pairs += ("v", "")
+    return [
+        repr(now),
+        "1" if change.clear else "0",
+        str(int(meta.expires_at * 1000)),
+        str(len(pairs)),
+        *pairs,
+        str(len(absent)),
+        *absent,
+        *["d:" + name for name in change.delete],
+    ]
+
+
+def meta_of(fields: Mapping[bytes, bytes]) -> Meta:
+    """The metadata of a session hash (``HGETALL`` or the :data:`LISTED_FIELDS`), either
+    layout. Raises :class:`CorruptRecord` (or a ValueError, KeyError or TypeError, which
+    callers read the same way) unless every field is there with its type."""
+    get = fields.get
+    old = get(b"m")
+    if old is not None:  # 0.1: JSON, with ls and v kept apart
+        return Meta.from_json(old, last_seen=float(fields[b"ls"]), version=int(fields[b"v"]))
+    created, last_seen = float(fields[b"c"]), float(fields[b"ls"])
+    deadline, idle = float(fields[b"ad"]), float(fields[b"it"])
+    if not math.isfinite(created + last_seen + deadline + idle):  # inf or nan in any
+        raise CorruptRecord("Redis session hash holds a time that is not finite")
+    user, agent, ip, persistent = get(b"u"), get(b"ua"), get(b"ip"), get(b"p")
+    if persistent is not None and persistent != b"1":
+        raise CorruptRecord("Redis session hash: 'p' is neither absent nor 1")
+    return Meta(
+        fields[b"h"].decode(),
+        created,
+        last_seen,
+        deadline,
+        idle,
+        None if user is None else user.decode(),
+        None if agent is None else agent.decode(),
+        None if ip is None else ip.decode(),
+        persistent is not None,
+        int(fields[b"v"]),
+    )
+
+
+def record_of(fields: Mapping[bytes, bytes]) -> Record:
+    """A Record from a session hash's ``HGETALL`` (not empty)."""
+    try:
+        meta = meta_of(fields)
+        data = {
+            name[2:].decode(): value.decode() for name, value in fields.items() if name[:2] == b"d:"
+        }
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise CorruptRecord("Redis session hash cannot be decoded", exc) from exc
+    return Record(data, meta)
+
+
+#: The hash fields a listing reads (HMGET), in this order: both layouts' metadata.
+LISTED_FIELDS = ("m", "h", "c", "ls", "ad", "it", "u", "ua", "ip", "p", "v")
+
+
+def listed_meta(values: Sequence[bytes | None]) -> Meta:
+    """The metadata from the values of :data:`LISTED_FIELDS`; raises :class:`CorruptRecord`
+    if the hash is incomplete or a field cannot be read."""
+    fields = {
+        name.encode(): v for name, v in zip(LISTED_FIELDS, values, strict=True) if v is not None
+    }
+    try:
+        return meta_of(fields)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise CorruptRecord("Redis session hash cannot be decoded", exc) from exc
 
 
 def live_members(
@@ -181,13 +274,10 @@ def live_members(
     """From the :data:`LISTED_FIELDS` of each index member's hash: the live sessions of
     ``user_id``, and the members to drop (gone, expired, corrupt, or another user's)."""
     live, gone = [], []
-    for member, (m, ls, v, it, ad) in zip(members, replies, strict=True):
-        if m is None or ls is None or it is None or ad is None or v is None:
-            gone.append(member)
-            continue
+    for member, values in zip(members, replies, strict=True):
         try:
-            meta = Meta.from_json(m, last_seen=float(ls), version=int(v))
-        except (CorruptRecord, ValueError):
+            meta = listed_meta(values)
+        except CorruptRecord:
             gone.append(member)
             continue
         if meta.expires_at <= now or meta.user_id != user_id:

@@ -1,19 +1,24 @@
 """The Redis store (redis-py): single server, TLS, Sentinel and Cluster; Valkey speaks the
 same protocol.
 
-Every operation is one single-key Lua script (:mod:`.scripts`) or one command, so it is
+Every operation is one command or one single-key Lua script (:mod:`.scripts`), so it is
 atomic, costs one round trip and runs unchanged on Redis Cluster, where a session's keys
-and a user's index keys live in different slots. Clients come from :mod:`.connect`.
+and a user's index keys live in different slots. A read is a plain ``HGETALL``, checked for
+expiry here; when its throttled "last seen" refresh is due (at most once per
+``refresh_after`` per session), the refresh is a second round trip (:data:`.TOUCH`).
+Clients come from :mod:`.connect`.
 How each call reaches Redis (one deadline, one error translation, writes sent at most
 once) is :mod:`.calls`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ...errors import ConfigurationError, KeyCollision
+from ...expiry import refresh_due
 from ...ids import user_key
 from ...record import Change, Meta, Record
 from ..base import Store, listed
@@ -24,12 +29,11 @@ from .scripts import (
     INDEX_ADD,
     INDEX_LIST,
     LISTED_FIELDS,
-    LOAD,
     TOUCH,
     UPDATE,
-    fields,
+    create_args,
+    listed_meta,
     live_members,
-    meta_of_fields,
     record_of,
     update_args,
 )
@@ -100,16 +104,25 @@ class RedisStore(RedisCalls, Store):
     # -- sync path ----------------------------------------------------------------------------
 
     def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
-        refresh = -1 if refresh_after is None else repr(refresh_after)
-        reply = self._run(LOAD, [self.hash_key(key)], [repr(now), refresh])
-        return None if reply is None else record_of(reply, now)
+        name = self.hash_key(key)
+        with self._errors():
+            fields = self.client.hgetall(name)
+        record = _live(fields, now)
+        if (
+            record is None
+            or refresh_after is None
+            or not refresh_due(record.meta, now, refresh_after)
+        ):
+            return record
+        if not self._run(TOUCH, [name], [repr(now), repr(now)]):
+            return None
+        return _refreshed(record, now)
 
     def touch(self, key: str, last_seen: float, now: float) -> bool:
         return bool(self._run(TOUCH, [self.hash_key(key)], [repr(last_seen), repr(now)]))
 
     def create(self, key: str, record: Record) -> None:
-        expire_ms = str(int(record.meta.expires_at * 1000))
-        if not self._write(CREATE, [self.hash_key(key)], [expire_ms, *fields(record)]):
+        if not self._write(CREATE, [self.hash_key(key)], create_args(record)):
             raise KeyCollision("session key collision")
 
     def update(self, key: str, change: Change, now: float) -> int | None:
@@ -125,8 +138,11 @@ class RedisStore(RedisCalls, Store):
         """Redis expires sessions by their TTL: nothing to purge."""
         return 0
 
-    def index_add(self, user_id: str, key: str, deadline: float) -> None:
-        self._write(INDEX_ADD, [self.index_key(user_id)], [repr(deadline), key])
+    def index_add(self, user_id: str, key: str, deadline: float) -> int:  # type: ignore[override]
+        """Returns how many members the user's index holds after adding (those past their
+        deadline dropped): an upper bound of the user's live sessions."""
+        args = [repr(deadline), key, repr(time.time())]
+        return int(self._write(INDEX_ADD, [self.index_key(user_id)], args))
 
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         index = self.index_key(user_id)
@@ -153,11 +169,11 @@ class RedisStore(RedisCalls, Store):
                 for name in batch:
                     pipe.hmget(name, *LISTED_FIELDS)
                 rows = [
-                    (name.decode()[len(self.prefix) + 2 :], m, ls, v)
-                    for name, (m, ls, v, _it, _ad) in zip(batch, pipe.execute(), strict=True)
-                    if m is not None and ls is not None and v is not None
+                    (name.decode()[len(self.prefix) + 2 :], values)
+                    for name, values in zip(batch, pipe.execute(), strict=True)
+                    if any(value is not None for value in values)  # not expired meanwhile
                 ]
-                for key, meta in listed(rows, meta_of_fields):
+                for key, meta in listed(rows, lambda row: listed_meta(row[0])):
                     if meta.expires_at > now:
                         yield key, meta
 
@@ -177,16 +193,23 @@ class RedisStore(RedisCalls, Store):
     async def aload(
         self, key: str, now: float, refresh_after: float | None = None
     ) -> Record | None:
-        refresh = -1 if refresh_after is None else repr(refresh_after)
-        reply = await self._arun(LOAD, [self.hash_key(key)], [repr(now), refresh])
-        return None if reply is None else record_of(reply, now)
+        name, client = self.hash_key(key), self.async_client
+        record = _live(await self._acall(lambda: client.hgetall(name)), now)
+        if (
+            record is None
+            or refresh_after is None
+            or not refresh_due(record.meta, now, refresh_after)
+        ):
+            return record
+        if not await self._arun(TOUCH, [name], [repr(now), repr(now)]):
+            return None
+        return _refreshed(record, now)
 
     async def atouch(self, key: str, last_seen: float, now: float) -> bool:
         return bool(await self._arun(TOUCH, [self.hash_key(key)], [repr(last_seen), repr(now)]))
 
     async def acreate(self, key: str, record: Record) -> None:
-        expire_ms = str(int(record.meta.expires_at * 1000))
-        if not await self._awrite(CREATE, [self.hash_key(key)], [expire_ms, *fields(record)]):
+        if not await self._awrite(CREATE, [self.hash_key(key)], create_args(record)):
             raise KeyCollision("session key collision")
 
     async def aupdate(self, key: str, change: Change, now: float) -> int | None:
@@ -201,8 +224,9 @@ class RedisStore(RedisCalls, Store):
     ) -> int:
         return 0
 
-    async def aindex_add(self, user_id: str, key: str, deadline: float) -> None:
-        await self._awrite(INDEX_ADD, [self.index_key(user_id)], [repr(deadline), key])
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> int:  # type: ignore[override]
+        args = [repr(deadline), key, repr(time.time())]
+        return int(await self._awrite(INDEX_ADD, [self.index_key(user_id)], args))
 
     async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         index, client = self.index_key(user_id), self.async_client
@@ -227,6 +251,19 @@ class RedisStore(RedisCalls, Store):
         for resource in self._resources:
             if hasattr(resource, "aclose"):
                 await resource.aclose()
+
+
+def _live(fields: Mapping[bytes, bytes], now: float) -> Record | None:
+    """The record of a session hash's ``HGETALL``, unless it is empty or expired at
+    ``now`` (Redis's TTL runs on the server's clock; the contract on the caller's)."""
+    if not fields:
+        return None
+    record = record_of(fields)
+    return None if now >= record.meta.expires_at else record
+
+
+def _refreshed(record: Record, now: float) -> Record:
+    return Record(record.data, record.meta._replace(last_seen=now), refreshed=True)
 
 
 def from_url(url: str) -> RedisStore:
