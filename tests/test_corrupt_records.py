@@ -184,11 +184,16 @@ class RedisBackend(Backend):
         return RedisStore(self.url, prefix=self.prefix)
 
     def read(self, key: str) -> tuple[Data, dict[str, Any]]:
+        from satchel.stores.redis.scripts import meta_of
+
         fields = self.client.hgetall(f"{self.prefix}s:{key}")
         data = {name[2:]: value for name, value in fields.items() if name.startswith("d:")}
-        return data, json.loads(fields["m"])
+        meta = meta_of({name.encode(): value.encode() for name, value in fields.items()})
+        return data, meta._asdict()
 
     def write(self, key: str, data: Data, meta: dict[str, Any]) -> None:
+        """The metadata as 0.1 stored it (JSON in ``m``, which the store still reads): the
+        layout in which a field can hold a value of the wrong type."""
         fields = {"d:" + name: value for name, value in data.items()}
         self.client.hset(f"{self.prefix}s:{key}", mapping={**fields, "m": json.dumps(meta)})
 

@@ -470,8 +470,10 @@ def _frozen_write(server: RedisServer, store: RedisStore, op: str) -> bool:
     record = store.load(key, time.time())
     assert record is not None
     new_key = ids.store_key(ids.new_session_id())
+    store.create_indexed(ids.store_key(ids.new_session_id()), record, "bob")  # the script
     writes: dict[str, Callable[[], object]] = {
         "create": lambda: store.create(new_key, record),
+        "create_indexed": lambda: store.create_indexed(new_key, record, "alice"),
         "update": lambda: store.update(
             key, Change(record.meta, {"n": record.data["n"] + "0"}), time.time()
         ),
@@ -493,12 +495,15 @@ def _frozen_write(server: RedisServer, store: RedisStore, op: str) -> bool:
     if op == "delete":
         return after is None
     raw = redis.Redis.from_url(server.url)
-    indexed = raw.zscore(store.index_key("alice"), key) is not None
+    filed = new_key if op == "create_indexed" else key
+    indexed = raw.zscore(store.index_key("alice"), filed) is not None
     raw.close()
+    if op == "create_indexed":
+        return indexed and store.load(new_key, time.time()) is not None
     return indexed
 
 
-@pytest.mark.parametrize("op", ["create", "update", "delete", "index_add"])
+@pytest.mark.parametrize("op", ["create", "create_indexed", "update", "delete", "index_add"])
 def test_a_timed_out_write_lands_when_the_server_resumes(frozen: RedisServer, op: str) -> None:
     """What docs/stores.md says: a write that timed out (a 503) had been sent, and the
     server applies it when it resumes. (No Redis command can be withdrawn once sent.)"""

@@ -127,18 +127,39 @@ return v
 # The per-user index: a sorted set {prefix}u:{sha256(user)}, member = store key, score =
 # the session's absolute deadline. It lives in another slot than the sessions, so it is
 # kept by its own single-key scripts and pruned when read: no keyspace notifications
-# (which Redis Cluster keeps per node), no multi-key scripts.
+# (which Redis Cluster keeps per node), and no multi-key scripts but CREATE_INDEXED,
+# used only where every key lives on one server.
 # KEYS[1] index; ARGV: deadline, store key, now. Drops members past their deadline;
 # returns how many members the index holds then (sessions deleted before their deadline
 # still count until a listing prunes them: an upper bound of the user's live sessions).
-INDEX_ADD = """
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if #top == 0 then return 0 end
-redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(top[2]) * 1000))
-return redis.call('ZCARD', KEYS[1])
+_FILE = """
+local function file(index, deadline, member, now)
+  redis.call('ZADD', index, deadline, member)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+  local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
+  if #top == 0 then return 0 end
+  redis.call('PEXPIREAT', index, string.format('%.0f', tonumber(top[2]) * 1000))
+  return redis.call('ZCARD', index)
+end
 """
+
+INDEX_ADD = _FILE + "return file(KEYS[1], ARGV[1], ARGV[2], ARGV[3])\n"
+
+# A login's record, filed under its user in the same script: KEYS[1] session hash,
+# KEYS[2] the user's index (another slot: only where every key lives on one server, not
+# on Cluster); ARGV: deadline, store key, now, then CREATE's ARGV. Returns -1 on a key
+# collision (nothing written), else the index's size, as INDEX_ADD.
+CREATE_INDEXED = (
+    _SLICE
+    + _FILE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local count = file(KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+sliced('HSET', ARGV, 5, #ARGV)
+redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+return count
+"""
+)
 
 # KEYS[1] index; ARGV: now. Drops members past their deadline, returns the rest.
 INDEX_LIST = """

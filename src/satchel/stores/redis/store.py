@@ -26,6 +26,7 @@ from .calls import RedisCalls
 from .connect import DEFAULT_MAX_CONNECTIONS, DEFAULT_SENTINEL_CHECK, DEFAULT_TIMEOUT
 from .scripts import (
     CREATE,
+    CREATE_INDEXED,
     INDEX_ADD,
     INDEX_LIST,
     LISTED_FIELDS,
@@ -95,6 +96,27 @@ class RedisStore(RedisCalls, Store):
         self._scripts: dict[str, Any] = {}
         self._async_scripts: dict[str, Any] = {}
 
+    def _create_indexed_call(
+        self, key: str, record: Record, user_id: str
+    ) -> tuple[list[str], list[str]]:
+        keys = [self.hash_key(key), self.index_key(user_id)]
+        deadline = record.meta.absolute_deadline
+        return keys, [repr(deadline), key, repr(time.time()), *create_args(record)]
+
+    @staticmethod
+    def _filed(reply: Any) -> int:
+        if int(reply) < 0:
+            raise KeyCollision("session key collision")
+        return int(reply)
+
+    @staticmethod
+    def _cluster(client: Any) -> bool:
+        """Whether ``client`` spreads keys over several servers (Redis Cluster)."""
+        from redis.asyncio.cluster import RedisCluster as AsyncCluster
+        from redis.cluster import RedisCluster
+
+        return isinstance(client, RedisCluster | AsyncCluster)
+
     def hash_key(self, key: str) -> str:
         return f"{self.prefix}s:{key}"
 
@@ -138,11 +160,19 @@ class RedisStore(RedisCalls, Store):
         """Redis expires sessions by their TTL: nothing to purge."""
         return 0
 
-    def index_add(self, user_id: str, key: str, deadline: float) -> int:  # type: ignore[override]
+    def index_add(self, user_id: str, key: str, deadline: float) -> int:
         """Returns how many members the user's index holds after adding (those past their
         deadline dropped): an upper bound of the user's live sessions."""
         args = [repr(deadline), key, repr(time.time())]
         return int(self._write(INDEX_ADD, [self.index_key(user_id)], args))
+
+    def create_indexed(self, key: str, record: Record, user_id: str) -> int | None:
+        """A login: the record and its index entry in one script, one round trip (two
+        calls on Cluster, where the index lives in another slot)."""
+        if self._cluster(self.client):
+            return super().create_indexed(key, record, user_id)
+        keys, args = self._create_indexed_call(key, record, user_id)
+        return self._filed(self._write(CREATE_INDEXED, keys, args))
 
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         index = self.index_key(user_id)
@@ -224,9 +254,15 @@ class RedisStore(RedisCalls, Store):
     ) -> int:
         return 0
 
-    async def aindex_add(self, user_id: str, key: str, deadline: float) -> int:  # type: ignore[override]
+    async def aindex_add(self, user_id: str, key: str, deadline: float) -> int:
         args = [repr(deadline), key, repr(time.time())]
         return int(await self._awrite(INDEX_ADD, [self.index_key(user_id)], args))
+
+    async def acreate_indexed(self, key: str, record: Record, user_id: str) -> int | None:
+        if self._cluster(self.async_client):
+            return await super().acreate_indexed(key, record, user_id)
+        keys, args = self._create_indexed_call(key, record, user_id)
+        return self._filed(await self._awrite(CREATE_INDEXED, keys, args))
 
     async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         index, client = self.index_key(user_id), self.async_client
