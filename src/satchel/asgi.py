@@ -101,7 +101,10 @@ class SessionMiddleware:
         ctx = self._context(scope)
         if ctx.ticket is not None:
             try:
-                await ctx.aopen()
+                if self.backend.store is None:  # nothing to wait for (cookie sessions)
+                    ctx.load(ctx.session)
+                else:
+                    await ctx.aopen()
             except StoreError as exc:
                 logger.error("session store unavailable while loading: %s", exc)
                 await self.on_store_unavailable(scope, receive, send)
@@ -151,6 +154,8 @@ class SessionMiddleware:
                     and session.idle()
                 ):
                     return send(message)
+                if not session.needs_commit:
+                    return send(_with_session(message, ctx))
                 return start(message)
             if failed:
                 return _nothing()

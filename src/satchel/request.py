@@ -300,6 +300,12 @@ class RequestContext:
     def session_lines(self) -> list[tuple[str, str]]:
         """The header lines the session adds to this response (consumed: a second call
         adds nothing)."""
+        if (
+            self.outgoing is None
+            and not self.new_presession
+            and self.session.stored_user_id is None
+        ):
+            return []  # most responses: no token, no pre-session cookie to set or delete
         out: list[tuple[str, str]] = []
         action, self.outgoing = self.outgoing, None
         if action is not None:
