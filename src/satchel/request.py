@@ -96,6 +96,7 @@ class RequestContext:
     pairs when given those) and works out everything else when asked."""
 
     __slots__ = (
+        "_device",
         "_headers",
         "_origin",
         "_presession",
@@ -144,6 +145,7 @@ class RequestContext:
         self.new_presession = self.csrf_made = False
         # worked out on first use: most requests never need them
         self._origin: Origin | None = None
+        self._device: DeviceInfo | None = None
         self._presession: Any = _UNREAD
 
     @property
@@ -354,10 +356,13 @@ class RequestContext:
         return f"{scheme}://{origin.host}"
 
     def device_info(self) -> DeviceInfo:
-        agent = self.headers.get("user-agent")
-        return DeviceInfo(
-            user_agent=agent[:512] if agent else None, client_ip=self.origin.client_ip
-        )
+        device = self._device
+        if device is None:
+            agent = self.headers.get("user-agent")
+            device = self._device = DeviceInfo(
+                user_agent=agent[:512] if agent else None, client_ip=self.origin.client_ip
+            )
+        return device
 
     request_info = device_info  # the name before 0.2
 

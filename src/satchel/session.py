@@ -353,6 +353,17 @@ class Session(SessionData):
         """Every value encoded for storage."""
         return {name: codec.encode_named(name, value) for name, value in dict.items(self)}
 
+    def encoded_if_changed(self) -> dict[str, str] | None:
+        """Every value encoded, or None when nothing changed since the session was loaded
+        or committed: :attr:`modified` and :meth:`encoded` in one pass (each value is
+        encoded once)."""
+        if self._cleared or self._regenerate or self._meta_dirty or self._destroyed_keys:
+            return self.encoded()
+        if not self._maybe_modified:
+            return None
+        encoded = self.encoded()
+        return None if encoded == self._baseline else encoded
+
     def pending_change(self, meta: Callable[[], Meta]) -> Change | None:
         """The per-key change to commit, or None when nothing changed. ``meta`` makes the
         next metadata, only called when there is something to write."""

@@ -145,6 +145,7 @@ def with_session_headers(
 # The same rules on an ASGI response's raw header pairs: the app's headers stay bytes; only
 # a Vary it set is decoded, to be merged.
 _RAW_CACHE_DIRECTIVES = frozenset(name.encode() for name in _CACHE_DIRECTIVES)
+_NO_STORE = (b"cache-control", b"no-store")
 
 
 def raw_session_headers(
@@ -162,8 +163,12 @@ def raw_session_headers(
             continue
         out.append(pair)
     varies_on = ["Cookie" if name == "set-cookie" else "Authorization" for name, _ in lines]
-    for name, value in session_headers(varies, varies_on):
-        out.append((name.encode("latin-1"), value.encode("latin-1")))
+    if not varies and len(set(varies_on)) == 1:  # the app set no Vary: the usual answer
+        out.append((b"vary", varies_on[0].encode("latin-1")))
+        out.append(_NO_STORE)
+    else:
+        for name, value in session_headers(varies, varies_on):
+            out.append((name.encode("latin-1"), value.encode("latin-1")))
     for name, value in lines:
         out.append((name.encode("latin-1"), value.encode("latin-1")))
     return out
