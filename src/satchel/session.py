@@ -50,6 +50,7 @@ class Session(SessionData):
         # dict needs none), and the empty collections are shared, immutable, and replaced
         # (never changed in place) when something is queued.
         self._accessed = self._maybe_modified = False  # (SessionData's tracking)
+        self._texts = None
         self._session_id: str | None = None
         self._key: str | None = None
         self._meta: Meta | None = None
@@ -78,6 +79,7 @@ class Session(SessionData):
         """Fill from a stored record. Raises ``ValueError`` if a value cannot be decoded."""
         decoded = {name: codec.decode(text) for name, text in data.items()}
         dict.update(self, decoded)
+        self._texts = None
         self._session_id, self._key, self._meta = session_id, key, meta
         self._baseline = dict(data)
 
@@ -234,7 +236,7 @@ class Session(SessionData):
         baseline = self._baseline
         changed = {}
         for name, value in dict.items(self):
-            text = codec.encode_named(name, value)
+            text = self._encoded_value(name, value)
             if baseline.get(name) != text:
                 changed[name] = text
         removed = frozenset(baseline.keys() - dict.keys(self))
@@ -351,7 +353,8 @@ class Session(SessionData):
 
     def encoded(self) -> dict[str, str]:
         """Every value encoded for storage."""
-        return {name: codec.encode_named(name, value) for name, value in dict.items(self)}
+        encoded = self._encoded_value
+        return {name: encoded(name, value) for name, value in dict.items(self)}
 
     def encoded_if_changed(self) -> dict[str, str] | None:
         """Every value encoded, or None when nothing changed since the session was loaded
