@@ -145,7 +145,7 @@ class SessionMiddleware:
         def send_with_session(message: Message) -> Awaitable[None]:
             # A plain function handing back an awaitable: no coroutine of its own per
             # message, and a request that never touched its session passes straight on.
-            nonlocal started
+            nonlocal failed, started
             if message["type"] == "http.response.start":
                 started = True
                 if (
@@ -156,6 +156,11 @@ class SessionMiddleware:
                     return send(message)
                 if not session.needs_commit:
                     return send(_with_session(message, ctx))
+                if self.backend.store is None:  # a commit with nothing to wait for
+                    if ctx.finish(message["status"]) is None:
+                        return send(_with_session(message, ctx))
+                    failed = True
+                    return self._unavailable(scope, receive, send, ctx)
                 return start(message)
             if failed:
                 return _nothing()

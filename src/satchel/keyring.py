@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import ConfigurationError
-from .ids import b64encode
 
 MIN_KEY_LENGTH = 32
 KID_LENGTH = 8  # characters of base64url: 48 bits, ample to tell a handful of keys apart
@@ -39,6 +38,14 @@ _FROM_URLSAFE = bytes.maketrans(b"-_+/=", b"+/***")
 # 4 bits when 2 characters remain (one byte), 2 bits when 3 remain (two bytes).
 _LAST_OF_2 = frozenset("AQgw")
 _LAST_OF_3 = frozenset("AEIMQUYcgkosw048")
+
+
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def b64encode(raw: bytes) -> str:
+    """Unpadded base64url (:func:`satchel.ids.b64encode`, in fewer calls)."""
+    return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
 
 
 def b64decode_canonical(text: str) -> bytes | None:

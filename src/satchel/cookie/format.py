@@ -23,10 +23,9 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from .. import ids
 from ..codec import compact_json
 from ..errors import CorruptRecord
-from ..keyring import KID_LENGTH, PURPOSE_COOKIE, Keyring, b64decode_canonical
+from ..keyring import KID_LENGTH, PURPOSE_COOKIE, Keyring, b64decode_canonical, b64encode
 from ..record import Meta
 
 MAX_PAYLOAD_BYTES = 64 * 1024  # refuse to inflate more than this (zip bombs)
@@ -58,12 +57,12 @@ class CookieFormat:
         version = self._version
         if self.signed:
             kid = keyring.current_kid
-            body = ids.b64encode(raw)
+            body = b64encode(raw)
             mac = keyring.mac(PURPOSE_COOKIE, self._signed_message(version, kid, body))
             assert mac is not None
-            return f"{version}.{kid}.{body}.{ids.b64encode(mac)}"
+            return f"{version}.{kid}.{body}.{b64encode(mac)}"
         kid, blob = keyring.encrypt(raw, self._associated(version, keyring.current_kid))
-        return f"{version}.{kid}.{ids.b64encode(blob)}"
+        return f"{version}.{kid}.{b64encode(blob)}"
 
     def _associated(self, version: str, kid: str) -> bytes:
         return f"{version}.{kid}.{self.cookie_name}".encode()
