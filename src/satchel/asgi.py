@@ -134,14 +134,6 @@ class SessionMiddleware:
 
         failed = started = False
 
-        async def start(message: Message) -> None:
-            nonlocal failed
-            if await ctx.afinish(message["status"]) is not None:
-                failed = True
-                await self._unavailable(scope, receive, send, ctx)
-                return
-            await send(_with_session(message, ctx))
-
         def send_with_session(message: Message) -> Awaitable[None]:
             # A plain function handing back an awaitable: no coroutine of its own per
             # message, and a request that never touched its session passes straight on.
@@ -161,7 +153,16 @@ class SessionMiddleware:
                         return send(_with_session(message, ctx))
                     failed = True
                     return self._unavailable(scope, receive, send, ctx)
-                return start(message)
+
+                async def commit_then_send() -> None:
+                    nonlocal failed
+                    if await ctx.afinish(message["status"]) is not None:
+                        failed = True
+                        await self._unavailable(scope, receive, send, ctx)
+                        return
+                    await send(_with_session(message, ctx))
+
+                return commit_then_send()
             if failed:
                 return _nothing()
             return send(message)
@@ -208,8 +209,8 @@ class SessionMiddleware:
             client[0] if client else None,
             scope.get("scheme", "http"),
             transport,
-            cookie_header=cookie,
-            raw_headers=raw,
+            cookie,
+            raw,
         )
         if bearer or policy.cookie.name in cookie:
             ctx.read_token(cookie, authorization or "")

@@ -128,7 +128,6 @@ class RequestContext:
         peer: str | None,
         scheme: str,
         transport: Transport,
-        *,
         cookie_header: str | None = None,
         raw_headers: Iterable[tuple[bytes, bytes]] = (),
     ) -> None:
