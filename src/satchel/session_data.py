@@ -61,14 +61,16 @@ class SessionData(dict[str, Any]):
             self._maybe_modified = True
 
     def __getitem__(self, key: str) -> Any:
-        self._read()
+        self.ensure_loaded()
+        self._accessed = True
         value = dict.__getitem__(self, key)
         if not isinstance(value, _IMMUTABLE):
             self._maybe_modified = True
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
-        self._read()
+        self.ensure_loaded()
+        self._accessed = True
         value = dict.get(self, key, default)
         if not isinstance(value, _IMMUTABLE):
             self._maybe_modified = True
