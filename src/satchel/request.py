@@ -280,18 +280,6 @@ class RequestContext:
             return with_vary(headers, self.transport.vary)
         return list(headers)
 
-    def adds_to_response(self) -> bool:
-        """Whether :meth:`session_lines` or ``Vary`` may change the response: False for
-        the requests that never touched their session (checked first, cheaply)."""
-        session = self.session
-        return (
-            self.outgoing is not None
-            or self.new_presession
-            or self.csrf_made
-            or session.accessed
-            or session.stored_user_id is not None  # (a pre-session cookie to delete)
-        )
-
     @property
     def read_session(self) -> bool:
         """Whether the response depends on the session (the app read it, or a CSRF token
