@@ -87,3 +87,26 @@ def test_keyring_signs_with_newest_and_verifies_all_listed() -> None:
     assert not Keyring([KEY]).verify(PURPOSE_COOKIE, "message", signature)  # retired
     assert not rotated.verify(b"other-purpose", "message", signature)
     assert not rotated.verify(PURPOSE_COOKIE, "other", signature)
+
+
+def test_fast_base64url_decoding_answers_as_the_reference_does() -> None:
+    """keyring's one-call decoder (cookie values, signatures) refuses exactly what
+    ids.b64decode_canonical refuses: padding, '+' and '/', spare bits, whitespace, NUL,
+    non-ASCII, a length of 4n+1."""
+    import base64
+    import random
+
+    from satchel import ids, keyring
+
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/=. \n\x00é"
+    rng = random.Random(12)
+    for _ in range(20_000):
+        if rng.random() < 0.5:
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        else:
+            raw = rng.randbytes(rng.randint(0, 20))
+            text = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+            assert keyring.b64encode(raw) == ids.b64encode(raw) == text
+        if text and rng.random() < 0.3:
+            text = text[:-1] + rng.choice(alphabet)
+        assert keyring.b64decode_canonical(text) == ids.b64decode_canonical(text), repr(text)

@@ -122,3 +122,32 @@ def test_mutable_values_handed_out_by_get_are_tracked() -> None:
     change = session.pending_change(lambda: session.meta)  # type: ignore[arg-type,return-value]
     assert change is not None
     assert set(change.set) == {"cart", "pair"}
+
+
+def test_an_encoding_kept_from_assignment_never_outlives_its_value() -> None:
+    """The commit reuses the encoding made when a value that cannot change in place was
+    assigned; a value replaced by a mutable one, popped, or reloaded is encoded afresh."""
+    session = loaded(a=1)
+    session["a"] = 2  # kept: "2"
+    session["b"] = "x"
+    session["b"] = ["x"]  # a list may change in place: its encoding is not kept
+    session["b"].append("y")
+    session.pop("a")
+    session["c"] = 3
+    change = session.pending_change(lambda: session.meta)  # type: ignore[arg-type,return-value]
+    assert change is not None
+    assert dict(change.set) == {"b": '["x","y"]', "c": "3"}
+    assert change.delete == frozenset({"a"})
+    assert session.encoded() == {"b": '["x","y"]', "c": "3"}
+    assert session.encoded_if_changed() == {"b": '["x","y"]', "c": "3"}
+    session.restore("x" * 43, "k" * 64, {"c": encode(4)}, session.meta)  # type: ignore[arg-type]
+    assert session.encoded() == {"b": '["x","y"]', "c": "4"}
+
+
+def test_an_untouched_session_is_idle_until_read_or_changed() -> None:
+    session = Session()
+    assert session.idle()
+    assert "k" not in session  # a read: the response varies on the cookie
+    assert not session.idle()
+    assert loaded(a=1).idle()
+    assert loaded(a=1).encoded_if_changed() is None

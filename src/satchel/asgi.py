@@ -3,7 +3,7 @@ and FastAPI's ``request.session`` work unchanged."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Unpack
 
 from . import csrf
@@ -17,7 +17,7 @@ from .printable import printable
 from .request import SCOPE_KEY, RequestContext
 from .session import Session
 from .stores.base import Store
-from .transport import RETRY_AFTER, header_map, plain_headers, with_session_headers, with_vary
+from .transport import RETRY_AFTER, plain_headers, raw_session_headers, raw_with_vary
 
 __all__ = ["SCOPE_KEY", "SessionMiddleware", "store_unavailable"]
 
@@ -45,6 +45,10 @@ async def _body_chunks(receive: Receive) -> AsyncIterator[bytes]:
         yield message.get("body", b"")
         if not message.get("more_body", False):
             return
+
+
+async def _nothing() -> None:
+    """What the app awaits for a message that is not sent (the store failed at commit)."""
 
 
 class _Disconnected(Exception):
@@ -94,72 +98,74 @@ class SessionMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        headers = header_map(
-            (n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]
-        )
-        client = scope.get("client")
-        path: str = scope.get("path", "/")
-        root: str = scope.get("root_path", "")
-        ctx = RequestContext.build(
-            self.backend,
-            self.policy,
-            Session(),
-            method=scope.get("method", "GET"),
-            path=path,
-            app_path=path[len(root) :] or "/" if root and path.startswith(root) else path,
-            headers=headers,
-            peer=client[0] if client else None,
-            scheme=scope.get("scheme", "http"),
-        )
-        try:
-            await ctx.aopen()
-        except StoreError as exc:
-            logger.error("session store unavailable while loading: %s", exc)
-            await self.on_store_unavailable(scope, receive, send)
-            return
-        scope["session"] = ctx.session
+        ctx = self._context(scope)
+        if ctx.ticket is not None:
+            try:
+                if self.backend.store is None:  # nothing to wait for (cookie sessions)
+                    ctx.load(ctx.session)
+                else:
+                    await ctx.aopen()
+            except StoreError as exc:
+                logger.error("session store unavailable while loading: %s", exc)
+                await self.on_store_unavailable(scope, receive, send)
+                return
+        session = ctx.session
+        scope["session"] = session
         scope[SCOPE_KEY] = ctx
         if kind == "websocket":
             await self._websocket(scope, receive, send, ctx)
             return
 
-        form_token = None
-        if ctx.wants_form_token():
-            try:
-                form_token, body = await csrf.atoken_from_form(
-                    headers.get("content-type", ""), _body_chunks(receive)
-                )
-            except _Disconnected:  # refused below: no token
-                body = None
-            if body is not None:
-                receive = _replay(body, receive)
-        refusal = ctx.csrf_refusal(form_token)
-        if refusal is not None:
-            await _plain(send, 403, f"Forbidden: {refusal}\n".encode())
-            return
+        if ctx.method not in csrf.SAFE_METHODS:  # (a safe method is never checked)
+            form_token = None
+            if ctx.wants_form_token():
+                try:
+                    form_token, body = await csrf.atoken_from_form(
+                        ctx.headers.get("content-type", ""), _body_chunks(receive)
+                    )
+                except _Disconnected:  # refused below: no token
+                    body = None
+                if body is not None:
+                    receive = _replay(body, receive)
+            refusal = ctx.csrf_refusal(form_token)
+            if refusal is not None:
+                await _plain(send, 403, f"Forbidden: {refusal}\n".encode())
+                return
 
         failed = started = False
 
-        async def unavailable() -> None:
-            async def send_with_token(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    message = _with_session(message, ctx)
-                await send(message)
-
-            await self.on_store_unavailable(scope, receive, send_with_token)
-
-        async def send_with_session(message: Message) -> None:
+        def send_with_session(message: Message) -> Awaitable[None]:
+            # A plain function handing back an awaitable: no coroutine of its own per
+            # message, and a request that never touched its session passes straight on.
             nonlocal failed, started
             if message["type"] == "http.response.start":
                 started = True
-                if await ctx.afinish(message["status"]) is not None:
+                if (
+                    ctx.outgoing is None
+                    and not (ctx.new_presession or ctx.csrf_made)
+                    and session.idle()
+                ):
+                    return send(message)
+                if not session.needs_commit:
+                    return send(_with_session(message, ctx))
+                if self.backend.store is None:  # a commit with nothing to wait for
+                    if ctx.finish(message["status"]) is None:
+                        return send(_with_session(message, ctx))
                     failed = True
-                    await unavailable()
-                    return
-                message = _with_session(message, ctx)
-            elif failed:
-                return
-            await send(message)
+                    return self._unavailable(scope, receive, send, ctx)
+
+                async def commit_then_send() -> None:
+                    nonlocal failed
+                    if await ctx.afinish(message["status"]) is not None:
+                        failed = True
+                        await self._unavailable(scope, receive, send, ctx)
+                        return
+                    await send(_with_session(message, ctx))
+
+                return commit_then_send()
+            if failed:
+                return _nothing()
+            return send(message)
 
         try:
             await self.app(scope, receive, send_with_session)
@@ -167,7 +173,63 @@ class SessionMiddleware:
             if started:
                 raise
             logger.error("session store unavailable: %s", exc)
-            await unavailable()
+            await self._unavailable(scope, receive, send, ctx)
+
+    def _context(self, scope: Scope) -> RequestContext:
+        """The request's context, its token checked (no I/O). Only the ``Cookie`` header
+        (and ``Authorization`` where bearer tokens are accepted) is looked at now: the
+        header map is made if something asks for it."""
+        policy = self.policy
+        bearer = bool(policy.token_paths)
+        raw: list[tuple[bytes, bytes]] = scope["headers"]
+        cookie = authorization = None
+        for name, value in raw:
+            if name == b"cookie":
+                text = value.decode("latin-1")
+                cookie = text if cookie is None else f"{cookie}; {text}"
+            elif bearer and name == b"authorization":
+                text = value.decode("latin-1")
+                authorization = text if authorization is None else f"{authorization}, {text}"
+        cookie = cookie or ""
+        path: str = scope.get("path", "/")
+        if bearer:
+            root: str = scope.get("root_path", "")
+            app_path = path[len(root) :] or "/" if root and path.startswith(root) else path
+            transport = policy.transport_of(app_path, cookie, authorization or "")
+        else:
+            transport = policy.cookie_transport
+        client = scope.get("client")
+        ctx = RequestContext(
+            self.backend,
+            policy,
+            Session(),
+            scope.get("method", "GET"),
+            path,
+            None,
+            client[0] if client else None,
+            scope.get("scheme", "http"),
+            transport,
+            cookie,
+            raw,
+        )
+        if bearer or policy.cookie.name in cookie:
+            ctx.read_token(cookie, authorization or "")
+        else:  # no token to read
+            ctx.session.bind(ctx)
+        return ctx
+
+    async def _unavailable(
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
+    ) -> None:
+        """The store-unavailable answer; it still carries a token a half-done commit
+        issued."""
+
+        async def send_with_token(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = _with_session(message, ctx)
+            await send(message)
+
+        await self.on_store_unavailable(scope, receive, send_with_token)
 
     async def _websocket(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
@@ -199,17 +261,11 @@ class SessionMiddleware:
 
 def _with_session(message: Message, ctx: RequestContext) -> Message:
     """The response start (or WebSocket accept) with what the session must carry; the
-    headers are converted only when there is something to add."""
+    other headers stay as they are, in bytes."""
     lines = ctx.session_lines()
     if not lines and not ctx.read_session:
         return message
     raw = message.get("headers", ())
-    if not lines:  # a read only adds to Vary: the other headers stay as they are, in bytes
-        others = [(n, v) for n, v in raw if n.lower() != b"vary"]
-        varies = [("vary", v.decode("latin-1")) for n, v in raw if n.lower() == b"vary"]
-        (_, vary), *_ = with_vary(varies, ctx.transport.vary)
-        return {**message, "headers": [*others, (b"vary", vary.encode("latin-1"))]}
-    decoded = ((n.decode("latin-1"), v.decode("latin-1")) for n, v in raw)
-    headers = with_session_headers(decoded, lines)
-    encoded = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
-    return {**message, "headers": encoded}
+    if not lines:  # a read only adds to Vary
+        return {**message, "headers": raw_with_vary(raw, ctx.transport.vary)}
+    return {**message, "headers": raw_session_headers(raw, lines)}

@@ -387,6 +387,8 @@ def next_meta(
 ) -> Meta:
     """The metadata after a commit applies the queued ``updates`` (shared by the cookie
     backend)."""
+    if not updates:  # most commits: only "last seen" moves
+        return Meta._make((*meta[:2], now, *meta[3:]))
     changes = dict(updates)
     if changes.pop("fresh", False):  # another user logs in: nothing of the last one's
         meta = expiry.new_meta(meta.handle, now, user_agent=None, client_ip=None)

@@ -9,6 +9,7 @@ trying each. Encryption is AES-256-GCM from ``cryptography`` with a random 96-bi
 
 from __future__ import annotations
 
+import binascii
 import hmac
 import os
 from collections.abc import Sequence
@@ -20,7 +21,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import ConfigurationError
-from .ids import b64decode_canonical, b64encode
 
 MIN_KEY_LENGTH = 32
 KID_LENGTH = 8  # characters of base64url: 48 bits, ample to tell a handful of keys apart
@@ -29,6 +29,47 @@ NONCE_BYTES = 12
 PURPOSE_COOKIE = b"satchel/cookie-signature/v1"
 PURPOSE_ENCRYPT = b"satchel/encryption/v1"
 PURPOSE_CSRF = b"satchel/csrf/v1"
+
+
+# base64url to the standard alphabet; '+', '/' and '=' (not base64url, or padding) become a
+# character that strict decoding refuses.
+_FROM_URLSAFE = bytes.maketrans(b"-_+/=", b"+/***")
+# The last character of a canonical encoding leaves its unused low bits at zero:
+# 4 bits when 2 characters remain (one byte), 2 bits when 3 remain (two bytes).
+_LAST_OF_2 = frozenset("AQgw")
+_LAST_OF_3 = frozenset("AEIMQUYcgkosw048")
+
+
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def b64encode(raw: bytes) -> str:
+    """Unpadded base64url (:func:`satchel.ids.b64encode`, in fewer calls)."""
+    return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
+
+
+def b64decode_canonical(text: str) -> bytes | None:
+    """Decode unpadded base64url, or None if ``text`` is not the canonical encoding (any
+    character outside the alphabet, padding, or nonzero spare bits): what
+    :func:`satchel.ids.b64decode_canonical` answers, in one C call on the hot path."""
+    remainder = len(text) % 4
+    if remainder == 2:
+        if text[-1] not in _LAST_OF_2:
+            return None
+        padding = b"=="
+    elif remainder == 3:
+        if text[-1] not in _LAST_OF_3:
+            return None
+        padding = b"="
+    elif remainder == 1:
+        return None
+    else:
+        padding = b""
+    try:
+        standard = text.encode("ascii").translate(_FROM_URLSAFE) + padding
+        return binascii.a2b_base64(standard, strict_mode=True)
+    except ValueError:  # (binascii.Error, UnicodeError too) outside the alphabet, or not ASCII
+        return None
 
 
 def _derive(secret: bytes, purpose: bytes, length: int = 32) -> bytes:
@@ -87,6 +128,10 @@ class Keyring:
     @property
     def current_kid(self) -> str:
         return self._keys[0].kid
+
+    def knows(self, kid: str) -> bool:
+        """Whether ``kid`` names a listed key."""
+        return kid in self._by_kid
 
     @property
     def kids(self) -> list[str]:

@@ -31,6 +31,7 @@ from .transport import (
     HEADER,
     CookieTransport,
     Transport,
+    header_map,
     with_session_headers,
     with_vary,
 )
@@ -67,10 +68,19 @@ class RequestPolicy:
         request that carries neither (an API client's first call); a browser's cookie
         otherwise. Everywhere else: the cookie (an ``Authorization`` header there
         changes nothing)."""
+        return self.transport_of(path, headers.get("cookie", ""), headers.get("authorization", ""))
+
+    def transport_of(self, path: str, cookie: str, authorization: str) -> Transport:
+        """:meth:`transport`, from the request's ``Cookie`` and ``Authorization`` values."""
+        if not self.token_paths:
+            return self.cookie_transport
         on_token_path = any(
             path == prefix or path.startswith(prefix + "/") for prefix in self.token_paths
         )
-        if on_token_path and (HEADER.tokens(headers) or not self.cookie_transport.tokens(headers)):
+        if on_token_path and (
+            HEADER.tokens_in(cookie, authorization)
+            or not self.cookie_transport.tokens_in(cookie, authorization)
+        ):
             return HEADER
         return self.cookie_transport
 
@@ -78,27 +88,74 @@ class RequestPolicy:
 # -- the request ------------------------------------------------------------------------------
 
 
-@dataclass(eq=False, slots=True)
 class RequestContext:
-    """One request's view of its session: the session's binding."""
+    """One request's view of its session: the session's binding.
 
-    backend: Backend
-    policy: RequestPolicy
-    session: Session
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-case names
-    peer: str | None
-    scheme: str
-    transport: Transport
-    ticket: Any = None
-    refresh: bool = False
-    outgoing: TokenAction | None = None
-    new_presession: bool = False
-    csrf_made: bool = False
-    # worked out on first use: most requests never need them
-    _origin: Origin | None = None
-    _presession: Any = _UNREAD
+    Built for every request, and most requests never touch their session: it holds what
+    the request gave (the header map is made on first use, from the ASGI scope's raw
+    pairs when given those) and works out everything else when asked."""
+
+    __slots__ = (
+        "_device",
+        "_headers",
+        "_origin",
+        "_presession",
+        "_raw_headers",
+        "backend",
+        "cookie_header",
+        "csrf_made",
+        "method",
+        "new_presession",
+        "outgoing",
+        "path",
+        "peer",
+        "policy",
+        "refresh",
+        "scheme",
+        "session",
+        "ticket",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        backend: Backend,
+        policy: RequestPolicy,
+        session: Session,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None,
+        peer: str | None,
+        scheme: str,
+        transport: Transport,
+        cookie_header: str | None = None,
+        raw_headers: Iterable[tuple[bytes, bytes]] = (),
+    ) -> None:
+        self.backend, self.policy, self.session = backend, policy, session
+        self.method, self.path, self.peer, self.scheme = method, path, peer, scheme
+        self.transport = transport
+        self._headers, self._raw_headers = headers, raw_headers
+        if cookie_header is None:
+            cookie_header = "" if headers is None else headers.get("cookie", "")
+        self.cookie_header = cookie_header  # the Cookie header, repeats joined with '; '
+        self.ticket: Any = None
+        self.refresh = False
+        self.outgoing: TokenAction | None = None
+        self.new_presession = self.csrf_made = False
+        # worked out on first use: most requests never need them
+        self._origin: Origin | None = None
+        self._device: DeviceInfo | None = None
+        self._presession: Any = _UNREAD
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The request's headers, lower-case names (repeats joined, cookies with '; ')."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = header_map(
+                (n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw_headers
+            )
+        return headers
 
     @classmethod
     def build(
@@ -119,12 +176,21 @@ class RequestContext:
         the session loads on first access, else call :meth:`open`/:meth:`aopen`.
         ``app_path`` is the path below the app's mount point (``token_paths`` are
         relative to it, as WSGI's ``PATH_INFO`` is); default ``path``."""
-        transport = policy.transport(path if app_path is None else app_path, headers)
-        ticket, refresh = backend.read(transport.tokens(headers), headers.get("cookie", ""))
+        cookie = headers.get("cookie", "")
+        transport = policy.transport_of(
+            path if app_path is None else app_path, cookie, headers.get("authorization", "")
+        )
         ctx = cls(backend, policy, session, method, path, headers, peer, scheme, transport)
-        ctx.ticket, ctx.refresh = ticket, refresh
-        session.bind(ctx, lazy=lazy and ticket is not None)
+        ctx.read_token(cookie, headers.get("authorization", ""), lazy=lazy)
         return ctx
+
+    def read_token(self, cookie: str, authorization: str, *, lazy: bool = False) -> None:
+        """Check the token the request carries on its transport (no I/O), and bind the
+        session: with ``lazy`` it loads on first access."""
+        tokens = self.transport.tokens_in(cookie, authorization)
+        if tokens:
+            self.ticket, self.refresh = self.backend.read(tokens, cookie)
+        self.session.bind(self, lazy=lazy and self.ticket is not None)
 
     # -- the binding: load, save ------------------------------------------------------------
 
@@ -223,6 +289,12 @@ class RequestContext:
     def session_lines(self) -> list[tuple[str, str]]:
         """The header lines the session adds to this response (consumed: a second call
         adds nothing)."""
+        if (
+            self.outgoing is None
+            and not self.new_presession
+            and self.session.stored_user_id is None
+        ):
+            return []  # most responses: no token, no pre-session cookie to set or delete
         out: list[tuple[str, str]] = []
         action, self.outgoing = self.outgoing, None
         if action is not None:
@@ -238,7 +310,7 @@ class RequestContext:
         if (
             user is not None
             and not self.new_presession
-            and pre.name in self.headers.get("cookie", "")
+            and pre.name in self.cookie_header
             and self.presession is not None
         ):
             self.presession = None
@@ -271,10 +343,13 @@ class RequestContext:
         return f"{scheme}://{origin.host}"
 
     def device_info(self) -> DeviceInfo:
-        agent = self.headers.get("user-agent")
-        return DeviceInfo(
-            user_agent=agent[:512] if agent else None, client_ip=self.origin.client_ip
-        )
+        device = self._device
+        if device is None:
+            agent = self.headers.get("user-agent")
+            device = self._device = DeviceInfo(
+                user_agent=agent[:512] if agent else None, client_ip=self.origin.client_ip
+            )
+        return device
 
     request_info = device_info  # the name before 0.2
 
@@ -285,7 +360,7 @@ class RequestContext:
         """The pre-session cookie's value, if the request carries a plausible one."""
         if self._presession is _UNREAD:
             name = self.policy.presession_cookie.name
-            values = cookie_values(self.headers.get("cookie", ""), name)
+            values = cookie_values(self.cookie_header, name)
             self._presession = next((v for v in values if 20 <= len(v) <= 64 and v.isascii()), None)
         return self._presession  # type: ignore[no-any-return]
 
@@ -316,7 +391,7 @@ class RequestContext:
     @property
     def carries_cookie(self) -> bool:
         """Whether the request carries a session cookie (valid or not)."""
-        return bool(self.policy.cookie_transport.tokens(self.headers))
+        return bool(self.policy.cookie_transport.tokens_in(self.cookie_header, ""))
 
     def csrf_applies(self) -> bool:
         """Whether this request must pass the CSRF check: an unsafe method, not exempt,

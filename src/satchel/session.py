@@ -19,6 +19,9 @@ from .session_data import SessionData
 if TYPE_CHECKING:
     from .backend import SessionBinding
 
+_NO_VALUES: Mapping[str, Any] = MappingProxyType({})
+"""The empty baseline and the empty queue of metadata changes every session starts with."""
+
 
 class Session(SessionData):
     """Session data (:class:`~satchel.session_data.SessionData`: a dict that records its
@@ -43,18 +46,20 @@ class Session(SessionData):
     )
 
     def __init__(self) -> None:
-        super().__init__()
+        # Every request makes one, most never touch it: no call to the base class (the
+        # dict needs none), and the empty collections are shared, immutable, and replaced
+        # (never changed in place) when something is queued.
+        self._accessed = self._maybe_modified = False  # (SessionData's tracking)
+        self._texts = None
         self._session_id: str | None = None
         self._key: str | None = None
         self._meta: Meta | None = None
-        self._baseline: dict[str, str] = {}
-        self._cleared = False
-        self._regenerate = False
-        self._meta_dirty = False
+        self._baseline: Mapping[str, str] = _NO_VALUES
+        self._cleared = self._regenerate = self._meta_dirty = False
         self._token_refresh = False  # the token must be sent again (refresh, new key)
-        self._destroyed_keys: list[str] = []
+        self._destroyed_keys: tuple[str, ...] = ()
         self._destroyed_meta: Meta | None = None  # for cookie sessions: whom to revoke
-        self._meta_updates: dict[str, Any] = {}
+        self._meta_updates: Mapping[str, Any] = _NO_VALUES
         self._binding: SessionBinding | None = None
         self._lazy = False  # loaded by the binding on first access
         self._keep = False  # store it even while it holds nothing (Django's create())
@@ -74,6 +79,7 @@ class Session(SessionData):
         """Fill from a stored record. Raises ``ValueError`` if a value cannot be decoded."""
         decoded = {name: codec.decode(text) for name, text in data.items()}
         dict.update(self, decoded)
+        self._texts = None
         self._session_id, self._key, self._meta = session_id, key, meta
         self._baseline = dict(data)
 
@@ -103,7 +109,8 @@ class Session(SessionData):
         self._regenerate = True
         # one new ID per commit: a second regeneration in the same request keeps the handle
         # the first chose (tokens and a "spare" already bound to it stay valid)
-        self._meta_updates.setdefault("handle", ids.new_handle())
+        if "handle" not in self._meta_updates:
+            self._meta_updates = {**self._meta_updates, "handle": ids.new_handle()}
 
     def start_over(self) -> None:
         """Drop every value and the metadata's per-session choices (expiry, persistence) at
@@ -118,14 +125,14 @@ class Session(SessionData):
         """Delete the record at commit and expire the cookie. Later writes start a new session."""
         self.ensure_loaded()
         if self._key is not None:
-            self._destroyed_keys.append(self._key)
+            self._destroyed_keys += (self._key,)
             self._destroyed_meta = self._meta
         dict.clear(self)
         self._session_id = self._key = self._meta = None
-        self._baseline = {}
+        self._baseline = _NO_VALUES
         self._cleared = self._regenerate = self._meta_dirty = self._token_refresh = False
         self._keep = False
-        self._meta_updates = {}
+        self._meta_updates = _NO_VALUES
         self._accessed = self._maybe_modified = True
 
     def set_expiry(
@@ -158,7 +165,7 @@ class Session(SessionData):
     def _update_meta(self, **changes: Any) -> None:
         """Queue library metadata changes (user, device, expiry) for the next commit."""
         self.ensure_loaded()
-        self._meta_updates.update(changes)
+        self._meta_updates = {**self._meta_updates, **changes}
         self._meta_dirty = True
 
     def save(self) -> None:
@@ -229,7 +236,7 @@ class Session(SessionData):
         baseline = self._baseline
         changed = {}
         for name, value in dict.items(self):
-            text = codec.encode_named(name, value)
+            text = self._encoded_value(name, value)
             if baseline.get(name) != text:
                 changed[name] = text
         removed = frozenset(baseline.keys() - dict.keys(self))
@@ -308,6 +315,22 @@ class Session(SessionData):
             or self._keep
         )
 
+    def idle(self) -> bool:
+        """Untouched by the request (not read, nothing to commit) and bound to no stored
+        user: the response needs nothing from it. One call, for the hot path."""
+        meta = self._meta
+        return not (
+            self._accessed
+            or self._maybe_modified
+            or self._regenerate
+            or self._cleared
+            or self._meta_dirty
+            or self._destroyed_keys
+            or self._token_refresh
+            or self._keep
+            or (meta is not None and meta.user_id is not None)
+        )
+
     @property
     def token_refresh_due(self) -> bool:
         """The token must be sent again although nothing else changed: opening the session
@@ -330,7 +353,19 @@ class Session(SessionData):
 
     def encoded(self) -> dict[str, str]:
         """Every value encoded for storage."""
-        return {name: codec.encode_named(name, value) for name, value in dict.items(self)}
+        encoded = self._encoded_value
+        return {name: encoded(name, value) for name, value in dict.items(self)}
+
+    def encoded_if_changed(self) -> dict[str, str] | None:
+        """Every value encoded, or None when nothing changed since the session was loaded
+        or committed: :attr:`modified` and :meth:`encoded` in one pass (each value is
+        encoded once)."""
+        if self._cleared or self._regenerate or self._meta_dirty or self._destroyed_keys:
+            return self.encoded()
+        if not self._maybe_modified:
+            return None
+        encoded = self.encoded()
+        return None if encoded == self._baseline else encoded
 
     def pending_change(self, meta: Callable[[], Meta]) -> Change | None:
         """The per-key change to commit, or None when nothing changed. ``meta`` makes the
@@ -347,8 +382,8 @@ class Session(SessionData):
     def take_destroyed(self) -> tuple[list[str], Meta | None]:
         """The store keys of records this request destroyed, and the metadata of the
         last one (whom a cookie session's revocation names); both are then forgotten."""
-        taken = self._destroyed_keys, self._destroyed_meta
-        self._destroyed_keys, self._destroyed_meta = [], None
+        taken = list(self._destroyed_keys), self._destroyed_meta
+        self._destroyed_keys, self._destroyed_meta = (), None
         return taken
 
     def mark_committed(self, session_id: str, key: str, meta: Meta, stored: dict[str, str]) -> None:
@@ -356,8 +391,8 @@ class Session(SessionData):
         self._session_id, self._key, self._meta = session_id, key, meta
         self._baseline = stored
         self._cleared = self._regenerate = self._meta_dirty = self._keep = False
-        self._meta_updates = {}
-        self._destroyed_keys = []
+        self._meta_updates = _NO_VALUES
+        self._destroyed_keys = ()
         self._accessed = self._maybe_modified = False
 
     def mark_lost(self) -> None:
@@ -371,6 +406,6 @@ class Session(SessionData):
         self._lazy = self._keep = False
         dict.clear(self)
         self._session_id = self._key = self._meta = None
-        self._baseline = {}
-        self._meta_updates = {}
+        self._baseline = _NO_VALUES
+        self._meta_updates = _NO_VALUES
         self._cleared = self._regenerate = self._meta_dirty = self._token_refresh = False

@@ -25,12 +25,15 @@ _IMMUTABLE = (str, int, float, type(None), bytes, dt.date, uuid.UUID, Decimal)
 class SessionData(dict[str, Any]):
     """A dict of storable values that tracks its reads and writes."""
 
-    __slots__ = ("_accessed", "_maybe_modified")
+    __slots__ = ("_accessed", "_maybe_modified", "_texts")
 
     def __init__(self) -> None:
         super().__init__()
         self._accessed = False
         self._maybe_modified = False  # a write, or a mutable value handed out
+        # The encoding made when a value that cannot change in place was assigned (the
+        # commit reuses it); None until the first such assignment.
+        self._texts: dict[str, str] | None = None
 
     def ensure_loaded(self) -> None:
         """Fill the mapping before its first use (a lazily loaded session)."""
@@ -58,14 +61,16 @@ class SessionData(dict[str, Any]):
             self._maybe_modified = True
 
     def __getitem__(self, key: str) -> Any:
-        self._read()
+        self.ensure_loaded()
+        self._accessed = True
         value = dict.__getitem__(self, key)
         if not isinstance(value, _IMMUTABLE):
             self._maybe_modified = True
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
-        self._read()
+        self.ensure_loaded()
+        self._accessed = True
         value = dict.get(self, key, default)
         if not isinstance(value, _IMMUTABLE):
             self._maybe_modified = True
@@ -112,10 +117,27 @@ class SessionData(dict[str, Any]):
         if not isinstance(key, str):
             raise SessionDataError("session keys must be strings")
         codec.check_name(key, "session key")
-        codec.encode(value)  # refuse what cannot be stored now, not at commit time
+        text = codec.encode(value)  # refuse what cannot be stored now, not at commit time
         self.ensure_loaded()
         self._accessed = self._maybe_modified = True
         dict.__setitem__(self, key, value)
+        texts = self._texts
+        if isinstance(value, _IMMUTABLE):
+            if texts is None:
+                texts = self._texts = {}
+            texts[key] = text
+        elif texts:
+            texts.pop(key, None)
+
+    def _encoded_value(self, key: str, value: Any) -> str:
+        """``value`` (under ``key``) encoded for commit: the encoding made when it was
+        assigned, if it cannot have changed since."""
+        texts = self._texts
+        if texts:
+            text = texts.get(key)
+            if text is not None:
+                return text
+        return codec.encode_named(key, value)
 
     def __delitem__(self, key: str) -> None:
         self.ensure_loaded()

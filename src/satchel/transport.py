@@ -26,8 +26,12 @@ class CookieTransport:
     vary = "Cookie"
 
     def tokens(self, headers: dict[str, str]) -> list[str]:
-        header = headers.get("cookie", "")
-        return cookie_values(header, self.cookie.name) if self.cookie.name in header else []
+        return self.tokens_in(headers.get("cookie", ""), "")
+
+    def tokens_in(self, cookie: str, authorization: str) -> list[str]:
+        """The tokens in the request's ``Cookie`` and ``Authorization`` values."""
+        name = self.cookie.name
+        return cookie_values(cookie, name) if name in cookie else []
 
     def render(self, action: TokenAction) -> list[tuple[str, str]]:
         cookie = self.cookie
@@ -53,7 +57,13 @@ class HeaderTransport:
     vary = "Authorization"
 
     def tokens(self, headers: dict[str, str]) -> list[str]:
-        scheme, _, token = headers.get("authorization", "").strip().partition(" ")
+        return self.tokens_in("", headers.get("authorization", ""))
+
+    def tokens_in(self, cookie: str, authorization: str) -> list[str]:
+        """The tokens in the request's ``Cookie`` and ``Authorization`` values."""
+        if not authorization:
+            return []
+        scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         return (
             [token]
@@ -130,6 +140,55 @@ def with_session_headers(
     of :func:`session_headers`."""
     varies_on = ["Cookie" if name == "set-cookie" else "Authorization" for name, _ in lines]
     return [*session_headers(headers, varies_on), *lines]
+
+
+# The same rules on an ASGI response's raw header pairs: the app's headers stay bytes; only
+# a Vary it set is decoded, to be merged.
+_RAW_CACHE_DIRECTIVES = frozenset(name.encode() for name in _CACHE_DIRECTIVES)
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+def raw_session_headers(
+    raw: Iterable[tuple[bytes, bytes]], lines: Sequence[tuple[str, str]]
+) -> list[tuple[bytes, bytes]]:
+    """:func:`with_session_headers` on raw (byte) header pairs."""
+    out: list[tuple[bytes, bytes]] = []
+    varies: list[tuple[str, str]] = []
+    for pair in raw:
+        lower = pair[0].lower()
+        if lower in _RAW_CACHE_DIRECTIVES or lower.endswith(b"cdn-cache-control"):
+            continue
+        if lower == b"vary":
+            varies.append(("vary", pair[1].decode("latin-1")))
+            continue
+        out.append(pair)
+    varies_on = ["Cookie" if name == "set-cookie" else "Authorization" for name, _ in lines]
+    if not varies and len(set(varies_on)) == 1:  # the app set no Vary: the usual answer
+        out.append((b"vary", varies_on[0].encode("latin-1")))
+        out.append(_NO_STORE)
+    else:
+        for name, value in session_headers(varies, varies_on):
+            out.append((name.encode("latin-1"), value.encode("latin-1")))
+    for name, value in lines:
+        out.append((name.encode("latin-1"), value.encode("latin-1")))
+    return out
+
+
+def raw_with_vary(raw: Iterable[tuple[bytes, bytes]], vary: str) -> list[tuple[bytes, bytes]]:
+    """:func:`with_vary` on raw (byte) header pairs."""
+    out: list[tuple[bytes, bytes]] = []
+    varies: list[tuple[str, str]] = []
+    for pair in raw:
+        if pair[0].lower() == b"vary":
+            varies.append(("vary", pair[1].decode("latin-1")))
+        else:
+            out.append(pair)
+    if not varies:
+        out.append((b"vary", vary.encode("latin-1")))
+        return out
+    for name, value in with_vary(varies, vary):
+        out.append((name.encode("latin-1"), value.encode("latin-1")))
+    return out
 
 
 RETRY_AFTER = ("retry-after", "5")

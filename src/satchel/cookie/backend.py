@@ -202,8 +202,9 @@ class CookieBackend:
             if not session.has_content:
                 return TokenAction(None, logout_marker=marker) if destroyed else None
             device = info()
+            handle = updates.get("handle") or ids.new_handle()  # (a login chose one)
             base = self.expiry.new_meta(
-                ids.new_handle(), now, user_agent=device.user_agent, client_ip=device.client_ip
+                handle, now, user_agent=device.user_agent, client_ip=device.client_ip
             )
         elif session.regenerating:
             if current.user_id and self.revocation_store:
@@ -221,9 +222,11 @@ class CookieBackend:
             base = current.with_changes(handle=ids.new_handle(), version=1)  # or the pending one
         else:
             refresh = session.take_token_refresh()
-            if not (session.modified or refresh):
-                return None
-            data = session.encoded()
+            data = session.encoded_if_changed()
+            if data is None:
+                if not refresh:
+                    return None
+                data = session.encoded()
             base = current
         meta = next_meta(self.expiry, base, updates, now, info)
         if (
@@ -249,7 +252,7 @@ class CookieBackend:
             data = session.encoded()
         value = self.format.encode(data, meta)
         max_age = int(meta.expires_at - now) if meta.persistent else None
-        size = len(self.cookie.set_header(value, max_age).encode())
+        size = len(self.cookie.set_header(value, max_age))  # (ASCII: a name, base64url)
         if size > MAX_COOKIE_BYTES:
             raise SessionTooLarge(size, MAX_COOKIE_BYTES)
         session.mark_committed(meta.handle, meta.handle, meta, data)

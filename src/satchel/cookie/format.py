@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import hmac
 import json
+import json.scanner
+import math
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
-from .. import ids
 from ..codec import compact_json
 from ..errors import CorruptRecord
-from ..keyring import KID_LENGTH, PURPOSE_COOKIE, Keyring
+from ..keyring import KID_LENGTH, PURPOSE_COOKIE, Keyring, b64decode_canonical, b64encode
 from ..record import Meta
 
 MAX_PAYLOAD_BYTES = 64 * 1024  # refuse to inflate more than this (zip bombs)
@@ -56,12 +58,12 @@ class CookieFormat:
         version = self._version
         if self.signed:
             kid = keyring.current_kid
-            body = ids.b64encode(raw)
+            body = b64encode(raw)
             mac = keyring.mac(PURPOSE_COOKIE, self._signed_message(version, kid, body))
             assert mac is not None
-            return f"{version}.{kid}.{body}.{ids.b64encode(mac)}"
+            return f"{version}.{kid}.{body}.{b64encode(mac)}"
         kid, blob = keyring.encrypt(raw, self._associated(version, keyring.current_kid))
-        return f"{version}.{kid}.{ids.b64encode(blob)}"
+        return f"{version}.{kid}.{b64encode(blob)}"
 
     def _associated(self, version: str, kid: str) -> bytes:
         return f"{version}.{kid}.{self.cookie_name}".encode()
@@ -81,21 +83,60 @@ class CookieFormat:
             return None
         encrypted, compressed = mode
         version, kid = parts[0], parts[1]
-        if ids.b64decode_canonical(kid) is None:
+        if not keyring.knows(kid):  # (every listed key ID is canonical base64url)
             return None
         if encrypted:
-            blob = ids.b64decode_canonical(parts[2])
+            blob = b64decode_canonical(parts[2])
             if blob is None:
                 return None
             raw = keyring.decrypt(kid, blob, self._associated(version, kid))
         else:
-            raw, mac = ids.b64decode_canonical(parts[2]), ids.b64decode_canonical(parts[3])
+            raw, mac = b64decode_canonical(parts[2]), b64decode_canonical(parts[3])
             if raw is None or mac is None:
                 return None
             expected = keyring.mac(PURPOSE_COOKIE, self._signed_message(version, kid, parts[2]))
             if expected is None or not hmac.compare_digest(mac, expected):
                 return None
         return None if raw is None else (raw, compressed, kid)
+
+
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # (typeshed)
+
+
+def _json_decode(text: str) -> Any:
+    """``json.loads`` of the one document ``text`` is, in one call of the C scanner."""
+    try:
+        doc, end = _scan_json(text, 0)
+    except StopIteration:  # (how the scanner says "no JSON value here")
+        raise ValueError("payload is not JSON") from None
+    if end != len(text):
+        raise ValueError("payload holds more than one JSON document")
+    return doc
+
+
+def _meta(fields: list[Any]) -> Meta:
+    """:meth:`Meta.from_fields`, with a quick pass for the fields as this module writes
+    them (exact types, finite times); anything else gets the full check, which raises
+    :class:`CorruptRecord` on a wrong type."""
+    handle, created, last_seen, deadline, idle, user, agent, ip, persistent, version = fields
+    if (
+        type(handle) is str
+        and type(created) is float
+        and type(last_seen) is float
+        and type(deadline) is float
+        and math.isfinite(created + last_seen + deadline)
+        and (
+            (type(idle) is float and math.isfinite(idle))
+            or (type(idle) is int and idle.bit_length() < 64)  # (timeouts made of ints)
+        )
+        and (user is None or type(user) is str)
+        and (agent is None or type(agent) is str)
+        and (ip is None or type(ip) is str)
+        and type(persistent) is bool
+        and type(version) is int
+    ):
+        return Meta(*fields)
+    return Meta.from_fields(fields)
 
 
 def read_payload(raw: bytes, compressed: bool, kid: str) -> Payload | None:
@@ -107,11 +148,11 @@ def read_payload(raw: bytes, compressed: bool, kid: str) -> Payload | None:
             raw = inflater.decompress(raw, MAX_PAYLOAD_BYTES)
             if inflater.unconsumed_tail:
                 return None
-        doc = json.loads(raw)
+        doc = _json_decode(raw.decode("utf-8"))  # (we write UTF-8)
         fields = doc["m"]
-        if not isinstance(fields, list) or len(fields) != len(Meta._fields):
+        if type(fields) is not list or len(fields) != len(Meta._fields):
             return None
-        data, meta = doc["d"], Meta.from_fields(fields)
+        data, meta = doc["d"], _meta(fields)
     except (ValueError, KeyError, TypeError, RecursionError, zlib.error, CorruptRecord):
         return None
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
