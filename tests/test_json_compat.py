@@ -70,3 +70,13 @@ def test_malformed_stored_text_is_refused_not_crashed(text: str) -> None:
         codec.decode(text)
     with pytest.raises(CorruptRecord):
         Record.from_document(f'{{"data":{{"k":{text}}},"meta":{{}}}}')
+
+
+@pytest.mark.parametrize("created", ["1" + "0" * 400, "true", '"1"', "null"])
+def test_metadata_with_a_number_no_float_holds_is_corrupt_not_a_crash(created: str) -> None:
+    meta = Meta("h" * 22, 1.5, 2.25, 1e9, 1800.0)
+    text = _json.dumps(meta._asdict()).replace('"created":1.5', f'"created":{created}')
+    with pytest.raises(CorruptRecord):
+        Meta.from_json(text)
+    with pytest.raises(CorruptRecord):
+        Meta.from_fields([meta.handle, _json.loads(created), *meta[2:]])

@@ -101,7 +101,10 @@ class Meta(NamedTuple):
 
 
 def _real(value: Any) -> bool:
-    return (type(value) is float or type(value) is int) and math.isfinite(value)
+    """A finite float, or an int a float can hold (no bool; no OverflowError)."""
+    if type(value) is float:
+        return math.isfinite(value)
+    return type(value) is int and -(2**63) < value < 2**63
 
 
 # The type each field must have when read back: float, str, int, bool, or None (str or None).

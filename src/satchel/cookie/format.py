@@ -17,14 +17,10 @@ timeouts are inside the authenticated payload and no edit can extend a session.
 from __future__ import annotations
 
 import hmac
-import json
-import json.scanner
-import math
 import zlib
 from dataclasses import dataclass
-from typing import Any
 
-from ..codec import compact_json
+from .. import _json
 from ..errors import CorruptRecord
 from ..keyring import KID_LENGTH, PURPOSE_COOKIE, Keyring, b64decode_canonical, b64encode
 from ..record import Meta
@@ -52,7 +48,7 @@ class CookieFormat:
 
     def encode(self, data: dict[str, str], meta: Meta) -> str:
         keyring = self.keyring
-        raw = compact_json({"d": data, "m": list(meta)}).encode()  # metadata by position
+        raw = _json.dumps_bytes({"d": data, "m": list(meta)})  # metadata by position
         if self.compress:
             raw = zlib.compress(raw)
         version = self._version
@@ -100,45 +96,6 @@ class CookieFormat:
         return None if raw is None else (raw, compressed, kid)
 
 
-_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # (typeshed)
-
-
-def _json_decode(text: str) -> Any:
-    """``json.loads`` of the one document ``text`` is, in one call of the C scanner."""
-    try:
-        doc, end = _scan_json(text, 0)
-    except StopIteration:  # (how the scanner says "no JSON value here")
-        raise ValueError("payload is not JSON") from None
-    if end != len(text):
-        raise ValueError("payload holds more than one JSON document")
-    return doc
-
-
-def _meta(fields: list[Any]) -> Meta:
-    """:meth:`Meta.from_fields`, with a quick pass for the fields as this module writes
-    them (exact types, finite times); anything else gets the full check, which raises
-    :class:`CorruptRecord` on a wrong type."""
-    handle, created, last_seen, deadline, idle, user, agent, ip, persistent, version = fields
-    if (
-        type(handle) is str
-        and type(created) is float
-        and type(last_seen) is float
-        and type(deadline) is float
-        and math.isfinite(created + last_seen + deadline)
-        and (
-            (type(idle) is float and math.isfinite(idle))
-            or (type(idle) is int and idle.bit_length() < 64)  # (timeouts made of ints)
-        )
-        and (user is None or type(user) is str)
-        and (agent is None or type(agent) is str)
-        and (ip is None or type(ip) is str)
-        and type(persistent) is bool
-        and type(version) is int
-    ):
-        return Meta(*fields)
-    return Meta.from_fields(fields)
-
-
 def read_payload(raw: bytes, compressed: bool, kid: str) -> Payload | None:
     """The payload of an authenticated cookie, or None if it is malformed in any way
     (too deep, wrongly typed metadata, values that are not strings)."""
@@ -148,11 +105,11 @@ def read_payload(raw: bytes, compressed: bool, kid: str) -> Payload | None:
             raw = inflater.decompress(raw, MAX_PAYLOAD_BYTES)
             if inflater.unconsumed_tail:
                 return None
-        doc = _json_decode(raw.decode("utf-8"))  # (we write UTF-8)
+        doc = _json.loads(raw)
         fields = doc["m"]
         if type(fields) is not list or len(fields) != len(Meta._fields):
             return None
-        data, meta = doc["d"], _meta(fields)
+        data, meta = doc["d"], Meta.from_fields(fields)
     except (ValueError, KeyError, TypeError, RecursionError, zlib.error, CorruptRecord):
         return None
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
