@@ -1,9 +1,14 @@
-"""Does a read cost the same with a thousand or a few hundred thousand stored sessions?
+"""Does a read cost the same with a thousand or a million stored sessions?
 
-Fills SQLite and Redis with N sessions, then times ``aload`` of random existing ones
-(median microseconds over rounds). Also times listing one user's sessions among N.
+Fills two stores of each kind (SQLite, Redis, PostgreSQL), one with the first size and
+one with the second, then times ``aload`` of random existing sessions in both, in
+alternating rounds (the order flips every round) so that a load spike on the shared
+machine hits both alike: median microseconds per read and the median of the per-round
+ratios large/small. The two Redis stores live in two logical databases of one server
+(each has its own keyspace), the PostgreSQL ones in two tables of the ``test`` database,
+the SQLite ones in two files. Everything is removed afterwards.
 
-    .venv/bin/python benchmarks/bench_scale.py [--sizes 1000,100000,300000]
+    .venv/bin/python benchmarks/bench_scale.py [--sizes 1000,1000000]
 
 ``--memory`` measures Redis memory instead: N small logged-in sessions (a user ID and a
 counter, each of another user, as benchmarks/bench_table.py's login makes them), each
@@ -26,6 +31,7 @@ import secrets
 import statistics
 import tempfile
 import time
+from functools import partial
 from typing import Any
 
 import redis
@@ -147,6 +153,10 @@ def memory(url: str, sizes: list[int]) -> None:
     client.close()
 
 
+async def load_any(store: Any, keys: list[str], now: float) -> Any:
+    return await store.aload(random.choice(keys), now)
+
+
 async def timed(op: Any, rounds: int = 5, n: int = 500) -> float:
     results = []
     for _ in range(rounds):
@@ -157,41 +167,95 @@ async def timed(op: Any, rounds: int = 5, n: int = 500) -> float:
     return statistics.median(results)
 
 
+def fill_postgres(url: str, table: str, keys: list[str], now: float) -> Any:
+    import psycopg
+
+    from satchel.stores.postgres import PostgresStore
+
+    store = PostgresStore(url, table=table)
+    store.init_schema()
+    columns = "key, data, meta, last_seen, idle_timeout, absolute_deadline, expires_at, "
+    columns += "user_id, handle, version"
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for i, key in enumerate(keys):
+                m = _meta(now, user_id=f"user{i % 1000}")
+                times = (m.last_seen, m.idle_timeout, m.absolute_deadline, m.expires_at)
+                copy.write_row((key, '{"n":"1"}', m.to_json(), *times, m.user_id, m.handle, 1))
+        conn.execute(f"ANALYZE {table}")
+    return store
+
+
+def drop_postgres(url: str, table: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+async def reads(sizes: list[int], redis_url: str, pg_url: str, rounds: int) -> None:
+    """Read cost in a small and a large store of each kind, measured side by side."""
+    now = time.time()
+    small, large = sizes
+    keys = {size: [ids.store_key(ids.new_session_id()) for _ in range(size)] for size in sizes}
+    base = redis_url.rsplit("/", 1)[0]
+    tables = {size: f"satchel_scale_{secrets.token_hex(4)}" for size in sizes}
+    stores: dict[str, dict[int, Any]] = {"sqlite": {}, "redis": {}, "postgres": {}}
+    tmp = tempfile.mkdtemp()
+    try:
+        for size, db in zip(sizes, (14, 15), strict=True):
+            started = time.monotonic()
+            sqlite = SQLiteStore(f"{tmp}/scale{size}.db")
+            fill_sqlite(sqlite, keys[size], now)
+            stores["sqlite"][size] = sqlite
+            client = redis.Redis.from_url(f"{base}/{db}")
+            clean(client, PREFIX)
+            fill_redis(client, keys[size], now)
+            client.close()
+            stores["redis"][size] = RedisStore(f"{base}/{db}", prefix=PREFIX)
+            stores["postgres"][size] = fill_postgres(pg_url, tables[size], keys[size], now)
+            print(f"filled {size:,} sessions in each store: {time.monotonic() - started:.0f} s")
+        print(f"{'store':9} {small:>12,} {large:>12,}  large/small (median, range)")
+        for name, by_size in stores.items():
+            times: dict[int, list[float]] = {small: [], large: []}
+            ratios = []
+            for r in range(rounds):
+                order = sizes if r % 2 == 0 else sizes[::-1]
+                for size in order:
+                    read = partial(load_any, by_size[size], keys[size], now)
+                    times[size].append(await timed(read, rounds=1))
+                ratios.append(times[large][-1] / times[small][-1])
+            print(
+                f"{name:9} {statistics.median(times[small]):>10.1f}us "
+                f"{statistics.median(times[large]):>10.1f}us  "
+                f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+            )
+    finally:
+        for by_size in stores.values():
+            for store in by_size.values():
+                await store.aclose()
+        for size, db in zip(sizes, (14, 15), strict=True):
+            client = redis.Redis.from_url(f"{base}/{db}")
+            clean(client, PREFIX)
+            client.close()
+            drop_postgres(pg_url, tables[size])
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="1000,100000,300000")
+    parser.add_argument("--sizes", default="1000,1000000")
     parser.add_argument("--memory", action="store_true", help="Redis memory per session")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.memory:
         memory(args.redis, sizes)
         return
-    now = time.time()
-    client = redis.Redis.from_url(args.redis)
-    print(f"{'store':8} {'sessions':>9} {'load us':>9} {'list user us':>13}")
-    for size in sizes:
-        keys = [ids.store_key(ids.new_session_id()) for _ in range(size)]
-        tmp = tempfile.mkdtemp()
-        sqlite = SQLiteStore(f"{tmp}/scale.db")
-        fill_sqlite(sqlite, keys, now)
-        for name in ("sqlite", "redis"):
-            store: Any = sqlite
-            if name == "redis":
-                for old in client.scan_iter(match=PREFIX + "*", count=10_000):
-                    client.delete(old)
-                fill_redis(client, keys, now)
-                store = RedisStore(args.redis, prefix=PREFIX)
-            load = await timed(lambda s=store, k=keys: s.aload(random.choice(k), now))
-            if name == "sqlite":
-                listing = await timed(lambda s=store: s.alist_user("user7", now), n=50)
-                print(f"{name:8} {size:>9} {load:>9.1f} {listing:>13.1f}")
-            else:
-                print(f"{name:8} {size:>9} {load:>9.1f} {'-':>13}")
-            await store.aclose()
-    for old in client.scan_iter(match=PREFIX + "*", count=10_000):
-        client.delete(old)
-    client.close()
+    if len(sizes) != 2:
+        parser.error("--sizes: two sizes, small and large")
+    await reads(sizes, args.redis, args.postgres, args.rounds)
 
 
 if __name__ == "__main__":
