@@ -324,3 +324,29 @@ async def test_round_trips_of_a_login_without_a_cookie(
     client, _ = counted
     client.cookies.clear()
     assert await round_trips(client, "/login") == 1
+
+
+async def test_async_commands_packed_in_c_reach_redis_intact(redis_url: str) -> None:
+    """The asyncio connections pack commands with hiredis (issue 12): every kind of
+    argument arrives as redis-py's own packer would send it, multi-word commands
+    included, and what neither accepts fails as redis-py fails."""
+    from satchel.stores.redis.pools import _Packing
+
+    store = RedisStore(redis_url, prefix=_prefix())
+    client = store.async_client
+    assert issubclass(client.connection_pool.connection_class, _Packing)
+    key = store.prefix + "packed"
+    try:
+        await client.hset(key, mapping={"s": "é ✓", "b": b"\x00\xff", "i": 10**20, "f": 0.1})
+        assert await client.hgetall(key) == {
+            b"s": "é ✓".encode(),
+            b"b": b"\x00\xff",
+            b"i": b"100000000000000000000",
+            b"f": b"0.1",
+        }
+        assert await client.execute_command("CONFIG GET", "maxmemory-policy")
+        with pytest.raises(redis.exceptions.DataError):
+            await client.set(key + "x", True)
+    finally:
+        await client.delete(key)
+        await store.aclose()

@@ -135,9 +135,52 @@ async def _async_get(get: Any) -> Any:
     return connection
 
 
+class _Packing:
+    """Mixin for redis-py's asyncio connections: a command is packed by hiredis in one C
+    call, as redis-py's sync connections already do; its asyncio connections pack in
+    Python, argument by argument (an update script's two dozen arguments: about 60k
+    instructions, callgrind). The bytes are the same; what hiredis refuses (a bool, say)
+    goes to redis-py's packer, which raises its own error."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        first = args[0]
+        if (type(first) is str and " " in first) or (type(first) is bytes and b" " in first):
+            return super().pack_command(*args)  # type: ignore[misc,no-any-return]  # 'CONFIG GET'
+        try:
+            return [_hiredis_pack(args)]
+        except TypeError:
+            return super().pack_command(*args)  # type: ignore[misc,no-any-return]
+
+
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # redis-py without hiredis: its own packer
+    _PACKING: tuple[type, ...] = ()
+else:
+    _PACKING = (_Packing,)
+
+
+_PACKED: dict[type, type] = {}
+
+
+def packed_class(connection_class: Any) -> Any:
+    """``connection_class`` packing commands with hiredis (when installed)."""
+    if not _PACKING:
+        return connection_class
+    packed = _PACKED.get(connection_class)
+    if packed is None:
+        name = f"Packed{connection_class.__name__}"
+        packed = _PACKED[connection_class] = type(name, (*_PACKING, connection_class), {})
+    return packed
+
+
 class AsyncBlockingPool(redis.asyncio.BlockingConnectionPool):
     """Waits without a timeout of its own: the store's watchdog bounds the call,
     and :data:`CALL` tells it the time ran out in the pool."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connection_class = packed_class(self.connection_class)
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         get = super().get_connection
@@ -208,6 +251,7 @@ class AsyncSentinelPool(_Follow, AsyncSentinelConnectionPool, redis.asyncio.Bloc
     def __init__(self, *args: Any, check_interval: float = 1.0, **kwargs: Any) -> None:
         self.check_interval = check_interval
         super().__init__(*args, **kwargs)
+        self.connection_class = packed_class(self.connection_class)
 
     _task: asyncio.Task[None] | None = None
 
