@@ -320,15 +320,7 @@ class Session(SessionData):
         user: the response needs nothing from it. One call, for the hot path."""
         meta = self._meta
         return not (
-            self._accessed
-            or self._maybe_modified
-            or self._regenerate
-            or self._cleared
-            or self._meta_dirty
-            or self._destroyed_keys
-            or self._token_refresh
-            or self._keep
-            or (meta is not None and meta.user_id is not None)
+            self._accessed or self.needs_commit or (meta is not None and meta.user_id is not None)
         )
 
     @property
