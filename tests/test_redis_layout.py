@@ -232,10 +232,16 @@ async def test_a_0_1_hash_is_read_touched_and_listed(store: RedisStore) -> None:
     await store.aclose()
 
 
-async def test_an_update_rewrites_a_0_1_hash_in_the_new_layout(store: RedisStore) -> None:
+@pytest.mark.parametrize("known_base", [False, True], ids=["whole", "changes-only"])
+async def test_an_update_rewrites_a_0_1_hash_in_the_new_layout(
+    store: RedisStore, known_base: bool
+) -> None:
+    """Also when the change names its base (the engine's writes): a write of only the
+    changed fields meets the old layout, and the whole metadata follows."""
     key, meta = old_session(store, user_id="alice", persistent=True)
     later = meta.last_seen + 10
-    change = Change(meta=meta.with_changes(last_seen=later), set={"a": "2"})
+    base = meta if known_base else None
+    change = Change(meta=meta.with_changes(last_seen=later), set={"a": "2"}, base=base)
     assert await store.aupdate(key, change, later) == 2
     fields = hash_of(store, key)
     assert "m" not in fields
@@ -283,4 +289,40 @@ async def test_index_add_returns_how_many_sessions_the_index_holds(store: RedisS
     expire_at = store.client.pexpiretime(index) / 1000
     assert abs(expire_at - (now + 300)) < 0.01
     assert store.index_add(user, _key(), now - 5) == 3  # past its deadline: not kept
+    await store.aclose()
+
+
+# -- writes of only the metadata that changed ----------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+async def test_a_write_sends_only_the_metadata_it_changes(store: RedisStore, path: str) -> None:
+    """Two requests load the same session; one turns it persistent with a later deadline,
+    the other writes a key. Each writes only what it changed, so both survive (a write of
+    the whole metadata would undo the first), and the TTL follows the fields as written."""
+    key, meta = _key(), _meta(time.time())
+    store.create(key, Record({"n": "1"}, meta))
+    now = meta.last_seen + 5
+    longer = meta.with_changes(
+        last_seen=now,
+        persistent=True,
+        absolute_deadline=meta.absolute_deadline + 86400,
+        idle_timeout=meta.idle_timeout * 10,
+    )
+    plain = meta.with_changes(last_seen=now + 1)
+    first = Change(longer, base=meta)
+    second = Change(plain, set={"n": "2"}, base=meta)
+    if path == "sync":
+        assert store.update(key, first, now) == 2
+        assert store.update(key, second, now + 1) == 3
+    else:
+        assert await store.aupdate(key, first, now) == 2
+        assert await store.aupdate(key, second, now + 1) == 3
+    record = store.load(key, now + 1)
+    assert record is not None
+    assert dict(record.data) == {"n": "2"}
+    assert record.meta == longer.with_changes(last_seen=now + 1, version=3)
+    expire_at = store.client.pexpiretime(store.hash_key(key)) / 1000
+    expected = min(now + 1 + longer.idle_timeout, longer.absolute_deadline)
+    assert abs(expire_at - expected) < 0.01
     await store.aclose()

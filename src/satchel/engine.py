@@ -250,7 +250,8 @@ class Engine:
         change = session.pending_change(lambda: self._next_meta(current, updates, now, info))
         if change is None:
             return self._token(session_id, current, now) if session.take_token_refresh() else None
-        stored = Change(change.meta, self.cipher.seal(key, change.set), change.delete, change.clear)
+        sealed = self.cipher.seal(key, change.set)
+        stored = Change(change.meta, sealed, change.delete, change.clear, base=current)
         meta = change.meta
         # The user's index entry must never end before the record (a session the index
         # has dropped cannot be listed or revoked): a later deadline is filed before the

@@ -158,12 +158,16 @@ class Change:
     user, Django's ``session.clear()``); then ``set`` is written
     and ``delete`` removed. ``meta`` replaces the metadata (the store sets its version).
     A store applies a Change only to a record that still exists and has not expired.
+    ``base`` is the metadata the change was made from (the record as loaded), when
+    known: a store that keeps metadata field by field may write only the fields that
+    differ from it (so parallel requests changing different fields both keep theirs).
     """
 
     meta: Meta
     set: Mapping[str, str] = field(default_factory=dict)
     delete: frozenset[str] = frozenset()
     clear: bool = False
+    base: Meta | None = None
 
     def apply(self, data: Mapping[str, str]) -> dict[str, str]:
         """The data after this change, for stores that merge in application code."""

@@ -79,23 +79,34 @@ return 1
 """
 )
 
-# KEYS[1]; ARGV: now, clear (0/1), expire_at_ms, n_set, then n_set/2 field/value pairs
-# (metadata and app values, named as stored; the last is 'v' with a placeholder, which
-# the script fills), n_absent, then n_absent metadata fields that must not be there (a
-# None or False), then the app fields to delete. Returns the new version, or nil if the
-# session is gone or expired (nothing written then).
+# KEYS[1]; ARGV: now, clear (0/1), partial (0/1), n_set, then n_set/2 field/value pairs
+# (metadata fields first, then app values, named as stored; the last is 'v' with a
+# placeholder, which the script fills), n_absent, then n_absent metadata fields that must
+# not be there (a None or False), then the app fields to delete. Returns the new version,
+# nil if the session is gone or expired, or -1 if a partial write (only the metadata
+# fields that changed) met a hash of 0.1's layout, which needs every field: nothing is
+# written then, and the client sends the whole metadata.
 # Three commands in all, usually (each costs Redis a few microseconds in a script): one
 # HMGET reads what the checks need, the version and which fields to drop; one HSET
-# writes; PEXPIREAT moves the TTL. Deletions (an HDEL, only when there are any) go
-# first, so a field both cleared and set ends up set (Change.apply's order). The fields
-# that must be absent are only deleted when present: a session without a user costs no
-# HDEL on every write. 0.1's ``m`` is dropped on the way.
+# writes; PEXPIREAT moves the TTL to min(ls + it, ad) of the fields as written. Deletions
+# (an HDEL, only when there are any) go first, so a field both cleared and set ends up
+# set (Change.apply's order). The fields that must be absent are only deleted when
+# present: a session without a user costs no HDEL on every write. 0.1's ``m`` is dropped
+# on the way.
 UPDATE = """
 local f = redis.call('HMGET', KEYS[1], 'ls', 'it', 'ad', 'v', 'm', 'u', 'ua', 'ip', 'p')
 local ls, it, ad = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
 if not (ls and it and ad) then return nil end
 if tonumber(ARGV[1]) >= math.min(ls + it, ad) then return nil end
+if f[5] and ARGV[3] == '1' then return -1 end
 local at = 5 + tonumber(ARGV[4])
+for i = 5, at - 2, 2 do
+  local name = ARGV[i]
+  if name == 'ls' then ls = tonumber(ARGV[i + 1])
+  elseif name == 'it' then it = tonumber(ARGV[i + 1])
+  elseif name == 'ad' then ad = tonumber(ARGV[i + 1])
+  elseif string.byte(name, 2) == 58 then break end  -- 'd:': the metadata fields are first
+end
 local absent_to = at + tonumber(ARGV[at])
 local drop = {}
 if f[5] then drop[1] = 'm' end
@@ -120,7 +131,7 @@ ARGV[at - 1] = tostring(v)
 for i = 5, at - 1, 1000 do
   redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 999, at - 1)))
 end
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', math.min(ls + it, ad) * 1000))
 return v
 """
 
@@ -213,17 +224,53 @@ def create_args(record: Record) -> list[str]:
     return args
 
 
-def update_args(change: Change, now: float) -> list[str]:
-    """ARGV of :data:`UPDATE`."""
-    meta = change.meta
-    pairs, absent = meta_fields(meta)
+def meta_changes(meta: Meta, base: Meta) -> tuple[list[str], list[str]]:
+    """:func:`meta_fields` of only what ``meta`` changes from ``base`` ("last seen"
+    always): a plain write sends two metadata fields instead of nine."""
+    pairs = ["ls", number(meta.last_seen)]
+    if meta.handle != base.handle:
+        pairs += ("h", meta.handle)
+    if meta.created != base.created:
+        pairs += ("c", number(meta.created))
+    if meta.absolute_deadline != base.absolute_deadline:
+        pairs += ("ad", number(meta.absolute_deadline))
+    if meta.idle_timeout != base.idle_timeout:
+        pairs += ("it", number(meta.idle_timeout))
+    absent = []
+    for name, value, old in (
+        ("u", meta.user_id, base.user_id),
+        ("ua", meta.user_agent, base.user_agent),
+        ("ip", meta.client_ip, base.client_ip),
+    ):
+        if value != old:
+            if value is None:
+                absent.append(name)
+            else:
+                pairs += (name, value)
+    if meta.persistent != base.persistent:
+        if meta.persistent:
+            pairs += ("p", "1")
+        else:
+            absent.append("p")
+    return pairs, absent
+
+
+def update_args(change: Change, now: float, whole: bool = False) -> list[str]:
+    """ARGV of :data:`UPDATE`: the metadata fields that changed from ``change.base``
+    when it is known, unless ``whole``."""
+    meta, base = change.meta, change.base
+    partial = base is not None and not whole
+    if base is not None and not whole:
+        pairs, absent = meta_changes(meta, base)
+    else:
+        pairs, absent = meta_fields(meta)
     for name, value in change.set.items():
         pairs += ("d:" + name, value)
     pairs += ("v", "")
     return [
         repr(now),
         "1" if change.clear else "0",
-        str(int(meta.expires_at * 1000)),
+        "1" if partial else "0",
         str(len(pairs)),
         *pairs,
         str(len(absent)),

@@ -148,7 +148,10 @@ class RedisStore(RedisCalls, Store):
             raise KeyCollision("session key collision")
 
     def update(self, key: str, change: Change, now: float) -> int | None:
-        version = self._write(UPDATE, [self.hash_key(key)], update_args(change, now))
+        keys = [self.hash_key(key)]
+        version = self._write(UPDATE, keys, update_args(change, now))
+        if version == -1:  # a hash of 0.1's layout: it takes the whole metadata
+            version = self._write(UPDATE, keys, update_args(change, now, whole=True))
         return None if version is None else int(version)
 
     def delete(self, key: str) -> bool:
@@ -243,7 +246,10 @@ class RedisStore(RedisCalls, Store):
             raise KeyCollision("session key collision")
 
     async def aupdate(self, key: str, change: Change, now: float) -> int | None:
-        version = await self._awrite(UPDATE, [self.hash_key(key)], update_args(change, now))
+        keys = [self.hash_key(key)]
+        version = await self._awrite(UPDATE, keys, update_args(change, now))
+        if version == -1:
+            version = await self._awrite(UPDATE, keys, update_args(change, now, whole=True))
         return None if version is None else int(version)
 
     async def adelete(self, key: str) -> bool:
