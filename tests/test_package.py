@@ -23,6 +23,7 @@ OPTIONAL = [
     "uvicorn",
     "jinja2",
     "playwright",
+    "jwt",
     "python_multipart",  # a core dependency, imported only when a multipart form arrives
 ]
 

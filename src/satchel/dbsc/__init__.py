@@ -1,0 +1,7 @@
+"""Device-bound sessions (W3C DBSC): the browser proves, with a key it keeps in hardware,
+that it is the device a session was bound to. Work in progress (issue 13): so far the
+checks of the browser's proofs."""
+
+from .proof import ALGORITHMS, InvalidProof, Registration, read_refresh, read_registration
+
+__all__ = ["ALGORITHMS", "InvalidProof", "Registration", "read_refresh", "read_registration"]
