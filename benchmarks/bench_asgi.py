@@ -2,9 +2,10 @@
 and against Starlette's SessionMiddleware, in one process and one run.
 
 Apps are called in process (no HTTP server), as in ../shared/docs/performance-targets.md.
-Routes: untouched (no cookie, the handler ignores the session), read (a live cookie, the
-handler reads one key), write (a live cookie, the handler increments a counter), login
-(no cookie, the handler binds a user). Prints the median microseconds per request.
+Routes (benchmarks/bench_apps.py): anonymous (no cookie, the handler ignores the
+session), read (a live cookie, the handler reads one key), write (a live cookie, the
+handler increments a counter), login (no cookie, the handler binds a user). Prints the
+median microseconds per request.
 
     .venv/bin/python benchmarks/bench_asgi.py [--requests 2000] [--rounds 7] [--servers]
 
@@ -23,12 +24,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench_apps import asgi_scope
+from bench_apps import SCENARIOS, _session_handlers, _starlette, asgi_scope
 from starlette.applications import Starlette
 from starlette.middleware.sessions import SessionMiddleware as StarletteSessions
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 
 from satchel import MemoryStore, Session, SQLiteStore, login
 from satchel.asgi import SessionMiddleware
@@ -36,43 +36,22 @@ from satchel.asgi import SessionMiddleware
 KEY = "benchmark-key-0123456789-0123456789-0123"
 
 
-async def untouched(request: Request) -> Response:
-    return PlainTextResponse("ok")
-
-
-async def read(request: Request) -> Response:
-    return PlainTextResponse(str(request.session.get("n", 0)))
-
-
-async def write(request: Request) -> Response:
-    request.session["n"] = request.session.get("n", 0) + 1
-    return PlainTextResponse("ok")
-
-
-async def do_login(request: Request) -> Response:
-    if isinstance(request.session, Session):
-        login(request.session, "alice")
+def _log_in(session: Any) -> None:
+    if isinstance(session, Session):
+        login(session, "alice")
     else:
-        request.session["user"] = "alice"
-    return PlainTextResponse("ok")
+        session["user"] = "alice"
 
 
 def app_without_sessions() -> Starlette:
     async def plain(request: Request) -> Response:
         return PlainTextResponse("ok")
 
-    return Starlette(routes=[Route(p, plain) for p in ("/untouched", "/read", "/write", "/login")])
+    return _starlette(dict.fromkeys(SCENARIOS, plain))  # type: ignore[no-any-return]
 
 
 def app_with_sessions() -> Starlette:
-    return Starlette(
-        routes=[
-            Route("/untouched", untouched),
-            Route("/read", read),
-            Route("/write", write),
-            Route("/login", do_login),
-        ]
-    )
+    return _starlette(_session_handlers(_log_in))  # type: ignore[no-any-return]
 
 
 async def call(app: Any, path: str, cookie: str | None) -> str | None:
@@ -215,7 +194,7 @@ async def main() -> None:
     if args.servers:
         reset_servers()
         apps.update(server_apps())
-    routes = ["untouched", "read", "write", "login"]
+    routes = list(SCENARIOS)
     print(f"{'app':45} " + " ".join(f"{r:>10}" for r in routes) + "   (median us/request)")
     for name, factory in apps.items():
         if args.only.lower() not in name.lower():

@@ -89,14 +89,29 @@ def test_keyring_signs_with_newest_and_verifies_all_listed() -> None:
     assert not rotated.verify(PURPOSE_COOKIE, "other", signature)
 
 
+def _reference_b64decode_canonical(text: str) -> bytes | None:
+    """The canonical-base64url rule spelled out: the alphabet, no padding, no spare bits."""
+    import base64
+    import re
+
+    remainder = len(text) % 4
+    if remainder == 1 or re.fullmatch(r"[A-Za-z0-9_-]*", text) is None:
+        return None
+    if remainder == 2 and text[-1] not in "AQgw":
+        return None
+    if remainder == 3 and text[-1] not in "AEIMQUYcgkosw048":
+        return None
+    return base64.urlsafe_b64decode(text + "=" * (-remainder % 4))
+
+
 def test_fast_base64url_decoding_answers_as_the_reference_does() -> None:
-    """keyring's one-call decoder (cookie values, signatures) refuses exactly what
-    ids.b64decode_canonical refuses: padding, '+' and '/', spare bits, whitespace, NUL,
-    non-ASCII, a length of 4n+1."""
+    """The one-call decoder (cookie values, signatures) refuses exactly what the rule
+    refuses: padding, '+' and '/', spare bits, whitespace, NUL, non-ASCII, a length of
+    4n+1."""
     import base64
     import random
 
-    from satchel import ids, keyring
+    from satchel import ids
 
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/=. \n\x00é"
     rng = random.Random(12)
@@ -106,7 +121,7 @@ def test_fast_base64url_decoding_answers_as_the_reference_does() -> None:
         else:
             raw = rng.randbytes(rng.randint(0, 20))
             text = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-            assert keyring.b64encode(raw) == ids.b64encode(raw) == text
+            assert ids.b64encode(raw) == text
         if text and rng.random() < 0.3:
             text = text[:-1] + rng.choice(alphabet)
-        assert keyring.b64decode_canonical(text) == ids.b64decode_canonical(text), repr(text)
+        assert ids.b64decode_canonical(text) == _reference_b64decode_canonical(text), repr(text)

@@ -9,7 +9,6 @@ trying each. Encryption is AES-256-GCM from ``cryptography`` with a random 96-bi
 
 from __future__ import annotations
 
-import binascii
 import hmac
 import os
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import ConfigurationError
+from .ids import b64decode_canonical, b64encode
 
 MIN_KEY_LENGTH = 32
 KID_LENGTH = 8  # characters of base64url: 48 bits, ample to tell a handful of keys apart
@@ -33,45 +33,6 @@ PURPOSE_CSRF = b"satchel/csrf/v1"
 
 # base64url to the standard alphabet; '+', '/' and '=' (not base64url, or padding) become a
 # character that strict decoding refuses.
-_FROM_URLSAFE = bytes.maketrans(b"-_+/=", b"+/***")
-# The last character of a canonical encoding leaves its unused low bits at zero:
-# 4 bits when 2 characters remain (one byte), 2 bits when 3 remain (two bytes).
-_LAST_OF_2 = frozenset("AQgw")
-_LAST_OF_3 = frozenset("AEIMQUYcgkosw048")
-
-
-_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
-
-
-def b64encode(raw: bytes) -> str:
-    """Unpadded base64url (:func:`satchel.ids.b64encode`, in fewer calls)."""
-    return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
-
-
-def b64decode_canonical(text: str) -> bytes | None:
-    """Decode unpadded base64url, or None if ``text`` is not the canonical encoding (any
-    character outside the alphabet, padding, or nonzero spare bits): what
-    :func:`satchel.ids.b64decode_canonical` answers, in one C call on the hot path."""
-    remainder = len(text) % 4
-    if remainder == 2:
-        if text[-1] not in _LAST_OF_2:
-            return None
-        padding = b"=="
-    elif remainder == 3:
-        if text[-1] not in _LAST_OF_3:
-            return None
-        padding = b"="
-    elif remainder == 1:
-        return None
-    else:
-        padding = b""
-    try:
-        standard = text.encode("ascii").translate(_FROM_URLSAFE) + padding
-        return binascii.a2b_base64(standard, strict_mode=True)
-    except ValueError:  # (binascii.Error, UnicodeError too) outside the alphabet, or not ASCII
-        return None
-
-
 def _derive(secret: bytes, purpose: bytes, length: int = 32) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=b"satchel", info=purpose).derive(
         secret

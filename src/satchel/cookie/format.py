@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from .. import _json
 from ..errors import CorruptRecord
-from ..keyring import KID_LENGTH, PURPOSE_COOKIE, Keyring, b64decode_canonical, b64encode
+from ..ids import b64decode_canonical, b64encode
+from ..keyring import KID_LENGTH, PURPOSE_COOKIE, Keyring
 from ..record import Meta
 
 MAX_PAYLOAD_BYTES = 64 * 1024  # refuse to inflate more than this (zip bombs)
