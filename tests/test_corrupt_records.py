@@ -84,6 +84,7 @@ VALUE_CORRUPTIONS: dict[str, Corruption] = {
 }
 META_CORRUPTIONS: dict[str, Corruption] = {
     "created-not-a-number": _field("created", "x"),
+    "created-past-a-float": _field("created", 10**400),  # was an OverflowError: a 500
     "deadline-not-a-number": _field("absolute_deadline", "soon"),
     "idle-timeout-null": _field("idle_timeout", None),
     "user-id-not-text": _field("user_id", 5),
