@@ -32,6 +32,9 @@ class Meta(NamedTuple):
     client_ip: str | None = None
     persistent: bool = False
     version: int = 1
+    device: str | None = None
+    """The session's device binding (:mod:`satchel.dbsc.state`), as compact JSON text;
+    None for a session never asked to bind."""
 
     @property
     def expires_at(self) -> float:
@@ -73,7 +76,7 @@ class Meta(NamedTuple):
             raise CorruptRecord("session metadata cannot be decoded", exc) from exc
 
     def _checked(self) -> Meta:
-        handle, created, last_seen, deadline, idle, user, agent, ip, persistent, version = self
+        handle, created, last_seen, deadline, idle, user, agent, ip, persistent, version, dev = self
         if (
             type(handle) is str
             and _real(created)
@@ -85,6 +88,7 @@ class Meta(NamedTuple):
             and (ip is None or type(ip) is str)
             and type(persistent) is bool
             and type(version) is int
+            and (dev is None or type(dev) is str)
         ):
             return self
         for name, value in zip(self._fields, self, strict=True):
@@ -119,6 +123,7 @@ _FIELD_TYPES: dict[str, type | None] = {
     "client_ip": None,
     "persistent": bool,
     "version": int,
+    "device": None,
 }
 
 

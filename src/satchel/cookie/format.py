@@ -49,7 +49,9 @@ class CookieFormat:
 
     def encode(self, data: dict[str, str], meta: Meta) -> str:
         keyring = self.keyring
-        raw = _json.dumps_bytes({"d": data, "m": list(meta)})  # metadata by position
+        # metadata by position; an unbound session's cookie ends at the version, as 0.1's
+        fields = list(meta) if meta.device is not None else list(meta[:-1])
+        raw = _json.dumps_bytes({"d": data, "m": fields})
         if self.compress:
             raw = zlib.compress(raw)
         version = self._version
@@ -97,6 +99,9 @@ class CookieFormat:
         return None if raw is None else (raw, compressed, kid)
 
 
+_OLDEST_FIELDS = len(Meta._fields) - 1  # 0.1's metadata had no device binding
+
+
 def read_payload(raw: bytes, compressed: bool, kid: str) -> Payload | None:
     """The payload of an authenticated cookie, or None if it is malformed in any way
     (too deep, wrongly typed metadata, values that are not strings)."""
@@ -108,7 +113,7 @@ def read_payload(raw: bytes, compressed: bool, kid: str) -> Payload | None:
                 return None
         doc = _json.loads(raw)
         fields = doc["m"]
-        if type(fields) is not list or len(fields) != len(Meta._fields):
+        if type(fields) is not list or not _OLDEST_FIELDS <= len(fields) <= len(Meta._fields):
             return None
         data, meta = doc["d"], Meta.from_fields(fields)
     except (ValueError, KeyError, TypeError, RecursionError, zlib.error, CorruptRecord):

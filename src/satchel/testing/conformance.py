@@ -80,6 +80,29 @@ class StoreConformance(DriverSuite):
         assert dict(record.data) == {"a": "1", "b": '"x"'}
         assert record.meta == meta
 
+    def test_device_binding_round_trips(self, driver: StoreDriver, clock: FakeClock) -> None:
+        """The device binding (``Meta.device``) is kept as given: written at creation,
+        changed, dropped by an update that only names it (as its base differs), listed."""
+        user = f"user-{uuid.uuid4().hex[:8]}"
+        key, meta = _key(), _meta(clock.now, user_id=user)
+        bound = meta._replace(device='{"k":{"kty":"EC"},"n":1}')
+        driver.create(key, Record({"a": "1"}, bound))
+        driver.index_add(user, key, meta.absolute_deadline)
+        record = driver.load(key, clock.now)
+        assert record is not None
+        assert record.meta.device == bound.device
+        assert [m.device for _, m in driver.list_user(user, clock.now)] == [bound.device]
+        moved = bound._replace(device='{"k":{"kty":"EC"},"n":2}', version=2)
+        assert driver.update(key, Change(meta=moved, base=record.meta), clock.now) == 2
+        record = driver.load(key, clock.now)
+        assert record is not None
+        assert record.meta.device == moved.device
+        assert driver.update(key, Change(meta=meta, base=record.meta), clock.now) == 3
+        record = driver.load(key, clock.now)
+        assert record is not None
+        assert record.meta.device is None
+        assert dict(record.data) == {"a": "1"}
+
     def test_load_of_unknown_key_is_none(self, driver: StoreDriver, clock: FakeClock) -> None:
         assert driver.load(_key(), clock.now) is None
 

@@ -94,7 +94,7 @@ return 1
 # present: a session without a user costs no HDEL on every write. 0.1's ``m`` is dropped
 # on the way.
 UPDATE = """
-local f = redis.call('HMGET', KEYS[1], 'ls', 'it', 'ad', 'v', 'm', 'u', 'ua', 'ip', 'p')
+local f = redis.call('HMGET', KEYS[1], 'ls', 'it', 'ad', 'v', 'm', 'u', 'ua', 'ip', 'p', 'dv')
 local ls, it, ad = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
 if not (ls and it and ad) then return nil end
 if tonumber(ARGV[1]) >= math.min(ls + it, ad) then return nil end
@@ -113,7 +113,7 @@ if f[5] then drop[1] = 'm' end
 for i = at + 1, absent_to do
   local name = ARGV[i]
   if (name == 'u' and f[6]) or (name == 'ua' and f[7]) or (name == 'ip' and f[8])
-      or (name == 'p' and f[9]) then
+      or (name == 'p' and f[9]) or (name == 'dv' and f[10]) then
     drop[#drop + 1] = name
   end
 end
@@ -202,7 +202,12 @@ def meta_fields(meta: Meta) -> tuple[list[str], list[str]]:
         number(meta.idle_timeout),
     ]
     absent = []
-    for name, value in (("u", meta.user_id), ("ua", meta.user_agent), ("ip", meta.client_ip)):
+    for name, value in (
+        ("u", meta.user_id),
+        ("ua", meta.user_agent),
+        ("ip", meta.client_ip),
+        ("dv", meta.device),
+    ):
         if value is None:
             absent.append(name)
         else:
@@ -241,6 +246,7 @@ def meta_changes(meta: Meta, base: Meta) -> tuple[list[str], list[str]]:
         ("u", meta.user_id, base.user_id),
         ("ua", meta.user_agent, base.user_agent),
         ("ip", meta.client_ip, base.client_ip),
+        ("dv", meta.device, base.device),
     ):
         if value != old:
             if value is None:
@@ -292,6 +298,7 @@ def meta_of(fields: Mapping[bytes, bytes]) -> Meta:
     if not math.isfinite(created + last_seen + deadline + idle):  # inf or nan in any
         raise CorruptRecord("Redis session hash holds a time that is not finite")
     user, agent, ip, persistent = get(b"u"), get(b"ua"), get(b"ip"), get(b"p")
+    device = get(b"dv")
     if persistent is not None and persistent != b"1":
         raise CorruptRecord("Redis session hash: 'p' is neither absent nor 1")
     return Meta(
@@ -305,6 +312,7 @@ def meta_of(fields: Mapping[bytes, bytes]) -> Meta:
         None if ip is None else ip.decode(),
         persistent is not None,
         int(fields[b"v"]),
+        None if device is None else device.decode(),
     )
 
 
@@ -321,7 +329,7 @@ def record_of(fields: Mapping[bytes, bytes]) -> Record:
 
 
 #: The hash fields a listing reads (HMGET), in this order: both layouts' metadata.
-LISTED_FIELDS = ("m", "h", "c", "ls", "ad", "it", "u", "ua", "ip", "p", "v")
+LISTED_FIELDS = ("m", "h", "c", "ls", "ad", "it", "u", "ua", "ip", "p", "v", "dv")
 
 
 def listed_meta(values: Sequence[bytes | None]) -> Meta:
