@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from satchel.dbsc import InvalidProof, check_challenge, new_challenge
-from satchel.dbsc.challenge import DEFAULT_MAX_AGE
+from satchel.dbsc.challenge import DEFAULT_MAX_AGE, REFRESH, REGISTER
 from satchel.keyring import Keyring
 
 OLD, NEW = "o" * 40, "n" * 40
@@ -32,6 +32,20 @@ def test_another_sessions_or_servers_or_an_old_challenge_is_refused() -> None:
         check_challenge(keyring, challenge, "handle-a", NOW + DEFAULT_MAX_AGE + 1)
     with pytest.raises(InvalidProof, match="future"):
         check_challenge(keyring, challenge, "handle-a", NOW - 60)
+
+
+def test_a_challenge_is_good_only_for_the_step_it_was_issued_for() -> None:
+    """A refresh challenge (handed to anyone who posts to the refresh endpoint with the
+    session cookie) never registers a key, and a registration challenge never refreshes."""
+    keyring = Keyring([NEW])
+    refresh = new_challenge(keyring, "h", NOW, REFRESH)
+    register = new_challenge(keyring, "h", NOW, REGISTER)
+    assert check_challenge(keyring, refresh, "h", NOW, step=REFRESH)
+    assert check_challenge(keyring, register, "h", NOW, step=REGISTER)
+    with pytest.raises(InvalidProof, match="this session"):
+        check_challenge(keyring, refresh, "h", NOW, step=REGISTER)
+    with pytest.raises(InvalidProof, match="this session"):
+        check_challenge(keyring, register, "h", NOW, step=REFRESH)
 
 
 def test_a_challenge_outlives_a_key_rotation_but_not_the_keys_removal() -> None:

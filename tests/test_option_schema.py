@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from satchel import asgi, wsgi
 from satchel.cookies import CookieOptions
 from satchel.csrf import CSRFOptions
+from satchel.dbsc.options import DeviceBindingOptions
 from satchel.errors import ConfigurationError
 from satchel.expiry import ExpiryPolicy
 from satchel.integrations.flask import Satchel
@@ -77,7 +78,7 @@ def test_middleware_parameters_are_declared() -> None:
 def test_defaults_are_the_dataclasses_own() -> None:
     """Where an option becomes a dataclass field, the field's default is the only one."""
     owned = {o.owner for o in OPTIONS if o.owner is not None}
-    assert owned == {CookieOptions, ExpiryPolicy, CSRFOptions}
+    assert owned == {CookieOptions, ExpiryPolicy, CSRFOptions, DeviceBindingOptions}
     for option in OPTIONS:
         if option.owner is not None:
             found = {f.name: f for f in fields(option.owner)}[option.field]
@@ -86,6 +87,7 @@ def test_defaults_are_the_dataclasses_own() -> None:
     assert site.policy.cookie == CookieOptions()
     assert site.backend.expiry == ExpiryPolicy()  # type: ignore[attr-defined]
     assert site.policy.csrf == CSRFOptions()
+    assert site.policy.device == DeviceBindingOptions()
     assert load_settings(env={}, use_file=False, validate=False) == Settings()
 
 

@@ -21,6 +21,7 @@ from .auth import (
 )
 from .cookie import CookieStore
 from .cookies import CookieOptions
+from .dbsc.state import device_bound, require_device_binding
 from .errors import (
     ConfigurationError,
     CorruptRecord,
@@ -69,12 +70,14 @@ __all__ = [
     "arevoke",
     "asessions_of",
     "csrf_token",
+    "device_bound",
     "load_settings",
     "login",
     "logout",
     "logout_everywhere",
     "logout_other_devices",
     "regenerate_on_privilege_change",
+    "require_device_binding",
     "revoke",
     "sessions_of",
     "store_from_url",

@@ -10,6 +10,7 @@ from . import csrf
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .conventions import StarletteOptions, from_starlette
 from .cookie import CookieStore
+from .dbsc.protocol import Answer
 from .errors import UNAVAILABLE_BODY, StoreError
 from .log import logger
 from .options import DEFAULT_STORE, build
@@ -53,6 +54,20 @@ async def _nothing() -> None:
 
 class _Disconnected(Exception):
     """The client went away before its body was read."""
+
+
+async def _send_answer(send: Send, answer: Answer) -> None:
+    headers = [(n.encode(), v.encode()) for n, v in answer.headers]
+    headers.append((b"content-length", str(len(answer.body)).encode()))
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+def _answer_app(answer: Answer) -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await _send_answer(send, answer)
+
+    return app
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -110,13 +125,24 @@ class SessionMiddleware:
                 await self.on_store_unavailable(scope, receive, send)
                 return
         session = ctx.session
+        app = self.app
+        if self.policy.device.enabled:  # device-bound sessions: an endpoint, or a refusal
+            answer = ctx.device_answer()
+            if answer is not None:
+                if kind == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                if not answer.commit:
+                    await _send_answer(send, answer)
+                    return
+                app = _answer_app(answer)  # an endpoint: its session change is committed
         scope["session"] = session
         scope[SCOPE_KEY] = ctx
         if kind == "websocket":
             await self._websocket(scope, receive, send, ctx)
             return
 
-        if ctx.method not in csrf.SAFE_METHODS:  # (a safe method is never checked)
+        if app is self.app and ctx.method not in csrf.SAFE_METHODS:  # (safe: never checked)
             form_token = None
             if ctx.wants_form_token():
                 try:
@@ -168,7 +194,7 @@ class SessionMiddleware:
             return send(message)
 
         try:
-            await self.app(scope, receive, send_with_session)
+            await app(scope, receive, send_with_session)
         except StoreError as exc:  # e.g. an explicit `await session.asave()` in the app
             if started:
                 raise

@@ -69,6 +69,11 @@ class CookieOptions:
                     f"cookie name {name!r} has the __Host- prefix: path must be '/'"
                 )
 
+    @property
+    def attributes(self) -> str:
+        """The cookie's attributes as Set-Cookie writes them (``Path=/; Secure; ...``)."""
+        return self._attributes()
+
     def _attributes(self) -> str:
         if self._attrs:
             return self._attrs

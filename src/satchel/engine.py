@@ -201,7 +201,9 @@ class Engine:
             yield Delete(key)
             return session
         seen = record.refreshed  # the store recorded this visit while loading
-        if not seen and refresh_due(meta, now, self.expiry.refresh_after):
+        if seen:
+            session.mark_seen()
+        elif refresh_due(meta, now, self.expiry.refresh_after):
             if not (yield Touch(key, now)):
                 session.mark_lost()
                 return session
@@ -235,6 +237,9 @@ class Engine:
                 user_id=gone and gone.user_id,
                 ref=ids.log_ref(old),
             )
+            if gone is not None and gone.device is not None:
+                emit(self.on_event, "device_unbound", handle=gone.handle, user_id=gone.user_id,
+                     reason="logout")  # fmt: skip
 
         key, session_id, current = session.store_key, session.id, session.meta
         if key is None or session_id is None or current is None:
@@ -393,7 +398,7 @@ def next_meta(
     changes = dict(updates)
     if changes.pop("fresh", False):  # another user logs in: nothing of the last one's
         meta = expiry.new_meta(meta.handle, now, user_agent=None, client_ip=None)
-    if changes.pop("device", False):  # a login records the device it happened on
+    if changes.pop("login_device", False):  # a login records the device it happened on
         device = info()
         changes["user_agent"], changes["client_ip"] = device.user_agent, device.client_ip
     absolute = changes.pop("absolute_timeout", None)

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, TypedDict
 
 from .cookies import CookieOptions, SameSite
 from .csrf import CSRFOptions
+from .dbsc.options import DeviceBindingOptions
 from .errors import ConfigurationError
 from .events import EventHook
 from .expiry import ExpiryPolicy
@@ -63,6 +64,12 @@ class SessionOptions(TypedDict, total=False):
     absolute_timeout: float
     refresh_interval: float | None
     token_paths: Sequence[str]
+    dbsc: bool
+    dbsc_required: bool
+    dbsc_grace: float
+    dbsc_cookie_lifetime: float
+    dbsc_path: str
+    dbsc_redirect: str | None
     clock: Callable[[], float]
 
 
@@ -193,7 +200,7 @@ class Option:
         if not self.setting:
             return None
         section, _, rest = self.name.partition("_")
-        if section in ("cookie", "csrf"):
+        if section in ("cookie", "csrf", "dbsc"):
             return section, rest or "enabled"
         return None, self.name
 
@@ -204,6 +211,10 @@ def _cookie(name: str, type_: str, parse: Parser, doc: str) -> Option:
 
 def _csrf(name: str, field: str, type_: str, parse: Parser, doc: str) -> Option:
     return Option(name, type_, parse, CSRFOptions, field, doc=doc)
+
+
+def _dbsc(name: str, field: str, type_: str, parse: Parser, doc: str) -> Option:
+    return Option(name, type_, parse, DeviceBindingOptions, field, doc=doc)
 
 
 def _expiry(name: str, parse: Parser, doc: str, shown: str = "") -> Option:
@@ -262,6 +273,25 @@ OPTIONS: tuple[Option, ...] = (
            doc="path prefixes (whole segments) where API clients may send `Authorization: "
            "Bearer <token>` and get new tokens in `X-Session-Token` ([security.md](security.md"
            "#bearer-tokens-for-api-and-mobile-clients-token_paths)); server-side stores only"),
+    _dbsc("dbsc", "enabled", "bool", BOOL,
+          "device-bound sessions (DBSC, [device-binding.md](device-binding.md)): logins over "
+          "HTTPS offer browsers to bind the session to a key they keep; a bound session then "
+          "needs a fresh bound cookie on every request"),
+    _dbsc("dbsc_required", "required", "bool", BOOL,
+          "every logged-in session must bind within `dbsc_grace`, else it is refused "
+          "(`require_device_binding(session)` asks it of one session)"),
+    _dbsc("dbsc_grace", "grace", "float", Parser("float", _seconds(0, strict=False)),
+          "seconds after a login during which the browser is offered to bind (and a "
+          "session that must bind is let through unbound)"),
+    _dbsc("dbsc_cookie_lifetime", "cookie_lifetime", "float", SECONDS,
+          "seconds a bound cookie lives (1 to 86400): how long a stolen pair of cookies "
+          "keeps working"),
+    _dbsc("dbsc_path", "path", "str", TEXT,
+          "where the registration (`<path>/register`) and refresh (`<path>/refresh`) "
+          "endpoints answer, mounted by the middleware"),
+    _dbsc("dbsc_redirect", "redirect", "str | None", TEXT_OR_NONE,
+          "where a page request of a bound session that cannot prove its device is sent "
+          "(303); None answers 401 with a short page (JSON requests always get 401 JSON)"),
     Option("max_sessions_per_user", "int | None", WHOLE_OR_NONE, value=None,
            doc="evict the oldest sessions beyond N at login (1 to 1000; unset means 1000)"),
     Option("on_event", "EventHook | None", value=None,

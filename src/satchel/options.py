@@ -17,6 +17,7 @@ from .cookie import CookieBackend, CookieStore
 from .cookie import from_url as cookie_store_from_url
 from .cookies import CookieOptions
 from .csrf import CSRFOptions
+from .dbsc.options import DeviceBindingOptions
 from .engine import Engine
 from .errors import ConfigurationError
 from .expiry import ExpiryPolicy
@@ -53,7 +54,11 @@ def policy_from(options: SessionOptions, cookie: CookieOptions) -> RequestPolicy
     for field in ("exempt", "trusted_origins"):
         if field in csrf:
             csrf[field] = tuple(csrf[field])
+    device = DeviceBindingOptions(**schema.present(options, DeviceBindingOptions))
+    if device.enabled:
+        _check_device_binding(options)
     return RequestPolicy(
+        device=device,
         cookie=cookie,
         token_paths=token_paths,
         csrf=CSRFOptions(**csrf),
@@ -66,6 +71,18 @@ def policy_from(options: SessionOptions, cookie: CookieOptions) -> RequestPolicy
             samesite="lax" if cookie.samesite == "none" else cookie.samesite,
         ),
     )
+
+
+def _check_device_binding(options: SessionOptions) -> None:
+    if not options.get("secret_keys"):
+        raise ConfigurationError(
+            "dbsc (device-bound sessions) needs secret_keys: challenges and bound cookies "
+            "are MACed with the keyring"
+        )
+    try:
+        import jwt  # noqa: F401  (the proofs are JWTs)
+    except ImportError:
+        raise ConfigurationError("dbsc needs PyJWT: pip install 'satchel[dbsc]'") from None
 
 
 def build(store: str | Store | CookieStore, options: SessionOptions) -> Runtime:

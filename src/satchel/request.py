@@ -19,6 +19,8 @@ from typing import Any
 from . import csrf
 from .backend import Backend, DeviceInfo, TokenAction
 from .cookies import CookieOptions, cookie_values
+from .dbsc import protocol
+from .dbsc.options import DeviceBindingOptions
 from .errors import ConfigurationError, SessionStateError, StoreError
 from .events import emit
 from .keyring import PURPOSE_CSRF
@@ -57,10 +59,21 @@ class RequestPolicy:
     cookie: CookieOptions
     presession_cookie: CookieOptions
     token_paths: tuple[str, ...] = ()
+    device: DeviceBindingOptions = field(default_factory=DeviceBindingOptions)
     cookie_transport: CookieTransport = field(init=False)
+    bound_cookie: CookieOptions = field(init=False)
+    """The short-lived cookie of device-bound sessions (``<cookie name>_bound``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cookie_transport", CookieTransport(self.cookie))
+        bound = CookieOptions(
+            name=self.cookie.name + "_bound",
+            path="/",
+            secure=True,  # DBSC is HTTPS only
+            httponly=True,
+            samesite=self.cookie.samesite,
+        )
+        object.__setattr__(self, "bound_cookie", bound)
 
     def transport(self, path: str, headers: dict[str, str]) -> Transport:
         """How this request's session travels. On ``token_paths``: in the bearer token
@@ -104,6 +117,8 @@ class RequestContext:
         "backend",
         "cookie_header",
         "csrf_made",
+        "device_checked",
+        "device_opened",
         "method",
         "new_presession",
         "outgoing",
@@ -142,6 +157,8 @@ class RequestContext:
         self.refresh = False
         self.outgoing: TokenAction | None = None
         self.new_presession = self.csrf_made = False
+        self.device_checked = False  # satchel.dbsc.protocol looked at the session's binding
+        self.device_opened: tuple[str, str | None] | None = None  # (handle, binding) as opened
         # worked out on first use: most requests never need them
         self._origin: Origin | None = None
         self._device: DeviceInfo | None = None
@@ -293,13 +310,25 @@ class RequestContext:
             self.outgoing is None
             and not self.new_presession
             and self.session.stored_user_id is None
+            and not self.device_checked
         ):
             return []  # most responses: no token, no pre-session cookie to set or delete
         out: list[tuple[str, str]] = []
         action, self.outgoing = self.outgoing, None
         if action is not None:
             out += self.transport.render(action)
+        if self.device_checked:
+            out += protocol.response_lines(self, action)
         return out + self._presession_lines()
+
+    def device_answer(self) -> protocol.Answer | None:
+        """With device-bound sessions on: the answer of a DBSC endpoint, or the refusal of
+        a session that cannot prove its device, in place of the app's (the session is
+        opened first). None: the app runs. Call it after the session is open (or bound
+        lazily), before the CSRF check."""
+        if not self.policy.device.enabled:
+            return None
+        return protocol.before_app(self)
 
     def _presession_lines(self) -> list[tuple[str, str]]:
         """The pre-session cookie: set when a CSRF token was first made for an anonymous

@@ -41,6 +41,7 @@ class Session(SessionData):
         "_meta_dirty",
         "_meta_updates",
         "_regenerate",
+        "_seen",
         "_session_id",
         "_token_refresh",
     )
@@ -57,6 +58,7 @@ class Session(SessionData):
         self._baseline: Mapping[str, str] = _NO_VALUES
         self._cleared = self._regenerate = self._meta_dirty = False
         self._token_refresh = False  # the token must be sent again (refresh, new key)
+        self._seen = False  # the store recorded this visit ("last seen" moved) on opening
         self._destroyed_keys: tuple[str, ...] = ()
         self._destroyed_meta: Meta | None = None  # for cookie sessions: whom to revoke
         self._meta_updates: Mapping[str, Any] = _NO_VALUES
@@ -160,7 +162,7 @@ class Session(SessionData):
     def bind_user(self, user_id: str) -> None:
         """Bind ``user_id`` at the next commit, restarting the absolute timeout and
         recording the device (the metadata half of :func:`satchel.auth.login`)."""
-        self._update_meta(user_id=user_id, restart=True, device=True)
+        self._update_meta(user_id=user_id, restart=True, login_device=True)
 
     def _update_meta(self, **changes: Any) -> None:
         """Queue library metadata changes (user, device, expiry) for the next commit."""
@@ -339,9 +341,23 @@ class Session(SessionData):
         due, self._token_refresh = self._token_refresh, False
         return due
 
-    def mark_seen(self, meta: Meta) -> None:
-        """The store recorded activity: ``meta`` is the record's metadata now."""
-        self._meta = meta
+    def mark_seen(self, meta: Meta | None = None) -> None:
+        """The store recorded activity while opening: ``meta``, when given, is the
+        record's metadata now."""
+        self._seen = True
+        if meta is not None:
+            self._meta = meta
+
+    @property
+    def seen_now(self) -> bool:
+        """Whether opening the session recorded this visit (at most once per
+        ``refresh_interval``): the rhythm of anything a session does now and then."""
+        return self._seen
+
+    def set_device(self, device: str | None) -> None:
+        """Queue the session's device binding (:mod:`satchel.dbsc.state`, as text) for
+        the next commit."""
+        self._update_meta(device=device)
 
     def encoded(self) -> dict[str, str]:
         """Every value encoded for storage."""

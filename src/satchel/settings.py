@@ -22,6 +22,7 @@ from typing import Any
 
 from . import option_schema as schema
 from .cookies import CookieOptions, SameSite
+from .dbsc.options import DeviceBindingOptions
 from .engine import MAX_SESSIONS_PER_USER
 from .errors import ConfigurationError
 from .expiry import ExpiryPolicy
@@ -60,6 +61,12 @@ class Settings:
     revocation_store: str | None = default("revocation_store")
     encrypt_at_rest: bool = default("encrypt_at_rest")
     token_paths: tuple[str, ...] = default("token_paths")
+    dbsc: bool = default("dbsc")
+    dbsc_required: bool = default("dbsc_required")
+    dbsc_grace: float = default("dbsc_grace")
+    dbsc_cookie_lifetime: float = default("dbsc_cookie_lifetime")
+    dbsc_path: str = default("dbsc_path")
+    dbsc_redirect: str | None = default("dbsc_redirect")
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def middleware_options(self) -> SessionOptions:
@@ -101,6 +108,14 @@ class Settings:
         )
         ExpiryPolicy(self.idle_timeout, self.absolute_timeout, self.refresh_interval)
         parse_trusted(self.trusted_proxies)
+        DeviceBindingOptions(
+            enabled=self.dbsc,
+            required=self.dbsc_required,
+            grace=self.dbsc_grace,
+            cookie_lifetime=self.dbsc_cookie_lifetime,
+            path=self.dbsc_path,
+            redirect=self.dbsc_redirect,
+        )
         cap = self.max_sessions_per_user
         if cap is not None and not 1 <= cap <= MAX_SESSIONS_PER_USER:
             raise ConfigurationError(

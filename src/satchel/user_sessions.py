@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import ids
+from .dbsc.state import DeviceState
 from .events import EventHook, emit
 from .ops import Delete, Flow, ListUser, adrive, drive
 from .record import Meta
@@ -35,6 +36,8 @@ class SessionInfo:
     user_agent: str | None
     client_ip: str | None
     current: bool = False
+    device_bound: bool = False
+    """Bound to the device it started on (DBSC): a copy of its cookies stops working."""
 
     @classmethod
     def of(cls, meta: Meta, current: str | None = None) -> SessionInfo:
@@ -47,6 +50,7 @@ class SessionInfo:
             user_agent=meta.user_agent,
             client_ip=meta.client_ip,
             current=meta.handle == current,
+            device_bound=meta.device is not None and DeviceState.decode(meta.device).bound,
         )
 
 
@@ -93,7 +97,15 @@ def cap_flow(
     others = sorted((m.created, k, m) for k, m in sessions if k != newest)
     for _, key, meta in others[:excess]:
         if (yield Delete(key)):
-            emit(on_event, "revoked", handle=meta.handle, user_id=user_id, reason="cap")
+            ended_by_revocation(on_event, meta, "cap")
+
+
+def ended_by_revocation(on_event: EventHook | None, meta: Meta, reason: str) -> None:
+    """The events of a session ended by revocation: ``revoked``, and ``device_unbound``
+    when it was bound to its device."""
+    emit(on_event, "revoked", handle=meta.handle, user_id=meta.user_id, reason=reason)
+    if meta.device is not None:
+        emit(on_event, "device_unbound", handle=meta.handle, user_id=meta.user_id, reason=reason)
 
 
 def list_flow(user_id: str, now: float, current: str | None = None) -> Flow[list[SessionInfo]]:
@@ -113,7 +125,7 @@ def revoke_flow(
         if meta.handle == handle:
             deleted = yield Delete(key)
             if deleted:
-                emit(on_event, "revoked", handle=handle, user_id=user_id, reason="handle")
+                ended_by_revocation(on_event, meta, "handle")
             return bool(deleted)
     return False
 
@@ -126,7 +138,7 @@ def revoke_all_flow(
     for key, meta in (yield from own_sessions(user_id, now)):
         if meta.handle != keep and (yield Delete(key)):
             revoked += 1
-            emit(on_event, "revoked", handle=meta.handle, user_id=user_id, reason="all")
+            ended_by_revocation(on_event, meta, "all")
     return revoked
 
 

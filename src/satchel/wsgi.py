@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator
+from http import HTTPStatus
 from typing import Any, Unpack
 
 from . import csrf
 from ._types import Environ, ExcInfo, StartResponse, WSGIApp
 from .backend import Backend
 from .cookie import CookieStore
+from .dbsc.protocol import Answer
 from .errors import UNAVAILABLE_BODY, StoreError
 from .log import logger
 from .options import DEFAULT_STORE, SessionOptions, build
@@ -29,6 +31,17 @@ def _answer(start_response: StartResponse, status: str, body: bytes) -> Iterable
 
 
 _UNAVAILABLE = "503 Service Unavailable"
+
+
+def answer_wsgi(answer: Answer) -> WSGIApp:
+    """A WSGI app sending ``answer`` (a device-binding endpoint's, or a refusal)."""
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        headers = [*answer.headers, ("content-length", str(len(answer.body)))]
+        start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}", headers)
+        return [answer.body]
+
+    return app
 
 
 class _Body:
@@ -166,13 +179,20 @@ class SessionMiddleware:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         ctx = open_lazily(self.backend, self.policy, Session(), environ)
 
+        app, answer = self.app, None
         try:
-            refusal = self._csrf(environ, ctx)
+            if self.policy.device.enabled:  # device-bound sessions: an endpoint, or a refusal
+                answer = ctx.device_answer()
+            refusal = None if answer is not None else self._csrf(environ, ctx)
         except StoreError as exc:
             logger.error("session store unavailable while loading: %s", exc)
             return self._unavailable(environ, start_response, ctx)
         if refusal is not None:
             return _answer(start_response, "403 Forbidden", f"Forbidden: {refusal}\n".encode())
+        if answer is not None:
+            if not answer.commit:
+                return answer_wsgi(answer)(environ, start_response)
+            app = answer_wsgi(answer)  # an endpoint: its session change is committed
 
         # WSGI's start_response sends nothing: an app may call it and then fail (the
         # server answers 500). The commit waits for the app's first chunk -- or its first
@@ -180,7 +200,7 @@ class SessionMiddleware:
         exchange = _Exchange(ctx, start_response)
         result: Iterable[bytes] = ()
         try:
-            result = self.app(environ, exchange.start)
+            result = app(environ, exchange.start)
             chunks = iter(result)
             first = next(chunks, None)
             if exchange.pending is not None and not exchange.sent:

@@ -179,7 +179,10 @@ class CookieBackend:
             security.warning("cookie session with an undecodable value discarded")
             emit(self.on_event, "security", reason="corrupt_record")
             return session  # (restore decodes every value before it fills anything)
-        if refresh or refresh_due(meta, now, self.expiry.refresh_after):
+        due = refresh_due(meta, now, self.expiry.refresh_after)
+        if due:
+            session.mark_seen()
+        if refresh or due:
             session.refresh_token()  # last seen lives in the cookie: write it again
         return session
 
@@ -188,6 +191,9 @@ class CookieBackend:
         now = self.clock()
         destroyed, old_meta = session.take_destroyed()
         marker = None
+        if destroyed and old_meta is not None and old_meta.device is not None:
+            emit(self.on_event, "device_unbound", handle=old_meta.handle,
+                 user_id=old_meta.user_id, reason="logout")  # fmt: skip
         if destroyed and old_meta is not None and old_meta.user_id:
             if self.revocation_store is not None:
                 yield from revocation.revoke_handle(

@@ -29,7 +29,7 @@ from ..conventions import flask_layers, flask_permanent_lifetime
 from ..errors import UNAVAILABLE_BODY, StoreError
 from ..guard import safe_next
 from ..log import logger
-from ..options import Runtime, build
+from ..options import Runtime, SessionOptions, build
 from ..request import CONTEXT_KEY, RequestContext, context_of, csrf_token
 from ..session import Session
 from ..settings import Settings, load_settings
@@ -143,11 +143,16 @@ def _add_session_headers(ctx: RequestContext, headers: Headers) -> None:
         headers.add(name, value)
 
 
+_CODE_ONLY = ("on_event", "clock")
+"""Options only code can give (a callable): ``Satchel(app, on_event=...)``."""
+
+
 class Satchel:
     """The Flask extension."""
 
     def __init__(self, app: Flask | None = None, **options: Any) -> None:
-        schema.refuse_unknown(options, schema.FLASK_KEYS.values(), "Satchel(...)")
+        valid = {*schema.FLASK_KEYS.values(), *_CODE_ONLY}
+        schema.refuse_unknown(options, valid, "Satchel(...)")
         self.options = options
         self._exempt: set[str] = set()
         if app is not None:
@@ -157,7 +162,7 @@ class Satchel:
         settings = self._settings(app)
         app.extensions[EXTENSION] = {
             "ext": self,
-            "runtime": build(settings.store, settings.middleware_options()),
+            "runtime": build(settings.store, self._middleware_options(settings)),
             "login_url": self.options.get("login_url")
             or app.config.get("SATCHEL_LOGIN_URL", schema.default("login_url")),
             # seconds of a permanent session (session.permanent = True); None: satchel's
@@ -169,9 +174,20 @@ class Satchel:
             "idle_cap": settings.idle_timeout if "idle_timeout" in settings.sources else None,
         }
         app.session_interface = _Interface(self)
+        if app.extensions[EXTENSION]["runtime"].policy.device.enabled:
+            # device-bound sessions: endpoints and refusals answer first (no CSRF check:
+            # a before_request function that answers ends the chain)
+            app.before_request(_check_device)
         app.before_request(self._check_csrf)
         app.jinja_env.globals["csrf_token"] = lambda: csrf_token(request.environ)
         app.register_error_handler(StoreError, _store_unavailable)
+
+    def _middleware_options(self, settings: Settings) -> SessionOptions:
+        options = settings.middleware_options()
+        for name in _CODE_ONLY:
+            if name in self.options:
+                options[name] = self.options[name]  # type: ignore[literal-required]
+        return options
 
     def _settings(self, app: Flask) -> Settings:
         """Explicit arguments > ``SATCHEL_*`` in app.config > Flask's own settings the app
@@ -191,7 +207,9 @@ class Satchel:
                 *(app.config.get("SECRET_KEY_FALLBACKS") or []),
             ]
         layers = {**flask_layers(app.config, app.default_config), "app.config": from_config}
-        explicit = {k: v for k, v in self.options.items() if k != "login_url"}
+        explicit = {
+            k: v for k, v in self.options.items() if k != "login_url" and k not in _CODE_ONLY
+        }
         return load_settings(env={}, use_file=False, layers=layers, **explicit)
 
     @staticmethod
@@ -221,6 +239,18 @@ class Satchel:
         reason = ctx.csrf_refusal(form_token)
         if reason is not None:
             abort(403, description=f"Forbidden: {reason}")
+
+
+def _check_device() -> Response | None:
+    """The answer of a DBSC endpoint, or the refusal of a session that cannot prove its
+    device, in place of the view (:meth:`RequestContext.device_answer`)."""
+    ctx: RequestContext = request.environ[CONTEXT_KEY]
+    answer = ctx.device_answer()
+    if answer is None:
+        return None
+    response: Response = current_app.response_class(answer.body, status=answer.status)
+    response.headers.extend(answer.headers)
+    return response
 
 
 def _capped(lifetime: float | None, settings: Settings) -> float | None:
