@@ -132,8 +132,11 @@ class World:
     def kinds(self) -> list[tuple[str, str | None]]:
         return [(e.kind, e.reason) for e in self.events if e.kind.startswith("device")]
 
-    def me(self, **headers: str | bytes) -> httpx.Response:
-        return self.http.get("/me", headers={**JSON_ACCEPT, **headers})
+    def me(self, cookie: bytes | None = None) -> httpx.Response:
+        headers = [(k.encode(), v.encode()) for k, v in JSON_ACCEPT.items()]
+        if cookie is not None:
+            headers.append((b"cookie", cookie))
+        return self.http.get("/me", headers=headers)
 
     def login_and_bind(self, user: str = "alice") -> dict[str, Any]:
         response = self.http.get("/login", params={"user": user})
