@@ -13,7 +13,8 @@ field or an ``X-CSRF-Token`` header, else 403):
 ``POST /sessions/others``          log out other devices -> 303 /sessions
 ``POST /logout``                   -> 303 /login
 ``POST /logout-everywhere``        -> 303 /login
-``GET /api/me``                    ``{"username", "csrf_token"}`` or 401 ``{"error"}``
+``GET /api/me``                    ``{"username", "device_bound", "csrf_token"}`` or
+                                   401 ``{"error"}``
 ``GET /api/csrf``                  ``{"csrf_token"}``
 =================================  ===============================================
 
@@ -23,11 +24,16 @@ rotated token comes back in the ``X-Session-Token`` response header, never in a 
 A request authenticated by the token alone needs no CSRF token; one that also carries the
 session cookie still does.
 
+Device-bound sessions (``SATCHEL_DBSC=true``, over HTTPS: ``satchel demo --tls``): a
+login offers the browser to bind the session to a key it keeps; the middleware answers
+the browser at ``/.satchel/dbsc/register`` and ``/.satchel/dbsc/refresh``; "Your
+sessions" marks bound sessions "device-bound".
+
 =================================  ===============================================
 ``POST /api/login``                JSON ``{"username", "password"}`` -> 200
                                    ``{"username"}``, token in ``X-Session-Token``;
                                    401 ``{"error"}`` if wrong
-``GET /api/me``                    with the token: ``{"username"}`` (plus
+``GET /api/me``                    with the token: ``{"username", "device_bound"}`` (plus
                                    ``csrf_token`` when a cookie came too), else 401
 ``POST /api/logout``               ends the token's session -> 200 ``{"logged_out"}``
 ``POST /api/regenerate``           a new token in ``X-Session-Token``, the old one dead
@@ -59,6 +65,7 @@ from ..auth import (
     logout,
     regenerate_on_privilege_change,
 )
+from ..dbsc import device_bound
 from ..events import SessionEvent
 from ..guard import login_required, safe_next
 from ..options import SessionOptions
@@ -203,6 +210,9 @@ async def sessions_page(request: Request) -> Response:
     rows = []
     for info in await asessions_of(session):
         mark = ' <span class="badge">this device</span>' if info.current else ""
+        if info.device_bound:
+            mark += ' <span class="badge bound">device-bound</span>'
+
         action = (
             ""
             if info.current
@@ -269,9 +279,10 @@ async def api_me(request: Request) -> Response:
     if not user:
         return _not_logged_in()
     ctx: RequestContext = request.scope[SCOPE_KEY]
+    me: dict[str, Any] = {"username": user, "device_bound": device_bound(_session(request))}
     if ctx.transport.checks_csrf or ctx.carries_cookie:  # a cookie came: its POSTs need one
-        return JSONResponse({"username": user, "csrf_token": csrf_token(request)})
-    return JSONResponse({"username": user})
+        me["csrf_token"] = csrf_token(request)
+    return JSONResponse(me)
 
 
 async def api_login(request: Request) -> Response:
