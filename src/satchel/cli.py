@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -119,13 +120,41 @@ def main(ctx: click.Context, config: str | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @store_option
+@click.option(
+    "--tls", is_flag=True, help="Serve HTTPS with a self-signed certificate made for this run."
+)
+@click.option(
+    "--certfile",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Serve HTTPS with this PEM certificate (chain); needs --keyfile.",
+)
+@click.option(
+    "--keyfile",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The PEM private key of --certfile.",
+)
 @click.pass_context
-def demo(ctx: click.Context, host: str, port: int, store: str | None) -> None:
+def demo(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    store: str | None,
+    tls: bool,
+    certfile: Path | None,
+    keyfile: Path | None,
+) -> None:
     """Run the demo app (users alice/wonderland and bob/builder)."""
     import uvicorn
 
     from .demo import create_app
 
+    if (certfile is None) != (keyfile is None):
+        raise click.UsageError("--certfile and --keyfile go together: give both or neither")
+    spki = None
+    if certfile is not None and keyfile is not None:
+        spki = _check_tls_files(certfile, keyfile)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = _settings(ctx, store)
     if not settings.secret_keys:
@@ -141,10 +170,78 @@ def demo(ctx: click.Context, host: str, port: int, store: str | None) -> None:
         options["revocation_store"] = "sqlite:///satchel.db"
     with _errors():
         app = create_app(settings.store, **options)
+    banner = f"(store: {settings.masked()['store']['value']})"
+    if certfile is not None and keyfile is not None and spki is not None:
+        click.echo(f"satchel demo on https://{host}:{port}/  {banner}")
+        _echo_trust(f"certificate: {certfile}", spki)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
+        )
+    elif tls:
+        _demo_with_own_certificate(app, host, port, banner)
+    else:
+        click.echo(f"satchel demo on http://{host}:{port}/  {banner}")
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _check_tls_files(certfile: Path, keyfile: Path) -> str:
+    """The certificate's SPKI hash, or a one-line usage error before any server starts."""
+    from .demo.tls import check_files
+
+    try:
+        return check_files(certfile, keyfile)
+    except (ValueError, OSError) as exc:
+        raise click.UsageError(f"cannot serve TLS: {exc}") from None
+
+
+def _echo_trust(certificate: str, spki: str) -> None:
+    click.echo(certificate)
+    click.echo(f"SPKI SHA-256: {spki}")
     click.echo(
-        f"satchel demo on http://{host}:{port}/  (store: {settings.masked()['store']['value']})"
+        "trust it in Chromium (started with its own --user-data-dir): "
+        f"--ignore-certificate-errors-spki-list={spki}"
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _demo_with_own_certificate(app: Any, host: str, port: int, banner: str) -> None:
+    """Serve HTTPS with a certificate made in a temporary directory, removed on exit."""
+    import signal
+    import tempfile
+
+    import uvicorn
+
+    from .demo.tls import make_certificate
+
+    def leave(signum: int, frame: object) -> NoReturn:
+        raise SystemExit(128 + signum)
+
+    # uvicorn shuts down on SIGTERM, then raises it again: exit through Python, so the
+    # temporary directory is removed, instead of being killed by the default action
+    previous = signal.signal(signal.SIGTERM, leave)
+    try:
+        with tempfile.TemporaryDirectory(prefix="satchel-demo-tls-") as directory:
+            cert = make_certificate(Path(directory))
+            click.echo(f"satchel demo on https://{host}:{port}/  {banner}")
+            _echo_trust(
+                f"certificate: self-signed for localhost, 127.0.0.1 and ::1, "
+                f"in {directory} (removed on exit)",
+                cert.spki_sha256,
+            )
+            uvicorn.run(
+                app,
+                host=host,
+                port=port,
+                log_level="warning",
+                ssl_certfile=cert.certfile,
+                ssl_keyfile=cert.keyfile,
+            )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # -- keys and configuration ----------------------------------------------------------------------
