@@ -5,6 +5,7 @@ the bound cookie by itself; a copy of its cookies without its key stops working.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -115,9 +116,10 @@ def laptop(browser: Any, demo: Demo, artifacts: Path) -> Iterator[Any]:
     """A browser context logged in as alice, its session bound by Chromium itself."""
     context = browser.new_context(user_agent="Mozilla/5.0 (satchel-test) Laptop")
     page = context.new_page()
-    before = len(demo.events)
+    before = len(demo.kinds())
     _log_in(page, demo)
     demo.wait_for(lambda: ("device_bound", None) in demo.kinds()[before:])
+    assert ("device_refused", "unverified_request") not in demo.kinds()[before:]
     yield context, page
     context.close()
 
@@ -126,22 +128,22 @@ def test_login_registers_and_the_session_is_shown_device_bound(
     laptop: Any, demo: Demo, artifacts: Path
 ) -> None:
     context, page = laptop
-    assert _me(page, demo) == (200, {"username": "alice", "device_bound": True,
-                                     "csrf_token": _me(page, demo)[1]["csrf_token"]})  # fmt: skip
+    status, me = _me(page, demo)
+    assert status == 200
+    assert (me["username"], me["device_bound"]) == ("alice", True)
     bound = next(c for c in context.cookies() if c["name"] == "satchel_bound")
-    assert bound["secure"] and bound["httpOnly"]
+    assert bound["secure"]
+    assert bound["httpOnly"]
     assert 0 < bound["expires"] - time.time() <= LIFETIME + 1
     page.goto(f"{demo.url}/sessions")
     assert "device-bound" in page.text_content("table")
     page.screenshot(path=str(artifacts / "dbsc-sessions.png"))
 
 
-def test_a_missing_bound_cookie_is_refreshed_with_a_signed_proof(
-    laptop: Any, demo: Demo
-) -> None:
+def test_a_missing_bound_cookie_is_refreshed_with_a_signed_proof(laptop: Any, demo: Demo) -> None:
     context, page = laptop
     context.clear_cookies(name="satchel_bound")
-    before = len(demo.events)
+    before = len(demo.kinds())
     status, me = _me(page, demo)
     assert status == 200  # the browser held the request, refreshed, then sent it
     assert me["device_bound"] is True
@@ -152,31 +154,29 @@ def test_a_missing_bound_cookie_is_refreshed_with_a_signed_proof(
     assert _me(page, demo)[0] == 200
 
 
-def test_copied_cookies_stop_working_without_the_key(
-    laptop: Any, browser: Any, demo: Demo
-) -> None:
+def test_copied_cookies_stop_working_without_the_key(laptop: Any, browser: Any, demo: Demo) -> None:
     context, page = laptop
     thief = browser.new_context(user_agent="Mozilla/5.0 (satchel-test) Thief")
     thief.add_cookies(context.cookies())
     thief_page = thief.new_page()
     assert _me(thief_page, demo)[0] == 200  # while the copied bound cookie lasts
     time.sleep(LIFETIME + 1)
-    before = len(demo.events)
+    before = len(demo.kinds())
     status, body = _me(thief_page, demo)
     assert status == 401
-    assert body == {"error": "device_unverified"}
+    assert "Sign in again" in body
+    assert "alice" not in body
     assert ("device_refused", "unverified_request") in demo.kinds()[before:]
     assert _me(page, demo)[0] == 200  # the original browser keeps working
     thief.close()
 
 
-def test_logout_ends_the_binding_and_a_foreign_key_is_refused(
-    laptop: Any, demo: Demo
-) -> None:
+def test_logout_ends_the_binding_and_a_foreign_key_is_refused(laptop: Any, demo: Demo) -> None:
     context, page = laptop
     session_cookie = next(c["value"] for c in context.cookies() if c["name"] == "satchel")
     # a thief's tool with the cookie, and a key of its own: refused, reported
-    with httpx.Client(verify=str(demo.certificate.certfile), base_url=demo.url) as tool:
+    trust = ssl.create_default_context(cafile=str(demo.certificate.certfile))
+    with httpx.Client(verify=trust, base_url=demo.url) as tool:
         tool.cookies.set("satchel", session_cookie)
         key_id = demo.binding_of(session_cookie).identifier
         assert key_id
@@ -194,11 +194,10 @@ def test_logout_ends_the_binding_and_a_foreign_key_is_refused(
     assert _me(page, demo)[0] == 200
     # logout: the binding ends in the store, and in the browser at its next request
     page.goto(f"{demo.url}/profile")
-    before = len(demo.events)
+    before = len(demo.kinds())
     page.click("form[action='/logout'] button")
     page.wait_for_url(f"{demo.url}/login")
     demo.wait_for(lambda: ("device_unbound", "logout") in demo.kinds()[before:])
     assert not any(c["name"] == "satchel_bound" for c in context.cookies())
     page.goto(f"{demo.url}/login")
     assert _me(page, demo)[0] == 401  # logged out (not "device_unverified")
-

@@ -38,6 +38,7 @@ from satchel.settings import Settings, load_settings
 from satchel.stores.sqlite import SQLiteStore
 
 from .conftest import KEY, OLD_KEY
+from .dbsc_device import Device, registration_offer
 
 PEER = "127.0.0.1"  # every test client below connects from here
 FORWARDED = "203.0.113.9"
@@ -69,6 +70,7 @@ class Resp:
     cookies: tuple[str, ...]  # Set-Cookie values
     text: str
     location: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Browser:
@@ -218,6 +220,7 @@ def _asgi_browser(app: Any) -> Iterator[Browser]:
                 tuple(r.headers.get_list("set-cookie")),
                 r.text,
                 r.headers.get("location", ""),
+                dict(r.headers),
             )
 
         yield Browser(request)
@@ -244,6 +247,7 @@ def _wsgi_browser(app: Any) -> Iterator[Browser]:
                 tuple(r.headers.getlist("Set-Cookie")),
                 r.get_data(as_text=True),
                 r.headers.get("Location", ""),
+                {k.lower(): v for k, v in r.headers.items()},
             )
 
         yield Browser(request)
@@ -348,6 +352,24 @@ def observe_transport(browsers: Iterator[Browser], ctx: Ctx) -> Any:
     return len(_session_cookies(next(browsers).get("/set")))
 
 
+def observe_device_binding(browsers: Iterator[Browser], ctx: Ctx) -> Any:
+    """A login's offer to bind, the binding (its bound cookie's lifetime), and what the
+    session's next request gets."""
+    browser = next(browsers)
+    login = browser.get("/login?user=u")
+    out: dict[str, Any] = {"offer": None}
+    offer = login.headers.get("secure-session-registration")
+    if offer is not None:
+        path, challenge = registration_offer(offer)
+        proof = Device().proof(challenge, with_jwk=True)
+        bound = browser.post(path, **{"Secure-Session-Response": proof})
+        (cookie,) = [c for c in bound.cookies if c.startswith("satchel_bound=")]
+        out = {"offer": path, "bound": bound.status, "cookie": cookie.split("; ", 1)[1]}
+    time.sleep(0.01)
+    after = browser.get("/whoami")
+    return {**out, "next": (after.status, after.location)}
+
+
 def observe_login_redirect(browsers: Iterator[Browser], ctx: Ctx) -> Any:
     return next(browsers).get("/private").location
 
@@ -374,6 +396,7 @@ OTHER_STORE = Dyn(lambda ctx: f"sqlite:///{ctx.other_db}")
 COOKIE = observe_cookie
 CSRF = observe_csrf
 RECORD = observe_record
+DEVICE = observe_device_binding
 
 CHECKS: dict[str, list[Check]] = {
     "store": [Check(OTHER_STORE, observe_store)],
@@ -418,6 +441,14 @@ CHECKS: dict[str, list[Check]] = {
     ],
     "on_store_unavailable": [
         Check(Dyn(lambda ctx: "custom"), observe_unavailable, base={"store": DEAD_STORE})
+    ],
+    "dbsc": [Check(True, DEVICE)],
+    "dbsc_cookie_lifetime": [Check(30.0, DEVICE, base={"dbsc": True})],
+    "dbsc_grace": [Check(0.0, DEVICE, base={"dbsc": True})],
+    "dbsc_path": [Check("/auth/dbsc", DEVICE, base={"dbsc": True})],
+    "dbsc_required": [Check(True, DEVICE, base={"dbsc": True, "dbsc_grace": 0.0})],
+    "dbsc_redirect": [
+        Check("/sign-in", DEVICE, base={"dbsc": True, "dbsc_required": True, "dbsc_grace": 0.0})
     ],
     # Flask's own
     "login_url": [Check("/sign-in", observe_login_redirect)],

@@ -50,6 +50,11 @@ _ENDPOINT_HEADERS = [
     ("x-content-type-options", "nosniff"),
 ]
 _JSON = ("content-type", "application/json")
+SETTLE_MS = 10_000
+"""How long after a binding a request without a bound cookie is still let through: the
+browser does not hold its requests while it registers, so the page a login redirects to
+is often asked for before the registration's answer (and its bound cookie) has arrived.
+Never longer than the bound cookie's lifetime."""
 _END = _json.dumps_bytes({"continue": False})
 
 
@@ -91,14 +96,23 @@ def before_app(ctx: RequestContext) -> Answer | None:
     state = DeviceState.decode(meta.device)
     now = ctx.backend.clock()
     if state.bound:
-        if not state.corrupt and _has_bound_cookie(ctx, meta.handle, now):
+        settle = min(SETTLE_MS, options.cookie_lifetime * 1000)
+        if not state.corrupt and (
+            _has_bound_cookie(ctx, meta.handle, now) or now * 1000 - state.bound_ms < settle
+        ):
             return None
         reason = "unverified_request"
     elif (state.required or required) and now - meta.created > options.grace:
         reason = "binding_required"
     else:
         return None
-    logger.info("device-bound session %s refused: %s", meta.handle, reason)
+    logger.info(
+        "device-bound session %s refused on %s %s: %s",
+        meta.handle,
+        printable(ctx.method),
+        printable(ctx.path),
+        reason,
+    )
     emit(ctx.backend.on_event, "device_refused", handle=meta.handle, user_id=meta.user_id,
          reason=reason)  # fmt: skip
     return _refusal(ctx)
@@ -156,7 +170,7 @@ def _register(ctx: RequestContext, meta: Meta | None) -> Answer:
         )
     except InvalidProof as exc:
         return _registration_refused(ctx, meta, "bad_proof", str(exc))
-    bound = DeviceState(proof.jwk, proof.thumbprint, issued, state.required)
+    bound = DeviceState(proof.jwk, proof.thumbprint, issued, int(now * 1000), state.required)
     ctx.session.set_device(bound.encode())
     logger.info("session %s bound to its device", meta.handle)
     emit(ctx.backend.on_event, "device_bound", handle=meta.handle, user_id=meta.user_id)

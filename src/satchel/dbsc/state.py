@@ -23,6 +23,7 @@ class DeviceState(NamedTuple):
     jwk: dict[str, str] | None = None  # the bound public key; None: not bound
     identifier: str = ""  # the browser's name for the binding (the key's thumbprint)
     answered_ms: int = 0  # issue time of the last challenge accepted
+    bound_ms: int = 0  # when the session was bound (epoch milliseconds)
     required: bool = False  # the app requires a binding (refused after the grace period)
     corrupt: bool = False  # the stored value did not read back
 
@@ -33,7 +34,7 @@ class DeviceState(NamedTuple):
     def encode(self) -> str:
         raw: dict[str, Any] = {}
         if self.jwk is not None:
-            raw = {"k": self.jwk, "i": self.identifier, "n": self.answered_ms}
+            raw = {"k": self.jwk, "i": self.identifier, "n": self.answered_ms, "b": self.bound_ms}
         if self.required:
             raw["q"] = 1
         return _json.dumps(raw)
@@ -46,12 +47,12 @@ class DeviceState(NamedTuple):
             raw = _json.loads(text)
         except (ValueError, RecursionError):
             return _CORRUPT
-        if type(raw) is not dict or not raw.keys() <= {"k", "i", "n", "q"}:
+        if type(raw) is not dict or not raw.keys() <= {"k", "i", "n", "b", "q"}:
             return _CORRUPT
         required = raw.get("q") == 1
         if "k" not in raw:
             return cls(required=required) if raw.keys() <= {"q"} else _CORRUPT
-        jwk, identifier, answered = raw["k"], raw.get("i"), raw.get("n")
+        jwk, identifier, answered, bound = raw["k"], raw.get("i"), raw.get("n"), raw.get("b")
         if (
             type(jwk) is not dict
             or not all(type(k) is str and type(v) is str for k, v in jwk.items())
@@ -59,9 +60,11 @@ class DeviceState(NamedTuple):
             or not identifier
             or type(answered) is not int
             or answered < 0
+            or type(bound) is not int
+            or bound < 0
         ):
             return _CORRUPT
-        return cls(jwk, identifier, answered, required)
+        return cls(jwk, identifier, answered, bound, required)
 
 
 _UNBOUND = DeviceState()
