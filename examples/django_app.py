@@ -14,7 +14,8 @@ settings.configure(
     MIDDLEWARE=[
         # Records user agent and client IP, and answers 503 when the session store is down.
         "satchel.integrations.django.DeviceMiddleware",
-        "django.contrib.sessions.middleware.SessionMiddleware",
+        # Django's SessionMiddleware, plus device-bound sessions when SATCHEL["dbsc"] is on.
+        "satchel.integrations.django.SessionMiddleware",
         "django.middleware.csrf.CsrfViewMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",
     ],

@@ -6,6 +6,7 @@ tests/test_dbsc_browser.py runs the same protocol in Chromium itself."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from satchel import SessionEvent, device_bound, login, logout, require_device_bi
 from satchel.asgi import SessionMiddleware as ASGIMiddleware
 from satchel.auth import sessions_of
 from satchel.dbsc.proof import thumbprint
+from satchel.dbsc.protocol import SETTLE_MS
 from satchel.errors import ConfigurationError
 from satchel.session import Session
 from satchel.testing import FakeClock
@@ -34,6 +36,7 @@ from .test_demo_cli import _SyncASGI
 REGISTER, REFRESH = "/.satchel/dbsc/register", "/.satchel/dbsc/refresh"
 JSON_ACCEPT = {"accept": "application/json"}
 LIFETIME = 60
+SETTLE = SETTLE_MS / 1000
 
 
 # -- one app, three paths ------------------------------------------------------------------------
@@ -120,6 +123,7 @@ class World:
             transport = httpx.WSGITransport(app=flask_app(store, options))
         self.http = httpx.Client(transport=transport, base_url="https://testserver")
         self.device = Device()
+        self.user = f"alice-{uuid.uuid4().hex[:8]}"
 
     def close(self) -> None:
         """Close the store's connections (in the loop that opened them), then the client."""
@@ -138,8 +142,9 @@ class World:
             headers.append((b"cookie", cookie))
         return self.http.get("/me", headers=headers)
 
-    def login_and_bind(self, user: str = "alice") -> dict[str, Any]:
-        response = self.http.get("/login", params={"user": user})
+    def login_and_bind(self, user: str | None = None) -> dict[str, Any]:
+        """Log in (a user of this world's own: stores outlive test runs) and bind."""
+        response = self.http.get("/login", params={"user": user or self.user})
         assert response.status_code == 200
         path, challenge = registration_offer(response.headers["secure-session-registration"])
         assert path == REGISTER
@@ -148,6 +153,7 @@ class World:
         )
         assert bound.status_code == 200, bound.text
         assert "satchel_bound=" in bound.headers["set-cookie"]
+        self.clock.advance(SETTLE)  # past the settle window of a new binding
         return dict(bound.json())
 
     def refresh(
@@ -261,7 +267,7 @@ def test_a_copied_pair_of_cookies_dies_with_the_bound_cookie(world: World) -> No
 
 def test_the_bound_cookie_expires_and_a_refresh_renews_it(world: World) -> None:
     world.login_and_bind()
-    world.clock.advance(LIFETIME - 1)
+    world.clock.advance(LIFETIME - SETTLE - 1)
     assert world.me().status_code == 200
     world.clock.advance(2)
     assert world.me().status_code == 401  # the expiry is inside its MAC: Max-Age aside
@@ -269,11 +275,25 @@ def test_the_bound_cookie_expires_and_a_refresh_renews_it(world: World) -> None:
     assert world.me().status_code == 200
 
 
+def test_requests_racing_the_registration_are_let_through_for_a_moment(world: World) -> None:
+    """The browser does not hold its requests while it registers: the page a login
+    redirects to often arrives after the binding, without the bound cookie."""
+    login = world.http.get("/login")
+    path, challenge = registration_offer(login.headers["secure-session-registration"])
+    proof = world.device.proof(challenge, with_jwk=True)
+    assert world.http.post(path, headers={"secure-session-response": proof}).status_code == 200
+    world.drop_bound_cookie()
+    world.clock.advance(SETTLE - 1)
+    assert world.me().json()["bound"] is True
+    world.clock.advance(2)
+    assert world.me().status_code == 401
+
+
 def test_a_relogin_keeps_the_binding_under_a_new_handle_with_a_new_bound_cookie(
     world: World,
 ) -> None:
     world.login_and_bind()
-    again = world.http.get("/login")  # the same user again: a new ID and handle
+    again = world.http.get("/login", params={"user": world.user})  # a new ID and handle
     assert "secure-session-registration" not in again.headers
     assert any(c.startswith("satchel_bound=") for c in again.headers.get_list("set-cookie"))
     assert world.me().json()["bound"] is True

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 
 from .conftest import KEY
+from .dbsc_device import Device, challenge_of, registration_offer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -174,8 +177,62 @@ _DJANGO_CHECKS: dict[str, Any] = {
     "encrypt_at_rest": True,
     "max_sessions_per_user": 1,
     "secret_keys": ["other-key-0123456789-0123456789-012345"],
+    "dbsc": True,
+    "dbsc_cookie_lifetime": 30.0,
+    "dbsc_grace": 0.0,
+    "dbsc_path": "/auth/dbsc",
+    "dbsc_required": True,
+    "dbsc_redirect": "/sign-in",
 }
-_DJANGO_BASE: dict[str, dict[str, Any]] = {"secret_keys": {"encrypt_at_rest": True}}
+_DJANGO_BASE: dict[str, dict[str, Any]] = {
+    "secret_keys": {"encrypt_at_rest": True},
+    "dbsc_cookie_lifetime": {"dbsc": True},
+    "dbsc_grace": {"dbsc": True},
+    "dbsc_path": {"dbsc": True},
+    "dbsc_required": {"dbsc": True, "dbsc_grace": 0.0},
+    "dbsc_redirect": {"dbsc": True, "dbsc_required": True, "dbsc_grace": 0.0},
+}
+
+
+@contextmanager
+def _satchel_settings(config: dict[str, Any]) -> Iterator[None]:
+    """``settings.SATCHEL`` for one block, the engine and DBSC policy rebuilt for it."""
+    from django.test import override_settings
+
+    from satchel.integrations.django import runtime
+    from satchel.integrations.django_dbsc import _policy
+
+    runtime.cache_clear()
+    _policy.cache_clear()
+    try:
+        with override_settings(SATCHEL=config):
+            yield
+    finally:
+        runtime.cache_clear()
+        _policy.cache_clear()
+
+
+def _bind(c: Any, login: Any) -> Any:
+    """Answer a login's offer to bind as Chromium does; the registration's response."""
+    path, challenge = registration_offer(login["Secure-Session-Registration"])
+    proof = Device().proof(challenge, with_jwk=True)
+    return c.post(path, secure=True, HTTP_SECURE_SESSION_RESPONSE=proof)
+
+
+def _django_observe_dbsc(config: dict[str, Any]) -> Any:
+    """A login's offer to bind, the binding's bound cookie, and the next request's answer."""
+    with _satchel_settings(config):
+        c = client()
+        login = log_in(c)
+        out: dict[str, Any] = {"offer": login.get("Secure-Session-Registration") is not None}
+        if out["offer"]:
+            bound = _bind(c, login)
+            cookie = bound.cookies["sessionid_bound"]
+            out.update(status=bound.status_code, max_age=cookie["max-age"])
+            out["path"] = registration_offer(login["Secure-Session-Registration"])[0]
+        time.sleep(0.01)
+        after = c.get("/me", secure=True)
+        return {**out, "next": (after.status_code, after.get("Location"))}
 
 
 def _django_observe(config: dict[str, Any], db: Path) -> Any:
@@ -265,6 +322,11 @@ def test_satchel_key_changes_behaviour_or_is_refused(
     if name == "store":
         target = tmp_path / "other.db"
         value = f"sqlite:///{target}"
+    if name.startswith("dbsc"):
+        default = _django_observe_dbsc(config)
+        observed = _django_observe_dbsc({**config, name: value})
+        assert observed != default, f"SATCHEL[{name!r}] changed nothing: {observed}"
+        return
     default = _django_observe(config, target)
     observed = _django_observe({**config, name: value}, target)
     assert observed, f"{name}: no session stored"
@@ -431,3 +493,81 @@ def test_a_store_outage_answers_the_one_503_or_the_apps_own(
         assert response.content == UNAVAILABLE_BODY
         assert response["Retry-After"] == "5"
         assert response["Cache-Control"] == "no-store"
+
+
+# -- device-bound sessions (SATCHEL["dbsc"], satchel's SessionMiddleware) ------------------------
+
+
+def test_device_binding_under_django(django_app: ModuleType) -> None:
+    """The protocol of tests/test_dbsc_http.py through Django's auth, CSRF and test Client:
+    a login offers, the registration binds, the bound cookie is required, a refresh with the
+    key renews it, logout ends the binding."""
+    from satchel import SessionEvent
+    from satchel.dbsc.proof import thumbprint
+    from satchel.testing import FakeClock
+
+    events: list[SessionEvent] = []
+    clock = FakeClock()
+    config = {"store": "memory://", "dbsc": True, "on_event": events.append, "clock": clock}
+    with _satchel_settings(config):
+        c = client()
+        login = log_in(c)
+        path, challenge = registration_offer(login["Secure-Session-Registration"])
+        device = Device()
+        bound = c.post(
+            path, secure=True, HTTP_SECURE_SESSION_RESPONSE=device.proof(challenge, with_jwk=True)
+        )
+        assert bound.status_code == 200
+        key_id = thumbprint(device.jwk)
+        assert bound.json()["session_identifier"] == key_id
+        assert bound.json()["scope"]["origin"] == "https://testserver"
+        assert bound.cookies["sessionid_bound"]["max-age"] == "600"
+        assert c.get("/me", secure=True).json()["user"] == "alice"
+
+        del c.cookies["sessionid_bound"]
+        clock.advance(11)  # past the settle window of a new binding
+        refused = c.get("/me", secure=True, HTTP_ACCEPT="application/json")
+        assert refused.status_code == 401
+        assert refused.json() == {"error": "device_unverified"}
+
+        ask = c.post("/.satchel/dbsc/refresh", secure=True, HTTP_SEC_SECURE_SESSION_ID=key_id)
+        assert ask.status_code == 403
+        challenge, _ = challenge_of(ask["Secure-Session-Challenge"])
+        renewed = c.post(
+            "/.satchel/dbsc/refresh",
+            secure=True,
+            HTTP_SEC_SECURE_SESSION_ID=key_id,
+            HTTP_SECURE_SESSION_RESPONSE=device.proof(challenge),
+        )
+        assert renewed.status_code == 200
+        assert c.get("/me", secure=True).json()["user"] == "alice"
+
+        foreign = c.post(
+            "/.satchel/dbsc/refresh",
+            secure=True,
+            HTTP_SEC_SECURE_SESSION_ID=key_id,
+            HTTP_SECURE_SESSION_RESPONSE=Device().proof(challenge),
+        )
+        assert foreign.status_code == 403
+        assert any(e.kind == "security" and e.reason == "device_key" for e in events)
+
+        out = c.post("/logout", secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+        assert out.cookies["sessionid_bound"]["max-age"] == "0"
+        ended = c.post("/.satchel/dbsc/refresh", secure=True, HTTP_SEC_SECURE_SESSION_ID=key_id)
+        assert ended.json() == {"continue": False}
+    kinds = [(e.kind, e.reason) for e in events if e.kind.startswith("device")]
+    assert kinds == [
+        ("device_bound", None),
+        ("device_refused", "unverified_request"),
+        ("device_refreshed", None),
+        ("device_refused", "wrong_key"),
+        ("device_unbound", "logout"),
+        ("device_unbound", "session_ended"),
+    ]
+
+
+def test_without_dbsc_satchels_middleware_is_djangos(django_app: ModuleType) -> None:
+    c = client()
+    login = log_in(c)
+    assert "Secure-Session-Registration" not in login
+    assert c.get("/me", secure=True).json()["user"] == "alice"

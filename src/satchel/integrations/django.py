@@ -16,6 +16,8 @@ Django's expiry is enforced on the server (:mod:`.django_expiry`); the settings 
 by :mod:`.django_config`. Django keeps its cookie handling (``SESSION_COOKIE_*``) and
 CSRF. Add :class:`DeviceMiddleware` before Django's ``SessionMiddleware``: it records each
 session's device and answers a plain 503 when the store fails (:mod:`.django_device`).
+Device-bound sessions (``SATCHEL["dbsc"]``) need :class:`SessionMiddleware` in place of
+Django's own (:mod:`.django_dbsc`).
 
 A store failure is never Django's ``CreateError``: Django's ``create`` retries that with a
 new key, so an outage turned into one would loop for as long as it lasts (every worker at
@@ -33,10 +35,11 @@ from ..engine import Engine, drive
 from ..errors import KeyCollision
 from ..session import Session
 from .django_config import APPLIED, runtime
+from .django_dbsc import SessionMiddleware
 from .django_device import DeviceMiddleware, device, failed, recorded
 from .django_expiry import UNSET, DjangoExpiry
 
-__all__ = ["APPLIED", "DeviceMiddleware", "SessionStore", "runtime"]
+__all__ = ["APPLIED", "DeviceMiddleware", "SessionMiddleware", "SessionStore", "runtime"]
 
 AUTH_USER_KEY = "_auth_user_id"  # django.contrib.auth.SESSION_KEY
 _CREATE_ATTEMPTS = 3  # 256-bit keys: even two collisions in a row mean a broken store

@@ -4,7 +4,8 @@ composition root), so an option is applied or refused the same way on every path
 
 ``settings.SATCHEL`` wins over Django's setting where both speak: ``absolute_timeout``
 over ``SESSION_COOKIE_AGE``, ``secret_keys`` over ``SECRET_KEY``/``SECRET_KEY_FALLBACKS``
-(used only by ``encrypt_at_rest``: Django's session cookie is not signed).
+(used only by ``encrypt_at_rest`` and the MACs of device-bound sessions, ``dbsc``:
+Django's session cookie is not signed).
 ``SESSION_EXPIRE_AT_BROWSER_CLOSE`` decides whether new sessions get a persistent cookie.
 """
 
@@ -34,6 +35,12 @@ APPLIED = frozenset(
         "encrypt_at_rest",
         "max_sessions_per_user",
         "secret_keys",
+        "dbsc",
+        "dbsc_required",
+        "dbsc_grace",
+        "dbsc_cookie_lifetime",
+        "dbsc_path",
+        "dbsc_redirect",
     }
 )
 HOOKS = frozenset({"on_event", "clock"})  # callables: not settings, passed to the engine as-is
@@ -71,10 +78,10 @@ def _settings() -> tuple[Settings, dict[str, Any]]:
             "settings.SATCHEL['store']: cookie sessions do not apply under Django: use "
             "Django's SESSION_ENGINE = 'django.contrib.sessions.backends.signed_cookies'"
         )
-    if "secret_keys" in config and not config.get("encrypt_at_rest"):
+    if "secret_keys" in config and not (config.get("encrypt_at_rest") or config.get("dbsc")):
         raise ConfigurationError(
             "settings.SATCHEL['secret_keys'] applies under Django only with encrypt_at_rest "
-            "(Django's session cookie is not signed)"
+            "or dbsc (Django's session cookie is not signed)"
         )
     layers = {"settings.SATCHEL": config}
     return load_settings(env={}, use_file=False, validate=False, layers=layers), hooks
@@ -105,9 +112,16 @@ def options() -> tuple[str, SessionOptions]:
         "encrypt_at_rest": settings.encrypt_at_rest,
         "max_sessions_per_user": settings.max_sessions_per_user,
         "cookie_persistent": not django_settings.SESSION_EXPIRE_AT_BROWSER_CLOSE,
+        "dbsc": settings.dbsc,
+        "dbsc_required": settings.dbsc_required,
+        "dbsc_grace": settings.dbsc_grace,
+        "dbsc_cookie_lifetime": settings.dbsc_cookie_lifetime,
+        "dbsc_path": settings.dbsc_path,
+        "dbsc_redirect": settings.dbsc_redirect,
         **hooks,
     }
-    if settings.encrypt_at_rest:  # the keyring serves encryption only: nothing is signed
+    if settings.encrypt_at_rest or settings.dbsc:
+        # the keyring serves encryption and the DBSC MACs only: nothing is signed
         keys = settings.secret_keys or (
             django_settings.SECRET_KEY,
             *getattr(django_settings, "SECRET_KEY_FALLBACKS", ()),
