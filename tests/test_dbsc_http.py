@@ -500,3 +500,46 @@ def _unsigned(challenge: str, jwk: dict[str, str]) -> str:
 
     header = {"typ": "dbsc+jwt", "alg": "none", "jwk": jwk}
     return f"{part(header)}.{part({'jti': challenge})}."
+
+
+def test_a_websocket_of_a_bound_session_needs_the_bound_cookie_too() -> None:
+    from starlette.routing import WebSocketRoute
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    async def echo_user(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(str(websocket.session.get("n")))
+        await websocket.close()
+
+    clock = FakeClock()
+    app = ASGIMiddleware(
+        Starlette(
+            routes=[
+                Route("/{p:path}", asgi_view, methods=["GET", "POST"]),
+                WebSocketRoute("/ws", echo_user),
+            ]
+        ),
+        "memory://",
+        secret_keys=[KEY],
+        dbsc=True,
+        clock=clock,
+    )
+    device = Device()
+    with TestClient(app, base_url="https://testserver") as client:
+        login = client.get("/login")
+        path, challenge = registration_offer(login.headers["secure-session-registration"])
+        proof = device.proof(challenge, with_jwk=True)
+        assert client.post(path, headers={"secure-session-response": proof}).status_code == 200
+        client.get("/put")
+        clock.advance(SETTLE)
+        origin = {"origin": "https://testserver"}
+        with client.websocket_connect("wss://testserver/ws", headers=origin) as ws:
+            assert ws.receive_text() == "1"
+        client.cookies.delete("satchel_bound")
+        with (
+            pytest.raises(WebSocketDisconnect) as closed,
+            client.websocket_connect("wss://testserver/ws", headers=origin) as ws,
+        ):
+            ws.receive_text()
+        assert closed.value.code == 1008

@@ -8,7 +8,14 @@ Pass ``on_event=callable`` to the middleware; it receives a :class:`SessionEvent
 * ``revoked``: reason ``handle``, ``all`` or ``cap``;
 * ``security``: reason ``tampered_cookie`` (forged, altered, or made by a retired key),
   ``unknown_session`` (unsigned cookies only: an ID the store never held, possibly
-  planted), ``dropped_write``, ``corrupt_record``, ``revoked_cookie``, ``csrf_failure``.
+  planted), ``dropped_write``, ``corrupt_record``, ``revoked_cookie``, ``csrf_failure``,
+  ``device_key`` (a refresh proof of a device-bound session signed by another key: a
+  copied session);
+* device-bound sessions (docs/device-binding.md): ``device_bound``, ``device_refreshed``,
+  ``device_refused`` (reason ``unverified_request``, ``binding_required``, ``wrong_key``,
+  ``stale_challenge``, ``reused_challenge``, ``bad_proof``, ``already_bound``,
+  ``too_late``, ``no_session``, ``not_bound``), ``device_unbound`` (reason ``logout``,
+  ``handle``, ``all``, ``cap``, ``session_ended``).
 
 No event carries a raw session ID: at most the public handle and ``ref``, 8 hex digits of
 the store key's hash. A hook that raises is logged and ignored; it never breaks a request.
