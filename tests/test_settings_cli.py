@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from satchel import ConfigurationError, SQLiteStore, ids
 from satchel.cli import main
+from satchel.dbsc.state import DeviceState
 from satchel.ops import drive
 from satchel.record import Record
 from satchel.redact import mask_key
@@ -159,6 +160,20 @@ def populated(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/s.db"
 
 
+def test_sessions_list_shows_device_bound_sessions(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    bound = DeviceState({"kty": "EC"}, "key-id", 1, 1).encode()
+    for device in (bound, None):
+        meta = _meta(time.time(), user_id="carol")._replace(device=device)
+        store.create(ids.store_key(ids.new_session_id()), Record({}, meta))
+    store.close()
+    code, out = run("sessions", "list", "--store", f"sqlite:///{tmp_path}/s.db")
+    assert code == 0
+    assert sorted(line.split()[-1] for line in out.splitlines()[1:]) == ["-", "bound"]
+    code, out = run("sessions", "list", "--json", "--store", f"sqlite:///{tmp_path}/s.db")
+    assert sorted(r["device_bound"] for r in json.loads(out)) == [False, True]
+
+
 def test_sessions_list_stats_revoke_purge(populated: str) -> None:
     code, out = run("sessions", "list", "--store", populated)
     assert code == 0
@@ -171,6 +186,7 @@ def test_sessions_list_stats_revoke_purge(populated: str) -> None:
         "last",
         "seen",
         "expires",
+        "dbsc",
     ]
     assert len(out.splitlines()) == 5
     code, out = run("sessions", "list", "--user", "alice", "--json", "--store", populated)

@@ -354,7 +354,8 @@ def sessions() -> None:
 def sessions_list(
     ctx: click.Context, user: str | None, limit: int, store: str | None, as_json: bool
 ) -> None:
-    """A table: handle, user, device, IP, created, last seen, expires."""
+    """A table: handle, user, device, IP, created, last seen, expires, and "bound" for a
+    session bound to its device (DBSC)."""
     from .user_sessions import SessionInfo, UserSessions
 
     backend = _open_store(_settings(ctx, store))
@@ -380,10 +381,11 @@ def sessions_list(
             _when(i.created),
             _when(i.last_seen),
             _when(i.expires_at),
+            "bound" if i.device_bound else "-",
         ]
         for i in infos
     ]
-    _table(rows, ["handle", "user", "device", "ip", "created", "last seen", "expires"])
+    _table(rows, ["handle", "user", "device", "ip", "created", "last seen", "expires", "dbsc"])
 
 
 @sessions.command("revoke")
