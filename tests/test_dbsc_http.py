@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi import Request as FastAPIRequest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,6 +25,7 @@ from satchel.auth import sessions_of
 from satchel.dbsc.proof import thumbprint
 from satchel.dbsc.protocol import SETTLE_MS
 from satchel.errors import ConfigurationError
+from satchel.integrations.fastapi import CurrentSession
 from satchel.session import Session
 from satchel.testing import FakeClock
 from satchel.wsgi import ENVIRON_KEY
@@ -90,7 +93,19 @@ def flask_app(store: str, options: dict[str, Any]) -> Any:
     return app
 
 
-PATHS = ["asgi", "wsgi", "flask"]
+def fastapi_app(store: str, options: dict[str, Any]) -> Any:
+    app = FastAPI()
+    app.add_middleware(ASGIMiddleware, store=store, secret_keys=[KEY], **options)
+
+    @app.api_route("/{name:path}", methods=["GET", "POST"])
+    async def view(name: str, request: FastAPIRequest, session: CurrentSession) -> Any:
+        status, body = _route(session, "/" + name, dict(request.query_params))
+        return JSONResponse(body, status)
+
+    return app
+
+
+PATHS = ["asgi", "wsgi", "flask", "fastapi"]
 
 
 class World:
@@ -115,6 +130,9 @@ class World:
                 Starlette(routes=routes), store, secret_keys=[KEY], **options
             )
             self.sync_asgi = _SyncASGI(httpx.ASGITransport(app=asgi))
+            transport = self.sync_asgi
+        elif path == "fastapi":
+            self.sync_asgi = _SyncASGI(httpx.ASGITransport(app=fastapi_app(store, options)))
             transport = self.sync_asgi
         elif path == "wsgi":
             wsgi = WSGIMiddleware(wsgi_view, store, secret_keys=[KEY], **options)

@@ -127,9 +127,10 @@ class Demo:
 
 
 @contextmanager
-def run_demo(*args: str, cwd: Path) -> Iterator[Demo]:
+def run_demo(*args: str, cwd: Path, env_extra: dict[str, str] | None = None) -> Iterator[Demo]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SATCHEL_")}
     env["SATCHEL_SECRET_KEYS"] = KEY
+    env.update(env_extra or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "satchel.cli", "demo", "--store", "memory://", *args],
         cwd=cwd,
@@ -310,3 +311,36 @@ def test_demo_refuses_bad_certificate_files(tmp_path: Path, case: str, message: 
     assert message in error
     assert "satchel demo on" not in done.stdout
     assert not port_open(port)
+
+
+def test_demo_with_dbsc_binds_sessions_over_https(tmp_path: Path) -> None:
+    """SATCHEL_DBSC=true and SATCHEL_DBSC_COOKIE_LIFETIME reach the demo: a login over
+    HTTPS offers to bind; once bound, /api/me and "Your sessions" say so."""
+    from .dbsc_device import Device, registration_offer
+
+    port = free_port()
+    env = {"SATCHEL_DBSC": "true", "SATCHEL_DBSC_COOKIE_LIFETIME": "7"}
+    with run_demo("--tls", "--port", str(port), cwd=tmp_path, env_extra=env) as demo:
+        spki = demo.wait_for_line(SPKI_FLAG)[1]
+        wait_for(lambda: port_open(port), "the demo's port")
+        pem = ssl.get_server_certificate((LOOPBACK, port), timeout=5)
+        assert independent_spki(pem.encode()) == spki
+        cafile = tmp_path / "trusted.pem"
+        cafile.write_text(pem)
+        context = ssl.create_default_context(cafile=str(cafile))
+        with httpx.Client(base_url=f"https://{LOOPBACK}:{port}", verify=context) as client:
+            page = client.get("/login")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+            assert token is not None
+            login = client.post(
+                "/login",
+                data={"username": "alice", "password": "wonderland", "csrf_token": token[1]},
+            )
+            path, challenge = registration_offer(login.headers["secure-session-registration"])
+            assert client.get("/api/me").json()["device_bound"] is False
+            proof = Device().proof(challenge, with_jwk=True)
+            bound = client.post(path, headers={"secure-session-response": proof})
+            assert bound.status_code == 200
+            assert "Max-Age=7" in bound.headers["set-cookie"]
+            assert client.get("/api/me").json()["device_bound"] is True
+            assert "device-bound" in client.get("/sessions").text
