@@ -477,7 +477,14 @@ def test_dbsc_required_asks_it_of_every_logged_in_session(path: str) -> None:
 def test_dbsc_needs_keys_and_a_sane_configuration() -> None:
     with pytest.raises(ConfigurationError, match="secret_keys"):
         ASGIMiddleware(Starlette(), "memory://", dbsc=True, insecure_unsigned_cookies=True)
-    for bad in ({"dbsc_path": "/"}, {"dbsc_path": "x"}, {"dbsc_cookie_lifetime": 0}):
+    for bad in (
+        {"dbsc_path": "/"},
+        {"dbsc_path": "x"},
+        {"dbsc_cookie_lifetime": 0},
+        {"dbsc_redirect": "//evil.example/login"},
+        {"dbsc_redirect": "/\\evil.example"},
+        {"dbsc_redirect": "https://evil.example/"},
+    ):
         with pytest.raises(ConfigurationError, match="dbsc"):
             ASGIMiddleware(Starlette(), "memory://", secret_keys=[KEY], dbsc=True, **bad)
 
@@ -492,7 +499,6 @@ STORES = [
     "postgresql://postgres@127.0.0.1:5432/test",
     "mysql://root@127.0.0.1:3306/test",
     "memcached",
-    "cookie://",
 ]
 
 
@@ -561,3 +567,39 @@ def test_a_websocket_of_a_bound_session_needs_the_bound_cookie_too() -> None:
         ):
             ws.receive_text()
         assert closed.value.code == 1008
+
+
+def test_flask_checks_the_device_before_the_apps_own_before_request_functions() -> None:
+    """A hook the app registered before ``Satchel(app)`` that answers (a maintenance page, a
+    redirect) must not serve a bound session that cannot prove its device."""
+    from flask import Flask, session
+
+    from satchel.integrations.flask import Satchel
+
+    clock = FakeClock()
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=KEY)
+
+    @app.before_request
+    def early() -> Any:
+        if "n" in session:
+            return {"early": session["n"]}
+        return None
+
+    Satchel(app, store="memory://", secret_keys=[KEY], dbsc=True, clock=clock)
+
+    @app.route("/<path:name>", methods=["GET", "POST"])
+    def view(name: str) -> Any:
+        status, body = _route(session, "/" + name, {})  # type: ignore[arg-type]
+        return body, status
+
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="https://testserver") as c:
+        login = c.get("/login")
+        path, challenge = registration_offer(login.headers["secure-session-registration"])
+        proof = Device().proof(challenge, with_jwk=True)
+        assert c.post(path, headers={"secure-session-response": proof}).status_code == 200
+        assert c.get("/put").json()["n"] == 1
+        assert c.get("/me").json() == {"early": 1}
+        clock.advance(SETTLE)
+        c.cookies.delete("satchel_bound")
+        assert c.get("/me", headers=JSON_ACCEPT).status_code == 401

@@ -218,9 +218,9 @@ class SessionMiddleware:
                 authorization = text if authorization is None else f"{authorization}, {text}"
         cookie = cookie or ""
         path: str = scope.get("path", "/")
+        root: str = scope.get("root_path", "")
+        app_path = path[len(root) :] or "/" if root and path.startswith(root) else path
         if bearer:
-            root: str = scope.get("root_path", "")
-            app_path = path[len(root) :] or "/" if root and path.startswith(root) else path
             transport = policy.transport_of(app_path, cookie, authorization or "")
         else:
             transport = policy.cookie_transport
@@ -238,6 +238,8 @@ class SessionMiddleware:
             cookie,
             raw,
         )
+        if root:
+            ctx.mount, ctx.app_path = root, app_path
         if bearer or policy.cookie.name in cookie:
             ctx.read_token(cookie, authorization or "")
         else:  # no token to read

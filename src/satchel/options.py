@@ -143,6 +143,9 @@ _NOT_FOR_COOKIES = {
     "sessions cannot be counted",
     "token_paths": "token_paths (bearer tokens) needs a server-side store: a cookie "
     "session's token is the whole session, too large for a header and not revocable",
+    "dbsc": "dbsc (device-bound sessions) needs a server-side store: a cookie session's "
+    "binding would live in the cookie, and every copy made before the binding (the login "
+    "response's own) would stay valid without it",
 }
 
 

@@ -166,6 +166,8 @@ class Change:
     ``base`` is the metadata the change was made from (the record as loaded), when
     known: a store that keeps metadata field by field may write only the fields that
     differ from it (so parallel requests changing different fields both keep theirs).
+    Every store keeps the stored device binding when the change did not touch it
+    (:attr:`keeps_device`).
     """
 
     meta: Meta
@@ -173,6 +175,19 @@ class Change:
     delete: frozenset[str] = frozenset()
     clear: bool = False
     base: Meta | None = None
+
+    @property
+    def keeps_device(self) -> bool:
+        """This change leaves the device binding as it found it: the store keeps the
+        binding it holds, whatever ``meta`` says (a registration or refresh that committed
+        after this request loaded the session is never undone by its write)."""
+        return self.base is not None and self.meta.device == self.base.device
+
+    def meta_over(self, stored: Meta) -> Meta:
+        """The metadata to write over ``stored`` (stores that read the record first)."""
+        if self.keeps_device and stored.device != self.meta.device:
+            return self.meta._replace(device=stored.device)
+        return self.meta
 
     def apply(self, data: Mapping[str, str]) -> dict[str, str]:
         """The data after this change, for stores that merge in application code."""

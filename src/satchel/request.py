@@ -114,12 +114,15 @@ class RequestContext:
         "_origin",
         "_presession",
         "_raw_headers",
+        "app_path",
         "backend",
         "cookie_header",
         "csrf_made",
         "device_checked",
+        "device_cookie_ms",
         "device_opened",
         "method",
+        "mount",
         "new_presession",
         "outgoing",
         "path",
@@ -148,6 +151,8 @@ class RequestContext:
     ) -> None:
         self.backend, self.policy, self.session = backend, policy, session
         self.method, self.path, self.peer, self.scheme = method, path, peer, scheme
+        # where the app is mounted (ASGI root_path, WSGI SCRIPT_NAME), and the path below it
+        self.mount, self.app_path = "", path
         self.transport = transport
         self._headers, self._raw_headers = headers, raw_headers
         if cookie_header is None:
@@ -158,6 +163,7 @@ class RequestContext:
         self.outgoing: TokenAction | None = None
         self.new_presession = self.csrf_made = False
         self.device_checked = False  # satchel.dbsc.protocol looked at the session's binding
+        self.device_cookie_ms = 0  # expiry of the valid bound cookie the request carried
         self.device_opened: tuple[str, str | None] | None = None  # (handle, binding) as opened
         # worked out on first use: most requests never need them
         self._origin: Origin | None = None
@@ -198,6 +204,8 @@ class RequestContext:
             path if app_path is None else app_path, cookie, headers.get("authorization", "")
         )
         ctx = cls(backend, policy, session, method, path, headers, peer, scheme, transport)
+        if app_path is not None:
+            ctx.app_path = app_path
         ctx.read_token(cookie, headers.get("authorization", ""), lazy=lazy)
         return ctx
 

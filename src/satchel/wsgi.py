@@ -255,6 +255,7 @@ def open_lazily(
         scheme=environ.get("wsgi.url_scheme", "http"),
         lazy=True,
     )
+    ctx.mount = environ.get("SCRIPT_NAME", "") or ""
     environ[ENVIRON_KEY] = session
     environ[CONTEXT_KEY] = ctx
     return ctx

@@ -191,9 +191,6 @@ class CookieBackend:
         now = self.clock()
         destroyed, old_meta = session.take_destroyed()
         marker = None
-        if destroyed and old_meta is not None and old_meta.device is not None:
-            emit(self.on_event, "device_unbound", handle=old_meta.handle,
-                 user_id=old_meta.user_id, reason="logout")  # fmt: skip
         if destroyed and old_meta is not None and old_meta.user_id:
             if self.revocation_store is not None:
                 yield from revocation.revoke_handle(

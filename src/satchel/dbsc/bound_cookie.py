@@ -17,18 +17,33 @@ DEFAULT_LIFETIME = 600.0
 
 def new_bound_cookie(keyring: Keyring, handle: str, now: float, lifetime: float) -> str:
     """The value of a bound cookie for the session ``handle``, good for ``lifetime`` s."""
-    expires = str(int((now + lifetime) * 1000))
+    return bound_cookie_until(keyring, handle, int((now + lifetime) * 1000))
+
+
+def bound_cookie_until(keyring: Keyring, handle: str, expires_ms: int) -> str:
+    """The value of a bound cookie for the session ``handle`` that expires at
+    ``expires_ms`` (epoch milliseconds): a regenerated session's, which must not outlive
+    the one the request presented."""
+    expires = str(expires_ms)
     return f"{expires}.{keyring.sign(PURPOSE_BOUND_COOKIE, f'{handle}.{expires}')}"
 
 
-def bound_cookie_valid(keyring: Keyring, value: str, handle: str, now: float) -> bool:
-    """Whether ``value`` (from a client: anything) is an unexpired bound cookie made here
-    for the session ``handle``. Never raises."""
+def bound_cookie_expiry(keyring: Keyring, value: str, handle: str, now: float) -> int | None:
+    """When ``value`` (from a client: anything) expires (epoch milliseconds), if it is an
+    unexpired bound cookie made here for the session ``handle``; None otherwise. Never
+    raises."""
     if len(value) > 64 or not value.isascii():
-        return False
+        return None
     expires, _, signature = value.partition(".")
     if not expires.isdigit() or len(expires) > 15:
-        return False
+        return None
     if int(expires) <= int(now * 1000):
-        return False
-    return keyring.verify(PURPOSE_BOUND_COOKIE, f"{handle}.{expires}", signature)
+        return None
+    if not keyring.verify(PURPOSE_BOUND_COOKIE, f"{handle}.{expires}", signature):
+        return None
+    return int(expires)
+
+
+def bound_cookie_valid(keyring: Keyring, value: str, handle: str, now: float) -> bool:
+    """Whether ``value`` is an unexpired bound cookie made here for the session ``handle``."""
+    return bound_cookie_expiry(keyring, value, handle, now) is not None

@@ -31,8 +31,13 @@ class DeviceBindingOptions:
             )
         if not 0 <= self.grace <= 86400:
             raise ConfigurationError("dbsc_grace must be between 0 and 86400 seconds")
-        if self.redirect is not None and not self.redirect.startswith("/"):
-            raise ConfigurationError("dbsc_redirect must be a path on this site, e.g. '/login'")
+        redirect = self.redirect
+        if redirect is not None and (
+            not redirect.startswith("/") or redirect[1:2] in ("/", "\\") or "\\" in redirect
+        ):
+            raise ConfigurationError(
+                "dbsc_redirect must be a path on this site, e.g. '/login' (not '//host')"
+            )
 
     @property
     def register_path(self) -> str:

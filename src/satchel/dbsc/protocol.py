@@ -26,7 +26,7 @@ from ..cookies import cookie_values
 from ..events import emit
 from ..log import logger, security
 from ..printable import printable
-from .bound_cookie import bound_cookie_valid, new_bound_cookie
+from .bound_cookie import bound_cookie_expiry, bound_cookie_until, new_bound_cookie
 from .challenge import DEFAULT_MAX_AGE, REFRESH, REGISTER, check_challenge, new_challenge
 from .proof import InvalidProof, read_refresh, read_registration
 from .state import DeviceState
@@ -73,7 +73,7 @@ class Answer:
 def before_app(ctx: RequestContext) -> Answer | None:
     """An endpoint's answer, a refusal, or None: the app runs."""
     options = ctx.policy.device
-    path = ctx.path
+    path = ctx.app_path  # (below the app's mount point, as the endpoints' paths are)
     endpoint = path == options.register_path or path == options.refresh_path
     ctx.device_checked = True
     if ctx.ticket is None and not endpoint:
@@ -118,15 +118,23 @@ def before_app(ctx: RequestContext) -> Answer | None:
     return _refusal(ctx)
 
 
+MAX_BOUND_COOKIES = 32
+"""Bound cookie values looked at per request: every one a sibling subdomain could plant
+(cookie tossing) ahead of the real one, within any server's header limit."""
+
+
 def _has_bound_cookie(ctx: RequestContext, handle: str, now: float) -> bool:
+    """Whether the request carries a valid bound cookie for ``handle``; its expiry is kept
+    in ``ctx.device_cookie_ms`` (the latest, if several)."""
     keyring = _keyring(ctx)
     name = ctx.policy.bound_cookie.name
     if name not in ctx.cookie_header:
         return False
-    return any(
-        bound_cookie_valid(keyring, value, handle, now)
-        for value in cookie_values(ctx.cookie_header, name)[:4]
-    )
+    for value in cookie_values(ctx.cookie_header, name)[:MAX_BOUND_COOKIES]:
+        expires = bound_cookie_expiry(keyring, value, handle, now)
+        if expires is not None and expires > ctx.device_cookie_ms:
+            ctx.device_cookie_ms = expires
+    return ctx.device_cookie_ms > 0
 
 
 def _refusal(ctx: RequestContext) -> Answer:
@@ -264,7 +272,7 @@ def _instructions(ctx: RequestContext, identifier: str, handle: str, now: float)
     options, cookie = ctx.policy.device, ctx.policy.bound_cookie
     instructions = {
         "session_identifier": identifier,
-        "refresh_url": options.refresh_path,
+        "refresh_url": ctx.mount + options.refresh_path,
         "scope": {"origin": ctx.own_origin, "include_site": False},
         "credentials": [{"type": "cookie", "name": cookie.name, "attributes": cookie.attributes}],
     }
@@ -316,8 +324,14 @@ def response_lines(ctx: RequestContext, action: TokenAction | None) -> list[tupl
     new_handle = opened is None or opened[0] != meta.handle
     state = DeviceState.decode(meta.device) if meta.device is not None else None
     if state is not None and state.jwk is not None:
-        if new_handle:  # a regeneration kept the binding: the old bound cookie names nothing
-            return [("set-cookie", _bound_cookie(ctx, meta.handle, now))]
+        expires = ctx.device_cookie_ms
+        if new_handle and expires:
+            # A regeneration kept the binding, and the old bound cookie names nothing now:
+            # one for the new handle, expiring when the one presented does (no renewal
+            # without a proof of the key).
+            value = bound_cookie_until(_keyring(ctx), meta.handle, expires)
+            max_age = max(0, (expires - int(now * 1000)) // 1000)
+            return [("set-cookie", ctx.policy.bound_cookie.set_header(value, max_age))]
         return []
     options = ctx.policy.device
     if (
@@ -327,6 +341,7 @@ def response_lines(ctx: RequestContext, action: TokenAction | None) -> list[tupl
         and ctx.transport is ctx.policy.cookie_transport
     ):
         challenge = new_challenge(_keyring(ctx), meta.handle, now, REGISTER)
-        offer = f'(ES256 RS256);path="{options.register_path}";challenge="{challenge}"'
+        path = ctx.mount + options.register_path
+        offer = f'(ES256 RS256);path="{path}";challenge="{challenge}"'
         return [("secure-session-registration", offer)]
     return []

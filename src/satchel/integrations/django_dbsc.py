@@ -73,6 +73,7 @@ def _context(request: Any, policy: RequestPolicy) -> RequestContext:
         headers.get("cookie", ""),
     )
     ctx.ticket = store.session_key  # None when the request named no live session
+    ctx.mount = str(meta.get("SCRIPT_NAME", "") or "")
     return ctx
 
 

@@ -175,9 +175,9 @@ class Satchel:
         }
         app.session_interface = _Interface(self)
         if app.extensions[EXTENSION]["runtime"].policy.device.enabled:
-            # device-bound sessions: endpoints and refusals answer first (no CSRF check:
-            # a before_request function that answers ends the chain)
-            app.before_request(_check_device)
+            # device-bound sessions: endpoints and refusals answer before any other
+            # before_request function (the app's own included) and the CSRF check
+            app.before_request_funcs.setdefault(None, []).insert(0, _check_device)
         app.before_request(self._check_csrf)
         app.jinja_env.globals["csrf_token"] = lambda: csrf_token(request.environ)
         app.register_error_handler(StoreError, _store_unavailable)

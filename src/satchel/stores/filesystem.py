@@ -157,7 +157,7 @@ class FileStore(Store):
             if record is None:
                 return None
             version = record.meta.version + 1
-            meta = change.meta.with_changes(version=version)
+            meta = change.meta_over(record.meta).with_changes(version=version)
             self._write(self._path(key), Record(change.apply(record.data), meta))
             return version
 

@@ -264,7 +264,7 @@ class MemoryStore(InlineStore):
             if record is None:
                 return None
             version = record.meta.version + 1
-            meta = change.meta.with_changes(version=version)
+            meta = change.meta_over(record.meta).with_changes(version=version)
             user = meta.user_id
             if user is not None and record.meta.user_id is None:  # logged in by an update
                 self._admit_login(user, now)  # (Django's login): the same budget as a create

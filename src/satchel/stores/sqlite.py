@@ -226,7 +226,7 @@ class SQLiteStore(InlineFirstStore):
                 return None
             current = self._record(*row)
             version = current.meta.version + 1
-            meta = change.meta.with_changes(version=version)
+            meta = change.meta_over(current.meta).with_changes(version=version)
             db.execute(
                 "UPDATE satchel_sessions SET data = ?, meta = ?, expires_at = ?, user_id = ?,"
                 " handle = ?, version = ? WHERE key = ?",

@@ -103,6 +103,28 @@ class StoreConformance(DriverSuite):
         assert record.meta.device is None
         assert dict(record.data) == {"a": "1"}
 
+    def test_a_stale_write_keeps_the_stored_device_binding(
+        self, driver: StoreDriver, clock: FakeClock
+    ) -> None:
+        """A request that loaded the session before it was bound, and writes after, leaves
+        the binding alone (its change did not touch it): the store keeps what it holds."""
+        key, unbound = _key(), _meta(clock.now)
+        driver.create(key, Record({"a": "1"}, unbound))
+        bound = unbound._replace(device='{"k":{"kty":"EC"},"n":1}')
+        assert driver.update(key, Change(meta=bound, base=unbound), clock.now) == 2
+        stale = unbound._replace(last_seen=clock.now + 1)
+        assert driver.update(key, Change(meta=stale, set={"b": "2"}, base=unbound), clock.now)
+        record = driver.load(key, clock.now)
+        assert record is not None
+        assert record.meta.device == bound.device
+        assert dict(record.data) == {"a": "1", "b": "2"}
+        # a change that does touch it (a refresh, an unbinding) is written as given
+        later = bound._replace(device='{"k":{"kty":"EC"},"n":2}')
+        assert driver.update(key, Change(meta=later, base=bound), clock.now)
+        record = driver.load(key, clock.now)
+        assert record is not None
+        assert record.meta.device == later.device
+
     def test_load_of_unknown_key_is_none(self, driver: StoreDriver, clock: FakeClock) -> None:
         assert driver.load(_key(), clock.now) is None
 

@@ -64,7 +64,12 @@ VALUES (:key, :data, :meta, :ls, :it, :ad, :exp, :uid, :handle, :version)
 _UPDATE = """
 UPDATE {t} SET
     data = JSON_MERGE_PATCH(IF(:clear, '{{}}', data), :patch),
-    meta = :meta, last_seen = :ls, idle_timeout = :it, absolute_deadline = :ad,
+    meta = IF(:keep_device,
+              JSON_SET(:meta, '$.device',
+                       IF(JSON_TYPE(JSON_EXTRACT(meta, '$.device')) = 'STRING',
+                          JSON_UNQUOTE(JSON_EXTRACT(meta, '$.device')), NULL)),
+              :meta),
+    last_seen = :ls, idle_timeout = :it, absolute_deadline = :ad,
     expires_at = :exp, user_id = :uid, handle = :handle,
     version = LAST_INSERT_ID(version + 1)
 WHERE skey = :key AND expires_at > :now

@@ -270,6 +270,7 @@ class MySQLStore(Store):
             "now": now,
             "clear": change.clear,
             "patch": _json.dumps(patch),
+            "keep_device": change.keeps_device,
             **meta_params(change.meta),
         }
 

@@ -62,7 +62,11 @@ _UPDATE = """
 UPDATE {t} SET
     data = (CASE WHEN %(clear)s THEN '{{}}'::jsonb ELSE data - %(delete)s::text[] END)
            || %(set)s::jsonb,
-    meta = %(meta)s, last_seen = %(ls)s, idle_timeout = %(it)s,
+    meta = CASE WHEN %(keep_device)s
+                THEN (%(meta)s::text::jsonb
+                      || jsonb_build_object('device', meta::jsonb -> 'device'))::text
+                ELSE %(meta)s::text END,
+    last_seen = %(ls)s, idle_timeout = %(it)s,
     absolute_deadline = %(ad)s, expires_at = %(exp)s, user_id = %(uid)s,
     handle = %(handle)s, version = version + 1
 WHERE key = %(key)s AND expires_at > %(now)s

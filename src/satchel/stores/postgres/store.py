@@ -239,6 +239,7 @@ class PostgresStore(Store):
             "clear": change.clear,
             "delete": list(change.delete),
             "set": Jsonb(dict(change.set), dumps=_json.dumps),
+            "keep_device": change.keeps_device,
             **meta_params(change.meta),
         }
 
