@@ -24,6 +24,7 @@ from satchel.stores.base import Store
 from .conftest import KEY
 from .dbsc_device import Device, challenge_of
 from .services import CHROMIUM, CHROMIUM_ARGS, serve_asgi, unavailable
+from .test_browser import _login
 
 LIFETIME = 4  # seconds a bound cookie lives here (10 minutes by default)
 REFRESH = "/.satchel/dbsc/refresh"
@@ -94,14 +95,6 @@ def browser(demo: Demo) -> Iterator[Any]:
         launched.close()
 
 
-def _log_in(page: Any, demo: Demo, user: str = "alice", password: str = "wonderland") -> None:
-    page.goto(f"{demo.url}/login")
-    page.fill("#username", user)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{demo.url}/profile")
-
-
 def _me(page: Any, demo: Demo) -> tuple[int, Any]:
     response = page.goto(f"{demo.url}/api/me")
     assert response is not None
@@ -117,7 +110,7 @@ def laptop(browser: Any, demo: Demo, artifacts: Path) -> Iterator[Any]:
     context = browser.new_context(user_agent="Mozilla/5.0 (satchel-test) Laptop")
     page = context.new_page()
     before = len(demo.kinds())
-    _log_in(page, demo)
+    _login(page, demo.url)
     demo.wait_for(lambda: ("device_bound", None) in demo.kinds()[before:])
     assert ("device_refused", "unverified_request") not in demo.kinds()[before:]
     yield context, page
