@@ -571,3 +571,40 @@ def test_without_dbsc_satchels_middleware_is_djangos(django_app: ModuleType) -> 
     login = log_in(c)
     assert "Secure-Session-Registration" not in login
     assert c.get("/me", secure=True).json()["user"] == "alice"
+
+
+# -- second DBSC attack pass (branch attack2-dbsc): each failed when written ----------------------
+
+
+def test_a_refused_request_neither_saves_nor_sets_the_session_cookie(
+    django_app: ModuleType,
+) -> None:
+    """With ``SESSION_SAVE_EVERY_REQUEST = True`` (a common Django setting), a request of
+    a bound session without a bound cookie is refused (401) by satchel's SessionMiddleware,
+    which forgets the session; but Django's own ``process_response`` still runs for that
+    401: it saves the forgotten, empty session and sets ``sessionid=None``. A refusal must
+    carry nothing of the session (the other paths send it bare): here it overwrites the
+    browser's session cookie, logging the owner out whenever one of their requests is
+    refused (a bound cookie that expired before its refresh came back)."""
+    from django.test import override_settings
+
+    from satchel.testing import FakeClock
+
+    clock = FakeClock()
+    config = {"store": "memory://", "dbsc": True, "clock": clock}
+    with _satchel_settings(config), override_settings(SESSION_SAVE_EVERY_REQUEST=True):
+        c = client()
+        login = c.post(
+            "/login",
+            {"username": "alice", "password": "wonderland", "remember": "1"},
+            secure=True,
+            HTTP_X_CSRFTOKEN=csrf(c),
+        )
+        assert _bind(c, login).status_code == 200
+        session_cookie = c.cookies["sessionid"].value
+        del c.cookies["sessionid_bound"]
+        clock.advance(120)  # past the settle window, and a "last seen" refresh is due
+        refused = c.get("/me", secure=True, HTTP_ACCEPT="application/json")
+        assert refused.status_code == 401
+        assert "sessionid" not in refused.cookies, refused.cookies["sessionid"].OutputString()
+        assert c.cookies["sessionid"].value == session_cookie
