@@ -36,7 +36,7 @@ from .ops import (
     adrive,
     drive,
 )
-from .record import Change, Meta, Record
+from .record import Change, Meta, Record, is_binding
 from .session import Session
 from .stores.base import Store
 from .user_sessions import (
@@ -95,6 +95,7 @@ class Engine:
         max_sessions_per_user: int | None = None,
         on_event: EventHook | None = None,
         clock: Callable[[], float] = time.time,
+        device_binding: bool = False,
     ) -> None:
         if secret_keys:
             self.keyring: Keyring | None = Keyring(secret_keys)
@@ -118,6 +119,8 @@ class Engine:
             )
         self.max_sessions_per_user = max_sessions_per_user
         self.on_event = on_event
+        # device-bound sessions (dbsc): a regeneration carries the binding as stored now
+        self.device_binding = device_binding
         self.expiry = expiry
         self.clock = clock
         self.store = store  # set by the runtime once the options are known to be valid
@@ -247,9 +250,10 @@ class Engine:
                 return (yield from self._create(session, info, now, None, new_session_id))
             return DELETE if destroyed else None
         if session.regenerating:
-            return (
-                yield from self._create(session, info, now, current, new_session_id, replaces=key)
-            )
+            base = current
+            if self.device_binding and current.user_id is not None:
+                base = yield from self._stored_binding(key, current, now)
+            return (yield from self._create(session, info, now, base, new_session_id, replaces=key))
 
         updates = session.pending_meta
         change = session.pending_change(lambda: self._next_meta(current, updates, now, info))
@@ -308,7 +312,10 @@ class Engine:
         else:
             base = base.with_changes(handle=ids.new_handle(), version=1)
         # a handle chosen by regenerate() (pending in the updates) wins over the new one
-        meta = self._next_meta(base, session.pending_meta, now, info)
+        updates = session.pending_meta
+        meta = self._next_meta(base, updates, now, info)
+        if is_binding(base.device) and not is_binding(meta.device) and not updates.get("fresh"):
+            meta = meta.with_changes(device=base.device)  # (as every store's update keeps it)
         session_id = new_session_id()
         key = ids.store_key(session_id)
         data = session.encoded()
@@ -341,6 +348,19 @@ class Engine:
                 exc.issued = action
                 raise
         return action
+
+    def _stored_binding(self, key: str, loaded: Meta, now: float) -> Flow[Meta]:
+        """``loaded`` with the device binding the record holds now: a registration (or a
+        refresh) may have committed since this request loaded it, and the regenerated
+        record must carry it (one more read, only for a logged-in session's regeneration
+        with device binding on)."""
+        try:
+            record = yield Load(key, now)
+        except CorruptRecord:
+            return loaded
+        if record is None or record.meta.device == loaded.device:
+            return loaded
+        return loaded.with_changes(device=record.meta.device)
 
     def _enforce_cap(
         self, user_id: str, newest: str, now: float, indexed: int | None

@@ -157,6 +157,7 @@ def build_engine(store: str | Store, options: SessionOptions) -> tuple[Store, En
         insecure_unsigned_cookies=schema.get(options, "insecure_unsigned_cookies"),
         expiry=_expiry(options),
         max_sessions_per_user=options.get("max_sessions_per_user"),
+        device_binding=bool(options.get("dbsc")),
         **_hooks(options),
     )
     engine.store = server = _store_of(store)

@@ -127,6 +127,16 @@ _FIELD_TYPES: dict[str, type | None] = {
 }
 
 
+BINDING_PREFIX = '{"k":'
+"""How the text of a device binding (``Meta.device``) starts when it holds a key
+(:meth:`satchel.dbsc.state.DeviceState.encode` writes the key first); stores compare it
+as text, so a bound session's binding is never replaced by an unbound state."""
+
+
+def is_binding(device: str | None) -> bool:
+    return device is not None and device.startswith(BINDING_PREFIX)
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """A stored session: encoded data values by key, and metadata.
@@ -167,7 +177,8 @@ class Change:
     known: a store that keeps metadata field by field may write only the fields that
     differ from it (so parallel requests changing different fields both keep theirs).
     Every store keeps the stored device binding when the change did not touch it
-    (:attr:`keeps_device`).
+    (:attr:`keeps_device`), and never replaces a stored binding by an unbound state
+    (:attr:`unbinds`) but in a fresh start (``clear``).
     """
 
     meta: Meta
@@ -181,11 +192,19 @@ class Change:
         """This change leaves the device binding as it found it: the store keeps the
         binding it holds, whatever ``meta`` says (a registration or refresh that committed
         after this request loaded the session is never undone by its write)."""
-        return self.base is not None and self.meta.device == self.base.device
+        return not self.clear and self.base is not None and self.meta.device == self.base.device
+
+    @property
+    def unbinds(self) -> bool:
+        """This change's device value is no binding: over a stored binding it is ignored
+        (only a fresh start, ``clear``, drops a binding in place; logout deletes)."""
+        return not self.clear and not is_binding(self.meta.device)
 
     def meta_over(self, stored: Meta) -> Meta:
         """The metadata to write over ``stored`` (stores that read the record first)."""
-        if self.keeps_device and stored.device != self.meta.device:
+        if stored.device != self.meta.device and (
+            self.keeps_device or (self.unbinds and is_binding(stored.device))
+        ):
             return self.meta._replace(device=stored.device)
         return self.meta
 

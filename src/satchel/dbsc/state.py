@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import _json
+from ..record import is_binding
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -33,11 +34,13 @@ class DeviceState(NamedTuple):
 
     def encode(self) -> str:
         raw: dict[str, Any] = {}
-        if self.jwk is not None:
+        if self.jwk is not None:  # the key first: stores tell a binding by BINDING_PREFIX
             raw = {"k": self.jwk, "i": self.identifier, "n": self.answered_ms, "b": self.bound_ms}
         if self.required:
             raw["q"] = 1
-        return _json.dumps(raw)
+        text = _json.dumps(raw)
+        assert is_binding(text) == (self.jwk is not None)
+        return text
 
     @classmethod
     def decode(cls, text: str | None) -> DeviceState:

@@ -28,6 +28,7 @@ from ..request import RequestContext, RequestPolicy
 from .django_config import options, runtime
 
 _CONTEXT = "_satchel_device_context"
+_REFUSED = object()
 
 
 @cache
@@ -107,10 +108,12 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
         if answer.commit:  # an endpoint changed the session's binding: Django saves it
             request.session.modified = True
         else:
-            setattr(request, _CONTEXT, None)  # a refusal carries nothing of the session
+            setattr(request, _CONTEXT, _REFUSED)  # a refusal carries nothing of the session
         return _response(answer)
 
     def process_response(self, request: Any, response: HttpResponse) -> HttpResponse:
+        if getattr(request, _CONTEXT, None) is _REFUSED:
+            return response  # Django saves nothing, sets no cookie (SESSION_SAVE_EVERY_REQUEST)
         response = super().process_response(request, response)  # the session is saved
         ctx: RequestContext | None = getattr(request, _CONTEXT, None)
         if ctx is None:

@@ -82,7 +82,7 @@ class StoreConformance(DriverSuite):
 
     def test_device_binding_round_trips(self, driver: StoreDriver, clock: FakeClock) -> None:
         """The device binding (``Meta.device``) is kept as given: written at creation,
-        changed, dropped by an update that only names it (as its base differs), listed."""
+        changed, listed, and dropped by a fresh start (``clear``)."""
         user = f"user-{uuid.uuid4().hex[:8]}"
         key, meta = _key(), _meta(clock.now, user_id=user)
         bound = meta._replace(device='{"k":{"kty":"EC"},"n":1}')
@@ -97,7 +97,8 @@ class StoreConformance(DriverSuite):
         record = driver.load(key, clock.now)
         assert record is not None
         assert record.meta.device == moved.device
-        assert driver.update(key, Change(meta=meta, base=record.meta), clock.now) == 3
+        fresh_start = Change(meta=meta, set={"a": "1"}, clear=True, base=record.meta)
+        assert driver.update(key, fresh_start, clock.now) == 3
         record = driver.load(key, clock.now)
         assert record is not None
         assert record.meta.device is None
@@ -109,6 +110,7 @@ class StoreConformance(DriverSuite):
         """A request that loaded the session before it was bound, and writes after, leaves
         the binding alone (its change did not touch it): the store keeps what it holds."""
         key, unbound = _key(), _meta(clock.now)
+        unbound_meta = unbound
         driver.create(key, Record({"a": "1"}, unbound))
         bound = unbound._replace(device='{"k":{"kty":"EC"},"n":1}')
         assert driver.update(key, Change(meta=bound, base=unbound), clock.now) == 2
@@ -118,12 +120,24 @@ class StoreConformance(DriverSuite):
         assert record is not None
         assert record.meta.device == bound.device
         assert dict(record.data) == {"a": "1", "b": "2"}
-        # a change that does touch it (a refresh, an unbinding) is written as given
+        # a change that does touch it is written as given (a refresh) ...
         later = bound._replace(device='{"k":{"kty":"EC"},"n":2}')
         assert driver.update(key, Change(meta=later, base=bound), clock.now)
         record = driver.load(key, clock.now)
         assert record is not None
         assert record.meta.device == later.device
+        # ... but never to an unbound state (a stale "must bind" flag, a stale None) ...
+        for unbound in ('{"q":1}', None):
+            stale = Change(meta=unbound_meta._replace(device=unbound), base=unbound_meta)
+            assert driver.update(key, stale, clock.now)
+            record = driver.load(key, clock.now)
+            assert record is not None
+            assert record.meta.device == later.device
+        # ... except in a fresh start
+        assert driver.update(key, Change(meta=unbound_meta, clear=True, base=later), clock.now)
+        record = driver.load(key, clock.now)
+        assert record is not None
+        assert record.meta.device is None
 
     def test_load_of_unknown_key_is_none(self, driver: StoreDriver, clock: FakeClock) -> None:
         assert driver.load(_key(), clock.now) is None

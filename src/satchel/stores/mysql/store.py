@@ -271,6 +271,7 @@ class MySQLStore(Store):
             "clear": change.clear,
             "patch": _json.dumps(patch),
             "keep_device": change.keeps_device,
+            "unbinds": change.unbinds,
             **meta_params(change.meta),
         }
 

@@ -63,6 +63,7 @@ UPDATE {t} SET
     data = (CASE WHEN %(clear)s THEN '{{}}'::jsonb ELSE data - %(delete)s::text[] END)
            || %(set)s::jsonb,
     meta = CASE WHEN %(keep_device)s
+                      OR (%(unbinds)s AND left(meta::jsonb ->> 'device', 5) = '{{"k":')
                 THEN (%(meta)s::text::jsonb
                       || jsonb_build_object('device', meta::jsonb -> 'device'))::text
                 ELSE %(meta)s::text END,

@@ -240,6 +240,7 @@ class PostgresStore(Store):
             "delete": list(change.delete),
             "set": Jsonb(dict(change.set), dumps=_json.dumps),
             "keep_device": change.keeps_device,
+            "unbinds": change.unbinds,
             **meta_params(change.meta),
         }
 

@@ -100,11 +100,15 @@ if not (ls and it and ad) then return nil end
 if tonumber(ARGV[1]) >= math.min(ls + it, ad) then return nil end
 if f[5] and ARGV[3] == '1' then return -1 end
 local at = 5 + tonumber(ARGV[4])
+-- a stored device binding is never replaced by an unbound state, but in a fresh start
+local bound = f[10] and string.sub(f[10], 1, 5) == '{"k":' and ARGV[2] ~= '1'
 for i = 5, at - 2, 2 do
   local name = ARGV[i]
   if name == 'ls' then ls = tonumber(ARGV[i + 1])
   elseif name == 'it' then it = tonumber(ARGV[i + 1])
   elseif name == 'ad' then ad = tonumber(ARGV[i + 1])
+  elseif name == 'dv' then
+    if bound and string.sub(ARGV[i + 1], 1, 5) ~= '{"k":' then ARGV[i + 1] = f[10] end
   elseif string.byte(name, 2) == 58 then break end  -- 'd:': the metadata fields are first
 end
 local absent_to = at + tonumber(ARGV[at])
@@ -113,7 +117,7 @@ if f[5] then drop[1] = 'm' end
 for i = at + 1, absent_to do
   local name = ARGV[i]
   if (name == 'u' and f[6]) or (name == 'ua' and f[7]) or (name == 'ip' and f[8])
-      or (name == 'p' and f[9]) or (name == 'dv' and f[10]) then
+      or (name == 'p' and f[9]) or (name == 'dv' and f[10] and not bound) then
     drop[#drop + 1] = name
   end
 end
