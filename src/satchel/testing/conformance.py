@@ -127,9 +127,11 @@ class StoreConformance(DriverSuite):
         assert record is not None
         assert record.meta.device == later.device
         # ... but never to an unbound state (a stale "must bind" flag, a stale None) ...
-        for unbound in ('{"q":1}', None):
-            stale = Change(meta=unbound_meta._replace(device=unbound), base=unbound_meta)
-            assert driver.update(key, stale, clock.now)
+        for unbound_device in ('{"q":1}', None):
+            stale_change = Change(
+                meta=unbound_meta._replace(device=unbound_device), base=unbound_meta
+            )
+            assert driver.update(key, stale_change, clock.now)
             record = driver.load(key, clock.now)
             assert record is not None
             assert record.meta.device == later.device
