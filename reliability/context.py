@@ -46,7 +46,10 @@ class Context:
     """One per run. Everything started through it is stopped by ``stack`` (in reverse)."""
 
     def __init__(self, mode: Mode, stack: ExitStack, workdir: Path) -> None:
-        self.mode, self.stack, self.workdir = mode, stack, workdir
+        self.mode, self.workdir = mode, workdir
+        #: the run's stack (what lives for the whole run: the private memcached) and the
+        #: current scenario's (its servers, keys and tables), unwound after the scenario
+        self.run_stack = self.stack = stack
         self.run_id = uuid.uuid4().hex[:8]
         self._memcached: MemcachedServer | None = None
         self._names = 0
@@ -104,7 +107,7 @@ class Context:
             if shutil.which("memcached") is None:
                 raise Unavailable("memcached (apt-get install memcached)")
             self._memcached = MemcachedServer()
-            self.stack.callback(self._memcached.stop)
+            self.run_stack.callback(self._memcached.stop)
         return self._memcached
 
     # servers and load ---------------------------------------------------------------------

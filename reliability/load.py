@@ -84,6 +84,11 @@ class LoadResult:
     lost_writes: int = 0
     silent_resets: int = 0
     unverified: int = 0  # clients whose final read failed
+    #: Logged out because a login's response never came (the connection was cut, e.g. by a
+    #: killed worker): the old ID is gone and the new one never reached the client. Not
+    #: counted as silent resets; the increments acknowledged before it are in ``cut_lost``.
+    cut_logins: int = 0
+    cut_lost: int = 0
     error_bodies: Counter[str] = field(default_factory=Counter)  # non-2xx/3xx, first 120 chars
     events: list[EventRun] = field(default_factory=list)
 
@@ -133,6 +138,9 @@ class _Client:
         self.connection = Connection(port)
         self.random = random.Random(run.config.seed * 100_003 + index)
         self.acked = 0  # increments acknowledged since the last (re)login
+        self.last_error = False  # the last call got no response
+        self.logged_in = False  # a login was acknowledged (and no reset seen since)
+        self.login_cut = False  # the last login got no response at all
 
     async def call(
         self, method: str, path: str, route: str, cookies: bool = True
@@ -146,7 +154,9 @@ class _Client:
                 )
         except (OSError, asyncio.IncompleteReadError, ProtocolError, ValueError) as exc:
             run.record(started, 0, route, error=_error_kind(exc))
+            self.last_error = True
             return None
+        self.last_error = False
         run.record(started, response.status, route)
         if cookies:
             self.jar.update(response)
@@ -165,15 +175,32 @@ class _Client:
             self.run.result.errors["bad body"] += 1
             return None
         if body.get("user") != self.user:
-            self.run.result.silent_resets += 1
-            self.run.result.lost_writes += self.acked
+            result = self.run.result
+            if self.logged_in and self.login_cut:
+                result.cut_logins += 1
+                result.cut_lost += self.acked
+            elif self.logged_in:
+                result.silent_resets += 1
+                result.lost_writes += self.acked
             self.acked = 0
+            self.logged_in = False
             self.run.relogin.add(self.index)
+        else:
+            self.login_cut = False  # whatever a cut login did, the session is still ours
         return body
 
     async def login(self) -> bool:
         response = await self.call("POST", f"/login?user={self.user}", "login")
-        return response is not None and self.answer(response) is not None
+        if response is None:
+            # a 4xx/5xx is an answer (the old session stays); no answer at all may have
+            # logged in under an ID the client never saw
+            self.login_cut = self.last_error
+            return False
+        body = self.answer(response)
+        if body is None or body.get("user") != self.user:
+            return False
+        self.logged_in, self.login_cut = True, False
+        return True
 
     async def incr(self) -> None:
         body = self.answer(await self.call("POST", f"/incr?key={self.key}", "incr"))

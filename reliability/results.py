@@ -65,6 +65,14 @@ def row_from(
         notes = f"lost {share:.0f}% of acknowledged writes; {notes}".rstrip("; ")
     if result.errors:
         notes = f"{notes}; errors {dict(result.errors)}".lstrip("; ")
+    if result.cut_logins:
+        notes = (
+            f"{notes}; {result.cut_logins} logins cut with their connection: those clients "
+            f"were logged out ({result.cut_lost} increments out of their reach)"
+        ).lstrip("; ")
+    if result.error_bodies:
+        body, n = result.error_bodies.most_common(1)[0]
+        notes = f"{notes}; {n} x {body.strip()[:80]!r}".lstrip("; ")
     if reasons:
         notes = f"{notes}; FAIL: {', '.join(reasons)}".lstrip("; ")
     return Row(

@@ -6,6 +6,7 @@ the run's exit stack at the end, on errors and on Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -156,8 +157,6 @@ class AppServer:
                 self.process.wait()
             except ProcessLookupError:
                 pass
-        try:  # workers left in the group (a killed master's children)
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # workers a dead master left behind
         self.log.close()
