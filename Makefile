@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo-installed
 
-.PHONY: demo test lint docs bench bench-instructions bench-http clean
+.PHONY: demo test lint docs bench bench-instructions bench-http reliability reliability-short clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,8 @@ demo: $(if $(wildcard $(STAMP)),$(STAMP),$(DEMO_STAMP))
 	$(BIN)/satchel demo $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples reliability
+	$(BIN)/ruff format --check src tests benchmarks examples reliability
 	$(BIN)/mypy
 
 test: lint
@@ -54,6 +54,17 @@ bench-instructions: $(STAMP)
 bench-http: $(STAMP)
 	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 1; }
 	$(BIN)/python benchmarks/bench_http.py $(ARGS)
+
+# Issue 14 (docs/reliability.md): every scenario against real servers on 127.0.0.1 (uvicorn
+# and gunicorn, 2 workers), one table; exits 1 on a lost acknowledged write, a forbidden
+# response or a crash. Full: 100 clients x 60 s per load run, about 20 minutes; short (CI):
+# 20 clients x 5 s, a few minutes. Needs the local Redis, PostgreSQL and MariaDB, and
+# memcached installed (a private one is started). ARGS="--only crash" and so on.
+reliability: $(STAMP)
+	$(BIN)/python -m reliability $(ARGS)
+
+reliability-short: $(STAMP)
+	$(BIN)/python -m reliability --short $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
