@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint docs bench bench-instructions bench-http clean
+.PHONY: demo test lint docs bench bench-instructions bench-http fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/satchel demo $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples fuzz
+	$(BIN)/ruff format --check src tests benchmarks examples fuzz
 	$(BIN)/mypy
 
 test: lint
@@ -46,6 +46,13 @@ bench-instructions: $(STAMP)
 bench-http: $(STAMP)
 	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 1; }
 	$(BIN)/python benchmarks/bench_http.py $(ARGS)
+
+# The long fuzz run of docs/reliability.md: every target of fuzz/targets.py for SECONDS each
+# (default 600), JOBS at a time; crashes land in fuzz/crashes/. TARGETS="cookie_store ..." picks.
+SECONDS ?= 600
+JOBS ?= 1
+fuzz: $(STAMP)
+	$(BIN)/python fuzz/run.py --seconds $(SECONDS) --jobs $(JOBS) $(TARGETS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
