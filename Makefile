@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo-installed
 
-.PHONY: demo test lint docs bench bench-instructions bench-http reliability reliability-short clean
+.PHONY: demo test lint docs bench bench-instructions bench-http reliability reliability-short fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,8 @@ demo: $(if $(wildcard $(STAMP)),$(STAMP),$(DEMO_STAMP))
 	$(BIN)/satchel demo $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples reliability
-	$(BIN)/ruff format --check src tests benchmarks examples reliability
+	$(BIN)/ruff check src tests benchmarks examples reliability fuzz
+	$(BIN)/ruff format --check src tests benchmarks examples reliability fuzz
 	$(BIN)/mypy
 
 test: lint
@@ -65,6 +65,13 @@ reliability: $(STAMP)
 
 reliability-short: $(STAMP)
 	$(BIN)/python -m reliability --short $(ARGS)
+
+# The long fuzz run of docs/reliability.md: every target of fuzz/targets.py for SECONDS each
+# (default 600), JOBS at a time; crashes land in fuzz/crashes/. TARGETS="cookie_store ..." picks.
+SECONDS ?= 600
+JOBS ?= 1
+fuzz: $(STAMP)
+	$(BIN)/python fuzz/run.py --seconds $(SECONDS) --jobs $(JOBS) $(TARGETS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -154,7 +154,7 @@ class FormTokenFinder:
     def _multipart(self, content_type: str) -> Any:
         from python_multipart.multipart import MultipartParser, parse_options_header
 
-        if len(content_type) > MAX_PART_HEADER_BYTES:
+        if len(content_type) > MAX_PART_HEADER_BYTES or not content_type.isascii():
             self.done = True
             return None
         boundary = parse_options_header(content_type)[1].get(b"boundary")

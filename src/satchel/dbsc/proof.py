@@ -85,7 +85,7 @@ def _header(token: str, algorithms: Sequence[str]) -> dict[str, Any]:
         raise InvalidProof("not a compact JWT of a sensible size")
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
+    except (jwt.PyJWTError, UnicodeError) as exc:  # (a lone surrogate is no UTF-8)
         raise InvalidProof(f"unreadable header: {exc}") from None
     if header.get("typ") != "dbsc+jwt":
         raise InvalidProof("typ is not dbsc+jwt")
