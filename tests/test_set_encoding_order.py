@@ -5,12 +5,14 @@ different text, so a session that only *reads* a set value, in another worker th
 that wrote it, sees a "change" at commit and writes the value back: a spurious write, and a
 lost update when another request changed that key meanwhile.
 
-Both tests are expected to fail until the codec encodes sets in a canonical order (e.g.
-members sorted by their encoded text); ``strict=True`` then flags them to be un-marked."""
+Both tests failed until the codec encoded sets in a canonical order (members sorted by
+their encoded text)."""
 
 from __future__ import annotations
 
-import pytest
+import os
+import subprocess
+import sys
 
 from satchel import ids
 from satchel.codec import encode
@@ -24,23 +26,37 @@ from satchel.testing.flows import INFO, make_meta, request
 
 from .conftest import KEY
 
-FIXED = "sets encode in iteration order (not yet canonical)"
 
-
-@pytest.mark.xfail(strict=True, reason=FIXED)
 def test_equal_sets_encode_to_the_same_text() -> None:
     # 8 and 16 share a slot in a small hash table: the one added first iterates first
     assert encode(frozenset([8, 16])) == encode(frozenset([16, 8]))
     assert encode({8, 16}) == encode({16, 8})
 
 
-@pytest.mark.xfail(strict=True, reason=FIXED)
+def _encoded_in_a_process_with_hash_seed(seed: int, members: list[str]) -> str:
+    """What another worker (its own hash seed) writes for the set of ``members``."""
+    code = f"from satchel.codec import encode; print(encode(set({members!r})))"
+    env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+MEMBERS = ["apple", "pear", "plum", "fig", "kiwi", "lime"]
+
+
+def test_a_set_encodes_the_same_in_every_worker() -> None:
+    # (before the fix, seeds 1 and 2 gave two different texts for these members)
+    texts = {_encoded_in_a_process_with_hash_seed(seed, MEMBERS) for seed in (1, 2, 3)}
+    assert len(texts) == 1
+    assert texts == {encode(set(MEMBERS))}
+
+
 def test_reading_a_set_does_not_undo_a_concurrent_write() -> None:
     store, now = MemoryStore(), 1_000_000.0
     engine = Engine(secret_keys=[KEY], expiry=ExpiryPolicy(), clock=lambda: now)
-    members = list({"apple", "pear", "plum", "fig"})  # this process's iteration order
-    # the text another worker (another hash seed) wrote for the same set
-    stored = '{{"$t":"set","v":[{}]}}'.format(",".join(f'"{m}"' for m in reversed(members)))
+    stored = _encoded_in_a_process_with_hash_seed(2, MEMBERS)  # another worker wrote it
     sid = ids.new_session_id()
     store.create(ids.store_key(sid), Record({"tags": stored}, make_meta(now)))
     reader = drive(engine.open(Session(), sid), store)

@@ -54,7 +54,12 @@ def _to_json(value: Any, depth: int = 0) -> Any:
         return _tag("tuple", [_to_json(v, depth) for v in value])
     if isinstance(value, set | frozenset):
         name = "frozenset" if isinstance(value, frozenset) else "set"
-        return _tag(name, [_to_json(v, depth) for v in value])
+        # in a canonical order (by encoded text), not iteration order: that depends on the
+        # order members were added and on each process's hash seed, and two encodings of
+        # one set must be equal, or a worker that only read it would write it back
+        members = [_to_json(v, depth) for v in value]
+        members.sort(key=_json.dumps)
+        return _tag(name, members)
     if isinstance(value, dt.datetime):
         return _tag("datetime", value.isoformat())
     if isinstance(value, dt.date):
