@@ -1,6 +1,8 @@
 """Bearer session tokens for API and mobile clients, beside browser cookies.
 
 Run: SECRET_KEYS=$(satchel keygen) uvicorn examples.api_tokens:app
+Then: POST /api/login with JSON {"username": "ann", "password": "wonderland"}; send the
+X-Session-Token it answers as ``Authorization: Bearer <token>`` to GET /api/me.
 """
 
 from __future__ import annotations

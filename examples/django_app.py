@@ -1,6 +1,16 @@
-"""satchel behind Django: SESSION_ENGINE, with Django's own auth and CSRF (one file)."""
+"""satchel behind Django: SESSION_ENGINE, with Django's own auth and CSRF (one file).
+
+Run (from the repository root; the first two steps once):
+    export SECRET_KEYS=$(satchel keygen)
+    python examples/django_app.py migrate          # Django's auth tables in django.sqlite3
+    python examples/django_app.py createsuperuser  # someone to log in as
+    gunicorn examples.django_app:application       # or: uvicorn examples.django_app:asgi
+Then: GET /csrf for a token (also set as the csrftoken cookie); POST /login (username,
+password, csrfmiddlewaretoken); GET /me; POST /notes/<key> (value); POST /logout.
+"""
 
 import os
+import sys
 
 import django
 from django.conf import settings
@@ -8,7 +18,7 @@ from django.conf import settings
 settings.configure(
     DEBUG=False,
     SECRET_KEY=os.environ["SECRET_KEYS"].split(",")[0],
-    ALLOWED_HOSTS=["testserver", "localhost", "127.0.0.1"],
+    ALLOWED_HOSTS=["testserver", "localhost", "127.0.0.1", "[::1]"],
     ROOT_URLCONF=__name__,
     INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes"],
     MIDDLEWARE=[
@@ -79,3 +89,15 @@ urlpatterns = [
     path("me", me),
     path("logout", log_out),
 ]
+
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+
+application = get_wsgi_application()  # for WSGI servers: gunicorn examples.django_app:application
+asgi = get_asgi_application()  # for ASGI servers: uvicorn examples.django_app:asgi
+
+if __name__ == "__main__":  # manage.py: python examples/django_app.py migrate
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)

@@ -1,4 +1,9 @@
-"""satchel behind FastAPI: request.session as usual, typed dependencies for the user."""
+"""satchel behind FastAPI: request.session as usual, typed dependencies for the user.
+
+Run: SECRET_KEYS=$(satchel keygen) uvicorn examples.fastapi_app:app
+Then: GET /csrf for a token; POST /login/alice; GET /me; POST /notes/<key>?value=...;
+POST /logout. Every POST needs the token in the X-CSRF-Token header.
+"""
 
 import os
 

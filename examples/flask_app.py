@@ -1,4 +1,9 @@
-"""satchel behind Flask: flask.session as usual, stored server-side, CSRF in templates."""
+"""satchel behind Flask: flask.session as usual, stored server-side, CSRF in templates.
+
+Run: SECRET_KEY=$(satchel keygen) gunicorn examples.flask_app:app
+Then: GET /login for the form (its csrf_token); POST /login (username, csrf_token);
+GET /me; POST /note (key, value, csrf_token); POST /logout (csrf_token).
+"""
 
 import os
 

@@ -16,6 +16,15 @@ from satchel.demo import create_app
 from .conftest import KEY
 from .services import free_port
 
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+)
+LINUX_CHROME = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0.0.0 Safari/537.36"
+)
+
 
 @pytest.fixture(scope="module")
 def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -71,6 +80,7 @@ def test_login_profile_and_theme(browser: Any, demo_url: str, artifacts: Path) -
     page.click("button[type=submit]")
     page.wait_for_url(f"{demo_url}/profile")
     assert page.text_content("#theme") == "dark"
+    assert page.text_content(".flash-success") == "Theme saved: dark."
     assert "theme-dark" in (page.get_attribute("body", "class") or "")
     page.screenshot(path=str(artifacts / "browser-theme-dark.png"))
     context.close()
@@ -82,17 +92,19 @@ def test_two_devices_list_and_revoke(browser: Any, demo_url: str, artifacts: Pat
     _login(laptop, demo_url, "bob", "builder")
     _login(phone, demo_url, "bob", "builder")
     laptop.goto(f"{demo_url}/sessions")
-    rows = laptop.locator("tbody tr")
+    rows = laptop.locator(".device")
     assert rows.count() == 2
     assert "this device" in rows.filter(has_text="Laptop").inner_text()
     assert "Phone" in rows.filter(has_text="Phone").inner_text()
     laptop.screenshot(path=str(artifacts / "browser-sessions-two-devices.png"))
     rows.filter(has_text="Phone").get_by_role("button", name="Revoke").click()
     laptop.wait_for_url(f"{demo_url}/sessions")
-    assert laptop.locator("tbody tr").count() == 1
+    assert laptop.locator(".device").count() == 1
+    assert "Session revoked" in laptop.text_content(".flash-success")
     laptop.screenshot(path=str(artifacts / "browser-sessions-after-revoke.png"))
     phone.goto(f"{demo_url}/profile")
     assert phone.url.startswith(f"{demo_url}/login")  # the revoked device is logged out
+    assert "Your session ended" in phone.text_content(".flash")  # and told why
     phone.screenshot(path=str(artifacts / "browser-revoked-device.png"))
     laptop.goto(f"{demo_url}/profile")
     assert "Welcome, bob" in laptop.text_content("h1")
@@ -125,9 +137,94 @@ def test_log_out_everywhere(browser: Any, demo_url: str) -> None:
     _login(first, demo_url)
     _login(second, demo_url)
     first.goto(f"{demo_url}/sessions")
-    first.get_by_role("button", name="Log out everywhere").click()
+    first.get_by_role("link", name="Log out everywhere…").click()
+    first.wait_for_url(f"{demo_url}/logout-everywhere")  # a confirmation step first
+    first.get_by_role("link", name="Cancel").click()
+    first.wait_for_url(f"{demo_url}/sessions")
+    second.goto(f"{demo_url}/profile")
+    assert "Welcome, alice" in second.text_content("h1")  # cancelling ended nothing
+    first.get_by_role("link", name="Log out everywhere…").click()
+    first.wait_for_url(f"{demo_url}/logout-everywhere")
+    first.get_by_role("button", name="Yes, log out everywhere").click()
     first.wait_for_url(f"{demo_url}/login")
+    assert "logged out on every device" in first.text_content(".flash-success")
     second.goto(f"{demo_url}/profile")
     assert second.url.startswith(f"{demo_url}/login")
+    assert "Your session ended" in second.text_content(".flash")
     one.close()
     two.close()
+
+
+def _inside(inner: dict[str, float], outer: dict[str, float]) -> bool:
+    return (
+        inner["x"] >= outer["x"] - 0.5
+        and inner["y"] >= outer["y"] - 0.5
+        and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 0.5
+        and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + 0.5
+    )
+
+
+def _fits_the_phone(page: Any) -> None:
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    for card in page.locator(".card, .device").all():
+        box = card.bounding_box()
+        for button in card.locator("button, a.button").all():
+            assert _inside(button.bounding_box(), box), button.inner_text()
+
+
+def test_phone_width(browser: Any, demo_url: str, artifacts: Path) -> None:
+    laptop = browser.new_context(user_agent=LINUX_CHROME)
+    phone = browser.new_context(
+        user_agent=IPHONE, viewport={"width": 390, "height": 844}, is_mobile=True
+    )
+    _login(laptop.new_page(), demo_url, "bob", "builder")
+    page = phone.new_page()
+    _login(page, demo_url, "bob", "builder")
+    assert "Logged in as bob" in page.text_content(".flash-success")
+    _fits_the_phone(page)
+    page.screenshot(path=str(artifacts / "browser-phone-profile.png"), full_page=True)
+    page.goto(f"{demo_url}/sessions")
+    _fits_the_phone(page)
+    names = page.locator(".device-name").all_inner_texts()
+    assert "Safari on iPhone" in names
+    assert "Chrome on Linux" in names
+    chrome = page.locator(".device", has_text="Chrome on Linux")
+    assert chrome.locator(".device-name").get_attribute("title") == LINUX_CHROME  # on hover
+    chrome.locator("summary").click()
+    assert LINUX_CHROME in chrome.locator(".ua code").inner_text()  # and in the details
+    signed_in = chrome.locator("time").first
+    assert "ago" in signed_in.inner_text() or signed_in.inner_text() == "just now"
+    assert (signed_in.get_attribute("title") or "").endswith(" UTC")
+    _fits_the_phone(page)
+    page.screenshot(path=str(artifacts / "browser-phone-sessions.png"), full_page=True)
+    page.goto(f"{demo_url}/logout-everywhere")
+    _fits_the_phone(page)
+    page.screenshot(path=str(artifacts / "browser-phone-confirm.png"), full_page=True)
+    for path in ("/settings", "/"):
+        page.goto(f"{demo_url}{path}")
+        _fits_the_phone(page)
+    laptop.close()
+    phone.close()
+
+
+def test_every_action_confirms_itself(browser: Any, demo_url: str, artifacts: Path) -> None:
+    context, other = _device(browser, "Flash"), _device(browser, "Elsewhere")
+    page = context.new_page()
+    _login(other.new_page(), demo_url, "bob", "builder")
+    _login(page, demo_url, "bob", "builder")
+    page.goto(f"{demo_url}/sessions")
+    page.get_by_role("button", name="Log out other devices").click()
+    page.wait_for_url(f"{demo_url}/sessions")
+    assert "Other devices logged out" in page.text_content(".flash-success")
+    assert page.locator(".device").count() == 1
+    page.screenshot(path=str(artifacts / "browser-flash-others.png"))
+    page.reload()
+    assert page.locator(".flash").count() == 0  # shown once
+    page.get_by_role("button", name="Log out", exact=True).click()
+    page.wait_for_url(f"{demo_url}/login")
+    assert page.text_content(".flash-success") == "You have been logged out."
+    page.screenshot(path=str(artifacts / "browser-flash-logged-out.png"))
+    page.reload()
+    assert page.locator(".flash").count() == 0  # a plain logout is not "session ended"
+    context.close()
+    other.close()

@@ -129,7 +129,7 @@ def test_login_registers_and_the_session_is_shown_device_bound(
     assert bound["httpOnly"]
     assert 0 < bound["expires"] - time.time() <= LIFETIME + 1
     page.goto(f"{demo.url}/sessions")
-    assert "device-bound" in page.text_content("table")
+    assert "device-bound" in page.text_content(".devices")
     page.screenshot(path=str(artifacts / "dbsc-sessions.png"))
 
 

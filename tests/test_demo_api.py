@@ -144,9 +144,9 @@ def test_browser_and_api_sessions_of_one_user_both_show(demo: httpx.Client) -> N
     assert log_in(demo).status_code == 303  # alice in the browser
     token = api_login(demo).headers[TOKEN]
     page = demo.get("/sessions").text
-    assert page.count("<tr data-handle=") == 2
+    assert page.count('<li class="device" data-handle=') == 2
     assert "satchel-mobile/1.0" in page
-    handles = re.findall(r'<tr data-handle="([^"]+)"><td>satchel-mobile', page)
+    handles = re.findall(r'data-handle="([^"]+)">(?:(?!</li>).)*satchel-mobile', page, re.S)
     assert len(handles) == 1
     revoke = demo.post(
         "/sessions/revoke",

@@ -107,7 +107,7 @@ def test_demo_settings_and_sessions(demo: httpx.Client, tmp_path: Path) -> None:
     assert '<dd id="theme">dark</dd>' in demo.get("/profile").text
     page = demo.get("/sessions").text
     assert "this device" in page
-    assert page.count("<tr data-handle=") == 1
+    assert page.count('<li class="device" data-handle=') == 1
 
 
 def test_demo_login_issues_a_new_id(demo: httpx.Client) -> None:

@@ -24,6 +24,7 @@ OPTIONAL = [
     "jinja2",
     "playwright",
     "jwt",
+    "ua_parser",  # the demo's device names
     "python_multipart",  # a core dependency, imported only when a multipart form arrives
 ]
 

@@ -35,6 +35,7 @@ from .errors import (
 )
 from .events import SessionEvent
 from .expiry import ExpiryPolicy
+from .flash import flash, get_flashed_messages
 from .request import csrf_token, use_bearer_token
 from .session import Session
 from .settings import Settings, load_settings
@@ -71,6 +72,8 @@ __all__ = [
     "asessions_of",
     "csrf_token",
     "device_bound",
+    "flash",
+    "get_flashed_messages",
     "load_settings",
     "login",
     "logout",

@@ -319,6 +319,10 @@ def response_lines(ctx: RequestContext, action: TokenAction | None) -> list[tupl
             return [("set-cookie", ctx.policy.bound_cookie.delete_header())]
         return []
     if meta.user_id is None:
+        if opened is not None and opened[1] is not None and opened[0] != meta.handle:
+            # logged out, and a new anonymous session started in the same request (a flash
+            # message after logout): the binding ended all the same
+            return [("set-cookie", ctx.policy.bound_cookie.delete_header())]
         return []
     now = ctx.backend.clock()
     new_handle = opened is None or opened[0] != meta.handle

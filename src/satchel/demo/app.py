@@ -12,7 +12,9 @@ field or an ``X-CSRF-Token`` header, else 403):
 ``POST /sessions/revoke``          session=<public handle> -> 303 /sessions
 ``POST /sessions/others``          log out other devices -> 303 /sessions
 ``POST /logout``                   -> 303 /login
-``POST /logout-everywhere``        -> 303 /login
+``GET /logout-everywhere``         asks for confirmation (a form, no JavaScript)
+``POST /logout-everywhere``        confirm=yes -> 303 /login; without it 303 back to
+                                   the confirmation page
 ``GET /api/me``                    ``{"username", "device_bound", "csrf_token"}`` or
                                    401 ``{"error"}``
 ``GET /api/csrf``                  ``{"csrf_token"}``
@@ -44,7 +46,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..asgi import SessionMiddleware
 from ..auth import (
@@ -67,11 +69,13 @@ from ..auth import (
 )
 from ..dbsc import device_bound
 from ..events import SessionEvent
+from ..flash import flash, get_flashed_messages
 from ..guard import login_required, safe_next
 from ..options import SessionOptions
 from ..request import SCOPE_KEY, RequestContext, csrf_token, use_bearer_token
 from ..session import Session
 from ..stores.base import Store
+from .display import device_html, when_html
 
 USERS = {"alice": "wonderland", "bob": "builder"}
 THEMES = ("light", "dark", "sepia")
@@ -85,8 +89,15 @@ def _session(request: Request) -> Session:
     return session
 
 
-def _when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+ENDED = "Your session ended: you were signed out (perhaps from another device), or it expired."
+
+
+def _flashes(session: Session) -> str:
+    items = "".join(
+        f'<p class="flash flash-{escape(category)}" role="status">{escape(message)}</p>'
+        for category, message in get_flashed_messages(session)
+    )
+    return f'<div class="flashes">{items}</div>' if items else ""
 
 
 def _page(request: Request, title: str, body: str, *, status: int = 200) -> HTMLResponse:
@@ -109,7 +120,7 @@ def _page(request: Request, title: str, body: str, *, status: int = 200) -> HTML
 <title>{escape(title)} · satchel demo</title>
 <link rel="stylesheet" href="/static/style.css"></head>
 <body class="theme-{escape(theme)}"><header><a class="brand" href="/">satchel demo</a>{nav}</header>
-<main><div class="card">{body}</div></main></body></html>"""
+<main>{_flashes(session)}<div class="card">{body}</div></main></body></html>"""
     return HTMLResponse(html, status_code=status)
 
 
@@ -161,6 +172,7 @@ async def login_submit(request: Request) -> Response:
     if not check_password(username, password):
         return _login_form(request, "Unknown user or wrong password.", status=401)
     login(_session(request), username)
+    flash(_session(request), f"Logged in as {username}.", "success")
     return RedirectResponse(safe_next(request.query_params.get("next"), "/profile"), 303)
 
 
@@ -173,10 +185,10 @@ async def profile(request: Request) -> Response:
     body = f"""<h1>Welcome, {escape(session.user_id or "")}</h1>
 <dl><dt>Theme</dt><dd id="theme">{theme}</dd>
 <dt>Session</dt><dd><code>{escape(meta.handle)}</code> (a public handle, not the ID)</dd>
-<dt>Logged in</dt><dd>{_when(meta.created)}</dd>
-<dt>Last seen</dt><dd>{_when(meta.last_seen)}</dd>
-<dt>Expires</dt><dd>{_when(meta.expires_at)} unless used again</dd>
-<dt>Device</dt><dd>{escape(meta.user_agent or "unknown")}</dd>
+<dt>Logged in</dt><dd>{when_html(meta.created)}</dd>
+<dt>Last seen</dt><dd>{when_html(meta.last_seen)}</dd>
+<dt>Expires</dt><dd>{when_html(meta.expires_at)} unless used again</dd>
+<dt>Device</dt><dd>{device_html(meta.user_agent)}</dd>
 <dt>IP</dt><dd>{escape(meta.client_ip or "unknown")}</dd></dl>
 <p><a href="/settings">Change the theme</a> · <a href="/sessions">Your sessions</a></p>"""
     return _page(request, "Profile", body)
@@ -201,18 +213,18 @@ async def settings_submit(request: Request) -> Response:
     if theme not in THEMES:
         return _page(request, "Settings", "<p class='error'>Unknown theme.</p>", status=400)
     _session(request)["theme"] = theme
+    flash(_session(request), f"Theme saved: {theme}.", "success")
     return RedirectResponse("/profile", status_code=303)
 
 
 @login_required
 async def sessions_page(request: Request) -> Response:
     session = _session(request)
-    rows = []
+    cards = []
     for info in await asessions_of(session):
         mark = ' <span class="badge">this device</span>' if info.current else ""
         if info.device_bound:
             mark += ' <span class="badge bound">device-bound</span>'
-
         action = (
             ""
             if info.current
@@ -220,10 +232,12 @@ async def sessions_page(request: Request) -> Response:
             f'<input type="hidden" name="session" value="{escape(info.handle)}">'
             f'<button class="danger">Revoke</button></form>'
         )
-        rows.append(
-            f'<tr data-handle="{escape(info.handle)}"><td>{escape(info.user_agent or "unknown")}'
-            f"{mark}</td><td>{escape(info.client_ip or '')}</td><td>{_when(info.created)}</td>"
-            f"<td>{_when(info.last_seen)}</td><td>{action}</td></tr>"
+        cards.append(
+            f'<li class="device" data-handle="{escape(info.handle)}">'
+            f'<div class="device-head">{device_html(info.user_agent)}{mark}</div>'
+            f'<dl class="facts"><dt>IP</dt><dd>{escape(info.client_ip or "unknown")}</dd>'
+            f"<dt>Signed in</dt><dd>{when_html(info.created)}</dd>"
+            f"<dt>Last seen</dt><dd>{when_html(info.last_seen)}</dd></dl>{action}</li>"
         )
     note = ""
     ctx: RequestContext = request.scope[SCOPE_KEY]
@@ -234,40 +248,87 @@ async def sessions_page(request: Request) -> Response:
             "“Log out everywhere” still ends them all.</p>"
         )
     body = f"""<h1>Your sessions</h1>{note}
-<table><thead><tr><th>Device</th><th>IP</th><th>Signed in</th><th>Last seen</th><th></th></tr>
-</thead><tbody>{"".join(rows)}</tbody></table>
+<ul class="devices">{"".join(cards)}</ul>
 <div class="actions"><form method="post" action="/sessions/others">{_hidden(request)}
 <button>Log out other devices</button></form>
-<form method="post" action="/logout-everywhere">{_hidden(request)}
-<button class="danger">Log out everywhere</button></form></div>"""
+<a class="button danger" href="/logout-everywhere">Log out everywhere…</a></div>"""
     return _page(request, "Your sessions", body)
 
 
 @login_required
 async def revoke_submit(request: Request) -> Response:
+    session = _session(request)
     handle = str((await request.form()).get("session", ""))
-    await arevoke(_session(request), handle)
+    if await arevoke(session, handle):
+        flash(session, "Session revoked: that device is signed out.", "success")
+    else:
+        flash(session, "Nothing to revoke: that session had already ended.", "info")
     return RedirectResponse("/sessions", status_code=303)
 
 
 @login_required
 async def others_submit(request: Request) -> Response:
-    await alogout_other_devices(_session(request))
+    session = _session(request)
+    await alogout_other_devices(session)
+    flash(session, "Other devices logged out: only this one is still signed in.", "success")
     return RedirectResponse("/sessions", status_code=303)
 
 
 async def logout_submit(request: Request) -> Response:
-    logout(_session(request))
+    session = _session(request)
+    logout(session)
+    flash(session, "You have been logged out.", "success")  # lands in a new, anonymous session
     return RedirectResponse("/login", status_code=303)
+
+
+@login_required
+async def logout_everywhere_page(request: Request) -> Response:
+    body = f"""<h1>Log out everywhere?</h1>
+<p>This ends every session of <b>{escape(_session(request).user_id or "")}</b>: this browser
+and all your other devices. Each will have to log in again.</p>
+<div class="actions"><form method="post" action="/logout-everywhere">{_hidden(request)}
+<input type="hidden" name="confirm" value="yes">
+<button class="danger">Yes, log out everywhere</button></form>
+<a class="button secondary" href="/sessions">Cancel</a></div>"""
+    return _page(request, "Log out everywhere?", body)
 
 
 async def logout_everywhere_submit(request: Request) -> Response:
     session = _session(request)
+    if (await request.form()).get("confirm") != "yes":
+        return RedirectResponse("/logout-everywhere", status_code=303)
     if session.user_id:
         await alogout_everywhere(session)
     else:
         logout(session)
+    flash(session, "You have been logged out on every device.", "success")
     return RedirectResponse("/login", status_code=303)
+
+
+class EndedSessionNotice:
+    """Tells a person whose session cookie opens nothing (revoked from another device,
+    logged out everywhere, expired) why they are at the login page. The server keeps nothing
+    about ended sessions, so the note cannot say which of these it was."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and not scope["path"].startswith(("/static/", "/api/"))
+        ):
+            ctx = scope.get(SCOPE_KEY)
+            session = scope.get("session")
+            if (
+                isinstance(ctx, RequestContext)
+                and isinstance(session, Session)
+                and ctx.carries_cookie
+                and session.new
+            ):
+                flash(session, ENDED, "info")
+        await self.app(scope, receive, send)
 
 
 def _not_logged_in() -> Response:
@@ -350,6 +411,7 @@ def create_app(store: str | Store, **options: Any) -> SessionMiddleware:
             Route("/sessions/revoke", revoke_submit, methods=["POST"]),
             Route("/sessions/others", others_submit, methods=["POST"]),
             Route("/logout", logout_submit, methods=["POST"]),
+            Route("/logout-everywhere", logout_everywhere_page, methods=["GET"]),
             Route("/logout-everywhere", logout_everywhere_submit, methods=["POST"]),
             Route("/api/me", api_me),
             Route("/api/csrf", api_csrf),
@@ -359,6 +421,7 @@ def create_app(store: str | Store, **options: Any) -> SessionMiddleware:
             Mount("/static", StaticFiles(directory=_STATIC), name="static"),
         ]
     )
+    app.add_middleware(EndedSessionNotice)
     options.setdefault("on_event", log_event)
     if not options.get("token_paths") and not str(store).startswith("cookie:"):
         options["token_paths"] = ["/api/"]  # bearer tokens for API clients (server stores)

@@ -5,8 +5,8 @@ passes: subclass it in a pytest module and give it a ``make_store`` method. Requ
 pytest.
 """
 
-from .client import session_transaction
+from .client import find_middleware, session_transaction
 from .clock import FakeClock
 from .drivers import StoreDriver
 
-__all__ = ["FakeClock", "StoreDriver", "session_transaction"]
+__all__ = ["FakeClock", "StoreDriver", "find_middleware", "session_transaction"]

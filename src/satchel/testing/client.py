@@ -5,8 +5,11 @@
         login(session, "alice")
     response = client.get("/cart")       # the client now carries the edited session
 
-``app`` is satchel's ASGI or WSGI middleware (anything with ``.backend`` and ``.policy``);
-``client`` is an httpx client or Starlette's TestClient (anything with a ``.cookies`` jar).
+``app`` is satchel's ASGI or WSGI middleware, or an app that holds it: a Starlette or
+FastAPI app given it with ``app.add_middleware(SessionMiddleware, ...)``, or any wrapper
+whose ``.app`` chain leads to it. The session is opened and saved through that middleware's
+own store object, so ``memory://`` works. ``client`` is an httpx client or Starlette's
+TestClient (anything with a ``.cookies`` jar).
 Flask's own ``client.session_transaction()`` and Django's ``client.session`` work on
 satchel sessions as they are.
 
@@ -23,13 +26,35 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..backend import DeviceInfo
+from ..errors import ConfigurationError
 from ..ops import drive
 from ..session import Session
 
 
+def find_middleware(app: Any) -> Any:
+    """satchel's middleware in ``app``: ``app`` itself, or the first one down its chain of
+    wrapped apps (``.app``; a Starlette or FastAPI app's middleware stack, which Starlette
+    builds on the first request, is built here if no request has come yet)."""
+    node, seen = app, set()
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if hasattr(node, "backend") and hasattr(node, "policy"):
+            return node
+        if getattr(node, "middleware_stack", False) is None and hasattr(
+            node, "build_middleware_stack"
+        ):
+            node.middleware_stack = node.build_middleware_stack()  # as its first request would
+        node = getattr(node, "middleware_stack", None) or getattr(node, "app", None)
+    raise ConfigurationError(
+        f"no satchel SessionMiddleware in {type(app).__name__}: pass the middleware, or an "
+        "app given it with app.add_middleware(SessionMiddleware, ...)"
+    )
+
+
 @contextmanager
 def session_transaction(app: Any, client: Any) -> Iterator[Session]:
-    backend, name = app.backend, app.policy.cookie.name
+    middleware = find_middleware(app)
+    backend, name = middleware.backend, middleware.policy.cookie.name
     current = client.cookies.get(name)
     ticket, refresh = backend.read([current] if current else [])
     session = drive(backend.open(Session(), ticket, refresh), backend.store)
