@@ -302,6 +302,14 @@ OPTIONS: tuple[Option, ...] = (
            "(ASGI middleware), a WSGI app (WSGI middleware), a view (Django's "
            "`SATCHEL['on_store_unavailable']`); on Flask, the app's error handler for "
            "`StoreError`. Default: the same plain 503 on every path"),
+    Option("on_csrf_failure", "ASGIApp | WSGIApp", value=None, shown="403 page or JSON",
+           keyword=False,
+           doc="what answers a failed CSRF check: an ASGI app (ASGI middleware) or a WSGI app "
+           "(WSGI middleware), finding the `CSRFFailure` (`reason`, `message`) in "
+           "`scope`/`environ[\"satchel.csrf_failure\"]`; on Flask, the app's error handler "
+           "for `CSRFError`; on FastAPI's `CSRFProtected`, an exception handler for "
+           "`CSRFError`. Default: a small HTML page with advice for browsers, "
+           '`{"error": "csrf", "reason": ...}` for API clients (`Accept: application/json`)'),
     Option("login_url", "str", TEXT, value="/login", keyword=False, flask_only=True,
            doc="Flask: where `@login_required` sends a browser without a logged-in user"),
 )
