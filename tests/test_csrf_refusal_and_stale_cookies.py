@@ -32,6 +32,7 @@ from satchel.integrations.flask import Satchel
 from satchel.wsgi import SessionMiddleware as WSGISessionMiddleware
 
 from .conftest import KEY
+from .helpers import session_of
 
 JSON = {"accept": "application/json"}
 
@@ -46,15 +47,15 @@ def _starlette() -> Starlette:
         return PlainTextResponse(csrf_token(request))
 
     async def do_login(request: Request) -> Response:
-        login(request.session, "alice")
+        login(session_of(request), "alice")
         return PlainTextResponse("in")
 
     async def do_logout(request: Request) -> Response:
-        logout(request.session)
+        logout(session_of(request))
         return PlainTextResponse("out")
 
     async def me(request: Request) -> Response:
-        return JSONResponse({"user": request.session.user_id})
+        return JSONResponse({"user": session_of(request).user_id})
 
     async def post(request: Request) -> Response:
         return PlainTextResponse("posted")
@@ -178,7 +179,7 @@ def _custom_wsgi(environ: Environ, start_response: StartResponse) -> Iterable[by
 
 
 def test_the_refusal_is_replaceable_on_every_path() -> None:
-    replies = [
+    replies: list[Any] = [
         asgi(on_csrf_failure=_custom_asgi).post("/post"),
         wsgi(on_csrf_failure=_custom_wsgi).post("/post"),
     ]
