@@ -27,8 +27,13 @@ an error too.
 
 from __future__ import annotations
 
-from asgiref.sync import sync_to_async
-from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from . import missing_framework
+
+try:
+    from asgiref.sync import sync_to_async
+    from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+except ModuleNotFoundError as exc:
+    raise missing_framework(exc, "django") from None
 
 from .. import auth, ids
 from ..engine import Engine, drive

@@ -19,8 +19,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
-from fastapi.responses import Response
+from . import missing_framework
+
+try:
+    from fastapi import Depends, HTTPException, Request
+    from fastapi.responses import Response
+except ModuleNotFoundError as exc:
+    raise missing_framework(exc, "fastapi") from None
 
 from .. import csrf
 from ..csrf_failure import CSRFFailure

@@ -19,9 +19,14 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, Response, current_app, g, jsonify, redirect, request, session
-from flask.sessions import SessionInterface, SessionMixin
-from werkzeug.datastructures import Headers
+from . import missing_framework
+
+try:
+    from flask import Flask, Response, current_app, g, jsonify, redirect, request, session
+    from flask.sessions import SessionInterface, SessionMixin
+    from werkzeug.datastructures import Headers
+except ModuleNotFoundError as exc:
+    raise missing_framework(exc, "flask") from None
 
 from .. import auth, csrf
 from .. import option_schema as schema

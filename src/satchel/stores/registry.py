@@ -153,6 +153,19 @@ def refuse_unknown_params(
     )
 
 
+def local_path(url: str) -> str | None:
+    """The file an ``sqlite://`` URL names, or the directory of a ``file://`` URL (as
+    the store would open it, relative to the working directory); None for any other
+    store (and for SQLite's ``:memory:``)."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme == "sqlite":
+        path = _path_of(url, "database file", sqlalchemy_style=True)
+        return None if path == ":memory:" or path.startswith("file:") else path
+    if scheme == "file":
+        return _path_of(url, "directory")
+    return None
+
+
 def _own_options(url: str, casts: dict[str, Callable[[str], Any]]) -> dict[str, Any]:
     """The query options of a store's URL whose query goes to no driver (embedded
     stores, Memcached); any other parameter is refused, naming the valid ones."""
