@@ -201,3 +201,17 @@ class SessionStore(DjangoExpiry, SessionBase):
     def clear_expired(cls) -> None:
         store, engine = runtime()
         store.purge_expired(engine.clock())
+
+
+def _check_at_start() -> None:
+    """Django imports the session engine when it builds its middleware, as the server
+    starts (``get_wsgi_application()``, ``get_asgi_application()``, ``runserver``):
+    ``settings.SATCHEL`` is checked then, so a typo or an invalid value stops the start
+    with a ConfigurationError naming the setting, not the first request with a 500."""
+    from django.conf import settings as django_settings
+
+    if django_settings.configured and __name__ == django_settings.SESSION_ENGINE:
+        runtime()
+
+
+_check_at_start()
