@@ -387,3 +387,53 @@ def test_flask_deletes_a_stale_cookie(clock: Any) -> None:
     response = client.get("/me", headers={"cookie": f"satchel={cookie}"})
     assert response.text == "None"
     assert _deleted(response)
+
+
+_DJANGO = """
+import django
+from django.conf import settings
+
+settings.configure(
+    SECRET_KEY="x" * 50,
+    ALLOWED_HOSTS=["*"],
+    ROOT_URLCONF=__name__,
+    INSTALLED_APPS=["django.contrib.sessions"],
+    MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
+    SESSION_ENGINE="satchel.integrations.django",
+    SATCHEL={"store": "memory://"},
+)
+django.setup()
+from django.http import HttpResponse
+from django.urls import path
+
+def set_(request):
+    request.session["x"] = 1
+    return HttpResponse("set")
+
+def read(request):
+    return HttpResponse(str(request.session.get("x")))
+
+urlpatterns = [path("set", set_), path("read", read)]
+from django.test import Client
+from satchel.integrations.django_config import runtime
+
+client = Client()
+client.get("/set")
+store, _ = runtime()
+for key, _ in list(store.iter_sessions(0)):
+    store.delete(key)  # revoked elsewhere
+response = client.get("/read")
+print(response.content.decode(), response.cookies["sessionid"]["max-age"])
+"""
+
+
+def test_django_deletes_a_stale_cookie_too() -> None:
+    """Django's own SessionMiddleware deletes the cookie of a session that loads empty:
+    satchel's engine reports a missing record as an empty session, so it does."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _DJANGO], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "None 0", done.stderr
