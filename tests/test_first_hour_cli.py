@@ -52,13 +52,16 @@ def _without(package: str, code: str, cwd: Path | None = None) -> subprocess.Com
     )
 
 
-@pytest.mark.parametrize(("package", "extra"), [("uvicorn", "demo"), ("starlette", "demo")])
+@pytest.mark.parametrize(
+    ("package", "extra"),
+    [("uvicorn", "demo"), ("starlette", "demo"), ("python_multipart", "demo")],
+)
 def test_demo_without_its_packages_names_the_extra(package: str, extra: str) -> None:
     done = _without(package, "from satchel.cli import main; main(['demo', '--store', 'memory://'])")
     assert done.returncode == 1
+    name = package.replace("_", "-")
     assert done.stderr.strip() == (
-        f"Error: satchel demo needs {package}, which is not installed: "
-        f'pip install "satchel[{extra}]"'
+        f'Error: satchel demo needs {name}, which is not installed: pip install "satchel[{extra}]"'
     )
 
 

@@ -168,13 +168,18 @@ def demo(
 ) -> None:
     """Run the demo app (users alice/wonderland and bob/builder)."""
     try:
+        import python_multipart  # noqa: F401  (the login form; Starlette needs it)
         import uvicorn  # noqa: F401  (only checked here: a missing one is said at once)
 
         from .demo import create_app
     except ImportError as exc:
+        name = (
+            (exc.name or "uvicorn")
+            .partition(".")[0]
+            .replace("python_multipart", "python-multipart")
+        )
         raise click.ClickException(
-            f"satchel demo needs {exc.name or 'uvicorn and starlette'}, which is not "
-            'installed: pip install "satchel[demo]"'
+            f'satchel demo needs {name}, which is not installed: pip install "satchel[demo]"'
         ) from None
 
     if (certfile is None) != (keyfile is None):
