@@ -66,7 +66,7 @@ def test_sessions_list_escapes_what_clients_sent(tmp_path: Path) -> None:
     assert listed.exit_code == 0, listed.output
     assert not any(c in listed.output for c in RAW_CONTROLS if c != "\n")
     assert "\\u001b" in listed.output
-    (row,) = json.loads(listed.output)  # still valid JSON, and it decodes to what was sent
+    (row,) = json.loads(listed.stdout)  # still valid JSON, and it decodes to what was sent
     assert row["user_id"] == "mallory" + HOSTILE
     assert row["user_agent"].startswith("\x1b[31m")
     assert row["client_ip"] == "127.0.0.1"  # the proxy: the forwarded hop was no IP

@@ -212,12 +212,12 @@ def test_db_init(tmp_path: Path) -> None:
     table = f"satchel_init_{uuid.uuid4().hex[:8]}"
     url = f"postgresql://postgres@127.0.0.1:5432/test?table={table}"
     result = CliRunner().invoke(main, ["db", "init", "--store", url])
-    assert (result.exit_code, result.output.strip()) == (0, "session table ready (PostgresStore)")
+    assert (result.exit_code, result.stdout.strip()) == (0, "session table ready (PostgresStore)")
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
         assert conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() == (table,)
         conn.execute(f"DROP TABLE {table}")
     memory = CliRunner().invoke(main, ["db", "init", "--store", "memory://"])
-    assert memory.output.strip() == "MemoryStore needs no schema: nothing to do"
+    assert memory.stdout.strip() == "MemoryStore needs no schema: nothing to do"
     sqlite = CliRunner().invoke(main, ["db", "init", "--store", f"sqlite:///{tmp_path}/x.db"])
     assert sqlite.exit_code == 0
     assert (tmp_path / "x.db").exists()

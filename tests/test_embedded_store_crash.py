@@ -132,10 +132,20 @@ def test_sqlite_url_sets_synchronous(tmp_path: Path) -> None:
     ("url", "message"),
     [
         ("sqlite:///{tmp}/s.db?synchronous=off", "invalid synchronous='off'"),
-        ("sqlite:///{tmp}/s.db?synchronus=full", r"unknown parameter 'synchronus' \(valid: "),
-        ("memory://?max_entires=5", r"unknown parameter 'max_entires' \(valid: max_entries\)"),
+        (
+            "sqlite:///{tmp}/s.db?synchronus=full",
+            r"unknown parameter 'synchronus' \(did you mean 'synchronous'\?\); valid parameters: ",
+        ),
+        (
+            "memory://?max_entires=5",
+            r"unknown parameter 'max_entires' \(did you mean 'max_entries'\?\); valid parameters: "
+            "satchel's: max_entries$",
+        ),
         ("memory://?max_entries=0", "max_entries=0 must be at least 1"),
-        ("file://{tmp}/d?mode=0777", r"unknown parameter 'mode' \(valid: none\)"),
+        (
+            "file://{tmp}/d?mode=0777",
+            r"unknown parameter 'mode'; valid parameters: satchel's: none$",
+        ),
     ],
 )
 def test_embedded_store_urls_refuse_what_they_would_ignore(

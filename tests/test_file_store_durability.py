@@ -221,7 +221,7 @@ def purge(directory: Path) -> dict[str, Any]:
         main, ["sessions", "purge", "--json", "--store", f"file://{directory}"]
     )
     assert result.exit_code == 0, result.output
-    return dict(json.loads(result.output))
+    return dict(json.loads(result.stdout))
 
 
 def test_purge_removes_temp_files_left_by_a_killed_writer_and_no_record(

@@ -338,6 +338,11 @@ def observe_unavailable(browsers: Iterator[Browser], ctx: Ctx) -> Any:
     return resp.status, resp.text
 
 
+def observe_csrf_failure(browsers: Iterator[Browser], ctx: Ctx) -> Any:
+    resp = next(browsers).post("/set")  # no token
+    return resp.status, resp.text
+
+
 def observe_revocation(browsers: Iterator[Browser], ctx: Ctx) -> Any:
     """Whether a cookie copied before "log out everywhere" still logs its thief in."""
     victim, thief = next(browsers), next(browsers)
@@ -442,6 +447,7 @@ CHECKS: dict[str, list[Check]] = {
     "on_store_unavailable": [
         Check(Dyn(lambda ctx: "custom"), observe_unavailable, base={"store": DEAD_STORE})
     ],
+    "on_csrf_failure": [Check(Dyn(lambda ctx: "custom refusal"), observe_csrf_failure)],
     "dbsc": [Check(True, DEVICE)],
     "dbsc_cookie_lifetime": [Check(30.0, DEVICE, base={"dbsc": True})],
     "dbsc_grace": [Check(0.0, DEVICE, base={"dbsc": True})],
@@ -506,10 +512,28 @@ def _unavailable_wsgi(reply: str) -> Any:
     return app
 
 
+def _csrf_failure_asgi(reply: str) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reason = scope["satchel.csrf_failure"].reason
+        await PlainTextResponse(f"{reply}: {reason}", status_code=400)(scope, receive, send)
+
+    return app
+
+
+def _csrf_failure_wsgi(reply: str) -> Any:
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("400 Bad Request", [("Content-Type", "text/plain")])
+        return [f"{reply}: {environ['satchel.csrf_failure'].reason}".encode()]
+
+    return app
+
+
 def _asgi_site(options: dict[str, Any]) -> Iterator[Browser]:
     options = dict(options)
     if "on_store_unavailable" in options:
         options["on_store_unavailable"] = _unavailable_asgi(options["on_store_unavailable"])
+    if "on_csrf_failure" in options:
+        options["on_csrf_failure"] = _csrf_failure_asgi(options["on_csrf_failure"])
     return _asgi_browser(asgi.SessionMiddleware(_starlette_app(), **options))
 
 
@@ -517,6 +541,8 @@ def _wsgi_site(options: dict[str, Any]) -> Iterator[Browser]:
     options = dict(options)
     if "on_store_unavailable" in options:
         options["on_store_unavailable"] = _unavailable_wsgi(options["on_store_unavailable"])
+    if "on_csrf_failure" in options:
+        options["on_csrf_failure"] = _csrf_failure_wsgi(options["on_csrf_failure"])
     return _wsgi_browser(wsgi.SessionMiddleware(_wsgi_app, **options))
 
 

@@ -117,7 +117,8 @@ def test_middleware_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args), env=env or {})
-    return result.exit_code, result.output
+    # what a command prints; on stderr only "store: ..." (which store it opened) and errors
+    return result.exit_code, result.stdout if result.exit_code == 0 else result.output
 
 
 def test_config_check_masks_secrets_and_fails_when_invalid(tmp_path: Path) -> None:

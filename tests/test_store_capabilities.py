@@ -119,8 +119,9 @@ def test_cli_refuses_a_store_without_a_power_clearly(bare_scheme: str) -> None:
     assert not any(isinstance(Bare(), p) for p in POWERS)
     run = CliRunner().invoke
     stats = run(main, ["sessions", "stats", "--store", bare_scheme])
-    assert (stats.exit_code, stats.output.strip()) == (
+    assert (stats.exit_code, stats.stderr.strip()) == (
         1,
+        "store: bare:// (from argument)\n"  # which store it opened, then why it cannot
         "Error: this store cannot count its sessions: Bare cannot count one application's sessions",
     )
     listing = run(main, ["sessions", "list", "--store", bare_scheme])
@@ -132,9 +133,9 @@ def test_cli_refuses_a_store_without_a_power_clearly(bare_scheme: str) -> None:
     # what every store does still works: a user's sessions, a purge (no progress count)
     assert run(main, ["sessions", "list", "--user", "alice", "--store", bare_scheme]).exit_code == 0
     purge = run(main, ["sessions", "purge", "--store", bare_scheme])
-    assert (purge.exit_code, purge.output.strip()) == (0, "purged 0 expired session(s)")
+    assert (purge.exit_code, purge.stdout.strip()) == (0, "purged 0 expired session(s)")
     init = run(main, ["db", "init", "--store", bare_scheme])
-    assert (init.exit_code, init.output.strip()) == (0, "Bare needs no schema: nothing to do")
+    assert (init.exit_code, init.stdout.strip()) == (0, "Bare needs no schema: nothing to do")
 
 
 def test_cli_on_memcached_refuses_counting_and_listing(memcached: MemcachedServer) -> None:
@@ -146,7 +147,7 @@ def test_cli_on_memcached_refuses_counting_and_listing(memcached: MemcachedServe
     assert listing.exit_code == 1
     assert "MemcachedStore cannot list all its sessions; use --user" in listing.output
     purge = run(main, ["sessions", "purge", "--json", "--store", memcached.url])
-    assert (purge.exit_code, purge.output.strip()) == (0, '{\n  "purged": 0\n}')
+    assert (purge.exit_code, purge.stdout.strip()) == (0, '{\n  "purged": 0\n}')
 
 
 def test_stats_of_a_store_expiring_by_itself_omit_the_expired_count() -> None:

@@ -10,6 +10,7 @@ from . import csrf
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .conventions import StarletteOptions, from_starlette
 from .cookie import CookieStore
+from .csrf_failure import FAILURE_KEY, CSRFFailure
 from .dbsc.protocol import Answer
 from .errors import UNAVAILABLE_BODY, StoreError
 from .log import logger
@@ -20,7 +21,7 @@ from .session import Session
 from .stores.base import Store
 from .transport import RETRY_AFTER, plain_headers, raw_session_headers, raw_with_vary
 
-__all__ = ["SCOPE_KEY", "SessionMiddleware", "store_unavailable"]
+__all__ = ["SCOPE_KEY", "SessionMiddleware", "csrf_failure", "store_unavailable"]
 
 
 async def store_unavailable(scope: Scope, receive: Receive, send: Send) -> None:
@@ -29,6 +30,17 @@ async def store_unavailable(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "websocket.close", "code": 1011})
         return
     await _plain(send, 503, UNAVAILABLE_BODY, RETRY_AFTER)
+
+
+async def csrf_failure(scope: Scope, receive: Receive, send: Send) -> None:
+    """The default answer to a failed CSRF check: 403, a small HTML page with advice for
+    browsers, JSON with a machine-readable reason for API clients."""
+    failure: CSRFFailure = scope[FAILURE_KEY]
+    ctx: RequestContext = scope[SCOPE_KEY]
+    status, headers, body = ctx.csrf_answer(failure)
+    raw = [(n.encode(), v.encode()) for n, v in headers]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _plain(send: Send, status: int, body: bytes, *extra: tuple[str, str]) -> None:
@@ -91,7 +103,9 @@ class SessionMiddleware:
     are committed once, when the response starts, unless the status is 5xx or the app
     raised. Unsafe requests must pass the CSRF check (``csrf=False`` turns it off).
     ``on_store_unavailable`` is the ASGI app that answers when the store is down (default:
-    a plain 503). Starlette's ``SessionMiddleware`` arguments (``secret_key``,
+    a plain 503); ``on_csrf_failure`` the ASGI app that answers a failed CSRF check (it
+    finds the :class:`~satchel.csrf_failure.CSRFFailure` in ``scope["satchel.csrf_failure"]``;
+    default: :func:`csrf_failure`). Starlette's ``SessionMiddleware`` arguments (``secret_key``,
     ``session_cookie``, ``max_age``, ...) work too (:func:`satchel.conventions.from_starlette`).
     """
 
@@ -101,12 +115,14 @@ class SessionMiddleware:
         store: str | Store | CookieStore = DEFAULT_STORE,
         *,
         on_store_unavailable: ASGIApp = store_unavailable,
+        on_csrf_failure: ASGIApp = csrf_failure,
         **options: Unpack[StarletteOptions],
     ) -> None:
         self.app = app
         self.runtime = build(store, from_starlette(options))
         self.store, self.backend, self.policy = self.runtime
         self.on_store_unavailable = on_store_unavailable
+        self.on_csrf_failure = on_csrf_failure
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -153,9 +169,10 @@ class SessionMiddleware:
                     body = None
                 if body is not None:
                     receive = _replay(body, receive)
-            refusal = ctx.csrf_refusal(form_token)
-            if refusal is not None:
-                await _plain(send, 403, f"Forbidden: {refusal}\n".encode())
+            failure = ctx.csrf_check(form_token)
+            if failure is not None:
+                scope[FAILURE_KEY] = failure
+                await self.on_csrf_failure(scope, receive, send)
                 return
 
         failed = started = False

@@ -1,9 +1,11 @@
 """The ``satchel`` command: the demo, keys, configuration, and session administration.
 
 Settings come from the same loader apps use (defaults < ``satchel.toml`` or
-``$SATCHEL_CONFIG`` < ``SATCHEL_*`` < flags). Exit codes: 0 success, 1 an error (invalid
-configuration, nothing found), 2 a usage error, 3 the store is unavailable. ``--json``
-prints machine-readable output.
+``$SATCHEL_CONFIG`` < ``SATCHEL_*`` < flags). Every command that opens a store says which
+one on stderr (its URL, password masked, and where the setting came from). Exit codes
+(:data:`EXIT_CODES`): 0 success, 1 an error (invalid configuration, nothing found or
+revoked, a file that does not exist, a port in use), 2 a usage error, 3 the store is
+unavailable. ``--json`` prints machine-readable output.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ from .stores.base import Store
 from .stores.capabilities import Countable, ExpiryCountable, HasSchema, Listable
 
 STORE_UNAVAILABLE = 3
+EXIT_CODES = (
+    "Exit codes: 0 success; 1 an error (invalid configuration, nothing found or revoked, "
+    "a missing SQLite file, a port in use); 2 a usage error; 3 the store is unavailable."
+)
 PURGE_BATCH = 500
 PROGRESS_FROM = 1000  # expired records from which purge shows a progress bar
 
@@ -60,20 +66,35 @@ def _settings(ctx: click.Context, store: str | None, validate: bool = False) -> 
         return load_settings(ctx.obj.get("config"), store=store, validate=validate)
 
 
-def _open_store(settings: Settings) -> Store:
-    from .stores.registry import store_from_url
+def _open_store(settings: Settings, *, create: bool = False) -> Store:
+    """The store the settings name, said on stderr. Only ``create`` (``satchel db init``)
+    may create an SQLite file or a file store's directory: elsewhere one that does not
+    exist is an error naming the path, not an empty database made by accident."""
+    from .stores.registry import local_path, store_from_url
 
-    if settings.store.startswith("cookie:"):
+    url = settings.store
+    if url.startswith("cookie:"):
         raise click.ClickException(
             "the cookie store keeps sessions in browsers: there is nothing to administer "
             "on the server (its revocation markers live in revocation_store)"
         )
+    source = settings.sources.get("store", "default")
     with _errors():
-        return store_from_url(settings.store)
+        path = local_path(url)
+    if path is not None and not create and not Path(path).exists():
+        raise click.ClickException(
+            f"no session store at {safe(str(Path(path).absolute()))} (store "
+            f"{safe(mask_url(url))}, from {source}): check the path and the working "
+            "directory, or create it with `satchel db init`"
+        )
+    with _errors():
+        store = store_from_url(url)
+    click.echo(f"store: {safe(mask_url(url))} (from {source})", err=True)
+    return store
 
 
 def _when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _emit_json(data: Any) -> None:
@@ -98,7 +119,7 @@ store_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-@click.group()
+@click.group(epilog=EXIT_CODES)
 @click.version_option(package_name="satchel")
 @click.option(
     "--config",
@@ -146,9 +167,20 @@ def demo(
     keyfile: Path | None,
 ) -> None:
     """Run the demo app (users alice/wonderland and bob/builder)."""
-    import uvicorn
+    try:
+        import python_multipart  # noqa: F401  (the login form; Starlette needs it)
+        import uvicorn  # noqa: F401  (only checked here: a missing one is said at once)
 
-    from .demo import create_app
+        from .demo import create_app
+    except ImportError as exc:
+        name = (
+            (exc.name or "uvicorn")
+            .partition(".")[0]
+            .replace("python_multipart", "python-multipart")
+        )
+        raise click.ClickException(
+            f'satchel demo needs {name}, which is not installed: pip install "satchel[demo]"'
+        ) from None
 
     if (certfile is None) != (keyfile is None):
         raise click.UsageError("--certfile and --keyfile go together: give both or neither")
@@ -170,11 +202,12 @@ def demo(
         options["revocation_store"] = "sqlite:///satchel.db"
     with _errors():
         app = create_app(settings.store, **options)
+    _check_port(host, port)
     banner = f"(store: {settings.masked()['store']['value']})"
     if certfile is not None and keyfile is not None and spki is not None:
         click.echo(f"satchel demo on https://{host}:{port}/  {banner}")
         _echo_trust(f"certificate: {certfile}", spki)
-        uvicorn.run(
+        _serve(
             app,
             host=host,
             port=port,
@@ -186,7 +219,41 @@ def demo(
         _demo_with_own_certificate(app, host, port, banner)
     else:
         click.echo(f"satchel demo on http://{host}:{port}/  {banner}")
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        _serve(app, host=host, port=port, log_level="warning")
+
+
+def _serve(app: Any, **options: Any) -> None:
+    """uvicorn.run, its start-up failure (exit 3, e.g. the port taken since
+    :func:`_check_port`) turned into exit 1: 3 means "store unavailable" here."""
+    import uvicorn
+
+    try:
+        uvicorn.run(app, **options)
+    except SystemExit as exc:
+        if exc.code == STORE_UNAVAILABLE:
+            raise click.ClickException(
+                "the demo server could not start (see the error above)"
+            ) from None
+        raise
+
+
+def _check_port(host: str, port: int) -> None:
+    """A port that is taken (or a host this machine does not have) is a plain error, exit
+    1, said before the server starts -- not uvicorn's exit code 3, which is the "store
+    unavailable" code here."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another port "
+            "with --port (or stop what is using it)"
+        ) from None
 
 
 def _check_tls_files(certfile: Path, keyfile: Path) -> str:
@@ -213,8 +280,6 @@ def _demo_with_own_certificate(app: Any, host: str, port: int, banner: str) -> N
     import signal
     import tempfile
 
-    import uvicorn
-
     from .demo.tls import make_certificate
 
     def leave(signum: int, frame: object) -> NoReturn:
@@ -232,7 +297,7 @@ def _demo_with_own_certificate(app: Any, host: str, port: int, banner: str) -> N
                 f"in {directory} (removed on exit)",
                 cert.spki_sha256,
             )
-            uvicorn.run(
+            _serve(
                 app,
                 host=host,
                 port=port,
@@ -324,7 +389,7 @@ def db() -> None:
 @click.pass_context
 def db_init(ctx: click.Context, store: str | None) -> None:
     """Create the session table and its indexes (PostgreSQL, MariaDB/MySQL, SQLite)."""
-    backend = _open_store(_settings(ctx, store))
+    backend = _open_store(_settings(ctx, store), create=True)
     try:
         with _errors():
             if isinstance(backend, HasSchema):
@@ -397,7 +462,8 @@ def sessions_list(
 def sessions_revoke(
     ctx: click.Context, user: str | None, handle: str | None, store: str | None, as_json: bool
 ) -> None:
-    """Revoke sessions: all of a user's (--user), or one (--handle, optionally --user)."""
+    """Revoke sessions: all of a user's (--user), or one (--handle, optionally --user).
+    Exits 1 when nothing was revoked."""
     from .user_sessions import UserSessions
 
     if user is None and handle is None:
@@ -423,7 +489,7 @@ def sessions_revoke(
         _emit_json({"revoked": revoked})
     else:
         click.echo(f"revoked {revoked} session(s)")
-    if revoked == 0 and handle is not None:
+    if revoked == 0:  # nothing to revoke, by user or by handle: the same exit code
         ctx.exit(1)
 
 

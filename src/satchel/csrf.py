@@ -19,7 +19,7 @@ import secrets
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 from . import ids
@@ -281,16 +281,28 @@ def origin_refusal(
     options: CSRFOptions, headers: dict[str, str], own_origin: str | None
 ) -> str | None:
     """Why the request's browser metadata marks it cross-site, or None."""
+    found = origin_failure(options, headers, own_origin)
+    return None if found is None else found[1]
+
+
+def origin_failure(
+    options: CSRFOptions, headers: dict[str, str], own_origin: str | None
+) -> tuple[Literal["origin", "fetch_site"], str] | None:
+    """:func:`origin_refusal` with its machine-readable reason: ``"fetch_site"`` or
+    ``"origin"``."""
     site = headers.get("sec-fetch-site")
     if site == "cross-site":
-        return "cross-site request (Sec-Fetch-Site: cross-site)"
+        return "fetch_site", "cross-site request (Sec-Fetch-Site: cross-site)"
     if site == "same-site" and not options.allow_same_site:
-        return "request from another site of the same domain (Sec-Fetch-Site: same-site)"
+        return (
+            "fetch_site",
+            "request from another site of the same domain (Sec-Fetch-Site: same-site)",
+        )
     origin = headers.get("origin")
     if origin is not None:
         allowed = {o.rstrip("/") for o in options.trusted_origins}
         if own_origin:
             allowed.add(own_origin)
         if origin == "null" or origin.rstrip("/") not in allowed:
-            return f"foreign Origin {origin!r}"
+            return "origin", f"foreign Origin {origin!r}"
     return None

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .backend import TokenAction
+    from .csrf_failure import CSRFFailure
 
 
 class SatchelError(Exception):
@@ -39,6 +40,16 @@ class SessionTooLarge(SatchelError):
         )
         self.size = size
         self.limit = limit
+
+
+class CSRFError(SatchelError):
+    """A request failed the CSRF check; ``failure`` says why (its ``reason`` is
+    machine-readable). Raised on Flask (answer it with your own error handler for
+    ``CSRFError``) and by FastAPI's ``CSRFProtected`` dependency."""
+
+    def __init__(self, failure: CSRFFailure) -> None:
+        Exception.__init__(self, failure.message)
+        self.failure = failure
 
 
 class StoreError(SatchelError):

@@ -19,9 +19,12 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import difflib
+import math
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypedDict
+from datetime import timedelta
+from typing import Any, NamedTuple, TypeAlias, TypedDict
 
 from .cookies import CookieOptions, SameSite
 from .csrf import CSRFOptions
@@ -35,6 +38,10 @@ DEFAULT_STORE = "sqlite:///satchel.db"
 ENV_PREFIX = "SATCHEL_"
 CONFIG_ENV = "SATCHEL_CONFIG"  # the settings file's path; not an option
 DOCS = "docs/configuration.md"
+
+
+Duration: TypeAlias = float | timedelta | str
+"""A duration option's value: seconds, a ``datetime.timedelta``, or text like ``"30m"``."""
 
 
 class SessionOptions(TypedDict, total=False):
@@ -60,14 +67,14 @@ class SessionOptions(TypedDict, total=False):
     cookie_samesite: SameSite
     cookie_partitioned: bool
     cookie_persistent: bool
-    idle_timeout: float
-    absolute_timeout: float
-    refresh_interval: float | None
+    idle_timeout: Duration
+    absolute_timeout: Duration
+    refresh_interval: Duration | None
     token_paths: Sequence[str]
     dbsc: bool
     dbsc_required: bool
-    dbsc_grace: float
-    dbsc_cookie_lifetime: float
+    dbsc_grace: Duration
+    dbsc_cookie_lifetime: Duration
     dbsc_path: str
     dbsc_redirect: str | None
     clock: Callable[[], float]
@@ -86,6 +93,7 @@ class Parser(NamedTuple):
 
     type: str
     convert: Callable[[Any], Any]
+    duration: bool = False  # a number of seconds, also given as a timedelta or "30m"
 
 
 def _boolean(raw: Any) -> bool:
@@ -99,11 +107,43 @@ def _boolean(raw: Any) -> bool:
     raise ValueError("use true or false")
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_DURATION_TEXT = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
+DURATION_HELP = (
+    "give seconds (1800), a datetime.timedelta, or text with a unit: '30m', '2h', '1d' "
+    "(s, m, h, d, w; combined as '1h30m')"
+)
+
+
+def duration(raw: Any) -> float:
+    """Seconds from a number, a ``datetime.timedelta``, or text: ``"1800"``, ``"30m"``,
+    ``"2h"``, ``"1d"``, ``"1h30m"`` (units s, m, h, d, w). ValueError saying what is
+    accepted otherwise."""
+    if isinstance(raw, bool):
+        raise ValueError(f"a duration, not a boolean: {DURATION_HELP}")
+    if isinstance(raw, timedelta):
+        value = raw.total_seconds()
+    elif isinstance(raw, int | float):
+        value = float(raw)
+    elif isinstance(raw, str):
+        text = raw.strip().lower().replace(" ", "")
+        try:
+            value = float(text)
+        except ValueError:
+            if not _DURATION_TEXT.fullmatch(text):
+                raise ValueError(DURATION_HELP) from None
+            value = sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(text))
+    else:
+        raise ValueError(f"a {type(raw).__name__} is not a duration: {DURATION_HELP}")
+    if not math.isfinite(value):
+        raise ValueError(f"a finite duration: {DURATION_HELP}")
+    return value
+
+
 def _seconds(minimum: float, strict: bool) -> Callable[[Any], float]:
     def convert(raw: Any) -> float:
-        if isinstance(raw, bool):
-            raise ValueError("a number of seconds, not a boolean")
-        value = float(raw)
+        value = duration(raw)
         if value < minimum or (strict and value == minimum):
             raise ValueError("must be positive" if strict else f"must be at least {minimum:g}")
         return value
@@ -135,8 +175,9 @@ def _samesite(raw: Any) -> str:
 
 
 BOOL = Parser("bool", _boolean)
-SECONDS = Parser("float", _seconds(0, strict=True))
-SECONDS_OR_NONE = Parser("float | None", _seconds(0, strict=False))
+SECONDS = Parser("float", _seconds(0, strict=True), duration=True)
+SECONDS_OR_NONE = Parser("float | None", _seconds(0, strict=False), duration=True)
+SECONDS_FROM_ZERO = Parser("float", _seconds(0, strict=False), duration=True)
 WHOLE_OR_NONE = Parser("int | None", _whole)
 TEXT = Parser("str", _text)
 TEXT_OR_NONE = Parser("str | None", _text)
@@ -218,7 +259,8 @@ def _dbsc(name: str, field: str, type_: str, parse: Parser, doc: str) -> Option:
 
 
 def _expiry(name: str, parse: Parser, doc: str, shown: str = "") -> Option:
-    return Option(name, parse.type, parse, ExpiryPolicy, name, shown=shown, doc=doc)
+    type_ = parse.type.replace("float", "Duration")
+    return Option(name, type_, parse, ExpiryPolicy, name, shown=shown, doc=doc)
 
 
 # fmt: off
@@ -280,10 +322,10 @@ OPTIONS: tuple[Option, ...] = (
     _dbsc("dbsc_required", "required", "bool", BOOL,
           "every logged-in session must bind within `dbsc_grace`, else it is refused "
           "(`require_device_binding(session)` asks it of one session)"),
-    _dbsc("dbsc_grace", "grace", "float", Parser("float", _seconds(0, strict=False)),
+    _dbsc("dbsc_grace", "grace", "Duration", SECONDS_FROM_ZERO,
           "seconds after a login during which the browser is offered to bind (and a "
           "session that must bind is let through unbound)"),
-    _dbsc("dbsc_cookie_lifetime", "cookie_lifetime", "float", SECONDS,
+    _dbsc("dbsc_cookie_lifetime", "cookie_lifetime", "Duration", SECONDS,
           "seconds a bound cookie lives (1 to 86400): how long a stolen pair of cookies "
           "keeps working"),
     _dbsc("dbsc_path", "path", "str", TEXT,
@@ -302,12 +344,21 @@ OPTIONS: tuple[Option, ...] = (
            "(ASGI middleware), a WSGI app (WSGI middleware), a view (Django's "
            "`SATCHEL['on_store_unavailable']`); on Flask, the app's error handler for "
            "`StoreError`. Default: the same plain 503 on every path"),
+    Option("on_csrf_failure", "ASGIApp | WSGIApp", value=None, shown="403 page or JSON",
+           keyword=False,
+           doc="what answers a failed CSRF check: an ASGI app (ASGI middleware) or a WSGI app "
+           "(WSGI middleware), finding the `CSRFFailure` (`reason`, `message`) in "
+           "`scope`/`environ[\"satchel.csrf_failure\"]`; on Flask, the app's error handler "
+           "for `CSRFError`; on FastAPI's `CSRFProtected`, an exception handler for "
+           "`CSRFError`. Default: a small HTML page with advice for browsers, "
+           '`{"error": "csrf", "reason": ...}` for API clients (`Accept: application/json`)'),
     Option("login_url", "str", TEXT, value="/login", keyword=False, flask_only=True,
            doc="Flask: where `@login_required` sends a browser without a logged-in user"),
 )
 # fmt: on
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+DURATIONS = frozenset(o.name for o in OPTIONS if o.parse is not None and o.parse.duration)
 KEYWORDS = frozenset(o.name for o in OPTIONS if o.keyword)  # SessionOptions' keys
 SETTINGS = tuple(o.name for o in OPTIONS if o.setting)  # Settings' fields, in order
 ENV: dict[str, str] = {o.env: o.name for o in OPTIONS if o.setting and o.env}

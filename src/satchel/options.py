@@ -89,6 +89,7 @@ def build(store: str | Store | CookieStore, options: SessionOptions) -> Runtime:
     """The store, backend and request policy a middleware runs on; invalid options fail
     here, at start."""
     schema.refuse_unknown(options, schema.KEYWORDS, "SessionMiddleware")
+    options = _durations(options)
     if options.get("insecure_unsigned_cookies") and options.get("secret_keys"):
         raise ConfigurationError(
             "insecure_unsigned_cookies=True is ignored when secret_keys are given "
@@ -97,6 +98,19 @@ def build(store: str | Store | CookieStore, options: SessionOptions) -> Runtime:
     if isinstance(store, str) and store.startswith("cookie:"):
         store = cookie_store_from_url(store)
     return _runtime(store, options)
+
+
+def _durations(options: SessionOptions) -> SessionOptions:
+    """The duration options in seconds: numbers, ``datetime.timedelta`` or text like
+    ``"30m"``, ``"2h"``, ``"1d"`` (:func:`satchel.option_schema.duration`); anything else
+    is refused naming the option."""
+    given = [name for name in schema.DURATIONS if options.get(name) is not None]
+    if not given:
+        return options
+    out: dict[str, Any] = dict(options)
+    for name in given:
+        out[name] = schema.parse(name, out[name], "SessionMiddleware")
+    return out  # type: ignore[return-value]
 
 
 @singledispatch

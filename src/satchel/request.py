@@ -17,8 +17,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import csrf
-from .backend import Backend, DeviceInfo, TokenAction
+from .backend import DELETE, Backend, DeviceInfo, TokenAction
 from .cookies import CookieOptions, cookie_values
+from .csrf_failure import (
+    CSRFFailure,
+    Reason,
+    default_answer,
+    insecure_transport,
+    warn_insecure_transport,
+    warned_insecure_transport,
+)
 from .dbsc import protocol
 from .dbsc.options import DeviceBindingOptions
 from .errors import ConfigurationError, SessionStateError, StoreError
@@ -224,11 +232,25 @@ class RequestContext:
 
     def load(self, session: Session) -> None:
         drive(self._open_flow(), self.backend.store)
+        self._opened()
 
     async def aopen(self) -> None:
         """Load the session before the app runs (the async paths)."""
         if self.ticket is not None:
             await adrive(self._open_flow(), self.backend.store)
+            self._opened()
+
+    def _opened(self) -> None:
+        """A cookie that named no live session (expired, logged out, revoked) is deleted
+        from the browser by this response, unless the request stores a new session:
+        else every later request would cost a store lookup and a log line, forever."""
+        if (
+            self.ticket is not None
+            and self.session.id is None
+            and self.outgoing is None
+            and self.transport is self.policy.cookie_transport
+        ):
+            self.outgoing = DELETE
 
     def _commit_flow(self) -> Flow[None]:
         try:
@@ -327,7 +349,10 @@ class RequestContext:
             out += self.transport.render(action)
         if self.device_checked:
             out += protocol.response_lines(self, action)
-        return out + self._presession_lines()
+        out += self._presession_lines()
+        if out and not warned_insecure_transport() and self.insecure_transport:
+            warn_insecure_transport(self.origin.host)
+        return out
 
     def device_answer(self) -> protocol.Answer | None:
         """With device-bound sessions on: the answer of a DBSC endpoint, or the refusal of
@@ -449,6 +474,14 @@ class RequestContext:
         )
 
     def csrf_refusal(self, form_token: str | None = None, *, force: bool = False) -> str | None:
+        """Why this request fails the CSRF check (one line), or None when it passes:
+        :meth:`csrf_check`'s message."""
+        failure = self.csrf_check(form_token, force=force)
+        return None if failure is None else failure.message
+
+    def csrf_check(
+        self, form_token: str | None = None, *, force: bool = False
+    ) -> CSRFFailure | None:
         """Why this request fails the CSRF check, or None when it passes (``force``:
         check even where the middleware's settings would not, e.g. FastAPI's
         dependency).
@@ -460,25 +493,48 @@ class RequestContext:
             return None
         self.session.ensure_loaded()  # the token is bound to the session
         options = self.policy.csrf
-        reason = csrf.origin_refusal(options, self.headers, self.own_origin)
-        if reason is None and self.backend.keyring is not None:
+        found: tuple[Reason, str] | None = csrf.origin_failure(
+            options, self.headers, self.own_origin
+        )
+        if found is None and self.backend.keyring is not None:
             token = self.headers.get(csrf.HEADER) or form_token
             if not token:
-                reason = (
+                found = (
+                    "token_missing",
                     "CSRF token missing (send it as the csrf_token form field or the "
-                    "X-CSRF-Token header)"
+                    "X-CSRF-Token header)",
                 )
             elif not csrf.token_matches(token, self._accepted_secrets()):
-                reason = "CSRF token invalid for this session (reload the page and try again)"
-        if reason is not None:
-            security.info(
-                "CSRF check failed on %s %s: %s",
-                printable(self.method),
-                printable(self.path),  # the client's: no forged log lines, no escapes
-                printable(reason),
-            )
-            emit(self.backend.on_event, "security", reason="csrf_failure")
-        return reason
+                found = (
+                    "token_invalid",
+                    "CSRF token invalid for this session (reload the page and try again)",
+                )
+        if found is None:
+            return None
+        reason, message = found
+        insecure = self.insecure_transport
+        if insecure:
+            message += "; the session cookies are Secure but this request came over plain http"
+        security.info(
+            "CSRF check failed on %s %s: %s",
+            printable(self.method),
+            printable(self.path),  # the client's: no forged log lines, no escapes
+            printable(message),
+        )
+        emit(self.backend.on_event, "security", reason="csrf_failure")
+        return CSRFFailure(reason, message, insecure)
+
+    @property
+    def insecure_transport(self) -> bool:
+        """Whether this request came over plain http to a host other than loopback while
+        the session cookie is Secure: the browser drops what is set here."""
+        origin = self.origin
+        return insecure_transport(self.policy.cookie.secure, origin.scheme, origin.host)
+
+    def csrf_answer(self, failure: CSRFFailure) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The default answer to ``failure``: an HTML page, or JSON for API clients."""
+        headers = self.headers
+        return default_answer(failure, headers.get("accept", ""), headers.get("content-type", ""))
 
     def _accepted_secrets(self) -> list[bytes]:
         keyring = self.backend.keyring

@@ -12,6 +12,7 @@ from . import csrf
 from ._types import Environ, ExcInfo, StartResponse, WSGIApp
 from .backend import Backend
 from .cookie import CookieStore
+from .csrf_failure import FAILURE_KEY, CSRFFailure
 from .dbsc.protocol import Answer
 from .errors import UNAVAILABLE_BODY, StoreError
 from .log import logger
@@ -21,7 +22,7 @@ from .session import Session
 from .stores.base import Store
 from .transport import RETRY_AFTER, plain_headers
 
-__all__ = ["CONTEXT_KEY", "ENVIRON_KEY", "SessionMiddleware", "open_lazily"]
+__all__ = ["CONTEXT_KEY", "ENVIRON_KEY", "SessionMiddleware", "csrf_failure", "open_lazily"]
 
 
 def _answer(start_response: StartResponse, status: str, body: bytes) -> Iterable[bytes]:
@@ -31,6 +32,15 @@ def _answer(start_response: StartResponse, status: str, body: bytes) -> Iterable
 
 
 _UNAVAILABLE = "503 Service Unavailable"
+
+
+def csrf_failure(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """The default answer to a failed CSRF check (see :func:`satchel.asgi.csrf_failure`)."""
+    failure: CSRFFailure = environ[FAILURE_KEY]
+    ctx: RequestContext = environ[CONTEXT_KEY]
+    status, headers, body = ctx.csrf_answer(failure)
+    start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+    return [body]
 
 
 def answer_wsgi(answer: Answer) -> WSGIApp:
@@ -145,7 +155,9 @@ class _Exchange:
 
 class SessionMiddleware:
     """``SessionMiddleware(app, store="sqlite:///satchel.db", secret_keys=[...], ...)``;
-    the same options as :class:`satchel.asgi.SessionMiddleware`."""
+    the same options as :class:`satchel.asgi.SessionMiddleware`; ``on_store_unavailable``
+    and ``on_csrf_failure`` are WSGI apps here (the failure is in
+    ``environ["satchel.csrf_failure"]``)."""
 
     def __init__(
         self,
@@ -153,12 +165,14 @@ class SessionMiddleware:
         store: str | Store | CookieStore = DEFAULT_STORE,
         *,
         on_store_unavailable: WSGIApp | None = None,
+        on_csrf_failure: WSGIApp = csrf_failure,
         **options: Unpack[SessionOptions],
     ) -> None:
         self.app = app
         self.runtime = build(store, options)
         self.store, self.backend, self.policy = self.runtime
         self.on_store_unavailable = on_store_unavailable
+        self.on_csrf_failure = on_csrf_failure
 
     def _unavailable(
         self, environ: Environ, start_response: StartResponse, ctx: RequestContext
@@ -188,7 +202,8 @@ class SessionMiddleware:
             logger.error("session store unavailable while loading: %s", exc)
             return self._unavailable(environ, start_response, ctx)
         if refusal is not None:
-            return _answer(start_response, "403 Forbidden", f"Forbidden: {refusal}\n".encode())
+            environ[FAILURE_KEY] = refusal
+            return self.on_csrf_failure(environ, start_response)
         if answer is not None:
             if not answer.commit:
                 return answer_wsgi(answer)(environ, start_response)
@@ -222,7 +237,7 @@ class SessionMiddleware:
         return _Body([] if first is None else [first], chunks, result)
 
     @staticmethod
-    def _csrf(environ: Environ, ctx: RequestContext) -> str | None:
+    def _csrf(environ: Environ, ctx: RequestContext) -> CSRFFailure | None:
         """Check CSRF before the app runs; a form body read here is put back for the app."""
         if not ctx.csrf_applies():  # a safe method, an exempt path: nothing to check
             return None
@@ -236,7 +251,7 @@ class SessionMiddleware:
                 body = environ["wsgi.input"].read(length)
                 environ["wsgi.input"] = io.BytesIO(body)
                 form_token = csrf.token_from_form(environ.get("CONTENT_TYPE", ""), body)
-        return ctx.csrf_refusal(form_token)
+        return ctx.csrf_check(form_token)
 
 
 def open_lazily(

@@ -27,8 +27,13 @@ an error too.
 
 from __future__ import annotations
 
-from asgiref.sync import sync_to_async
-from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from . import missing_framework
+
+try:
+    from asgiref.sync import sync_to_async
+    from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+except ModuleNotFoundError as exc:
+    raise missing_framework(exc, "django") from None
 
 from .. import auth, ids
 from ..engine import Engine, drive
@@ -196,3 +201,17 @@ class SessionStore(DjangoExpiry, SessionBase):
     def clear_expired(cls) -> None:
         store, engine = runtime()
         store.purge_expired(engine.clock())
+
+
+def _check_at_start() -> None:
+    """Django imports the session engine when it builds its middleware, as the server
+    starts (``get_wsgi_application()``, ``get_asgi_application()``, ``runserver``):
+    ``settings.SATCHEL`` is checked then, so a typo or an invalid value stops the start
+    with a ConfigurationError naming the setting, not the first request with a 500."""
+    from django.conf import settings as django_settings
+
+    if django_settings.configured and __name__ == django_settings.SESSION_ENGINE:
+        runtime()
+
+
+_check_at_start()

@@ -15,7 +15,12 @@ from dataclasses import fields
 from functools import cache
 from typing import Any
 
-from django.conf import settings as django_settings
+from . import missing_framework
+
+try:
+    from django.conf import settings as django_settings
+except ModuleNotFoundError as exc:
+    raise missing_framework(exc, "django") from None
 
 from ..engine import Engine
 from ..errors import ConfigurationError

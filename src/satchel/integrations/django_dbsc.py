@@ -13,9 +13,14 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from django.conf import settings as django_settings
-from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
-from django.http import HttpResponse
+from . import missing_framework
+
+try:
+    from django.conf import settings as django_settings
+    from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
+    from django.http import HttpResponse
+except ModuleNotFoundError as exc:
+    raise missing_framework(exc, "django") from None
 
 from .. import option_schema as schema
 from ..backend import DELETE

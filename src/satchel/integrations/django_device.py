@@ -15,7 +15,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from django.conf import settings as django_settings
+from . import missing_framework
+
+try:
+    from django.conf import settings as django_settings
+except ModuleNotFoundError as exc:
+    raise missing_framework(exc, "django") from None
 
 from ..backend import DeviceInfo
 from ..errors import UNAVAILABLE_BODY, KeyCollision, StoreError

@@ -20,8 +20,13 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.conf import settings as django_settings
+from . import missing_framework
+
+try:
+    from asgiref.sync import sync_to_async
+    from django.conf import settings as django_settings
+except ModuleNotFoundError as exc:
+    raise missing_framework(exc, "django") from None
 
 from ..engine import Engine
 from ..errors import ConfigurationError, SessionDataError

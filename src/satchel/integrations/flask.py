@@ -19,14 +19,19 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, Response, abort, current_app, g, jsonify, redirect, request, session
-from flask.sessions import SessionInterface, SessionMixin
-from werkzeug.datastructures import Headers
+from . import missing_framework
+
+try:
+    from flask import Flask, Response, current_app, g, jsonify, redirect, request, session
+    from flask.sessions import SessionInterface, SessionMixin
+    from werkzeug.datastructures import Headers
+except ModuleNotFoundError as exc:
+    raise missing_framework(exc, "flask") from None
 
 from .. import auth, csrf
 from .. import option_schema as schema
 from ..conventions import flask_layers, flask_permanent_lifetime
-from ..errors import UNAVAILABLE_BODY, StoreError
+from ..errors import UNAVAILABLE_BODY, CSRFError, StoreError
 from ..guard import safe_next
 from ..log import logger
 from ..options import Runtime, SessionOptions, build
@@ -181,6 +186,8 @@ class Satchel:
         app.before_request(self._check_csrf)
         app.jinja_env.globals["csrf_token"] = lambda: csrf_token(request.environ)
         app.register_error_handler(StoreError, _store_unavailable)
+        if CSRFError not in app.error_handler_spec[None][None]:  # the app's own wins
+            app.register_error_handler(CSRFError, _csrf_failure)
 
     def _middleware_options(self, settings: Settings) -> SessionOptions:
         options = settings.middleware_options()
@@ -236,9 +243,9 @@ class Satchel:
             # cached for the view (request.form, request.get_data())
             body = request.get_data(cache=True)
             form_token = csrf.token_from_form(request.content_type or "", body)
-        reason = ctx.csrf_refusal(form_token)
-        if reason is not None:
-            abort(403, description=f"Forbidden: {reason}")
+        failure = ctx.csrf_check(form_token)
+        if failure is not None:
+            raise CSRFError(failure)
 
 
 def _check_device() -> Response | None:
@@ -271,6 +278,15 @@ def _store_unavailable(exc: Exception) -> tuple[bytes, int, list[tuple[str, str]
     for :class:`~satchel.errors.StoreError` to answer otherwise)."""
     logger.error("session store unavailable: %s", exc)
     return UNAVAILABLE_BODY, 503, plain_headers(UNAVAILABLE_BODY, RETRY_AFTER)
+
+
+def _csrf_failure(exc: CSRFError) -> tuple[bytes, int, list[tuple[str, str]]]:
+    """The default answer to a failed CSRF check: an HTML page with advice, JSON for API
+    clients (register your own Flask error handler for
+    :class:`~satchel.errors.CSRFError` to answer otherwise)."""
+    ctx: RequestContext = request.environ[CONTEXT_KEY]
+    status, headers, body = ctx.csrf_answer(exc.failure)
+    return body, status, headers
 
 
 def _session() -> FlaskSession:

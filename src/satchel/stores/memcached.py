@@ -266,9 +266,11 @@ class MemcachedStore(Store):
 
 def from_url(url: str) -> MemcachedStore:
     """``memcached://host:11211[,host2:11211]?prefix=...&timeout=...&max_pool_size=...``."""
-    from .registry import url_options
+    from .registry import refuse_unknown_params, url_options
 
-    clean, options = url_options(url, {"prefix": str, "timeout": float, "max_pool_size": int})
+    own: dict[str, Callable[[str], Any]] = {"prefix": str, "timeout": float, "max_pool_size": int}
+    refuse_unknown_params(url, own)  # nothing else is read: pymemcache gets no query
+    clean, options = url_options(url, own)
     servers = []
     for part in filter(None, urlsplit(clean).netloc.split(",")):
         host, _, port = part.rpartition(":") if ":" in part else (part, "", "")

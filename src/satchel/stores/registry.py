@@ -19,8 +19,9 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
@@ -125,18 +126,51 @@ def _path_of(url: str, what: str, *, sqlalchemy_style: bool = False) -> str:
     return unquote(rest)
 
 
+def refuse_unknown_params(
+    url: str,
+    own: Collection[str],
+    driver: Collection[str] = (),
+    driver_name: str = "",
+) -> None:
+    """Refuse a query parameter of ``url`` that neither satchel (``own``) nor the driver
+    the rest of the query goes to (``driver``, named ``driver_name``) knows, naming the
+    closest valid one and every valid one: a misspelt ``?tabel=`` must not be ignored,
+    nor reach the driver as a ``TypeError`` at the first request."""
+    given = parse_qs(urlsplit(url).query, keep_blank_values=True)
+    valid = set(own) | set(driver)
+    unknown = sorted(name for name in given if name not in valid)
+    if not unknown:
+        return
+    name = unknown[0]
+    close = difflib.get_close_matches(name, sorted(valid), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    listed = f"satchel's: {', '.join(sorted(own)) or 'none'}"
+    extra = sorted(set(driver) - set(own))
+    if extra:
+        listed += f"; {driver_name}'s: {', '.join(extra)}"
+    raise ConfigurationError(
+        f"store URL {mask_url(url)!r}: unknown parameter {name!r}{hint}; valid parameters: {listed}"
+    )
+
+
+def local_path(url: str) -> str | None:
+    """The file an ``sqlite://`` URL names, or the directory of a ``file://`` URL (as
+    the store would open it, relative to the working directory); None for any other
+    store (and for SQLite's ``:memory:``)."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme == "sqlite":
+        path = _path_of(url, "database file", sqlalchemy_style=True)
+        return None if path == ":memory:" or path.startswith("file:") else path
+    if scheme == "file":
+        return _path_of(url, "directory")
+    return None
+
+
 def _own_options(url: str, casts: dict[str, Callable[[str], Any]]) -> dict[str, Any]:
-    """The query options of an embedded store's URL; any other parameter is refused,
-    naming the valid ones (nothing passes through to a driver here, so an unknown one
-    could only be a typo that would otherwise do nothing)."""
-    rest, options = url_options(url, casts)
-    unknown = sorted(parse_qs(urlsplit(rest).query, keep_blank_values=True))
-    if unknown:
-        valid = ", ".join(sorted(casts)) or "none"
-        raise ConfigurationError(
-            f"store URL {mask_url(url)!r}: unknown parameter {unknown[0]!r} (valid: {valid})"
-        )
-    return options
+    """The query options of a store's URL whose query goes to no driver (embedded
+    stores, Memcached); any other parameter is refused, naming the valid ones."""
+    refuse_unknown_params(url, casts)
+    return url_options(url, casts)[1]
 
 
 def _synchronous(value: str) -> str:

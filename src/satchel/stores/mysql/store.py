@@ -45,8 +45,17 @@ def _async_error_table() -> ErrorTable:
 
 
 def _describe(exc: BaseException, kind: type[StoreError]) -> str:
-    # an unreachable server's message may quote the statement: its class name is enough
-    return exc.__class__.__name__ if kind is StoreUnavailable else scrub(str(exc))
+    """One line. An unreachable server's SQLAlchemy message may quote the statement: what
+    the driver said (its error code and the server's or socket's message: unknown
+    database, access denied, connection refused) is given instead, else the class name."""
+    if kind is not StoreUnavailable:
+        return scrub(str(exc))
+    original = getattr(exc, "orig", None) or exc
+    args: tuple[Any, ...] = tuple(getattr(original, "args", ()))
+    if len(args) >= 2 and isinstance(args[0], int) and isinstance(args[1], str):
+        said = " ".join(args[1].split())
+        return scrub(f"{type(original).__name__} {args[0]}: {said}")
+    return exc.__class__.__name__
 
 
 # The deadline of the sync call in progress (see MySQLStore._run).
@@ -397,12 +406,44 @@ class MySQLStore(Store):
         self.close()
 
 
+# given as text in a URL's query, SQLAlchemy gathers these into the drivers' ``ssl`` dict
+_SSL_PARAMETERS = (
+    "ssl_ca",
+    "ssl_cert",
+    "ssl_key",
+    "ssl_capath",
+    "ssl_cipher",
+    "ssl_check_hostname",
+)
+# the drivers' connect arguments that only code can give (objects, not text)
+_NOT_TEXT = ("conv", "cursorclass", "ssl", "self")
+
+
+def driver_parameters() -> frozenset[str]:
+    """The query parameters the rest of the URL's query may hold: the connect arguments
+    both drivers take (the sync and the async path get the same), and SQLAlchemy's
+    ``ssl_*``."""
+    import inspect
+
+    import aiomysql
+    import pymysql
+
+    sync = set(inspect.signature(pymysql.connections.Connection.__init__).parameters)
+    both = sync & set(inspect.signature(aiomysql.connect).parameters)
+    return frozenset(both - set(_NOT_TEXT)) | frozenset(_SSL_PARAMETERS)
+
+
 def from_url(url: str) -> MySQLStore:
     """``mysql://user:pw@host:3306/db`` or ``mariadb://...``, with optional ``table``,
     ``pool_size``, ``max_overflow`` and ``timeout`` query parameters."""
-    from ..registry import url_options
+    from ..registry import refuse_unknown_params, url_options
 
-    clean, options = url_options(
-        url, {"table": str, "pool_size": int, "max_overflow": int, "timeout": float}
-    )
+    own: dict[str, Callable[[str], Any]] = {
+        "table": str,
+        "pool_size": int,
+        "max_overflow": int,
+        "timeout": float,
+    }
+    refuse_unknown_params(url, own, driver_parameters(), "PyMySQL/aiomysql")
+    clean, options = url_options(url, own)
     return MySQLStore("mysql://" + clean.split("://", 1)[1], **options)

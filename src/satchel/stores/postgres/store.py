@@ -20,6 +20,7 @@ from typing import Any, Literal
 from ... import _json
 from ...errors import ConfigurationError, KeyCollision, StoreError, StoreUnavailable
 from ...record import Change, Meta, Record
+from ...redact import scrub
 from .._errors import ErrorTable, map_exceptions
 from .._sql import Watch, deadlines, meta_of, meta_params, record_of
 from ..base import Store, apurge_in_batches, listed, purge_in_batches
@@ -90,12 +91,13 @@ class PostgresStore(Store):
                 raise ConfigurationError("this PostgresStore has no sync pool; pass pool=")
             from psycopg_pool import ConnectionPool
 
+            self._probe()
             self._pool = ConnectionPool(
                 self.url,
                 min_size=self.min_size,
                 max_size=self.max_size,
                 timeout=self.timeout,
-                kwargs={"autocommit": True, "connect_timeout": max(1, int(self.timeout))},
+                kwargs=self._connect_options(),
                 configure=self._configure,
                 open=True,
             )
@@ -108,18 +110,45 @@ class PostgresStore(Store):
                 raise ConfigurationError("this PostgresStore has no async pool; pass async_pool=")
             from psycopg_pool import AsyncConnectionPool
 
+            await self._aprobe()
             pool = AsyncConnectionPool(
                 self.url,
                 min_size=self.min_size,
                 max_size=self.max_size,
                 timeout=self.timeout,
-                kwargs={"autocommit": True, "connect_timeout": max(1, int(self.timeout))},
+                kwargs=self._connect_options(),
                 configure=self._aconfigure,
                 open=False,
             )
             await pool.open()
             self._async_pool = pool
         return self._async_pool
+
+    def _connect_options(self) -> dict[str, Any]:
+        return {"autocommit": True, "connect_timeout": max(1, int(self.timeout))}
+
+    def _probe(self) -> None:
+        """One direct connection before the pool opens: a server that refuses it (no such
+        database, wrong password, nothing listening) fails the call at once, with the
+        server's reason in one line, instead of the pool's retries logging it for
+        ``timeout`` seconds and then saying only that it got no connection."""
+        import psycopg
+
+        assert self.url is not None
+        try:
+            psycopg.connect(self.url, **self._connect_options()).close()
+        except psycopg.Error as exc:
+            raise _unreachable(exc) from exc
+
+    async def _aprobe(self) -> None:
+        import psycopg
+
+        assert self.url is not None
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.url, **self._connect_options())
+            await conn.close()
+        except psycopg.Error as exc:
+            raise _unreachable(exc) from exc
 
     def _errors(self, watch: Callable[[], Watch | None]) -> AbstractContextManager[None]:
         """Driver errors as StoreErrors; a call whose deadline shut its socket (``watch``
@@ -361,14 +390,34 @@ class PostgresStore(Store):
         self.close()
 
 
+def _unreachable(exc: BaseException) -> StoreUnavailable:
+    """The store-unavailable error of a failed connection: the server's reason, one line
+    (``FATAL: database "x" does not exist``), secrets scrubbed."""
+    said = " ".join(str(exc).split())
+    return StoreUnavailable(f"PostgreSQL store unavailable: {scrub(said)}", exc)
+
+
+def libpq_parameters() -> frozenset[str]:
+    """The connection parameters the installed libpq knows (the rest of the URL's query
+    goes to it)."""
+    import psycopg
+
+    return frozenset(d.keyword.decode() for d in psycopg.pq.Conninfo.get_defaults())
+
+
 def from_url(url: str) -> PostgresStore:
     """``postgresql://user@host:5432/db?table=...&max_size=10&timeout=5``; satchel's own
     query parameters are taken out, the rest goes to libpq."""
-    from ..registry import url_options
+    from ..registry import refuse_unknown_params, url_options
 
-    clean, options = url_options(
-        url, {"table": str, "min_size": int, "max_size": int, "timeout": float}
-    )
+    own: dict[str, Callable[[str], Any]] = {
+        "table": str,
+        "min_size": int,
+        "max_size": int,
+        "timeout": float,
+    }
+    refuse_unknown_params(url, own, libpq_parameters(), "libpq")
+    clean, options = url_options(url, own)
     if clean.startswith("postgres://"):
         clean = "postgresql://" + clean.removeprefix("postgres://")
     return PostgresStore(clean, **options)

@@ -308,23 +308,59 @@ def _refreshed(record: Record, now: float) -> Record:
     return Record(record.data, record.meta._replace(last_seen=now), refreshed=True)
 
 
+# what redis-py takes from a URL's query besides what it parses itself (text arguments of
+# its connection classes that make sense for satchel: not decode_responses, which would
+# hand satchel text where it reads bytes)
+_TEXT_ARGUMENTS = ("client_name", "encoding", "encoding_errors", "socket_keepalive")
+_TLS_ARGUMENTS = (
+    "ssl_ca_certs",
+    "ssl_ca_data",
+    "ssl_ca_path",
+    "ssl_cert_reqs",
+    "ssl_certfile",
+    "ssl_ciphers",
+    "ssl_keyfile",
+    "ssl_password",
+    "ssl_validate_ocsp",
+    "ssl_validate_ocsp_stapled",
+)
+
+
+def driver_parameters(tls: bool) -> frozenset[str]:
+    """The query parameters redis-py reads from a ``redis://`` (``rediss://`` with
+    ``tls``) URL: those it parses, and a few text arguments of its connection class
+    (anything else it would pass to the connection, failing at the first request)."""
+    import inspect
+
+    from redis import connection
+
+    cls = connection.SSLConnection if tls else connection.Connection
+    accepted = set(inspect.signature(connection.AbstractConnection.__init__).parameters)
+    accepted |= set(inspect.signature(cls.__init__).parameters)
+    wanted = set(_TEXT_ARGUMENTS) | (set(_TLS_ARGUMENTS) if tls else set())
+    return frozenset(connection.URL_QUERY_ARGUMENT_PARSERS) | frozenset(wanted & accepted)
+
+
 def from_url(url: str) -> RedisStore:
     """``redis://``, ``rediss://``, ``redis+sentinel://`` or ``redis+cluster://``, with
     optional ``prefix``, ``socket_timeout``, ``connect_timeout``, ``max_connections``,
     ``wait_replicas``, ``wait_timeout`` and ``sentinel_check_interval`` query parameters
     (satchel's own; everything else is left to redis-py)."""
-    from ..registry import url_options
+    from ..registry import refuse_unknown_params, url_options
 
-    clean, options = url_options(
-        url,
-        {
-            "prefix": str,
-            "socket_timeout": float,
-            "connect_timeout": float,
-            "max_connections": int,
-            "wait_replicas": int,
-            "wait_timeout": float,
-            "sentinel_check_interval": float,
-        },
-    )
+    own: dict[str, Callable[[str], Any]] = {
+        "prefix": str,
+        "socket_timeout": float,
+        "connect_timeout": float,
+        "max_connections": int,
+        "wait_replicas": int,
+        "wait_timeout": float,
+        "sentinel_check_interval": float,
+    }
+    scheme = url.partition("://")[0].lower()
+    if scheme in ("redis", "rediss"):  # the rest of the query goes to redis-py
+        refuse_unknown_params(url, own, driver_parameters(scheme == "rediss"), "redis-py")
+    else:  # Sentinel and Cluster URLs: satchel reads the query, nothing else does
+        refuse_unknown_params(url, own)
+    clean, options = url_options(url, own)
     return RedisStore(clean, **options)
