@@ -337,6 +337,23 @@ def test_a_logged_out_cookie_is_deleted_on_the_next_response(path: str, store: s
     assert _deleted(response)
 
 
+@pytest.mark.parametrize("path", ["asgi", "wsgi"])
+def test_a_background_request_never_deletes_the_cookie(path: str) -> None:
+    """A page's fetch or polling request still carrying the cookie a login in another tab
+    has just replaced must not delete the new one: only a page load (or a client that sends
+    no Sec-Fetch-Mode) deletes a dead cookie."""
+    client = CLIENTS[path]()
+    client.get("/login")
+    old = client.cookies["satchel"]
+    client.get("/logout")
+    client.cookies.clear()
+    for mode in ("cors", "same-origin", "no-cors", "websocket"):
+        response = client.get("/me", headers={"cookie": f"satchel={old}", "sec-fetch-mode": mode})
+        assert not _deleted(response), mode
+    page = client.get("/me", headers={"cookie": f"satchel={old}", "sec-fetch-mode": "navigate"})
+    assert _deleted(page)
+
+
 def test_a_revoked_cookie_session_is_deleted(security_log: pytest.LogCaptureFixture) -> None:
     """Cookie sessions with a revocation store: a copy made before "log out everywhere"
     is deleted by the next response, so it is not presented (and logged) again."""

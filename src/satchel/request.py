@@ -243,12 +243,16 @@ class RequestContext:
     def _opened(self) -> None:
         """A cookie that named no live session (expired, logged out, revoked) is deleted
         from the browser by this response, unless the request stores a new session:
-        else every later request would cost a store lookup and a log line, forever."""
+        else every later request would cost a store lookup and a log line, forever.
+        Only a page load's response (or a client's that sends no ``Sec-Fetch-Mode``)
+        deletes it: a page's background requests (``fetch``, polling) still in flight with
+        the old cookie when a login in another tab set the new one would delete that."""
         if (
             self.ticket is not None
             and self.session.id is None
             and self.outgoing is None
             and self.transport is self.policy.cookie_transport
+            and self.headers.get("sec-fetch-mode", "navigate") == "navigate"
         ):
             self.outgoing = DELETE
 
