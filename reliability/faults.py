@@ -1,0 +1,326 @@
+"""Store faults and failover under load (issue 14): a store is killed, frozen, cut off or
+restarted, or a Redis primary fails over, while the load runs; only servers this module
+starts (private ``redis-server``, ``memcached``, Sentinel and Cluster nodes) or proxies it
+owns (``TcpProxy`` in front of the shared PostgreSQL and MariaDB) are touched.
+
+What must hold, from the load's timeline (every request: start, latency, status):
+
+- **during the fault** only clean 503s: no other status >= 400, no connection error or
+  timeout at the client, no silent reset, and no request longer than the store's timeout
+  plus :data:`HANG_SLACK` (or, on gunicorn's 2 sync workers, plus twice the p99 before the
+  fault: requests queue behind the busy workers);
+- **after it**, without restarting the app, recovery within :data:`RECOVERY_BOUND` seconds
+  of the store answering again: the first 2xx, and the last failure, of the requests
+  started after that moment;
+- **no acknowledged write lost** on a store that persisted it (Redis with AOF ``always``,
+  PostgreSQL, MariaDB). A restarted memcached loses its sessions by design: each client's
+  first request after the restart finds an empty session (a counted reset, its increments
+  "lost by design") and logs in again; any reset before the restart, a second one per
+  client, or a write lost after the re-login fails the row.
+
+Failover (Sentinel, Cluster): the same, with acknowledged writes lost to asynchronous
+replication measured and reported; with ``wait_replicas=1`` (satchel's ``WAIT``) none may be.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tests.services import MemcachedServer, TcpProxy, port_open
+
+from .context import Context, Unavailable
+from .load import Event, LoadResult
+from .results import SKIP, Row, Rule, row_from
+
+if TYPE_CHECKING:
+    from tests.services import RedisServer
+
+#: Store timeouts of the URLs under test (seconds): Redis and memcached; PostgreSQL and
+#: MariaDB (psycopg's connect timeout is whole seconds, at least 1).
+FAST_TIMEOUT, SQL_TIMEOUT = 0.5, 1.0
+#: A request during a fault may take its store timeout plus this much (seconds).
+HANG_SLACK = 0.5
+#: After the store answers again, the app must answer 2xx, and fail no more, within this.
+RECOVERY_BOUND = 2.0
+
+
+@dataclass(frozen=True)
+class Timing:
+    duration: float  # of the load run
+    at: float  # the fault, seconds in
+    down: float  # how long the store is down, killed, frozen or cut
+
+
+TIMINGS = {"full": Timing(30.0, 10.0, 5.0), "short": Timing(9.0, 2.0, 5.0)}
+
+
+@dataclass
+class Window:
+    """When the fault began and when the store answered again (offsets into the load)."""
+
+    start: float
+    back: float
+
+
+@dataclass
+class Figures:
+    statuses: dict[int, int]  # of the requests during the fault
+    errors: int  # no response, during the fault
+    max_s: float  # the longest request overlapping the fault
+    first_ok_s: float | None  # the first 2xx started after the store was back (its end)
+    last_bad_s: float  # the last failure started after it (its end; 0: none)
+    bound_s: float  # the longest a request may take
+
+    @property
+    def recovery_s(self) -> float | None:
+        return None if self.first_ok_s is None else max(self.first_ok_s, self.last_bad_s)
+
+    def note(self, window: Window) -> str:
+        during = ", ".join(f"{n} x {s}" for s, n in sorted(self.statuses.items()))
+        recovery = "never" if self.recovery_s is None else f"{self.recovery_s:.2f} s"
+        first = "-" if self.first_ok_s is None else f"{self.first_ok_s:.2f}"
+        return (
+            f"fault {window.start:.1f}-{window.back:.1f} s; during it: {during or 'nothing'}"
+            f"{f', {self.errors} errors' if self.errors else ''}; longest request "
+            f"{self.max_s:.2f} s (bound {self.bound_s:.2f}); recovered in {recovery} "
+            f"(first 2xx {first} s, last failure {self.last_bad_s:.2f} s after the store was back)"
+        )
+
+
+def _ok(status: int) -> bool:
+    return 200 <= status < 400
+
+
+def figures(result: LoadResult, window: Window, timeout: float, queued: bool) -> Figures:
+    timeline = result.timeline
+    during = [s for s in timeline if s.t <= window.back and s.t + s.latency >= window.start]
+    statuses: dict[int, int] = {}
+    for s in during:
+        if s.status:
+            statuses[s.status] = statuses.get(s.status, 0) + 1
+    before = sorted(s.latency for s in timeline if s.t + s.latency < window.start and s.status)
+    slack = HANG_SLACK
+    if queued and before:
+        slack = max(slack, 2 * before[int(0.99 * (len(before) - 1))])
+    after = [s for s in timeline if s.t >= window.back]
+    first_ok = min((s.t + s.latency for s in after if 200 <= s.status < 300), default=None)
+    last_bad = max((s.t + s.latency for s in after if not _ok(s.status)), default=window.back)
+    return Figures(
+        statuses=statuses,
+        errors=sum(1 for s in during if not s.status),
+        max_s=max((s.latency for s in during), default=0.0),
+        first_ok_s=None if first_ok is None else first_ok - window.back,
+        last_bad_s=last_bad - window.back,
+        bound_s=timeout + slack,
+    )
+
+
+def fault_rule(
+    fig: Figures, *, lossless: bool = True, resets_from: float | None = None, clients: int = 0
+) -> Rule:
+    """The fault rule (see the module's doc). ``lossless=False``: acknowledged writes lost
+    are reported, not judged (asynchronous replication). ``resets_from``: sessions are lost
+    by design at that offset (memcached): one reset per client after it is allowed."""
+
+    def check(result: LoadResult) -> list[str]:
+        reasons = []
+        bad = {s: n for s, n in result.statuses.items() if s >= 400 and s != 503}
+        if bad:
+            reasons.append(f"responses {bad}")
+        if result.errors:
+            reasons.append(f"client errors {dict(result.errors)}")
+        if result.unverified:
+            reasons.append(f"{result.unverified} clients unverified")
+        if not result.acked:
+            reasons.append("no increment acknowledged")
+        if fig.max_s > fig.bound_s:
+            reasons.append(f"a request took {fig.max_s:.2f} s > {fig.bound_s:.2f}")
+        if fig.recovery_s is None or fig.recovery_s > RECOVERY_BOUND:
+            reasons.append(f"recovery {fig.recovery_s} s > {RECOVERY_BOUND:g}")
+        by_design = 0
+        if resets_from is None:
+            if result.silent_resets:
+                reasons.append(f"{result.silent_resets} silent resets")
+        else:
+            early = [r for r in result.resets if r[0] < resets_from]
+            late = [r[1] for r in result.resets if r[0] >= resets_from]
+            by_design = sum(r[2] for r in result.resets if r[0] >= resets_from)
+            if early:
+                reasons.append(f"{len(early)} silent resets before the restart")
+            if len(late) != len(set(late)) or len(late) > clients:
+                reasons.append("more than one reset per client after the restart")
+        if lossless and result.lost_writes - by_design:
+            reasons.append(f"{result.lost_writes - by_design} acknowledged writes lost")
+        return reasons
+
+    return check
+
+
+def _window(result: LoadResult, event: str, marks: dict[str, float] | None = None) -> Window:
+    """The fault's window from its event run: it began when the action started and the
+    store was back when the action ended (or, with ``marks``, at ``marks['back']``, a
+    monotonic time, measured from ``marks['t0']`` = the action's start)."""
+    run = next(e for e in result.events if e.name == event)
+    if run.error:
+        raise RuntimeError(f"the fault action failed: {run.error}")
+    if marks is None:
+        return Window(run.started, run.ended)
+    return Window(run.started, run.started + marks["back"] - marks["t0"])
+
+
+def _skip(scenario: str, target: str, exc: Exception) -> Row:
+    return Row(scenario, target, SKIP, notes=str(exc))
+
+
+def _run_fault(
+    ctx: Context,
+    scenario: str,
+    app: str,
+    target: str,
+    url: str,
+    action: Callable[[], object],
+    timeout: float,
+    resets_after_back: bool = False,
+) -> Row:
+    """``app`` on ``url`` under load, ``action`` (the whole fault: break, wait, repair,
+    wait until the store answers) at the timing's offset; one row."""
+    timing = TIMINGS[ctx.mode.name]
+    server = ctx.server(app, url)
+    result = ctx.load(server, duration=timing.duration, events=[Event(timing.at, "fault", action)])
+    server.stop()
+    window = _window(result, "fault")
+    fig = figures(result, window, timeout, queued=app == "satchel-flask")
+    resets_from = window.back if resets_after_back else None
+    check = fault_rule(fig, resets_from=resets_from, clients=ctx.mode.clients)
+    note = fig.note(window)
+    if resets_from is not None:
+        late = [r for r in result.resets if r[0] >= resets_from]
+        note += (
+            f"; sessions lost with the restart (by design): {len(late)} clients logged in "
+            f"again, {sum(r[2] for r in late)} increments gone with them"
+        )
+    return row_from(scenario, f"{app} / {target}", result, check, note)
+
+
+# -- Redis: killed (AOF always) and frozen ----------------------------------------------------
+
+
+def _private_redis(ctx: Context, what: str, aof: bool) -> RedisServer:
+    if shutil.which("redis-server") is None:
+        raise Unavailable("redis-server")
+    from tests.services import RedisServer
+
+    from .redis_nodes import AofRedis
+
+    kind = AofRedis if aof else RedisServer
+    server = kind(ctx.directory(what))
+    ctx.cleanup(server.stop)
+    return server
+
+
+def redis_faults(ctx: Context) -> list[Row]:
+    """A private Redis with AOF ``appendfsync always`` SIGKILLed and restarted 5 s later
+    (ASGI and Flask), and one frozen with SIGSTOP for 5 s (ASGI)."""
+    from .redis_nodes import kill
+
+    down = TIMINGS[ctx.mode.name].down
+    query = f"socket_timeout={FAST_TIMEOUT}&connect_timeout={FAST_TIMEOUT}"
+    rows = []
+    for app in ("satchel-asgi", "satchel-flask"):
+        scenario, target = "fault: Redis SIGKILL, AOF always", "redis (private)"
+        try:
+            redis = _private_redis(ctx, "redis-aof", aof=True)
+        except Unavailable as exc:
+            rows.append(_skip(scenario, f"{app} / {target}", exc))
+            continue
+
+        def killed(redis: RedisServer = redis) -> None:
+            kill(redis)
+            time.sleep(down)
+            redis.start()  # returns once it answers PING (the AOF read back)
+
+        url = f"{redis.url}?prefix={ctx.name('k')}:&{query}"
+        rows.append(_run_fault(ctx, scenario, app, target, url, killed, FAST_TIMEOUT))
+    scenario, target = "fault: Redis SIGSTOP", "redis (private)"
+    try:
+        redis = _private_redis(ctx, "redis-frozen", aof=False)
+    except Unavailable as exc:
+        return [*rows, _skip(scenario, f"satchel-asgi / {target}", exc)]
+
+    def frozen() -> None:
+        redis.pause()
+        time.sleep(down)
+        redis.resume()
+
+    url = f"{redis.url}?prefix={ctx.name('f')}:&{query}"
+    rows.append(_run_fault(ctx, scenario, "satchel-asgi", target, url, frozen, FAST_TIMEOUT))
+    return rows
+
+
+# -- PostgreSQL and MariaDB: connections cut at a proxy -----------------------------------------
+
+
+def sql_faults(ctx: Context) -> list[Row]:
+    """The shared PostgreSQL (ASGI and Flask) and MariaDB (ASGI) behind a proxy of this
+    run's that cuts every connection and refuses new ones for 5 s."""
+    down = TIMINGS[ctx.mode.name].down
+    rows = []
+    for kind, port, apps in (
+        ("postgresql", 5432, ("satchel-asgi", "satchel-flask")),
+        ("mariadb", 3306, ("satchel-asgi",)),
+    ):
+        for app in apps:
+            scenario, target = f"fault: {kind} link cut", f"{kind} via proxy"
+            if not port_open(port):
+                rows.append(_skip(scenario, f"{app} / {target}", Unavailable(f"{kind} :{port}")))
+                continue
+            proxy = TcpProxy(port)
+            ctx.cleanup(proxy.close)
+            url = ctx.store_url(kind, "cut").replace(
+                f"127.0.0.1:{port}/", f"127.0.0.1:{proxy.port}/"
+            )
+
+            def cut(proxy: TcpProxy = proxy) -> None:
+                proxy.cut()
+                time.sleep(down)
+                proxy.restore()
+
+            url += f"&timeout={SQL_TIMEOUT:g}"
+            rows.append(_run_fault(ctx, scenario, app, target, url, cut, SQL_TIMEOUT))
+    return rows
+
+
+# -- Memcached restarted --------------------------------------------------------------------
+
+
+def memcached_restart(ctx: Context) -> list[Row]:
+    """A private memcached stopped for 2 s and started again, empty (ASGI)."""
+    scenario, target = "fault: memcached restart", "memcached (private)"
+    if shutil.which("memcached") is None:
+        return [_skip(scenario, f"satchel-asgi / {target}", Unavailable("memcached"))]
+    memcached = MemcachedServer()
+    ctx.cleanup(memcached.stop)
+
+    def restart() -> None:
+        memcached.stop()
+        time.sleep(2.0)
+        memcached.start()
+
+    url = f"{memcached.url}?prefix={ctx.name('m')}:&timeout={FAST_TIMEOUT}"
+    return [
+        _run_fault(
+            ctx, scenario, "satchel-asgi", target, url, restart, FAST_TIMEOUT,
+            resets_after_back=True,
+        )
+    ]  # fmt: skip
+
+
+FAULT_SCENARIOS: dict[str, Callable[[Context], list[Row]]] = {
+    "fault-redis": redis_faults,
+    "fault-sql": sql_faults,
+    "fault-memcached": memcached_restart,
+}
