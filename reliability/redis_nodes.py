@@ -6,6 +6,7 @@ Each can lose a node to SIGKILL and get it back on the same port and directory."
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -19,6 +20,9 @@ from tests.services import (
     redis_cli,
     wait_for,
 )
+
+REDIS_SERVER = shutil.which("redis-server") or "redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
 
 
 def kill(server: RedisServer) -> None:
@@ -43,7 +47,7 @@ class AofRedis(RedisServer):
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
-                "redis-server", "--port", str(self.port), "--bind", LOOPBACK,
+                REDIS_SERVER, "--port", str(self.port), "--bind", LOOPBACK,
                 "--save", "", "--appendonly", "yes", "--appendfsync", "always",
                 "--dir", str(self.directory),
                 "--logfile", str(self.directory / f"redis-{self.port}.log"),
@@ -80,7 +84,7 @@ class Sentinels:
                 )
                 self.sentinels.append(
                     subprocess.Popen(
-                        ["redis-server", str(config), "--sentinel"],
+                        [REDIS_SERVER, str(config), "--sentinel"],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
@@ -147,14 +151,17 @@ class ReplicatedCluster:
                 self.nodes.append(
                     RedisServer(
                         directory / str(port),
-                        "--cluster-enabled", "yes",
-                        "--cluster-config-file", str(directory / f"nodes-{port}.conf"),
-                        "--cluster-node-timeout", "2000",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        str(directory / f"nodes-{port}.conf"),
+                        "--cluster-node-timeout",
+                        "2000",
                         port=port,
-                    )  # fmt: skip
+                    )
                 )
             subprocess.run(
-                ["redis-cli", "--cluster", "create", *self.addresses,
+                [REDIS_CLI, "--cluster", "create", *self.addresses,
                  "--cluster-replicas", "1", "--cluster-yes"],
                 capture_output=True,
                 timeout=60,
@@ -202,8 +209,10 @@ class ReplicatedCluster:
         marks["down"] = time.monotonic()
         kill(primary)
         wait_for(
-            lambda: self.role(replica) == "master"
-            and all("cluster_state:ok" in redis_cli(n.port, "cluster", "info") for n in others),
+            lambda: (
+                self.role(replica) == "master"
+                and all("cluster_state:ok" in redis_cli(n.port, "cluster", "info") for n in others)
+            ),
             "replica promoted, cluster ok",
             60,
         )
