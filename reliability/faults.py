@@ -29,18 +29,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from tests.services import MemcachedServer, TcpProxy, port_open
+from tests.services import MemcachedServer, RedisServer, TcpProxy, port_open
 
 from .context import Context, Unavailable
-from .load import Event, LoadResult
+from .load import Event, LoadResult, Mix
+from .redis_nodes import AofRedis, ReplicatedCluster, Sentinels, kill
 from .results import SKIP, Row, Rule, row_from
-
-if TYPE_CHECKING:
-    from tests.services import RedisServer
-
-    from .redis_nodes import ReplicatedCluster, Sentinels
 
 #: Store timeouts of the URLs under test (seconds): Redis and memcached; PostgreSQL and
 #: MariaDB (psycopg's connect timeout is whole seconds, at least 1).
@@ -58,7 +53,10 @@ class Timing:
     down: float  # how long the store is down, killed, frozen or cut
 
 
-TIMINGS = {"full": Timing(30.0, 10.0, 5.0), "short": Timing(9.0, 2.0, 5.0)}
+TIMINGS = {"full": Timing(30.0, 10.0, 5.0), "short": Timing(8.0, 2.0, 3.0)}
+#: The memcached run logs in once per client and never again: a login after the restart
+#: would make a new session silently, hiding the loss the restart caused.
+NO_RELOGIN = Mix(write=0.45, anon=0.08, login=0.0)
 
 
 @dataclass
@@ -207,6 +205,7 @@ def _run_fault(
     action: Callable[[], object],
     timeout: float,
     sessions_lost: bool = False,
+    mix: Mix | None = None,
 ) -> Row:
     """``app`` on ``url`` under load, ``action`` (the whole fault: break, wait, repair,
     wait until the store answers) at the timing's offset; one row."""
@@ -218,7 +217,8 @@ def _run_fault(
         server = ctx.server(app, url, GUNICORN_CMD_ARGS=args)
     else:
         server = ctx.server(app, url)
-    result = ctx.load(server, duration=timing.duration, events=[Event(timing.at, "fault", action)])
+    fault = Event(timing.at, "fault", action)
+    result = ctx.load(server, duration=timing.duration, mix=mix, events=[fault])
     server.stop()
     window = _window(result, "fault")
     fig = figures(result, window, timeout, None if log is None else _longest(log))
@@ -240,10 +240,6 @@ def _run_fault(
 def _private_redis(ctx: Context, what: str, aof: bool) -> RedisServer:
     if shutil.which("redis-server") is None:
         raise Unavailable("redis-server")
-    from tests.services import RedisServer
-
-    from .redis_nodes import AofRedis
-
     kind = AofRedis if aof else RedisServer
     server = kind(ctx.directory(what))
     ctx.cleanup(server.stop)
@@ -253,8 +249,6 @@ def _private_redis(ctx: Context, what: str, aof: bool) -> RedisServer:
 def redis_faults(ctx: Context) -> list[Row]:
     """A private Redis with AOF ``appendfsync always`` SIGKILLed and restarted 5 s later
     (ASGI and Flask), and one frozen with SIGSTOP for 5 s (ASGI)."""
-    from .redis_nodes import kill
-
     down = TIMINGS[ctx.mode.name].down
     query = f"socket_timeout={FAST_TIMEOUT}&connect_timeout={FAST_TIMEOUT}"
     rows = []
@@ -342,7 +336,7 @@ def memcached_restart(ctx: Context) -> list[Row]:
     return [
         _run_fault(
             ctx, scenario, "satchel-asgi", target, url, restart, FAST_TIMEOUT,
-            sessions_lost=True,
+            sessions_lost=True, mix=NO_RELOGIN,
         )
     ]  # fmt: skip
 
@@ -352,9 +346,10 @@ def memcached_restart(ctx: Context) -> list[Row]:
 
 def _failover_row(
     ctx: Context, scenario: str, target: str, setup: Sentinels | ReplicatedCluster,
-    query: str, back: str, lossless: bool,
+    query: str, back: str, lossless: bool, lag: float = 0.0,
 ) -> Row:  # fmt: skip
-    """satchel-asgi on ``setup`` under load, its primary SIGKILLed (and restarted as a
+    """satchel-asgi on ``setup`` under load (with ``lag``, its replica that far behind),
+    its primary SIGKILLed (and restarted as a
     replica); the store is back at ``marks[back]`` (``promoted``, or ``replica`` when
     writes need a replica)."""
     timing = TIMINGS[ctx.mode.name]
@@ -362,7 +357,10 @@ def _failover_row(
 
     def fail() -> None:
         marks["t0"] = time.monotonic()
-        setup.kill_primary(timing.down, marks)
+        if isinstance(setup, ReplicatedCluster):
+            setup.kill_primary(timing.down, marks)
+        else:
+            setup.kill_primary(timing.down, marks, lag)
 
     url = f"{setup.url}?prefix={ctx.name('fo')}:&socket_timeout={FAST_TIMEOUT}&{query}"
     server = ctx.server("satchel-asgi", url.rstrip("&"))
@@ -387,33 +385,35 @@ def _failover_row(
     return row_from(scenario, f"satchel-asgi / {target}", result, check, note)
 
 
-def sentinel_failover(ctx: Context) -> list[Row]:
-    """Sentinel (primary, replica, 3 sentinels): the primary SIGKILLed under load, by
-    default (asynchronous replication: losses measured) and with ``wait_replicas=1``
-    (satchel's ``WAIT``: a write is acknowledged once the replica has it; none may be lost,
-    and writes answer 503 while no replica is connected)."""
-    from .redis_nodes import Sentinels
+#: How far behind the replica falls (its replication stream held) before the primary dies.
+LAG = 1.0
 
+
+def sentinel_failover(ctx: Context) -> list[Row]:
+    """Sentinel (primary, replica, 3 sentinels): the primary SIGKILLed under load (its
+    replica in step: asynchronous replication on loopback is ~1 ms behind); then again
+    with the replica :data:`LAG` seconds behind, by default (the loss measured) and with
+    ``wait_replicas=1`` (satchel's ``WAIT``: a write is acknowledged once the replica has
+    it; none may be lost, and writes answer 503 while the replica does not confirm)."""
     rows = []
-    for query, what, back, lossless in (
-        ("", "default", "promoted", False),
-        ("wait_replicas=1", "wait_replicas=1", "replica", True),
+    for query, what, back, lossless, lag in (
+        ("", "in step, default", "promoted", False, 0.0),
+        ("", f"{LAG:g} s behind, default", "promoted", False, LAG),
+        ("wait_replicas=1", f"{LAG:g} s behind, wait_replicas=1", "replica", True, LAG),
     ):
-        scenario, target = "failover: Sentinel, primary SIGKILL", f"sentinel, {what}"
+        scenario, target = "failover: Sentinel, primary SIGKILL", f"sentinel, replica {what}"
         if shutil.which("redis-server") is None:
             rows.append(_skip(scenario, target, Unavailable("redis-server")))
             continue
         setup = Sentinels(ctx.directory("sentinel"))
         ctx.cleanup(setup.stop)
-        rows.append(_failover_row(ctx, scenario, target, setup, query, back, lossless))
+        rows.append(_failover_row(ctx, scenario, target, setup, query, back, lossless, lag))
     return rows
 
 
 def cluster_failover(ctx: Context) -> list[Row]:
     """Redis Cluster (3 primaries, 3 replicas): one primary SIGKILLed under load, its
     replica promoted. ``wait_replicas`` is refused on Cluster: the loss is measured."""
-    from .redis_nodes import ReplicatedCluster
-
     scenario, target = "failover: Cluster, primary SIGKILL", "cluster, 3+3 nodes"
     if shutil.which("redis-server") is None:
         return [_skip(scenario, target, Unavailable("redis-server"))]

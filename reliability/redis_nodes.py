@@ -15,6 +15,7 @@ from pathlib import Path
 from tests.services import (
     LOOPBACK,
     RedisServer,
+    TcpProxy,
     free_cluster_port,
     free_port,
     redis_cli,
@@ -61,14 +62,16 @@ class AofRedis(RedisServer):
 
 class Sentinels:
     """A primary, a replica and three sentinels (quorum 2) watching them as ``satchel``;
-    a primary is declared down after 1 s."""
+    a primary is declared down after 1 s. The replica replicates through a
+    :class:`TcpProxy`, which :meth:`kill_primary` can freeze first to make it lag."""
 
     SERVICE = "satchel"
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.primary = RedisServer(directory / "a")
-        self.replica = RedisServer(directory / "b", "--replicaof", LOOPBACK, str(self.primary.port))
+        self.link = TcpProxy(self.primary.port)
+        self.replica = RedisServer(directory / "b", "--replicaof", LOOPBACK, str(self.link.port))
         self.sentinels: list[subprocess.Popen[bytes]] = []
         self.ports: list[int] = []
         try:
@@ -113,24 +116,34 @@ class Sentinels:
         hosts = ",".join(f"{LOOPBACK}:{port}" for port in self.ports)
         return f"redis+sentinel://{hosts}/{self.SERVICE}/0"
 
-    def kill_primary(self, down_for: float, marks: dict[str, float]) -> None:
-        """SIGKILL the primary, wait for the sentinels to promote the replica, restart the
+    def kill_primary(self, down_for: float, marks: dict[str, float], lag: float = 0.0) -> None:
+        """With ``lag``, first hold the replication stream that long (the replica falls
+        behind, as behind a slow or partitioned link; what was held is never delivered).
+        Then SIGKILL the primary, wait for the sentinels to promote the replica, restart the
         old primary ``down_for`` seconds after the kill (never before the promotion) and
         wait until it replicates from the new one. ``marks``: monotonic times of
         ``down``, ``promoted`` and ``replica``."""
         old = self.primary
+        if lag:
+            self.link.freeze()
+            time.sleep(lag)
         marks["down"] = time.monotonic()
         kill(old)
+        self.link.cut()  # the held bytes are dropped
         wait_for(lambda: self.master_port() == self.replica.port, "promotion", 60)
         wait_for(lambda: "role:master" in redis_cli(self.replica.port, "info", "replication"), "")
         marks["promoted"] = time.monotonic()
         time.sleep(max(0.0, marks["down"] + down_for - time.monotonic()))
         old.start()
+        # as an operator (or an orchestrator) would; Sentinel alone converts a returning old
+        # primary only after ~10 s, and until then it would serve nothing
+        redis_cli(old.port, "replicaof", LOOPBACK, str(self.replica.port))
         wait_for(lambda: replicating(old.port), "old primary back as a replica", 60)
         marks["replica"] = time.monotonic()
         self.primary, self.replica = self.replica, old
 
     def stop(self) -> None:
+        self.link.close()
         for sentinel in self.sentinels:
             sentinel.terminate()
             sentinel.wait(10)
