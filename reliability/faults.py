@@ -204,11 +204,13 @@ def _run_fault(
     url: str,
     action: Callable[[], object],
     timeout: float,
-    sessions_lost: bool = False,
+    sessions_lost: dict[str, float] | None = None,
     mix: Mix | None = None,
 ) -> Row:
     """``app`` on ``url`` under load, ``action`` (the whole fault: break, wait, repair,
-    wait until the store answers) at the timing's offset; one row."""
+    wait until the store answers) at the timing's offset; one row. ``sessions_lost``: the
+    store loses its sessions by design when it starts again at ``sessions_lost['spawn']``
+    (a monotonic time; the action started at ``sessions_lost['t0']``)."""
     timing = TIMINGS[ctx.mode.name]
     log = None
     if app == "satchel-flask":  # the time each request took at the server, in us
@@ -222,7 +224,9 @@ def _run_fault(
     server.stop()
     window = _window(result, "fault")
     fig = figures(result, window, timeout, None if log is None else _longest(log))
-    resets_from = window.start if sessions_lost else None
+    resets_from = None
+    if sessions_lost is not None:
+        resets_from = window.start + sessions_lost["spawn"] - sessions_lost["t0"]
     check = fault_rule(fig, resets_from=resets_from, clients=ctx.mode.clients)
     note = fig.note(window)
     if resets_from is not None:
@@ -327,16 +331,20 @@ def memcached_restart(ctx: Context) -> list[Row]:
     memcached = MemcachedServer()
     ctx.cleanup(memcached.stop)
 
+    marks: dict[str, float] = {}
+
     def restart() -> None:
+        marks["t0"] = time.monotonic()
         memcached.stop()
         time.sleep(2.0)
+        marks["spawn"] = time.monotonic()  # a reset before this is no restart's doing
         memcached.start()
 
     url = f"{memcached.url}?prefix={ctx.name('m')}:&timeout={FAST_TIMEOUT}"
     return [
         _run_fault(
             ctx, scenario, "satchel-asgi", target, url, restart, FAST_TIMEOUT,
-            sessions_lost=True, mix=NO_RELOGIN,
+            sessions_lost=marks, mix=NO_RELOGIN,
         )
     ]  # fmt: skip
 
