@@ -15,12 +15,13 @@ from pathlib import Path
 from tests.services import (
     LOOPBACK,
     RedisServer,
-    TcpProxy,
     free_cluster_port,
     free_port,
     redis_cli,
     wait_for,
 )
+
+from .proxy import ProxyProcess
 
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
@@ -62,15 +63,16 @@ class AofRedis(RedisServer):
 
 class Sentinels:
     """A primary, a replica and three sentinels (quorum 2) watching them as ``satchel``;
-    a primary is declared down after 1 s. The replica replicates through a
-    :class:`TcpProxy`, which :meth:`kill_primary` can freeze first to make it lag."""
+    a primary is declared down after 1 s. The replica replicates through a proxy
+    (:class:`~reliability.proxy.ProxyProcess`), which :meth:`kill_primary` can freeze
+    first to make it lag."""
 
     SERVICE = "satchel"
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.primary = RedisServer(directory / "a")
-        self.link = TcpProxy(self.primary.port)
+        self.link = ProxyProcess(self.primary.port)
         self.replica = RedisServer(directory / "b", "--replicaof", LOOPBACK, str(self.link.port))
         self.sentinels: list[subprocess.Popen[bytes]] = []
         self.ports: list[int] = []
