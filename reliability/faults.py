@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from .load import Event, LoadResult, Mix
 from .proxy import ProxyProcess
 from .redis_nodes import AofRedis, ReplicatedCluster, Sentinels, kill
 from .results import SKIP, Row, Rule, row_from
+from .servers import AppServer
 
 #: Store timeouts of the URLs under test (seconds): Redis and memcached; PostgreSQL and
 #: MariaDB (psycopg's connect timeout is whole seconds, at least 1). Not shorter: on a
@@ -75,10 +77,12 @@ class Figures:
     statuses: dict[int, int]  # of the requests during the fault
     errors: int  # no response, during the fault
     max_s: float  # the longest request overlapping the fault, as the client saw it
+    max_at: str  # its start and route
     server_max_s: float | None  # gunicorn: the longest request of the run, at the server
     first_ok_s: float | None  # the first 2xx started after the store was back (its end)
     last_bad_s: float  # the last failure started after it (its end; 0: none)
     bound_s: float  # the longest a request may take
+    late: int = 0  # failures among the requests started after the store was back
 
     @property
     def hang_s(self) -> float:
@@ -94,14 +98,15 @@ class Figures:
         during = ", ".join(f"{n} x {s}" for s, n in sorted(self.statuses.items()))
         recovery = "never" if self.recovery_s is None else f"{self.recovery_s:.2f} s"
         first = "-" if self.first_ok_s is None else f"{self.first_ok_s:.2f}"
-        longest = f"longest request {self.max_s:.2f} s"
+        longest = f"longest request {self.max_s:.2f} s ({self.max_at})"
         if self.server_max_s is not None:
             longest = (
                 f"longest request at the server {self.server_max_s:.2f} s "
                 f"(at the client, queued for a worker, {self.max_s:.2f} s)"
             )
+        late = f" ({self.late} failed after it)" if self.late else ""
         return (
-            f"fault {window.start:.1f}-{window.back:.1f} s; during it: {during or 'nothing'}"
+            f"fault {window.start:.1f}-{window.back:.1f} s{late}; during it: {during or 'nothing'}"
             f"{f', {self.errors} errors' if self.errors else ''}; {longest} (bound "
             f"{self.bound_s:.2f}); recovered in {recovery} (first 2xx {first} s, last "
             f"failure {self.last_bad_s:.2f} s after the store was back)"
@@ -121,17 +126,20 @@ def figures(
     for s in during:
         if s.status:
             statuses[s.status] = statuses.get(s.status, 0) + 1
+    longest = max(during, key=lambda s: s.latency, default=None)
     after = [s for s in timeline if s.t >= window.back]
     first_ok = min((s.t + s.latency for s in after if 200 <= s.status < 300), default=None)
     last_bad = max((s.t + s.latency for s in after if not _ok(s.status)), default=window.back)
     return Figures(
         statuses=statuses,
         errors=sum(1 for s in during if not s.status),
-        max_s=max((s.latency for s in during), default=0.0),
+        max_s=longest.latency if longest else 0.0,
+        max_at=f"{longest.route} at {longest.t:.1f} s" if longest else "",
         server_max_s=server_max,
         first_ok_s=None if first_ok is None else first_ok - window.back,
         last_bad_s=last_bad - window.back,
         bound_s=timeout + HANG_SLACK,
+        late=sum(1 for s in after if not _ok(s.status)),
     )
 
 
@@ -189,6 +197,13 @@ def _window(result: LoadResult, event: str, marks: dict[str, float] | None = Non
     return Window(run.started, run.started + marks["back"] - marks["t0"])
 
 
+def store_messages(server: AppServer, top: int = 2) -> str:
+    """The server's most frequent log lines about the store (why it answered 503)."""
+    lines = [line for line in server.output(2_000_000).splitlines() if " store " in line]
+    counts = Counter(line.split(": ", 1)[-1][:140] for line in lines)
+    return "; ".join(f"{n} x {message!r}" for message, n in counts.most_common(top))
+
+
 def _longest(access_log: Path) -> float:
     """The longest request in a gunicorn access log of ``%(D)s`` lines, in seconds."""
     lines = access_log.read_text().split()
@@ -224,6 +239,7 @@ def _run_fault(
         server = ctx.server(app, url)
     fault = Event(timing.at, "fault", action)
     result = ctx.load(server, duration=timing.duration, mix=mix, events=[fault])
+    messages = store_messages(server)
     server.stop()
     window = _window(result, "fault")
     fig = figures(result, window, timeout, None if log is None else _longest(log))
@@ -238,7 +254,7 @@ def _run_fault(
             f"; sessions lost with the restart (by design): {len(late)} clients logged in "
             f"again, {sum(r[2] for r in late)} increments gone with them"
         )
-    return row_from(scenario, f"{app} / {target}", result, check, note)
+    return row_from(scenario, f"{app} / {target}", result, check, f"{note}; log: {messages}")
 
 
 # -- Redis: killed (AOF always) and frozen ----------------------------------------------------
@@ -376,6 +392,7 @@ def _failover_row(
     url = f"{setup.url}?prefix={ctx.name('fo')}:&socket_timeout={FAST_TIMEOUT}&{query}"
     server = ctx.server("satchel-asgi", url.rstrip("&"))
     result = ctx.load(server, duration=timing.duration, events=[Event(timing.at, "fault", fail)])
+    messages = store_messages(server)
     server.stop()
     run = _window(result, "fault")
 
@@ -390,7 +407,7 @@ def _failover_row(
         f"new primary {switched:.1f} s after the kill, old one back as its replica at "
         f"{offset('replica'):.1f} s; {fig.note(window)}; acknowledged writes lost "
         f"{lost} of {result.acked} ({100 * lost / max(result.acked, 1):.3f} %), "
-        f"sessions reset {result.silent_resets}"
+        f"sessions reset {result.silent_resets}; log: {messages}"
     )
     check = fault_rule(fig, lossless=lossless)
     return row_from(scenario, f"satchel-asgi / {target}", result, check, note)
