@@ -89,6 +89,9 @@ class LoadResult:
     #: counted as silent resets; the increments acknowledged before it are in ``cut_lost``.
     cut_logins: int = 0
     cut_lost: int = 0
+    #: each silent reset: (offset, client, increments it dropped), to tell a store that
+    #: loses sessions by design (a restarted memcached) from one that should not
+    resets: list[tuple[float, int, int]] = field(default_factory=list)
     error_bodies: Counter[str] = field(default_factory=Counter)  # non-2xx/3xx, first 120 chars
     events: list[EventRun] = field(default_factory=list)
 
@@ -181,6 +184,7 @@ class _Client:
                 result.cut_lost += self.acked
             elif self.logged_in:
                 result.silent_resets += 1
+                result.resets.append((time.monotonic() - self.run.t0, self.index, self.acked))
                 result.lost_writes += self.acked
             self.acked = 0
             self.logged_in = False

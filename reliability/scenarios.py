@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .client import Connection
 from .context import Context, Unavailable
+from .faults import FAULT_SCENARIOS
 from .load import Event, LoadResult, Mix
 from .results import SKIP, Row, Rule, row_from, strict
 from .servers import AppServer
@@ -308,3 +309,4 @@ SCENARIOS: dict[str, Scenario] = {
     "memory-flood": memory_flood,
     "crash": crash,
 }
+SCENARIOS.update(FAULT_SCENARIOS)
