@@ -32,6 +32,26 @@ def unavailable(what: str) -> None:
     pytest.skip(f"{what} is not available")
 
 
+_SHARED_PORTS = {
+    "redis": (6379, "Redis"),
+    "postgresql": (5432, "PostgreSQL"),
+    "mysql": (3306, "MariaDB"),
+}
+
+
+def store_url(template: str, tmp: Path) -> str:
+    """A test's store URL from its template (``{tmp}`` for a private directory): a URL of
+    one of the shared services (Redis, PostgreSQL, MariaDB on loopback) is checked first,
+    and its test skipped locally (failed under CI) when the service is not running."""
+    url = template.format(tmp=tmp)
+    scheme = url.partition("://")[0]
+    if scheme in _SHARED_PORTS:
+        port, name = _SHARED_PORTS[scheme]
+        if not port_open(port):
+            unavailable(f"{name} on {LOOPBACK}:{port}")
+    return url
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))

@@ -27,6 +27,7 @@ from satchel.testing import FakeClock
 
 from .conftest import KEY
 from .dbsc_device import Device, registration_offer
+from .services import store_url
 
 LIFETIME = 60
 JSON_ACCEPT = {"accept": "application/json"}
@@ -124,7 +125,7 @@ def test_require_device_binding_loaded_before_the_binding_does_not_drop_it(
     copy of the session cookie taken before the binding works alone (within the grace
     period), and its holder can now bind the session to a key of their own -- the owner's
     browser hears ``continue: false`` at its next refresh and is locked out."""
-    url = store.format(tmp=tmp_path)
+    url = store_url(store, tmp_path)
     clock, run = _race(url, require_device_binding, refresh_interval=0)
 
     async def then(c: httpx.AsyncClient, copied: str) -> tuple[int, str, int]:
@@ -159,7 +160,7 @@ def test_a_regeneration_loaded_before_the_binding_does_not_drop_it(
     The docs promise that a regeneration keeps the binding and that a write loaded before
     the binding leaves it alone; here the session silently ends up unbound (and is
     offered to bind again, to whoever holds its new cookie)."""
-    url = store.format(tmp=tmp_path)
+    url = store_url(store, tmp_path)
     clock, run = _race(url, regenerate_on_privilege_change)
 
     async def then(c: httpx.AsyncClient, copied: str) -> tuple[int, Any]:

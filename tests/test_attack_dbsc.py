@@ -32,6 +32,7 @@ from satchel.wsgi import SessionMiddleware as WSGIMiddleware
 
 from .conftest import KEY
 from .dbsc_device import Device, challenge_of, registration_offer
+from .services import store_url
 from .test_demo_cli import _SyncASGI
 
 LIFETIME = 60
@@ -182,7 +183,7 @@ def test_a_write_loaded_before_the_binding_does_not_drop_it(store: str, tmp_path
     binding: the browser's next refresh hears "continue": false, and a copied session
     cookie works alone from then on. (A WebSocket or any slow request opened before the
     binding does the same; a thief holding a pre-binding copy can do it on purpose.)"""
-    url = store.format(tmp=tmp_path)
+    url = store_url(store, tmp_path)
     clock = FakeClock()
     entered, release = asyncio.Event(), asyncio.Event()
 

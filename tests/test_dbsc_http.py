@@ -33,7 +33,7 @@ from satchel.wsgi import SessionMiddleware as WSGIMiddleware
 
 from .conftest import KEY
 from .dbsc_device import Device, challenge_of, registration_offer
-from .services import memcached  # noqa: F401  (a fixture)
+from .services import memcached, store_url  # noqa: F401  (memcached: a fixture)
 from .test_demo_cli import _SyncASGI
 
 REGISTER, REFRESH = "/.satchel/dbsc/register", "/.satchel/dbsc/refresh"
@@ -506,7 +506,7 @@ STORES = [
 def test_binding_works_on_every_store(
     store: str, tmp_path: Any, request: pytest.FixtureRequest
 ) -> None:
-    url = store.format(tmp=tmp_path)
+    url = store_url(store, tmp_path)
     if store == "memcached":
         url = request.getfixturevalue("memcached").url
     world = World("asgi", url)
