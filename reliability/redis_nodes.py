@@ -14,8 +14,8 @@ from pathlib import Path
 
 from tests.services import (
     LOOPBACK,
+    ClusterSetup,
     RedisServer,
-    free_cluster_port,
     free_port,
     redis_cli,
     wait_for,
@@ -167,46 +167,12 @@ class Sentinels:
         self.primary.stop()
 
 
-class ReplicatedCluster:
-    """Three cluster primaries, each with a replica (``--cluster-replicas 1``); a node is
-    failed after 2 s without an answer (``cluster-node-timeout``)."""
+class ReplicatedCluster(ClusterSetup):
+    """Three cluster primaries, each with a replica (``--cluster-replicas 1``); healthy once
+    every replica is in sync too."""
 
     def __init__(self, directory: Path) -> None:
-        self.nodes: list[RedisServer] = []
-        try:
-            for _ in range(6):
-                port = free_cluster_port()
-                self.nodes.append(
-                    RedisServer(
-                        directory / str(port),
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        str(directory / f"nodes-{port}.conf"),
-                        "--cluster-node-timeout",
-                        "2000",
-                        port=port,
-                    )
-                )
-            subprocess.run(
-                [REDIS_CLI, "--cluster", "create", *self.addresses,
-                 "--cluster-replicas", "1", "--cluster-yes"],
-                capture_output=True,
-                timeout=60,
-                check=True,
-            )  # fmt: skip
-            wait_for(self.healthy, "cluster state ok, every replica in sync", 60)
-        except BaseException:
-            self.stop()
-            raise
-
-    @property
-    def addresses(self) -> list[str]:
-        return [f"{LOOPBACK}:{n.port}" for n in self.nodes]
-
-    @property
-    def url(self) -> str:
-        return "redis+cluster://" + ",".join(self.addresses)
+        super().__init__(directory, replicas=1)
 
     def role(self, node: RedisServer) -> str:
         lines = redis_cli(node.port, "role").splitlines()
@@ -249,7 +215,3 @@ class ReplicatedCluster:
         primary.start()
         wait_for(lambda: replicating(primary.port), "old primary back as a replica", 60)
         marks["replica"] = time.monotonic()
-
-    def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()

@@ -497,15 +497,16 @@ def serve_asgi(app: Any, **config: Any) -> Iterator[str]:
 
 
 class ClusterSetup:
-    """Three cluster primaries from redis-server (no replicas), joined with
-    ``redis-cli --cluster create``."""
+    """Three cluster primaries from redis-server, each with ``replicas`` replicas (none by
+    default), joined with ``redis-cli --cluster create``; a node is failed after 2 s
+    without an answer (``cluster-node-timeout``)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, replicas: int = 0) -> None:
         if shutil.which("redis-cli") is None:
             unavailable("redis-cli")
         self.nodes: list[RedisServer] = []
         try:
-            for _ in range(3):
+            for _ in range(3 * (1 + replicas)):
                 port = free_cluster_port()
                 self.nodes.append(
                     RedisServer(
@@ -526,22 +527,20 @@ class ClusterSetup:
                     "create",
                     *self.addresses,
                     "--cluster-replicas",
-                    "0",
+                    str(replicas),
                     "--cluster-yes",
                 ],
                 capture_output=True,
                 timeout=60,
                 check=True,
             )
-            wait_for(
-                lambda: all(
-                    "cluster_state:ok" in redis_cli(n.port, "cluster", "info") for n in self.nodes
-                ),
-                "cluster state ok",
-            )
+            wait_for(self.healthy, "cluster state ok", 60)
         except BaseException:
             self.stop()
             raise
+
+    def healthy(self) -> bool:
+        return all("cluster_state:ok" in redis_cli(n.port, "cluster", "info") for n in self.nodes)
 
     @property
     def addresses(self) -> list[str]:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import pytest
 
 from satchel.errors import ConfigurationError, StoreUnavailable
 from satchel.stores.registry import store_from_url
 
+from .conftest import KEY
 from .services import port_open, unavailable
 
 
@@ -149,3 +151,57 @@ def test_mariadb_errors_say_what_the_server_said(url: str, said: str) -> None:
     assert message.startswith("MySQL store unavailable: OperationalError ")
     assert said in message
     assert "bad" not in message  # the password
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "sqlite:///{tmp}/x.db?tabel=x",
+            "unknown parameter 'tabel'; valid parameters: satchel's: synchronous, timeout",
+        ),
+        ("file://{tmp}/files?a=1", "unknown parameter 'a'; valid parameters: satchel's: none"),
+        ("memory://?max_entries=abc", "invalid max_entries='abc'"),
+        (
+            "cookie://?tabel=x",
+            "unknown parameter 'tabel'; valid parameters: satchel's: compress, signed",
+        ),
+        (
+            "memcached://127.0.0.1:11211?prefx=a",
+            "unknown parameter 'prefx' (did you mean 'prefix'?)",
+        ),
+        ("redis+cluster://127.0.0.1:7000?tabel=1", "unknown parameter 'tabel'"),
+    ],
+)
+def test_config_check_refuses_bad_parameters_without_connecting_or_creating(
+    url: str, message: str, tmp_path: Path
+) -> None:
+    """``satchel config check`` (no ``--connect``) reads every store URL's parameters, as
+    the middleware would, and creates no file or directory doing it."""
+    from click.testing import CliRunner
+
+    from satchel.cli import main
+
+    env = {"SATCHEL_SECRET_KEYS": KEY, "SATCHEL_STORE": url.format(tmp=tmp_path)}
+    result = CliRunner().invoke(main, ["config", "check"], env=env)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cookie_store_refuses_unknown_parameters_at_start() -> None:
+    from starlette.applications import Starlette
+
+    from satchel.asgi import SessionMiddleware
+
+    with pytest.raises(ConfigurationError, match="unknown parameter 'compres'"):
+        SessionMiddleware(Starlette(), "cookie://?compres=1", secret_keys=[KEY])
+
+
+def test_a_misspelt_middleware_keyword_is_pointed_at_the_right_one() -> None:
+    from starlette.applications import Starlette
+
+    from satchel.asgi import SessionMiddleware
+
+    with pytest.raises(ConfigurationError, match="did you mean 'on_csrf_failure'"):
+        SessionMiddleware(Starlette(), "memory://", secret_keys=[KEY], on_csrf_failur=None)  # type: ignore[call-arg]

@@ -88,7 +88,10 @@ def _check_device_binding(options: SessionOptions) -> None:
 def build(store: str | Store | CookieStore, options: SessionOptions) -> Runtime:
     """The store, backend and request policy a middleware runs on; invalid options fail
     here, at start."""
-    schema.refuse_unknown(options, schema.KEYWORDS, "SessionMiddleware")
+    # (the middlewares' own keywords, store and the two answering apps, are named too, so
+    # a misspelt one is pointed at them)
+    constructor = {o.name for o in schema.OPTIONS if not o.keyword and not o.flask_only}
+    schema.refuse_unknown(options, schema.KEYWORDS | constructor, "SessionMiddleware")
     options = _durations(options)
     if options.get("insecure_unsigned_cookies") and options.get("secret_keys"):
         raise ConfigurationError(

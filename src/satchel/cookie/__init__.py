@@ -38,7 +38,11 @@ class CookieStore:
 
 
 def from_url(url: str) -> CookieStore:
-    """``cookie://``, ``cookie://?signed=1``, ``cookie://?compress=1``."""
+    """``cookie://``, ``cookie://?signed=1``, ``cookie://?compress=1``; any other
+    parameter is refused, naming the valid ones."""
+    from ..stores.registry import refuse_unknown_params
+
+    refuse_unknown_params(url, ("signed", "compress"))
     query = parse_qs(urlsplit(url).query)
 
     def flag(name: str) -> bool:

@@ -264,13 +264,19 @@ class MemcachedStore(Store):
             self._client = None
 
 
-def from_url(url: str) -> MemcachedStore:
-    """``memcached://host:11211[,host2:11211]?prefix=...&timeout=...&max_pool_size=...``."""
+def parse_url(url: str) -> tuple[str, dict[str, Any]]:
+    """The URL without satchel's parameters, and their values; ConfigurationError for an
+    unknown parameter or a bad value (nothing is connected)."""
     from .registry import refuse_unknown_params, url_options
 
     own: dict[str, Callable[[str], Any]] = {"prefix": str, "timeout": float, "max_pool_size": int}
     refuse_unknown_params(url, own)  # nothing else is read: pymemcache gets no query
-    clean, options = url_options(url, own)
+    return url_options(url, own)
+
+
+def from_url(url: str) -> MemcachedStore:
+    """``memcached://host:11211[,host2:11211]?prefix=...&timeout=...&max_pool_size=...``."""
+    clean, options = parse_url(url)
     servers = []
     for part in filter(None, urlsplit(clean).netloc.split(",")):
         host, _, port = part.rpartition(":") if ":" in part else (part, "", "")

@@ -107,6 +107,10 @@ def check_url(url: str) -> str:
                 f"{module!r}, which is not installed; install it with "
                 f'pip install "satchel[{extra}]"'
             ) from exc
+    parser = _URL_PARSERS.get(family)
+    if parser is not None:  # its query parameters too, without connecting or creating
+        module_name, _, name = parser.partition(":")
+        getattr(importlib.import_module(module_name), name)(url)
     return target
 
 
@@ -173,6 +177,37 @@ def _own_options(url: str, casts: dict[str, Callable[[str], Any]]) -> dict[str, 
     return url_options(url, casts)[1]
 
 
+_MEMORY_PARAMS: dict[str, Callable[[str], Any]] = {"max_entries": int}
+
+
+def _sqlite_params() -> dict[str, Callable[[str], Any]]:
+    return {"timeout": float, "synchronous": _synchronous}
+
+
+def _check_memory(url: str) -> None:
+    _own_options(url, _MEMORY_PARAMS)
+
+
+def _check_sqlite(url: str) -> None:
+    _own_options(url, _sqlite_params())
+
+
+def _check_file(url: str) -> None:
+    _own_options(url, {})
+
+
+# How check_url reads a store URL's parameters without connecting or creating anything.
+_URL_PARSERS = {
+    "memory": "satchel.stores.registry:_check_memory",
+    "sqlite": "satchel.stores.registry:_check_sqlite",
+    "file": "satchel.stores.registry:_check_file",
+    "redis": "satchel.stores.redis.store:parse_url",
+    "postgresql": "satchel.stores.postgres.store:parse_url",
+    "mysql": "satchel.stores.mysql.store:parse_url",
+    "memcached": "satchel.stores.memcached:parse_url",
+}
+
+
 def _synchronous(value: str) -> str:
     if value not in ("normal", "full"):
         raise ValueError(value)
@@ -182,13 +217,13 @@ def _synchronous(value: str) -> str:
 def _memory(url: str) -> Store:
     from .memory import MemoryStore
 
-    return MemoryStore(**_own_options(url, {"max_entries": int}))
+    return MemoryStore(**_own_options(url, _MEMORY_PARAMS))
 
 
 def _sqlite(url: str) -> Store:
     from .sqlite import SQLiteStore
 
-    options = _own_options(url, {"timeout": float, "synchronous": _synchronous})
+    options = _own_options(url, _sqlite_params())
     return SQLiteStore(_path_of(url, "database file", sqlalchemy_style=True), **options)
 
 

@@ -436,6 +436,13 @@ def driver_parameters() -> frozenset[str]:
 def from_url(url: str) -> MySQLStore:
     """``mysql://user:pw@host:3306/db`` or ``mariadb://...``, with optional ``table``,
     ``pool_size``, ``max_overflow`` and ``timeout`` query parameters."""
+    clean, options = parse_url(url)
+    return MySQLStore("mysql://" + clean.split("://", 1)[1], **options)
+
+
+def parse_url(url: str) -> tuple[str, dict[str, Any]]:
+    """The URL without satchel's parameters, and their values; ConfigurationError for an
+    unknown parameter or a bad value (nothing is connected)."""
     from ..registry import refuse_unknown_params, url_options
 
     own: dict[str, Callable[[str], Any]] = {
@@ -445,5 +452,4 @@ def from_url(url: str) -> MySQLStore:
         "timeout": float,
     }
     refuse_unknown_params(url, own, driver_parameters(), "PyMySQL/aiomysql")
-    clean, options = url_options(url, own)
-    return MySQLStore("mysql://" + clean.split("://", 1)[1], **options)
+    return url_options(url, own)

@@ -408,6 +408,15 @@ def libpq_parameters() -> frozenset[str]:
 def from_url(url: str) -> PostgresStore:
     """``postgresql://user@host:5432/db?table=...&max_size=10&timeout=5``; satchel's own
     query parameters are taken out, the rest goes to libpq."""
+    clean, options = parse_url(url)
+    if clean.startswith("postgres://"):
+        clean = "postgresql://" + clean.removeprefix("postgres://")
+    return PostgresStore(clean, **options)
+
+
+def parse_url(url: str) -> tuple[str, dict[str, Any]]:
+    """The URL without satchel's parameters, and their values; ConfigurationError for an
+    unknown parameter or a bad value (nothing is connected)."""
     from ..registry import refuse_unknown_params, url_options
 
     own: dict[str, Callable[[str], Any]] = {
@@ -417,7 +426,4 @@ def from_url(url: str) -> PostgresStore:
         "timeout": float,
     }
     refuse_unknown_params(url, own, libpq_parameters(), "libpq")
-    clean, options = url_options(url, own)
-    if clean.startswith("postgres://"):
-        clean = "postgresql://" + clean.removeprefix("postgres://")
-    return PostgresStore(clean, **options)
+    return url_options(url, own)

@@ -311,7 +311,14 @@ def _refreshed(record: Record, now: float) -> Record:
 # what redis-py takes from a URL's query besides what it parses itself (text arguments of
 # its connection classes that make sense for satchel: not decode_responses, which would
 # hand satchel text where it reads bytes)
-_TEXT_ARGUMENTS = ("client_name", "encoding", "encoding_errors", "socket_keepalive")
+_TEXT_ARGUMENTS = (
+    "client_name",
+    "encoding",
+    "encoding_errors",
+    "password",
+    "socket_keepalive",
+    "username",
+)
 _TLS_ARGUMENTS = (
     "ssl_ca_certs",
     "ssl_ca_data",
@@ -346,6 +353,13 @@ def from_url(url: str) -> RedisStore:
     optional ``prefix``, ``socket_timeout``, ``connect_timeout``, ``max_connections``,
     ``wait_replicas``, ``wait_timeout`` and ``sentinel_check_interval`` query parameters
     (satchel's own; everything else is left to redis-py)."""
+    clean, options = parse_url(url)
+    return RedisStore(clean, **options)
+
+
+def parse_url(url: str) -> tuple[str, dict[str, Any]]:
+    """The URL without satchel's parameters, and their values; ConfigurationError for an
+    unknown parameter or a bad value (nothing is connected)."""
     from ..registry import refuse_unknown_params, url_options
 
     own: dict[str, Callable[[str], Any]] = {
@@ -362,5 +376,4 @@ def from_url(url: str) -> RedisStore:
         refuse_unknown_params(url, own, driver_parameters(scheme == "rediss"), "redis-py")
     else:  # Sentinel and Cluster URLs: satchel reads the query, nothing else does
         refuse_unknown_params(url, own)
-    clean, options = url_options(url, own)
-    return RedisStore(clean, **options)
+    return url_options(url, own)
