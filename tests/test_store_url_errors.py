@@ -205,3 +205,19 @@ def test_a_misspelt_middleware_keyword_is_pointed_at_the_right_one() -> None:
 
     with pytest.raises(ConfigurationError, match="did you mean 'on_csrf_failure'"):
         SessionMiddleware(Starlette(), "memory://", secret_keys=[KEY], on_csrf_failur=None)  # type: ignore[call-arg]
+
+
+def test_config_check_takes_the_store_as_the_other_commands_do(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from satchel.cli import main
+
+    env = {"SATCHEL_SECRET_KEYS": KEY}
+    bad = CliRunner().invoke(
+        main, ["config", "check", "--store", "sqlite:///x.db?tabel=1"], env=env
+    )
+    assert bad.exit_code == 1
+    assert "unknown parameter 'tabel'" in bad.output
+    good = CliRunner().invoke(main, ["config", "check", "--store", "memory://"], env=env)
+    assert good.exit_code == 0, good.output
+    assert "memory://" in good.output

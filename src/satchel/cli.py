@@ -328,15 +328,16 @@ def config() -> None:
 @click.option(
     "--connect", is_flag=True, help="Also open the store (and revocation store) and read from it."
 )
+@store_option
 @click.pass_context
-def config_check(ctx: click.Context, as_json: bool, connect: bool) -> None:
+def config_check(ctx: click.Context, as_json: bool, connect: bool, store: str | None) -> None:
     """Validate the settings and print them, secrets masked; exit 1 if invalid.
 
     Checks every setting, that each store URL has a known scheme and its driver is
     installed, and with --connect that each store answers. --json prints JSON whatever
     happens, errors included."""
     try:
-        settings = load_settings(ctx.obj.get("config"), validate=True)
+        settings = load_settings(ctx.obj.get("config"), store=store, validate=True)
         for name in ("store", "revocation_store"):
             url = getattr(settings, name)
             if url and url.startswith("cookie:"):
