@@ -108,14 +108,8 @@ class Settings:
         )
         ExpiryPolicy(self.idle_timeout, self.absolute_timeout, self.refresh_interval)
         parse_trusted(self.trusted_proxies)
-        DeviceBindingOptions(
-            enabled=self.dbsc,
-            required=self.dbsc_required,
-            grace=self.dbsc_grace,
-            cookie_lifetime=self.dbsc_cookie_lifetime,
-            path=self.dbsc_path,
-            redirect=self.dbsc_redirect,
-        )
+        given = {f.name: getattr(self, f.name) for f in fields(self)}
+        DeviceBindingOptions(**schema.present(given, DeviceBindingOptions))
         cap = self.max_sessions_per_user
         if cap is not None and not 1 <= cap <= MAX_SESSIONS_PER_USER:
             raise ConfigurationError(

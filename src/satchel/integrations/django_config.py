@@ -22,12 +22,16 @@ try:
 except ModuleNotFoundError as exc:
     raise missing_framework(exc, "django") from None
 
+from .. import option_schema as schema
+from ..dbsc.options import DeviceBindingOptions
 from ..engine import Engine
 from ..errors import ConfigurationError
 from ..options import SessionOptions, build_engine
 from ..settings import Settings, load_settings
 from ..stores.base import Store
 
+# The device-binding options (dbsc*), applied by satchel's SessionMiddleware for Django.
+_DEVICE_BINDING = frozenset(o.name for o in schema.OPTIONS if o.owner is DeviceBindingOptions)
 # The SATCHEL settings this engine applies; Django itself does the rest, so setting one of
 # those here would silently do nothing: it is refused, naming Django's own setting.
 APPLIED = frozenset(
@@ -40,13 +44,8 @@ APPLIED = frozenset(
         "encrypt_at_rest",
         "max_sessions_per_user",
         "secret_keys",
-        "dbsc",
-        "dbsc_required",
-        "dbsc_grace",
-        "dbsc_cookie_lifetime",
-        "dbsc_path",
-        "dbsc_redirect",
     }
+    | _DEVICE_BINDING
 )
 HOOKS = frozenset({"on_event", "clock"})  # callables: not settings, passed to the engine as-is
 UNAVAILABLE_HOOK = "on_store_unavailable"  # a view (request -> response) for store outages
@@ -117,12 +116,7 @@ def options() -> tuple[str, SessionOptions]:
         "encrypt_at_rest": settings.encrypt_at_rest,
         "max_sessions_per_user": settings.max_sessions_per_user,
         "cookie_persistent": not django_settings.SESSION_EXPIRE_AT_BROWSER_CLOSE,
-        "dbsc": settings.dbsc,
-        "dbsc_required": settings.dbsc_required,
-        "dbsc_grace": settings.dbsc_grace,
-        "dbsc_cookie_lifetime": settings.dbsc_cookie_lifetime,
-        "dbsc_path": settings.dbsc_path,
-        "dbsc_redirect": settings.dbsc_redirect,
+        **{name: getattr(settings, name) for name in _DEVICE_BINDING},
         **hooks,
     }
     if settings.encrypt_at_rest or settings.dbsc:

@@ -267,11 +267,10 @@ class MemcachedStore(Store):
 def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     """The URL without satchel's parameters, and their values; ConfigurationError for an
     unknown parameter or a bad value (nothing is connected)."""
-    from .registry import refuse_unknown_params, url_options
+    from .registry import read_url
 
     own: dict[str, Callable[[str], Any]] = {"prefix": str, "timeout": float, "max_pool_size": int}
-    refuse_unknown_params(url, own)  # nothing else is read: pymemcache gets no query
-    return url_options(url, own)
+    return read_url(url, own)  # nothing else is read: pymemcache gets no query
 
 
 def from_url(url: str) -> MemcachedStore:

@@ -170,11 +170,23 @@ def local_path(url: str) -> str | None:
     return None
 
 
+def read_url(
+    url: str,
+    own: dict[str, Callable[[str], Any]],
+    driver: Collection[str] = (),
+    driver_name: str = "",
+) -> tuple[str, dict[str, Any]]:
+    """A store URL without satchel's own query parameters (``own``: name -> converter),
+    and their values; a parameter neither satchel nor the driver (``driver``) reads is
+    refused, naming the valid ones, as is a value that does not convert. Nothing is
+    connected or created: the stores' ``parse_url`` and ``check_url`` use it."""
+    refuse_unknown_params(url, own, driver, driver_name)
+    return url_options(url, own)
+
+
 def _own_options(url: str, casts: dict[str, Callable[[str], Any]]) -> dict[str, Any]:
-    """The query options of a store's URL whose query goes to no driver (embedded
-    stores, Memcached); any other parameter is refused, naming the valid ones."""
-    refuse_unknown_params(url, casts)
-    return url_options(url, casts)[1]
+    """The query options of an embedded store's URL (its query goes to no driver)."""
+    return read_url(url, casts)[1]
 
 
 _MEMORY_PARAMS: dict[str, Callable[[str], Any]] = {"max_entries": int}

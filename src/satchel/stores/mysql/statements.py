@@ -64,8 +64,9 @@ VALUES (:key, :data, :meta, :ls, :it, :ad, :exp, :uid, :handle, :version)
 _UPDATE = """
 UPDATE {t} SET
     data = JSON_MERGE_PATCH(IF(:clear, '{{}}', data), :patch),
-    meta = IF(:keep_device OR (:unbinds AND LEFT(JSON_UNQUOTE(JSON_EXTRACT(meta, '$.device')), 5)
-                                          = '{{"k":'),
+    meta = IF((:keep_device AND NOT (:device_null AND (LOCATE('"device"\\:null', meta) > 0
+                                                      OR LOCATE('"device"\\: null', meta) > 0)))
+              OR (:unbinds AND LEFT(JSON_UNQUOTE(JSON_EXTRACT(meta, '$.device')), 5) = '{{"k":'),
               JSON_SET(:meta, '$.device',
                        IF(JSON_TYPE(JSON_EXTRACT(meta, '$.device')) = 'STRING',
                           JSON_UNQUOTE(JSON_EXTRACT(meta, '$.device')), NULL)),

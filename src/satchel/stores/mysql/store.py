@@ -281,6 +281,8 @@ class MySQLStore(Store):
             "patch": _json.dumps(patch),
             "keep_device": change.keeps_device,
             "unbinds": change.unbinds,
+            # both unbound (most writes): the stored meta is not parsed to keep its binding
+            "device_null": change.meta.device is None,
             **meta_params(change.meta),
         }
 
@@ -443,7 +445,7 @@ def from_url(url: str) -> MySQLStore:
 def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     """The URL without satchel's parameters, and their values; ConfigurationError for an
     unknown parameter or a bad value (nothing is connected)."""
-    from ..registry import refuse_unknown_params, url_options
+    from ..registry import read_url
 
     own: dict[str, Callable[[str], Any]] = {
         "table": str,
@@ -451,5 +453,4 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
         "max_overflow": int,
         "timeout": float,
     }
-    refuse_unknown_params(url, own, driver_parameters(), "PyMySQL/aiomysql")
-    return url_options(url, own)
+    return read_url(url, own, driver_parameters(), "PyMySQL/aiomysql")

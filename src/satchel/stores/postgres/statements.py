@@ -62,7 +62,9 @@ _UPDATE = """
 UPDATE {t} SET
     data = (CASE WHEN %(clear)s THEN '{{}}'::jsonb ELSE data - %(delete)s::text[] END)
            || %(set)s::jsonb,
-    meta = CASE WHEN %(keep_device)s
+    meta = CASE WHEN (%(keep_device)s AND NOT (%(device_null)s
+                                          AND (strpos(meta, '"device":null') > 0
+                                               OR strpos(meta, '"device": null') > 0)))
                       OR (%(unbinds)s AND left(meta::jsonb ->> 'device', 5) = '{{"k":')
                 THEN (%(meta)s::text::jsonb
                       || jsonb_build_object('device', meta::jsonb -> 'device'))::text

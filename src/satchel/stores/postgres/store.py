@@ -270,6 +270,8 @@ class PostgresStore(Store):
             "set": Jsonb(dict(change.set), dumps=_json.dumps),
             "keep_device": change.keeps_device,
             "unbinds": change.unbinds,
+            # both unbound (most writes): the stored meta is not parsed to keep its binding
+            "device_null": change.meta.device is None,
             **meta_params(change.meta),
         }
 
@@ -417,7 +419,7 @@ def from_url(url: str) -> PostgresStore:
 def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     """The URL without satchel's parameters, and their values; ConfigurationError for an
     unknown parameter or a bad value (nothing is connected)."""
-    from ..registry import refuse_unknown_params, url_options
+    from ..registry import read_url
 
     own: dict[str, Callable[[str], Any]] = {
         "table": str,
@@ -425,5 +427,4 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
         "max_size": int,
         "timeout": float,
     }
-    refuse_unknown_params(url, own, libpq_parameters(), "libpq")
-    return url_options(url, own)
+    return read_url(url, own, libpq_parameters(), "libpq")

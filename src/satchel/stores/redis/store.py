@@ -360,7 +360,7 @@ def from_url(url: str) -> RedisStore:
 def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     """The URL without satchel's parameters, and their values; ConfigurationError for an
     unknown parameter or a bad value (nothing is connected)."""
-    from ..registry import refuse_unknown_params, url_options
+    from ..registry import read_url
 
     own: dict[str, Callable[[str], Any]] = {
         "prefix": str,
@@ -373,7 +373,5 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     }
     scheme = url.partition("://")[0].lower()
     if scheme in ("redis", "rediss"):  # the rest of the query goes to redis-py
-        refuse_unknown_params(url, own, driver_parameters(scheme == "rediss"), "redis-py")
-    else:  # Sentinel and Cluster URLs: satchel reads the query, nothing else does
-        refuse_unknown_params(url, own)
-    return url_options(url, own)
+        return read_url(url, own, driver_parameters(scheme == "rediss"), "redis-py")
+    return read_url(url, own)  # Sentinel and Cluster URLs: satchel reads the query alone
