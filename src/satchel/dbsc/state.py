@@ -86,5 +86,7 @@ def require_device_binding(session: Session) -> None:
     ``dbsc_required`` would ask it of every one; a browser without DBSC cannot comply."""
     meta = session.meta
     state = DeviceState.decode(None if meta is None else meta.device)
-    if not state.required and not state.corrupt:
+    if state.bound:
+        return  # nothing to ask, and no write: a stale one could restore a dropped binding
+    if not state.required:
         session.set_device(state._replace(required=True).encode())
