@@ -7,6 +7,7 @@ import asyncio
 import json
 import sqlite3
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from .client import Connection
 from .context import Context, Unavailable
 from .faults import FAULT_SCENARIOS
 from .load import Event, LoadResult, Mix
-from .results import SKIP, Row, Rule, row_from, strict
+from .results import FAIL, SKIP, Row, Rule, row_from, strict
 from .servers import AppServer
 
 Scenario = Callable[[Context], list[Row]]
@@ -70,9 +71,13 @@ def _load_row(ctx: Context, scenario: str, app: str, store_kind: str, judged: bo
         url = ctx.store_url(store_kind)
     except Unavailable as exc:
         return skipped(scenario, target, exc)
-    server = ctx.server(app, url)
-    watch = RssWatch(server, ctx.mode.duration)
-    result = ctx.load(server, events=[watch.event])
+    try:
+        server = ctx.server(app, url)
+        watch = RssWatch(server, ctx.mode.duration)
+        result = ctx.load(server, events=[watch.event])
+    except RuntimeError as exc:  # a server that died: this row fails, the next ones run
+        traceback.print_exc()
+        return Row(scenario, target, FAIL, notes=f"crashed: {exc}"[:300])
     growth, note = watch.growth_mb()
     server.stop()
     return row_from(scenario, target, result, watch.rule(growth) if judged else None, note)

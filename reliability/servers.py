@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -36,6 +37,16 @@ def command(app: str, port: int, workers: int) -> list[str]:
         "--workers", str(workers), "--worker-class", "sync", "--backlog", "2048",
         "--timeout", "30", "--log-level", "warning", "reliability.apps:wsgi_from_env()",
     ]  # fmt: skip
+
+
+def last_error(log: str) -> str:
+    """The last exception line of a log (``Name: message`` at the start of a line, as a
+    traceback ends), or its last line."""
+    lines = [line for line in log.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r"[\w.]*(Error|Exception|Unavailable|Exit)\b.*", line):
+            return line
+    return lines[-1] if lines else "(no output)"
 
 
 def rss_kb(pid: int) -> int:
@@ -104,10 +115,13 @@ class AppServer:
         return self.log.read().decode(errors="replace")[-tail:]
 
     def check(self) -> None:
-        """Raise if the server process has exited."""
+        """Raise if the server process has exited: the last error its log names first
+        (what a reader of a cut CI log needs), then the log's tail."""
         if self.process.poll() is not None:
+            output = self.output()
             raise RuntimeError(
-                f"{self.app}: server exited ({self.process.returncode}):\n{self.output()}"
+                f"{self.app}: server exited ({self.process.returncode}): "
+                f"{last_error(output)}\n{output}"
             )
 
     def worker_pids(self) -> list[int]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -31,7 +32,8 @@ T = TypeVar("T")
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS satchel_sessions (
     key         TEXT PRIMARY KEY,   -- SHA-256 of the session ID, hex; never the ID itself
     data        TEXT NOT NULL,      -- JSON object: app key -> encoded value
@@ -40,11 +42,12 @@ CREATE TABLE IF NOT EXISTS satchel_sessions (
     user_id     TEXT,               -- NULL until login
     handle      TEXT NOT NULL,      -- public handle shown in UIs
     version     INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS satchel_sessions_expires_at ON satchel_sessions (expires_at);
-CREATE INDEX IF NOT EXISTS satchel_sessions_user_id ON satchel_sessions (user_id)
-    WHERE user_id IS NOT NULL;
-"""
+) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS satchel_sessions_expires_at ON satchel_sessions (expires_at)",
+    "CREATE INDEX IF NOT EXISTS satchel_sessions_user_id ON satchel_sessions (user_id)"
+    " WHERE user_id IS NOT NULL",
+)
+"""The statements creating the table and its indexes, run in order."""
 
 
 def _error_table() -> ErrorTable:
@@ -54,6 +57,29 @@ def _error_table() -> ErrorTable:
 
 def _mapped() -> AbstractContextManager[None]:
     return map_exceptions(_error_table, "SQLite")
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _BUSY_CODES
+
+
+def _enter_wal(db: sqlite3.Connection, timeout: float) -> None:
+    """Put the file in WAL mode (it stays so: later connections find it there and change
+    nothing). The switch takes an exclusive lock and fails at once, without the busy
+    timeout, while another connection holds the file, as workers starting together on a
+    new file do: it is retried, with backoff, for up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _meta_of(fields: Sequence[Any]) -> Meta:
@@ -119,8 +145,12 @@ class SQLiteStore(InlineFirstStore):
             raise StoreUnavailable(f"cannot open SQLite file {path}: {exc}", exc) from exc
 
     def init_schema(self) -> None:
-        """Create the table and its indexes (done on construction; ``satchel db init``)."""
-        self._run(lambda db: db.executescript(SCHEMA))
+        """Create the table and its indexes (done on construction; ``satchel db init``), in
+        one ``BEGIN IMMEDIATE`` transaction: workers starting at once on a new file take
+        turns instead of racing from a read to a write."""
+        with self._transaction() as db:
+            for statement in SCHEMA:
+                db.execute(statement)
 
     def _connection(self) -> sqlite3.Connection:
         if os.getpid() != self._pid:  # forked: connections must not cross processes
@@ -138,7 +168,7 @@ class SQLiteStore(InlineFirstStore):
                     isolation_level=None,
                     check_same_thread=False,
                 )
-                db.execute("PRAGMA journal_mode=WAL")
+                _enter_wal(db, 0 if nowait else self.timeout)
                 db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
             setattr(self._local, slot, db)
             with self._guard:
@@ -314,10 +344,7 @@ class SQLiteStore(InlineFirstStore):
 
     def _busy(self, exc: StoreError) -> bool:
         original = exc.original
-        return (
-            isinstance(original, sqlite3.OperationalError)
-            and (getattr(original, "sqlite_errorcode", 0) & 0xFF) in _BUSY_CODES
-        )
+        return isinstance(original, sqlite3.OperationalError) and _is_busy(original)
 
     def close(self) -> None:
         with self._guard:
