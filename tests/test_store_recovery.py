@@ -15,9 +15,11 @@ behind it is never touched.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from satchel import ids
@@ -31,6 +33,7 @@ from .services import TcpProxy, port_open, unavailable
 OUTAGE = 4.0  # the pool's own retries fall at about 1, 3 and 7 s: the next is 3 s past this
 RECOVERED_WITHIN = 1.5  # seconds after the link is back
 TIMEOUT = 0.5
+SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture
@@ -131,3 +134,66 @@ def test_an_unreachable_server_fails_calls_at_once(proxy: TcpProxy) -> None:
         proxy.restore()
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_concurrent_first_calls_open_one_pool(path: str) -> None:
+    """Calls arriving together on a store whose pool is not open yet (a cold start under
+    load, or a pool just replaced), in threads or tasks, share one pool: in 0.1 each
+    opened a pool of its own, and PostgreSQL saw up to two connections per call at once
+    (under the reliability suite's load: "sorry, too many clients already")."""
+    if not port_open(5432):
+        unavailable("PostgreSQL on 127.0.0.1:5432")
+    name = f"satchel_pools_{time.monotonic_ns()}"
+    url = f"postgresql://postgres@127.0.0.1:5432/test?application_name={name}"
+    peak = 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        with psycopg.connect(SERVER, autocommit=True) as conn:
+            while not done.is_set():
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                    (name,),
+                ).fetchone()
+                peak = max(peak, int(row[0]) if row else 0)
+                time.sleep(0.005)
+
+    async def run() -> None:
+        store = PostgresStore(url, table="satchel_recovery_test", min_size=2, max_size=2)
+        try:
+            await asyncio.gather(*(store.aload("0" * 64, time.time()) for _ in range(30)))
+            await asyncio.sleep(0.2)
+        finally:
+            await store.aclose()
+
+    def run_threads() -> None:
+        store = PostgresStore(url, table="satchel_recovery_test", min_size=2, max_size=2)
+        try:
+            barrier = threading.Barrier(30)
+
+            def call() -> None:
+                barrier.wait()
+                store.load("0" * 64, time.time())
+
+            threads = [threading.Thread(target=call) for _ in range(30)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            time.sleep(0.2)
+        finally:
+            store.close()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        if path == "sync":
+            run_threads()
+        else:
+            asyncio.run(run())
+    finally:
+        done.set()
+        watcher.join()
+    assert peak <= 3  # the pool's two, and its opening check

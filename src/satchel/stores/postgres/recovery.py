@@ -6,7 +6,8 @@ exponential backoff (about 1, 3, 7, 15 s after the first failure, up to
 attempt at 7 s, one back after 8 s not before 15 s, and until then every call waits its
 whole ``timeout`` for a connection that cannot come. So, once a call has failed for want
 of the server, :class:`Recovery` checks it with one direct connection before the next calls
-that find no idle connection in the pool, at most one every :data:`PROBE_EVERY` seconds:
+that find the pool empty (no idle connection, none in use by a call: a pool that is only
+busy is left alone), at most one every :data:`PROBE_EVERY` seconds:
 
 - the connection fails: the call fails at once with the server's reason (a 503 now rather
   than in ``timeout`` seconds), and so do the calls until the next check;
@@ -15,11 +16,12 @@ that find no idle connection in the pool, at most one every :data:`PROBE_EVERY` 
   background, its connections in use returned to it first).
 
 A store built around the app's own pools (``pool=``, ``async_pool=``) leaves them as they
-are. Nothing of this runs while calls succeed: the hot path reads one attribute.
+are. While calls succeed, a call reads one attribute and counts itself in and out.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -32,18 +34,28 @@ PROBE_EVERY = 0.5
 class Recovery:
     """The failing state of one store's pool (sync or async)."""
 
-    __slots__ = ("_next_probe", "_refusal", "failing")
+    __slots__ = ("_held", "_lock", "_next_probe", "_refusal", "failing")
 
     def __init__(self) -> None:
         self.failing = False
         self._next_probe = 0.0
         self._refusal: StoreUnavailable | None = None
+        self._held = 0  # connections the store's calls hold now
+        self._lock = threading.Lock()
+
+    def acquired(self) -> None:
+        with self._lock:
+            self._held += 1
+
+    def released(self) -> None:
+        with self._lock:
+            self._held -= 1
 
     def probe_due(self, pool: Any) -> bool:
-        """Whether to check the server now. False while the pool has an idle connection
-        (a call can find out for itself) or a check was made lately; raises the last
-        check's failure while it stands."""
-        if pool.get_stats().get("pool_available", 0) > 0:
+        """Whether to check the server now. False while the pool has a connection, idle or
+        in use (a busy pool is not a broken one), or a check was made lately; raises the
+        last check's failure while it stands."""
+        if self._held > 0 or pool.get_stats().get("pool_available", 0) > 0:
             return False
         now = time.monotonic()
         if now < self._next_probe:

@@ -73,13 +73,15 @@ class PostgresStore(Store):
         self._pid = os.getpid()
         self._recovery = Recovery()
         self._closing: set[asyncio.Task[None]] = set()  # old async pools being closed
+        self._opening: asyncio.Task[Any] | None = None  # the async pool being opened
+        self._opening_lock = threading.Lock()  # the sync pool being opened
         self._sql = {name: sql.format(t=table) for name, sql in STATEMENTS.items()}
 
     # -- pools ------------------------------------------------------------------------------
 
     def _check_fork(self) -> None:
         if os.getpid() != self._pid and self._owns_pools:
-            self._pool = self._async_pool = None  # the parent's sockets are not ours
+            self._pool = self._async_pool = self._opening = None  # the parent's sockets
             self._pid = os.getpid()
             self._recovery = Recovery()
 
@@ -91,44 +93,61 @@ class PostgresStore(Store):
 
     @property
     def pool(self) -> Any:
+        """The sync pool, opened by the first call that needs it (threads arriving while
+        it opens wait for it: each opened a pool of its own in 0.1)."""
         self._check_fork()
-        if self._pool is None:
-            if self.url is None:
-                raise ConfigurationError("this PostgresStore has no sync pool; pass pool=")
-            from psycopg_pool import ConnectionPool
+        if self._pool is not None:
+            return self._pool
+        if self.url is None:
+            raise ConfigurationError("this PostgresStore has no sync pool; pass pool=")
+        with self._opening_lock:
+            if self._pool is None:
+                from psycopg_pool import ConnectionPool
 
-            self._probe()
-            self._pool = ConnectionPool(
-                self.url,
-                min_size=self.min_size,
-                max_size=self.max_size,
-                timeout=self.timeout,
-                kwargs=self._connect_options(),
-                configure=self._configure,
-                open=True,
-            )
-        return self._pool
+                self._probe()
+                self._pool = ConnectionPool(
+                    self.url,
+                    min_size=self.min_size,
+                    max_size=self.max_size,
+                    timeout=self.timeout,
+                    kwargs=self._connect_options(),
+                    configure=self._configure,
+                    open=True,
+                )
+            return self._pool
 
     async def _apool(self) -> Any:
+        """The async pool, opened by the first call that needs it; calls arriving while it
+        opens wait for that one opening (each opened a pool of its own in 0.1)."""
         self._check_fork()
-        if self._async_pool is None:
-            if self.url is None:
-                raise ConfigurationError("this PostgresStore has no async pool; pass async_pool=")
-            from psycopg_pool import AsyncConnectionPool
+        if self._async_pool is not None:
+            return self._async_pool
+        if self.url is None:
+            raise ConfigurationError("this PostgresStore has no async pool; pass async_pool=")
+        loop = asyncio.get_running_loop()
+        opening = self._opening
+        if opening is None or opening.done() or opening.get_loop() is not loop:
+            opening = self._opening = loop.create_task(self._open_apool())
+            opening.add_done_callback(_retrieve)
+        return await asyncio.shield(opening)
 
-            await self._aprobe()
-            pool = AsyncConnectionPool(
-                self.url,
-                min_size=self.min_size,
-                max_size=self.max_size,
-                timeout=self.timeout,
-                kwargs=self._connect_options(),
-                configure=self._aconfigure,
-                open=False,
-            )
-            await pool.open()
-            self._async_pool = pool
-        return self._async_pool
+    async def _open_apool(self) -> Any:
+        from psycopg_pool import AsyncConnectionPool
+
+        assert self.url is not None
+        await self._aprobe()
+        pool = AsyncConnectionPool(
+            self.url,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            timeout=self.timeout,
+            kwargs=self._connect_options(),
+            configure=self._aconfigure,
+            open=False,
+        )
+        await pool.open()
+        self._async_pool = pool
+        return pool
 
     def _connect_options(self) -> dict[str, Any]:
         return {"autocommit": True, "connect_timeout": max(1, int(self.timeout))}
@@ -212,6 +231,7 @@ class PostgresStore(Store):
         try:
             with self._errors(lambda: watch), self.pool.connection(timeout=self.timeout) as conn:
                 watch = deadlines.watch(conn.fileno(), deadline)
+                self._recovery.acquired()
                 try:
                     with watch:
                         if not self._ready:
@@ -219,6 +239,7 @@ class PostgresStore(Store):
                         with conn.cursor() as cur:
                             yield cur
                 finally:
+                    self._recovery.released()
                     if watch.fired:  # final once the watch has ended
                         conn.close()  # its socket is shut: never back into the pool
         except StoreUnavailable:
@@ -241,6 +262,7 @@ class PostgresStore(Store):
                 pool = await self._apool()
                 async with pool.connection(timeout=self.timeout) as conn:
                     watch = deadlines.watch(conn.fileno(), deadline)
+                    self._recovery.acquired()
                     try:
                         with watch:
                             if not self._ready:
@@ -248,6 +270,7 @@ class PostgresStore(Store):
                             async with conn.cursor() as cur:
                                 yield cur
                     finally:
+                        self._recovery.released()
                         if watch.fired:  # final once the watch has ended
                             await conn.close()  # its socket is shut: never back into the pool
         except StoreUnavailable:
@@ -443,6 +466,12 @@ class PostgresStore(Store):
             await self._async_pool.close()
             self._async_pool = None
         self.close()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a failed opening's exception as seen (its callers, if any, got it)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _unreachable(exc: BaseException) -> StoreUnavailable:
