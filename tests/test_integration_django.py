@@ -89,7 +89,8 @@ def test_login_cycles_the_key_and_logout_kills_replay(django_app: ModuleType) ->
     assert (record.meta.user_agent, record.meta.client_ip) == ("DjangoTest/1", "127.0.0.1")
     assert [k for k, _ in store.list_user(record.meta.user_id, 0)] == [ids.store_key(after)]
     assert c.get("/me", secure=True).json()["user"] == "alice"
-    c.post("/logout", secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+    logout = c.post("/logout", secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+    assert logout.headers["Clear-Site-Data"] == '"cookies"'  # (issue 17: ASVS 14.3.1)
     replay = client()
     replay.cookies["sessionid"] = after
     assert replay.get("/me", secure=True).status_code == 401
@@ -183,6 +184,7 @@ _DJANGO_CHECKS: dict[str, Any] = {
     "dbsc_path": "/auth/dbsc",
     "dbsc_required": True,
     "dbsc_redirect": "/sign-in",
+    "clear_site_data": ["storage"],
 }
 _DJANGO_BASE: dict[str, dict[str, Any]] = {
     "secret_keys": {"encrypt_at_rest": True},
@@ -322,6 +324,10 @@ def test_satchel_key_changes_behaviour_or_is_refused(
     if name == "store":
         target = tmp_path / "other.db"
         value = f"sqlite:///{target}"
+    if name == "clear_site_data":
+        default, observed = _logout_header(config), _logout_header({**config, name: value})
+        assert observed != default, f"SATCHEL[{name!r}] changed nothing: {observed}"
+        return
     if name.startswith("dbsc"):
         default = _django_observe_dbsc(config)
         observed = _django_observe_dbsc({**config, name: value})
@@ -608,3 +614,47 @@ def test_a_refused_request_neither_saves_nor_sets_the_session_cookie(
         assert refused.status_code == 401
         assert "sessionid" not in refused.cookies, refused.cookies["sessionid"].OutputString()
         assert c.cookies["sessionid"].value == session_cookie
+
+
+def test_clear_site_data_on_logout_is_configurable(django_app: ModuleType) -> None:
+    """``SATCHEL["clear_site_data"]``: other directives, or none; a response that is not a
+    logout (a login, a write, the logout of an anonymous visitor) never carries it."""
+    base = {"store": _store_of_app()}
+    for config, expected in (
+        ({**base, "clear_site_data": ["cookies", "storage"]}, '"cookies", "storage"'),
+        ({**base, "clear_site_data": []}, None),
+    ):
+        with _satchel_settings(config):
+            c = client()
+            assert (
+                c.post("/logout", secure=True, HTTP_X_CSRFTOKEN=csrf(c)).headers.get(
+                    "Clear-Site-Data"
+                )
+                is None
+            )  # nobody was logged in
+            login = log_in(c)
+            assert "Clear-Site-Data" not in login.headers
+            logout = c.post("/logout", secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+            assert logout.headers.get("Clear-Site-Data") == expected
+    from satchel import ConfigurationError
+
+    with (
+        _satchel_settings({**base, "clear_site_data": ["cookie"]}),
+        pytest.raises(ConfigurationError, match="clear_site_data"),
+    ):
+        client().get("/me", secure=True)
+
+
+def _logout_header(config: dict[str, Any]) -> str | None:
+    with _satchel_settings(config):
+        c = client()
+        log_in(c)
+        header = c.post("/logout", secure=True, HTTP_X_CSRFTOKEN=csrf(c)).headers
+        value = header.get("Clear-Site-Data")
+        return None if value is None else str(value)
+
+
+def _store_of_app() -> str:
+    from django.conf import settings
+
+    return str(settings.SATCHEL["store"])

@@ -54,15 +54,19 @@ class TokenAction:
     the session was lost to another request (a logout or a regeneration won the race),
     send nothing, not even a token an earlier commit of this request issued.
     ``logout_marker`` is a cookie session's signed logout record (value, lifetime): see
-    :mod:`satchel.cookie.backend`."""
+    :mod:`satchel.cookie.backend`. ``logout``: the session that ended was a logged-in
+    user's (a logout, not a stale cookie): the response may ask the browser to clear the
+    site's data (the ``clear_site_data`` option)."""
 
     token: str | None
     max_age: int | None = None
     logout_marker: tuple[str, int] | None = None
     withdrawn: bool = False
+    logout: bool = False
 
 
 DELETE = TokenAction(None)
+LOGGED_OUT = TokenAction(None, logout=True)
 WITHDRAWN = TokenAction(None, withdrawn=True)
 
 

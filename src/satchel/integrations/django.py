@@ -41,7 +41,7 @@ from ..errors import KeyCollision
 from ..session import Session
 from .django_config import APPLIED, runtime
 from .django_dbsc import SessionMiddleware
-from .django_device import DeviceMiddleware, device, failed, recorded
+from .django_device import DeviceMiddleware, device, failed, note_logout, recorded
 from .django_expiry import UNSET, DjangoExpiry
 
 __all__ = ["APPLIED", "DeviceMiddleware", "SessionMiddleware", "SessionStore", "runtime"]
@@ -172,8 +172,11 @@ class SessionStore(DjangoExpiry, SessionBase):
             session = self._get_session() if current else Session()
             if not current:
                 drive(engine.open(session, key), store)
+            logged_in = session.stored_user_id is not None
             session.destroy()
             drive(engine.commit(session, device), store)
+            if current and logged_in:
+                note_logout()
         if current:
             self._session_key, self._expiry_choice = None, UNSET
 
