@@ -266,3 +266,19 @@ def test_in_chromium(chromium: Any) -> None:
         assert {c["name"] for c in context.cookies()} == {"satchel", "theme"}
         assert page.goto(f"{base}/flashes").text() == "You are signed out"
         context.close()
+
+
+def test_a_host_http_prefixed_cookie_works_in_chromium(chromium: Any) -> None:
+    """``__Host-Http-`` (the prefix the docs recommend for new apps): Chromium keeps the
+    session cookie, and its pre-session CSRF cookie, and sends them back."""
+    app = _starlette_app(cookie_name="__Host-Http-sid")
+    with serve_asgi(app) as base:
+        context = chromium.new_context()
+        page = context.new_page()
+        page.goto(f"{base}/logout-form")  # the pre-session cookie of a login form
+        assert {c["name"] for c in context.cookies()} == {"__Host-Http-sid_csrf"}
+        page.goto(f"{base}/login")
+        assert page.goto(f"{base}/whoami").text() == "alice"
+        names = {c["name"] for c in context.cookies()}
+        assert names == {"__Host-Http-sid"}  # (the pre-session cookie ends with the login)
+        context.close()
