@@ -658,3 +658,24 @@ def _store_of_app() -> str:
     from django.conf import settings
 
     return str(settings.SATCHEL["store"])
+
+
+def test_end_user_sessions_for_account_code(django_app: ModuleType) -> None:
+    """Account disabled, deleted, reset by an administrator (issue 17, ASVS 7.4.2): every
+    session of that user ends; other users keep theirs."""
+    from django.contrib.auth.models import User
+
+    from satchel.integrations.django import end_user_sessions
+
+    alice_1, alice_2, bob = client(), client(), client()
+    for c, (name, password) in (
+        (alice_1, ("alice", "wonderland")),
+        (alice_2, ("alice", "wonderland")),
+        (bob, ("bob", "builder")),
+    ):
+        assert log_in(c, name, password).status_code == 200
+    alice = User.objects.get(username="alice")
+    assert end_user_sessions(str(alice.pk), reason="account_disabled") == 2
+    assert alice_1.get("/me", secure=True).status_code == 401
+    assert alice_2.get("/me", secure=True).status_code == 401
+    assert bob.get("/me", secure=True).json()["user"] == "bob"

@@ -6,6 +6,7 @@ This namespace holds what apps use. Store authors find theirs in :mod:`satchel.s
 docs/architecture.md.
 """
 
+from .accounts import aend_user_sessions, end_user_sessions
 from .auth import (
     alogout_everywhere,
     alogout_other_devices,
@@ -66,12 +67,14 @@ __all__ = [
     "StoreUnavailable",
     "UserSessions",
     "__version__",
+    "aend_user_sessions",
     "alogout_everywhere",
     "alogout_other_devices",
     "arevoke",
     "asessions_of",
     "csrf_token",
     "device_bound",
+    "end_user_sessions",
     "flash",
     "get_flashed_messages",
     "load_settings",

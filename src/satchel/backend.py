@@ -120,3 +120,8 @@ class Backend(Protocol):
     def revoke_all(self, session: Session, keep_current: bool) -> Flow[int]:
         """End every session of the user (but this one, under a new ID, with
         ``keep_current``); how many, where the backend can count them."""
+
+    def end_user(self, user_id: str, reason: str) -> Flow[int | None]:
+        """End every session of ``user_id``, from outside any of them (an account
+        disabled, deleted, its password reset); how many (None where the backend cannot
+        count them: cookie sessions)."""

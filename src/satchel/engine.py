@@ -397,6 +397,9 @@ class Engine:
         user = session.user_id or ""
         return (yield from revoke_flow(user, handle, self.clock(), self.on_event))
 
+    def end_user(self, user_id: str, reason: str) -> Flow[int | None]:
+        return (yield from revoke_all_flow(user_id, self.clock(), None, self.on_event, reason))
+
     def revoke_all(self, session: Session, keep_current: bool) -> Flow[int]:
         keep = session.meta.handle if session.meta is not None else None
         revoked = yield from revoke_all_flow(

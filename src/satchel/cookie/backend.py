@@ -282,6 +282,17 @@ class CookieBackend:
         yield from revocation.revoke_handle(user, handle, None, self.clock(), keep=session.handle)
         return True
 
+    def end_user(self, user_id: str, reason: str) -> Flow[int | None]:
+        if self.revocation_store is None:
+            raise ConfigurationError(
+                "ending a user's cookie sessions needs revocation_store= (a server-side "
+                "store for per-user revocation markers); without it a cookie stays valid "
+                "until it expires"
+            )
+        yield from revocation.revoke_all(user_id, self.clock())
+        emit(self.on_event, "revoked", user_id=user_id, reason=reason)
+        return None  # the browsers hold them: no count
+
     def revoke_all(self, session: Session, keep_current: bool) -> Flow[int]:
         if self.revocation_store is None:
             # The other devices hold their cookies and nothing on the server can deny

@@ -44,7 +44,24 @@ from .django_dbsc import SessionMiddleware
 from .django_device import DeviceMiddleware, device, failed, note_logout, recorded
 from .django_expiry import UNSET, DjangoExpiry
 
-__all__ = ["APPLIED", "DeviceMiddleware", "SessionMiddleware", "SessionStore", "runtime"]
+__all__ = [
+    "APPLIED",
+    "DeviceMiddleware",
+    "SessionMiddleware",
+    "SessionStore",
+    "end_user_sessions",
+    "runtime",
+]
+
+
+def end_user_sessions(user_id: str, *, reason: str = "account") -> int:
+    """End every session of ``user_id`` (an account disabled, deleted, its password reset
+    by an administrator): :func:`satchel.end_user_sessions` on ``settings.SATCHEL``'s store.
+    Django's ``user_id`` is ``str(user.pk)``, as :class:`SessionStore` files it."""
+    store, engine = runtime()
+    ended = drive(engine.end_user(user_id, reason), store)
+    return ended or 0
+
 
 AUTH_USER_KEY = "_auth_user_id"  # django.contrib.auth.SESSION_KEY
 _CREATE_ATTEMPTS = 3  # 256-bit keys: even two collisions in a row mean a broken store
