@@ -660,9 +660,14 @@ def _store_of_app() -> str:
     return str(settings.SATCHEL["store"])
 
 
-def test_end_user_sessions_for_account_code(django_app: ModuleType) -> None:
+def test_end_user_sessions_for_account_code(django_app: ModuleType, tmp_path: Path) -> None:
     """Account disabled, deleted, reset by an administrator (issue 17, ASVS 7.4.2): every
     session of that user ends; other users keep theirs."""
+    with _satchel_settings({"store": f"sqlite:///{tmp_path}/accounts.db"}):
+        _end_user_sessions()
+
+
+def _end_user_sessions() -> None:
     from django.contrib.auth.models import User
 
     from satchel.integrations.django import end_user_sessions
@@ -679,3 +684,33 @@ def test_end_user_sessions_for_account_code(django_app: ModuleType) -> None:
     assert alice_1.get("/me", secure=True).status_code == 401
     assert alice_2.get("/me", secure=True).status_code == 401
     assert bob.get("/me", secure=True).json()["user"] == "bob"
+
+
+def test_sensitive_views_need_a_recent_authentication(django_app: ModuleType) -> None:
+    """``require_recent_auth`` and ``reauthenticate`` under Django (issue 17): an old
+    authentication sends a browser to /reauth with a safe next, an API client gets 401
+    ``reauthentication_required``; the password again gives a new key and opens it."""
+    from satchel.testing import FakeClock
+
+    clock = FakeClock()
+    with _satchel_settings({"store": _store_of_app(), "clock": clock}):
+        c = client()
+        assert c.get("/sensitive", secure=True).status_code == 303  # nobody logged in
+        log_in(c)
+        assert c.get("/sensitive", secure=True).json() == {"done": True}
+        clock.advance(301)
+        refused = c.get("/sensitive?x=1", secure=True)
+        assert (refused.status_code, refused["Location"]) == (
+            303,
+            "/reauth?next=/sensitive%3Fx%3D1",
+        )
+        api = c.get("/sensitive", secure=True, HTTP_ACCEPT="application/json")
+        assert api.status_code == 401
+        assert api.json()["error"] == "reauthentication_required"
+        before = c.cookies["sessionid"].value
+        wrong = c.post("/reauth", {"password": "nope"}, secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+        assert wrong.status_code == 401
+        ok = c.post("/reauth", {"password": "wonderland"}, secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+        assert ok.status_code == 200
+        assert c.cookies["sessionid"].value != before  # a new key (ASVS 7.2.4)
+        assert c.get("/sensitive", secure=True).json() == {"done": True}
