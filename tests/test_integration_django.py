@@ -185,6 +185,8 @@ _DJANGO_CHECKS: dict[str, Any] = {
     "dbsc_required": True,
     "dbsc_redirect": "/sign-in",
     "clear_site_data": ["storage"],
+    "assurance": "aal3",
+    "assurance_allow_weaker": True,
 }
 _DJANGO_BASE: dict[str, dict[str, Any]] = {
     "secret_keys": {"encrypt_at_rest": True},
@@ -193,6 +195,7 @@ _DJANGO_BASE: dict[str, dict[str, Any]] = {
     "dbsc_path": {"dbsc": True},
     "dbsc_required": {"dbsc": True, "dbsc_grace": 0.0},
     "dbsc_redirect": {"dbsc": True, "dbsc_required": True, "dbsc_grace": 0.0},
+    "assurance_allow_weaker": {"assurance": "aal3", "idle_timeout": 3600.0},
 }
 
 
@@ -324,6 +327,11 @@ def test_satchel_key_changes_behaviour_or_is_refused(
     if name == "store":
         target = tmp_path / "other.db"
         value = f"sqlite:///{target}"
+    if name == "assurance_allow_weaker":  # without it the same settings are refused
+        with pytest.raises(ConfigurationError, match="assurance_allow_weaker"):
+            _django_observe(config, target)
+        assert _django_observe({**config, name: value}, target)
+        return
     if name == "clear_site_data":
         default, observed = _logout_header(config), _logout_header({**config, name: value})
         assert observed != default, f"SATCHEL[{name!r}] changed nothing: {observed}"

@@ -458,6 +458,10 @@ CHECKS: dict[str, list[Check]] = {
     "idle_timeout": [Check(600.0, RECORD)],
     "absolute_timeout": [Check(7200.0, RECORD)],
     "refresh_interval": [Check(0.0, RECORD)],
+    "assurance": [Check("aal3", RECORD), Check("aal4", refused="assurance")],
+    "assurance_allow_weaker": [
+        Check(True, RECORD, base={"assurance": "aal3", "idle_timeout": 3600.0}),
+    ],
     "clock": [Check(Dyn(lambda ctx: lambda: time.time() + 86400), RECORD)],
     "token_paths": [
         Check(["/set"], observe_transport),

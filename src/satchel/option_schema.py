@@ -70,6 +70,8 @@ class SessionOptions(TypedDict, total=False):
     idle_timeout: Duration
     absolute_timeout: Duration
     refresh_interval: Duration | None
+    assurance: str | None
+    assurance_allow_weaker: bool
     token_paths: Sequence[str]
     clear_site_data: Sequence[str]
     dbsc: bool
@@ -177,6 +179,14 @@ def _text_list_or_none(raw: Any) -> tuple[str, ...]:
     return _text_list(raw)
 
 
+def _assurance(raw: Any) -> str | None:
+    if raw is None or str(raw).strip().lower() in ("", "none"):
+        return None
+    if str(raw) not in ("aal1", "aal2", "aal3"):
+        raise ValueError("use 'aal1', 'aal2' or 'aal3'")
+    return str(raw)
+
+
 def _samesite(raw: Any) -> str:
     if raw not in ("lax", "strict", "none"):
         raise ValueError("use 'lax', 'strict' or 'none'")
@@ -193,6 +203,7 @@ TEXT_OR_NONE = Parser("str | None", _text)
 TEXT_LIST = Parser("tuple[str, ...]", _text_list)
 TEXT_LIST_OR_NONE = Parser("tuple[str, ...]", _text_list_or_none)
 SAMESITE = Parser("SameSite", _samesite)
+ASSURANCE = Parser("str | None", _assurance)
 
 
 # -- the declarations ----------------------------------------------------------------------------
@@ -309,6 +320,12 @@ OPTIONS: tuple[Option, ...] = (
             "seconds after creation (or login) after which it ends regardless"),
     _expiry("refresh_interval", SECONDS_OR_NONE,
             'a read-only request records "last seen" at most this often', shown="idle / 10"),
+    Option("assurance", "str | None", ASSURANCE, value=None,
+           doc="`\"aal1\"`, `\"aal2\"` or `\"aal3\"`: idle and absolute timeouts from NIST SP "
+           "800-63B-4 where not set, and a longer one refused at start "
+           "([security.md](security.md#assurance-levels))"),
+    Option("assurance_allow_weaker", "bool", BOOL, value=False,
+           doc="accept timeouts longer than `assurance` allows (say it is meant)"),
     Option("clock", "Callable[[], float]", value=None, shown="`time.time`",
            doc="the app's UTC clock, epoch seconds"),
     _csrf("csrf", "enabled", "bool", BOOL,

@@ -11,7 +11,7 @@ from dataclasses import replace
 from functools import singledispatch
 from typing import Any, NamedTuple
 
-from . import clear_site_data
+from . import assurance, clear_site_data
 from . import option_schema as schema
 from .backend import Backend
 from .cookie import CookieBackend, CookieStore
@@ -209,7 +209,12 @@ def _cookie(options: SessionOptions) -> CookieOptions:
 
 
 def _expiry(options: SessionOptions) -> ExpiryPolicy:
-    expiry = ExpiryPolicy(**schema.present(options, ExpiryPolicy))
+    given = assurance.timeouts(
+        options.get("assurance"),
+        schema.present(options, ExpiryPolicy),
+        bool(options.get("assurance_allow_weaker")),
+    )
+    expiry = ExpiryPolicy(**given)
     if options.get("cookie_persistent") and not expiry.persistent:
         expiry = replace(expiry, persistent=True)  # new sessions follow the cookie option
     return expiry

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from . import clear_site_data
+from . import assurance, clear_site_data
 from . import option_schema as schema
 from .cookies import CookieOptions, SameSite
 from .dbsc.options import DeviceBindingOptions
@@ -45,6 +45,8 @@ class Settings:
     idle_timeout: float = default("idle_timeout")
     absolute_timeout: float = default("absolute_timeout")
     refresh_interval: float | None = default("refresh_interval")
+    assurance: str | None = default("assurance")
+    assurance_allow_weaker: bool = default("assurance_allow_weaker")
     cookie_name: str = default("cookie_name")
     cookie_path: str = default("cookie_path")
     cookie_domain: str | None = default("cookie_domain")
@@ -79,6 +81,10 @@ class Settings:
             if f.name not in ("store", "sources")
         }
         opts["secret_keys"] = list(self.secret_keys)
+        if self.assurance is not None:  # the level's limits, where no timeout was set
+            for name in ("idle_timeout", "absolute_timeout"):
+                if name not in self.sources:
+                    del opts[name]
         for name in (
             "csrf_exempt",
             "csrf_trusted_origins",
@@ -114,7 +120,15 @@ class Settings:
             partitioned=self.cookie_partitioned,
             persistent=self.cookie_persistent,
         )
-        ExpiryPolicy(self.idle_timeout, self.absolute_timeout, self.refresh_interval)
+        given = {
+            name: getattr(self, name)
+            for name in ("idle_timeout", "absolute_timeout")
+            if self.assurance is None or name in self.sources
+        }
+        ExpiryPolicy(
+            **assurance.timeouts(self.assurance, given, self.assurance_allow_weaker),
+            refresh_interval=self.refresh_interval,
+        )
         parse_trusted(self.trusted_proxies)
         clear_site_data.directives(self.clear_site_data)
         given = {f.name: getattr(self, f.name) for f in fields(self)}
