@@ -29,7 +29,7 @@ from starlette.testclient import TestClient
 from werkzeug.test import Client as WerkzeugClient
 
 from satchel import asgi, auth, wsgi
-from satchel.errors import ConfigurationError
+from satchel.errors import ConfigurationError, ReauthenticationRequired
 from satchel.keyring import KID_LENGTH
 from satchel.options import SessionOptions
 from satchel.request import csrf_token
@@ -115,6 +115,8 @@ def _starlette_app() -> Starlette:
             await auth.alogout_everywhere(_session(request.session))
         except ConfigurationError:  # cookie sessions without revocation_store= refuse
             return PlainTextResponse("refused")
+        except ReauthenticationRequired:
+            return PlainTextResponse("reauthenticate")
         return PlainTextResponse("ok")
 
     async def token(request: Request) -> Response:
@@ -157,6 +159,8 @@ def _wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
             auth.logout_everywhere(session)
         except ConfigurationError:
             body = "refused"
+        except ReauthenticationRequired:
+            body = "reauthenticate"
     elif path == "/token":
         body = csrf_token(environ)
     elif path == "/post":
@@ -202,6 +206,8 @@ def _flask_app(config: dict[str, Any], **explicit: Any) -> Any:
             satchel_flask.logout_everywhere()
         except ConfigurationError:
             return "refused"
+        except ReauthenticationRequired:
+            return "reauthenticate"
         return "ok"
 
     @app.get("/token")
@@ -387,6 +393,14 @@ def observe_device_binding(browsers: Iterator[Browser], ctx: Ctx) -> Any:
     return {**out, "next": (after.status, after.location)}
 
 
+def observe_ending_sessions(browsers: Iterator[Browser], ctx: Ctx) -> Any:
+    """Whether "log out everywhere" a moment after the login is let through."""
+    browser = next(browsers)
+    browser.get("/login?user=u")
+    time.sleep(0.01)
+    return browser.get("/logout-everywhere").text
+
+
 def observe_logout(browsers: Iterator[Browser], ctx: Ctx) -> Any:
     """The Clear-Site-Data header of a logout."""
     browser = next(browsers)
@@ -459,6 +473,7 @@ CHECKS: dict[str, list[Check]] = {
     "absolute_timeout": [Check(7200.0, RECORD)],
     "refresh_interval": [Check(0.0, RECORD)],
     "assurance": [Check("aal3", RECORD), Check("aal4", refused="assurance")],
+    "reauth_to_end_sessions": [Check(0.0, observe_ending_sessions)],
     "assurance_allow_weaker": [
         Check(True, RECORD, base={"assurance": "aal3", "idle_timeout": 3600.0}),
     ],

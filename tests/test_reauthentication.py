@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +200,66 @@ def test_wsgi_and_flask(kind: str, tmp_path: Path) -> None:
     assert client.get("/facts", base_url=HTTPS).json["methods"] == ["hwk"]  # type: ignore[index]
     assert client.get("/step-up", base_url=HTTPS).json["level"] == "aal1"  # type: ignore[index]
     assert client.get("/facts", base_url=HTTPS).json["methods"] == ["pwd"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("store", ["memory://", "cookie://"])
+def test_ending_other_sessions_can_need_a_recent_authentication(store: str, tmp_path: Path) -> None:
+    """``reauth_to_end_sessions`` (ASVS 7.5.2): "log out other devices", "log out
+    everywhere" and revoking another session need an authentication at most that old;
+    the user's own logout never does."""
+    from satchel.errors import ReauthenticationRequired
+
+    clock = FakeClock(1_800_000_000.0)
+    from satchel import ids
+
+    calls: dict[str, Callable[[Session], Any]] = {
+        "others": satchel.logout_other_devices,
+        "everywhere": satchel.logout_everywhere,
+        "revoke": lambda s: satchel.revoke(s, ids.new_handle()),  # another session's
+    }
+
+    async def login(request: Request) -> Response:
+        satchel.login(_s(request.session), "alice")
+        return PlainTextResponse("ok")
+
+    async def reauth(request: Request) -> Response:
+        satchel.reauthenticate(_s(request.session))
+        return PlainTextResponse("ok")
+
+    async def end(request: Request) -> Response:
+        try:
+            calls[request.path_params["what"]](_s(request.session))
+        except ReauthenticationRequired as exc:
+            return PlainTextResponse(f"reauth {exc.max_age:g}", status_code=401)
+        return PlainTextResponse("ended")
+
+    async def logout(request: Request) -> Response:
+        satchel.logout(_s(request.session))
+        return PlainTextResponse("bye")
+
+    routes = [
+        Route("/login", login),
+        Route("/reauth", reauth),
+        Route("/end/{what}", end),
+        Route("/logout", logout),
+    ]
+    options: dict[str, Any] = {"reauth_to_end_sessions": "5m", "clock": clock}
+    if store == "cookie://":
+        options["revocation_store"] = f"sqlite:///{tmp_path}/revoked.db"
+    app = asgi.SessionMiddleware(
+        Starlette(routes=routes), store=store, secret_keys=[KEY], **options
+    )
+    with TestClient(app, base_url=HTTPS) as client:
+        for what in ("others", "revoke", "everywhere"):
+            client.get("/login")
+            assert client.get(f"/end/{what}").text == "ended"
+            clock.advance(1)  # (a cookie session's revocation covers logins until now)
+            client.get("/login")
+            clock.advance(301)
+            assert client.get(f"/end/{what}").text == "reauth 300"
+            client.get("/reauth")
+            assert client.get(f"/end/{what}").text == "ended"
+            clock.advance(1)
+        client.get("/login")
+        clock.advance(301)
+        assert client.get("/logout").text == "bye"

@@ -13,7 +13,12 @@ from typing import TypeVar
 
 from . import auth_facts, codec, ids
 from .auth_facts import AuthFacts
-from .errors import ConfigurationError, SessionDataError, SessionStateError
+from .errors import (
+    ConfigurationError,
+    ReauthenticationRequired,
+    SessionDataError,
+    SessionStateError,
+)
 from .ops import Flow, adrive, drive
 from .request import RequestContext, context_of
 from .session import Session
@@ -104,17 +109,30 @@ def _sessions_flow(session: Session) -> Flow[list[SessionInfo]]:
 
 
 def _revoke_flow(session: Session, handle: str) -> Flow[bool]:
-    backend = _context(session).backend
+    ctx = _context(session)
     if not ids.is_handle(handle):
         return False  # refused before any store call: handles have one exact format
     if handle == session.handle:
-        session.destroy()
+        session.destroy()  # (a logout: needs no re-authentication)
         return True
-    return (yield from backend.revoke(session, handle))
+    _check_recent(ctx, session)
+    return (yield from ctx.backend.revoke(session, handle))
 
 
 def _revoke_all_flow(session: Session, keep_current: bool) -> Flow[int]:
-    return (yield from _context(session).backend.revoke_all(session, keep_current))
+    ctx = _context(session)
+    _check_recent(ctx, session)
+    return (yield from ctx.backend.revoke_all(session, keep_current))
+
+
+def _check_recent(ctx: RequestContext, session: Session) -> None:
+    """``reauth_to_end_sessions``: ending other sessions needs a recent authentication
+    (OWASP ASVS 5.0 7.5.2), checked before anything changes."""
+    limit = ctx.policy.reauth_to_end_sessions
+    if limit is not None:
+        age = session.auth_age
+        if age is None or age > limit:
+            raise ReauthenticationRequired(limit)
 
 
 def _run(session: Session, flow: Flow[T]) -> T:

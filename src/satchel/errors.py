@@ -30,6 +30,19 @@ class SessionStateError(SatchelError, RuntimeError):
     """The session was used in a way its state does not allow (e.g. saved after destroy)."""
 
 
+class ReauthenticationRequired(SessionStateError):
+    """Ending other sessions needs an authentication at most ``max_age`` seconds old
+    (the ``reauth_to_end_sessions`` option; OWASP ASVS 5.0 7.5.2): send the user to the
+    re-authentication page, then try again."""
+
+    def __init__(self, max_age: float) -> None:
+        super().__init__(
+            f"ending other sessions needs an authentication at most {max_age:g} s old: "
+            "re-authenticate first (satchel.reauthenticate)"
+        )
+        self.max_age = max_age
+
+
 class SessionTooLarge(SatchelError):
     """A cookie would exceed the browser limit."""
 

@@ -72,6 +72,7 @@ class SessionOptions(TypedDict, total=False):
     refresh_interval: Duration | None
     assurance: str | None
     assurance_allow_weaker: bool
+    reauth_to_end_sessions: Duration | None
     token_paths: Sequence[str]
     clear_site_data: Sequence[str]
     dbsc: bool
@@ -326,6 +327,10 @@ OPTIONS: tuple[Option, ...] = (
            "([security.md](security.md#assurance-levels))"),
     Option("assurance_allow_weaker", "bool", BOOL, value=False,
            doc="accept timeouts longer than `assurance` allows (say it is meant)"),
+    Option("reauth_to_end_sessions", "Duration | None", SECONDS_OR_NONE, value=None,
+           doc="ending the user's other sessions (`revoke`, `logout_other_devices`, "
+           "`logout_everywhere`) needs an authentication at most this old, else "
+           "`ReauthenticationRequired` (ASVS 7.5.2)"),
     Option("clock", "Callable[[], float]", value=None, shown="`time.time`",
            doc="the app's UTC clock, epoch seconds"),
     _csrf("csrf", "enabled", "bool", BOOL,

@@ -71,6 +71,7 @@ def policy_from(options: SessionOptions, cookie: CookieOptions) -> RequestPolicy
         csrf=CSRFOptions(**csrf),
         trusted_proxies=parse_trusted(schema.get(options, "trusted_proxies")),
         clear_site_data=clear_site_data.directives(schema.get(options, "clear_site_data")),
+        reauth_to_end_sessions=_seconds(options.get("reauth_to_end_sessions")),
         presession_cookie=CookieOptions(
             name=cookie.name + "_csrf",
             path="/",
@@ -79,6 +80,11 @@ def policy_from(options: SessionOptions, cookie: CookieOptions) -> RequestPolicy
             samesite="lax" if cookie.samesite == "none" else cookie.samesite,
         ),
     )
+
+
+def _seconds(value: Any) -> float | None:
+    """A duration option already parsed by :func:`_durations` (seconds), or None."""
+    return None if value is None else float(value)
 
 
 def _check_device_binding(options: SessionOptions) -> None:

@@ -71,6 +71,8 @@ class RequestPolicy:
     clear_site_data: tuple[str, ...] = ("cookies",)
     """Directives of the ``Clear-Site-Data`` header of a logout response
     (:mod:`satchel.clear_site_data`); empty: none."""
+    reauth_to_end_sessions: float | None = None
+    """Ending the user's other sessions needs an authentication at most this old."""
     cookie_transport: CookieTransport = field(init=False)
     bound_cookie: CookieOptions = field(init=False)
     """The short-lived cookie of device-bound sessions (``<cookie name>_bound``)."""

@@ -47,6 +47,7 @@ class Settings:
     refresh_interval: float | None = default("refresh_interval")
     assurance: str | None = default("assurance")
     assurance_allow_weaker: bool = default("assurance_allow_weaker")
+    reauth_to_end_sessions: float | None = default("reauth_to_end_sessions")
     cookie_name: str = default("cookie_name")
     cookie_path: str = default("cookie_path")
     cookie_domain: str | None = default("cookie_domain")
