@@ -274,4 +274,3 @@ def uninstrument() -> None:
 def instrumented() -> bool:
     """Whether :func:`instrument` is in force."""
     return isinstance(instrumentation.installed, OpenTelemetry)
-
