@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -472,3 +474,75 @@ def test_instrument_twice_counts_once(telemetry: Telemetry) -> None:
         assert telemetry.count("satchel.sessions.created") == 0
     finally:
         second.close()
+
+
+# -- docs/observability.md ------------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "observability.md"
+
+SCRAPE_DRIVER = """
+import httpx, urllib.request
+from satchel.wsgi import SessionMiddleware
+
+def app(environ, start_response):
+    environ["satchel.session"]["n"] = 1
+    start_response("200 OK", [])
+    return [b"ok"]
+
+for url in ("memory://", {dead!r}):
+    middleware = SessionMiddleware(app, url, secret_keys=[{key!r}])
+    client = httpx.Client(transport=httpx.WSGITransport(app=middleware), base_url="https://t")
+    client.get("/")  # a new session (or a store error)
+    client.post("/")  # no CSRF token
+    client.get("/", headers={{"cookie": "satchel=forged"}})  # tampered
+print(urllib.request.urlopen("http://127.0.0.1:{port}/metrics").read().decode())
+"""
+
+
+def test_the_metrics_table_names_every_instrument() -> None:
+    from satchel.integrations.opentelemetry import OpenTelemetry
+
+    table = re.findall(r"^\| `(satchel\.[a-z_.]+)` \|", DOC.read_text(), re.M)
+    assert sorted(table) == sorted(OpenTelemetry(MeterProvider(), TracerProvider()).instruments)
+
+
+def test_the_prometheus_snippet_serves_what_the_alerts_query(tmp_path: Path) -> None:
+    """The doc's Prometheus block, run as written on a free port, then scraped: every
+    metric and label its PromQL alerts use is there."""
+    from .services import free_port
+
+    text = DOC.read_text()
+    snippet = re.search(r"## Prometheus\n.*?```python\n(.*?)```", text, re.S)
+    assert snippet is not None
+    port = free_port()
+    assert "start_http_server(9464)" in snippet.group(1)
+    code = snippet.group(1).replace("9464", str(port)) + SCRAPE_DRIVER.format(
+        dead=DEAD_REDIS, key=KEY, port=port
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    scraped = done.stdout
+    series = set(re.findall(r"^(satchel_\w+)\{", scraped, re.M))
+    assert {
+        "satchel_sessions_created_total",
+        "satchel_security_events_total",
+        "satchel_store_duration_seconds_bucket",
+        "satchel_store_duration_seconds_count",
+        "satchel_store_errors_total",
+    } <= series
+    assert 'reason="csrf_failure"' in scraped
+    assert 'reason="tampered_cookie"' in scraped
+    assert 'error_type="StoreUnavailable"' in scraped
+    assert 'le="0.0001"' in scraped  # the advised buckets, in seconds
+
+    alerts = "\n".join(re.findall(r"```promql\n(.*?)```", text, re.S))
+    assert len(re.findall(r"```promql", text)) == 4
+    used = set(re.findall(r"\b(satchel_[a-z_]+?)(?:\{|\[)", alerts))
+    assert used
+    assert used <= series, used - series
+    for label in set(re.findall(r"\b(satchel_store_\w+|reason|error_type)\s*[=~]*\"", alerts)):
+        assert f'{label}="' in scraped, label
+    for label in re.findall(r"by \(([\w, ]+)\)", alerts):
+        for name in label.replace(" ", "").split(","):
+            assert name == "le" or f'{name}="' in scraped, name

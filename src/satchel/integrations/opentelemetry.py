@@ -168,6 +168,13 @@ class OpenTelemetry:
             unit="{error}",
             description="Store operations that failed, by satchel.errors class",
         )
+        self.instruments: Mapping[str, object] = {
+            **{f"satchel.sessions.{kind}": counter for kind, counter in self._lifecycle.items()},
+            "satchel.security.events": self._security,
+            "satchel.store.duration": self._duration,
+            "satchel.store.errors": self._errors,
+        }
+        """Every instrument, by name (docs/observability.md's table)."""
         self._calls: dict[tuple[type, type], _Call] = {}
         self._reasons: dict[tuple[str, str | None], Mapping[str, str]] = {}
 
