@@ -75,13 +75,14 @@ SHORT = {
 class Telemetry:
     """An OpenTelemetry SDK reading into memory, with satchel instrumented onto it."""
 
-    def __init__(self) -> None:
+    def __init__(self, install: bool = True) -> None:
         self.reader = InMemoryMetricReader()
         self.exporter = InMemorySpanExporter()
         self.meters = MeterProvider(metric_readers=[self.reader])
         self.tracers = TracerProvider()
         self.tracers.add_span_processor(SimpleSpanProcessor(self.exporter))
-        instrument(meter_provider=self.meters, tracer_provider=self.tracers)
+        if install:
+            instrument(meter_provider=self.meters, tracer_provider=self.tracers)
 
     def close(self) -> None:
         uninstrument()
@@ -474,6 +475,30 @@ def test_instrument_twice_counts_once(telemetry: Telemetry) -> None:
         assert telemetry.count("satchel.sessions.created") == 0
     finally:
         second.close()
+
+
+def test_the_instrumentor_interface_and_its_entry_point() -> None:
+    """``SatchelInstrumentor`` as any contrib instrumentor, registered where
+    ``opentelemetry-instrument`` (zero-code instrumentation) looks for it."""
+    from importlib.metadata import entry_points
+
+    from satchel.integrations.opentelemetry_instrumentor import SatchelInstrumentor
+
+    (found,) = entry_points(group="opentelemetry_instrumentor", name="satchel")
+    assert found.load() is SatchelInstrumentor
+    telemetry = Telemetry(install=False)
+    SatchelInstrumentor().instrument(
+        meter_provider=telemetry.meters, tracer_provider=telemetry.tracers
+    )
+    try:
+        assert instrumented()
+        with served("wsgi", App("memory://", FakeClock())) as browser:
+            browser().get("/login")
+    finally:
+        SatchelInstrumentor().uninstrument()
+    assert not instrumented()
+    assert telemetry.count("satchel.sessions.created") == 1
+    assert "satchel.store.create_indexed" in {s.name for s in telemetry.spans()}
 
 
 # -- docs/observability.md ------------------------------------------------------------------------

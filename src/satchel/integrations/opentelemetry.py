@@ -51,7 +51,7 @@ try:
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
     raise missing_framework(exc, "otel") from exc
 
-__all__ = ["instrument", "instrumented", "uninstrument"]
+__all__ = ["DURATION_BUCKETS", "OpenTelemetry", "instrument", "instrumented", "uninstrument"]
 
 R = TypeVar("R")
 
@@ -176,7 +176,7 @@ class OpenTelemetry:
         }
         """Every instrument, by name (docs/observability.md's table)."""
         self._calls: dict[tuple[type, type], _Call] = {}
-        self._reasons: dict[tuple[str, str | None], Mapping[str, str]] = {}
+        self._reasons: dict[tuple[str | None, str | None], Mapping[str, str]] = {}
 
     # -- events -----------------------------------------------------------------------------
 
@@ -191,9 +191,10 @@ class OpenTelemetry:
             self._security.add(1, self._attributes("device_refused", event.reason))
 
     def _attributes(self, security: str | None, reason: str | None) -> Mapping[str, str]:
-        """Attributes of an event, made once per reason. Reasons are satchel's own
-        constants (never a request's input): a small, fixed set."""
-        found = self._reasons.get((security or "", reason))
+        """An event's attributes, made once per reason: ``reason`` (the security event's
+        own, else the lifecycle event's) and ``satchel.device.refusal``. Reasons are
+        satchel's own constants, never a request's input: a small, fixed set."""
+        found = self._reasons.get((security, reason))
         if found is None:
             if security is None:
                 found = {} if reason is None else {"reason": reason}
@@ -201,7 +202,7 @@ class OpenTelemetry:
                 found = {"reason": security}
             else:
                 found = {"reason": security, "satchel.device.refusal": reason}
-            self._reasons[(security or "", reason)] = found
+            self._reasons[(security, reason)] = found
         return found
 
     # -- store calls ------------------------------------------------------------------------
