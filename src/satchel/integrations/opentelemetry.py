@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from contextvars import Token
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -47,7 +47,8 @@ from ..stores.base import Store
 from . import missing_framework
 
 try:
-    from opentelemetry import metrics, trace
+    from opentelemetry import context, metrics, trace
+    from opentelemetry.context import Context
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
     raise missing_framework(exc, "otel") from exc
 
@@ -214,51 +215,69 @@ class OpenTelemetry:
             call = self._calls[types] = _Call.of(*types)
         return call
 
-    def _start(self, call: _Call) -> AbstractContextManager[trace.Span]:
-        return self._tracer.start_as_current_span(
-            call.span,
-            kind=call.span_kind,
-            attributes=call.base,
-            record_exception=False,  # an exception's message is not for telemetry
-            set_status_on_exception=False,
-        )
+    def _begin(self, call: _Call) -> tuple[trace.Span, Token[Context] | None]:
+        """The call's span, made the current one while it runs when it records (so a
+        driver's own spans nest under it); a span that does not record (no SDK, or not
+        sampled) costs nothing more."""
+        span = self._tracer.start_span(call.span, kind=call.span_kind, attributes=call.base)
+        if not span.is_recording():
+            return span, None
+        return span, context.attach(trace.set_span_in_context(span))
 
-    def _done(self, span: trace.Span, call: _Call, start: float, result: object) -> None:
+    def _done(
+        self, span: trace.Span, recording: bool, call: _Call, start: float, result: object
+    ) -> None:
         attributes = call.outcome(result)
         self._duration.record(time.perf_counter() - start, attributes)
-        span.set_attribute("satchel.store.outcome", attributes["satchel.store.outcome"])
+        if recording:
+            span.set_attribute("satchel.store.outcome", attributes["satchel.store.outcome"])
 
-    def _failed(self, span: trace.Span, call: _Call, start: float, exc: Exception) -> None:
+    def _failed(
+        self, span: trace.Span, recording: bool, call: _Call, start: float, exc: Exception
+    ) -> None:
         attributes = call.failed(exc)
         self._duration.record(time.perf_counter() - start, attributes)
         if isinstance(exc, StoreError):
             self._errors.add(1, attributes)
-        span.set_attributes(attributes)
-        span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+        if recording:  # not the exception itself: its message is not for telemetry
+            span.set_attributes(attributes)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+
+    @staticmethod
+    def _end(span: trace.Span, token: Token[Context] | None) -> None:
+        if token is not None:
+            context.detach(token)
+            span.end()
 
     def call(self, op: Op[R], store: Store) -> R:
         call = self._call_of(op, store)
-        with self._start(call) as span:
-            start = time.perf_counter()
-            try:
-                result = op.run(store)
-            except Exception as exc:
-                self._failed(span, call, start, exc)
-                raise
-            self._done(span, call, start, result)
+        span, token = self._begin(call)
+        start = time.perf_counter()
+        try:
+            result = op.run(store)
+        except Exception as exc:
+            self._failed(span, token is not None, call, start, exc)
+            raise
+        else:
+            self._done(span, token is not None, call, start, result)
             return result
+        finally:
+            self._end(span, token)
 
     async def acall(self, op: Op[R], store: Store) -> R:
         call = self._call_of(op, store)
-        with self._start(call) as span:
-            start = time.perf_counter()
-            try:
-                result = await op.arun(store)
-            except Exception as exc:
-                self._failed(span, call, start, exc)
-                raise
-            self._done(span, call, start, result)
+        span, token = self._begin(call)
+        start = time.perf_counter()
+        try:
+            result = await op.arun(store)
+        except Exception as exc:
+            self._failed(span, token is not None, call, start, exc)
+            raise
+        else:
+            self._done(span, token is not None, call, start, result)
             return result
+        finally:
+            self._end(span, token)
 
 
 def instrument(
