@@ -8,7 +8,7 @@ calls: a load and an update), called in process, in each mode:
 * ``metrics``: the SDK's MeterProvider (an in-memory reader), no spans;
 * ``sdk``: the SDK's MeterProvider and TracerProvider (spans made, none exported).
 
-    .venv/bin/python benchmarks/bench_otel.py [--requests 5000]     # microseconds, noisy
+    .venv/bin/python benchmarks/bench_otel.py [--requests 5000]     # CPU microseconds
     .venv/bin/python benchmarks/bench_otel.py --callgrind           # instructions, exact
 
 ``--callgrind`` runs each mode under valgrind twice (100 and 600 requests) and prints the
@@ -94,14 +94,15 @@ def _requester() -> Callable[[], None]:
 
 
 def run(mode: str, requests: int) -> float:
-    """Microseconds per request in ``mode``, after one request that makes the session."""
+    """CPU microseconds per request in ``mode`` (this process's CPU time, so a busy
+    machine inflates it less), after one request that makes the session."""
     _instrument(mode)
     request = _requester()
     request()
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(requests):
         request()
-    return (time.perf_counter() - start) / requests * 1e6
+    return (time.process_time() - start) / requests * 1e6
 
 
 def _instructions(mode: str, requests: int) -> int:
