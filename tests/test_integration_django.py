@@ -722,3 +722,47 @@ def test_sensitive_views_need_a_recent_authentication(django_app: ModuleType) ->
         assert ok.status_code == 200
         assert c.cookies["sessionid"].value != before  # a new key (ASVS 7.2.4)
         assert c.get("/sensitive", secure=True).json() == {"done": True}
+
+
+# -- OpenTelemetry (docs/observability.md; the other paths in tests/test_opentelemetry.py) -------
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_opentelemetry_sees_djangos_sessions_and_store_calls(
+    django_app: ModuleType, kind: str, tmp_path: Path
+) -> None:
+    """The one instrumentation point serves Django's session engine too: its sessions are
+    counted and its store calls timed and traced, with no key or user in any attribute."""
+    import uuid
+
+    from satchel import ids
+
+    from .services import store_url
+    from .test_opentelemetry import Telemetry
+
+    url = (
+        f"sqlite:///{tmp_path}/otel.db"
+        if kind == "sqlite"
+        else store_url(f"redis://127.0.0.1:6379/0?prefix=otel{uuid.uuid4().hex[:12]}:", tmp_path)
+    )
+    telemetry = Telemetry()
+    try:
+        with _satchel_settings({"store": url}):
+            c = client()
+            c.post("/notes/pre", {"value": "1"}, secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+            before = c.cookies["sessionid"].value
+            assert log_in(c).status_code == 200
+            after = c.cookies["sessionid"].value
+            c.post("/notes/post", {"value": "2"}, secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+            assert c.get("/me", secure=True).json()["user"] == "alice"
+            c.post("/logout", secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+    finally:
+        telemetry.close()
+    assert telemetry.count("satchel.sessions.created") == 1
+    assert telemetry.count("satchel.sessions.regenerated") == 1
+    assert telemetry.count("satchel.sessions.destroyed") == 1
+    for operation in ("load", "create", "create_indexed", "update", "delete"):
+        assert telemetry.count("satchel.store.duration", kind=kind, operation=operation) >= 1
+    assert {s.name for s in telemetry.spans()} >= {"satchel.store.load", "satchel.store.delete"}
+    secrets = [x for key in (before, after) for x in (key, ids.store_key(key))]
+    telemetry.assert_nothing_personal(*secrets, "alice")

@@ -26,6 +26,7 @@ OPTIONAL = [
     "jwt",
     "ua_parser",  # the demo's device names
     "python_multipart",  # a core dependency, imported only when a multipart form arrives
+    "opentelemetry",  # satchel.integrations.opentelemetry, the otel extra
 ]
 
 

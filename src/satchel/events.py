@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import instrumentation
 from .log import logger
 
 
@@ -43,9 +44,20 @@ EventHook = Callable[[SessionEvent], None]
 
 
 def emit(hook: EventHook | None, kind: str, **details: str | None) -> None:
-    if hook is None:
+    """Hand the event to ``hook`` and to the installed instrument
+    (:mod:`satchel.instrumentation`); with neither, nothing is built."""
+    instrument = instrumentation.installed
+    if hook is None and instrument is None:
         return
+    event = SessionEvent(kind, **details)
+    if instrument is not None:
+        _deliver(instrument.event, event, "telemetry")
+    if hook is not None:
+        _deliver(hook, event, "session event hook")
+
+
+def _deliver(receiver: EventHook, event: SessionEvent, what: str) -> None:
     try:
-        hook(SessionEvent(kind, **details))
-    except Exception:  # an app's hook must never break a request
-        logger.exception("session event hook failed for %s", kind)
+        receiver(event)
+    except Exception:  # an app's hook (or telemetry) must never break a request
+        logger.exception("%s failed for %s", what, event.kind)

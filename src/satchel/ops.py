@@ -12,6 +12,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from . import instrumentation
 from .errors import SessionStateError, StoreError
 from .record import Change, Meta, Record
 from .stores.base import Store
@@ -140,12 +141,16 @@ def _no_store(op: Op[Any]) -> Store:
 
 def drive(flow: Flow[T], store: Store | None) -> T:
     """Run a flow on the sync path. Store errors are thrown into the flow. ``store`` is
-    None for a backend that keeps nothing on the server (its flows yield no operation)."""
+    None for a backend that keeps nothing on the server (its flows yield no operation).
+    Each store call goes through the installed instrument, if any
+    (:mod:`satchel.instrumentation`)."""
+    instrument = instrumentation.installed
     try:
         op = next(flow)
         while True:
             try:
-                result = op.run(store if store is not None else _no_store(op))
+                target = store if store is not None else _no_store(op)
+                result = op.run(target) if instrument is None else instrument.call(op, target)
             except StoreError as exc:
                 op = flow.throw(exc)
             else:
@@ -156,11 +161,16 @@ def drive(flow: Flow[T], store: Store | None) -> T:
 
 async def adrive(flow: Flow[T], store: Store | None) -> T:
     """Run a flow on the async path."""
+    instrument = instrumentation.installed
     try:
         op = next(flow)
         while True:
             try:
-                result = await op.arun(store if store is not None else _no_store(op))
+                target = store if store is not None else _no_store(op)
+                if instrument is None:
+                    result = await op.arun(target)
+                else:
+                    result = await instrument.acall(op, target)
             except StoreError as exc:
                 op = flow.throw(exc)
             else:
