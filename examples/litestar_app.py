@@ -8,23 +8,21 @@ X-CSRF-Token header).
 """
 
 import os
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Litestar, Request, get, post
-from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotAuthorizedException
-from litestar.params import Body
+from litestar.params import FromPath, FromQuery, URLEncodedBody
 
-from satchel import Session
 from satchel.integrations.litestar import (
+    CurrentSession,
+    CurrentUser,
     SatchelPlugin,
     SatchelSessionConfig,
     csrf_token,
     login_user,
     logout_user,
 )
-
-Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
 
 
 @get("/csrf")
@@ -33,7 +31,9 @@ async def csrf(request: Request[Any, Any, Any]) -> dict[str, str]:
 
 
 @post("/login")
-async def log_in(request: Request[Any, Any, Any], data: Form) -> dict[str, str]:
+async def log_in(
+    request: Request[Any, Any, Any], data: URLEncodedBody[dict[str, str]]
+) -> dict[str, str]:
     username = data.get("username", "")
     if username not in ("alice", "bob"):  # check a password against your users
         raise NotAuthorizedException("unknown user")
@@ -42,13 +42,17 @@ async def log_in(request: Request[Any, Any, Any], data: Form) -> dict[str, str]:
 
 
 @post("/notes/{key:str}")
-async def note(key: str, value: str, user_id: str, session: Session) -> dict[str, str]:
+async def note(
+    key: FromPath[str], value: FromQuery[str], user_id: CurrentUser, session: CurrentSession
+) -> dict[str, str]:
     session[key] = value  # only this key is written: parallel requests keep theirs
     return {"user": user_id, key: value}
 
 
 @get("/me")
-async def me(user_id: str, session: Session) -> dict[str, object]:  # 401 if logged out
+async def me(
+    user_id: CurrentUser, session: CurrentSession
+) -> dict[str, object]:  # 401 if anonymous
     return {"user": user_id, "data": dict(session)}
 
 

@@ -13,21 +13,25 @@ before the handler; pass ``csrf=False`` to use Litestar's ``CSRFConfig`` instead
 
 The plugin also registers two dependencies, ``session`` (the request's
 :class:`~satchel.session.Session`) and ``user_id`` (the logged-in user, else a 401), and
-closes the store on shutdown.
+closes the store on shutdown. Name them in a handler by parameter name, typed with the
+aliases :data:`CurrentSession` and :data:`CurrentUser`::
+
+    @get("/me")
+    async def me(user_id: CurrentUser, session: CurrentSession) -> dict[str, Any]: ...
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from html import escape
-from typing import Any, Literal, Unpack, cast
+from typing import Any, Literal, TypeAlias, Unpack, cast
 
 from . import missing_framework
 
 try:
     from litestar.config.app import AppConfig
     from litestar.connection import ASGIConnection
-    from litestar.di import Provide
+    from litestar.di import NamedDependency, Provide
     from litestar.enums import ScopeType
     from litestar.exceptions import NotAuthorizedException
     from litestar.middleware import ASGIMiddleware
@@ -54,6 +58,8 @@ from ..session import Session
 from ..stores.base import Store
 
 __all__ = [
+    "CurrentSession",
+    "CurrentUser",
     "SatchelMiddleware",
     "SatchelPlugin",
     "SatchelSessionConfig",
@@ -226,6 +232,12 @@ class SatchelPlugin(InitPluginProtocol):
         )
         app_config.on_shutdown.append(self.config.aclose)
         return app_config
+
+
+CurrentSession: TypeAlias = NamedDependency[Session]
+"""A handler's ``session`` parameter: the plugin's ``session`` dependency."""
+CurrentUser: TypeAlias = NamedDependency[str]
+"""A handler's ``user_id`` parameter: the logged-in user's ID, else a 401."""
 
 
 def session_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Session:
