@@ -50,10 +50,8 @@ async def note(
 
 
 @get("/me")
-async def me(
-    user_id: CurrentUser, session: CurrentSession
-) -> dict[str, object]:  # 401 if anonymous
-    return {"user": user_id, "data": dict(session)}
+async def me(user_id: CurrentUser, session: CurrentSession) -> dict[str, object]:
+    return {"user": user_id, "data": dict(session)}  # (CurrentUser: a 401 if anonymous)
 
 
 @post("/logout")
