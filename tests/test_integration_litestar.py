@@ -163,6 +163,9 @@ def test_litestar_cookie_arguments_and_route_opt_out() -> None:
         assert "SameSite=Strict" in line
         assert client.get("/skipped").json() == {"has_session": False}
         assert 'name="csrf_token"' in client.get("/form").text
+    with TestClient(_app(exclude=["^/form"]), base_url=BASE) as client:
+        assert client.get("/form").status_code == 500  # no session, as with Litestar's own
+        assert client.get("/read").status_code == 200
 
 
 def test_litestar_csrf_config_instead_of_satchels() -> None:
@@ -213,6 +216,13 @@ def test_session_of_outside_satchel_raises() -> None:
 
     with TestClient(Litestar(route_handlers=[bare]), base_url=BASE) as client:
         assert "not installed" in client.get("/bare").text
+
+
+def test_a_litestar_name_with_the_satchel_option_it_sets_is_refused() -> None:
+    from satchel.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="key="):
+        SatchelSessionConfig(MemoryStore(), secret_keys=[KEY], key="a", cookie_name="b")
 
 
 pytestmark = pytest.mark.anyio

@@ -72,16 +72,17 @@ __all__ = [
     "session_of",
 ]
 
-# Litestar's session-config argument -> the Starlette name satchel already maps
-# (satchel.conventions.from_starlette): one mapping of cookie settings, not two.
+# Litestar's session-config argument -> (the Starlette name satchel already maps, through
+# satchel.conventions.from_starlette: one mapping of cookie settings, not two; the satchel
+# options it sets)
 LITESTAR = {
-    "key": "session_cookie",
-    "max_age": "max_age",
-    "path": "path",
-    "domain": "domain",
-    "secure": "https_only",
-    "samesite": "same_site",
-    "httponly": "cookie_httponly",
+    "key": ("session_cookie", ("cookie_name",)),
+    "max_age": ("max_age", ("cookie_persistent", "absolute_timeout")),
+    "path": ("path", ("cookie_path",)),
+    "domain": ("domain", ("cookie_domain",)),
+    "secure": ("https_only", ("cookie_secure",)),
+    "samesite": ("same_site", ("cookie_samesite",)),
+    "httponly": ("cookie_httponly", ("cookie_httponly",)),
 }
 
 
@@ -103,10 +104,16 @@ def from_litestar(options: Mapping[str, Any]) -> SessionOptions:
     defaults, not Litestar's one day)."""
     out: dict[str, Any] = {}
     for name, value in options.items():
-        theirs = LITESTAR.get(name)
-        if theirs is not None and theirs in options and theirs != name:
-            raise ConfigurationError(f"{name}= (Litestar's name) and {theirs}= set the same thing")
-        out[theirs or name] = value
+        if name not in LITESTAR:
+            out[name] = value
+            continue
+        starlette, ours = LITESTAR[name]
+        for option in (starlette, *ours):
+            if option in options and option != name:
+                raise ConfigurationError(
+                    f"{name}= (Litestar's name) and {option}= set the same thing: pass one"
+                )
+        out[starlette] = value
     return from_starlette(StarletteOptions(**out))  # type: ignore[typeddict-item]
 
 
