@@ -10,8 +10,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from litestar import Litestar, Request, get, post
+from litestar import Litestar, Request, WebSocket, get, post, websocket
 from litestar.config.csrf import CSRFConfig
+from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath
 from litestar.testing import AsyncTestClient, TestClient
 
@@ -22,6 +23,7 @@ from satchel.integrations.litestar import (
     SatchelSessionConfig,
     csrf_input,
     csrf_token,
+    login_user,
     session_of,
 )
 from satchel.testing import FakeClock
@@ -216,6 +218,39 @@ def test_session_of_outside_satchel_raises() -> None:
 
     with TestClient(Litestar(route_handlers=[bare]), base_url=BASE) as client:
         assert "not installed" in client.get("/bare").text
+
+
+@websocket("/ws")
+async def ws_handler(socket: WebSocket[Any, Any, Any]) -> None:
+    await socket.accept()
+    session = session_of(socket)
+    await socket.send_json({"user": session.user_id, "data": dict(session)})
+    await socket.close()
+
+
+@post("/login/{user:str}", sync_to_thread=False)
+def login_as(user: FromPath[str], request: Request[Any, Any, Any]) -> None:
+    login_user(request, user)
+
+
+def test_websocket_routes_see_the_session() -> None:
+    config = SatchelSessionConfig(MemoryStore(), secret_keys=[KEY])
+    app = Litestar(
+        route_handlers=[read, write, login_as, ws_handler], plugins=[SatchelPlugin(config)]
+    )
+    with TestClient(app, base_url=BASE) as client:
+        csrf = {"x-csrf-token": client.get("/read").json()["csrf_token"]}
+        client.post("/login/carol", headers=csrf)
+        client.post("/write/a", headers={"x-csrf-token": client.get("/read").json()["csrf_token"]})
+        cookie = {"cookie": f"satchel={client.cookies['satchel']}"}
+        with client.websocket_connect("/ws", headers=cookie) as ws:
+            assert ws.receive_json() == {"user": "carol", "data": {"a": 1}}
+        foreign = {**cookie, "origin": "https://evil.example"}
+        with (
+            pytest.raises(WebSocketDisconnect),
+            client.websocket_connect("/ws", headers=foreign) as ws,
+        ):
+            ws.receive_json()  # cross-site WebSocket hijacking: refused
 
 
 def test_a_litestar_name_with_the_satchel_option_it_sets_is_refused() -> None:

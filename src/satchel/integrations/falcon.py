@@ -264,8 +264,17 @@ def _store_unavailable(
 
 
 async def _astore_unavailable(
-    req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: Any, **_: Any
+    req: falcon.asgi.Request,
+    resp: falcon.asgi.Response | None,
+    ex: Exception,
+    params: Any,
+    ws: falcon.asgi.WebSocket | None = None,
 ) -> None:
+    if resp is None:  # a WebSocket route (it has no session of satchel's)
+        logger.error("session store unavailable: %s", ex)
+        if ws is not None:
+            await ws.close(1011)
+        return
     _store_unavailable(req, resp, ex, params)
 
 
