@@ -13,10 +13,12 @@ from typing import Any
 import falcon
 import falcon.asgi
 import falcon.testing
+import httpx
 import pytest
 
-from satchel import MemoryStore
+from satchel import MemoryStore, login
 from satchel.integrations.falcon import SatchelMiddleware, csrf_token, session_of
+from satchel.testing import session_transaction
 
 from .conftest import KEY
 from .test_examples import load
@@ -204,3 +206,15 @@ def test_store_down_gives_503(which: int, tmp_path: Path) -> None:
     )
     assert down.status_code == 503
     assert "retry-after" in down.headers
+
+
+def test_session_transaction_through_an_httpx_client() -> None:
+    sessions = SatchelMiddleware(MemoryStore(), secret_keys=[KEY])
+    app = falcon.App(middleware=[sessions])
+    app.add_route("/", Echo())
+    transport = httpx.WSGITransport(app=app)
+    with httpx.Client(transport=transport, base_url="https://testserver") as client:
+        with session_transaction(sessions, client) as session:
+            login(session, "carol")
+            session["cart"] = ["apple"]
+        assert client.get("/").json()["data"] == {"cart": ["apple"]}

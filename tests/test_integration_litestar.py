@@ -16,7 +16,7 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath
 from litestar.testing import AsyncTestClient, TestClient
 
-from satchel import MemoryStore
+from satchel import MemoryStore, login
 from satchel.integrations.litestar import (
     CurrentSession,
     SatchelPlugin,
@@ -26,7 +26,7 @@ from satchel.integrations.litestar import (
     login_user,
     session_of,
 )
-from satchel.testing import FakeClock
+from satchel.testing import FakeClock, session_transaction
 
 from .conftest import KEY
 from .test_examples import load
@@ -251,6 +251,16 @@ def test_websocket_routes_see_the_session() -> None:
             client.websocket_connect("/ws", headers=foreign) as ws,
         ):
             ws.receive_json()  # cross-site WebSocket hijacking: refused
+
+
+def test_session_transaction_edits_a_session_in_a_test() -> None:
+    config = SatchelSessionConfig(MemoryStore(), secret_keys=[KEY])
+    app = Litestar(route_handlers=[read], plugins=[SatchelPlugin(config)])
+    with TestClient(app, base_url=BASE) as client:
+        with session_transaction(config, client) as session:
+            login(session, "carol")
+            session["cart"] = ["apple"]
+        assert client.get("/read").json()["data"] == {"cart": ["apple"]}
 
 
 def test_a_litestar_name_with_the_satchel_option_it_sets_is_refused() -> None:

@@ -136,7 +136,7 @@ class SatchelSessionConfig:
         **options: Unpack[LitestarOptions],
     ) -> None:
         self.runtime: Runtime = build(store, from_litestar(options))
-        self.store = self.runtime.store
+        self.store, self.backend, self.policy = self.runtime  # (session_transaction finds them)
         self.exclude = exclude
         self.exclude_opt_key = exclude_opt_key
         self.scopes = scopes
