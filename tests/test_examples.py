@@ -17,9 +17,11 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 README = EXAMPLES.parent / "README.md"
 
 
-def load(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ModuleType:
+def load(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: str | None = None
+) -> ModuleType:
     monkeypatch.setenv("SECRET_KEYS", KEY)
-    monkeypatch.setenv("SESSION_STORE", f"sqlite:///{tmp_path}/s.db")
+    monkeypatch.setenv("SESSION_STORE", store or f"sqlite:///{tmp_path}/s.db")
     spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None

@@ -225,3 +225,26 @@ def test_django(serve: Any, env: dict[str, str], server: str, target: str) -> No
     assert web.post("/logout", data=token()).json() == {"ok": True}
     assert web.get("/me").status_code == 401
     assert _replay(web, "sessionid", old, "/me").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("name", "server"),
+    [("litestar_app", "uvicorn"), ("falcon_app", "gunicorn"), ("falcon_asgi_app", "uvicorn")],
+)
+def test_litestar_and_falcon(serve: Any, name: str, server: str) -> None:
+    web = serve(name, server, f"{name}:app")
+    assert web.get("/me").status_code == 401
+    token = web.get("/csrf").json()["csrf_token"]
+    assert web.post("/login", data={"username": "alice", "csrf_token": token}).json() == {
+        "user": "alice"
+    }
+    old = web.jar["satchel"]
+    csrf = {"x-csrf-token": web.get("/csrf").json()["csrf_token"]}
+    assert web.post("/notes/colour", params={"value": "blue"}).status_code == 403  # no token
+    saved = web.post("/notes/colour", params={"value": "blue"}, headers=csrf)
+    assert saved.json() == {"user": "alice", "colour": "blue"}
+    assert web.get("/me").json() == {"user": "alice", "data": {"colour": "blue"}}
+    assert web.post("/logout", headers=csrf).json() == {"user": None}
+    assert "satchel" not in web.jar  # the cookie was expired
+    assert web.get("/me").status_code == 401
+    assert _replay(web, "satchel", old, "/me").status_code == 401

@@ -19,6 +19,8 @@ OPTIONAL = [
     "flask",
     "fastapi",
     "django",
+    "litestar",
+    "falcon",
     "starlette",
     "uvicorn",
     "jinja2",
