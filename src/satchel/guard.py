@@ -61,11 +61,21 @@ class _Policy:
     def refusal(
         self, path: str, query: str, accept: str
     ) -> tuple[int, list[tuple[str, str]], bytes]:
-        if _wants_json(accept, path, self.api_prefixes):
-            body = json.dumps({"error": "authentication required"}).encode()
-            return 401, [("content-type", "application/json")], body
-        location = _login_location(self.login_url, path, query)
-        return 303, [("location", location), ("content-type", "text/plain")], b"Log in first.\n"
+        return login_refusal(self.login_url, path, query, accept, self.api_prefixes)
+
+
+def login_refusal(
+    login_url: str, path: str, query: str, accept: str, api_prefixes: Sequence[str] = ("/api/",)
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The answer to a request that needs a logged-in user and has none: a JSON 401 for
+    API clients (paths under ``api_prefixes``, or ``Accept`` asking for JSON), else a 303
+    to ``login_url`` with the local return-to path in ``next``. (status, headers, body),
+    for any framework to send."""
+    if _wants_json(accept, path, api_prefixes):
+        body = json.dumps({"error": "authentication required"}).encode()
+        return 401, [("content-type", "application/json")], body
+    location = _login_location(login_url, path, query)
+    return 303, [("location", location), ("content-type", "text/plain")], b"Log in first.\n"
 
 
 def _user(session: Any) -> str | None:
