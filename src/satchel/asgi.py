@@ -8,6 +8,7 @@ from typing import Unpack
 
 from . import csrf
 from ._types import ASGIApp, Message, Receive, Scope, Send
+from .backend import Backend
 from .conventions import StarletteOptions, from_starlette
 from .cookie import CookieStore
 from .csrf_failure import FAILURE_KEY, CSRFFailure
@@ -16,7 +17,6 @@ from .errors import UNAVAILABLE_BODY, StoreError
 from .log import logger
 from .options import DEFAULT_STORE, build
 from .printable import printable
-from .backend import Backend
 from .request import SCOPE_KEY, RequestContext, RequestPolicy
 from .session import Session
 from .stores.base import Store

@@ -11,7 +11,7 @@ add their framework's I/O (sync and async) and proxies. No framework is imported
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import csrf
@@ -183,16 +183,37 @@ class Extension:
         return view is None or f"{view.__module__}.{view.__name__}" not in self._exempt
 
 
-def reads_form(ctx: RequestContext, length: int | None) -> bool:
+def reads_form(ctx: RequestContext, length: int | None, *, unknown: bool = False) -> bool:
     """Whether the CSRF check should read the body for a form token: a form, with no
-    token header, of a known length up to :data:`satchel.csrf.MAX_FORM_BYTES`."""
-    return ctx.wants_form_token() and length is not None and 0 < length <= csrf.MAX_FORM_BYTES
+    token header, of a known length up to :data:`satchel.csrf.MAX_FORM_BYTES` -- or of
+    no stated length with ``unknown`` (Quart, whose own ``MAX_CONTENT_LENGTH`` caps what
+    it buffers; the token search stops at the cap all the same)."""
+    if length is None:
+        return unknown and ctx.wants_form_token()
+    return 0 < length <= csrf.MAX_FORM_BYTES and ctx.wants_form_token()
 
 
 def check_csrf(ctx: RequestContext, content_type: str | None, body: bytes | None) -> None:
     """Raise :class:`~satchel.errors.CSRFError` if the request fails the check (the
     form token searched in ``body`` by satchel's capped search, not a full form parse)."""
     form_token = None if body is None else csrf.token_from_form(content_type or "", body)
+    _raise_failure(ctx, form_token)
+
+
+async def acheck_csrf(ctx: RequestContext, content_type: str | None, body: bytes | None) -> None:
+    """:func:`check_csrf` on the async paths: the search yields to the event loop between
+    slices of the body."""
+    form_token = None
+    if body is not None:
+        form_token, _ = await csrf.atoken_from_form(content_type or "", _chunks(body))
+    _raise_failure(ctx, form_token)
+
+
+async def _chunks(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+def _raise_failure(ctx: RequestContext, form_token: str | None) -> None:
     failure = ctx.csrf_check(form_token)
     if failure is not None:
         raise CSRFError(failure)
