@@ -328,3 +328,31 @@ async def test_a_cross_site_websocket_handshake_is_refused() -> None:
         ) as socket:
             await socket.receive()
     assert refused.value.response.status_code == 403
+
+
+async def test_quarts_own_flash_and_a_permanent_session() -> None:
+    from datetime import timedelta
+
+    from quart import flash, get_flashed_messages
+
+    app, _ = _app()
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=2)
+    Satchel(app)  # again: the lifetime is read when the extension is set up
+
+    @app.get("/save")
+    async def save() -> str:
+        session.permanent = True
+        await flash("Theme saved.", "success")
+        return "ok"
+
+    @app.get("/show")
+    async def show() -> dict[str, Any]:
+        return {"messages": get_flashed_messages(with_categories=True)}
+
+    client = app.test_client()
+    saved = await client.get("/save", **HTTPS)
+    assert "Max-Age=7200" in saved.headers["Set-Cookie"]
+    shown = await client.get("/show", **HTTPS)
+    assert await shown.get_json() == {"messages": [["success", "Theme saved."]]}
+    again = await client.get("/show", **HTTPS)
+    assert await again.get_json() == {"messages": []}
