@@ -239,7 +239,7 @@ def test_django(serve: Any, env: dict[str, str], server: str, target: str) -> No
     ],
 )
 def test_quart_and_aiohttp(serve: Any, name: str, server: str, target: str) -> None:
-    web = serve(name, server, target)
+    web: Browser = serve(name, server, target)
     if name == "quart_app":
         login = web.post("/login", data={"username": "alice", "csrf_token": _flask_token(web)})
         assert login.text == "logged in"
