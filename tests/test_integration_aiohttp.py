@@ -14,6 +14,7 @@ import pytest
 from aiohttp import ClientResponse, ClientSession, CookieJar, DummyCookieJar, FormData, web
 from aiohttp.test_utils import TestClient, TestServer
 
+from satchel.errors import UNAVAILABLE_BODY
 from satchel.integrations.aiohttp import (
     RUNTIME_KEY,
     AiohttpSession,
@@ -268,16 +269,31 @@ async def test_store_down_gives_503(tmp_path: Path) -> None:
         session["n"] = session.get("n", 0) + 1
         return web.Response(text=str(session["n"]))
 
+    async def stream(request: web.Request) -> web.StreamResponse:
+        session = await get_session(request)
+        session["streams"] = session.get("streams", 0) + 1
+        response = web.StreamResponse()
+        await response.prepare(request)  # the commit fails here: the 503 goes instead
+        await response.write(b"never sent")
+        return response
+
     app.router.add_get("/n", count)
+    app.router.add_get("/stream", stream)
     client = await serve(app)
     try:
+        assert await (await client.get("/stream")).read() == b"never sent"
         assert await (await client.get("/n")).text() == "1"
         blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN EXCLUSIVE")  # loading fails
+        blocker.execute("BEGIN IMMEDIATE")  # loading works, committing fails
         try:
             down = await client.get("/n")
             assert down.status == 503
             assert down.headers["Retry-After"]
+            streamed = await client.get("/stream")
+            assert (streamed.status, await streamed.read()) == (503, UNAVAILABLE_BODY)
+            blocker.execute("ROLLBACK")
+            blocker.execute("BEGIN EXCLUSIVE")  # loading fails
+            assert (await client.get("/n")).status == 503
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()

@@ -29,6 +29,7 @@ from . import missing_framework
 
 try:
     from aiohttp import hdrs, web
+    from aiohttp.http_writer import StreamWriter
     from aiohttp.streams import StreamReader
     from aiohttp.typedefs import Handler, Middleware
     from multidict import CIMultiDict
@@ -203,8 +204,13 @@ async def _respond(
         response = await handler(request)
     except web.HTTPException as exc:  # a raised redirect is a response too
         response = raised = exc
-    except StoreError as exc:  # e.g. an explicit `await session.asave()` in the handler
+    except StoreError as exc:  # the commit of a response the handler prepared, or its asave()
+        if request.writer.output_size > 0:
+            raise  # bytes went out: too late for a 503
         logger.error("session store unavailable: %s", exc)
+        # the 503 goes on a writer of its own: the handler's response began to set this
+        # request's up (chunking, length) before its commit failed
+        request._payload_writer = StreamWriter(request.protocol, asyncio.get_running_loop())
         return _unavailable()
     except BaseException:
         del request[CONTEXT_KEY]  # the handler failed: nothing of its session is kept
