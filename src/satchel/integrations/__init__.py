@@ -1,5 +1,6 @@
 """Framework integrations, each behind its extra: ``satchel[flask]``, ``satchel[fastapi]``,
-``satchel[django]``. Importing satchel imports none of them."""
+``satchel[django]``, ``satchel[quart]``, ``satchel[aiohttp]``. Importing satchel imports
+none of them."""
 
 from __future__ import annotations
 
