@@ -284,7 +284,7 @@ async def test_store_down_gives_503(tmp_path: Path) -> None:
         assert await (await client.get("/stream")).read() == b"never sent"
         assert await (await client.get("/n")).text() == "1"
         blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")  # loading works, committing fails
+        blocker.execute("BEGIN IMMEDIATE")  # committing fails
         try:
             down = await client.get("/n")
             assert down.status == 503
@@ -292,7 +292,7 @@ async def test_store_down_gives_503(tmp_path: Path) -> None:
             streamed = await client.get("/stream")
             assert (streamed.status, await streamed.read()) == (503, UNAVAILABLE_BODY)
             blocker.execute("ROLLBACK")
-            blocker.execute("BEGIN EXCLUSIVE")  # loading fails
+            blocker.execute("BEGIN EXCLUSIVE")
             assert (await client.get("/n")).status == 503
         finally:
             blocker.execute("ROLLBACK")
@@ -338,3 +338,73 @@ def test_setup_refuses_unknown_options() -> None:
 
     with pytest.raises(ConfigurationError):
         setup(web.Application(), "memory://", secret_keys=[KEY], nonsense=1)  # type: ignore[call-arg]
+
+
+async def test_own_answers_to_a_failed_csrf_check_and_a_store_outage(tmp_path: Path) -> None:
+    import sqlite3
+
+    from satchel.csrf_failure import CSRFFailure
+
+    async def refused(request: web.Request, failure: CSRFFailure) -> web.StreamResponse:
+        return web.json_response({"refused": failure.reason}, status=403)
+
+    async def down(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="try later", status=503)
+
+    path = tmp_path / "s.db"
+    app = web.Application()
+    setup(
+        app,
+        f"sqlite:///{path}?timeout=0.05",
+        secret_keys=[KEY],
+        on_csrf_failure=refused,
+        on_store_unavailable=down,
+    )
+
+    async def write(request: web.Request) -> web.Response:
+        session = await get_session(request)
+        session["n"] = session.get("n", 0) + 1
+        return web.Response(text="ok")
+
+    app.router.add_route("*", "/w", write)
+    client = await serve(app)
+    try:
+        assert await (await client.post("/w")).json() == {"refused": "token_missing"}
+        assert await (await client.get("/w")).text() == "ok"
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            assert await (await client.get("/w")).text() == "try later"
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+    finally:
+        await client.close()
+
+
+async def test_a_store_down_while_loading_gives_503() -> None:
+    up = _app()
+
+    async def write(request: web.Request) -> web.Response:
+        (await get_session(request))["n"] = 1
+        return web.Response(text="ok")
+
+    up.router.add_get("/w", write)
+    client = await serve(up)
+    try:
+        await client.get("/w")
+        value = cookie(client)
+        assert value is not None
+    finally:
+        await client.close()
+    down = _app(f"redis://{LOOPBACK}:{free_port()}/0")  # nothing listens there
+
+    async def never(request: web.Request) -> web.Response:
+        raise AssertionError("the handler runs without its session")
+
+    down.router.add_get("/w", never)
+    other = await serve(down)
+    try:
+        assert (await replay(other, value, "/w")).status == 503
+    finally:
+        await other.close()

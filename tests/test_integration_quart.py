@@ -258,7 +258,7 @@ async def test_store_down_gives_503(tmp_path: Path) -> None:
     client = app.test_client()
     assert await (await client.get("/w", **HTTPS)).get_data(as_text=True) == "1"
     blocker = sqlite3.connect(path, isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")  # loading and committing both fail
+    blocker.execute("BEGIN EXCLUSIVE")  # committing fails
     try:
         down = await client.get("/w", **HTTPS)
         assert down.status_code == 503
@@ -356,3 +356,28 @@ async def test_quarts_own_flash_and_a_permanent_session() -> None:
     assert await shown.get_json() == {"messages": [["success", "Theme saved."]]}
     again = await client.get("/show", **HTTPS)
     assert await again.get_json() == {"messages": []}
+
+
+async def test_a_store_down_while_loading_gives_503() -> None:
+    from .services import LOOPBACK, free_port
+
+    up, _ = _app()
+
+    @up.get("/w")
+    async def w() -> str:
+        session["n"] = 1
+        return "ok"
+
+    client = up.test_client()
+    await client.get("/w", **HTTPS)
+    value = cookie(client)
+    assert value is not None
+    down, _ = _app(f"redis://{LOOPBACK}:{free_port()}/0")  # nothing listens there
+
+    @down.get("/w")
+    async def never() -> str:
+        raise AssertionError("the view runs without its session")
+
+    answer = await replaying(down, value).get("/w", **HTTPS)
+    assert answer.status_code == 503
+    await close(down)

@@ -22,7 +22,7 @@ a cross-site WebSocket handshake is refused; a store that is down gives 503.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, Unpack
 
 from . import missing_framework
@@ -38,6 +38,7 @@ except ModuleNotFoundError as exc:
 
 from .. import auth, csrf
 from ..cookie import CookieStore
+from ..csrf_failure import CSRFFailure
 from ..errors import UNAVAILABLE_BODY, SessionStateError, StoreError
 from ..guard import login_refusal
 from ..log import logger
@@ -79,6 +80,7 @@ def _request_key(name: str, kind: type) -> Any:
 
 
 SESSION_KEY = _request_key("satchel.session", Session)
+_REFUSED = _request_key("satchel.refused", RequestContext)
 CONTEXT_KEY = _request_key("satchel.context", RequestContext)
 """Where the middleware keeps the session and the request context in the request (the
 context only while the handler's response is satchel's to commit)."""
@@ -113,19 +115,30 @@ class AiohttpSession(Session):
         return not self
 
 
+UnavailableHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+"""What answers when the store is down: ``async def answer(request) -> response``."""
+CSRFFailureHandler = Callable[[web.Request, CSRFFailure], Awaitable[web.StreamResponse]]
+"""What answers a failed CSRF check: ``async def answer(request, failure) -> response``
+(``failure.reason``, ``failure.message``)."""
+
+
 def setup(
     app: web.Application,
     store: str | Store | CookieStore = DEFAULT_STORE,
+    *,
+    on_store_unavailable: UnavailableHandler | None = None,
+    on_csrf_failure: CSRFFailureHandler | None = None,
     **options: Unpack[SessionOptions],
 ) -> Runtime:
     """Install satchel on ``app``: its middleware first (every other middleware and
     handler sees the session), and the hook that commits a response the handler prepared
     itself (a stream, a WebSocket) before its headers go. ``store`` and ``options`` are
-    those of :class:`satchel.asgi.SessionMiddleware`. Returns the runtime (also at
-    ``app[RUNTIME_KEY]``); the store is closed on the app's cleanup."""
+    those of :class:`satchel.asgi.SessionMiddleware`; ``on_store_unavailable`` and
+    ``on_csrf_failure`` answer in place of satchel's plain 503 and 403 page. Returns the
+    runtime (also at ``app[RUNTIME_KEY]``); the store is closed on the app's cleanup."""
     runtime = build(store, options)
     app[RUNTIME_KEY] = runtime
-    app.middlewares.insert(0, session_middleware(runtime))
+    app.middlewares.insert(0, session_middleware(runtime, on_store_unavailable, on_csrf_failure))
     app.on_response_prepare.append(_on_response_prepare)
     app.on_cleanup.append(_close_store)
     return runtime
@@ -137,10 +150,16 @@ async def _close_store(app: web.Application) -> None:
         await store.aclose()
 
 
-def session_middleware(runtime: Runtime) -> Middleware:
+def session_middleware(
+    runtime: Runtime,
+    on_store_unavailable: UnavailableHandler | None = None,
+    on_csrf_failure: CSRFFailureHandler | None = None,
+) -> Middleware:
     """The middleware :func:`setup` installs (it needs the prepare hook :func:`setup`
     also installs: use :func:`setup`)."""
     _, backend, policy = runtime
+    unavailable = on_store_unavailable or _unavailable
+    refuse = on_csrf_failure or _csrf_failure
 
     @web.middleware
     async def satchel_session(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -163,7 +182,7 @@ def session_middleware(runtime: Runtime) -> Middleware:
                     await ctx.aopen()
         except StoreError as exc:
             logger.error("session store unavailable while loading: %s", exc)
-            return _unavailable()
+            return await unavailable(request)
         request[SESSION_KEY] = session
         if policy.device.enabled:  # device-bound sessions: an endpoint, or a refusal
             answer = ctx.device_answer()
@@ -174,16 +193,19 @@ def session_middleware(runtime: Runtime) -> Middleware:
                 if not answer.commit:
                     return response
                 request[CONTEXT_KEY] = ctx  # an endpoint: its session change is committed
-                return await _respond(request, ctx, _answer(response))
+                return await _respond(request, ctx, _answer(response), unavailable)
         try:
             refusal = await _refusal(request, ctx)
         except StoreError as exc:
             logger.error("session store unavailable: %s", exc)
-            return _unavailable()
+            return await unavailable(request)
+        if isinstance(refusal, CSRFFailure):
+            request[_REFUSED] = ctx  # for the default answer
+            return await refuse(request, refusal)
         if refusal is not None:
             return refusal
         request[CONTEXT_KEY] = ctx
-        return await _respond(request, ctx, handler)
+        return await _respond(request, ctx, handler, unavailable)
 
     return satchel_session
 
@@ -196,7 +218,7 @@ def _answer(response: web.StreamResponse) -> Handler:
 
 
 async def _respond(
-    request: web.Request, ctx: RequestContext, handler: Handler
+    request: web.Request, ctx: RequestContext, handler: Handler, unavailable: UnavailableHandler
 ) -> web.StreamResponse:
     raised = None
     response: web.StreamResponse
@@ -211,13 +233,13 @@ async def _respond(
         # the 503 goes on a writer of its own: the handler's response began to set this
         # request's up (chunking, length) before its commit failed
         request._payload_writer = StreamWriter(request.protocol, asyncio.get_running_loop())
-        return _unavailable()
+        return await unavailable(request)
     except BaseException:
         del request[CONTEXT_KEY]  # the handler failed: nothing of its session is kept
         raise
     if not response.prepared:
         if await ctx.afinish(response.status) is not None:
-            return _unavailable()  # it still carries a token the commit issued
+            return await unavailable(request)  # it still carries a token the commit issued
     elif isinstance(response, web.WebSocketResponse) and ctx.session.needs_commit:
         # changes after the handshake: stored, no cookie possible
         await ctx.asave(ctx.session)
@@ -253,9 +275,9 @@ async def _on_response_prepare(request: web.Request, response: web.StreamRespons
     response.headers.extend(merged)
 
 
-def _unavailable() -> web.Response:
-    """The store-unavailable answer: a plain 503, no details (a token a half-done commit
-    issued is added by the prepare hook)."""
+async def _unavailable(request: web.Request) -> web.StreamResponse:
+    """The default store-unavailable answer: a plain 503, no details (a token a half-done
+    commit issued is added by the prepare hook)."""
     headers = CIMultiDict(plain_headers(UNAVAILABLE_BODY, RETRY_AFTER))
     del headers[hdrs.CONTENT_LENGTH]  # aiohttp sets it from the body
     return web.Response(body=UNAVAILABLE_BODY, status=503, headers=headers)
@@ -264,8 +286,11 @@ def _unavailable() -> web.Response:
 # -- CSRF -----------------------------------------------------------------------------------------
 
 
-async def _refusal(request: web.Request, ctx: RequestContext) -> web.StreamResponse | None:
-    """The answer refusing a cross-site request before the handler, or None."""
+async def _refusal(
+    request: web.Request, ctx: RequestContext
+) -> web.StreamResponse | CSRFFailure | None:
+    """The refusal of a cross-site request before the handler (the answer to a WebSocket
+    handshake, the failed CSRF check of anything else), or None."""
     if request.headers.get(hdrs.UPGRADE, "").lower() == "websocket":
         options = ctx.policy.csrf
         if options.enabled and (ctx.transport.checks_csrf or ctx.carries_cookie):
@@ -277,9 +302,13 @@ async def _refusal(request: web.Request, ctx: RequestContext) -> web.StreamRespo
     if not ctx.csrf_applies() or getattr(request.match_info.handler, _EXEMPT, False):
         return None
     form_token = await _form_token(request, ctx)
-    failure = ctx.csrf_check(form_token)
-    if failure is None:
-        return None
+    return ctx.csrf_check(form_token)
+
+
+async def _csrf_failure(request: web.Request, failure: CSRFFailure) -> web.StreamResponse:
+    """The default answer to a failed CSRF check: 403, a small HTML page with advice for
+    browsers, JSON with a machine-readable reason for API clients."""
+    ctx: RequestContext = request[_REFUSED]
     status, headers, body = ctx.csrf_answer(failure)
     out = CIMultiDict(headers)
     out.popall(hdrs.CONTENT_LENGTH, None)
