@@ -368,7 +368,7 @@ async def test_a_store_down_while_loading_gives_503() -> None:
         session["n"] = 1
         return "ok"
 
-    client = up.test_client()
+    client = cast(QuartClient, up.test_client())
     await client.get("/w", **HTTPS)
     value = cookie(client)
     assert value is not None
