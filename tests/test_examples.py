@@ -101,7 +101,9 @@ def test_readme_snippets_are_taken_from_the_examples() -> None:
 def test_every_example_has_its_run_command_in_docstring_and_readme() -> None:
     readme = README.read_text()
     for path in EXAMPLES.glob("*.py"):
-        commands = re.findall(r"(?:uvicorn|gunicorn) examples\.\w+:\w+", path.read_text())
+        commands = re.findall(
+            r"(?:uvicorn|gunicorn|hypercorn|aiohttp\.web) examples\.\w+:\w+", path.read_text()
+        )
         assert commands, path.name
         assert all(command in readme for command in commands), path.name
 

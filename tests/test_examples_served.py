@@ -67,6 +67,10 @@ def _command(server: str, target: str, port: int) -> list[str]:
     target = f"examples.{target}"
     if server == "uvicorn":
         return [sys.executable, "-m", "uvicorn", target, "--host", LOOPBACK, "--port", str(port)]
+    if server == "hypercorn":
+        return [sys.executable, "-m", "hypercorn", "--bind", f"{LOOPBACK}:{port}", target]
+    if server == "aiohttp.web":  # aiohttp's own runner
+        return [sys.executable, "-m", "aiohttp.web", "-H", LOOPBACK, "-P", str(port), target]
     return [sys.executable, "-m", "gunicorn", "--bind", f"{LOOPBACK}:{port}", target]
 
 
@@ -248,3 +252,49 @@ def test_litestar_and_falcon(serve: Any, name: str, server: str) -> None:
     assert "satchel" not in web.jar  # the cookie was expired
     assert web.get("/me").status_code == 401
     assert _replay(web, "satchel", old, "/me").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("name", "server", "target"),
+    [
+        ("quart_app", "hypercorn", "quart_app:app"),
+        ("aiohttp_app", "aiohttp.web", "aiohttp_app:init"),
+    ],
+)
+def test_quart_and_aiohttp(serve: Any, name: str, server: str, target: str) -> None:
+    web: Browser = serve(name, server, target)
+    if name == "quart_app":
+        login = web.post("/login", data={"username": "alice", "csrf_token": _flask_token(web)})
+        assert login.text == "logged in"
+
+        def token() -> str:
+            return _flask_token(web)
+
+        def note() -> httpx.Response:
+            data = {"key": "colour", "value": "blue", "csrf_token": token()}
+            return web.post("/note", data=data)
+    else:
+
+        def token() -> str:
+            return str(web.get("/csrf").json()["csrf_token"])
+
+        login = web.post("/login", data={"username": "alice", "csrf_token": token()})
+        assert login.json() == {"user": "alice"}
+
+        def note() -> httpx.Response:
+            return web.post("/notes/colour", data={"value": "blue", "csrf_token": token()})
+
+    old = web.jar["satchel"]
+    assert note().json() == {"ok": "saved"}
+    me = web.get("/me").json()
+    assert (me["user"], me["data"]["colour"], me["devices"]) == ("alice", "blue", 1)
+    assert web.post("/logout", data={"csrf_token": token()}).status_code == 200
+    assert "satchel" not in web.jar  # the cookie was expired
+    json = {"accept": "application/json"}
+    assert web.get("/me", headers=json).status_code == 401
+    replayer = Browser(str(web.client.base_url))
+    replayer.jar["satchel"] = old
+    try:
+        assert replayer.get("/me", headers=json).status_code == 401
+    finally:
+        replayer.close()

@@ -8,6 +8,7 @@ from typing import Unpack
 
 from . import csrf
 from ._types import ASGIApp, Message, Receive, Scope, Send
+from .backend import Backend
 from .conventions import StarletteOptions, from_starlette
 from .cookie import CookieStore
 from .csrf_failure import FAILURE_KEY, CSRFFailure
@@ -16,12 +17,18 @@ from .errors import UNAVAILABLE_BODY, StoreError
 from .log import logger
 from .options import DEFAULT_STORE, build
 from .printable import printable
-from .request import SCOPE_KEY, RequestContext
+from .request import SCOPE_KEY, RequestContext, RequestPolicy
 from .session import Session
 from .stores.base import Store
 from .transport import RETRY_AFTER, plain_headers, raw_session_headers, raw_with_vary
 
-__all__ = ["SCOPE_KEY", "SessionMiddleware", "csrf_failure", "store_unavailable"]
+__all__ = [
+    "SCOPE_KEY",
+    "SessionMiddleware",
+    "context_from_scope",
+    "csrf_failure",
+    "store_unavailable",
+]
 
 
 async def store_unavailable(scope: Scope, receive: Receive, send: Send) -> None:
@@ -219,49 +226,7 @@ class SessionMiddleware:
             await self._unavailable(scope, receive, send, ctx)
 
     def _context(self, scope: Scope) -> RequestContext:
-        """The request's context, its token checked (no I/O). Only the ``Cookie`` header
-        (and ``Authorization`` where bearer tokens are accepted) is looked at now: the
-        header map is made if something asks for it."""
-        policy = self.policy
-        bearer = bool(policy.token_paths)
-        raw: list[tuple[bytes, bytes]] = scope["headers"]
-        cookie = authorization = None
-        for name, value in raw:
-            if name == b"cookie":
-                text = value.decode("latin-1")
-                cookie = text if cookie is None else f"{cookie}; {text}"
-            elif bearer and name == b"authorization":
-                text = value.decode("latin-1")
-                authorization = text if authorization is None else f"{authorization}, {text}"
-        cookie = cookie or ""
-        path: str = scope.get("path", "/")
-        root: str = scope.get("root_path", "")
-        app_path = path[len(root) :] or "/" if root and path.startswith(root) else path
-        if bearer:
-            transport = policy.transport_of(app_path, cookie, authorization or "")
-        else:
-            transport = policy.cookie_transport
-        client = scope.get("client")
-        ctx = RequestContext(
-            self.backend,
-            policy,
-            Session(),
-            scope.get("method", "GET"),
-            path,
-            None,
-            client[0] if client else None,
-            scope.get("scheme", "http"),
-            transport,
-            cookie,
-            raw,
-        )
-        if root:
-            ctx.mount, ctx.app_path = root, app_path
-        if bearer or policy.cookie.name in cookie:
-            ctx.read_token(cookie, authorization or "")
-        else:  # no token to read
-            ctx.session.bind(ctx)
-        return ctx
+        return context_from_scope(self.backend, self.policy, scope, Session())
 
     async def _unavailable(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
@@ -302,6 +267,54 @@ class SessionMiddleware:
                     "a WebSocket handler created or regenerated a session after the "
                     "handshake; the client cannot receive its token"
                 )
+
+
+def context_from_scope(
+    backend: Backend, policy: RequestPolicy, scope: Scope, session: Session
+) -> RequestContext:
+    """The context of the request in ``scope`` (the ASGI middleware's, and Quart's, whose
+    requests carry their scope), its token checked (no I/O). Only the ``Cookie`` header
+    (and ``Authorization`` where bearer tokens are accepted) is looked at now: the
+    header map is made if something asks for it."""
+    bearer = bool(policy.token_paths)
+    raw: list[tuple[bytes, bytes]] = scope["headers"]
+    cookie = authorization = None
+    for name, value in raw:
+        if name == b"cookie":
+            text = value.decode("latin-1")
+            cookie = text if cookie is None else f"{cookie}; {text}"
+        elif bearer and name == b"authorization":
+            text = value.decode("latin-1")
+            authorization = text if authorization is None else f"{authorization}, {text}"
+    cookie = cookie or ""
+    path: str = scope.get("path", "/")
+    root: str = scope.get("root_path", "")
+    app_path = path[len(root) :] or "/" if root and path.startswith(root) else path
+    if bearer:
+        transport = policy.transport_of(app_path, cookie, authorization or "")
+    else:
+        transport = policy.cookie_transport
+    client = scope.get("client")
+    ctx = RequestContext(
+        backend,
+        policy,
+        session,
+        scope.get("method", "GET"),
+        path,
+        None,
+        client[0] if client else None,
+        scope.get("scheme", "http"),
+        transport,
+        cookie,
+        raw,
+    )
+    if root:
+        ctx.mount, ctx.app_path = root, app_path
+    if bearer or policy.cookie.name in cookie:
+        ctx.read_token(cookie, authorization or "")
+    else:  # no token to read
+        ctx.session.bind(ctx)
+    return ctx
 
 
 def _with_session(message: Message, ctx: RequestContext) -> Message:

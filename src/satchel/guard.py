@@ -142,6 +142,15 @@ class Policy:
         return 303, [("location", location), ("content-type", "text/plain")], text
 
 
+def login_refusal(
+    login_url: str, path: str, query: str, accept: str, api_prefixes: Sequence[str] = ("/api/",)
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The answer to a request that needs a logged-in user and has none (:class:`Policy`):
+    a JSON 401 for API clients, else a 303 to ``login_url`` with a local ``next``.
+    (status, headers, body), for any framework to send."""
+    return Policy(login_url, (), api_prefixes).refusal(path, query, accept)
+
+
 def _user(session: Any) -> str | None:
     return getattr(session, "user_id", None) if session is not None else None
 

@@ -1,6 +1,6 @@
 """Framework integrations, each behind its extra: ``satchel[flask]``, ``satchel[fastapi]``,
-``satchel[django]``, ``satchel[litestar]``, ``satchel[falcon]``. Importing satchel imports
-none of them."""
+``satchel[django]``, ``satchel[litestar]``, ``satchel[falcon]``, ``satchel[quart]``,
+``satchel[aiohttp]``. Importing satchel imports none of them."""
 
 from __future__ import annotations
 
