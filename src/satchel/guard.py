@@ -352,16 +352,7 @@ def login_required_wsgi(
     api_prefixes: Iterable[str] = ("/api/",),
 ) -> Any:
     """Decorate a WSGI app so it needs a logged-in user."""
-    policy = Policy(login_url, (), api_prefixes)
-
-    def wrap(inner: WSGIApp) -> WSGIApp:
-        @functools.wraps(inner)
-        def guarded(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-            return _wsgi_guard(policy, inner, environ, start_response)
-
-        return guarded
-
-    return wrap(app) if app is not None else wrap
+    return _wsgi_guarding(Policy(login_url, (), api_prefixes), app)
 
 
 def require_recent_auth_wsgi(
@@ -375,7 +366,10 @@ def require_recent_auth_wsgi(
 ) -> Any:
     """The WSGI twin of :func:`require_recent_auth`."""
     policy = Policy(login_url, (), api_prefixes, reauth_url, RecentAuth(max_age, level))
+    return _wsgi_guarding(policy, app)
 
+
+def _wsgi_guarding(policy: Policy, app: WSGIApp | None) -> Any:
     def wrap(inner: WSGIApp) -> WSGIApp:
         @functools.wraps(inner)
         def guarded(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
