@@ -48,16 +48,18 @@ def django_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]
         os.environ.pop(name, None)
 
 
+# --8<-- [start:client]
 def client(**kwargs: Any) -> Any:
     """Django's test Client enforcing CSRF; over HTTPS Django also checks the Referer."""
     from django.test import Client
 
-    return Client(
-        HTTP_HOST="testserver",
-        HTTP_REFERER="https://testserver/",
-        HTTP_USER_AGENT="DjangoTest/1",
-        **{"enforce_csrf_checks": True, **kwargs},
-    )
+    defaults = {
+        "HTTP_HOST": "testserver",
+        "HTTP_REFERER": "https://testserver/",
+        "HTTP_USER_AGENT": "DjangoTest/1",
+        "enforce_csrf_checks": True,
+    }
+    return Client(**{**defaults, **kwargs})
 
 
 def csrf(c: Any) -> str:
@@ -68,6 +70,32 @@ def log_in(c: Any, user: str = "alice", password: str = "wonderland") -> Any:
     return c.post(
         "/login", {"username": user, "password": password}, secure=True, HTTP_X_CSRFTOKEN=csrf(c)
     )
+
+
+# --8<-- [end:client]
+
+
+# --8<-- [start:devices]
+def test_the_devices_page_lists_and_revokes(django_app: ModuleType) -> None:
+    from django.contrib.auth.models import User
+
+    User.objects.create_user("erin", password="devices")
+    laptop, phone = client(), client(HTTP_USER_AGENT="Phone/2")
+    for c in (laptop, phone):
+        assert log_in(c, "erin", "devices").json() == {"user": "erin"}
+    listed = laptop.get("/devices", secure=True).json()
+    assert sorted(d["user_agent"] for d in listed) == ["DjangoTest/1", "Phone/2"]
+    (phones,) = [d["handle"] for d in listed if d["user_agent"] == "Phone/2"]
+    # after login Django rotated its CSRF token: fetch a new one (csrf() does)
+    revoked = laptop.post(
+        "/devices", {"handle": phones}, secure=True, HTTP_X_CSRFTOKEN=csrf(laptop)
+    )
+    assert revoked.json() == {"revoked": True}
+    assert phone.get("/me", secure=True).status_code == 401
+    assert laptop.get("/me", secure=True).json()["user"] == "erin"
+
+
+# --8<-- [end:devices]
 
 
 def test_login_cycles_the_key_and_logout_kills_replay(django_app: ModuleType) -> None:
