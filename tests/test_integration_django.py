@@ -636,3 +636,53 @@ def test_a_refused_request_neither_saves_nor_sets_the_session_cookie(
         assert refused.status_code == 401
         assert "sessionid" not in refused.cookies, refused.cookies["sessionid"].OutputString()
         assert c.cookies["sessionid"].value == session_cookie
+
+
+# --8<-- [start:migration]
+def test_migrating_from_djangos_sessions_means_one_new_login(django_app: ModuleType) -> None:
+    """examples/migrate_from_django_sessions.py: the example's views, unchanged, under
+    Django's database sessions and then under satchel. A session key Django issued is not
+    one satchel issued: the user is anonymous and logs in again, once."""
+    import importlib.util
+
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.test import override_settings
+
+    from satchel.integrations.django import runtime
+    from satchel.integrations.django_dbsc import _policy
+
+    path = EXAMPLES / "migrate_from_django_sessions.py"
+    spec = importlib.util.spec_from_file_location("example_migrate_django", path)
+    assert spec is not None
+    assert spec.loader is not None
+    migrate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migrate)
+
+    with override_settings(**migrate.BEFORE):
+        call_command("migrate", "sessions", verbosity=0)
+        c = client()
+        assert log_in(c).json() == {"user": "alice"}
+        assert c.get("/me", secure=True).json()["user"] == "alice"
+        old_key = c.cookies["sessionid"].value
+        from django.contrib.sessions.models import Session as DjangoSession
+
+        assert DjangoSession.objects.filter(session_key=old_key).exists()
+
+    after = {**migrate.AFTER, "SATCHEL": settings.SATCHEL}  # this test's store
+    runtime.cache_clear()
+    _policy.cache_clear()
+    try:
+        with override_settings(**after):
+            browser = client()
+            browser.cookies["sessionid"] = old_key  # the cookie the browser still holds
+            assert browser.get("/me", secure=True).status_code == 401  # not logged in
+            assert log_in(browser).json() == {"user": "alice"}  # one new login
+            assert browser.cookies["sessionid"].value != old_key
+            assert browser.get("/me", secure=True).json()["user"] == "alice"
+    finally:
+        runtime.cache_clear()
+        _policy.cache_clear()
+
+
+# --8<-- [end:migration]
