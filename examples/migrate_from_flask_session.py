@@ -16,7 +16,7 @@ from flask import Flask, request, session
 def before(redis_url: str, secret_key: str) -> Flask:
     """Flask-Session: server-side sessions in Redis, the cookie holds a session ID."""
     import redis
-    from flask_session import Session
+    from flask_session import Session  # type: ignore[import-untyped]
 
     app = Flask(__name__)
     app.config.update(
