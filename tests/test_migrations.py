@@ -69,6 +69,7 @@ def redis_db(redis_url: str) -> Iterator[str]:
     client.close()
 
 
+# --8<-- [start:flask_session]
 def test_flask_session_before_and_after(redis_db: str) -> None:
     migrate = example("migrate_from_flask_session")
     old_app, new_app = migrate.before(redis_db, KEY), migrate.after(redis_db, KEY)
@@ -92,9 +93,13 @@ def test_flask_session_users_log_in_again(redis_db: str) -> None:
     }
 
 
+# --8<-- [end:flask_session]
+
+
 # -- Flask's cookie sessions -----------------------------------------------------------------
 
 
+# --8<-- [start:flask_cookies]
 def test_flask_cookies_before_and_after(tmp_path: Path) -> None:
     migrate = example("migrate_from_flask_cookies")
     old_app = migrate.before(KEY)
@@ -134,6 +139,9 @@ def test_flask_cookie_without_carry_over_is_no_login(tmp_path: Path) -> None:
     assert me.json == {"user": None, "theme": None}
 
 
+# --8<-- [end:flask_cookies]
+
+
 # -- Starlette's SessionMiddleware and starsessions ------------------------------------------
 
 
@@ -155,6 +163,7 @@ def starlette_token(client: Any) -> Callable[[], dict[str, str]]:
     return lambda: {"csrf_token": client.get("/csrf").json()["csrf_token"]}
 
 
+# --8<-- [start:starlette]
 def test_starlette_sessions_before_and_after(tmp_path: Path) -> None:
     migrate = example("migrate_from_starlette_sessions")
     with starlette_client(migrate.before(KEY)) as old:
@@ -182,6 +191,9 @@ def test_starlette_logins_are_carried_over_once(tmp_path: Path) -> None:
     app = migrate.after(KEY, store, carry_over=False)
     with starlette_client(app, cookies={"session": cookie}) as without:
         assert without.get("/me").json() == {"user": None, "theme": None}
+
+
+# --8<-- [end:starlette]
 
 
 async def async_journey(client: Any, csrf: bool) -> None:
@@ -224,6 +236,7 @@ def asgi_client(app: Any, cookies: dict[str, str] | None = None) -> Any:
     return httpx.AsyncClient(transport=transport, base_url="https://testserver", cookies=cookies)
 
 
+# --8<-- [start:starsessions]
 @pytest.mark.anyio
 async def test_starsessions_before_and_after(starsessions_redis: Any, satchel_redis: Any) -> None:
     migrate = example("migrate_from_starsessions")
@@ -244,3 +257,6 @@ async def test_starsessions_users_log_in_again(starsessions_redis: Any, satchel_
     new_app = migrate.after(satchel_redis, KEY)
     async with asgi_client(new_app, cookies={"session": cookie}) as new:
         assert (await new.get("/me")).json() == {"user": None, "theme": None}
+
+
+# --8<-- [end:starsessions]
