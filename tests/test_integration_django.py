@@ -640,7 +640,7 @@ def test_a_refused_request_neither_saves_nor_sets_the_session_cookie(
 
 # --8<-- [start:migration]
 def test_migrating_from_djangos_sessions_means_one_new_login(django_app: ModuleType) -> None:
-    """examples/migrate_from_django_sessions.py: the example's views, unchanged, under
+    """examples/migrations/from_django_sessions.py: the example's views, unchanged, under
     Django's database sessions and then under satchel. A session key Django issued is not
     one satchel issued: the user is anonymous and logs in again, once."""
     import importlib.util
@@ -652,7 +652,7 @@ def test_migrating_from_djangos_sessions_means_one_new_login(django_app: ModuleT
     from satchel.integrations.django import runtime
     from satchel.integrations.django_dbsc import _policy
 
-    path = EXAMPLES / "migrate_from_django_sessions.py"
+    path = EXAMPLES / "migrations" / "from_django_sessions.py"
     spec = importlib.util.spec_from_file_location("example_migrate_django", path)
     assert spec is not None
     assert spec.loader is not None

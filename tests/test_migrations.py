@@ -1,4 +1,4 @@
-"""The migration guides' before/after examples (examples/migrate_from_*.py): the same
+"""The migration guides' before/after examples (examples/migrations/from_*.py): the same
 journey (log in, write, read, log out) works on the peer and on satchel, through the
 framework's test client, and a cookie the peer issued is, or is not, a login under satchel
 exactly as docs/migrating/ says."""
@@ -16,7 +16,7 @@ import pytest
 
 from .conftest import KEY
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "migrations"
 HTTPS = "https://localhost"  # the cookies are Secure
 
 
@@ -71,7 +71,7 @@ def redis_db(redis_url: str) -> Iterator[str]:
 
 # --8<-- [start:flask_session]
 def test_flask_session_before_and_after(redis_db: str) -> None:
-    migrate = example("migrate_from_flask_session")
+    migrate = example("from_flask_session")
     old_app, new_app = migrate.before(redis_db, KEY), migrate.after(redis_db, KEY)
     flask_journey(old_app.test_client(), no_token)
     new = new_app.test_client()
@@ -79,7 +79,7 @@ def test_flask_session_before_and_after(redis_db: str) -> None:
 
 
 def test_flask_session_users_log_in_again(redis_db: str) -> None:
-    migrate = example("migrate_from_flask_session")
+    migrate = example("from_flask_session")
     old_app, new_app = migrate.before(redis_db, KEY), migrate.after(redis_db, KEY)
     old = old_app.test_client()
     old.post(f"{HTTPS}/login", data={"username": "alice"})
@@ -101,7 +101,7 @@ def test_flask_session_users_log_in_again(redis_db: str) -> None:
 
 # --8<-- [start:flask_cookies]
 def test_flask_cookies_before_and_after(tmp_path: Path) -> None:
-    migrate = example("migrate_from_flask_cookies")
+    migrate = example("from_flask_cookies")
     old_app = migrate.before(KEY)
     new_app = migrate.after(KEY, f"sqlite:///{tmp_path}/s.db")
     flask_journey(old_app.test_client(), no_token)
@@ -110,7 +110,7 @@ def test_flask_cookies_before_and_after(tmp_path: Path) -> None:
 
 
 def test_flask_cookie_logins_are_carried_over_once(tmp_path: Path) -> None:
-    migrate = example("migrate_from_flask_cookies")
+    migrate = example("from_flask_cookies")
     old_app = migrate.before(KEY)
     new_app = migrate.after(KEY, f"sqlite:///{tmp_path}/s.db")
     old = old_app.test_client()
@@ -129,7 +129,7 @@ def test_flask_cookie_logins_are_carried_over_once(tmp_path: Path) -> None:
 
 
 def test_flask_cookie_without_carry_over_is_no_login(tmp_path: Path) -> None:
-    migrate = example("migrate_from_flask_cookies")
+    migrate = example("from_flask_cookies")
     old = migrate.before(KEY).test_client()
     old.post(f"{HTTPS}/login", data={"username": "alice"})
     cookie = old.get_cookie("session")
@@ -165,7 +165,7 @@ def starlette_token(client: Any) -> Callable[[], dict[str, str]]:
 
 # --8<-- [start:starlette]
 def test_starlette_sessions_before_and_after(tmp_path: Path) -> None:
-    migrate = example("migrate_from_starlette_sessions")
+    migrate = example("from_starlette_sessions")
     with starlette_client(migrate.before(KEY)) as old:
         starlette_journey(old, no_token)
     with starlette_client(migrate.after(KEY, f"sqlite:///{tmp_path}/s.db")) as new:
@@ -173,7 +173,7 @@ def test_starlette_sessions_before_and_after(tmp_path: Path) -> None:
 
 
 def test_starlette_logins_are_carried_over_once(tmp_path: Path) -> None:
-    migrate = example("migrate_from_starlette_sessions")
+    migrate = example("from_starlette_sessions")
     with starlette_client(migrate.before(KEY)) as old:
         old.post("/login", data={"username": "alice"})
         cookie = old.cookies["session"]
@@ -239,7 +239,7 @@ def asgi_client(app: Any, cookies: dict[str, str] | None = None) -> Any:
 # --8<-- [start:starsessions]
 @pytest.mark.anyio
 async def test_starsessions_before_and_after(starsessions_redis: Any, satchel_redis: Any) -> None:
-    migrate = example("migrate_from_starsessions")
+    migrate = example("from_starsessions")
     async with asgi_client(migrate.before(starsessions_redis)) as old:
         await async_journey(old, csrf=False)
     async with asgi_client(migrate.after(satchel_redis, KEY)) as new:
@@ -248,7 +248,7 @@ async def test_starsessions_before_and_after(starsessions_redis: Any, satchel_re
 
 @pytest.mark.anyio
 async def test_starsessions_users_log_in_again(starsessions_redis: Any, satchel_redis: Any) -> None:
-    migrate = example("migrate_from_starsessions")
+    migrate = example("from_starsessions")
     async with asgi_client(migrate.before(starsessions_redis)) as old:
         await old.post("/login", data={"username": "alice"})
         cookie = old.cookies["session"]
