@@ -26,8 +26,8 @@ demo: $(if $(wildcard $(STAMP)),$(STAMP),$(DEMO_STAMP))
 	$(BIN)/satchel demo $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples reliability fuzz
-	$(BIN)/ruff format --check src tests benchmarks examples reliability fuzz
+	$(BIN)/ruff check src tests benchmarks examples reliability fuzz docs_tools
+	$(BIN)/ruff format --check src tests benchmarks examples reliability fuzz docs_tools
 	$(BIN)/mypy
 
 test: lint
