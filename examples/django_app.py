@@ -7,7 +7,8 @@ Run (from the repository root; the first two steps once):
     gunicorn examples.django_app:application       # or: uvicorn examples.django_app:asgi
 Then: GET /csrf for a token (also set as the csrftoken cookie); POST /login (username,
 password, csrfmiddlewaretoken); GET /me; POST /notes/<key> (value); GET /devices;
-POST /devices (handle) revokes one; POST /logout.
+POST /devices (handle) revokes one; POST /logout; POST /reauth (password: confirm it is
+you); GET /sensitive (needs an authentication at most 5 minutes old).
 """
 
 import os
@@ -52,6 +53,7 @@ from django.middleware.csrf import get_token  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from satchel import UserSessions  # noqa: E402
+from satchel.integrations import django as satchel_django  # noqa: E402
 from satchel.integrations.django import runtime  # noqa: E402
 
 
@@ -114,6 +116,23 @@ def devices(request: HttpRequest) -> JsonResponse:
 # --8<-- [end:devices]
 
 
+def reauth(request: HttpRequest) -> JsonResponse:
+    """Confirm it is you: the password again, before a sensitive action."""
+    user = authenticate(
+        request, username=request.user.get_username(), password=request.POST.get("password")
+    )
+    if user is None:
+        return JsonResponse({"error": "bad credentials"}, status=401)
+    satchel_django.reauthenticate(request, methods=["pwd"])  # new key, data kept
+    return JsonResponse({"ok": True})
+
+
+@satchel_django.require_recent_auth(max_age=300, reauth_url="/reauth")
+def sensitive(request: HttpRequest) -> JsonResponse:
+    """A sensitive action: needs an authentication at most 5 minutes old."""
+    return JsonResponse({"done": True})
+
+
 urlpatterns = [
     path("csrf", csrf),
     path("login", log_in),
@@ -121,6 +140,8 @@ urlpatterns = [
     path("me", me),
     path("logout", log_out),
     path("devices", devices),
+    path("reauth", reauth),
+    path("sensitive", sensitive),
 ]
 
 

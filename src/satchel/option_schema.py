@@ -71,6 +71,7 @@ class SessionOptions(TypedDict, total=False):
     absolute_timeout: Duration
     refresh_interval: Duration | None
     token_paths: Sequence[str]
+    clear_site_data: Sequence[str]
     dbsc: bool
     dbsc_required: bool
     dbsc_grace: Duration
@@ -168,6 +169,14 @@ def _text_list(raw: Any) -> tuple[str, ...]:
     return tuple(str(i).strip() for i in items if str(i).strip())
 
 
+def _text_list_or_none(raw: Any) -> tuple[str, ...]:
+    """As a list of text, where the word ``none`` is the empty list (an empty environment
+    variable is no setting at all)."""
+    if isinstance(raw, str) and raw.strip().lower() == "none":
+        return ()
+    return _text_list(raw)
+
+
 def _samesite(raw: Any) -> str:
     if raw not in ("lax", "strict", "none"):
         raise ValueError("use 'lax', 'strict' or 'none'")
@@ -182,6 +191,7 @@ WHOLE_OR_NONE = Parser("int | None", _whole)
 TEXT = Parser("str", _text)
 TEXT_OR_NONE = Parser("str | None", _text)
 TEXT_LIST = Parser("tuple[str, ...]", _text_list)
+TEXT_LIST_OR_NONE = Parser("tuple[str, ...]", _text_list_or_none)
 SAMESITE = Parser("SameSite", _samesite)
 
 
@@ -315,6 +325,12 @@ OPTIONS: tuple[Option, ...] = (
            doc="path prefixes (whole segments) where API clients may send `Authorization: "
            "Bearer <token>` and get new tokens in `X-Session-Token` ([security.md](security.md"
            "#bearer-tokens-for-api-and-mobile-clients-token_paths)); server-side stores only"),
+    Option("clear_site_data", "Sequence[str]", TEXT_LIST_OR_NONE, value=("cookies",),
+           doc="`Clear-Site-Data` directives of the response that logs a user out (`[]`, "
+           "or `none` in the environment: no header); `\"cookies\"` clears every cookie of "
+           "the registrable domain, so a logout response that sets a cookie of its own gets "
+           "the others only "
+           "([security.md](security.md#clear-site-data-on-logout))"),
     _dbsc("dbsc", "enabled", "bool", BOOL,
           "device-bound sessions (DBSC, [device-binding.md](device-binding.md)): logins over "
           "HTTPS offer browsers to bind the session to a key they keep; a bound session then "

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from . import clear_site_data
 from . import option_schema as schema
 from .cookies import CookieOptions, SameSite
 from .dbsc.options import DeviceBindingOptions
@@ -61,6 +62,7 @@ class Settings:
     revocation_store: str | None = default("revocation_store")
     encrypt_at_rest: bool = default("encrypt_at_rest")
     token_paths: tuple[str, ...] = default("token_paths")
+    clear_site_data: tuple[str, ...] = default("clear_site_data")
     dbsc: bool = default("dbsc")
     dbsc_required: bool = default("dbsc_required")
     dbsc_grace: float = default("dbsc_grace")
@@ -77,7 +79,13 @@ class Settings:
             if f.name not in ("store", "sources")
         }
         opts["secret_keys"] = list(self.secret_keys)
-        for name in ("csrf_exempt", "csrf_trusted_origins", "trusted_proxies", "token_paths"):
+        for name in (
+            "csrf_exempt",
+            "csrf_trusted_origins",
+            "trusted_proxies",
+            "token_paths",
+            "clear_site_data",
+        ):
             opts[name] = list(opts[name])
         return opts  # type: ignore[return-value]
 
@@ -108,6 +116,7 @@ class Settings:
         )
         ExpiryPolicy(self.idle_timeout, self.absolute_timeout, self.refresh_interval)
         parse_trusted(self.trusted_proxies)
+        clear_site_data.directives(self.clear_site_data)
         given = {f.name: getattr(self, f.name) for f in fields(self)}
         DeviceBindingOptions(**schema.present(given, DeviceBindingOptions))
         cap = self.max_sessions_per_user

@@ -44,6 +44,7 @@ APPLIED = frozenset(
         "encrypt_at_rest",
         "max_sessions_per_user",
         "secret_keys",
+        "clear_site_data",  # by DeviceMiddleware (and satchel's SessionMiddleware)
     }
     | _DEVICE_BINDING
 )
@@ -115,6 +116,7 @@ def options() -> tuple[str, SessionOptions]:
         "trusted_proxies": list(settings.trusted_proxies),
         "encrypt_at_rest": settings.encrypt_at_rest,
         "max_sessions_per_user": settings.max_sessions_per_user,
+        "clear_site_data": list(settings.clear_site_data),
         "cookie_persistent": not django_settings.SESSION_EXPIRE_AT_BROWSER_CLOSE,
         **{name: getattr(settings, name) for name in _DEVICE_BINDING},
         **hooks,
