@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo-installed
 
-.PHONY: demo test lint docs bench bench-instructions bench-http reliability reliability-short fuzz clean
+.PHONY: demo test lint docs docs-build docs-reference bench bench-instructions bench-http reliability reliability-short fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,14 +26,24 @@ demo: $(if $(wildcard $(STAMP)),$(STAMP),$(DEMO_STAMP))
 	$(BIN)/satchel demo $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples reliability fuzz
-	$(BIN)/ruff format --check src tests benchmarks examples reliability fuzz
+	$(BIN)/ruff check src tests benchmarks examples reliability fuzz docs_tools
+	$(BIN)/ruff format --check src tests benchmarks examples reliability fuzz docs_tools
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-docs: $(STAMP)  # the option table of docs/configuration.md, from satchel.option_schema
+# The documentation site (mkdocs.yml, from docs/): `make docs` serves it on
+# http://127.0.0.1:8000 and rebuilds on every edit; `make docs-build` builds it into site/ in
+# strict mode (a broken link, anchor or API reference fails), as tests/test_docs_site.py does.
+# Both first regenerate the option table of docs/configuration.md (docs-reference).
+docs: docs-reference
+	$(BIN)/mkdocs serve $(ARGS)
+
+docs-build: docs-reference
+	$(BIN)/mkdocs build --strict $(ARGS)
+
+docs-reference: $(STAMP)  # the option table of docs/configuration.md, from satchel.option_schema
 	$(BIN)/python -c 'from satchel.option_docs import write_reference_table as w; w()'
 
 bench: $(STAMP)
@@ -74,4 +84,4 @@ fuzz: $(STAMP)
 	$(BIN)/python fuzz/run.py --seconds $(SECONDS) --jobs $(JOBS) $(TARGETS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache site

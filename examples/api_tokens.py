@@ -7,6 +7,7 @@ X-Session-Token it answers as ``Authorization: Bearer <token>`` to GET /api/me.
 
 from __future__ import annotations
 
+# --8<-- [start:app]
 import os
 
 from starlette.applications import Starlette
@@ -47,3 +48,4 @@ app = SessionMiddleware(
     secret_keys=os.environ["SECRET_KEYS"].split(","),
     token_paths=["/api/"],  # where bearer tokens are accepted; cookies everywhere else
 )
+# --8<-- [end:app]

@@ -6,9 +6,9 @@ Run (from the repository root; the first two steps once):
     python examples/django_app.py createsuperuser  # someone to log in as
     gunicorn examples.django_app:application       # or: uvicorn examples.django_app:asgi
 Then: GET /csrf for a token (also set as the csrftoken cookie); POST /login (username,
-password, csrfmiddlewaretoken); GET /me; POST /notes/<key> (value); POST /logout; POST
-/reauth (password: confirm it is you); GET /sensitive (needs an authentication at most 5
-minutes old).
+password, csrfmiddlewaretoken); GET /me; POST /notes/<key> (value); GET /devices;
+POST /devices (handle) revokes one; POST /logout; POST /reauth (password: confirm it is
+you); GET /sensitive (needs an authentication at most 5 minutes old).
 """
 
 import os
@@ -17,6 +17,7 @@ import sys
 import django
 from django.conf import settings
 
+# --8<-- [start:settings]
 settings.configure(
     DEBUG=False,
     SECRET_KEY=os.environ["SECRET_KEYS"].split(",")[0],
@@ -43,6 +44,7 @@ settings.configure(
     CSRF_COOKIE_SECURE=True,
     USE_TZ=True,
 )
+# --8<-- [end:settings]
 django.setup()
 
 from django.contrib.auth import authenticate, login, logout  # noqa: E402
@@ -50,13 +52,16 @@ from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
 from django.middleware.csrf import get_token  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from satchel import UserSessions  # noqa: E402
 from satchel.integrations import django as satchel_django  # noqa: E402
+from satchel.integrations.django import runtime  # noqa: E402
 
 
 def csrf(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"csrf_token": get_token(request)})
 
 
+# --8<-- [start:login]
 def log_in(request: HttpRequest) -> HttpResponse:
     user = authenticate(
         request, username=request.POST.get("username"), password=request.POST.get("password")
@@ -67,6 +72,9 @@ def log_in(request: HttpRequest) -> HttpResponse:
     if request.POST.get("remember"):  # "remember me": 30 days idle, enforced by the server
         request.session.set_expiry(30 * 24 * 3600)
     return JsonResponse({"user": user.get_username()})
+
+
+# --8<-- [end:login]
 
 
 def note(request: HttpRequest, key: str) -> JsonResponse:
@@ -81,9 +89,31 @@ def me(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"user": request.user.get_username(), "data": data})
 
 
+# --8<-- [start:logout]
 def log_out(request: HttpRequest) -> JsonResponse:
-    logout(request)
+    logout(request)  # Django flushes the session: satchel deletes the record
     return JsonResponse({"ok": True})
+
+
+# --8<-- [end:logout]
+
+
+# --8<-- [start:devices]
+def devices(request: HttpRequest) -> JsonResponse:
+    if not request.user.is_authenticated:
+        return JsonResponse({"error": "not logged in"}, status=401)
+    sessions = UserSessions(runtime()[0])  # the store the session engine uses
+    user = str(request.user.pk)  # satchel binds Django's user primary key
+    if request.method == "POST":
+        return JsonResponse({"revoked": sessions.revoke(user, request.POST.get("handle", ""))})
+    listed = [
+        {"handle": s.handle, "user_agent": s.user_agent, "ip": s.client_ip, "created": s.created}
+        for s in sessions.sessions(user)  # handles are public; IDs never leave the server
+    ]
+    return JsonResponse(listed, safe=False)
+
+
+# --8<-- [end:devices]
 
 
 def reauth(request: HttpRequest) -> JsonResponse:
@@ -109,6 +139,7 @@ urlpatterns = [
     path("notes/<str:key>", note),
     path("me", me),
     path("logout", log_out),
+    path("devices", devices),
     path("reauth", reauth),
     path("sensitive", sensitive),
 ]

@@ -48,16 +48,18 @@ def django_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]
         os.environ.pop(name, None)
 
 
+# --8<-- [start:client]
 def client(**kwargs: Any) -> Any:
     """Django's test Client enforcing CSRF; over HTTPS Django also checks the Referer."""
     from django.test import Client
 
-    return Client(
-        HTTP_HOST="testserver",
-        HTTP_REFERER="https://testserver/",
-        HTTP_USER_AGENT="DjangoTest/1",
-        **{"enforce_csrf_checks": True, **kwargs},
-    )
+    defaults = {
+        "HTTP_HOST": "testserver",
+        "HTTP_REFERER": "https://testserver/",
+        "HTTP_USER_AGENT": "DjangoTest/1",
+        "enforce_csrf_checks": True,
+    }
+    return Client(**{**defaults, **kwargs})
 
 
 def csrf(c: Any) -> str:
@@ -68,6 +70,32 @@ def log_in(c: Any, user: str = "alice", password: str = "wonderland") -> Any:
     return c.post(
         "/login", {"username": user, "password": password}, secure=True, HTTP_X_CSRFTOKEN=csrf(c)
     )
+
+
+# --8<-- [end:client]
+
+
+# --8<-- [start:devices]
+def test_the_devices_page_lists_and_revokes(django_app: ModuleType) -> None:
+    from django.contrib.auth.models import User
+
+    User.objects.create_user("erin", password="devices")
+    laptop, phone = client(), client(HTTP_USER_AGENT="Phone/2")
+    for c in (laptop, phone):
+        assert log_in(c, "erin", "devices").json() == {"user": "erin"}
+    listed = laptop.get("/devices", secure=True).json()
+    assert sorted(d["user_agent"] for d in listed) == ["DjangoTest/1", "Phone/2"]
+    (phones,) = [d["handle"] for d in listed if d["user_agent"] == "Phone/2"]
+    # after login Django rotated its CSRF token: fetch a new one (csrf() does)
+    revoked = laptop.post(
+        "/devices", {"handle": phones}, secure=True, HTTP_X_CSRFTOKEN=csrf(laptop)
+    )
+    assert revoked.json() == {"revoked": True}
+    assert phone.get("/me", secure=True).status_code == 401
+    assert laptop.get("/me", secure=True).json()["user"] == "erin"
+
+
+# --8<-- [end:devices]
 
 
 def test_login_cycles_the_key_and_logout_kills_replay(django_app: ModuleType) -> None:
@@ -766,3 +794,53 @@ def test_opentelemetry_sees_djangos_sessions_and_store_calls(
     assert {s.name for s in telemetry.spans()} >= {"satchel.store.load", "satchel.store.delete"}
     secrets = [x for key in (before, after) for x in (key, ids.store_key(key))]
     telemetry.assert_nothing_personal(*secrets, "alice")
+
+
+# --8<-- [start:migration]
+def test_migrating_from_djangos_sessions_means_one_new_login(django_app: ModuleType) -> None:
+    """examples/migrations/from_django_sessions.py: the example's views, unchanged, under
+    Django's database sessions and then under satchel. A session key Django issued is not
+    one satchel issued: the user is anonymous and logs in again, once."""
+    import importlib.util
+
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.test import override_settings
+
+    from satchel.integrations.django import runtime
+    from satchel.integrations.django_dbsc import _policy
+
+    path = EXAMPLES / "migrations" / "from_django_sessions.py"
+    spec = importlib.util.spec_from_file_location("example_migrate_django", path)
+    assert spec is not None
+    assert spec.loader is not None
+    migrate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migrate)
+
+    with override_settings(**migrate.BEFORE):
+        call_command("migrate", "sessions", verbosity=0)
+        c = client()
+        assert log_in(c).json() == {"user": "alice"}
+        assert c.get("/me", secure=True).json()["user"] == "alice"
+        old_key = c.cookies["sessionid"].value
+        from django.contrib.sessions.models import Session as DjangoSession
+
+        assert DjangoSession.objects.filter(session_key=old_key).exists()
+
+    after = {**migrate.AFTER, "SATCHEL": settings.SATCHEL}  # this test's store
+    runtime.cache_clear()
+    _policy.cache_clear()
+    try:
+        with override_settings(**after):
+            browser = client()
+            browser.cookies["sessionid"] = old_key  # the cookie the browser still holds
+            assert browser.get("/me", secure=True).status_code == 401  # not logged in
+            assert log_in(browser).json() == {"user": "alice"}  # one new login
+            assert browser.cookies["sessionid"].value != old_key
+            assert browser.get("/me", secure=True).json()["user"] == "alice"
+    finally:
+        runtime.cache_clear()
+        _policy.cache_clear()
+
+
+# --8<-- [end:migration]

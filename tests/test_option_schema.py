@@ -97,7 +97,7 @@ def test_environment_and_flask_names_come_from_the_schema() -> None:
 
 
 def test_docs_reference_table_is_generated_from_the_schema() -> None:
-    """Regenerate with ``make docs``."""
+    """Regenerate with ``make docs-reference``."""
     text = DOCS.read_text()
     assert with_reference_table(text) == text, "docs/configuration.md's table is stale"
     for option in OPTIONS:

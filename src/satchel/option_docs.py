@@ -1,5 +1,5 @@
 """The option reference table of docs/configuration.md, rendered from the schema
-(:data:`satchel.option_schema.OPTIONS`): ``make docs`` rewrites it, and
+(:data:`satchel.option_schema.OPTIONS`): ``make docs-reference`` rewrites it, and
 tests/test_option_schema.py fails when the committed table differs."""
 
 from __future__ import annotations
@@ -60,6 +60,6 @@ def with_reference_table(document: str) -> str:
 
 
 def write_reference_table(path: str = DOCS) -> None:
-    """Rewrite the table in ``path`` (``make docs``)."""
+    """Rewrite the table in ``path`` (``make docs-reference``)."""
     file = Path(path)
     file.write_text(with_reference_table(file.read_text()))
