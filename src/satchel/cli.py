@@ -16,7 +16,7 @@ import secrets
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,7 +66,7 @@ def _settings(ctx: click.Context, store: str | None, validate: bool = False) -> 
         return load_settings(ctx.obj.get("config"), store=store, validate=validate)
 
 
-def _open_store(settings: Settings, *, create: bool = False) -> Store:
+def _open_store(settings: Settings, *, create: bool = False, label: str = "store") -> Store:
     """The store the settings name, said on stderr. Only ``create`` (``satchel db init``)
     may create an SQLite file or a file store's directory: elsewhere one that does not
     exist is an error naming the path, not an empty database made by accident."""
@@ -89,7 +89,7 @@ def _open_store(settings: Settings, *, create: bool = False) -> Store:
         )
     with _errors():
         store = store_from_url(url)
-    click.echo(f"store: {safe(mask_url(url))} (from {source})", err=True)
+    click.echo(f"{label}: {safe(mask_url(url))} (from {source})", err=True)
     return store
 
 
@@ -567,6 +567,89 @@ def sessions_stats(ctx: click.Context, store: str | None, as_json: bool) -> None
         click.echo(f"users logged in: {users}")
     if expired is not None:
         click.echo(f"expired, awaiting purge: {expired}")
+
+
+@sessions.command("migrate")
+@click.option("--from", "source", required=True, help="URL of the store to copy from.")
+@click.option("--to", "target", required=True, help="URL of the store to copy into.")
+@click.option("--dry-run", is_flag=True, help="Only say what would be copied.")
+@click.option(
+    "--batch-size", default=1000, show_default=True, type=click.IntRange(1),
+    help="Records per progress step.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@json_option
+@click.pass_context
+def sessions_migrate(
+    ctx: click.Context,
+    source: str,
+    target: str,
+    dry_run: bool,
+    batch_size: int,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Copy every live session, with its data, expiry and user index, from one store into
+    another; nobody is logged out. Safe to run again (an interrupted run resumes: what is
+    already there is skipped, nothing newer in the target is overwritten). Exits 1 when
+    the final check finds sessions of the source missing from the target (created during
+    the run: run it again). See docs/migrating-stores.md."""
+    from .migration import Migration
+    from .stores.capabilities import Countable
+
+    if source == target:
+        raise click.UsageError("--from and --to name the same store")
+    old = _open_store(_settings(ctx, source), label="from")
+    try:
+        new = _open_store(_settings(ctx, target), create=True, label="to")
+    except BaseException:
+        old.close()
+        raise
+    try:
+        with _errors():
+            show = not quiet and not as_json and sys.stderr.isatty()
+            total = old.count(time.time()) if show and isinstance(old, Countable) else None
+            with click.progressbar(
+                length=total or 0, label="dry run" if dry_run else "migrating", file=sys.stderr
+            ) if show else nullcontext() as bar:
+                report = Migration(
+                    old,
+                    new,
+                    dry_run=dry_run,
+                    batch_size=batch_size,
+                    on_progress=bar.update if bar is not None else None,
+                ).run()
+    finally:
+        try:
+            new.close()
+        finally:
+            old.close()
+    if as_json:
+        _emit_json(report.as_dict())
+    elif dry_run:
+        click.echo(
+            f"dry run: {report.seen} live session(s) in the source; would copy "
+            f"{report.copied}, would bring {report.updated} up to date; {report.present} "
+            f"already there; {report.kept_newer} newer in the target (kept)"
+        )
+    else:
+        click.echo(
+            f"copied {report.copied} session(s), brought {report.updated} up to date; "
+            f"{report.present} already there; {report.kept_newer} newer in the target (kept); "
+            f"{report.vanished} destroyed during the copy (not kept) "
+            f"in {report.seconds:.1f} s"
+        )
+        click.echo(
+            f"check: {report.source_live} live in the source, "
+            f"{(report.source_live or 0) - report.missing} of them in the target"
+        )
+    if report.missing:
+        click.echo(
+            f"{report.missing} session(s) of the source are not in the target (created "
+            "during the copy?): run the command again",
+            err=True,
+        )
+        ctx.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover
