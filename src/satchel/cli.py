@@ -15,8 +15,8 @@ import logging
 import secrets
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -569,13 +569,34 @@ def sessions_stats(ctx: click.Context, store: str | None, as_json: bool) -> None
         click.echo(f"expired, awaiting purge: {expired}")
 
 
+@contextmanager
+def _progress(show: bool, total: int | None, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr (its ``update``), or None when it is not to be shown."""
+    if not show:
+        yield None
+        return
+    bar: Any = click.progressbar(length=total, label=label, file=sys.stderr)
+    with bar:
+        yield bar.update
+
+
 @sessions.command("migrate")
 @click.option("--from", "source", required=True, help="URL of the store to copy from.")
 @click.option("--to", "target", required=True, help="URL of the store to copy into.")
 @click.option("--dry-run", is_flag=True, help="Only say what would be copied.")
 @click.option(
-    "--batch-size", default=1000, show_default=True, type=click.IntRange(1),
-    help="Records per progress step.",
+    "--batch-size",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Records read from the source at a time.",
+)
+@click.option(
+    "--workers",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Threads copying each batch.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @json_option
@@ -586,6 +607,7 @@ def sessions_migrate(
     target: str,
     dry_run: bool,
     batch_size: int,
+    workers: int,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -599,7 +621,17 @@ def sessions_migrate(
 
     if source == target:
         raise click.UsageError("--from and --to name the same store")
+    from .stores.capabilities import Exportable
+
     old = _open_store(_settings(ctx, source), label="from")
+    if not isinstance(old, Exportable):
+        old.close()
+        raise click.ClickException(
+            f"{type(old).__name__} cannot list its records, so it cannot be the source of "
+            "a migration (Memcached has no way to enumerate its keys): put the app on a "
+            "read-through store (readthrough+<new URL>?from=<old URL>) and let sessions "
+            "move as they are used; see docs/migrating-stores.md"
+        )
     try:
         new = _open_store(_settings(ctx, target), create=True, label="to")
     except BaseException:
@@ -609,15 +641,15 @@ def sessions_migrate(
         with _errors():
             show = not quiet and not as_json and sys.stderr.isatty()
             total = old.count(time.time()) if show and isinstance(old, Countable) else None
-            with click.progressbar(
-                length=total or 0, label="dry run" if dry_run else "migrating", file=sys.stderr
-            ) if show else nullcontext() as bar:
+            label = "dry run" if dry_run else "migrating"
+            with _progress(show, total, label) as step:
                 report = Migration(
                     old,
                     new,
                     dry_run=dry_run,
                     batch_size=batch_size,
-                    on_progress=bar.update if bar is not None else None,
+                    workers=workers,
+                    on_progress=step,
                 ).run()
     finally:
         try:

@@ -17,8 +17,10 @@ so one of the two deletes always comes after our create; see
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -28,6 +30,7 @@ from .stores.base import Store
 from .stores.capabilities import Exportable, Listable
 
 BATCH = 1000
+WORKERS = 8
 Outcome = Literal["copied", "updated", "present", "kept_newer", "vanished"]
 
 
@@ -74,6 +77,14 @@ def _compare(target: Record, source: Record) -> Literal["same", "older", "touche
     return "touched" if t.last_seen < s.last_seen else "same"
 
 
+_verdicts: dict[str, Outcome] = {
+    "same": "present",
+    "newer": "kept_newer",
+    "older": "updated",
+    "touched": "updated",
+}
+
+
 def _create(store: Store, key: str, record: Record) -> None:
     """Create ``record`` under ``key``, filed under its user as a login files it."""
     record = Record(record.data, record.meta)
@@ -85,8 +96,9 @@ def _create(store: Store, key: str, record: Record) -> None:
 
 class Migration:
     """One run from ``source`` (an :class:`~satchel.stores.capabilities.Exportable` store)
-    to ``target``. ``on_progress`` is called with the number of records handled since
-    its last call, every ``batch_size`` records and at the end."""
+    to ``target``, ``batch_size`` records at a time, each batch copied by ``workers``
+    threads (a copy is a few round trips, mostly spent waiting on the network).
+    ``on_progress`` is called with each batch's size."""
 
     def __init__(
         self,
@@ -95,6 +107,7 @@ class Migration:
         *,
         dry_run: bool = False,
         batch_size: int = BATCH,
+        workers: int = WORKERS,
         on_progress: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -105,10 +118,10 @@ class Migration:
                 "a read-through store (readthrough+<new URL>?from=<this URL>) and let "
                 "sessions move as they are used (docs/migrating-stores.md)"
             )
-        if batch_size < 1:
-            raise ConfigurationError("batch_size must be at least 1")
+        if batch_size < 1 or workers < 1:
+            raise ConfigurationError("batch_size and workers must be at least 1")
         self.source, self.target = source, target
-        self.dry_run, self.batch_size = dry_run, batch_size
+        self.dry_run, self.batch_size, self.workers = dry_run, batch_size, workers
         self.on_progress, self.clock = on_progress, clock
 
     def records(self) -> Iterator[tuple[str, Record]]:
@@ -118,58 +131,60 @@ class Migration:
     def run(self) -> MigrationReport:
         started = time.monotonic()
         report = MigrationReport(dry_run=self.dry_run)
-        pending = 0
-        for key, record in self.records():
-            outcome = self.copy(key, record)
-            report.seen += 1
-            setattr(report, outcome, getattr(report, outcome) + 1)
-            if outcome != "vanished":
-                report._accounted.add(key)
-            pending += 1
-            if pending == self.batch_size:
-                self._progress(pending)
-                pending = 0
-        self._progress(pending)
+        records = self.records()
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="satchel-migrate") as pool:
+            while batch := list(itertools.islice(records, self.batch_size)):
+                outcomes = pool.map(lambda item: self.copy(*item), batch)
+                for (key, _), outcome in zip(batch, outcomes, strict=True):
+                    setattr(report, outcome, getattr(report, outcome) + 1)
+                    if outcome != "vanished":
+                        report._accounted.add(key)
+                report.seen += len(batch)
+                if self.on_progress is not None:
+                    self.on_progress(len(batch))
         if not self.dry_run:
             self.check(report)
         report.seconds = time.monotonic() - started
         return report
 
-    def _progress(self, count: int) -> None:
-        if count and self.on_progress is not None:
-            self.on_progress(count)
-
     def copy(self, key: str, record: Record) -> Outcome:
-        """Copy one record (see the module docstring); what happened."""
+        """Copy one record (see the module docstring); what happened. A create comes
+        first (one round trip for a record the target lacks, the common case); only when
+        the target has the key is its record read and compared."""
+        if self.dry_run:
+            current = self.target.load(key, self.clock())
+            return "copied" if current is None else _verdicts[_compare(current, record)]
+        try:
+            _create(self.target, key, record)
+            outcome: Outcome = "copied"
+        except KeyCollision:
+            verdict = self._over(key, record)
+            if verdict is not None:
+                return verdict
+            outcome = "updated"
+        if self.source.load(key, self.clock()) is None:  # destroyed meanwhile: undo
+            self.target.delete(key)
+            return "vanished"
+        return outcome
+
+    def _over(self, key: str, record: Record) -> Outcome | None:
+        """The target holds ``key``: leave it (what happened), or replace it by
+        ``record`` (None, once done)."""
         target, now = self.target, self.clock()
         current = target.load(key, now)
-        outcome: Outcome = "copied"
         if current is not None:
             verdict = _compare(current, record)
-            if verdict == "same":
-                return "present"
-            if verdict == "newer":
-                return "kept_newer"
-            if self.dry_run:
-                return "updated"
+            if verdict in ("same", "newer"):
+                return _verdicts[verdict]
             if verdict == "touched":  # only read since: move "last seen", nothing else
                 target.touch(key, record.meta.last_seen, now)
                 return "updated"
-            target.delete(key)  # an older copy: replaced whole
-            outcome = "updated"
-        if self.dry_run:
-            return outcome
+        target.delete(key)  # an older copy, or an expired record not purged yet
         try:
             _create(target, key, record)
-        except KeyCollision:  # created meanwhile (moved by a read-through store) ...
-            if target.load(key, self.clock()) is not None:
-                return "present"
-            target.delete(key)  # ... or an expired record not purged yet
-            _create(target, key, record)
-        if self.source.load(key, self.clock()) is None:  # destroyed meanwhile: undo
-            target.delete(key)
-            return "vanished"
-        return outcome
+        except KeyCollision:  # created again meanwhile (moved by a read-through store)
+            return "present"
+        return None
 
     def check(self, report: MigrationReport) -> None:
         """The final count: every session still live in the source is in the target."""
@@ -192,11 +207,16 @@ def migrate(
     *,
     dry_run: bool = False,
     batch_size: int = BATCH,
+    workers: int = WORKERS,
     on_progress: Callable[[int], None] | None = None,
 ) -> MigrationReport:
     """Copy every live session of ``source`` into ``target`` (see :class:`Migration`);
     what was done."""
-    run = Migration(
-        source, target, dry_run=dry_run, batch_size=batch_size, on_progress=on_progress
-    )
-    return run.run()
+    return Migration(
+        source,
+        target,
+        dry_run=dry_run,
+        batch_size=batch_size,
+        workers=workers,
+        on_progress=on_progress,
+    ).run()
