@@ -27,7 +27,7 @@ from typing import Literal
 from .errors import ConfigurationError, KeyCollision
 from .record import Record
 from .stores.base import Store
-from .stores.capabilities import Exportable, Listable
+from .stores.capabilities import Exportable, HasSchema, Listable
 
 BATCH = 1000
 WORKERS = 8
@@ -131,6 +131,8 @@ class Migration:
     def run(self) -> MigrationReport:
         started = time.monotonic()
         report = MigrationReport(dry_run=self.dry_run)
+        if not self.dry_run and isinstance(self.target, HasSchema):
+            self.target.init_schema()  # once, before the workers all race to make it
         records = self.records()
         with ThreadPoolExecutor(self.workers, thread_name_prefix="satchel-migrate") as pool:
             while batch := list(itertools.islice(records, self.batch_size)):

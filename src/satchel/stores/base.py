@@ -55,7 +55,7 @@ def listed(
 
 EXPORT_BATCH = 1000
 """How many records one read of :meth:`~satchel.stores.capabilities.Exportable.iter_records`
-fetches."""
+fetches (read when an export starts)."""
 
 
 def exported(
@@ -75,13 +75,12 @@ def exported(
 def export_in_batches(
     page: Callable[[str, int], Sequence[Sequence[Any]]],
     parse: Callable[[Sequence[Any]], Record],
-    batch_size: int = EXPORT_BATCH,
 ) -> Iterator[tuple[str, Record]]:
     """Every row of a keyed table by key order, ``batch_size`` at a time: ``page(after,
     limit)`` returns the live ``(key, *fields)`` rows whose key sorts after ``after``
     (``""`` first), in key order. Each page is its own short read, so no lock or
     snapshot is held for the whole export."""
-    after = ""
+    after, batch_size = "", EXPORT_BATCH
     while True:
         rows = page(after, batch_size)
         yield from exported(rows, parse)

@@ -22,7 +22,8 @@ from ...errors import ConfigurationError, KeyCollision
 from ...expiry import refresh_due
 from ...ids import user_key
 from ...record import Change, Meta, Record
-from ..base import EXPORT_BATCH, Store, exported, listed
+from .. import base
+from ..base import Store, exported, listed
 from .calls import RedisCalls
 from .connect import DEFAULT_MAX_CONNECTIONS, DEFAULT_SENTINEL_CHECK, DEFAULT_TIMEOUT
 from .scripts import (
@@ -214,10 +215,10 @@ class RedisStore(RedisCalls, Store):
     def iter_records(self, now: float) -> Iterator[tuple[str, Record]]:
         """SCAN (every primary on Cluster), then one pipelined ``HGETALL`` per batch. SCAN
         may name a key twice: each is handed over once."""
-        start, seen = len(self.prefix) + 2, set()
+        start, seen, size = len(self.prefix) + 2, set(), base.EXPORT_BATCH
         with self._errors(deadline=False):
-            names = self.client.scan_iter(match=f"{self.prefix}s:*", count=EXPORT_BATCH)
-            while batch := list(itertools.islice(names, EXPORT_BATCH)):
+            names = self.client.scan_iter(match=f"{self.prefix}s:*", count=size)
+            while batch := list(itertools.islice(names, size)):
                 pipe = self.client.pipeline(transaction=False)
                 for name in batch:
                     pipe.hgetall(name)
