@@ -356,7 +356,7 @@ def test_sessions_created_during_the_run_fail_the_final_check(tmp_path: Path) ->
 
 
 class TestReadThroughConformance(StoreConformance):
-    """The read-through store is a store like any other (here with nothing to move)."""
+    """The read-through store is a store like any other (here with nothing to copy)."""
 
     @pytest.fixture(autouse=True)
     def _dir(self, tmp_path: Path) -> None:
@@ -387,28 +387,30 @@ def test_read_through_url(tmp_path: Path) -> None:
     assert masked.startswith("readthrough+postgresql://app:***@db/app?from=")
 
 
-def test_read_through_moves_a_session_on_first_use_and_logout_sticks(tmp_path: Path) -> None:
+def test_read_through_copies_a_session_on_first_use_and_logout_sticks(tmp_path: Path) -> None:
     now = time.time()
     old, new = SQLiteStore(tmp_path / "old.db"), MemoryStore()
     store = ReadThroughStore(new, old)
     key = new_key()
     old.create_indexed(key, Record({"n": "1"}, make_meta(now, user_id="alice")), "alice")
-    assert [k for k, _ in store.list_user("alice", now)] == [key]  # not moved yet: listed
+    assert [k for k, _ in store.list_user("alice", now)] == [key]  # not copied yet: listed
     record = store.load(key, now)
     assert record is not None
     assert dict(record.data) == {"n": "1"}
-    assert old.load(key, now) is None
+    assert old.load(key, now) is not None  # a copy: the old store is never written
     assert new.load(key, now) is not None
     assert [k for k, _ in new.list_user("alice", now)] == [key]
+    assert [k for k, _ in store.list_user("alice", now)] == [key]  # once, not twice
     assert store.delete(key)
     assert store.load(key, now) is None
+    assert old.load(key, now) is None
 
 
-def test_read_through_never_brings_back_a_session_destroyed_during_a_move(
+def test_read_through_never_brings_back_a_session_destroyed_during_a_copy(
     tmp_path: Path,
 ) -> None:
-    """A logout lands between the move's read of the old copy and its create in the new
-    store: the move's delete of the old copy finds nothing, and undoes the create."""
+    """A logout lands between the copy's read of the old record and its create in the new
+    store: the copy's second read of the old store finds nothing, and undoes the create."""
     now = time.time()
     old = SQLiteStore(tmp_path / "old.db")
     key = new_key()
@@ -469,7 +471,7 @@ def test_requests_during_a_migration_through_a_real_server(urls: Urls) -> None:
     the new store alone, every client that stayed is logged in with all its writes, and
     no logged-out session is back."""
     old_url, new_url = urls("sqlite"), urls("redis")
-    clients = 24
+    clients = 12
     jars: list[dict[str, str]] = []
 
     async def log_in_all() -> None:
@@ -481,7 +483,7 @@ def test_requests_during_a_migration_through_a_real_server(urls: Urls) -> None:
 
     asyncio.run(log_in_all())
     old = store_from_url(old_url)
-    for _ in range(300):  # more to copy: the copy takes long enough to overlap the traffic
+    for _ in range(100):  # more to copy: the copy takes long enough to overlap the traffic
         old.create(new_key(), Record({}, make_meta(time.time())))
     old.close()
     read_through = f"readthrough+{new_url}&from={quote(old_url, safe='')}"
@@ -501,6 +503,7 @@ def test_requests_during_a_migration_through_a_real_server(urls: Urls) -> None:
     logged_out: set[int] = set()
     errors: list[BaseException] = []
     done, copying = threading.Event(), threading.Event()
+    warm = threading.Barrier(clients + 1)  # the copy starts once every client is busy
     during_copy: list[int] = []
 
     def traffic(base: str, i: int) -> None:
@@ -518,6 +521,8 @@ def test_requests_during_a_migration_through_a_real_server(urls: Urls) -> None:
                     assert response.status_code == 200, response.text
                     counts[i] = response.json()["n"]
                     rounds += 1
+                    if rounds == 1:
+                        warm.wait(30)
                     if copying.is_set() and not done.is_set():
                         during_copy.append(i)
         except BaseException as exc:  # reported in the main thread
@@ -527,6 +532,7 @@ def test_requests_during_a_migration_through_a_real_server(urls: Urls) -> None:
         threads = [threading.Thread(target=traffic, args=(base, i)) for i in range(clients)]
         for t in threads:
             t.start()
+        warm.wait(30)
         copying.set()
         result = _cli("migrate", "--from", old_url, "--to", new_url, "--workers", "4")
         done.set()

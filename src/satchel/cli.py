@@ -630,7 +630,7 @@ def sessions_migrate(
             f"{type(old).__name__} cannot list its records, so it cannot be the source of "
             "a migration (Memcached has no way to enumerate its keys): put the app on a "
             "read-through store (readthrough+<new URL>?from=<old URL>) and let sessions "
-            "move as they are used; see docs/migrating-stores.md"
+            "be copied as they are used; see docs/migrating-stores.md"
         )
     try:
         new = _open_store(_settings(ctx, target), create=True, label="to")

@@ -116,7 +116,7 @@ class Migration:
                 f"{type(source).__name__} cannot list its records, so it cannot be the source "
                 "of a migration (Memcached has no way to enumerate its keys): put the app on "
                 "a read-through store (readthrough+<new URL>?from=<this URL>) and let "
-                "sessions move as they are used (docs/migrating-stores.md)"
+                "sessions be copied as they are used (docs/migrating-stores.md)"
             )
         if batch_size < 1 or workers < 1:
             raise ConfigurationError("batch_size and workers must be at least 1")
@@ -184,7 +184,7 @@ class Migration:
         target.delete(key)  # an older copy, or an expired record not purged yet
         try:
             _create(target, key, record)
-        except KeyCollision:  # created again meanwhile (moved by a read-through store)
+        except KeyCollision:  # created again meanwhile (copied by a read-through store)
             return "present"
         return None
 

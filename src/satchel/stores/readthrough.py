@@ -1,33 +1,34 @@
-"""A store that moves sessions from an old store into a new one as they are used: the
+"""A store that copies sessions from an old store into a new one as they are used: the
 zero-downtime path between two stores (docs/migrating-stores.md).
 
 ``ReadThroughStore(new, old)``, or the URL ``readthrough+<new URL>?from=<old URL,
 percent-encoded>``. A read goes to the new store first; on a miss it reads the old store,
-and a live record found there is *moved*: created in the new store (filed under its user),
-then deleted from the old one. Every write goes to the new store only. Meanwhile
-``satchel sessions migrate`` copies the rest in the background; once it has run, the app
-is switched to the new store alone.
+and a live record found there is copied into the new store (filed under its user) and
+served. Every write goes to the new store only. Meanwhile ``satchel sessions migrate``
+copies the rest in the background; once it has run, the app is switched to the new store
+alone and the old one can go.
 
-A session destroyed must stay destroyed, though a copy of it may still sit in the old
-store (``migrate`` copies, it does not move). Three rules keep the old copy from coming
-back:
+The old store keeps its copy (it is never written, so workers still on the old store
+during a rolling restart keep their users logged in), and a session destroyed must stay
+destroyed though that copy is there. Three rules keep the old copy from coming back:
 
-* **delete** (logout, regeneration, revocation) removes the old copy first, then the new
-  record. A mover or ``migrate`` that created the record in the new store after the
-  delete reached it then finds the old copy gone when it checks (next rule) and undoes
-  its create.
-* **a move** is create-in-new, then delete-from-old; when that delete finds nothing,
-  somebody destroyed the session between our read and our create: the new record is
-  deleted again and the read answers "no session". (``migrate`` checks the same way.)
-* **an update that shortens the session's life** (a smaller idle timeout or absolute
-  deadline), or starts it over (``clear``) or changes its user, deletes the old copy:
-  the new record may then end before the old copy would, and a read after that must not
-  find the old copy.
+* **delete** (logout, regeneration, revocation, the per-user cap) removes the old copy
+  first, then the new record.
+* **a copy** (here, and in ``migrate``) creates the record in the new store, then reads
+  the old store again: when the old copy is gone by then, the session was destroyed
+  between our read and our create, and the new record is deleted again (the read answers
+  "no session"). The delete order makes this sound: a create that came after the delete
+  of the new record came after the delete of the old copy too, so the second read sees it
+  gone.
+* **an update that may make the session end sooner** (a smaller idle timeout or absolute
+  deadline), or starts it over (``clear``) or changes its user, deletes the old copy: the
+  new record may then end before the old copy would, and a read after that must not find
+  the old copy.
 
-Everything else the old copy holds is older than the new record and ends no later than
-it, so it is never read while the new record lives. The per-user listing merges both
-stores (a user's sessions not moved yet are in the old one), so "log out everywhere"
-reaches every copy.
+Everything else the old copy holds is older than the new record and ends no later than it
+(a refresh moves "last seen" forward in the new store only), so it is never read while the
+new record lives. The per-user listing merges both stores (a user's sessions not copied yet
+are only in the old one), so "log out everywhere" reaches every copy.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def _merged(new: list[tuple[str, Meta]], old: list[tuple[str, Meta]]) -> list[tu
 
 
 class ReadThroughStore(Store):
-    """Sessions read from ``new``, or moved into it from ``old`` on first use; written to
+    """Sessions read from ``new``, or copied into it from ``old`` on first use; written to
     ``new`` only (see the module docstring for why no destroyed session comes back)."""
 
     def __init__(self, new: Store, old: Store) -> None:
@@ -79,9 +80,9 @@ class ReadThroughStore(Store):
             return None
         try:
             self._create(key, record)
-        except KeyCollision:  # another request moved it first (or an expired leftover)
+        except KeyCollision:  # another request copied it first (or an expired leftover)
             return self.new.load(key, now, refresh_after)
-        if not self.old.delete(key):  # destroyed between our read and our create: undo
+        if self.old.load(key, now) is None:  # destroyed between our read and our create
             self.new.delete(key)
             return None
         return record
@@ -99,7 +100,8 @@ class ReadThroughStore(Store):
         self.new.create(key, record)
 
     def create_indexed(self, key: str, record: Record, user_id: str) -> int | None:
-        return self.new.create_indexed(key, record, user_id)
+        self.new.create_indexed(key, record, user_id)
+        return None  # the new store's count misses the user's sessions not copied yet
 
     def update(self, key: str, change: Change, now: float) -> int | None:
         version = self.new.update(key, change, now)
@@ -119,7 +121,10 @@ class ReadThroughStore(Store):
         )
 
     def index_add(self, user_id: str, key: str, deadline: float) -> int | None:
-        return self.new.index_add(user_id, key, deadline)
+        """None: the new store's count misses the user's sessions not copied yet, so a
+        login lists them (both stores) to keep ``max_sessions_per_user``."""
+        self.new.index_add(user_id, key, deadline)
+        return None
 
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         return _merged(self.new.list_user(user_id, now), self.old.list_user(user_id, now))
@@ -145,7 +150,7 @@ class ReadThroughStore(Store):
             await self._acreate(key, record)
         except KeyCollision:
             return await self.new.aload(key, now, refresh_after)
-        if not await self.old.adelete(key):
+        if await self.old.aload(key, now) is None:
             await self.new.adelete(key)
             return None
         return record
@@ -163,7 +168,8 @@ class ReadThroughStore(Store):
         await self.new.acreate(key, record)
 
     async def acreate_indexed(self, key: str, record: Record, user_id: str) -> int | None:
-        return await self.new.acreate_indexed(key, record, user_id)
+        await self.new.acreate_indexed(key, record, user_id)
+        return None
 
     async def aupdate(self, key: str, change: Change, now: float) -> int | None:
         version = await self.new.aupdate(key, change, now)
@@ -182,7 +188,8 @@ class ReadThroughStore(Store):
         return new + await self.old.apurge_expired(now, batch_size, on_batch)
 
     async def aindex_add(self, user_id: str, key: str, deadline: float) -> int | None:
-        return await self.new.aindex_add(user_id, key, deadline)
+        await self.new.aindex_add(user_id, key, deadline)
+        return None
 
     async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         new = await self.new.alist_user(user_id, now)
