@@ -324,6 +324,19 @@ def test_dry_run_reports_and_writes_nothing(urls: Urls) -> None:
         target.close()
 
 
+def test_dry_run_creates_no_target_file(urls: Urls, tmp_path: Path) -> None:
+    source_url = urls("sqlite")
+    source = store_from_url(source_url)
+    _seed(source, time.time(), "dry")
+    source.close()
+    target = tmp_path / "new" / "sessions.db"
+    result = _cli("migrate", "--from", source_url, "--to", f"sqlite:///{target}", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "would copy 5" in result.stdout
+    assert not target.exists()
+    assert not target.parent.exists()
+
+
 def test_memcached_cannot_be_a_source(tmp_path: Path, memcached: MemcachedServer) -> None:
     target = tmp_path / "target.db"
     result = _cli("migrate", "--from", memcached.url, "--to", f"sqlite:///{target}")

@@ -580,6 +580,20 @@ def _progress(show: bool, total: int | None, label: str) -> Iterator[Callable[[i
         yield bar.update
 
 
+def _migration_target(ctx: click.Context, url: str, dry_run: bool) -> Store:
+    """The target store; created if it is a file not there yet, but for a dry run, which
+    writes nothing: it then counts every session as one to copy (an empty stand-in)."""
+    from .stores.memory import MemoryStore
+    from .stores.registry import local_path
+
+    with _errors():
+        path = local_path(url)
+    if dry_run and path is not None and not Path(path).exists():
+        click.echo(f"to: {safe(mask_url(url))} (does not exist yet)", err=True)
+        return MemoryStore()
+    return _open_store(_settings(ctx, url), create=True, label="to")
+
+
 @sessions.command("migrate")
 @click.option("--from", "source", required=True, help="URL of the store to copy from.")
 @click.option("--to", "target", required=True, help="URL of the store to copy into.")
@@ -633,7 +647,7 @@ def sessions_migrate(
             "be copied as they are used; see docs/migrating-stores.md"
         )
     try:
-        new = _open_store(_settings(ctx, target), create=True, label="to")
+        new = _migration_target(ctx, target, dry_run)
     except BaseException:
         old.close()
         raise
