@@ -163,7 +163,9 @@ def test_migrate_in_every_direction(urls: Urls, small_batches: None) -> None:
                 if source_kind == target_kind:
                     continue
                 holds = dict(source.iter_records(time.time()))  # type: ignore[attr-defined]
-                result = _cli("migrate", "--from", source_url, "--to", target_url, "--json")
+                result = _cli(
+                    "migrate", "--from", source_url, "--to", target_url, "--json", "--workers", "2"
+                )
                 assert result.exit_code == 0, (source_kind, target_kind, result.output)
                 report = json.loads(result.stdout)
                 assert report["seen"] == report["source_live"] == len(holds)
