@@ -6,7 +6,9 @@ Run (from the repository root; the first two steps once):
     python examples/django_app.py createsuperuser  # someone to log in as
     gunicorn examples.django_app:application       # or: uvicorn examples.django_app:asgi
 Then: GET /csrf for a token (also set as the csrftoken cookie); POST /login (username,
-password, csrfmiddlewaretoken); GET /me; POST /notes/<key> (value); POST /logout.
+password, csrfmiddlewaretoken); GET /me; POST /notes/<key> (value); POST /logout; POST
+/reauth (password: confirm it is you); GET /sensitive (needs an authentication at most 5
+minutes old).
 """
 
 import os
@@ -48,6 +50,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
 from django.middleware.csrf import get_token  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from satchel.integrations import django as satchel_django  # noqa: E402
+
 
 def csrf(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"csrf_token": get_token(request)})
@@ -82,12 +86,31 @@ def log_out(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ok": True})
 
 
+def reauth(request: HttpRequest) -> JsonResponse:
+    """Confirm it is you: the password again, before a sensitive action."""
+    user = authenticate(
+        request, username=request.user.get_username(), password=request.POST.get("password")
+    )
+    if user is None:
+        return JsonResponse({"error": "bad credentials"}, status=401)
+    satchel_django.reauthenticate(request, methods=["pwd"])  # new key, data kept
+    return JsonResponse({"ok": True})
+
+
+@satchel_django.require_recent_auth(max_age=300, reauth_url="/reauth")
+def sensitive(request: HttpRequest) -> JsonResponse:
+    """A sensitive action: needs an authentication at most 5 minutes old."""
+    return JsonResponse({"done": True})
+
+
 urlpatterns = [
     path("csrf", csrf),
     path("login", log_in),
     path("notes/<str:key>", note),
     path("me", me),
     path("logout", log_out),
+    path("reauth", reauth),
+    path("sensitive", sensitive),
 ]
 
 

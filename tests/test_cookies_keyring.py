@@ -43,6 +43,15 @@ def test_delete_header_matches_name_path_domain() -> None:
         ({"name": "__Host-sid", "path": "/app"}, "path must be '/'"),
         ({"name": "__Host-sid", "secure": False}, "__Host- prefix: set secure"),
         ({"name": "__Secure-sid", "secure": False}, "__Secure- prefix: set secure"),
+        # the layered cookies draft's prefixes (Chrome 140+, Firefox 142)
+        ({"name": "__Http-sid", "httponly": False}, "__Http- prefix: set httponly"),
+        ({"name": "__Http-sid", "secure": False}, "__Http- prefix: set secure"),
+        ({"name": "__Host-Http-sid", "httponly": False}, "__Host-Http- prefix: set httponly"),
+        ({"name": "__Host-Http-sid", "domain": "example.com"}, "remove domain"),
+        ({"name": "__Host-Http-sid", "path": "/app"}, "path must be '/'"),
+        # browsers match prefixes whatever their case
+        ({"name": "__host-sid", "domain": "example.com"}, "__host- prefix: remove domain"),
+        ({"name": "__SECURE-sid", "secure": False}, "__SECURE- prefix: set secure"),
         ({"samesite": "none", "secure": False}, "requires secure"),
         ({"partitioned": True, "secure": False}, "requires secure"),
         ({"samesite": "sometimes"}, "use 'lax', 'strict' or 'none'"),
@@ -61,6 +70,8 @@ def test_invalid_combinations_fail_at_configuration(
 
 def test_host_prefix_valid() -> None:
     CookieOptions(name="__Host-sid")
+    CookieOptions(name="__Host-Http-sid")
+    CookieOptions(name="__Http-sid", path="/app", domain="example.com")
 
 
 def test_cookie_values_returns_every_duplicate() -> None:

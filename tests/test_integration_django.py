@@ -89,7 +89,8 @@ def test_login_cycles_the_key_and_logout_kills_replay(django_app: ModuleType) ->
     assert (record.meta.user_agent, record.meta.client_ip) == ("DjangoTest/1", "127.0.0.1")
     assert [k for k, _ in store.list_user(record.meta.user_id, 0)] == [ids.store_key(after)]
     assert c.get("/me", secure=True).json()["user"] == "alice"
-    c.post("/logout", secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+    logout = c.post("/logout", secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+    assert logout.headers["Clear-Site-Data"] == '"cookies"'  # (issue 17: ASVS 14.3.1)
     replay = client()
     replay.cookies["sessionid"] = after
     assert replay.get("/me", secure=True).status_code == 401
@@ -183,6 +184,9 @@ _DJANGO_CHECKS: dict[str, Any] = {
     "dbsc_path": "/auth/dbsc",
     "dbsc_required": True,
     "dbsc_redirect": "/sign-in",
+    "clear_site_data": ["storage"],
+    "assurance": "aal3",
+    "assurance_allow_weaker": True,
 }
 _DJANGO_BASE: dict[str, dict[str, Any]] = {
     "secret_keys": {"encrypt_at_rest": True},
@@ -191,6 +195,7 @@ _DJANGO_BASE: dict[str, dict[str, Any]] = {
     "dbsc_path": {"dbsc": True},
     "dbsc_required": {"dbsc": True, "dbsc_grace": 0.0},
     "dbsc_redirect": {"dbsc": True, "dbsc_required": True, "dbsc_grace": 0.0},
+    "assurance_allow_weaker": {"assurance": "aal3", "idle_timeout": 3600.0},
 }
 
 
@@ -322,6 +327,15 @@ def test_satchel_key_changes_behaviour_or_is_refused(
     if name == "store":
         target = tmp_path / "other.db"
         value = f"sqlite:///{target}"
+    if name == "assurance_allow_weaker":  # without it the same settings are refused
+        with pytest.raises(ConfigurationError, match="assurance_allow_weaker"):
+            _django_observe(config, target)
+        assert _django_observe({**config, name: value}, target)
+        return
+    if name == "clear_site_data":
+        default, observed = _logout_header(config), _logout_header({**config, name: value})
+        assert observed != default, f"SATCHEL[{name!r}] changed nothing: {observed}"
+        return
     if name.startswith("dbsc"):
         default = _django_observe_dbsc(config)
         observed = _django_observe_dbsc({**config, name: value})
@@ -608,3 +622,103 @@ def test_a_refused_request_neither_saves_nor_sets_the_session_cookie(
         assert refused.status_code == 401
         assert "sessionid" not in refused.cookies, refused.cookies["sessionid"].OutputString()
         assert c.cookies["sessionid"].value == session_cookie
+
+
+def test_clear_site_data_on_logout_is_configurable(django_app: ModuleType) -> None:
+    """``SATCHEL["clear_site_data"]``: other directives, or none; a response that is not a
+    logout (a login, a write, the logout of an anonymous visitor) never carries it."""
+    base = {"store": _store_of_app()}
+    for config, expected in (
+        ({**base, "clear_site_data": ["cookies", "storage"]}, '"cookies", "storage"'),
+        ({**base, "clear_site_data": []}, None),
+    ):
+        with _satchel_settings(config):
+            c = client()
+            assert (
+                c.post("/logout", secure=True, HTTP_X_CSRFTOKEN=csrf(c)).headers.get(
+                    "Clear-Site-Data"
+                )
+                is None
+            )  # nobody was logged in
+            login = log_in(c)
+            assert "Clear-Site-Data" not in login.headers
+            logout = c.post("/logout", secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+            assert logout.headers.get("Clear-Site-Data") == expected
+    from satchel import ConfigurationError
+
+    with (
+        _satchel_settings({**base, "clear_site_data": ["cookie"]}),
+        pytest.raises(ConfigurationError, match="clear_site_data"),
+    ):
+        client().get("/me", secure=True)
+
+
+def _logout_header(config: dict[str, Any]) -> str | None:
+    with _satchel_settings(config):
+        c = client()
+        log_in(c)
+        header = c.post("/logout", secure=True, HTTP_X_CSRFTOKEN=csrf(c)).headers
+        value = header.get("Clear-Site-Data")
+        return None if value is None else str(value)
+
+
+def _store_of_app() -> str:
+    from django.conf import settings
+
+    return str(settings.SATCHEL["store"])
+
+
+def test_end_user_sessions_for_account_code(django_app: ModuleType, tmp_path: Path) -> None:
+    """Account disabled, deleted, reset by an administrator (issue 17, ASVS 7.4.2): every
+    session of that user ends; other users keep theirs."""
+    with _satchel_settings({"store": f"sqlite:///{tmp_path}/accounts.db"}):
+        _end_user_sessions()
+
+
+def _end_user_sessions() -> None:
+    from django.contrib.auth.models import User
+
+    from satchel.integrations.django import end_user_sessions
+
+    alice_1, alice_2, bob = client(), client(), client()
+    for c, (name, password) in (
+        (alice_1, ("alice", "wonderland")),
+        (alice_2, ("alice", "wonderland")),
+        (bob, ("bob", "builder")),
+    ):
+        assert log_in(c, name, password).status_code == 200
+    alice = User.objects.get(username="alice")
+    assert end_user_sessions(str(alice.pk), reason="account_disabled") == 2
+    assert alice_1.get("/me", secure=True).status_code == 401
+    assert alice_2.get("/me", secure=True).status_code == 401
+    assert bob.get("/me", secure=True).json()["user"] == "bob"
+
+
+def test_sensitive_views_need_a_recent_authentication(django_app: ModuleType) -> None:
+    """``require_recent_auth`` and ``reauthenticate`` under Django (issue 17): an old
+    authentication sends a browser to /reauth with a safe next, an API client gets 401
+    ``reauthentication_required``; the password again gives a new key and opens it."""
+    from satchel.testing import FakeClock
+
+    clock = FakeClock()
+    with _satchel_settings({"store": _store_of_app(), "clock": clock}):
+        c = client()
+        assert c.get("/sensitive", secure=True).status_code == 303  # nobody logged in
+        log_in(c)
+        assert c.get("/sensitive", secure=True).json() == {"done": True}
+        clock.advance(301)
+        refused = c.get("/sensitive?x=1", secure=True)
+        assert (refused.status_code, refused["Location"]) == (
+            303,
+            "/reauth?next=/sensitive%3Fx%3D1",
+        )
+        api = c.get("/sensitive", secure=True, HTTP_ACCEPT="application/json")
+        assert api.status_code == 401
+        assert api.json()["error"] == "reauthentication_required"
+        before = c.cookies["sessionid"].value
+        wrong = c.post("/reauth", {"password": "nope"}, secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+        assert wrong.status_code == 401
+        ok = c.post("/reauth", {"password": "wonderland"}, secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+        assert ok.status_code == 200
+        assert c.cookies["sessionid"].value != before  # a new key (ASVS 7.2.4)
+        assert c.get("/sensitive", secure=True).json() == {"done": True}

@@ -106,6 +106,10 @@ def _starlette_app() -> Starlette:
         auth.login(_session(request.session), request.query_params["user"])
         return PlainTextResponse("ok")
 
+    async def logout(request: Request) -> Response:
+        auth.logout(_session(request.session))
+        return PlainTextResponse("bye")
+
     async def everywhere(request: Request) -> Response:
         try:
             await auth.alogout_everywhere(_session(request.session))
@@ -125,6 +129,7 @@ def _starlette_app() -> Starlette:
             Route("/read", read),
             Route("/whoami", whoami),
             Route("/login", login),
+            Route("/logout", logout),
             Route("/logout-everywhere", everywhere),
             Route("/token", token),
             Route("/post", post, methods=["POST"]),
@@ -145,6 +150,8 @@ def _wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         body = session.user_id or "-"
     elif path == "/login":
         auth.login(session, query["user"])
+    elif path == "/logout":
+        auth.logout(session)
     elif path == "/logout-everywhere":
         try:
             auth.logout_everywhere(session)
@@ -183,6 +190,11 @@ def _flask_app(config: dict[str, Any], **explicit: Any) -> Any:
     def login() -> str:
         satchel_flask.login_user(request.args["user"])
         return "ok"
+
+    @app.get("/logout")
+    def logout() -> str:
+        satchel_flask.logout_user()
+        return "bye"
 
     @app.get("/logout-everywhere")
     def everywhere() -> str:
@@ -375,6 +387,13 @@ def observe_device_binding(browsers: Iterator[Browser], ctx: Ctx) -> Any:
     return {**out, "next": (after.status, after.location)}
 
 
+def observe_logout(browsers: Iterator[Browser], ctx: Ctx) -> Any:
+    """The Clear-Site-Data header of a logout."""
+    browser = next(browsers)
+    browser.get("/login?user=u")
+    return browser.get("/logout").headers.get("clear-site-data")
+
+
 def observe_login_redirect(browsers: Iterator[Browser], ctx: Ctx) -> Any:
     return next(browsers).get("/private").location
 
@@ -439,6 +458,10 @@ CHECKS: dict[str, list[Check]] = {
     "idle_timeout": [Check(600.0, RECORD)],
     "absolute_timeout": [Check(7200.0, RECORD)],
     "refresh_interval": [Check(0.0, RECORD)],
+    "assurance": [Check("aal3", RECORD), Check("aal4", refused="assurance")],
+    "assurance_allow_weaker": [
+        Check(True, RECORD, base={"assurance": "aal3", "idle_timeout": 3600.0}),
+    ],
     "clock": [Check(Dyn(lambda ctx: lambda: time.time() + 86400), RECORD)],
     "token_paths": [
         Check(["/set"], observe_transport),
@@ -448,6 +471,11 @@ CHECKS: dict[str, list[Check]] = {
         Check(Dyn(lambda ctx: "custom"), observe_unavailable, base={"store": DEAD_STORE})
     ],
     "on_csrf_failure": [Check(Dyn(lambda ctx: "custom refusal"), observe_csrf_failure)],
+    "clear_site_data": [
+        Check(["storage"], observe_logout),
+        Check([], observe_logout),
+        Check(["cookie"], refused="clear_site_data"),
+    ],
     "dbsc": [Check(True, DEVICE)],
     "dbsc_cookie_lifetime": [Check(30.0, DEVICE, base={"dbsc": True})],
     "dbsc_grace": [Check(0.0, DEVICE, base={"dbsc": True})],
@@ -576,7 +604,7 @@ def _env_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        return ",".join(value)
+        return ",".join(value) or "none"  # (an empty variable is no setting)
     return str(value)
 
 

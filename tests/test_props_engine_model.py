@@ -34,7 +34,7 @@ from hypothesis.stateful import (
 
 from satchel import ids
 from satchel.auth import login
-from satchel.backend import DELETE, TokenAction
+from satchel.backend import DELETE, LOGGED_OUT, TokenAction
 from satchel.codec import decode, encode
 from satchel.engine import Engine
 from satchel.expiry import ExpiryPolicy
@@ -277,7 +277,7 @@ class EngineModel(RuleBasedStateMachine):
         if expected is None:
             assert action is None
             return
-        assert action == DELETE
+        assert action == (DELETE if expected.user is None else LOGGED_OUT)  # (Clear-Site-Data)
         del self.model[self.sid(token)]  # type: ignore[arg-type]
 
     @rule(target=tokens, token=consumes(tokens), user=USERS, wait=WAITS)
@@ -354,7 +354,7 @@ class EngineModel(RuleBasedStateMachine):
         del self.model[self.sid(token)]  # type: ignore[arg-type]
         assert actions[0] is None or actions[0].token is None  # dropped, or landed first
         if not other:
-            assert actions[1] == DELETE
+            assert actions[1] == (DELETE if expected.user is None else LOGGED_OUT)
             return multiple()
         expected.last_seen = self.now
         return self.adopt(actions[1], expected)

@@ -6,6 +6,7 @@ This namespace holds what apps use. Store authors find theirs in :mod:`satchel.s
 docs/architecture.md.
 """
 
+from .accounts import aend_user_sessions, end_user_sessions
 from .auth import (
     alogout_everywhere,
     alogout_other_devices,
@@ -15,6 +16,7 @@ from .auth import (
     logout,
     logout_everywhere,
     logout_other_devices,
+    reauthenticate,
     regenerate_on_privilege_change,
     revoke,
     sessions_of,
@@ -66,12 +68,14 @@ __all__ = [
     "StoreUnavailable",
     "UserSessions",
     "__version__",
+    "aend_user_sessions",
     "alogout_everywhere",
     "alogout_other_devices",
     "arevoke",
     "asessions_of",
     "csrf_token",
     "device_bound",
+    "end_user_sessions",
     "flash",
     "get_flashed_messages",
     "load_settings",
@@ -79,6 +83,7 @@ __all__ = [
     "logout",
     "logout_everywhere",
     "logout_other_devices",
+    "reauthenticate",
     "regenerate_on_privilege_change",
     "require_device_binding",
     "revoke",

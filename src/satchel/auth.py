@@ -8,9 +8,11 @@ apps (``await asessions_of(request.session)``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TypeVar
 
-from . import codec, ids
+from . import auth_facts, codec, ids
+from .auth_facts import AuthFacts
 from .errors import ConfigurationError, SessionDataError, SessionStateError
 from .ops import Flow, adrive, drive
 from .request import RequestContext, context_of
@@ -23,7 +25,13 @@ MAX_USER_ID_BYTES = 1020
 """The longest user ID (UTF-8 bytes) that every store holds (MariaDB's column)."""
 
 
-def login(session: Session, user_id: str) -> None:
+def login(
+    session: Session,
+    user_id: str,
+    *,
+    methods: Iterable[str] = (),
+    level: str | None = None,
+) -> None:
     """Bind ``user_id`` to the session under a new ID (the pre-login ID then resolves to
     nothing), restart its absolute timeout, record the device it logged in from, and
     rotate its CSRF secret (bound to the new handle).
@@ -32,7 +40,12 @@ def login(session: Session, user_id: str) -> None:
     and when the same user authenticates again. When the session belongs to *another*
     user, it starts from empty data and default expiry, as Django's ``login`` does: alice
     signing in on bob's browser never sees bob's data, and a logged-in cookie tossed into
-    a victim's browser cannot plant values in the victim's session."""
+    a victim's browser cannot plant values in the victim's session.
+
+    ``methods`` (RFC 8176 ``amr`` values: ``"pwd"``, ``"otp"``, ...) and ``level`` (``"aal1"``,
+    ``"aal2"``, ``"aal3"`` or the app's) say how the user authenticated; with the time, they
+    are the session's authentication facts (``session.auth_time``, ``auth_level``, ...)."""
+    facts_methods, facts_level = auth_facts.checked(methods, level)
     if not isinstance(user_id, str) or not user_id:
         raise ConfigurationError("user_id must be a non-empty string")
     codec.check_name(user_id, "user_id")
@@ -45,7 +58,23 @@ def login(session: Session, user_id: str) -> None:
     session.regenerate()
     if previous is not None and previous != user_id:
         session.start_over()
-    session.bind_user(user_id)
+    session.bind_user(user_id, AuthFacts(session._now(), facts_methods, facts_level))
+
+
+def reauthenticate(
+    session: Session, *, methods: Iterable[str] = (), level: str | None = None
+) -> None:
+    """The logged-in user proved who they are again (a password asked before a sensitive
+    action, a step-up to a second factor): the session's authentication facts are replaced
+    by these (time now, ``methods``, ``level``: a session never claims more than its latest
+    authentication gave it), its ID is regenerated (OWASP ASVS 5.0 7.2.4) and its CSRF
+    secret rotated with its handle; the data is kept. Raises
+    :class:`~satchel.errors.SessionStateError` when nobody is logged in."""
+    checked_methods, checked_level = auth_facts.checked(methods, level)
+    if session.user_id is None:
+        raise SessionStateError("reauthenticate needs a logged-in session: call login()")
+    session.regenerate()
+    session.record_authentication(AuthFacts(session._now(), checked_methods, checked_level))
 
 
 def logout(session: Session) -> None:

@@ -54,15 +54,19 @@ class TokenAction:
     the session was lost to another request (a logout or a regeneration won the race),
     send nothing, not even a token an earlier commit of this request issued.
     ``logout_marker`` is a cookie session's signed logout record (value, lifetime): see
-    :mod:`satchel.cookie.backend`."""
+    :mod:`satchel.cookie.backend`. ``logout``: the session that ended was a logged-in
+    user's (a logout, not a stale cookie): the response may ask the browser to clear the
+    site's data (the ``clear_site_data`` option)."""
 
     token: str | None
     max_age: int | None = None
     logout_marker: tuple[str, int] | None = None
     withdrawn: bool = False
+    logout: bool = False
 
 
 DELETE = TokenAction(None)
+LOGGED_OUT = TokenAction(None, logout=True)
 WITHDRAWN = TokenAction(None, withdrawn=True)
 
 
@@ -116,3 +120,8 @@ class Backend(Protocol):
     def revoke_all(self, session: Session, keep_current: bool) -> Flow[int]:
         """End every session of the user (but this one, under a new ID, with
         ``keep_current``); how many, where the backend can count them."""
+
+    def end_user(self, user_id: str, reason: str) -> Flow[int | None]:
+        """End every session of ``user_id``, from outside any of them (an account
+        disabled, deleted, its password reset); how many (None where the backend cannot
+        count them: cookie sessions)."""

@@ -17,6 +17,36 @@ _DOMAIN = re.compile(r"\.?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Z
 _PATH = re.compile(r"/[\x21-\x3a\x3c-\x7e]*")  # printable, no ';', no space
 
 
+# Cookie name prefixes (RFC 6265bis; "__Http-" and "__Host-Http-" from the layered cookies
+# draft, Chrome 140+, Firefox 142): browsers match them case-insensitively and refuse a
+# cookie whose attributes break them, so a wrong combination is refused here, at start.
+_PREFIXES = (  # prefix, (secure, httponly, host-only with path "/")
+    ("__host-http-", (True, True, True)),
+    ("__http-", (True, True, False)),
+    ("__host-", (True, False, True)),
+    ("__secure-", (True, False, False)),
+)
+
+
+def _check_prefix(cookie: CookieOptions) -> None:
+    lower = cookie.name.lower()
+    for prefix, (secure, httponly, host) in _PREFIXES:
+        if not lower.startswith(prefix):
+            continue
+        said = f"cookie name {cookie.name!r} has the {cookie.name[: len(prefix)]} prefix"
+        if secure and not cookie.secure:
+            raise ConfigurationError(f"{said}: set secure")
+        if httponly and not cookie.httponly:
+            raise ConfigurationError(f"{said}: set httponly (scripts may not see it)")
+        if host and cookie.domain is not None:
+            raise ConfigurationError(
+                f"{said}: remove domain ({cookie.domain!r}); the cookie is bound to one host"
+            )
+        if host and cookie.path != "/":
+            raise ConfigurationError(f"{said}: path must be '/'")
+        return
+
+
 @dataclass(frozen=True, slots=True)
 class CookieOptions:
     """How the session cookie is set. Defaults: HttpOnly, Secure, SameSite=Lax, Path=/.
@@ -54,20 +84,7 @@ class CookieOptions:
             )
         if self.partitioned and not self.secure:
             raise ConfigurationError("cookie partitioned=True requires secure=True")
-        if name.startswith("__Secure-") and not self.secure:
-            raise ConfigurationError(f"cookie name {name!r} has the __Secure- prefix: set secure")
-        if name.startswith("__Host-"):
-            if not self.secure:
-                raise ConfigurationError(f"cookie name {name!r} has the __Host- prefix: set secure")
-            if self.domain is not None:
-                raise ConfigurationError(
-                    f"cookie name {name!r} has the __Host- prefix: remove domain "
-                    f"({self.domain!r}); a __Host- cookie is bound to one host"
-                )
-            if self.path != "/":
-                raise ConfigurationError(
-                    f"cookie name {name!r} has the __Host- prefix: path must be '/'"
-                )
+        _check_prefix(self)
 
     @property
     def attributes(self) -> str:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from . import codec, ids
 from .at_rest import AtRestCipher
-from .backend import DELETE, WITHDRAWN, DeviceInfo, InfoSource, TokenAction
+from .backend import DELETE, LOGGED_OUT, WITHDRAWN, DeviceInfo, InfoSource, TokenAction
 from .errors import ConfigurationError, CorruptRecord, StoreError
 from .events import EventHook, emit
 from .expiry import ExpiryPolicy, is_expired, refresh_due
@@ -246,9 +247,13 @@ class Engine:
 
         key, session_id, current = session.store_key, session.id, session.meta
         if key is None or session_id is None or current is None:
-            if session.has_content:
-                return (yield from self._create(session, info, now, None, new_session_id))
-            return DELETE if destroyed else None
+            logged_out = bool(destroyed) and gone is not None and gone.user_id is not None
+            if session.has_content:  # (a session started after a logout: a flash message)
+                action = yield from self._create(session, info, now, None, new_session_id)
+                return replace(action, logout=True) if logged_out and action else action
+            if not destroyed:
+                return None
+            return LOGGED_OUT if logged_out else DELETE
         if session.regenerating:
             base = current
             if self.device_binding and current.user_id is not None:
@@ -391,6 +396,9 @@ class Engine:
     def revoke(self, session: Session, handle: str) -> Flow[bool]:
         user = session.user_id or ""
         return (yield from revoke_flow(user, handle, self.clock(), self.on_event))
+
+    def end_user(self, user_id: str, reason: str) -> Flow[int | None]:
+        return (yield from revoke_all_flow(user_id, self.clock(), None, self.on_event, reason))
 
     def revoke_all(self, session: Session, keep_current: bool) -> Flow[int]:
         keep = session.meta.handle if session.meta is not None else None

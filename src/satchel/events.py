@@ -5,7 +5,8 @@ Pass ``on_event=callable`` to the middleware; it receives a :class:`SessionEvent
 * ``created``, ``regenerated``, ``destroyed``;
 * ``expired``: reason ``timeout`` when the core saw the session expire, ``not_found`` when a
   correctly signed ID names no record any more (expired in the store, logged out, revoked);
-* ``revoked``: reason ``handle``, ``all`` or ``cap``;
+* ``revoked``: reason ``handle``, ``all``, ``cap``, or the one given to
+  :func:`satchel.end_user_sessions` (``account`` by default);
 * ``security``: reason ``tampered_cookie`` (forged, altered, or made by a retired key),
   ``unknown_session`` (unsigned cookies only: an ID the store never held, possibly
   planted), ``dropped_write``, ``corrupt_record``, ``revoked_cookie``, ``csrf_failure``,

@@ -5,6 +5,14 @@ cannot be turned into an open redirect.
 ASGI: ``RequireLogin(app, public=["/login", "/static/*"])`` or ``@login_required`` on an
 endpoint (a Starlette-style ``request -> response`` function or a raw ASGI app).
 WSGI: ``RequireLoginWSGI(app, ...)`` or ``@login_required_wsgi`` on a WSGI app.
+
+A sensitive action also needs a recent authentication ("sudo mode"):
+``@require_recent_auth(max_age=300, level="aal2")`` (ASGI) and
+``@require_recent_auth_wsgi(...)`` send a browser to the re-authentication page
+(``reauth_url?next=...``) and answer an API client 401 JSON
+``{"error": "reauthentication_required", "level": ..., "max_age": ...}`` when the user's
+latest authentication is older or weaker (see :class:`RecentAuth`). Flask, FastAPI and
+Django have theirs in their integrations, on the same rule.
 """
 
 from __future__ import annotations
@@ -13,8 +21,9 @@ import functools
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, TypeVar, overload
 from urllib.parse import quote, urlsplit
 
 from ._types import ASGIApp, Environ, Receive, Scope, Send, StartResponse, WSGIApp
@@ -49,23 +58,88 @@ def _login_location(login_url: str, path: str, query: str) -> str:
     return f"{login_url}?next={quote(safe_next(target), safe='/')}"
 
 
-class _Policy:
-    def __init__(self, login_url: str, public: Iterable[str], api_prefixes: Iterable[str]) -> None:
-        self.login_url = login_url
+LOGIN_REQUIRED = "login_required"
+REAUTHENTICATION_REQUIRED = "reauthentication_required"
+DEFAULT_REAUTH_URL = "/reauth"
+_LEVELS = ("aal1", "aal2", "aal3")
+"""NIST SP 800-63B-4's assurance levels, weakest first: a stronger one meets a weaker
+requirement. Levels an app names otherwise meet only themselves."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecentAuth:
+    """What a sensitive action needs of the user's latest authentication: made at most
+    ``max_age`` seconds ago, at ``level`` or stronger (None: any)."""
+
+    max_age: float | None = 300.0
+    level: str | None = None
+
+    def unmet(self, session: Any) -> str | None:
+        """None when ``session`` meets it; else why not (:data:`LOGIN_REQUIRED`, or
+        :data:`REAUTHENTICATION_REQUIRED` for a logged-in user)."""
+        if _user(session) is None:
+            return LOGIN_REQUIRED
+        age = getattr(session, "auth_age", None)
+        if age is None or (self.max_age is not None and age > self.max_age):
+            return REAUTHENTICATION_REQUIRED
+        if self.level is not None and not _meets(session.auth_level, self.level):
+            return REAUTHENTICATION_REQUIRED
+        return None
+
+
+def _meets(have: str | None, need: str) -> bool:
+    if have == need:
+        return True
+    if have in _LEVELS and need in _LEVELS:
+        return _LEVELS.index(have) >= _LEVELS.index(need)
+    return False
+
+
+def _is_logged_in(session: Any) -> str | None:
+    return LOGIN_REQUIRED if _user(session) is None else None
+
+
+class Policy:
+    """Where a guard sends a refused request, and what it answers (shared by every
+    framework's guard)."""
+
+    def __init__(
+        self,
+        login_url: str,
+        public: Iterable[str],
+        api_prefixes: Iterable[str],
+        reauth_url: str = DEFAULT_REAUTH_URL,
+        needs: RecentAuth | None = None,
+    ) -> None:
+        self.login_url, self.reauth_url = login_url, reauth_url
         self.public = tuple(public) or (login_url,)
         self.api_prefixes = tuple(api_prefixes)
+        self.needs = needs
 
     def is_public(self, path: str) -> bool:
         return any(fnmatchcase(path, p) for p in self.public)
 
+    def unmet(self, session: Any) -> str | None:
+        return _is_logged_in(session) if self.needs is None else self.needs.unmet(session)
+
     def refusal(
-        self, path: str, query: str, accept: str
+        self, path: str, query: str, accept: str, reason: str = LOGIN_REQUIRED
     ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The answer to a request refused for ``reason``: 401 JSON to an API client, a
+        303 to the login (or re-authentication) page with a local ``next`` otherwise."""
         if _wants_json(accept, path, self.api_prefixes):
-            body = json.dumps({"error": "authentication required"}).encode()
-            return 401, [("content-type", "application/json")], body
-        location = _login_location(self.login_url, path, query)
-        return 303, [("location", location), ("content-type", "text/plain")], b"Log in first.\n"
+            if reason == LOGIN_REQUIRED:
+                document: dict[str, Any] = {"error": "authentication required"}
+            else:
+                needs = self.needs or RecentAuth()
+                document = {"error": reason, "level": needs.level, "max_age": needs.max_age}
+            return 401, [("content-type", "application/json")], json.dumps(document).encode()
+        if reason == LOGIN_REQUIRED:
+            location, text = _login_location(self.login_url, path, query), b"Log in first.\n"
+        else:
+            location = _login_location(self.reauth_url, path, query)
+            text = b"Confirm it is you first.\n"
+        return 303, [("location", location), ("content-type", "text/plain")], text
 
 
 def _user(session: Any) -> str | None:
@@ -75,13 +149,15 @@ def _user(session: Any) -> str | None:
 # -- ASGI ---------------------------------------------------------------------------------------
 
 
-async def _asgi_refuse(policy: _Policy, scope: Scope, send: Send) -> None:
+async def _asgi_refuse(
+    policy: Policy, scope: Scope, send: Send, reason: str = LOGIN_REQUIRED
+) -> None:
     if scope["type"] == "websocket":  # closed before accept: the handshake fails with 403
         await send({"type": "websocket.close", "code": 1008})
         return
     accept = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"accept"), "")
     status, headers, body = policy.refusal(
-        scope.get("path", "/"), scope.get("query_string", b"").decode("latin-1"), accept
+        scope.get("path", "/"), scope.get("query_string", b"").decode("latin-1"), accept, reason
     )
     await send(
         {
@@ -109,7 +185,7 @@ class RequireLogin:
         api_prefixes: Iterable[str] = ("/api/",),
     ) -> None:
         self.app = app
-        self.policy = _Policy(login_url, public, api_prefixes)
+        self.policy = Policy(login_url, public, api_prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -131,16 +207,64 @@ def login_required(
     """Decorate a Starlette-style endpoint (``async def view(request)``, or a WebSocket
     endpoint ``async def ws(websocket)``) or a raw ASGI app; an unauthenticated WebSocket
     is closed with 1008 before it is accepted."""
-    policy = _Policy(login_url, (), api_prefixes)
+    policy = Policy(login_url, (), api_prefixes)
+    return _guarding(policy)(endpoint) if endpoint is not None else _guarding(policy)
 
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@overload
+def require_recent_auth(
+    endpoint: _F,
+    *,
+    max_age: float | None = ...,
+    level: str | None = ...,
+    reauth_url: str = ...,
+    login_url: str = ...,
+    api_prefixes: Iterable[str] = ...,
+) -> _F: ...
+
+
+@overload
+def require_recent_auth(
+    endpoint: None = None,
+    *,
+    max_age: float | None = ...,
+    level: str | None = ...,
+    reauth_url: str = ...,
+    login_url: str = ...,
+    api_prefixes: Iterable[str] = ...,
+) -> Callable[[_F], _F]: ...
+
+
+def require_recent_auth(
+    endpoint: Callable[..., Any] | None = None,
+    *,
+    max_age: float | None = 300.0,
+    level: str | None = None,
+    reauth_url: str = DEFAULT_REAUTH_URL,
+    login_url: str = DEFAULT_LOGIN_URL,
+    api_prefixes: Iterable[str] = ("/api/",),
+) -> Any:
+    """As :func:`login_required`, and the user's latest authentication must be at most
+    ``max_age`` seconds old and at ``level`` or stronger (:class:`RecentAuth`): else a
+    browser is sent to ``reauth_url?next=...`` and an API client gets 401
+    ``{"error": "reauthentication_required", "level": ..., "max_age": ...}``."""
+    policy = Policy(login_url, (), api_prefixes, reauth_url, RecentAuth(max_age, level))
+    return _guarding(policy)(endpoint) if endpoint is not None else _guarding(policy)
+
+
+def _guarding(policy: Policy) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         params = list(inspect.signature(fn).parameters)
         if len(params) == 3:  # an ASGI app
 
             @functools.wraps(fn)
             async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
-                if _user(scope.get("session")) is None:
-                    await _asgi_refuse(policy, scope, send)
+                reason = policy.unmet(scope.get("session"))
+                if reason is not None:
+                    await _asgi_refuse(policy, scope, send, reason)
                     return
                 await fn(scope, receive, send)
 
@@ -149,7 +273,8 @@ def login_required(
         @functools.wraps(fn)
         async def view(request: Any, *args: Any, **kwargs: Any) -> Any:
             scope = request.scope
-            if _user(scope.get("session")) is None:
+            reason = policy.unmet(scope.get("session"))
+            if reason is not None:
                 if scope["type"] == "websocket":
                     await request.close(code=1008)
                     return None
@@ -157,7 +282,10 @@ def login_required(
 
                 accept = request.headers.get("accept", "")
                 status, headers, body = policy.refusal(
-                    scope.get("path", "/"), scope.get("query_string", b"").decode("latin-1"), accept
+                    scope.get("path", "/"),
+                    scope.get("query_string", b"").decode("latin-1"),
+                    accept,
+                    reason,
                 )
                 return Response(body, status_code=status, headers=dict(headers))
             result = fn(request, *args, **kwargs)
@@ -165,20 +293,22 @@ def login_required(
 
         return view
 
-    return wrap(endpoint) if endpoint is not None else wrap
+    return wrap
 
 
 # -- WSGI ---------------------------------------------------------------------------------------
 
 
 def _wsgi_guard(
-    policy: _Policy, app: WSGIApp, environ: Environ, start_response: StartResponse
+    policy: Policy, app: WSGIApp, environ: Environ, start_response: StartResponse
 ) -> Iterable[bytes]:
-    if _user(environ.get(ENVIRON_KEY)) is None:
+    reason = policy.unmet(environ.get(ENVIRON_KEY))
+    if reason is not None:
         status, headers, body = policy.refusal(
             environ.get("PATH_INFO", "/"),
             environ.get("QUERY_STRING", ""),
             environ.get("HTTP_ACCEPT", ""),
+            reason,
         )
         reason = {303: "See Other", 401: "Unauthorized"}[status]
         start_response(f"{status} {reason}", [*headers, ("cache-control", "no-store")])
@@ -198,7 +328,7 @@ class RequireLoginWSGI:
         api_prefixes: Iterable[str] = ("/api/",),
     ) -> None:
         self.app = app
-        self.policy = _Policy(login_url, public, api_prefixes)
+        self.policy = Policy(login_url, public, api_prefixes)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if self.policy.is_public(environ.get("PATH_INFO", "/")):
@@ -213,7 +343,29 @@ def login_required_wsgi(
     api_prefixes: Iterable[str] = ("/api/",),
 ) -> Any:
     """Decorate a WSGI app so it needs a logged-in user."""
-    policy = _Policy(login_url, (), api_prefixes)
+    policy = Policy(login_url, (), api_prefixes)
+
+    def wrap(inner: WSGIApp) -> WSGIApp:
+        @functools.wraps(inner)
+        def guarded(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+            return _wsgi_guard(policy, inner, environ, start_response)
+
+        return guarded
+
+    return wrap(app) if app is not None else wrap
+
+
+def require_recent_auth_wsgi(
+    app: WSGIApp | None = None,
+    *,
+    max_age: float | None = 300.0,
+    level: str | None = None,
+    reauth_url: str = DEFAULT_REAUTH_URL,
+    login_url: str = DEFAULT_LOGIN_URL,
+    api_prefixes: Iterable[str] = ("/api/",),
+) -> Any:
+    """The WSGI twin of :func:`require_recent_auth`."""
+    policy = Policy(login_url, (), api_prefixes, reauth_url, RecentAuth(max_age, level))
 
     def wrap(inner: WSGIApp) -> WSGIApp:
         @functools.wraps(inner)

@@ -19,7 +19,7 @@ def _shown_default(option: Option) -> str:
     if value is None:
         return "None"
     if isinstance(value, tuple):
-        return "`()`"
+        return f"`{list(value)!r}`".replace("'", '"')
     if isinstance(value, int | float) and not isinstance(value, bool):
         hours, minutes = divmod(int(value) // 60, 60)
         human = f"{hours} h" if hours and not minutes else f"{int(value) // 60} min"

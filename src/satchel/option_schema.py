@@ -70,7 +70,10 @@ class SessionOptions(TypedDict, total=False):
     idle_timeout: Duration
     absolute_timeout: Duration
     refresh_interval: Duration | None
+    assurance: str | None
+    assurance_allow_weaker: bool
     token_paths: Sequence[str]
+    clear_site_data: Sequence[str]
     dbsc: bool
     dbsc_required: bool
     dbsc_grace: Duration
@@ -168,6 +171,22 @@ def _text_list(raw: Any) -> tuple[str, ...]:
     return tuple(str(i).strip() for i in items if str(i).strip())
 
 
+def _text_list_or_none(raw: Any) -> tuple[str, ...]:
+    """As a list of text, where the word ``none`` is the empty list (an empty environment
+    variable is no setting at all)."""
+    if isinstance(raw, str) and raw.strip().lower() == "none":
+        return ()
+    return _text_list(raw)
+
+
+def _assurance(raw: Any) -> str | None:
+    if raw is None or str(raw).strip().lower() in ("", "none"):
+        return None
+    if str(raw) not in ("aal1", "aal2", "aal3"):
+        raise ValueError("use 'aal1', 'aal2' or 'aal3'")
+    return str(raw)
+
+
 def _samesite(raw: Any) -> str:
     if raw not in ("lax", "strict", "none"):
         raise ValueError("use 'lax', 'strict' or 'none'")
@@ -182,7 +201,9 @@ WHOLE_OR_NONE = Parser("int | None", _whole)
 TEXT = Parser("str", _text)
 TEXT_OR_NONE = Parser("str | None", _text)
 TEXT_LIST = Parser("tuple[str, ...]", _text_list)
+TEXT_LIST_OR_NONE = Parser("tuple[str, ...]", _text_list_or_none)
 SAMESITE = Parser("SameSite", _samesite)
+ASSURANCE = Parser("str | None", _assurance)
 
 
 # -- the declarations ----------------------------------------------------------------------------
@@ -299,6 +320,12 @@ OPTIONS: tuple[Option, ...] = (
             "seconds after creation (or login) after which it ends regardless"),
     _expiry("refresh_interval", SECONDS_OR_NONE,
             'a read-only request records "last seen" at most this often', shown="idle / 10"),
+    Option("assurance", "str | None", ASSURANCE, value=None,
+           doc="`\"aal1\"`, `\"aal2\"` or `\"aal3\"`: idle and absolute timeouts from NIST SP "
+           "800-63B-4 where not set, and a longer one refused at start "
+           "([security.md](security.md#assurance-levels))"),
+    Option("assurance_allow_weaker", "bool", BOOL, value=False,
+           doc="accept timeouts longer than `assurance` allows (say it is meant)"),
     Option("clock", "Callable[[], float]", value=None, shown="`time.time`",
            doc="the app's UTC clock, epoch seconds"),
     _csrf("csrf", "enabled", "bool", BOOL,
@@ -315,6 +342,12 @@ OPTIONS: tuple[Option, ...] = (
            doc="path prefixes (whole segments) where API clients may send `Authorization: "
            "Bearer <token>` and get new tokens in `X-Session-Token` ([security.md](security.md"
            "#bearer-tokens-for-api-and-mobile-clients-token_paths)); server-side stores only"),
+    Option("clear_site_data", "Sequence[str]", TEXT_LIST_OR_NONE, value=("cookies",),
+           doc="`Clear-Site-Data` directives of the response that logs a user out (`[]`, "
+           "or `none` in the environment: no header); `\"cookies\"` clears every cookie of "
+           "the registrable domain, so a logout response that sets a cookie of its own gets "
+           "the others only "
+           "([security.md](security.md#clear-site-data-on-logout))"),
     _dbsc("dbsc", "enabled", "bool", BOOL,
           "device-bound sessions (DBSC, [device-binding.md](device-binding.md)): logins over "
           "HTTPS offer browsers to bind the session to a key they keep; a bound session then "

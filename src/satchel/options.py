@@ -11,6 +11,7 @@ from dataclasses import replace
 from functools import singledispatch
 from typing import Any, NamedTuple
 
+from . import assurance, clear_site_data
 from . import option_schema as schema
 from .backend import Backend
 from .cookie import CookieBackend, CookieStore
@@ -39,7 +40,13 @@ class Runtime(NamedTuple):
 
 
 def policy_from(options: SessionOptions, cookie: CookieOptions) -> RequestPolicy:
-    for name in ("csrf_exempt", "csrf_trusted_origins", "trusted_proxies", "token_paths"):
+    for name in (
+        "csrf_exempt",
+        "csrf_trusted_origins",
+        "trusted_proxies",
+        "token_paths",
+        "clear_site_data",
+    ):
         if isinstance(options.get(name), str):
             raise ConfigurationError(f"{name} must be a list of strings, not one string")
     token_paths = tuple(schema.get(options, "token_paths"))
@@ -63,6 +70,7 @@ def policy_from(options: SessionOptions, cookie: CookieOptions) -> RequestPolicy
         token_paths=token_paths,
         csrf=CSRFOptions(**csrf),
         trusted_proxies=parse_trusted(schema.get(options, "trusted_proxies")),
+        clear_site_data=clear_site_data.directives(schema.get(options, "clear_site_data")),
         presession_cookie=CookieOptions(
             name=cookie.name + "_csrf",
             path="/",
@@ -201,7 +209,12 @@ def _cookie(options: SessionOptions) -> CookieOptions:
 
 
 def _expiry(options: SessionOptions) -> ExpiryPolicy:
-    expiry = ExpiryPolicy(**schema.present(options, ExpiryPolicy))
+    given = assurance.timeouts(
+        options.get("assurance"),
+        schema.present(options, ExpiryPolicy),
+        bool(options.get("assurance_allow_weaker")),
+    )
+    expiry = ExpiryPolicy(**given)
     if options.get("cookie_persistent") and not expiry.persistent:
         expiry = replace(expiry, persistent=True)  # new sessions follow the cookie option
     return expiry

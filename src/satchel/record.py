@@ -35,6 +35,9 @@ class Meta(NamedTuple):
     device: str | None = None
     """The session's device binding (:mod:`satchel.dbsc.state`), as compact JSON text;
     None for a session never asked to bind."""
+    auth: str | None = None
+    """How and when the user last proved who they are (:mod:`satchel.auth_facts`), as
+    compact JSON text; None for an anonymous session (or one logged in by 0.1)."""
 
     @property
     def expires_at(self) -> float:
@@ -76,7 +79,20 @@ class Meta(NamedTuple):
             raise CorruptRecord("session metadata cannot be decoded", exc) from exc
 
     def _checked(self) -> Meta:
-        handle, created, last_seen, deadline, idle, user, agent, ip, persistent, version, dev = self
+        (
+            handle,
+            created,
+            last_seen,
+            deadline,
+            idle,
+            user,
+            agent,
+            ip,
+            persistent,
+            version,
+            dev,
+            au,
+        ) = self
         if (
             type(handle) is str
             and _real(created)
@@ -89,6 +105,7 @@ class Meta(NamedTuple):
             and type(persistent) is bool
             and type(version) is int
             and (dev is None or type(dev) is str)
+            and (au is None or type(au) is str)
         ):
             return self
         for name, value in zip(self._fields, self, strict=True):
@@ -124,6 +141,7 @@ _FIELD_TYPES: dict[str, type | None] = {
     "persistent": bool,
     "version": int,
     "device": None,
+    "auth": None,
 }
 
 

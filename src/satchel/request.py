@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import csrf
+from . import clear_site_data, csrf
 from .backend import DELETE, Backend, DeviceInfo, TokenAction
 from .cookies import CookieOptions, cookie_values
 from .csrf_failure import (
@@ -68,6 +68,9 @@ class RequestPolicy:
     presession_cookie: CookieOptions
     token_paths: tuple[str, ...] = ()
     device: DeviceBindingOptions = field(default_factory=DeviceBindingOptions)
+    clear_site_data: tuple[str, ...] = ("cookies",)
+    """Directives of the ``Clear-Site-Data`` header of a logout response
+    (:mod:`satchel.clear_site_data`); empty: none."""
     cookie_transport: CookieTransport = field(init=False)
     bound_cookie: CookieOptions = field(init=False)
     """The short-lived cookie of device-bound sessions (``<cookie name>_bound``)."""
@@ -353,7 +356,18 @@ class RequestContext:
             out += self.transport.render(action)
         if self.device_checked:
             out += protocol.response_lines(self, action)
+        sets_presession = self.new_presession and self.session.stored_user_id is None
         out += self._presession_lines()
+        if (
+            action is not None
+            and action.logout
+            and self.policy.clear_site_data
+            and self.transport is self.policy.cookie_transport  # (bearer clients: no site data)
+        ):
+            sets_cookie = action.token is not None or sets_presession
+            value = clear_site_data.header_value(self.policy.clear_site_data, sets_cookie)
+            if value is not None:
+                out.append((clear_site_data.HEADER, value))
         if out and not warned_insecure_transport() and self.insecure_transport:
             warn_insecure_transport(self.origin.host)
         return out

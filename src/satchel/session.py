@@ -6,11 +6,13 @@ for WSGI) and commits it when the response starts; :meth:`Session.save` commits 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from . import codec, ids
+from .auth_facts import AuthFacts
 from .errors import SessionStateError
 from .expiry import check_timeout
 from .record import Change, Meta
@@ -32,6 +34,7 @@ class Session(SessionData):
         "_baseline",
         "_binding",
         "_cleared",
+        "_clock",
         "_destroyed_keys",
         "_destroyed_meta",
         "_keep",
@@ -159,10 +162,67 @@ class Session(SessionData):
         }
         self._update_meta(**{k: v for k, v in updates.items() if v is not None})
 
-    def bind_user(self, user_id: str) -> None:
+    def bind_user(self, user_id: str, authenticated: AuthFacts | None = None) -> None:
         """Bind ``user_id`` at the next commit, restarting the absolute timeout and
-        recording the device (the metadata half of :func:`satchel.auth.login`)."""
-        self._update_meta(user_id=user_id, restart=True, login_device=True)
+        recording the device and the authentication (the metadata half of
+        :func:`satchel.auth.login`)."""
+        facts = authenticated or AuthFacts(self._now())  # a login is an authentication
+        self._update_meta(user_id=user_id, restart=True, login_device=True, auth=facts.to_json())
+
+    def record_authentication(self, authenticated: AuthFacts) -> None:
+        """Replace the authentication facts at the next commit (the metadata half of
+        :func:`satchel.auth.reauthenticate`)."""
+        self._update_meta(auth=authenticated.to_json())
+
+    # -- how and when the user proved who they are (satchel.auth_facts) -----------------------
+
+    @property
+    def auth(self) -> AuthFacts | None:
+        """The latest authentication of the session's user, pending ones included; None
+        for an anonymous session (or one logged in by satchel 0.1)."""
+        if "auth" in self._meta_updates:
+            return AuthFacts.from_json(self._meta_updates["auth"])
+        meta = self.meta
+        if meta is None or meta.user_id is None:
+            return None
+        return AuthFacts.from_json(meta.auth)
+
+    @property
+    def auth_time(self) -> float | None:
+        """When the user last authenticated (UTC epoch seconds)."""
+        facts = self.auth
+        return None if facts is None else facts.time
+
+    @property
+    def auth_age(self) -> float | None:
+        """Seconds since the user last authenticated (by the middleware's clock)."""
+        facts = self.auth
+        return None if facts is None else max(0.0, self._now() - facts.time)
+
+    def _now(self) -> float:
+        """The middleware's clock (the test's, in tests), else the one given to
+        :meth:`use_clock` (Django's engine), else the system's."""
+        binding = self._binding
+        if binding is not None:
+            return binding.backend.clock()
+        clock: Callable[[], float] | None = getattr(self, "_clock", None)  # (rarely set)
+        return clock() if clock is not None else time.time()
+
+    def use_clock(self, clock: Callable[[], float]) -> None:
+        """The clock of a session no middleware binds (Django's engine gives its own)."""
+        self._clock = clock
+
+    @property
+    def auth_methods(self) -> tuple[str, ...]:
+        """How (RFC 8176 ``amr`` values the app gave: ``pwd``, ``otp``, ...)."""
+        facts = self.auth
+        return () if facts is None else facts.methods
+
+    @property
+    def auth_level(self) -> str | None:
+        """The assurance level the latest authentication gave (``aal1``, ... or the app's)."""
+        facts = self.auth
+        return None if facts is None else facts.level
 
     def _update_meta(self, **changes: Any) -> None:
         """Queue library metadata changes (user, device, expiry) for the next commit."""

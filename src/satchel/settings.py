@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from . import assurance, clear_site_data
 from . import option_schema as schema
 from .cookies import CookieOptions, SameSite
 from .dbsc.options import DeviceBindingOptions
@@ -44,6 +45,8 @@ class Settings:
     idle_timeout: float = default("idle_timeout")
     absolute_timeout: float = default("absolute_timeout")
     refresh_interval: float | None = default("refresh_interval")
+    assurance: str | None = default("assurance")
+    assurance_allow_weaker: bool = default("assurance_allow_weaker")
     cookie_name: str = default("cookie_name")
     cookie_path: str = default("cookie_path")
     cookie_domain: str | None = default("cookie_domain")
@@ -61,6 +64,7 @@ class Settings:
     revocation_store: str | None = default("revocation_store")
     encrypt_at_rest: bool = default("encrypt_at_rest")
     token_paths: tuple[str, ...] = default("token_paths")
+    clear_site_data: tuple[str, ...] = default("clear_site_data")
     dbsc: bool = default("dbsc")
     dbsc_required: bool = default("dbsc_required")
     dbsc_grace: float = default("dbsc_grace")
@@ -77,7 +81,17 @@ class Settings:
             if f.name not in ("store", "sources")
         }
         opts["secret_keys"] = list(self.secret_keys)
-        for name in ("csrf_exempt", "csrf_trusted_origins", "trusted_proxies", "token_paths"):
+        if self.assurance is not None:  # the level's limits, where no timeout was set
+            for name in ("idle_timeout", "absolute_timeout"):
+                if name not in self.sources:
+                    del opts[name]
+        for name in (
+            "csrf_exempt",
+            "csrf_trusted_origins",
+            "trusted_proxies",
+            "token_paths",
+            "clear_site_data",
+        ):
             opts[name] = list(opts[name])
         return opts  # type: ignore[return-value]
 
@@ -106,8 +120,17 @@ class Settings:
             partitioned=self.cookie_partitioned,
             persistent=self.cookie_persistent,
         )
-        ExpiryPolicy(self.idle_timeout, self.absolute_timeout, self.refresh_interval)
+        given = {
+            name: getattr(self, name)
+            for name in ("idle_timeout", "absolute_timeout")
+            if self.assurance is None or name in self.sources
+        }
+        ExpiryPolicy(
+            **assurance.timeouts(self.assurance, given, self.assurance_allow_weaker),
+            refresh_interval=self.refresh_interval,
+        )
         parse_trusted(self.trusted_proxies)
+        clear_site_data.directives(self.clear_site_data)
         given = {f.name: getattr(self, f.name) for f in fields(self)}
         DeviceBindingOptions(**schema.present(given, DeviceBindingOptions))
         cap = self.max_sessions_per_user

@@ -138,8 +138,18 @@ def with_session_headers(
 ) -> list[tuple[str, str]]:
     """``headers`` plus the session's ``lines`` (cookies, a bearer token), under the rule
     of :func:`session_headers`."""
-    varies_on = ["Cookie" if name == "set-cookie" else "Authorization" for name, _ in lines]
-    return [*session_headers(headers, varies_on), *lines]
+    return [*session_headers(headers, _varies_on(lines)), *lines]
+
+
+def _varies_on(lines: Sequence[tuple[str, str]]) -> list[str]:
+    """The request headers a response carrying these session lines depends on: ``Cookie``
+    for a cookie, ``Authorization`` for a bearer token (other lines, such as DBSC's or
+    ``Clear-Site-Data``, add none of their own)."""
+    varies = [_VARIES_ON[name] for name, _ in lines if name in _VARIES_ON]
+    return varies or ["Cookie"]
+
+
+_VARIES_ON = {"set-cookie": "Cookie", TOKEN_HEADER: "Authorization"}
 
 
 # The same rules on an ASGI response's raw header pairs: the app's headers stay bytes; only
@@ -162,7 +172,7 @@ def raw_session_headers(
             varies.append(("vary", pair[1].decode("latin-1")))
             continue
         out.append(pair)
-    varies_on = ["Cookie" if name == "set-cookie" else "Authorization" for name, _ in lines]
+    varies_on = _varies_on(lines)
     if not varies and len(set(varies_on)) == 1:  # the app set no Vary: the usual answer
         out.append((b"vary", varies_on[0].encode("latin-1")))
         out.append(_NO_STORE)

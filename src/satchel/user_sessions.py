@@ -131,14 +131,19 @@ def revoke_flow(
 
 
 def revoke_all_flow(
-    user_id: str, now: float, keep: str | None = None, on_event: EventHook | None = None
+    user_id: str,
+    now: float,
+    keep: str | None = None,
+    on_event: EventHook | None = None,
+    reason: str = "all",
 ) -> Flow[int]:
-    """Revoke every session of ``user_id`` except the one with handle ``keep``; how many."""
+    """Revoke every session of ``user_id`` except the one with handle ``keep``; how many.
+    ``reason``: of the ``revoked`` events (``all``, or the app's, e.g. ``account_disabled``)."""
     revoked = 0
     for key, meta in (yield from own_sessions(user_id, now)):
         if meta.handle != keep and (yield Delete(key)):
             revoked += 1
-            ended_by_revocation(on_event, meta, "all")
+            ended_by_revocation(on_event, meta, reason)
     return revoked
 
 

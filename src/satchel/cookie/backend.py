@@ -201,9 +201,12 @@ class CookieBackend:
         current = session.meta
         updates = session.pending_meta
         data: dict[str, str] | None = None
+        logged_out = bool(destroyed) and old_meta is not None and old_meta.user_id is not None
         if current is None:
             if not session.has_content:
-                return TokenAction(None, logout_marker=marker) if destroyed else None
+                if not destroyed:
+                    return None
+                return TokenAction(None, logout_marker=marker, logout=logged_out)
             device = info()
             handle = updates.get("handle") or ids.new_handle()  # (a login chose one)
             base = self.expiry.new_meta(
@@ -260,7 +263,7 @@ class CookieBackend:
             raise SessionTooLarge(size, MAX_COOKIE_BYTES)
         session.mark_committed(meta.handle, meta.handle, meta, data)
         session.take_token_refresh()
-        return TokenAction(value, max_age, logout_marker=marker)
+        return TokenAction(value, max_age, logout_marker=marker, logout=logged_out)
 
     # -- the user's other sessions: the browser holds them -------------------------------------
 
@@ -278,6 +281,17 @@ class CookieBackend:
         user = session.user_id or ""
         yield from revocation.revoke_handle(user, handle, None, self.clock(), keep=session.handle)
         return True
+
+    def end_user(self, user_id: str, reason: str) -> Flow[int | None]:
+        if self.revocation_store is None:
+            raise ConfigurationError(
+                "ending a user's cookie sessions needs revocation_store= (a server-side "
+                "store for per-user revocation markers); without it a cookie stays valid "
+                "until it expires"
+            )
+        yield from revocation.revoke_all(user_id, self.clock())
+        emit(self.on_event, "revoked", user_id=user_id, reason=reason)
+        return None  # the browsers hold them: no count
 
     def revoke_all(self, session: Session, keep_current: bool) -> Flow[int]:
         if self.revocation_store is None:

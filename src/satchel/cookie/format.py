@@ -50,7 +50,9 @@ class CookieFormat:
     def encode(self, data: dict[str, str], meta: Meta) -> str:
         keyring = self.keyring
         # metadata by position; an unbound session's cookie ends at the version, as 0.1's
-        fields = list(meta) if meta.device is not None else list(meta[:-1])
+        fields = list(meta)
+        while len(fields) > _OLDEST_FIELDS and fields[-1] is None:
+            fields.pop()  # trailing absent fields (binding, authentication) are left out
         raw = _json.dumps_bytes({"d": data, "m": fields})
         if self.compress:
             raw = zlib.compress(raw)
@@ -99,7 +101,7 @@ class CookieFormat:
         return None if raw is None else (raw, compressed, kid)
 
 
-_OLDEST_FIELDS = len(Meta._fields) - 1  # 0.1's metadata had no device binding
+_OLDEST_FIELDS = 10  # 0.1's metadata: up to the version (no binding, no authentication)
 
 
 def read_payload(raw: bytes, compressed: bool, kid: str) -> Payload | None:

@@ -27,6 +27,10 @@ an error too.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from . import missing_framework
 
 try:
@@ -38,13 +42,75 @@ except ModuleNotFoundError as exc:
 from .. import auth, ids
 from ..engine import Engine, drive
 from ..errors import KeyCollision
+from ..guard import Policy, RecentAuth
 from ..session import Session
 from .django_config import APPLIED, runtime
 from .django_dbsc import SessionMiddleware
-from .django_device import DeviceMiddleware, device, failed, recorded
+from .django_device import DeviceMiddleware, device, failed, note_logout, recorded
 from .django_expiry import UNSET, DjangoExpiry
 
-__all__ = ["APPLIED", "DeviceMiddleware", "SessionMiddleware", "SessionStore", "runtime"]
+__all__ = [
+    "APPLIED",
+    "DeviceMiddleware",
+    "SessionMiddleware",
+    "SessionStore",
+    "end_user_sessions",
+    "reauthenticate",
+    "require_recent_auth",
+    "runtime",
+]
+
+
+def reauthenticate(request: Any, *, methods: Iterable[str] = (), level: str | None = None) -> None:
+    """The user proved who they are again (:func:`satchel.reauthenticate`): call it in the
+    re-authentication view once the password (or second factor) checks out. The session
+    gets a new key at save, keeps its data, and records the new authentication."""
+    session = request.session
+    auth.reauthenticate(session.satchel_session, methods=methods, level=level)
+    session.modified = True
+
+
+def require_recent_auth(
+    *, max_age: float | None = 300.0, level: str | None = None, reauth_url: str = "/reauth/"
+) -> Callable[[Any], Any]:
+    """A view decorator: the user's latest authentication at most ``max_age`` seconds old,
+    at ``level`` or stronger; else a browser is sent to ``reauth_url?next=...`` (or to
+    ``settings.LOGIN_URL`` when nobody is logged in) and an API client gets 401 JSON
+    ``{"error": "reauthentication_required", ...}`` (:class:`satchel.guard.RecentAuth`)."""
+    from django.conf import settings as django_settings
+    from django.http import HttpResponse
+
+    needs = RecentAuth(max_age, level)
+
+    def decorate(view: Any) -> Any:
+        @functools.wraps(view)
+        def guarded(request: Any, *args: Any, **kwargs: Any) -> Any:
+            reason = needs.unmet(request.session.satchel_session)
+            if reason is None:
+                return view(request, *args, **kwargs)
+            policy = Policy(str(django_settings.LOGIN_URL), (), ("/api/",), reauth_url, needs)
+            status, headers, body = policy.refusal(
+                request.path, request.META.get("QUERY_STRING", ""),
+                request.headers.get("accept", ""), reason,
+            )  # fmt: skip
+            response = HttpResponse(body, status=status)
+            for name, value in [*headers, ("cache-control", "no-store")]:
+                response[name] = value
+            return response
+
+        return guarded
+
+    return decorate
+
+
+def end_user_sessions(user_id: str, *, reason: str = "account") -> int:
+    """End every session of ``user_id`` (an account disabled, deleted, its password reset
+    by an administrator): :func:`satchel.end_user_sessions` on ``settings.SATCHEL``'s store.
+    Django's ``user_id`` is ``str(user.pk)``, as :class:`SessionStore` files it."""
+    store, engine = runtime()
+    ended = drive(engine.end_user(user_id, reason), store)
+    return ended or 0
+
 
 AUTH_USER_KEY = "_auth_user_id"  # django.contrib.auth.SESSION_KEY
 _CREATE_ATTEMPTS = 3  # 256-bit keys: even two collisions in a row mean a broken store
@@ -58,6 +124,7 @@ class SessionStore(DjangoExpiry, SessionBase):
     def __init__(self, session_key: str | None = None) -> None:
         super().__init__(session_key)
         self._satchel = Session()
+        self._satchel.use_clock(runtime()[1].clock)  # the times of its authentication facts
         self._loaded = False
 
     # -- keys: satchel's 256-bit IDs, checked for the exact format before any store access --
@@ -83,6 +150,11 @@ class SessionStore(DjangoExpiry, SessionBase):
 
     _session = property(_get_session)
     _satchel_session = _get_session
+
+    @property
+    def satchel_session(self) -> Session:
+        """satchel's session behind Django's (``auth_time``, ``auth_level``, ...)."""
+        return self._get_session()
 
     async def _aget_session(self, no_load: bool = False) -> Session:
         return await sync_to_async(self._get_session)(no_load)
@@ -172,8 +244,11 @@ class SessionStore(DjangoExpiry, SessionBase):
             session = self._get_session() if current else Session()
             if not current:
                 drive(engine.open(session, key), store)
+            logged_in = session.stored_user_id is not None
             session.destroy()
             drive(engine.commit(session, device), store)
+            if current and logged_in:
+                note_logout()
         if current:
             self._session_key, self._expiry_choice = None, UNSET
 

@@ -44,6 +44,9 @@ APPLIED = frozenset(
         "encrypt_at_rest",
         "max_sessions_per_user",
         "secret_keys",
+        "clear_site_data",  # by DeviceMiddleware (and satchel's SessionMiddleware)
+        "assurance",
+        "assurance_allow_weaker",
     }
     | _DEVICE_BINDING
 )
@@ -97,6 +100,10 @@ def unavailable_view() -> Any:
     return _settings()[1].get(UNAVAILABLE_HOOK)
 
 
+def _overridden() -> set[str]:
+    return {"SESSION_COOKIE_AGE"} if django_settings.is_overridden("SESSION_COOKIE_AGE") else set()
+
+
 def options() -> tuple[str, SessionOptions]:
     """The store URL and the engine options, from ``settings.SATCHEL`` and Django's own
     settings."""
@@ -115,10 +122,18 @@ def options() -> tuple[str, SessionOptions]:
         "trusted_proxies": list(settings.trusted_proxies),
         "encrypt_at_rest": settings.encrypt_at_rest,
         "max_sessions_per_user": settings.max_sessions_per_user,
+        "clear_site_data": list(settings.clear_site_data),
+        "assurance": settings.assurance,
+        "assurance_allow_weaker": settings.assurance_allow_weaker,
         "cookie_persistent": not django_settings.SESSION_EXPIRE_AT_BROWSER_CLOSE,
         **{name: getattr(settings, name) for name in _DEVICE_BINDING},
         **hooks,
     }
+    if settings.assurance is not None:  # the level's limits, where no timeout was set
+        if "idle_timeout" not in explicit:
+            del opts["idle_timeout"]
+        if "absolute_timeout" not in explicit and "SESSION_COOKIE_AGE" not in _overridden():
+            del opts["absolute_timeout"]
     if settings.encrypt_at_rest or settings.dbsc:
         # the keyring serves encryption and the DBSC MACs only: nothing is signed
         keys = settings.secret_keys or (

@@ -22,6 +22,7 @@ try:
 except ModuleNotFoundError as exc:
     raise missing_framework(exc, "django") from None
 
+from .. import clear_site_data
 from ..backend import DeviceInfo
 from ..errors import UNAVAILABLE_BODY, KeyCollision, StoreError
 from ..origin import parse_trusted, resolve
@@ -31,6 +32,8 @@ from .django_config import options, unavailable_view
 _device: ContextVar[DeviceInfo | None] = ContextVar("satchel_device", default=None)
 # The store failures of the current request under DeviceMiddleware; None outside one.
 _failures: ContextVar[list[StoreError] | None] = ContextVar("satchel_failures", default=None)
+# Whether the current request logged a user out (Django's logout: ``flush``).
+_logouts: ContextVar[list[bool] | None] = ContextVar("satchel_logouts", default=None)
 
 
 def _unavailable(request: Any) -> Any:
@@ -57,6 +60,7 @@ class DeviceMiddleware:
         self.get_response = get_response
         self.trusted = parse_trusted(options()[1].get("trusted_proxies", ()))
         self.cookie_name = django_settings.SESSION_COOKIE_NAME
+        self.clear_site_data = clear_site_data.directives(options()[1].get("clear_site_data", ()))
 
     def __call__(self, request: Any) -> Any:
         meta = request.META
@@ -72,14 +76,19 @@ class DeviceMiddleware:
         )
         failures: list[StoreError] = []
         failures_token = _failures.set(failures)
+        logouts: list[bool] = []
+        logouts_token = _logouts.set(logouts)
         try:
             response = self.get_response(request)
         finally:
             _device.reset(token)
             _failures.reset(failures_token)
+            _logouts.reset(logouts_token)
         # Whatever the view answered, its session was not saved: say so, set no cookie.
         if failures:
             return _unavailable(request)
+        if logouts and self.clear_site_data:
+            add_clear_site_data(response, self.clear_site_data)
         if self.cookie_name in response.cookies:  # carries the session's cookie: never cached
             ruled = session_headers(response.items(), ["Cookie"])
             kept = {name.lower() for name, _ in ruled}
@@ -95,6 +104,23 @@ class DeviceMiddleware:
         if isinstance(exception, StoreError) and not isinstance(exception, KeyCollision):
             return _unavailable(request)
         return None
+
+
+def add_clear_site_data(response: Any, directives: tuple[str, ...]) -> None:
+    """``Clear-Site-Data`` on the response of a logout (:mod:`satchel.clear_site_data`),
+    without ``"cookies"`` when the response sets a cookie of its own (a new session,
+    Django's CSRF cookie for a form on the page)."""
+    sets_cookie = any(morsel.value for morsel in response.cookies.values())
+    value = clear_site_data.header_value(directives, sets_cookie)
+    if value is not None:
+        response[clear_site_data.HEADER] = value
+
+
+def note_logout() -> None:
+    """The session engine ended a logged-in user's session in this request."""
+    logouts = _logouts.get()
+    if logouts is not None:
+        logouts.append(True)
 
 
 def device() -> DeviceInfo:

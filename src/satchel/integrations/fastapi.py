@@ -7,17 +7,22 @@
     async def me(user: CurrentUser, session: CurrentSession) -> dict[str, str]: ...
 
 ``CurrentSession`` is the request's session; ``CurrentUser`` the logged-in user's ID or a
-401; ``CSRFProtected`` checks the CSRF token for routes of an app that runs the middleware
-with ``csrf=False`` (with CSRF on, the middleware has already checked every unsafe request).
-A failed check raises :class:`CSRFRefused` (a :class:`~satchel.errors.CSRFError` and an
-``HTTPException``): by default FastAPI answers it 403 with ``{"detail": {"error": "csrf",
-"reason": ...}}``; ``app.add_exception_handler(CSRFError, csrf_exception_handler)``
-answers browsers with satchel's HTML page instead, or register your own.
+401; ``require_recent_auth(max_age=300, level=None)`` a dependency for sensitive routes
+(``dependencies=[require_recent_auth()]``): a browser is sent to ``/reauth?next=...``, an
+API client gets 401 ``{"detail": {"error": "reauthentication_required", "level": ...,
+"max_age": ...}}`` (:class:`satchel.guard.RecentAuth`); ``CSRFProtected`` checks the CSRF
+token for routes of an app that runs the middleware with ``csrf=False`` (with CSRF on, the
+middleware has already checked every unsafe request). A failed check raises
+:class:`CSRFRefused` (a :class:`~satchel.errors.CSRFError` and an ``HTTPException``): by
+default FastAPI answers it 403 with ``{"detail": {"error": "csrf", "reason": ...}}``;
+``app.add_exception_handler(CSRFError, csrf_exception_handler)`` answers browsers with
+satchel's HTML page instead, or register your own.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 from . import missing_framework
 
@@ -30,6 +35,7 @@ except ModuleNotFoundError as exc:
 from .. import csrf
 from ..csrf_failure import CSRFFailure
 from ..errors import CSRFError, SessionStateError
+from ..guard import DEFAULT_LOGIN_URL, DEFAULT_REAUTH_URL, Policy, RecentAuth
 from ..request import SCOPE_KEY, RequestContext, csrf_token
 from ..session import Session
 
@@ -41,6 +47,7 @@ __all__ = [
     "csrf_exception_handler",
     "csrf_token",
     "get_session",
+    "require_recent_auth",
 ]
 
 
@@ -79,6 +86,34 @@ def get_user(session: Annotated[Session, Depends(get_session)]) -> str:
     if user is None:
         raise HTTPException(status_code=401, detail="authentication required")
     return user
+
+
+def require_recent_auth(
+    *,
+    max_age: float | None = 300.0,
+    level: str | None = None,
+    reauth_url: str = DEFAULT_REAUTH_URL,
+    login_url: str = DEFAULT_LOGIN_URL,
+) -> Any:
+    """A dependency: the session of a user whose latest authentication is at most
+    ``max_age`` seconds old, at ``level`` or stronger; else an ``HTTPException`` (303 to
+    ``reauth_url`` or ``login_url`` with a local ``next`` for a browser, 401 for an API
+    client), decided as on every other path (:class:`satchel.guard.Policy`)."""
+    needs = RecentAuth(max_age, level)
+    policy = Policy(login_url, (), ("/api/",), reauth_url, needs)
+
+    def recent(request: Request, session: Annotated[Session, Depends(get_session)]) -> Session:
+        reason = needs.unmet(session)
+        if reason is None:
+            return session
+        status, headers, body = policy.refusal(
+            request.url.path, request.url.query, request.headers.get("accept", ""), reason
+        )
+        detail = json.loads(body) if status == 401 else body.decode()
+        extra = {name: value for name, value in headers if name != "content-type"}
+        raise HTTPException(status, detail=detail, headers={**extra, "cache-control": "no-store"})
+
+    return Depends(recent)
 
 
 async def check_csrf(request: Request) -> None:

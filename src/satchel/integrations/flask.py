@@ -16,13 +16,13 @@ with ``@satchel.exempt``); templates get ``csrf_token()``; a store that is down 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from . import missing_framework
 
 try:
-    from flask import Flask, Response, current_app, g, jsonify, redirect, request, session
+    from flask import Flask, Response, current_app, g, request, session
     from flask.sessions import SessionInterface, SessionMixin
     from werkzeug.datastructures import Headers
 except ModuleNotFoundError as exc:
@@ -32,7 +32,7 @@ from .. import auth, csrf
 from .. import option_schema as schema
 from ..conventions import flask_layers, flask_permanent_lifetime
 from ..errors import UNAVAILABLE_BODY, CSRFError, StoreError
-from ..guard import safe_next
+from ..guard import DEFAULT_REAUTH_URL, LOGIN_REQUIRED, Policy, RecentAuth
 from ..log import logger
 from ..options import Runtime, SessionOptions, build
 from ..request import CONTEXT_KEY, RequestContext, context_of, csrf_token
@@ -298,9 +298,15 @@ def _session() -> FlaskSession:
 # -- helpers for views ---------------------------------------------------------------------------
 
 
-def login_user(user_id: str) -> None:
-    """Log in: new session ID, user bound, device recorded, CSRF secret rotated."""
-    auth.login(_session(), user_id)
+def login_user(user_id: str, *, methods: Iterable[str] = (), level: str | None = None) -> None:
+    """Log in: new session ID, user bound, device and authentication recorded, CSRF
+    secret rotated (:func:`satchel.login`)."""
+    auth.login(_session(), user_id, methods=methods, level=level)
+
+
+def reauthenticate_user(*, methods: Iterable[str] = (), level: str | None = None) -> None:
+    """The user proved who they are again (:func:`satchel.reauthenticate`)."""
+    auth.reauthenticate(_session(), methods=methods, level=level)
 
 
 def logout_user() -> None:
@@ -335,15 +341,44 @@ def login_required(view: F) -> F:
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         if _session().user_id is None:
-            accept = request.headers.get("Accept", "")
-            if request.path.startswith("/api/") or (
-                "application/json" in accept and "text/html" not in accept
-            ):
-                return jsonify(error="authentication required"), 401
-            login_url = current_app.extensions[EXTENSION]["login_url"]
-            target = safe_next(request.full_path.rstrip("?"))
-            return redirect(f"{login_url}?next={target}", code=303)
+            return _refusal(LOGIN_REQUIRED, None, DEFAULT_REAUTH_URL)
         g.satchel_user = _session().user_id
         return view(*args, **kwargs)
 
     return guarded  # type: ignore[return-value]
+
+
+def require_recent_auth(
+    *, max_age: float | None = 300.0, level: str | None = None, reauth_url: str = DEFAULT_REAUTH_URL
+) -> Callable[[F], F]:
+    """As :func:`login_required`, and the user's latest authentication at most ``max_age``
+    seconds old, at ``level`` or stronger (:class:`satchel.guard.RecentAuth`): else the
+    browser goes to ``reauth_url?next=...``, an API client gets 401
+    ``{"error": "reauthentication_required", ...}``. Pair it with
+    :func:`reauthenticate_user` in the re-authentication view."""
+    needs = RecentAuth(max_age, level)
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            reason = needs.unmet(_session())
+            if reason is not None:
+                return _refusal(reason, needs, reauth_url)
+            g.satchel_user = _session().user_id
+            return view(*args, **kwargs)
+
+        return guarded  # type: ignore[return-value]
+
+    return decorate
+
+
+def _refusal(reason: str, needs: RecentAuth | None, reauth_url: str) -> Any:
+    """The refusal of :mod:`satchel.guard` (JSON 401 for API clients, else a 303 with a
+    local ``next``), as a Flask response."""
+    login_url = current_app.extensions[EXTENSION]["login_url"]
+    policy = Policy(login_url, (), ("/api/",), reauth_url, needs)
+    status, headers, body = policy.refusal(
+        request.path, request.query_string.decode("latin-1"), request.headers.get("Accept", ""),
+        reason,
+    )  # fmt: skip
+    return current_app.response_class(body, status=status, headers=[*headers])

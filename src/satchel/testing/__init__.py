@@ -5,7 +5,8 @@ passes: subclass it in a pytest module and give it a ``make_store`` method. Requ
 pytest.
 """
 
-from .client import find_middleware, session_transaction
+from ..locate import find_middleware
+from .client import session_transaction
 from .clock import FakeClock
 from .drivers import StoreDriver
 

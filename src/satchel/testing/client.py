@@ -26,29 +26,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..backend import DeviceInfo
-from ..errors import ConfigurationError
+from ..locate import find_middleware
 from ..ops import drive
 from ..session import Session
-
-
-def find_middleware(app: Any) -> Any:
-    """satchel's middleware in ``app``: ``app`` itself, or the first one down its chain of
-    wrapped apps (``.app``; a Starlette or FastAPI app's middleware stack, which Starlette
-    builds on the first request, is built here if no request has come yet)."""
-    node, seen = app, set()
-    while node is not None and id(node) not in seen:
-        seen.add(id(node))
-        if hasattr(node, "backend") and hasattr(node, "policy"):
-            return node
-        if getattr(node, "middleware_stack", False) is None and hasattr(
-            node, "build_middleware_stack"
-        ):
-            node.middleware_stack = node.build_middleware_stack()  # as its first request would
-        node = getattr(node, "middleware_stack", None) or getattr(node, "app", None)
-    raise ConfigurationError(
-        f"no satchel SessionMiddleware in {type(app).__name__}: pass the middleware, or an "
-        "app given it with app.add_middleware(SessionMiddleware, ...)"
-    )
 
 
 @contextmanager

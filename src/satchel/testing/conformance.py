@@ -105,6 +105,35 @@ class StoreConformance(DriverSuite):
         assert record.meta.device is None
         assert dict(record.data) == {"a": "1"}
 
+    def test_authentication_facts_round_trip(self, driver: StoreDriver, clock: FakeClock) -> None:
+        """How and when the user authenticated (``Meta.auth``) is kept as given: written at
+        creation, kept by a write that does not change it, changed, listed, and dropped
+        when the metadata drops it."""
+        user = f"user-{uuid.uuid4().hex[:8]}"
+        key, meta = _key(), _meta(clock.now, user_id=user)
+        signed_in = meta._replace(auth='{"t":1700000000.5,"m":["pwd"],"l":"aal1"}')
+        driver.create(key, Record({"a": "1"}, signed_in))
+        driver.index_add(user, key, meta.absolute_deadline)
+        record = driver.load(key, clock.now)
+        assert record is not None
+        assert record.meta.auth == signed_in.auth
+        assert [m.auth for _, m in driver.list_user(user, clock.now)] == [signed_in.auth]
+        plain = Change(meta=record.meta._replace(version=2), set={"b": "2"}, base=record.meta)
+        assert driver.update(key, plain, clock.now) == 2
+        record = driver.load(key, clock.now)
+        assert record is not None
+        assert record.meta.auth == signed_in.auth
+        stepped = record.meta._replace(auth='{"t":1700000100,"m":["pwd","otp"],"l":"aal2"}')
+        assert driver.update(key, Change(meta=stepped, base=record.meta), clock.now) == 3
+        record = driver.load(key, clock.now)
+        assert record is not None
+        assert record.meta.auth == stepped.auth
+        gone = record.meta._replace(auth=None)
+        assert driver.update(key, Change(meta=gone, base=record.meta), clock.now) == 4
+        record = driver.load(key, clock.now)
+        assert record is not None
+        assert record.meta.auth is None
+
     def test_a_stale_write_keeps_the_stored_device_binding(
         self, driver: StoreDriver, clock: FakeClock
     ) -> None:

@@ -9,8 +9,10 @@ into the read with a data-modifying CTE.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
@@ -24,6 +26,7 @@ from ...redact import scrub
 from .._errors import ErrorTable, map_exceptions
 from .._sql import Watch, deadlines, meta_of, meta_params, record_of
 from ..base import Store, apurge_in_batches, export_in_batches, listed, purge_in_batches
+from .recovery import Recovery
 from .statements import DEFAULT_TABLE, IDENTIFIER, STATEMENTS
 
 
@@ -68,14 +71,19 @@ class PostgresStore(Store):
         self._owns_pools = pool is None and async_pool is None
         self._ready = not create_table
         self._pid = os.getpid()
+        self._recovery = Recovery()
+        self._closing: set[asyncio.Task[None]] = set()  # old async pools being closed
+        self._opening: asyncio.Task[Any] | None = None  # the async pool being opened
+        self._opening_lock = threading.Lock()  # the sync pool being opened
         self._sql = {name: sql.format(t=table) for name, sql in STATEMENTS.items()}
 
     # -- pools ------------------------------------------------------------------------------
 
     def _check_fork(self) -> None:
         if os.getpid() != self._pid and self._owns_pools:
-            self._pool = self._async_pool = None  # the parent's sockets are not ours
+            self._pool = self._async_pool = self._opening = None  # the parent's sockets
             self._pid = os.getpid()
+            self._recovery = Recovery()
 
     def _configure(self, conn: Any) -> None:
         conn.execute(f"SET statement_timeout = {int(self.timeout * 1000)}")
@@ -85,44 +93,61 @@ class PostgresStore(Store):
 
     @property
     def pool(self) -> Any:
+        """The sync pool, opened by the first call that needs it (threads arriving while
+        it opens wait for it: each opened a pool of its own in 0.1)."""
         self._check_fork()
-        if self._pool is None:
-            if self.url is None:
-                raise ConfigurationError("this PostgresStore has no sync pool; pass pool=")
-            from psycopg_pool import ConnectionPool
+        if self._pool is not None:
+            return self._pool
+        if self.url is None:
+            raise ConfigurationError("this PostgresStore has no sync pool; pass pool=")
+        with self._opening_lock:
+            if self._pool is None:
+                from psycopg_pool import ConnectionPool
 
-            self._probe()
-            self._pool = ConnectionPool(
-                self.url,
-                min_size=self.min_size,
-                max_size=self.max_size,
-                timeout=self.timeout,
-                kwargs=self._connect_options(),
-                configure=self._configure,
-                open=True,
-            )
-        return self._pool
+                self._probe()
+                self._pool = ConnectionPool(
+                    self.url,
+                    min_size=self.min_size,
+                    max_size=self.max_size,
+                    timeout=self.timeout,
+                    kwargs=self._connect_options(),
+                    configure=self._configure,
+                    open=True,
+                )
+            return self._pool
 
     async def _apool(self) -> Any:
+        """The async pool, opened by the first call that needs it; calls arriving while it
+        opens wait for that one opening (each opened a pool of its own in 0.1)."""
         self._check_fork()
-        if self._async_pool is None:
-            if self.url is None:
-                raise ConfigurationError("this PostgresStore has no async pool; pass async_pool=")
-            from psycopg_pool import AsyncConnectionPool
+        if self._async_pool is not None:
+            return self._async_pool
+        if self.url is None:
+            raise ConfigurationError("this PostgresStore has no async pool; pass async_pool=")
+        loop = asyncio.get_running_loop()
+        opening = self._opening
+        if opening is None or opening.done() or opening.get_loop() is not loop:
+            opening = self._opening = loop.create_task(self._open_apool())
+            opening.add_done_callback(_retrieve)
+        return await asyncio.shield(opening)
 
-            await self._aprobe()
-            pool = AsyncConnectionPool(
-                self.url,
-                min_size=self.min_size,
-                max_size=self.max_size,
-                timeout=self.timeout,
-                kwargs=self._connect_options(),
-                configure=self._aconfigure,
-                open=False,
-            )
-            await pool.open()
-            self._async_pool = pool
-        return self._async_pool
+    async def _open_apool(self) -> Any:
+        from psycopg_pool import AsyncConnectionPool
+
+        assert self.url is not None
+        await self._aprobe()
+        pool = AsyncConnectionPool(
+            self.url,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            timeout=self.timeout,
+            kwargs=self._connect_options(),
+            configure=self._aconfigure,
+            open=False,
+        )
+        await pool.open()
+        self._async_pool = pool
+        return pool
 
     def _connect_options(self) -> dict[str, Any]:
         return {"autocommit": True, "connect_timeout": max(1, int(self.timeout))}
@@ -162,25 +187,65 @@ class PostgresStore(Store):
 
         return map_exceptions(_error_table, "PostgreSQL", refine=refine)
 
+    def _recover(self) -> None:
+        """After a failed call: check the server, replace a pool still backing off from
+        an outage that has ended, or fail at once (:mod:`.recovery`)."""
+        pool = self.pool
+        if not self._owns_pools or not self._recovery.probe_due(pool):
+            return
+        try:
+            self._probe()
+        except StoreUnavailable as exc:
+            self._recovery.probe_failed(exc)
+            raise
+        if self._recovery.probe_succeeded(pool) and self._pool is pool:
+            self._pool = None
+            threading.Thread(target=pool.close, name="satchel-pg-pool-close", daemon=True).start()
+
+    async def _arecover(self) -> None:
+        """:meth:`_recover` on the async path."""
+        pool = await self._apool()
+        if not self._owns_pools or not self._recovery.probe_due(pool):
+            return
+        try:
+            await self._aprobe()
+        except StoreUnavailable as exc:
+            self._recovery.probe_failed(exc)
+            raise
+        if self._recovery.probe_succeeded(pool) and self._async_pool is pool:
+            self._async_pool = None
+            closing = asyncio.get_running_loop().create_task(pool.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+
     @contextmanager
     def _cursor(self) -> Iterator[Any]:
         """A cursor for one call; ``timeout`` bounds the whole call (waiting for a pooled
         connection, the statement, the first use's schema): past it, the connection's
         socket is shut down (see :class:`~satchel.stores._sql.Deadlines`), the connection
         closed so that the pool replaces it, and the call fails with StoreUnavailable."""
+        if self._recovery.failing:
+            self._recover()
         deadline = time.monotonic() + self.timeout
         watch = None
-        with self._errors(lambda: watch), self.pool.connection(timeout=self.timeout) as conn:
-            watch = deadlines.watch(conn.fileno(), deadline)
-            try:
-                with watch:
-                    if not self._ready:
-                        self._create_schema(conn)
-                    with conn.cursor() as cur:
-                        yield cur
-            finally:
-                if watch.fired:  # final once the watch has ended
-                    conn.close()  # its socket is shut: never back into the pool
+        try:
+            with self._errors(lambda: watch), self.pool.connection(timeout=self.timeout) as conn:
+                watch = deadlines.watch(conn.fileno(), deadline)
+                self._recovery.acquired()
+                try:
+                    with watch:
+                        if not self._ready:
+                            self._create_schema(conn)
+                        with conn.cursor() as cur:
+                            yield cur
+                finally:
+                    self._recovery.released()
+                    if watch.fired:  # final once the watch has ended
+                        conn.close()  # its socket is shut: never back into the pool
+        except StoreUnavailable:
+            self._recovery.failing = True
+            raise
+        self._recovery.failing = False
 
     @asynccontextmanager
     async def _acursor(self) -> AsyncIterator[Any]:
@@ -188,21 +253,30 @@ class PostgresStore(Store):
         psycopg statement cancelled by the event loop first asks the server to cancel it
         and waits for that, up to 10 s more on a frozen link; a shut socket ends the wait
         at once."""
+        if self._recovery.failing:
+            await self._arecover()
         deadline = time.monotonic() + self.timeout
         watch = None
-        with self._errors(lambda: watch):
-            pool = await self._apool()
-            async with pool.connection(timeout=self.timeout) as conn:
-                watch = deadlines.watch(conn.fileno(), deadline)
-                try:
-                    with watch:
-                        if not self._ready:
-                            await self._acreate_schema(conn)
-                        async with conn.cursor() as cur:
-                            yield cur
-                finally:
-                    if watch.fired:  # final once the watch has ended
-                        await conn.close()  # its socket is shut: never back into the pool
+        try:
+            with self._errors(lambda: watch):
+                pool = await self._apool()
+                async with pool.connection(timeout=self.timeout) as conn:
+                    watch = deadlines.watch(conn.fileno(), deadline)
+                    self._recovery.acquired()
+                    try:
+                        with watch:
+                            if not self._ready:
+                                await self._acreate_schema(conn)
+                            async with conn.cursor() as cur:
+                                yield cur
+                    finally:
+                        self._recovery.released()
+                        if watch.fired:  # final once the watch has ended
+                            await conn.close()  # its socket is shut: never back into the pool
+        except StoreUnavailable:
+            self._recovery.failing = True
+            raise
+        self._recovery.failing = False
 
     def _execute(self, name: str, params: Any, fetch: Fetch = "rowcount") -> Any:
         """Run statement ``name``: its first row, all rows, or the row count."""
@@ -392,10 +466,18 @@ class PostgresStore(Store):
         return list(listed(await self._aexecute("list_user", (user_id, now), "all"), meta_of))
 
     async def aclose(self) -> None:
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         if self._async_pool is not None and self._owns_pools:
             await self._async_pool.close()
             self._async_pool = None
         self.close()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a failed opening's exception as seen (its callers, if any, got it)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _unreachable(exc: BaseException) -> StoreUnavailable:

@@ -94,7 +94,7 @@ return 1
 # present: a session without a user costs no HDEL on every write. 0.1's ``m`` is dropped
 # on the way.
 UPDATE = """
-local f = redis.call('HMGET', KEYS[1], 'ls', 'it', 'ad', 'v', 'm', 'u', 'ua', 'ip', 'p', 'dv')
+local f = redis.call('HMGET', KEYS[1], 'ls', 'it', 'ad', 'v', 'm', 'u', 'ua', 'ip', 'p', 'dv', 'au')
 local ls, it, ad = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
 if not (ls and it and ad) then return nil end
 if tonumber(ARGV[1]) >= math.min(ls + it, ad) then return nil end
@@ -117,7 +117,8 @@ if f[5] then drop[1] = 'm' end
 for i = at + 1, absent_to do
   local name = ARGV[i]
   if (name == 'u' and f[6]) or (name == 'ua' and f[7]) or (name == 'ip' and f[8])
-      or (name == 'p' and f[9]) or (name == 'dv' and f[10] and not bound) then
+      or (name == 'p' and f[9]) or (name == 'dv' and f[10] and not bound)
+      or (name == 'au' and f[11]) then
     drop[#drop + 1] = name
   end
 end
@@ -211,6 +212,7 @@ def meta_fields(meta: Meta) -> tuple[list[str], list[str]]:
         ("ua", meta.user_agent),
         ("ip", meta.client_ip),
         ("dv", meta.device),
+        ("au", meta.auth),
     ):
         if value is None:
             absent.append(name)
@@ -251,6 +253,7 @@ def meta_changes(meta: Meta, base: Meta) -> tuple[list[str], list[str]]:
         ("ua", meta.user_agent, base.user_agent),
         ("ip", meta.client_ip, base.client_ip),
         ("dv", meta.device, base.device),
+        ("au", meta.auth, base.auth),
     ):
         if value != old:
             if value is None:
@@ -302,7 +305,7 @@ def meta_of(fields: Mapping[bytes, bytes]) -> Meta:
     if not math.isfinite(created + last_seen + deadline + idle):  # inf or nan in any
         raise CorruptRecord("Redis session hash holds a time that is not finite")
     user, agent, ip, persistent = get(b"u"), get(b"ua"), get(b"ip"), get(b"p")
-    device = get(b"dv")
+    device, auth = get(b"dv"), get(b"au")
     if persistent is not None and persistent != b"1":
         raise CorruptRecord("Redis session hash: 'p' is neither absent nor 1")
     return Meta(
@@ -317,6 +320,7 @@ def meta_of(fields: Mapping[bytes, bytes]) -> Meta:
         persistent is not None,
         int(fields[b"v"]),
         None if device is None else device.decode(),
+        None if auth is None else auth.decode(),
     )
 
 
@@ -333,7 +337,7 @@ def record_of(fields: Mapping[bytes, bytes]) -> Record:
 
 
 #: The hash fields a listing reads (HMGET), in this order: both layouts' metadata.
-LISTED_FIELDS = ("m", "h", "c", "ls", "ad", "it", "u", "ua", "ip", "p", "v", "dv")
+LISTED_FIELDS = ("m", "h", "c", "ls", "ad", "it", "u", "ua", "ip", "p", "v", "dv", "au")
 
 
 def listed_meta(values: Sequence[bytes | None]) -> Meta:
