@@ -21,6 +21,7 @@ from satchel.record import Change, Meta, Record
 from satchel.stores import (
     Countable,
     ExpiryCountable,
+    Exportable,
     FileStore,
     HasSchema,
     Listable,
@@ -35,7 +36,7 @@ from satchel.testing.conformance import _meta
 
 from .services import MemcachedServer
 
-POWERS = (Countable, Listable, ExpiryCountable, HasSchema)
+POWERS = (Countable, Listable, ExpiryCountable, HasSchema, Exportable)
 
 
 def _stores(tmp_path: Path) -> dict[str, tuple[Store, set[type]]]:
@@ -45,12 +46,13 @@ def _stores(tmp_path: Path) -> dict[str, tuple[Store, set[type]]]:
     from satchel.stores.postgres import PostgresStore
     from satchel.stores.redis import RedisStore
 
-    sql: set[type] = {Countable, Listable, ExpiryCountable, HasSchema}
+    sql: set[type] = {Countable, Listable, ExpiryCountable, HasSchema, Exportable}
+    listing: set[type] = {Countable, Listable, Exportable}
     return {
-        "memory": (MemoryStore(), {Countable, Listable}),
-        "file": (FileStore(tmp_path / "files"), {Countable, Listable}),
+        "memory": (MemoryStore(), listing),
+        "file": (FileStore(tmp_path / "files"), listing),
         "sqlite": (SQLiteStore(tmp_path / "s.db"), sql),
-        "redis": (RedisStore("redis://127.0.0.1:6379/0"), {Countable, Listable}),
+        "redis": (RedisStore("redis://127.0.0.1:6379/0"), listing),
         "postgres": (PostgresStore("postgresql://postgres@127.0.0.1:5432/test"), sql),
         "mysql": (MySQLStore("mysql://root@127.0.0.1:3306/test"), sql),
         "memcached": (MemcachedStore([("127.0.0.1", 11211)]), set()),
@@ -62,7 +64,13 @@ def test_each_store_has_exactly_its_powers(tmp_path: Path) -> None:
         try:
             assert {p for p in POWERS if isinstance(store, p)} == powers, name
             # no power is faked on the base: the optional methods are not there at all
-            for method in ("count", "iter_sessions", "count_expired", "init_schema"):
+            for method in (
+                "count",
+                "iter_sessions",
+                "count_expired",
+                "init_schema",
+                "iter_records",
+            ):
                 assert not hasattr(Store, method)
         finally:
             store.close()

@@ -15,7 +15,7 @@ import logging
 import secrets
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
@@ -66,7 +66,7 @@ def _settings(ctx: click.Context, store: str | None, validate: bool = False) -> 
         return load_settings(ctx.obj.get("config"), store=store, validate=validate)
 
 
-def _open_store(settings: Settings, *, create: bool = False) -> Store:
+def _open_store(settings: Settings, *, create: bool = False, label: str = "store") -> Store:
     """The store the settings name, said on stderr. Only ``create`` (``satchel db init``)
     may create an SQLite file or a file store's directory: elsewhere one that does not
     exist is an error naming the path, not an empty database made by accident."""
@@ -89,7 +89,7 @@ def _open_store(settings: Settings, *, create: bool = False) -> Store:
         )
     with _errors():
         store = store_from_url(url)
-    click.echo(f"store: {safe(mask_url(url))} (from {source})", err=True)
+    click.echo(f"{label}: {safe(mask_url(url))} (from {source})", err=True)
     return store
 
 
@@ -567,6 +567,135 @@ def sessions_stats(ctx: click.Context, store: str | None, as_json: bool) -> None
         click.echo(f"users logged in: {users}")
     if expired is not None:
         click.echo(f"expired, awaiting purge: {expired}")
+
+
+@contextmanager
+def _progress(show: bool, total: int | None, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr (its ``update``), or None when it is not to be shown."""
+    if not show:
+        yield None
+        return
+    bar: Any = click.progressbar(length=total, label=label, file=sys.stderr)
+    with bar:
+        yield bar.update
+
+
+def _migration_target(ctx: click.Context, url: str, dry_run: bool) -> Store:
+    """The target store; created if it is a file not there yet, but for a dry run, which
+    writes nothing: it then counts every session as one to copy (an empty stand-in)."""
+    from .stores.memory import MemoryStore
+    from .stores.registry import local_path
+
+    with _errors():
+        path = local_path(url)
+    if dry_run and path is not None and not Path(path).exists():
+        click.echo(f"to: {safe(mask_url(url))} (does not exist yet)", err=True)
+        return MemoryStore()
+    return _open_store(_settings(ctx, url), create=True, label="to")
+
+
+@sessions.command("migrate")
+@click.option("--from", "source", required=True, help="URL of the store to copy from.")
+@click.option("--to", "target", required=True, help="URL of the store to copy into.")
+@click.option("--dry-run", is_flag=True, help="Only say what would be copied.")
+@click.option(
+    "--batch-size",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Records read from the source at a time.",
+)
+@click.option(
+    "--workers",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Threads copying each batch.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@json_option
+@click.pass_context
+def sessions_migrate(
+    ctx: click.Context,
+    source: str,
+    target: str,
+    dry_run: bool,
+    batch_size: int,
+    workers: int,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Copy every live session, with its data, expiry and user index, from one store into
+    another; nobody is logged out. Safe to run again (an interrupted run resumes: what is
+    already there is skipped, nothing newer in the target is overwritten). Exits 1 when
+    the final check finds sessions of the source missing from the target (created during
+    the run: run it again). See docs/migrating-stores.md."""
+    from .migration import Migration
+    from .stores.capabilities import Countable
+
+    if source == target:
+        raise click.UsageError("--from and --to name the same store")
+    from .stores.capabilities import Exportable
+
+    old = _open_store(_settings(ctx, source), label="from")
+    if not isinstance(old, Exportable):
+        old.close()
+        raise click.ClickException(
+            f"{type(old).__name__} cannot list its records, so it cannot be the source of "
+            "a migration (Memcached has no way to enumerate its keys): put the app on a "
+            "read-through store (readthrough+<new URL>?from=<old URL>) and let sessions "
+            "be copied as they are used; see docs/migrating-stores.md"
+        )
+    try:
+        new = _migration_target(ctx, target, dry_run)
+    except BaseException:
+        old.close()
+        raise
+    try:
+        with _errors():
+            show = not quiet and not as_json and sys.stderr.isatty()
+            total = old.count(time.time()) if show and isinstance(old, Countable) else None
+            label = "dry run" if dry_run else "migrating"
+            with _progress(show, total, label) as step:
+                report = Migration(
+                    old,
+                    new,
+                    dry_run=dry_run,
+                    batch_size=batch_size,
+                    workers=workers,
+                    on_progress=step,
+                ).run()
+    finally:
+        try:
+            new.close()
+        finally:
+            old.close()
+    if as_json:
+        _emit_json(report.as_dict())
+    elif dry_run:
+        click.echo(
+            f"dry run: {report.seen} live session(s) in the source; would copy "
+            f"{report.copied}, would bring {report.updated} up to date; {report.present} "
+            f"already there; {report.kept_newer} newer in the target (kept)"
+        )
+    else:
+        click.echo(
+            f"copied {report.copied} session(s), brought {report.updated} up to date; "
+            f"{report.present} already there; {report.kept_newer} newer in the target (kept); "
+            f"{report.vanished} destroyed during the copy (not kept) "
+            f"in {report.seconds:.1f} s"
+        )
+        click.echo(
+            f"check: {report.source_live} live in the source, "
+            f"{(report.source_live or 0) - report.missing} of them in the target"
+        )
+    if report.missing:
+        click.echo(
+            f"{report.missing} session(s) of the source are not in the target (created "
+            "during the copy?): run the command again",
+            err=True,
+        )
+        ctx.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 MASK = "***"
 # query parameters whose value is a secret (password, sentinel_password, auth_token, ...)
@@ -44,7 +44,25 @@ def mask_key(key: str) -> str:
 def mask_url(url: str) -> str:
     """``url`` with the password of its userinfo and every secret query value as ``***``
     (``redis://:***@host/0``, ``postgresql://app:***@db/app?password=***``)."""
+    old = _nested(url)
+    if old is not None:  # readthrough+<new>?from=<old>: the old URL is masked on its own
+        outer = _mask(_without_from(url), _USERINFO, _QUERY_PARAM)
+        return f"{outer}{'&' if '?' in outer else '?'}from={quote(mask_url(old), safe='')}"
     return _mask(url, _USERINFO, _QUERY_PARAM)
+
+
+def _without_from(url: str) -> str:
+    head, _, query = url.partition("?")
+    rest = "&".join(p for p in query.split("&") if p and not p.startswith("from="))
+    return head + ("?" + rest if rest else "")
+
+
+def _nested(url: str) -> str | None:
+    """The old store's URL of a read-through store URL (``readthrough+...?from=``)."""
+    if not url.lower().startswith("readthrough+"):
+        return None
+    found = [v for k, v in parse_qsl(url.partition("?")[2]) if k == "from"]
+    return found[0] if found else None
 
 
 def _mask(text: str, userinfo_re: re.Pattern[str], param_re: re.Pattern[str]) -> str:
@@ -63,6 +81,10 @@ def _mask(text: str, userinfo_re: re.Pattern[str], param_re: re.Pattern[str]) ->
 def url_secrets(url: str) -> set[str]:
     """The passwords ``url`` carries, in every spelling a message might echo them in."""
     found: set[str] = set()
+    old = _nested(url)
+    if old is not None:
+        found |= url_secrets(old)
+        url = _without_from(url)
     match = _USERINFO.search(url)
     if match and ":" in match["auth"]:
         found.add(match["auth"].partition(":")[2])

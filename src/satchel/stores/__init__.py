@@ -1,10 +1,10 @@
 """Session stores. Server-side stores derive from :class:`Store`; what a store can do
 beyond that contract is said by the interfaces of :mod:`.capabilities` (``Countable``,
-``Listable``, ``ExpiryCountable``, ``HasSchema``), checked with ``isinstance``."""
+``Listable``, ``Exportable``, ``ExpiryCountable``, ``HasSchema``), checked with ``isinstance``."""
 
 from ..record import Change, Meta, Record
 from .base import Store
-from .capabilities import Countable, ExpiryCountable, HasSchema, Listable
+from .capabilities import Countable, ExpiryCountable, Exportable, HasSchema, Listable
 from .filesystem import FileStore
 from .memory import MemoryStore
 from .registry import register_scheme, store_from_url
@@ -14,6 +14,7 @@ __all__ = [
     "Change",
     "Countable",
     "ExpiryCountable",
+    "Exportable",
     "FileStore",
     "HasSchema",
     "Listable",

@@ -53,6 +53,42 @@ def listed(
         yield row[0], meta
 
 
+EXPORT_BATCH = 1000
+"""How many records one read of :meth:`~satchel.stores.capabilities.Exportable.iter_records`
+fetches (read when an export starts)."""
+
+
+def exported(
+    rows: Iterable[Sequence[Any]], parse: Callable[[Sequence[Any]], Record]
+) -> Iterator[tuple[str, Record]]:
+    """``(key, record)`` for each ``(key, *fields)`` row, as :func:`listed` does for
+    metadata: a corrupt record is left out with a ``satchel.security`` warning."""
+    for row in rows:
+        try:
+            record = parse(row[1:])
+        except (CorruptRecord, ValueError, TypeError):
+            security.warning("session %s: corrupt record left out of an export", log_ref(row[0]))
+            continue
+        yield row[0], record
+
+
+def export_in_batches(
+    page: Callable[[str, int], Sequence[Sequence[Any]]],
+    parse: Callable[[Sequence[Any]], Record],
+) -> Iterator[tuple[str, Record]]:
+    """Every row of a keyed table by key order, ``batch_size`` at a time: ``page(after,
+    limit)`` returns the live ``(key, *fields)`` rows whose key sorts after ``after``
+    (``""`` first), in key order. Each page is its own short read, so no lock or
+    snapshot is held for the whole export."""
+    after, batch_size = "", EXPORT_BATCH
+    while True:
+        rows = page(after, batch_size)
+        yield from exported(rows, parse)
+        if len(rows) < batch_size:
+            return
+        after = rows[-1][0]
+
+
 def purge_in_batches(
     delete_batch: Callable[[], int], batch_size: int, on_batch: Callable[[int], None] | None
 ) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
-from ..record import Meta
+from ..record import Meta, Record
 
 
 @runtime_checkable
@@ -43,6 +43,20 @@ class Listable(Protocol):
 
 
 @runtime_checkable
+class Exportable(Protocol):
+    """Can hand over every live record, data included (``satchel sessions migrate``
+    copies a store's sessions into another with it). Memcached cannot: its keys cannot be
+    enumerated. It reads the whole store, in batches (a short read each), so it serves
+    administration only."""
+
+    def iter_records(self, now: float) -> Iterator[tuple[str, Record]]:
+        """Every record live at ``now``: (store key, record) pairs, each key once, read in
+        batches. A record created, deleted or expired while the iteration runs may or may
+        not be in it; a corrupt record is left out with a ``satchel.security`` warning."""
+        ...
+
+
+@runtime_checkable
 class ExpiryCountable(Protocol):
     """Keeps expired records until a purge, and can count them (the progress bar of
     ``satchel sessions purge``). Stores that expire records by themselves (Redis,
@@ -62,4 +76,4 @@ class HasSchema(Protocol):
         ...
 
 
-__all__ = ["Countable", "ExpiryCountable", "HasSchema", "Listable"]
+__all__ = ["Countable", "ExpiryCountable", "Exportable", "HasSchema", "Listable"]

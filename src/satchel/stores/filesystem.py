@@ -24,8 +24,8 @@ from pathlib import Path
 
 from .. import _json
 from ..errors import CorruptRecord, KeyCollision, StoreError, StoreUnavailable
-from ..ids import is_store_key, user_key
-from ..log import logger
+from ..ids import is_store_key, log_ref, user_key
+from ..log import logger, security
 from ..record import Change, Meta, Record
 from ._files import check_parent, make_private
 from .base import Store
@@ -285,6 +285,17 @@ class FileStore(Store):
                 continue
             if record is not None and record.meta.expires_at > now:
                 yield path.name.removesuffix(_SUFFIX), record.meta
+
+    def iter_records(self, now: float) -> Iterator[tuple[str, Record]]:
+        for path in sorted(self._files()):
+            key = path.name.removesuffix(_SUFFIX)
+            try:
+                record = self._read(path)
+            except CorruptRecord:
+                security.warning("session %s: corrupt record left out of an export", log_ref(key))
+                continue
+            if record is not None and record.meta.expires_at > now:
+                yield key, record
 
     def count(self, now: float) -> int:
         live = 0

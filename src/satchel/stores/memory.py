@@ -297,6 +297,12 @@ class MemoryStore(InlineStore):
             live = [(k, r.meta) for k, r in self._records.items() if r.meta.expires_at > now]
         yield from live
 
+    def iter_records(self, now: float) -> Iterator[tuple[str, Record]]:
+        with self._lock:
+            self._sweep(now)
+            live = [(k, r) for k, r in self._records.items() if r.meta.expires_at > now]
+        yield from live
+
     def index_add(self, user_id: str, key: str, deadline: float) -> int | None:
         """Nothing to do: a logged-in record is filed under its user when it is stored
         (and no count: listing is an in-process lookup)."""

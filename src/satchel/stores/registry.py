@@ -14,6 +14,9 @@
 ``postgresql://user@host/db``   PostgreSQL, extra ``postgres`` needed
 ``mysql://user:pw@host/db``     MariaDB or MySQL (``mariadb://`` too), extra ``mysql``
 ``memcached://host:11211``      Memcached (several hosts comma-separated), extra ``memcached``
+``readthrough+<new>?from=<old>`` the new store, reading (and moving) from the old one
+                                while migrating (``<old>`` percent-encoded; see
+                                :mod:`satchel.stores.readthrough`)
 ==============================  ================================================
 """
 
@@ -92,9 +95,15 @@ def check_url(url: str) -> str:
     file, that its scheme is known and its driver installed. Raises ConfigurationError
     naming the extra to install."""
     scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme.startswith("readthrough+"):
+        from .readthrough import split_url
+
+        for inner in split_url(url):
+            check_url(inner)
+        return "satchel.stores.readthrough:from_url"
     target = _SCHEMES.get(scheme)
     if target is None:
-        known = ", ".join(f"{s}://" for s in sorted(_SCHEMES))
+        known = ", ".join([*(f"{s}://" for s in sorted(_SCHEMES)), "readthrough+<url>"])
         raise ConfigurationError(f"store URL {mask_url(url)!r}: unknown scheme; use one of {known}")
     family = _DRIVER_OF.get(scheme, scheme)
     modules, extra = _DRIVERS.get(family, ((), ""))

@@ -26,7 +26,7 @@ from ..record import Change, Meta, Record
 from ._errors import ErrorTable, map_exceptions
 from ._files import check_parent, make_private
 from ._sql import data_of
-from .base import InlineFirstStore, listed, purge_in_batches
+from .base import InlineFirstStore, export_in_batches, listed, purge_in_batches
 
 T = TypeVar("T")
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
@@ -324,6 +324,18 @@ class SQLiteStore(InlineFirstStore):
             ).fetchall()
         )
         yield from listed(rows, _meta_of)
+
+    def iter_records(self, now: float) -> Iterator[tuple[str, Record]]:
+        def page(after: str, limit: int) -> list[Any]:
+            return self._run(
+                lambda db: db.execute(
+                    "SELECT key, data, meta FROM satchel_sessions"
+                    " WHERE expires_at > ? AND key > ? ORDER BY key LIMIT ?",
+                    (now, after, limit),
+                ).fetchall()
+            )
+
+        return export_in_batches(page, lambda fields: self._record(*fields))
 
     def count(self, now: float) -> int:
         row = self._run(

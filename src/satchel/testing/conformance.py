@@ -28,6 +28,7 @@ from ..ops import Flow
 from ..record import Change, Record
 from ..session import Session
 from ..stores.base import Store
+from ..stores.capabilities import Exportable
 from .clock import FakeClock
 from .drivers import StoreDriver
 from .flows import (
@@ -280,6 +281,31 @@ class StoreConformance(DriverSuite):
             driver.index_add(user, key, meta.absolute_deadline)
             keys.append(key)
         return keys
+
+    def test_iter_records_hands_over_every_live_record(
+        self, driver: StoreDriver, clock: FakeClock
+    ) -> None:
+        """The optional :class:`~satchel.stores.capabilities.Exportable` power (every store
+        that can enumerate its keys): each live record once, data and metadata whole."""
+        store = driver.store
+        if not isinstance(store, Exportable):
+            return
+        live = {
+            _key(): Record({"n": str(i)}, _meta(clock.now, user_id=f"u{i}" if i % 2 else None))
+            for i in range(5)
+        }
+        for key, record in live.items():
+            driver.create(key, record)
+        gone, short = _key(), _key()
+        driver.create(gone, Record({}, _meta(clock.now)))
+        driver.delete(gone)
+        driver.create(short, Record({}, _meta(clock.now - IDLE + 1)))
+        clock.advance(2)  # ``short`` has expired
+        exported = dict(store.iter_records(clock.now))
+        assert exported.keys() == live.keys()
+        for key, record in live.items():
+            assert dict(exported[key].data) == dict(record.data)
+            assert exported[key].meta == record.meta
 
     def test_list_user_returns_that_users_live_sessions(
         self, driver: StoreDriver, clock: FakeClock

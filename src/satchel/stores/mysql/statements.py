@@ -81,6 +81,10 @@ _PURGE = "DELETE FROM {t} WHERE expires_at <= :now LIMIT {batch}"
 _COUNT = "SELECT count(*) FROM {t} WHERE expires_at > :now"
 _COUNT_EXPIRED = "SELECT count(*) FROM {t} WHERE expires_at <= :now"
 _ALL = "SELECT skey, meta, last_seen, version FROM {t} WHERE expires_at > :now ORDER BY skey"
+_EXPORT = (
+    "SELECT skey, data, meta, last_seen, version FROM {t}"
+    " WHERE expires_at > :now AND skey > :after ORDER BY skey LIMIT {batch}"
+)
 _LIST_USER = (
     "SELECT skey, meta, last_seen, version FROM {t} WHERE user_id = :user AND expires_at > :now"
 )
@@ -97,5 +101,6 @@ STATEMENTS = {
     "count": _COUNT,
     "count_expired": _COUNT_EXPIRED,
     "all": _ALL,
+    "export": _EXPORT,
     "list_user": _LIST_USER,
 }

@@ -26,7 +26,7 @@ from ...record import Change, Meta, Record
 from ...redact import scrub
 from .._errors import ErrorTable, map_exceptions
 from .._sql import deadlines, meta_of, meta_params, record_of
-from ..base import Store, apurge_in_batches, listed, purge_in_batches
+from ..base import Store, apurge_in_batches, export_in_batches, listed, purge_in_batches
 from . import statements as sql
 from .statements import DEFAULT_TABLE, IDENTIFIER
 
@@ -361,6 +361,12 @@ class MySQLStore(Store):
 
     def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
         yield from listed(self._run("all", {"now": now}).fetchall(), meta_of)
+
+    def iter_records(self, now: float) -> Iterator[tuple[str, Record]]:
+        def page(after: str, limit: int) -> Any:
+            return self._run("export", {"now": now, "after": after}, batch=int(limit)).fetchall()
+
+        return export_in_batches(page, record_of)
 
     # -- async path ---------------------------------------------------------------------------
 

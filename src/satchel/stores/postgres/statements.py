@@ -88,6 +88,10 @@ DELETE FROM {t} WHERE key IN (
 _COUNT = "SELECT count(*) FROM {t} WHERE expires_at > %s"
 _COUNT_EXPIRED = "SELECT count(*) FROM {t} WHERE expires_at <= %s"
 _ALL = "SELECT key, meta, last_seen, version FROM {t} WHERE expires_at > %s ORDER BY key"
+_EXPORT = (
+    "SELECT key, data::text, meta, last_seen, version FROM {t}"
+    " WHERE expires_at > %s AND key > %s ORDER BY key LIMIT %s"
+)
 _LIST_USER = "SELECT key, meta, last_seen, version FROM {t} WHERE user_id = %s AND expires_at > %s"
 
 
@@ -103,6 +107,7 @@ STATEMENTS = {
     "count": _COUNT,
     "count_expired": _COUNT_EXPIRED,
     "all": _ALL,
+    "export": _EXPORT,
     "list_user": _LIST_USER,
     "schema": SCHEMA,
 }

@@ -25,7 +25,7 @@ from ...record import Change, Meta, Record
 from ...redact import scrub
 from .._errors import ErrorTable, map_exceptions
 from .._sql import Watch, deadlines, meta_of, meta_params, record_of
-from ..base import Store, apurge_in_batches, listed, purge_in_batches
+from ..base import Store, apurge_in_batches, export_in_batches, listed, purge_in_batches
 from .recovery import Recovery
 from .statements import DEFAULT_TABLE, IDENTIFIER, STATEMENTS
 
@@ -420,6 +420,12 @@ class PostgresStore(Store):
 
     def iter_sessions(self, now: float) -> Iterator[tuple[str, Meta]]:
         yield from listed(self._execute("all", (now,), "all"), meta_of)
+
+    def iter_records(self, now: float) -> Iterator[tuple[str, Record]]:
+        def page(after: str, limit: int) -> Any:
+            return self._execute("export", (now, after, limit), "all")
+
+        return export_in_batches(page, record_of)
 
     # -- async path ---------------------------------------------------------------------------
 

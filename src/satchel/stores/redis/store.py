@@ -13,6 +13,7 @@ once) is :mod:`.calls`.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -21,7 +22,8 @@ from ...errors import ConfigurationError, KeyCollision
 from ...expiry import refresh_due
 from ...ids import user_key
 from ...record import Change, Meta, Record
-from ..base import Store, listed
+from .. import base
+from ..base import Store, exported, listed
 from .calls import RedisCalls
 from .connect import DEFAULT_MAX_CONNECTIONS, DEFAULT_SENTINEL_CHECK, DEFAULT_TIMEOUT
 from .scripts import (
@@ -209,6 +211,26 @@ class RedisStore(RedisCalls, Store):
                 for key, meta in listed(rows, lambda row: listed_meta(row[0])):
                     if meta.expires_at > now:
                         yield key, meta
+
+    def iter_records(self, now: float) -> Iterator[tuple[str, Record]]:
+        """SCAN (every primary on Cluster), then one pipelined ``HGETALL`` per batch. SCAN
+        may name a key twice: each is handed over once."""
+        start, seen, size = len(self.prefix) + 2, set(), base.EXPORT_BATCH
+        with self._errors(deadline=False):
+            names = self.client.scan_iter(match=f"{self.prefix}s:*", count=size)
+            while batch := list(itertools.islice(names, size)):
+                pipe = self.client.pipeline(transaction=False)
+                for name in batch:
+                    pipe.hgetall(name)
+                rows = [
+                    (name.decode()[start:], fields)
+                    for name, fields in zip(batch, pipe.execute(), strict=True)
+                    if fields  # not expired or deleted meanwhile
+                ]
+                for key, record in exported(rows, lambda row: record_of(row[0])):
+                    if key not in seen and now < record.meta.expires_at:
+                        seen.add(key)
+                        yield key, record
 
     def count(self, now: float) -> int:
         with self._errors(deadline=False):
