@@ -184,6 +184,7 @@ def test_lists_this_users_sessions_only_and_marks_this_device(store: Store) -> N
     assert "127.0.0.1" in page.text
     assert "Signed in" in page.text
     assert "Last seen" in page.text
+    assert "just now" in page.text
     assert page.text.count('value="Revoke"') + page.text.count(">Revoke</button>") == 1
 
 

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from django.utils.timesince import timesince
+from django.utils.translation import gettext
+
 from ...device_names import device_label
 from ...ops import drive
 from ...session import Session
@@ -25,6 +28,12 @@ from ..django_device import recorded
 
 def _when(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
+
+
+def _ago(when: datetime) -> str:
+    if (datetime.now(UTC) - when).total_seconds() < 60:
+        return str(gettext("just now"))
+    return str(gettext("%(delta)s ago") % {"delta": timesince(when)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +51,15 @@ class Device:
     current: bool
     """The session of the request that asks: "this device"."""
     device_bound: bool
+
+    @property
+    def signed_in_ago(self) -> str:
+        """ "3 hours ago", "just now" (Django's ``timesince``, translated as Django is)."""
+        return _ago(self.signed_in)
+
+    @property
+    def last_seen_ago(self) -> str:
+        return _ago(self.last_seen)
 
     @classmethod
     def of(cls, info: SessionInfo) -> Device:
