@@ -12,4 +12,9 @@ urlpatterns = [
     *sys.modules["example_django_app"].urlpatterns,
     path("account/sessions/", include("satchel.integrations.django_devices.urls")),
     path("admin/", admin.site.urls),
+    # an instance namespace of a project's own
+    path(
+        "elsewhere/",
+        include(("satchel.integrations.django_devices.urls", "satchel_devices"), namespace="x"),
+    ),
 ]

@@ -288,6 +288,16 @@ def test_templates_can_be_overridden(store: Store, tmp_path: Path) -> None:
         assert laptop.get(PAGE).text == "[Chrome on Linux*]"
 
 
+def test_an_instance_namespace_of_the_projects_own(store: Store) -> None:
+    laptop, phone = Browser().log_in("devi"), Browser().log_in("devi")
+    page = laptop.get("/elsewhere/")
+    assert 'action="/elsewhere/revoke/"' in page.text
+    assert 'action="/elsewhere/others/"' in page.text
+    response = laptop.post("/elsewhere/revoke/", {"session": phone.handle(store)})
+    assert (response.status_code, response["Location"]) == (303, "/elsewhere/")
+    assert phone.user() is None
+
+
 def test_device_names_degrade_without_ua_parser(monkeypatch: pytest.MonkeyPatch) -> None:
     assert device_label(CHROME) == "Chrome on Linux"
     monkeypatch.setitem(sys.modules, "ua_parser", None)  # as if not installed
