@@ -24,13 +24,14 @@ from .. import missing_framework
 
 try:
     from django.contrib import admin, messages
-    from django.contrib.admin.utils import unquote
+    from django.contrib.admin.utils import quote, unquote
     from django.contrib.auth import get_user_model, logout
     from django.core.exceptions import PermissionDenied
     from django.http import Http404, HttpResponseRedirect
     from django.template.response import TemplateResponse
     from django.urls import path, reverse
     from django.utils.html import format_html
+    from django.utils.translation import gettext, gettext_lazy, ngettext
 except ModuleNotFoundError as exc:
     raise missing_framework(exc, "django") from None
 
@@ -62,19 +63,20 @@ class UserSessionsAdminMixin:
         shown = tuple(super().get_list_display(request))  # type: ignore[misc]
         return (*shown, "satchel_sessions_link")
 
-    @admin.display(description="Sessions")
+    @admin.display(description=gettext_lazy("Sessions"))
     def satchel_sessions_link(self, obj: Any) -> str:
-        url = reverse(f"{self.admin_site.name}:{self._sessions_url_name()}", args=[obj.pk])
-        return str(format_html('<a href="{}">Sessions</a>', url))
+        url = reverse(f"{self.admin_site.name}:{self._sessions_url_name()}", args=[quote(obj.pk)])
+        return str(format_html('<a href="{}">{}</a>', url, gettext("Sessions")))
 
     def get_actions(self, request: Any) -> Any:
         actions = super().get_actions(request)  # type: ignore[misc]
         if self.has_change_permission(request):
-            description = "Log out all sessions of the selected %(verbose_name_plural)s"
+            description = gettext("Log out all sessions of the selected %(verbose_name_plural)s")
             actions[ACTION] = (type(self).satchel_log_out_everywhere, ACTION, description)
         return actions
 
     def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        """The ModelAdmin's own check (typed here for the calls below)."""
         return bool(super().has_change_permission(request, obj))  # type: ignore[misc]
 
     def satchel_log_out_everywhere(self, request: Any, queryset: Any) -> None:
@@ -85,7 +87,8 @@ class UserSessionsAdminMixin:
             count = devices.revoke_all_of_user(user)
             ended += count
             self.log_change(request, user, f"Logged out all sessions ({count}).")  # type: ignore[attr-defined]
-        self.message_user(request, f"{ended} session(s) ended.", messages.SUCCESS)  # type: ignore[attr-defined]
+        text = ngettext("%(count)d session ended.", "%(count)d sessions ended.", ended)
+        self.message_user(request, text % {"count": ended}, messages.SUCCESS)  # type: ignore[attr-defined]
 
     def sessions_view(self, request: Any, object_id: str) -> Any:
         user = self.get_object(request, unquote(object_id))  # type: ignore[attr-defined]
@@ -103,7 +106,7 @@ class UserSessionsAdminMixin:
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "original": user,
-            "title": f"Sessions of {user}",
+            "title": gettext("Sessions of %(user)s") % {"user": user},
             "sessions": devices.of_user(user, current=own),
             "can_revoke": can_revoke,
             "handle_field": HANDLE_FIELD,

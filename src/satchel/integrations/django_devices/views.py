@@ -23,6 +23,7 @@ try:
     from django.http import Http404, HttpResponseRedirect
     from django.shortcuts import render, resolve_url
     from django.urls import reverse
+    from django.utils.translation import gettext, ngettext
     from django.views.decorators.cache import never_cache
     from django.views.decorators.csrf import csrf_protect
     from django.views.decorators.http import require_GET, require_POST
@@ -73,7 +74,8 @@ def revoke(request: Any) -> Any:
         return _see_other(resolve_url(settings.LOGIN_URL))
     if not devices.revoke(request, handle):
         raise Http404("no such session")
-    messages.success(request, "Session revoked: that device is signed out.", fail_silently=True)
+    text = gettext("Session revoked: that device is signed out.")
+    messages.success(request, text, fail_silently=True)
     return _see_other(_url(request, "list"))
 
 
@@ -82,9 +84,10 @@ def revoke(request: Any) -> Any:
 @login_required
 def logout_others(request: Any) -> Any:
     ended = devices.logout_others(request)
-    text = (
-        f"Signed out {ended} other session{'s' if ended != 1 else ''}: only this device is "
-        "still signed in."
-    )
+    text = ngettext(
+        "Signed out %(count)d other session: only this device is still signed in.",
+        "Signed out %(count)d other sessions: only this device is still signed in.",
+        ended,
+    ) % {"count": ended}
     messages.success(request, text, fail_silently=True)
     return _see_other(_url(request, "list"))
