@@ -22,7 +22,7 @@ from ...device_names import device_label
 from ...ops import drive
 from ...session import Session
 from ...user_sessions import SessionInfo, UserSessions, list_flow
-from ..django import runtime, satchel_session
+from ..django import end_user_sessions, runtime, satchel_session
 from ..django_device import recorded
 
 
@@ -151,6 +151,6 @@ def revoke_of_user(user: Any, handle: str) -> bool:
 
 
 def revoke_all_of_user(user: Any) -> int:
-    """End every session of ``user``; how many."""
+    """End every session of ``user`` (``revoked`` events with reason ``admin``); how many."""
     with recorded():
-        return _users().revoke_all(user_id_of(user))
+        return end_user_sessions(user_id_of(user), reason="admin")
