@@ -15,8 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.utils.timesince import timesince
-from django.utils.translation import gettext
+from .. import missing_framework
+
+try:
+    from django.utils.timesince import timesince
+    from django.utils.translation import gettext
+except ModuleNotFoundError as exc:
+    raise missing_framework(exc, "django") from None
 
 from ...device_names import device_label
 from ...ops import drive
