@@ -53,6 +53,9 @@ def test_wheel_and_sdist_pass_twine_check_and_carry_what_users_need(dist: Path) 
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "satchel/py.typed" in names
     assert "satchel/demo/static/style.css" in names
+    templates = "satchel/integrations/django_devices/templates"
+    assert f"{templates}/satchel/devices/sessions.html" in names  # the Django devices app's
+    assert f"{templates}/admin/satchel_devices/user_sessions.html" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert not any(n.startswith(("tests/", "benchmarks/", "reliability/")) for n in names)
     metadata = zipfile.ZipFile(wheel).read(

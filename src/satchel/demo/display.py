@@ -1,52 +1,22 @@
 """How the demo shows a session to a person: a device name from its user agent ("Chrome on
-Linux", "Safari on iPhone", by the ua-parser library, imported on first use) and times
-relative to now ("2 minutes ago"), each with the exact value on hover."""
+Linux", "Safari on iPhone", by :mod:`satchel.device_names`) and times relative to now
+("2 minutes ago"), each with the exact value on hover."""
 
 from __future__ import annotations
 
-import functools
 import time
 from datetime import UTC, datetime
 from html import escape
 
-_PLACES = {"Mac OS X": "macOS", "Mac": "macOS"}
-_HANDSETS = ("iPhone", "iPad")
+from ..device_names import device_label, device_name
 
-
-def _browser(family: str) -> str:
-    for suffix in (" Mobile iOS", " Mobile", " iOS"):
-        family = family.removesuffix(suffix)
-    return family.removeprefix("Mobile ")
-
-
-@functools.lru_cache(maxsize=256)
-def device_name(user_agent: str | None) -> str | None:
-    """ "Chrome on Linux", "Safari on iPhone"; None when the string names nothing known."""
-    if not user_agent:
-        return None
-    try:
-        from ua_parser import parse
-    except ImportError:  # the demo extra brings it; without it the raw string is shown
-        return None
-    result = parse(user_agent[:1000])
-    browser = _browser(result.user_agent.family) if result.user_agent else None
-    place = None
-    if result.device and result.device.family in _HANDSETS:
-        place = result.device.family
-    elif result.os:
-        place = _PLACES.get(result.os.family, result.os.family)
-    if browser and place:
-        return f"{browser} on {place}"
-    return browser or place
+__all__ = ["device_html", "device_name", "exact", "relative", "when_html"]
 
 
 def device_html(user_agent: str | None) -> str:
     """The device's name with the raw user agent on hover and in a details element."""
     raw = user_agent or ""
-    name = device_name(raw)
-    if name is None:
-        shown = raw if len(raw) <= 60 else raw[:57] + "..."
-        name = shown or "Unknown device"
+    name = device_label(raw)
     if not raw:
         return f'<strong class="device-name">{escape(name)}</strong>'
     return (

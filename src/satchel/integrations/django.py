@@ -41,7 +41,7 @@ except ModuleNotFoundError as exc:
 
 from .. import auth, ids
 from ..engine import Engine, drive
-from ..errors import KeyCollision
+from ..errors import ConfigurationError, KeyCollision
 from ..guard import Policy, RecentAuth
 from ..session import Session
 from .django_config import APPLIED, runtime
@@ -58,6 +58,7 @@ __all__ = [
     "reauthenticate",
     "require_recent_auth",
     "runtime",
+    "satchel_session",
 ]
 
 
@@ -276,6 +277,18 @@ class SessionStore(DjangoExpiry, SessionBase):
     def clear_expired(cls) -> None:
         store, engine = runtime()
         store.purge_expired(engine.clock())
+
+
+def satchel_session(session: object) -> Session:
+    """The satchel session under Django's ``request.session`` (loaded on first access),
+    for code that needs satchel's view of it: its public handle, its user, the engine's
+    flows (``satchel.integrations.django_devices`` lists and revokes through it)."""
+    if not isinstance(session, SessionStore):
+        raise ConfigurationError(
+            "request.session is not satchel's: set "
+            "SESSION_ENGINE = 'satchel.integrations.django' in Django's settings"
+        )
+    return session._get_session()
 
 
 def _check_at_start() -> None:
