@@ -570,3 +570,23 @@ def test_requests_during_a_migration_through_a_real_server(urls: Urls) -> None:
                     assert body == {"n": counts[i], "user": f"user{i % 6}"}
 
     asyncio.run(check())
+
+
+def test_memcached_can_be_a_target(tmp_path: Path, memcached: MemcachedServer) -> None:
+    """Into Memcached (which cannot be listed, so is no source): sessions, expiry and the
+    per-user index arrive, and a second run changes nothing."""
+    source_url = f"sqlite:///{tmp_path}/from.db"
+    target_url = f"{memcached.url}?prefix=mig-{uuid.uuid4().hex[:8]}:"
+    source, target = store_from_url(source_url), store_from_url(target_url)
+    now = time.time()
+    records = _seed(source, now, "mc")
+    try:
+        result = _cli("migrate", "--from", source_url, "--to", target_url, "--json")
+        assert result.exit_code == 0, result.output
+        _assert_copied(target, records, "mc", now)
+        again = _cli("migrate", "--from", source_url, "--to", target_url, "--json")
+        assert again.exit_code == 0, again.output
+        _assert_copied(target, records, "mc", now)
+    finally:
+        source.close()
+        target.close()
