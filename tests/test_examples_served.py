@@ -248,7 +248,9 @@ def test_litestar_and_falcon(serve: Any, name: str, server: str) -> None:
     saved = web.post("/notes/colour", params={"value": "blue"}, headers=csrf)
     assert saved.json() == {"user": "alice", "colour": "blue"}
     assert web.get("/me").json() == {"user": "alice", "data": {"colour": "blue"}}
-    assert web.post("/logout", headers=csrf).json() == {"user": None}
+    logout = web.post("/logout", headers=csrf)
+    assert logout.json() == {"user": None}
+    assert logout.headers["clear-site-data"] == '"cookies"'  # issue 17, on these paths too
     assert "satchel" not in web.jar  # the cookie was expired
     assert web.get("/me").status_code == 401
     assert _replay(web, "satchel", old, "/me").status_code == 401
@@ -288,7 +290,9 @@ def test_quart_and_aiohttp(serve: Any, name: str, server: str, target: str) -> N
     assert note().json() == {"ok": "saved"}
     me = web.get("/me").json()
     assert (me["user"], me["data"]["colour"], me["devices"]) == ("alice", "blue", 1)
-    assert web.post("/logout", data={"csrf_token": token()}).status_code == 200
+    logout = web.post("/logout", data={"csrf_token": token()})
+    assert logout.status_code == 200
+    assert logout.headers["clear-site-data"] == '"cookies"'  # issue 17, on these paths too
     assert "satchel" not in web.jar  # the cookie was expired
     json = {"accept": "application/json"}
     assert web.get("/me", headers=json).status_code == 401
