@@ -77,11 +77,23 @@ class Sentinels:
         self.ports: list[int] = []
         try:
             wait_for(lambda: replicating(self.replica.port), "replica in sync")
+            self._start_sentinels()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_sentinels(self, attempts: int = 3) -> None:
+        """Three sentinels on free ports, until they know each other and the replica. A
+        sentinel that died at start (its port taken in the meantime by another process:
+        the machine runs tests in parallel) or a group that never settles is started again
+        on new ports, up to ``attempts`` times (a CI run once failed here under load)."""
+        for attempt in range(attempts):
+            self.sentinels, self.ports = [], []
             for i in range(3):
                 port = free_port()
-                config = directory / f"sentinel-{i}.conf"
+                config = self.directory / f"sentinel-{attempt}-{i}.conf"
                 config.write_text(
-                    f"port {port}\nbind {LOOPBACK}\ndir {directory}\n"
+                    f"port {port}\nbind {LOOPBACK}\ndir {self.directory}\n"
                     f"sentinel monitor {self.SERVICE} {LOOPBACK} {self.primary.port} 2\n"
                     f"sentinel down-after-milliseconds {self.SERVICE} 1000\n"
                     f"sentinel failover-timeout {self.SERVICE} 10000\n"
@@ -94,12 +106,23 @@ class Sentinels:
                     )
                 )
                 self.ports.append(port)
-            wait_for(self._settled, "three sentinels that know each other and the replica", 30)
-        except BaseException:
-            self.stop()
-            raise
+            try:
+                wait_for(self._settled, "three sentinels that know each other and the replica", 30)
+                return
+            except TimeoutError:
+                if attempt == attempts - 1:
+                    raise
+                self._stop_sentinels()
+
+    def _stop_sentinels(self) -> None:
+        for process in self.sentinels:
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
 
     def _settled(self) -> bool:
+        if any(process.poll() is not None for process in self.sentinels):
+            raise TimeoutError("a sentinel exited at start")  # (its port was taken)
         for port in self.ports:
             fields = redis_cli(port, "sentinel", "master", self.SERVICE).splitlines()
             info = dict(zip(fields[::2], fields[1::2], strict=False))
