@@ -298,7 +298,8 @@ async def _refusal(
             if reason is not None:  # cross-site WebSocket hijacking
                 logger.warning("WebSocket refused: %s", printable(reason))
                 return web.Response(status=403, text="cross-site WebSocket refused")
-        return None
+        # (a handshake is a GET, which the check below spares; the header on an unsafe
+        # method spares nothing)
     if not ctx.csrf_applies() or getattr(request.match_info.handler, _EXEMPT, False):
         return None
     form_token = await _form_token(request, ctx)
