@@ -47,3 +47,67 @@ async def test_aiohttp_an_upgrade_header_does_not_skip_the_csrf_token(tmp_path: 
         assert upgraded.status == 403, await upgraded.text()
     finally:
         await client.close()
+
+
+# -- Quart -----------------------------------------------------------------------------------------
+
+
+async def test_quart_a_websocket_of_a_bound_session_needs_the_bound_cookie_too() -> None:
+    """A device-bound session's main cookie, stolen without the device's bound cookie, is
+    refused on HTTP routes; a WebSocket route must refuse it too (as the ASGI middleware
+    does), not hand the thief the session."""
+    from quart import Quart, session, websocket
+    from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
+
+    from satchel import login
+    from satchel.integrations.quart import Satchel
+    from satchel.testing import FakeClock
+
+    from .dbsc_device import Device, registration_offer
+    from .test_dbsc_http import SETTLE
+
+    clock = FakeClock()
+    app = Quart("bound")
+    app.config.update(SECRET_KEY=KEY, SATCHEL_STORE="memory://", SATCHEL_DBSC=True)
+    Satchel(app, clock=clock)
+
+    @app.get("/login")
+    async def log_in() -> str:
+        login(session._get_current_object(), "alice")  # type: ignore[attr-defined]
+        return "in"
+
+    @app.get("/me")
+    async def me() -> str:
+        return str(session.user_id)  # type: ignore[attr-defined]
+
+    @app.websocket("/ws")
+    async def ws() -> None:
+        await websocket.accept()
+        await websocket.send(str(session.user_id))  # type: ignore[attr-defined]
+
+    client = app.test_client()
+    offer = (await client.get("/login", scheme="https")).headers["secure-session-registration"]
+    path, challenge = registration_offer(offer)
+    proof = Device().proof(challenge, with_jwk=True)
+    registered = await client.post(
+        path, headers={"secure-session-response": proof}, scheme="https"
+    )
+    assert registered.status_code == 200
+    clock.advance(SETTLE)
+    assert await (await client.get("/me", scheme="https")).get_data(as_text=True) == "alice"
+    assert client.cookie_jar is not None
+    stolen = next(c.value for c in client.cookie_jar if c.name == "satchel")
+    thief = app.test_client()
+    thief.set_cookie("localhost", "satchel", stolen, secure=True)
+    refused = await thief.get("/me", scheme="https")
+    assert await refused.get_data(as_text=True) != "alice"  # HTTP: no device, no session
+    origin = {"Origin": "https://localhost"}
+    async with client.websocket("/ws", scheme="wss", headers=origin) as socket:
+        assert await socket.receive() == "alice"  # the device itself: both cookies
+    got = None
+    try:
+        async with thief.websocket("/ws", scheme="wss", headers=origin) as socket:
+            got = await socket.receive()
+    except (WebsocketResponseError, WebsocketDisconnectError):
+        pass
+    assert got != "alice"
