@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from satchel.integrations.aiohttp import csrf_token, get_session, setup
 
@@ -45,6 +46,39 @@ async def test_aiohttp_an_upgrade_header_does_not_skip_the_csrf_token(tmp_path: 
             "/transfer", headers={"Upgrade": "websocket", "Connection": "Upgrade"}
         )
         assert upgraded.status == 403, await upgraded.text()
+    finally:
+        await client.close()
+
+
+async def test_aiohttp_an_encoded_slash_does_not_reach_a_csrf_exempt_path(tmp_path: Path) -> None:
+    """aiohttp routes on the path with ``%2F`` still encoded (``rel_url.path_safe``): the
+    exemptions must see that path, not the decoded one, or ``/webhooks%2Facme/transfer``
+    (which a browser sends as written, from a cross-site form) matches ``/webhooks/*``
+    while it reaches ``/{org}/transfer`` with the victim's session."""
+    app = web.Application()
+    setup(app, f"sqlite:///{tmp_path}/s.db", secret_keys=[KEY], csrf_exempt=["/webhooks/*"])
+
+    async def login(request: web.Request) -> web.Response:
+        (await get_session(request))["user"] = "alice"
+        return web.Response(text="in")
+
+    async def transfer(request: web.Request) -> web.Response:
+        return web.Response(text=f"moved for {(await get_session(request)).get('user')}")
+
+    async def hook(request: web.Request) -> web.Response:
+        return web.Response(text="hooked")
+
+    app.router.add_get("/login", login)
+    app.router.add_post("/webhooks/{name}", hook)
+    app.router.add_post("/{org}/transfer", transfer)
+    client = await serve(app)
+    try:
+        assert (await client.get("/login")).status == 200
+        assert (await client.post("/acme/transfer")).status == 403
+        assert await (await client.post("/webhooks/stripe")).text() == "hooked"  # exempt
+        for raw in ("/webhooks%2Facme/transfer", "/webhooks%2F..%2Facme/transfer"):
+            sneaked = await client.post(URL(raw, encoded=True))
+            assert sneaked.status == 403, (raw, await sneaked.text())
     finally:
         await client.close()
 
