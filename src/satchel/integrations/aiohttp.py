@@ -169,7 +169,7 @@ def session_middleware(
             policy,
             session,
             method=request.method,
-            path=request.path,
+            path=_routed_path(request),
             headers=header_map((name.lower(), value) for name, value in request.headers.items()),
             peer=request.remote,
             scheme=request.scheme,
@@ -208,6 +208,14 @@ def session_middleware(
         return await _respond(request, ctx, handler, unavailable)
 
     return satchel_session
+
+
+def _routed_path(request: web.Request) -> str:
+    """The path as aiohttp's router matches it: ``%2F`` (and ``%25``) still encoded. The
+    decoded ``request.path`` would let ``/webhooks%2Fx/transfer`` match a ``/webhooks/*``
+    exemption while it is routed to ``/{org}/transfer``."""
+    path: str | None = getattr(request.rel_url, "path_safe", None)  # yarl 1.10+
+    return request.rel_url.raw_path if path is None else path  # (older: all still encoded)
 
 
 def _answer(response: web.StreamResponse) -> Handler:
@@ -298,7 +306,8 @@ async def _refusal(
             if reason is not None:  # cross-site WebSocket hijacking
                 logger.warning("WebSocket refused: %s", printable(reason))
                 return web.Response(status=403, text="cross-site WebSocket refused")
-        return None
+        # (a handshake is a GET, which the check below spares; the header on an unsafe
+        # method spares nothing)
     if not ctx.csrf_applies() or getattr(request.match_info.handler, _EXEMPT, False):
         return None
     form_token = await _form_token(request, ctx)

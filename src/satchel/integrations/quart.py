@@ -185,13 +185,18 @@ async def _check_device() -> Response | None:
 
 
 async def _check_websocket() -> Response | None:
-    """A WebSocket handshake whose session could not be loaded answers 503; a cross-site
-    one (cross-site WebSocket hijacking: the browser sends the cookie) is refused 403."""
+    """A WebSocket handshake whose session could not be loaded answers 503; one of a
+    device-bound session that cannot prove its device, or a cross-site one (cross-site
+    WebSocket hijacking: the browser sends the cookie), is refused 403."""
     scope = _scope(websocket)
     failure: StoreError | None = scope.get(LOAD_FAILURE)
     if failure is not None:
         raise failure
     ctx: RequestContext = scope[SCOPE_KEY]
+    if ctx.policy.device.enabled and ctx.device_answer() is not None:
+        # a bound session that cannot prove its device (or a device-binding endpoint,
+        # which is no WebSocket): refused, as the ASGI middleware closes it
+        return current_app.response_class("device not verified", status=403)
     options = ctx.policy.csrf
     if options.enabled and (ctx.transport.checks_csrf or ctx.carries_cookie):
         reason = csrf.origin_refusal(options, ctx.headers, ctx.own_origin)
