@@ -82,10 +82,10 @@ class Settings:
             if f.name not in ("store", "sources")
         }
         opts["secret_keys"] = list(self.secret_keys)
-        if self.assurance is not None:  # the level's limits, where no timeout was set
-            for name in ("idle_timeout", "absolute_timeout"):
-                if name not in self.sources:
-                    del opts[name]
+        given = self.timeouts_given()
+        for name in ("idle_timeout", "absolute_timeout"):
+            if name not in given:  # the assurance level's limit applies
+                del opts[name]
         for name in (
             "csrf_exempt",
             "csrf_trusted_origins",
@@ -95,6 +95,15 @@ class Settings:
         ):
             opts[name] = list(opts[name])
         return opts  # type: ignore[return-value]
+
+    def timeouts_given(self) -> dict[str, float]:
+        """The idle and absolute timeouts that stand as set: both without ``assurance``;
+        with it, only those set explicitly (the level's limits replace the defaults)."""
+        return {
+            name: getattr(self, name)
+            for name in ("idle_timeout", "absolute_timeout")
+            if self.assurance is None or name in self.sources
+        }
 
     def validate(self) -> Settings:
         """Raise ConfigurationError naming the first invalid setting."""
@@ -121,13 +130,10 @@ class Settings:
             partitioned=self.cookie_partitioned,
             persistent=self.cookie_persistent,
         )
-        given = {
-            name: getattr(self, name)
-            for name in ("idle_timeout", "absolute_timeout")
-            if self.assurance is None or name in self.sources
-        }
         ExpiryPolicy(
-            **assurance.timeouts(self.assurance, given, self.assurance_allow_weaker),
+            **assurance.timeouts(
+                self.assurance, self.timeouts_given(), self.assurance_allow_weaker
+            ),
             refresh_interval=self.refresh_interval,
         )
         parse_trusted(self.trusted_proxies)

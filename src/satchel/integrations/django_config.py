@@ -100,10 +100,6 @@ def unavailable_view() -> Any:
     return _settings()[1].get(UNAVAILABLE_HOOK)
 
 
-def _overridden() -> set[str]:
-    return {"SESSION_COOKIE_AGE"} if django_settings.is_overridden("SESSION_COOKIE_AGE") else set()
-
-
 def options() -> tuple[str, SessionOptions]:
     """The store URL and the engine options, from ``settings.SATCHEL`` and Django's own
     settings."""
@@ -111,7 +107,9 @@ def options() -> tuple[str, SessionOptions]:
     hooks.pop(UNAVAILABLE_HOOK, None)  # DeviceMiddleware's, not the engine's
     explicit = settings.sources
     idle, absolute = settings.idle_timeout, settings.absolute_timeout
+    given = settings.timeouts_given()
     if "absolute_timeout" not in explicit and django_settings.is_overridden("SESSION_COOKIE_AGE"):
+        given["absolute_timeout"] = float(django_settings.SESSION_COOKIE_AGE)  # Django's: set
         absolute = float(django_settings.SESSION_COOKIE_AGE)
         if "idle_timeout" not in explicit:
             idle = min(idle, absolute)
@@ -129,11 +127,9 @@ def options() -> tuple[str, SessionOptions]:
         **{name: getattr(settings, name) for name in _DEVICE_BINDING},
         **hooks,
     }
-    if settings.assurance is not None:  # the level's limits, where no timeout was set
-        if "idle_timeout" not in explicit:
-            del opts["idle_timeout"]
-        if "absolute_timeout" not in explicit and "SESSION_COOKIE_AGE" not in _overridden():
-            del opts["absolute_timeout"]
+    for name in ("idle_timeout", "absolute_timeout"):
+        if name not in given:  # the assurance level's limit applies
+            del opts[name]
     if settings.encrypt_at_rest or settings.dbsc:
         # the keyring serves encryption and the DBSC MACs only: nothing is signed
         keys = settings.secret_keys or (
