@@ -8,7 +8,8 @@ Run (from the repository root; the first two steps once):
 Then: GET /csrf for a token (also set as the csrftoken cookie); POST /login (username,
 password, csrfmiddlewaretoken); GET /me; POST /notes/<key> (value); GET /devices;
 POST /devices (handle) revokes one; POST /logout; POST /reauth (password: confirm it is
-you); GET /sensitive (needs an authentication at most 5 minutes old).
+you); GET /sensitive (needs an authentication at most 5 minutes old); POST /impersonate
+(username; superusers only) and POST /stop-impersonating.
 """
 
 import os
@@ -48,6 +49,7 @@ settings.configure(
 django.setup()
 
 from django.contrib.auth import authenticate, login, logout  # noqa: E402
+from django.contrib.auth.models import User  # noqa: E402
 from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
 from django.middleware.csrf import get_token  # noqa: E402
 from django.urls import path  # noqa: E402
@@ -86,7 +88,10 @@ def me(request: HttpRequest) -> JsonResponse:
     if not request.user.is_authenticated:
         return JsonResponse({"error": "not logged in"}, status=401)
     data = {k: v for k, v in request.session.items() if not k.startswith("_")}
-    return JsonResponse({"user": request.user.get_username(), "data": data})
+    impersonator = request.session.satchel_session.impersonator  # an admin acting as them
+    return JsonResponse(
+        {"user": request.user.get_username(), "data": data, "impersonator": impersonator}
+    )
 
 
 # --8<-- [start:logout]
@@ -107,7 +112,13 @@ def devices(request: HttpRequest) -> JsonResponse:
     if request.method == "POST":
         return JsonResponse({"revoked": sessions.revoke(user, request.POST.get("handle", ""))})
     listed = [
-        {"handle": s.handle, "user_agent": s.user_agent, "ip": s.client_ip, "created": s.created}
+        {
+            "handle": s.handle,
+            "user_agent": s.user_agent,
+            "ip": s.client_ip,
+            "created": s.created,
+            "impersonator": s.impersonator,  # an administrator acting as the user
+        }
         for s in sessions.sessions(user)  # handles are public; IDs never leave the server
     ]
     return JsonResponse(listed, safe=False)
@@ -133,6 +144,29 @@ def sensitive(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"done": True})
 
 
+# --8<-- [start:impersonate]
+def impersonate(request: HttpRequest) -> JsonResponse:
+    """Log in as another user: superusers only (the app decides who may)."""
+    if not request.user.is_superuser:
+        return JsonResponse({"error": "forbidden"}, status=403)
+    target = User.objects.filter(username=request.POST.get("username", "")).first()
+    if target is None:
+        return JsonResponse({"error": "no such user"}, status=404)
+    admin = request.user.get_username()
+    satchel_django.impersonate(request, target)  # new key, the admin recorded
+    return JsonResponse({"user": target.get_username(), "impersonator": admin})
+
+
+def stop_impersonating(request: HttpRequest) -> JsonResponse:
+    if request.session.satchel_session.impersonator is None:
+        return JsonResponse({"error": "not impersonating"}, status=403)
+    admin = satchel_django.stop_impersonating(request)  # back, without a new login
+    return JsonResponse({"user": admin.get_username()})
+
+
+# --8<-- [end:impersonate]
+
+
 urlpatterns = [
     path("csrf", csrf),
     path("login", log_in),
@@ -142,6 +176,8 @@ urlpatterns = [
     path("devices", devices),
     path("reauth", reauth),
     path("sensitive", sensitive),
+    path("impersonate", impersonate),
+    path("stop-impersonating", stop_impersonating),
 ]
 
 

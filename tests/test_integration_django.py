@@ -752,6 +752,67 @@ def test_sensitive_views_need_a_recent_authentication(django_app: ModuleType) ->
         assert c.get("/sensitive", secure=True).json() == {"done": True}
 
 
+def test_impersonation_under_django(django_app: ModuleType) -> None:
+    """``impersonate`` and ``stop_impersonating`` under Django (issue 17): a superuser acts
+    as alice (new key, empty data, Django's request.user is alice, her devices list shows
+    the session with its impersonator), cannot pass ``require_recent_auth`` as her (403),
+    and returns to their own session without a password; others get 403; last_login is
+    not touched; the old keys open nothing."""
+    from django.contrib.auth.models import User
+
+    if not User.objects.filter(username="root").exists():
+        User.objects.create_superuser("root", password="keyholder")
+    alice_before = User.objects.get(username="alice").last_login
+    events: list[Any] = []
+    with _satchel_settings({"store": _store_of_app(), "on_event": events.append}):
+        c = client()
+        log_in(c, "root", "keyholder")
+        c.post("/notes/theme", {"value": "dark"}, secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+        admin_key = c.cookies["sessionid"].value
+        started = c.post(
+            "/impersonate", {"username": "alice"}, secure=True, HTTP_X_CSRFTOKEN=csrf(c)
+        )
+        assert started.json() == {"user": "alice", "impersonator": "root"}
+        acting_key = c.cookies["sessionid"].value
+        assert acting_key != admin_key
+        me = c.get("/me", secure=True).json()
+        assert me == {"user": "alice", "data": {}, "impersonator": str(_pk("root"))}
+        listed = c.get("/devices", secure=True).json()
+        assert str(_pk("root")) in [d["impersonator"] for d in listed]  # (with her own)
+        refused = c.get("/sensitive", secure=True)
+        assert refused.status_code == 403
+        api = c.get("/sensitive", secure=True, HTTP_ACCEPT="application/json")
+        assert (api.status_code, api.json()) == (403, {"error": "impersonating"})
+        stopped = c.post("/stop-impersonating", secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+        assert stopped.json() == {"user": "root"}
+        assert c.cookies["sessionid"].value not in (admin_key, acting_key)
+        assert c.get("/me", secure=True).json()["impersonator"] is None
+        assert c.get("/sensitive", secure=True).json() == {"done": True}
+        for old in (admin_key, acting_key):
+            stale = client()
+            stale.cookies["sessionid"] = old
+            assert stale.get("/me", secure=True).status_code == 401
+        # only superusers may; stopping needs an impersonation
+        other = client()
+        log_in(other, "bob", "builder")
+        nope = other.post(
+            "/impersonate", {"username": "alice"}, secure=True, HTTP_X_CSRFTOKEN=csrf(other)
+        )
+        assert nope.status_code == 403
+        nope = other.post("/stop-impersonating", secure=True, HTTP_X_CSRFTOKEN=csrf(other))
+        assert nope.status_code == 403
+    assert User.objects.get(username="alice").last_login == alice_before
+    kinds = [(e.kind, e.reason, e.impersonator) for e in events if e.kind == "impersonation"]
+    assert kinds == [("impersonation", "started", str(_pk("root"))),
+                     ("impersonation", "stopped", str(_pk("root")))]  # fmt: skip
+
+
+def _pk(username: str) -> int:
+    from django.contrib.auth.models import User
+
+    return int(User.objects.get(username=username).pk)
+
+
 # -- OpenTelemetry (docs/observability.md; the other paths in tests/test_opentelemetry.py) -------
 
 

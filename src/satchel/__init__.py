@@ -12,6 +12,7 @@ from .auth import (
     alogout_other_devices,
     arevoke,
     asessions_of,
+    impersonate,
     login,
     logout,
     logout_everywhere,
@@ -20,6 +21,7 @@ from .auth import (
     regenerate_on_privilege_change,
     revoke,
     sessions_of,
+    stop_impersonating,
 )
 from .cookie import CookieStore
 from .cookies import CookieOptions
@@ -80,6 +82,7 @@ __all__ = [
     "end_user_sessions",
     "flash",
     "get_flashed_messages",
+    "impersonate",
     "load_settings",
     "login",
     "logout",
@@ -90,6 +93,7 @@ __all__ = [
     "require_device_binding",
     "revoke",
     "sessions_of",
+    "stop_impersonating",
     "store_from_url",
     "use_bearer_token",
 ]

@@ -9,6 +9,7 @@ apps (``await asessions_of(request.session)``).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TypeVar
 
 from . import auth_facts, codec, ids
@@ -51,6 +52,15 @@ def login(
     ``"aal2"``, ``"aal3"`` or the app's) say how the user authenticated; with the time, they
     are the session's authentication facts (``session.auth_time``, ``auth_level``, ...)."""
     facts_methods, facts_level = auth_facts.checked(methods, level)
+    _check_user_id(user_id)
+    previous = session.user_id
+    session.regenerate()
+    if previous is not None and previous != user_id:
+        session.start_over()
+    session.bind_user(user_id, AuthFacts(session._now(), facts_methods, facts_level))
+
+
+def _check_user_id(user_id: object) -> None:
     if not isinstance(user_id, str) or not user_id:
         raise ConfigurationError("user_id must be a non-empty string")
     codec.check_name(user_id, "user_id")
@@ -59,11 +69,6 @@ def login(
             f"user_id is {len(user_id.encode('utf-8'))} bytes long; at most "
             f"{MAX_USER_ID_BYTES} fit every store (use the account's ID, not a profile)"
         )
-    previous = session.user_id
-    session.regenerate()
-    if previous is not None and previous != user_id:
-        session.start_over()
-    session.bind_user(user_id, AuthFacts(session._now(), facts_methods, facts_level))
 
 
 def reauthenticate(
@@ -79,7 +84,60 @@ def reauthenticate(
     if session.user_id is None:
         raise SessionStateError("reauthenticate needs a logged-in session: call login()")
     session.regenerate()
-    session.record_authentication(AuthFacts(session._now(), checked_methods, checked_level))
+    impersonator = session.impersonator  # (still impersonating: guards still refuse it)
+    facts = AuthFacts(session._now(), checked_methods, checked_level, impersonator)
+    session.record_authentication(facts)
+
+
+def impersonate(session: Session, user_id: str) -> None:
+    """The logged-in user (an administrator: who may do this is the app's decision, made
+    before the call) acts as ``user_id`` ("log in as"). At commit the session gets a new
+    ID, starts from empty data (the administrator's data is not shown to, or mixed into,
+    the other user's session), is bound to ``user_id`` and records who is impersonating:
+    ``session.impersonator``, the ``impersonator`` of events and of
+    :class:`~satchel.user_sessions.SessionInfo` (the user's "your sessions" list shows
+    it, and the user can revoke it like any other), ``impersonation`` events (reason
+    ``started``/``stopped``). Its authentication facts stay the administrator's own; it
+    cannot pass :func:`satchel.guard.require_recent_auth` (403, reason ``impersonating``)
+    unless that guard allows impersonation, and it ends no later than the
+    administrator's session would have. :func:`stop_impersonating` returns to the
+    administrator without a new login; :func:`login` ends it too.
+
+    Raises :class:`~satchel.errors.SessionStateError` when nobody is logged in, when the
+    session already impersonates someone (stop first), or for the user's own ID."""
+    _check_user_id(user_id)
+    acting, meta = session.user_id, session.meta
+    if acting is None:
+        raise SessionStateError("impersonate needs the administrator's logged-in session")
+    # (a session logged in by satchel 0.1 has no facts: its login made the record)
+    facts = session.auth or AuthFacts(session._now() if meta is None else meta.created)
+    if facts.impersonator is not None:
+        raise SessionStateError(
+            f"this session already acts as {acting!r}: call stop_impersonating() first"
+        )
+    if user_id == acting:
+        raise SessionStateError("a user cannot impersonate themselves")
+    _switch_user(session, user_id, replace(facts, impersonator=acting))
+
+
+def stop_impersonating(session: Session) -> str:
+    """Return an impersonating session to the administrator, without a new login: a new
+    ID, empty data, the administrator's own authentication facts (as they were: no fresher
+    than before), the same absolute deadline. The administrator's user ID. Raises
+    :class:`~satchel.errors.SessionStateError` when the session impersonates nobody."""
+    facts = session.auth
+    impersonator = None if facts is None else facts.impersonator
+    if facts is None or impersonator is None:
+        raise SessionStateError("this session is not impersonating anyone")
+    _switch_user(session, impersonator, replace(facts, impersonator=None))
+    return impersonator
+
+
+def _switch_user(session: Session, user_id: str, facts: AuthFacts) -> None:
+    meta = session.meta  # (None: a login earlier in this request, not yet committed)
+    session.regenerate()
+    session.start_over()
+    session.bind_user(user_id, facts, until=None if meta is None else meta.absolute_deadline)
 
 
 def logout(session: Session) -> None:
@@ -131,7 +189,7 @@ def _check_recent(ctx: RequestContext, session: Session) -> None:
     limit = ctx.policy.reauth_to_end_sessions
     if limit is not None:
         age = session.auth_age
-        if age is None or age > limit:
+        if age is None or age > limit or session.impersonator is not None:
             raise ReauthenticationRequired(limit)
 
 

@@ -30,11 +30,16 @@ class AuthFacts:
     time: float
     methods: tuple[str, ...] = ()
     level: str | None = None
+    impersonator: str | None = None
+    """The user acting as the session's user (:func:`satchel.impersonate`); the other
+    facts are then the impersonator's own authentication."""
 
     def to_json(self) -> str:
         raw: dict[str, Any] = {"t": self.time, "m": list(self.methods)}
         if self.level is not None:
             raw["l"] = self.level
+        if self.impersonator is not None:
+            raw["i"] = self.impersonator
         return _json.dumps(raw)
 
     @classmethod
@@ -45,6 +50,7 @@ class AuthFacts:
         try:
             raw = _json.loads(text)
             when, methods, level = raw["t"], raw.get("m", []), raw.get("l")
+            impersonator = raw.get("i")
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return None
         if type(when) not in (int, float) or not math.isfinite(when):
@@ -53,7 +59,9 @@ class AuthFacts:
             return None
         if level is not None and type(level) is not str:
             return None
-        return cls(float(when), tuple(methods), level)
+        if impersonator is not None and (type(impersonator) is not str or not impersonator):
+            return None
+        return cls(float(when), tuple(methods), level, impersonator)
 
 
 def checked(methods: Any, level: Any) -> tuple[tuple[str, ...], str | None]:
@@ -77,3 +85,12 @@ def checked(methods: Any, level: Any) -> tuple[tuple[str, ...], str | None]:
             f"assurance level {level!r}: use a short name such as 'aal1', 'aal2', 'aal3'"
         )
     return tuple(found), level
+
+
+def impersonator_of(auth: str | None) -> str | None:
+    """Who impersonates the user of a session whose ``Meta.auth`` is ``auth`` (None:
+    nobody, or unreadable facts)."""
+    if auth is None or '"i"' not in auth:  # (most sessions: no parse)
+        return None
+    facts = AuthFacts.from_json(auth)
+    return None if facts is None else facts.impersonator

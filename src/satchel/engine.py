@@ -19,7 +19,7 @@ from . import codec, ids
 from .at_rest import AtRestCipher
 from .backend import DELETE, LOGGED_OUT, WITHDRAWN, DeviceInfo, InfoSource, TokenAction
 from .errors import ConfigurationError, CorruptRecord, StoreError
-from .events import EventHook, emit
+from .events import EventHook, emit, emit_impersonation
 from .expiry import ExpiryPolicy, is_expired, refresh_due
 from .keyring import PURPOSE_COOKIE, Keyring
 from .log import logger, security
@@ -187,9 +187,7 @@ class Engine:
         meta = record.meta
         if is_expired(meta, now):
             logger.info("session %s: expired", ids.log_ref(key))
-            emit(
-                self.on_event, "expired", handle=meta.handle, user_id=meta.user_id, reason="timeout"
-            )
+            emit(self.on_event, "expired", meta=meta, reason="timeout")
             yield Delete(key)
             return session
         try:
@@ -234,16 +232,9 @@ class Engine:
         for old in destroyed:
             yield Delete(old)
             logger.info("session %s: destroyed", ids.log_ref(old))
-            emit(
-                self.on_event,
-                "destroyed",
-                handle=gone and gone.handle,
-                user_id=gone and gone.user_id,
-                ref=ids.log_ref(old),
-            )
+            emit(self.on_event, "destroyed", meta=gone, ref=ids.log_ref(old))
             if gone is not None and gone.device is not None:
-                emit(self.on_event, "device_unbound", handle=gone.handle, user_id=gone.user_id,
-                     reason="logout")  # fmt: skip
+                emit(self.on_event, "device_unbound", meta=gone, reason="logout")
 
         key, session_id, current = session.store_key, session.id, session.meta
         if key is None or session_id is None or current is None:
@@ -317,7 +308,7 @@ class Engine:
         else:
             base = base.with_changes(handle=ids.new_handle(), version=1)
         # a handle chosen by regenerate() (pending in the updates) wins over the new one
-        updates = session.pending_meta
+        updates, before = session.pending_meta, session.meta
         meta = self._next_meta(base, updates, now, info)
         if is_binding(base.device) and not is_binding(meta.device) and not updates.get("fresh"):
             meta = meta.with_changes(device=base.device)  # (as every store's update keeps it)
@@ -345,7 +336,9 @@ class Engine:
             return WITHDRAWN
         if replaces is not None:
             logger.info("session %s: regenerated", ids.log_ref(replaces))
-        emit(self.on_event, kind, handle=meta.handle, user_id=meta.user_id)
+        emit(self.on_event, kind, meta=meta)
+        if "auth" in updates:
+            emit_impersonation(self.on_event, before, meta)
         if meta.user_id:
             try:
                 yield from self._enforce_cap(meta.user_id, key, now, indexed)
@@ -435,4 +428,9 @@ def next_meta(
         absolute = absolute or (meta.absolute_deadline - meta.created)
     if absolute is not None:
         changes["absolute_deadline"] = changes.get("created", meta.created) + absolute
+    until = changes.pop("until", None)  # (an impersonation: never past the impersonator's)
+    if until is not None:
+        changes["absolute_deadline"] = min(
+            changes.get("absolute_deadline", meta.absolute_deadline), until
+        )
     return meta.with_changes(last_seen=now, **changes)

@@ -16,7 +16,10 @@ Pass ``on_event=callable`` to the middleware; it receives a :class:`SessionEvent
   ``device_refused`` (reason ``unverified_request``, ``binding_required``, ``wrong_key``,
   ``stale_challenge``, ``reused_challenge``, ``bad_proof``, ``already_bound``,
   ``too_late``, ``no_session``, ``not_bound``), ``device_unbound`` (reason ``logout``,
-  ``handle``, ``all``, ``cap``, ``session_ended``).
+  ``handle``, ``all``, ``cap``, ``session_ended``);
+* ``impersonation``: reason ``started`` or ``stopped`` (:func:`satchel.impersonate`), with
+  ``user_id`` the user impersonated and ``impersonator`` the administrator. Every event
+  about an impersonated session carries its ``impersonator``.
 
 No event carries a raw session ID: at most the public handle and ``ref``, 8 hex digits of
 the store key's hash. A hook that raises is logged and ignored; it never breaks a request.
@@ -28,7 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import instrumentation
+from .auth_facts import impersonator_of
 from .log import logger
+from .record import Meta
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,22 +43,45 @@ class SessionEvent:
     user_id: str | None = None
     reason: str | None = None
     ref: str | None = None
+    impersonator: str | None = None
+    """The administrator acting as ``user_id`` in this session (:func:`satchel.impersonate`)."""
 
 
 EventHook = Callable[[SessionEvent], None]
 
 
-def emit(hook: EventHook | None, kind: str, **details: str | None) -> None:
+def emit(
+    hook: EventHook | None, kind: str, meta: Meta | None = None, **details: str | None
+) -> None:
     """Hand the event to ``hook`` and to the installed instrument
-    (:mod:`satchel.instrumentation`); with neither, nothing is built."""
+    (:mod:`satchel.instrumentation`); with neither, nothing is built. ``meta``: the
+    session it is about (its handle, user and impersonator)."""
     instrument = instrumentation.installed
     if hook is None and instrument is None:
         return
+    if meta is not None:
+        about = {"handle": meta.handle, "user_id": meta.user_id}
+        details = {**about, "impersonator": impersonator_of(meta.auth), **details}
     event = SessionEvent(kind, **details)
     if instrument is not None:
         _deliver(instrument.event, event, "telemetry")
     if hook is not None:
         _deliver(hook, event, "session event hook")
+
+
+def emit_impersonation(hook: EventHook | None, before: Meta | None, after: Meta) -> None:
+    """The ``impersonation`` event of a commit that changed who impersonates the session's
+    user (``before`` and ``after`` it): ``started``, or ``stopped`` (about the user who
+    was impersonated)."""
+    if hook is None and instrumentation.installed is None:
+        return
+    was = None if before is None else impersonator_of(before.auth)
+    acting = impersonator_of(after.auth)
+    if acting is not None and acting != was:
+        emit(hook, "impersonation", meta=after, reason="started")
+    elif was is not None and acting is None and before is not None:
+        emit(hook, "impersonation", handle=after.handle, user_id=before.user_id,
+             impersonator=was, reason="stopped")  # fmt: skip
 
 
 def _deliver(receiver: EventHook, event: SessionEvent, what: str) -> None:

@@ -23,6 +23,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from http import HTTPStatus
 from typing import Any, TypeVar, overload
 from urllib.parse import quote, urlsplit
 
@@ -60,6 +61,9 @@ def _login_location(login_url: str, path: str, query: str) -> str:
 
 LOGIN_REQUIRED = "login_required"
 REAUTHENTICATION_REQUIRED = "reauthentication_required"
+IMPERSONATING = "impersonating"
+"""Refused because an administrator acts as the user (:func:`satchel.impersonate`): no
+re-authentication can meet it, so the answer is 403, not a trip to the reauth page."""
 DEFAULT_REAUTH_URL = "/reauth"
 _LEVELS = ("aal1", "aal2", "aal3")
 """NIST SP 800-63B-4's assurance levels, weakest first: a stronger one meets a weaker
@@ -69,16 +73,21 @@ requirement. Levels an app names otherwise meet only themselves."""
 @dataclass(frozen=True, slots=True)
 class RecentAuth:
     """What a sensitive action needs of the user's latest authentication: made at most
-    ``max_age`` seconds ago, at ``level`` or stronger (None: any)."""
+    ``max_age`` seconds ago, at ``level`` or stronger (None: any); by a session no
+    administrator impersonates, unless ``allow_impersonation`` (the impersonator's own
+    authentication is then what is checked)."""
 
     max_age: float | None = 300.0
     level: str | None = None
+    allow_impersonation: bool = False
 
     def unmet(self, session: Any) -> str | None:
-        """None when ``session`` meets it; else why not (:data:`LOGIN_REQUIRED`, or
-        :data:`REAUTHENTICATION_REQUIRED` for a logged-in user)."""
+        """None when ``session`` meets it; else why not (:data:`LOGIN_REQUIRED`,
+        :data:`IMPERSONATING`, or :data:`REAUTHENTICATION_REQUIRED` for a logged-in user)."""
         if _user(session) is None:
             return LOGIN_REQUIRED
+        if not self.allow_impersonation and getattr(session, "impersonator", None) is not None:
+            return IMPERSONATING
         age = getattr(session, "auth_age", None)
         if age is None or (self.max_age is not None and age > self.max_age):
             return REAUTHENTICATION_REQUIRED
@@ -126,7 +135,14 @@ class Policy:
         self, path: str, query: str, accept: str, reason: str = LOGIN_REQUIRED
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         """The answer to a request refused for ``reason``: 401 JSON to an API client, a
-        303 to the login (or re-authentication) page with a local ``next`` otherwise."""
+        303 to the login (or re-authentication) page with a local ``next`` otherwise;
+        403 to both while impersonating (:data:`IMPERSONATING`)."""
+        if reason == IMPERSONATING:
+            if _wants_json(accept, path, self.api_prefixes):
+                body = json.dumps({"error": IMPERSONATING}).encode()
+                return 403, [("content-type", "application/json")], body
+            text = b"Not while acting as another user: stop impersonating first.\n"
+            return 403, [("content-type", "text/plain")], text
         if _wants_json(accept, path, self.api_prefixes):
             if reason == LOGIN_REQUIRED:
                 document: dict[str, Any] = {"error": "authentication required"}
@@ -232,6 +248,7 @@ def require_recent_auth(
     reauth_url: str = ...,
     login_url: str = ...,
     api_prefixes: Iterable[str] = ...,
+    allow_impersonation: bool = ...,
 ) -> _F: ...
 
 
@@ -244,6 +261,7 @@ def require_recent_auth(
     reauth_url: str = ...,
     login_url: str = ...,
     api_prefixes: Iterable[str] = ...,
+    allow_impersonation: bool = ...,
 ) -> Callable[[_F], _F]: ...
 
 
@@ -255,12 +273,17 @@ def require_recent_auth(
     reauth_url: str = DEFAULT_REAUTH_URL,
     login_url: str = DEFAULT_LOGIN_URL,
     api_prefixes: Iterable[str] = ("/api/",),
+    allow_impersonation: bool = False,
 ) -> Any:
     """As :func:`login_required`, and the user's latest authentication must be at most
     ``max_age`` seconds old and at ``level`` or stronger (:class:`RecentAuth`): else a
     browser is sent to ``reauth_url?next=...`` and an API client gets 401
-    ``{"error": "reauthentication_required", "level": ..., "max_age": ...}``."""
-    policy = Policy(login_url, (), api_prefixes, reauth_url, RecentAuth(max_age, level))
+    ``{"error": "reauthentication_required", "level": ..., "max_age": ...}``. A session
+    an administrator impersonates gets 403 (``{"error": "impersonating"}``) unless
+    ``allow_impersonation``."""
+    policy = Policy(
+        login_url, (), api_prefixes, reauth_url, RecentAuth(max_age, level, allow_impersonation)
+    )
     return _guarding(policy)(endpoint) if endpoint is not None else _guarding(policy)
 
 
@@ -319,7 +342,7 @@ def _wsgi_guard(
             environ.get("HTTP_ACCEPT", ""),
             reason,
         )
-        reason = {303: "See Other", 401: "Unauthorized"}[status]
+        reason = HTTPStatus(status).phrase
         start_response(f"{status} {reason}", [*headers, ("cache-control", "no-store")])
         return [body]
     return app(environ, start_response)
@@ -363,9 +386,12 @@ def require_recent_auth_wsgi(
     reauth_url: str = DEFAULT_REAUTH_URL,
     login_url: str = DEFAULT_LOGIN_URL,
     api_prefixes: Iterable[str] = ("/api/",),
+    allow_impersonation: bool = False,
 ) -> Any:
     """The WSGI twin of :func:`require_recent_auth`."""
-    policy = Policy(login_url, (), api_prefixes, reauth_url, RecentAuth(max_age, level))
+    policy = Policy(
+        login_url, (), api_prefixes, reauth_url, RecentAuth(max_age, level, allow_impersonation)
+    )
     return _wsgi_guarding(policy, app)
 
 

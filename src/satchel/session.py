@@ -162,12 +162,18 @@ class Session(SessionData):
         }
         self._update_meta(**{k: v for k, v in updates.items() if v is not None})
 
-    def bind_user(self, user_id: str, authenticated: AuthFacts | None = None) -> None:
+    def bind_user(
+        self, user_id: str, authenticated: AuthFacts | None = None, *, until: float | None = None
+    ) -> None:
         """Bind ``user_id`` at the next commit, restarting the absolute timeout and
         recording the device and the authentication (the metadata half of
-        :func:`satchel.auth.login`)."""
+        :func:`satchel.auth.login`). ``until``: an absolute deadline the restarted timeout
+        may not pass (an impersonation ends when the impersonator's session would)."""
         facts = authenticated or AuthFacts(self._now())  # a login is an authentication
-        self._update_meta(user_id=user_id, restart=True, login_device=True, auth=facts.to_json())
+        changes: dict[str, Any] = {"user_id": user_id, "restart": True, "login_device": True}
+        if until is not None:
+            changes["until"] = until
+        self._update_meta(**changes, auth=facts.to_json())
 
     def record_authentication(self, authenticated: AuthFacts) -> None:
         """Replace the authentication facts at the next commit (the metadata half of
@@ -211,6 +217,12 @@ class Session(SessionData):
     def use_clock(self, clock: Callable[[], float]) -> None:
         """The clock of a session no middleware binds (Django's engine gives its own)."""
         self._clock = clock
+
+    @property
+    def impersonator(self) -> str | None:
+        """The user acting as this session's user (:func:`satchel.impersonate`), or None."""
+        facts = self.auth
+        return None if facts is None else facts.impersonator
 
     @property
     def auth_methods(self) -> tuple[str, ...]:

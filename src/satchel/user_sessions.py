@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import ids
+from .auth_facts import impersonator_of
 from .dbsc.state import DeviceState
 from .events import EventHook, emit
 from .ops import Delete, Flow, ListUser, adrive, drive
@@ -38,6 +39,8 @@ class SessionInfo:
     current: bool = False
     device_bound: bool = False
     """Bound to the device it started on (DBSC): a copy of its cookies stops working."""
+    impersonator: str | None = None
+    """The administrator acting as the user in it (:func:`satchel.impersonate`), or None."""
 
     @classmethod
     def of(cls, meta: Meta, current: str | None = None) -> SessionInfo:
@@ -51,6 +54,7 @@ class SessionInfo:
             client_ip=meta.client_ip,
             current=meta.handle == current,
             device_bound=meta.device is not None and DeviceState.decode(meta.device).bound,
+            impersonator=impersonator_of(meta.auth),
         )
 
 
@@ -103,9 +107,9 @@ def cap_flow(
 def ended_by_revocation(on_event: EventHook | None, meta: Meta, reason: str) -> None:
     """The events of a session ended by revocation: ``revoked``, and ``device_unbound``
     when it was bound to its device."""
-    emit(on_event, "revoked", handle=meta.handle, user_id=meta.user_id, reason=reason)
+    emit(on_event, "revoked", meta=meta, reason=reason)
     if meta.device is not None:
-        emit(on_event, "device_unbound", handle=meta.handle, user_id=meta.user_id, reason=reason)
+        emit(on_event, "device_unbound", meta=meta, reason=reason)
 
 
 def list_flow(user_id: str, now: float, current: str | None = None) -> Flow[list[SessionInfo]]:

@@ -20,7 +20,7 @@ from ..backend import InfoSource, TokenAction
 from ..cookies import TOMBSTONE_SUFFIX, CookieOptions, cookie_values
 from ..engine import next_meta
 from ..errors import ConfigurationError, SessionTooLarge
-from ..events import EventHook, emit
+from ..events import EventHook, emit, emit_impersonation
 from ..expiry import ExpiryPolicy, is_expired, refresh_due
 from ..keyring import Keyring
 from ..log import logger, security
@@ -165,13 +165,7 @@ class CookieBackend:
             marker = yield Load(revocation.marker_key(meta.user_id), now)
             if not revocation.is_valid(marker, meta):
                 security.info("revoked cookie session presented (handle %s)", meta.handle)
-                emit(
-                    self.on_event,
-                    "security",
-                    reason="revoked_cookie",
-                    handle=meta.handle,
-                    user_id=meta.user_id,
-                )
+                emit(self.on_event, "security", meta=meta, reason="revoked_cookie")
                 return session
         try:
             session.restore(meta.handle, meta.handle, ticket.data, meta)
@@ -198,6 +192,8 @@ class CookieBackend:
                 )
             else:
                 marker = self._tombstone(old_meta, now)
+        if destroyed:
+            emit(self.on_event, "destroyed", meta=old_meta)
         current = session.meta
         updates = session.pending_meta
         data: dict[str, str] | None = None
@@ -261,8 +257,13 @@ class CookieBackend:
         size = len(self.cookie.set_header(value, max_age))  # (ASCII: a name, base64url)
         if size > MAX_COOKIE_BYTES:
             raise SessionTooLarge(size, MAX_COOKIE_BYTES)
+        renewed = current is None or session.regenerating
         session.mark_committed(meta.handle, meta.handle, meta, data)
         session.take_token_refresh()
+        if renewed:  # (the events of the server stores)
+            emit(self.on_event, "created" if current is None else "regenerated", meta=meta)
+        if "auth" in updates:
+            emit_impersonation(self.on_event, current, meta)
         return TokenAction(value, max_age, logout_marker=marker, logout=logged_out)
 
     # -- the user's other sessions: the browser holds them -------------------------------------

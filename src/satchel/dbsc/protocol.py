@@ -113,8 +113,7 @@ def before_app(ctx: RequestContext) -> Answer | None:
         printable(ctx.path),
         reason,
     )
-    emit(ctx.backend.on_event, "device_refused", handle=meta.handle, user_id=meta.user_id,
-         reason=reason)  # fmt: skip
+    emit(ctx.backend.on_event, "device_refused", meta=meta, reason=reason)
     return _refusal(ctx)
 
 
@@ -181,7 +180,7 @@ def _register(ctx: RequestContext, meta: Meta | None) -> Answer:
     bound = DeviceState(proof.jwk, proof.thumbprint, issued, int(now * 1000), state.required)
     ctx.session.set_device(bound.encode())
     logger.info("session %s bound to its device", meta.handle)
-    emit(ctx.backend.on_event, "device_bound", handle=meta.handle, user_id=meta.user_id)
+    emit(ctx.backend.on_event, "device_bound", meta=meta)
     return _instructions(ctx, bound.identifier, meta.handle, now)
 
 
@@ -192,8 +191,7 @@ def _registration_refused(
     emit(
         ctx.backend.on_event,
         "device_refused",
-        handle=None if meta is None else meta.handle,
-        user_id=None if meta is None else meta.user_id,
+        meta=meta,
         reason=reason,
     )
     return Answer(403, [_JSON, *_ENDPOINT_HEADERS], _END, commit=False)
@@ -213,8 +211,7 @@ def _refresh(ctx: RequestContext, meta: Meta | None) -> Answer:
         emit(
             ctx.backend.on_event,
             "device_unbound" if meta is None else "device_refused",
-            handle=None if meta is None else meta.handle,
-            user_id=None if meta is None else meta.user_id,
+            meta=meta,
             reason="session_ended" if meta is None else "not_bound",
         )
         return Answer(200, [_JSON, *_ENDPOINT_HEADERS], _END, commit=False)
@@ -230,9 +227,8 @@ def _refresh(ctx: RequestContext, meta: Meta | None) -> Answer:
             printable(str(exc)),
         )
         on_event = ctx.backend.on_event
-        emit(on_event, "security", handle=meta.handle, user_id=meta.user_id, reason="device_key")
-        emit(on_event, "device_refused", handle=meta.handle, user_id=meta.user_id,
-             reason="wrong_key")  # fmt: skip
+        emit(on_event, "security", meta=meta, reason="device_key")
+        emit(on_event, "device_refused", meta=meta, reason="wrong_key")
         return Answer(403, [_JSON, *_ENDPOINT_HEADERS], _END, commit=False)
     max_age = DEFAULT_MAX_AGE + ctx.policy.device.cookie_lifetime
     try:
@@ -243,12 +239,11 @@ def _refresh(ctx: RequestContext, meta: Meta | None) -> Answer:
     if not issued or reused:  # stale (or another session's), or answered before
         reason = "reused_challenge" if reused else "stale_challenge"
         logger.info("device-bound session %s: %s, asking again", meta.handle, reason)
-        emit(ctx.backend.on_event, "device_refused", handle=meta.handle, user_id=meta.user_id,
-             reason=reason)  # fmt: skip
+        emit(ctx.backend.on_event, "device_refused", meta=meta, reason=reason)
         return _challenge(ctx, meta.handle, state, now)
     state = state._replace(answered_ms=issued)
     ctx.session.set_device(state.encode())
-    emit(ctx.backend.on_event, "device_refreshed", handle=meta.handle, user_id=meta.user_id)
+    emit(ctx.backend.on_event, "device_refreshed", meta=meta)
     answer = _instructions(ctx, identifier, meta.handle, now)
     # the next refresh's challenge, cached by the browser: one round trip next time
     answer.headers.append(_challenge_header(keyring, meta.handle, state, now))

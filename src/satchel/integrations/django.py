@@ -55,10 +55,12 @@ __all__ = [
     "SessionMiddleware",
     "SessionStore",
     "end_user_sessions",
+    "impersonate",
     "reauthenticate",
     "require_recent_auth",
     "runtime",
     "satchel_session",
+    "stop_impersonating",
 ]
 
 
@@ -71,17 +73,70 @@ def reauthenticate(request: Any, *, methods: Iterable[str] = (), level: str | No
     session.modified = True
 
 
+def impersonate(request: Any, user: Any, *, backend: str | None = None) -> None:
+    """The logged-in administrator acts as ``user`` (a Django user object;
+    :func:`satchel.impersonate`: who may is the app's check, made first, e.g.
+    ``request.user.is_superuser``). The session gets a new key at save and empty data,
+    then Django's login keys for ``user`` (``request.user`` is ``user`` from now on);
+    Django's ``user_logged_in`` signal is not sent and ``last_login`` is not touched: the
+    user did not log in. ``backend``: the authentication backend to record (default: the
+    one ``user`` came from, or the only one configured)."""
+    auth.impersonate(request.session.satchel_session, str(user.pk))
+    _log_in_quietly(request, user, backend)
+
+
+def stop_impersonating(request: Any, *, backend: str | None = None) -> Any:
+    """Back to the administrator's own session without a new login
+    (:func:`satchel.stop_impersonating`): a new key at save, empty data, Django's login
+    keys for the administrator, who is returned (and is ``request.user``)."""
+    from django.contrib.auth import get_user_model
+
+    admin_id = auth.stop_impersonating(request.session.satchel_session)
+    admin = get_user_model()._default_manager.get(pk=admin_id)
+    _log_in_quietly(request, admin, backend)
+    return admin
+
+
+def _log_in_quietly(request: Any, user: Any, backend: str | None) -> None:
+    """What ``django.contrib.auth.login`` writes into the session, without its flush
+    (satchel has already started the session over under a new ID) or its signal."""
+    from django.conf import settings as django_settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.middleware.csrf import rotate_token
+
+    backend = backend or getattr(user, "backend", None)
+    if backend is None:
+        backends = list(django_settings.AUTHENTICATION_BACKENDS)
+        if len(backends) != 1:
+            raise ConfigurationError(
+                "several authentication backends are configured: pass backend= (the "
+                "dotted path of the one the user comes from)"
+            )
+        backend = backends[0]
+    session = request.session
+    session[SESSION_KEY] = user._meta.pk.value_to_string(user)
+    session[BACKEND_SESSION_KEY] = backend
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    request.user = user
+    rotate_token(request)
+
+
 def require_recent_auth(
-    *, max_age: float | None = 300.0, level: str | None = None, reauth_url: str = "/reauth/"
+    *,
+    max_age: float | None = 300.0,
+    level: str | None = None,
+    reauth_url: str = "/reauth/",
+    allow_impersonation: bool = False,
 ) -> Callable[[Any], Any]:
     """A view decorator: the user's latest authentication at most ``max_age`` seconds old,
     at ``level`` or stronger; else a browser is sent to ``reauth_url?next=...`` (or to
     ``settings.LOGIN_URL`` when nobody is logged in) and an API client gets 401 JSON
-    ``{"error": "reauthentication_required", ...}`` (:class:`satchel.guard.RecentAuth`)."""
+    ``{"error": "reauthentication_required", ...}`` (:class:`satchel.guard.RecentAuth`);
+    403 while an administrator impersonates the user, unless ``allow_impersonation``."""
     from django.conf import settings as django_settings
     from django.http import HttpResponse
 
-    needs = RecentAuth(max_age, level)
+    needs = RecentAuth(max_age, level, allow_impersonation)
 
     def decorate(view: Any) -> Any:
         @functools.wraps(view)

@@ -94,12 +94,14 @@ def require_recent_auth(
     level: str | None = None,
     reauth_url: str = DEFAULT_REAUTH_URL,
     login_url: str = DEFAULT_LOGIN_URL,
+    allow_impersonation: bool = False,
 ) -> Any:
     """A dependency: the session of a user whose latest authentication is at most
     ``max_age`` seconds old, at ``level`` or stronger; else an ``HTTPException`` (303 to
     ``reauth_url`` or ``login_url`` with a local ``next`` for a browser, 401 for an API
-    client), decided as on every other path (:class:`satchel.guard.Policy`)."""
-    needs = RecentAuth(max_age, level)
+    client; 403 while an administrator impersonates the user, unless
+    ``allow_impersonation``), decided as on every other path (:class:`satchel.guard.Policy`)."""
+    needs = RecentAuth(max_age, level, allow_impersonation)
     policy = Policy(login_url, (), ("/api/",), reauth_url, needs)
 
     def recent(request: Request, session: Annotated[Session, Depends(get_session)]) -> Session:
@@ -109,7 +111,8 @@ def require_recent_auth(
         status, headers, body = policy.refusal(
             request.url.path, request.url.query, request.headers.get("accept", ""), reason
         )
-        detail = json.loads(body) if status == 401 else body.decode()
+        is_json = ("content-type", "application/json") in headers
+        detail = json.loads(body) if is_json else body.decode()
         extra = {name: value for name, value in headers if name != "content-type"}
         raise HTTPException(status, detail=detail, headers={**extra, "cache-control": "no-store"})
 

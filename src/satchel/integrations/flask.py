@@ -145,6 +145,18 @@ def reauthenticate_user(*, methods: Iterable[str] = (), level: str | None = None
     auth.reauthenticate(_session(), methods=methods, level=level)
 
 
+def impersonate_user(user_id: str) -> None:
+    """The logged-in administrator acts as ``user_id`` (:func:`satchel.impersonate`: who
+    may is the app's check, made first)."""
+    auth.impersonate(_session(), user_id)
+
+
+def stop_impersonating() -> str:
+    """Back to the administrator's own session without a new login
+    (:func:`satchel.stop_impersonating`); the administrator's user ID."""
+    return auth.stop_impersonating(_session())
+
+
 def logout_user() -> None:
     auth.logout(_session())
 
@@ -185,14 +197,19 @@ def login_required(view: F) -> F:
 
 
 def require_recent_auth(
-    *, max_age: float | None = 300.0, level: str | None = None, reauth_url: str = DEFAULT_REAUTH_URL
+    *,
+    max_age: float | None = 300.0,
+    level: str | None = None,
+    reauth_url: str = DEFAULT_REAUTH_URL,
+    allow_impersonation: bool = False,
 ) -> Callable[[F], F]:
     """As :func:`login_required`, and the user's latest authentication at most ``max_age``
     seconds old, at ``level`` or stronger (:class:`satchel.guard.RecentAuth`): else the
     browser goes to ``reauth_url?next=...``, an API client gets 401
     ``{"error": "reauthentication_required", ...}``. Pair it with
-    :func:`reauthenticate_user` in the re-authentication view."""
-    needs = RecentAuth(max_age, level)
+    :func:`reauthenticate_user` in the re-authentication view. While an administrator
+    impersonates the user (:func:`satchel.impersonate`): 403, unless ``allow_impersonation``."""
+    needs = RecentAuth(max_age, level, allow_impersonation)
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
