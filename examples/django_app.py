@@ -79,6 +79,12 @@ def log_in(request: HttpRequest) -> HttpResponse:
 # --8<-- [end:login]
 
 
+def _impersonator(request: HttpRequest) -> str | None:
+    """The administrator acting as the user, if one is (None under Django's own engine)."""
+    session = getattr(request.session, "satchel_session", None)
+    return None if session is None else session.impersonator
+
+
 def note(request: HttpRequest, key: str) -> JsonResponse:
     request.session[key] = request.POST.get("value", "")
     return JsonResponse({key: request.session[key]})
@@ -88,9 +94,8 @@ def me(request: HttpRequest) -> JsonResponse:
     if not request.user.is_authenticated:
         return JsonResponse({"error": "not logged in"}, status=401)
     data = {k: v for k, v in request.session.items() if not k.startswith("_")}
-    impersonator = request.session.satchel_session.impersonator  # an admin acting as them
     return JsonResponse(
-        {"user": request.user.get_username(), "data": data, "impersonator": impersonator}
+        {"user": request.user.get_username(), "data": data, "impersonator": _impersonator(request)}
     )
 
 
@@ -138,9 +143,10 @@ def reauth(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ok": True})
 
 
-@satchel_django.require_recent_auth(max_age=300, reauth_url="/reauth")
+@satchel_django.require_recent_auth(reauth_url="/reauth")
 def sensitive(request: HttpRequest) -> JsonResponse:
-    """A sensitive action: needs an authentication at most 5 minutes old."""
+    """A sensitive action: needs an authentication at most SATCHEL["reauth_max_age"]
+    seconds old (5 minutes unless set)."""
     return JsonResponse({"done": True})
 
 
@@ -158,7 +164,7 @@ def impersonate(request: HttpRequest) -> JsonResponse:
 
 
 def stop_impersonating(request: HttpRequest) -> JsonResponse:
-    if request.session.satchel_session.impersonator is None:
+    if _impersonator(request) is None:
         return JsonResponse({"error": "not impersonating"}, status=403)
     admin = satchel_django.stop_impersonating(request)  # back, without a new login
     return JsonResponse({"user": admin.get_username()})

@@ -215,6 +215,7 @@ _DJANGO_CHECKS: dict[str, Any] = {
     "clear_site_data": ["storage"],
     "assurance": "aal3",
     "assurance_allow_weaker": True,
+    "reauth_max_age": 0.001,
 }
 _DJANGO_BASE: dict[str, dict[str, Any]] = {
     "secret_keys": {"encrypt_at_rest": True},
@@ -364,6 +365,10 @@ def test_satchel_key_changes_behaviour_or_is_refused(
         default, observed = _logout_header(config), _logout_header({**config, name: value})
         assert observed != default, f"SATCHEL[{name!r}] changed nothing: {observed}"
         return
+    if name == "reauth_max_age":
+        statuses = (_sensitive_status(config), _sensitive_status({**config, name: value}))
+        assert statuses == (200, 303), f"SATCHEL[{name!r}] changed nothing"
+        return
     if name.startswith("dbsc"):
         default = _django_observe_dbsc(config)
         observed = _django_observe_dbsc({**config, name: value})
@@ -373,6 +378,15 @@ def test_satchel_key_changes_behaviour_or_is_refused(
     observed = _django_observe({**config, name: value}, target)
     assert observed, f"{name}: no session stored"
     assert observed != default, f"SATCHEL[{name!r}] changed nothing: {observed}"
+
+
+def _sensitive_status(config: dict[str, Any]) -> int:
+    """The status of the example's /sensitive a moment after a login."""
+    with _satchel_settings(config):
+        c = client()
+        log_in(c)
+        time.sleep(0.01)
+        return int(c.get("/sensitive", secure=True).status_code)
 
 
 def test_unknown_satchel_key_is_refused_naming_the_closest(django_app: ModuleType) -> None:
@@ -479,7 +493,7 @@ def test_another_users_login_starts_from_empty_data(django_app: ModuleType) -> N
     assert c.get("/me", secure=True).json()["data"] == {"theme": "dark"}
     bobs = c.cookies["sessionid"].value
     log_in(c, "alice")
-    assert c.get("/me", secure=True).json() == {"user": "alice", "data": {}}
+    assert c.get("/me", secure=True).json() == {"user": "alice", "data": {}, "impersonator": None}
     assert c.cookies["sessionid"].value != bobs
 
 

@@ -127,7 +127,11 @@ def test_encrypt_at_rest_stores_no_plaintext(configure: Configure, clock: FakeCl
     raw = repr(dict(stored.data))
     assert "4111" not in raw
     assert user_id("dora") not in set(stored.data.values())
-    assert me(c).json() == {"user": "dora", "data": {"card": "4111-1111-1111-1111"}}
+    assert me(c).json() == {
+        "user": "dora",
+        "data": {"card": "4111-1111-1111-1111"},
+        "impersonator": None,
+    }
 
     configure({"encrypt_at_rest": True}, SECRET_KEY=OTHER_KEY, SECRET_KEY_FALLBACKS=[KEY])
     assert me(c).json()["data"] == {"card": "4111-1111-1111-1111"}
@@ -430,7 +434,7 @@ def test_djangos_test_client_session_and_force_login(
     session.save()
     assert me(c).status_code == 401  # anonymous, with its data
     c.force_login(User.objects.get(username="eve"))
-    assert me(c).json() == {"user": "eve", "data": {"theme": "dark"}}
+    assert me(c).json() == {"user": "eve", "data": {"theme": "dark"}, "impersonator": None}
     assert len(UserSessions(store, clock=clock).sessions(user_id("eve"))) == 1
 
 

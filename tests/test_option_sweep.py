@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 from werkzeug.test import Client as WerkzeugClient
 
-from satchel import asgi, auth, wsgi
+from satchel import asgi, auth, guard, wsgi
+from satchel._types import WSGIApp
 from satchel.errors import ConfigurationError, ReauthenticationRequired
 from satchel.keyring import KID_LENGTH
 from satchel.options import SessionOptions
@@ -125,6 +126,10 @@ def _starlette_app() -> Starlette:
     async def post(request: Request) -> Response:
         return PlainTextResponse("posted")
 
+    @guard.require_recent_auth
+    async def sensitive(request: Request) -> Response:
+        return PlainTextResponse("done")
+
     return Starlette(
         routes=[
             Route("/set", set_),
@@ -135,13 +140,24 @@ def _starlette_app() -> Starlette:
             Route("/logout-everywhere", everywhere),
             Route("/token", token),
             Route("/post", post, methods=["POST"]),
+            Route("/sensitive", sensitive),
         ]
     )
 
 
-def _wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+def _done(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"done"]
+
+
+_wsgi_sensitive: WSGIApp = guard.require_recent_auth_wsgi(_done)
+
+
+def _wsgi_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     session = _session(environ["satchel.session"])
     path = environ["PATH_INFO"]
+    if path == "/sensitive":
+        return _wsgi_sensitive(environ, start_response)
     query = dict(p.split("=", 1) for p in environ.get("QUERY_STRING", "").split("&") if p)
     body = "ok"
     if path == "/set":
@@ -222,6 +238,11 @@ def _flask_app(config: dict[str, Any], **explicit: Any) -> Any:
     @satchel_flask.login_required
     def private() -> str:
         return "private"
+
+    @app.get("/sensitive")
+    @satchel_flask.require_recent_auth()
+    def sensitive() -> str:
+        return "done"
 
     satchel_flask.Satchel(app, **explicit)
     return app
@@ -401,6 +422,15 @@ def observe_ending_sessions(browsers: Iterator[Browser], ctx: Ctx) -> Any:
     return browser.get("/logout-everywhere").text
 
 
+def observe_sensitive(browsers: Iterator[Browser], ctx: Ctx) -> Any:
+    """Whether ``require_recent_auth`` (no ``max_age`` of its own) lets a login of a moment
+    ago through."""
+    browser = next(browsers)
+    browser.get("/login?user=u")
+    time.sleep(0.01)
+    return browser.get("/sensitive").status
+
+
 def observe_logout(browsers: Iterator[Browser], ctx: Ctx) -> Any:
     """The Clear-Site-Data header of a logout."""
     browser = next(browsers)
@@ -474,6 +504,7 @@ CHECKS: dict[str, list[Check]] = {
     "refresh_interval": [Check(0.0, RECORD)],
     "assurance": [Check("aal3", RECORD), Check("aal4", refused="assurance")],
     "reauth_to_end_sessions": [Check(0.0, observe_ending_sessions)],
+    "reauth_max_age": [Check(0.001, observe_sensitive)],
     "assurance_allow_weaker": [
         Check(True, RECORD, base={"assurance": "aal3", "idle_timeout": 3600.0}),
     ],

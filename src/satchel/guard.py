@@ -20,8 +20,9 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from http import HTTPStatus
 from typing import Any, TypeVar, overload
@@ -70,16 +71,25 @@ _LEVELS = ("aal1", "aal2", "aal3")
 requirement. Levels an app names otherwise meet only themselves."""
 
 
+DEFAULT_REAUTH_MAX_AGE = 300.0
+"""The ``reauth_max_age`` option's default: five minutes."""
+
+
 @dataclass(frozen=True, slots=True)
 class RecentAuth:
     """What a sensitive action needs of the user's latest authentication: made at most
-    ``max_age`` seconds ago, at ``level`` or stronger (None: any); by a session no
+    ``max_age`` seconds ago (None: the middleware's ``reauth_max_age`` option, 300 s unless
+    set; ``math.inf``: any age), at ``level`` or stronger (None: any); by a session no
     administrator impersonates, unless ``allow_impersonation`` (the impersonator's own
     authentication is then what is checked)."""
 
-    max_age: float | None = 300.0
+    max_age: float | None = None
     level: str | None = None
     allow_impersonation: bool = False
+
+    def resolved(self, configured: float) -> RecentAuth:
+        """With ``max_age`` the ``configured`` one unless the guard named its own."""
+        return self if self.max_age is not None else replace(self, max_age=configured)
 
     def unmet(self, session: Any) -> str | None:
         """None when ``session`` meets it; else why not (:data:`LOGIN_REQUIRED`,
@@ -89,11 +99,19 @@ class RecentAuth:
         if not self.allow_impersonation and getattr(session, "impersonator", None) is not None:
             return IMPERSONATING
         age = getattr(session, "auth_age", None)
-        if age is None or (self.max_age is not None and age > self.max_age):
+        limit = DEFAULT_REAUTH_MAX_AGE if self.max_age is None else self.max_age
+        if age is None or age > limit:
             return REAUTHENTICATION_REQUIRED
         if self.level is not None and not _meets(session.auth_level, self.level):
             return REAUTHENTICATION_REQUIRED
         return None
+
+
+def configured_max_age(session: Any) -> float:
+    """The ``reauth_max_age`` of the middleware that loaded ``session``."""
+    policy = getattr(getattr(session, "binding", None), "policy", None)
+    value = getattr(policy, "reauth_max_age", None)
+    return DEFAULT_REAUTH_MAX_AGE if value is None else float(value)
 
 
 def _meets(have: str | None, need: str) -> bool:
@@ -131,6 +149,16 @@ class Policy:
     def unmet(self, session: Any) -> str | None:
         return _is_logged_in(session) if self.needs is None else self.needs.unmet(session)
 
+    def resolved(self, session: Any) -> Policy:
+        """This policy with the ``reauth_max_age`` of ``session``'s middleware, unless its
+        guard named its own ``max_age``."""
+        needs = self.needs
+        if needs is None or needs.max_age is not None:
+            return self
+        policy = Policy(self.login_url, self.public, self.api_prefixes, self.reauth_url)
+        policy.needs = needs.resolved(configured_max_age(session))
+        return policy
+
     def refusal(
         self, path: str, query: str, accept: str, reason: str = LOGIN_REQUIRED
     ) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -148,7 +176,10 @@ class Policy:
                 document: dict[str, Any] = {"error": "authentication required"}
             else:
                 needs = self.needs or RecentAuth()
-                document = {"error": reason, "level": needs.level, "max_age": needs.max_age}
+                limit = needs.max_age
+                if limit is not None and math.isinf(limit):
+                    limit = None  # (any age: JSON has no infinity)
+                document = {"error": reason, "level": needs.level, "max_age": limit}
             return 401, [("content-type", "application/json")], json.dumps(document).encode()
         if reason == LOGIN_REQUIRED:
             location, text = _login_location(self.login_url, path, query), b"Log in first.\n"
@@ -268,7 +299,7 @@ def require_recent_auth(
 def require_recent_auth(
     endpoint: Callable[..., Any] | None = None,
     *,
-    max_age: float | None = 300.0,
+    max_age: float | None = None,
     level: str | None = None,
     reauth_url: str = DEFAULT_REAUTH_URL,
     login_url: str = DEFAULT_LOGIN_URL,
@@ -294,9 +325,10 @@ def _guarding(policy: Policy) -> Callable[[Callable[..., Any]], Callable[..., An
 
             @functools.wraps(fn)
             async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
-                reason = policy.unmet(scope.get("session"))
+                resolved = policy.resolved(scope.get("session"))
+                reason = resolved.unmet(scope.get("session"))
                 if reason is not None:
-                    await _asgi_refuse(policy, scope, send, reason)
+                    await _asgi_refuse(resolved, scope, send, reason)
                     return
                 await fn(scope, receive, send)
 
@@ -305,7 +337,8 @@ def _guarding(policy: Policy) -> Callable[[Callable[..., Any]], Callable[..., An
         @functools.wraps(fn)
         async def view(request: Any, *args: Any, **kwargs: Any) -> Any:
             scope = request.scope
-            reason = policy.unmet(scope.get("session"))
+            session = scope.get("session")
+            reason = policy.resolved(session).unmet(session)
             if reason is not None:
                 if scope["type"] == "websocket":
                     await request.close(code=1008)
@@ -313,7 +346,7 @@ def _guarding(policy: Policy) -> Callable[[Callable[..., Any]], Callable[..., An
                 from starlette.responses import Response
 
                 accept = request.headers.get("accept", "")
-                status, headers, body = policy.refusal(
+                status, headers, body = policy.resolved(session).refusal(
                     scope.get("path", "/"),
                     scope.get("query_string", b"").decode("latin-1"),
                     accept,
@@ -334,7 +367,9 @@ def _guarding(policy: Policy) -> Callable[[Callable[..., Any]], Callable[..., An
 def _wsgi_guard(
     policy: Policy, app: WSGIApp, environ: Environ, start_response: StartResponse
 ) -> Iterable[bytes]:
-    reason = policy.unmet(environ.get(ENVIRON_KEY))
+    session = environ.get(ENVIRON_KEY)
+    policy = policy.resolved(session)
+    reason = policy.unmet(session)
     if reason is not None:
         status, headers, body = policy.refusal(
             environ.get("PATH_INFO", "/"),
@@ -381,7 +416,7 @@ def login_required_wsgi(
 def require_recent_auth_wsgi(
     app: WSGIApp | None = None,
     *,
-    max_age: float | None = 300.0,
+    max_age: float | None = None,
     level: str | None = None,
     reauth_url: str = DEFAULT_REAUTH_URL,
     login_url: str = DEFAULT_LOGIN_URL,

@@ -73,6 +73,7 @@ class SessionOptions(TypedDict, total=False):
     assurance: str | None
     assurance_allow_weaker: bool
     reauth_to_end_sessions: Duration | None
+    reauth_max_age: Duration
     token_paths: Sequence[str]
     clear_site_data: Sequence[str]
     dbsc: bool
@@ -331,6 +332,10 @@ OPTIONS: tuple[Option, ...] = (
            doc="ending the user's other sessions (`revoke`, `logout_other_devices`, "
            "`logout_everywhere`) needs an authentication at most this old, else "
            "`ReauthenticationRequired` (ASVS 7.5.2)"),
+    Option("reauth_max_age", "Duration", SECONDS, value=300.0,
+           doc="how old an authentication `require_recent_auth` accepts when the guard "
+           "names no `max_age` ([security.md]"
+           "(security.md#sensitive-actions-a-recent-authentication-sudo-mode))"),
     Option("clock", "Callable[[], float]", value=None, shown="`time.time`",
            doc="the app's UTC clock, epoch seconds"),
     _csrf("csrf", "enabled", "bool", BOOL,

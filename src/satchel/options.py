@@ -72,6 +72,7 @@ def policy_from(options: SessionOptions, cookie: CookieOptions) -> RequestPolicy
         trusted_proxies=parse_trusted(schema.get(options, "trusted_proxies")),
         clear_site_data=clear_site_data.directives(schema.get(options, "clear_site_data")),
         reauth_to_end_sessions=_seconds(options.get("reauth_to_end_sessions")),
+        reauth_max_age=float(schema.get(options, "reauth_max_age")),
         presession_cookie=CookieOptions(
             name=cookie.name + "_csrf",
             path="/",

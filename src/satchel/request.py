@@ -73,6 +73,8 @@ class RequestPolicy:
     (:mod:`satchel.clear_site_data`); empty: none."""
     reauth_to_end_sessions: float | None = None
     """Ending the user's other sessions needs an authentication at most this old."""
+    reauth_max_age: float = 300.0
+    """What ``require_recent_auth`` accepts when its guard names no ``max_age``."""
     cookie_transport: CookieTransport = field(init=False)
     bound_cookie: CookieOptions = field(init=False)
     """The short-lived cookie of device-bound sessions (``<cookie name>_bound``)."""

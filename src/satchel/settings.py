@@ -48,6 +48,7 @@ class Settings:
     assurance: str | None = default("assurance")
     assurance_allow_weaker: bool = default("assurance_allow_weaker")
     reauth_to_end_sessions: float | None = default("reauth_to_end_sessions")
+    reauth_max_age: float = default("reauth_max_age")
     cookie_name: str = default("cookie_name")
     cookie_path: str = default("cookie_path")
     cookie_domain: str | None = default("cookie_domain")

@@ -44,7 +44,7 @@ from ..engine import Engine, drive
 from ..errors import ConfigurationError, KeyCollision
 from ..guard import Policy, RecentAuth
 from ..session import Session
-from .django_config import APPLIED, runtime
+from .django_config import APPLIED, reauth_max_age, runtime
 from .django_dbsc import SessionMiddleware
 from .django_device import DeviceMiddleware, device, failed, note_logout, recorded
 from .django_expiry import UNSET, DjangoExpiry
@@ -123,7 +123,7 @@ def _log_in_quietly(request: Any, user: Any, backend: str | None) -> None:
 
 def require_recent_auth(
     *,
-    max_age: float | None = 300.0,
+    max_age: float | None = None,
     level: str | None = None,
     reauth_url: str = "/reauth/",
     allow_impersonation: bool = False,
@@ -141,10 +141,12 @@ def require_recent_auth(
     def decorate(view: Any) -> Any:
         @functools.wraps(view)
         def guarded(request: Any, *args: Any, **kwargs: Any) -> Any:
-            reason = needs.unmet(request.session.satchel_session)
+            resolved = needs.resolved(reauth_max_age())
+            reason = resolved.unmet(request.session.satchel_session)
             if reason is None:
                 return view(request, *args, **kwargs)
-            policy = Policy(str(django_settings.LOGIN_URL), (), ("/api/",), reauth_url, needs)
+            login_url = str(django_settings.LOGIN_URL)
+            policy = Policy(login_url, (), ("/api/",), reauth_url, resolved)
             status, headers, body = policy.refusal(
                 request.path, request.META.get("QUERY_STRING", ""),
                 request.headers.get("accept", ""), reason,

@@ -47,6 +47,7 @@ APPLIED = frozenset(
         "clear_site_data",  # by DeviceMiddleware (and satchel's SessionMiddleware)
         "assurance",
         "assurance_allow_weaker",
+        "reauth_max_age",  # by require_recent_auth
     }
     | _DEVICE_BINDING
 )
@@ -140,6 +141,12 @@ def options() -> tuple[str, SessionOptions]:
     else:
         opts["insecure_unsigned_cookies"] = True
     return settings.store, opts  # type: ignore[return-value]
+
+
+def reauth_max_age() -> float:
+    """``SATCHEL["reauth_max_age"]``: what ``require_recent_auth`` accepts when its view
+    names no ``max_age``."""
+    return _settings()[0].reauth_max_age
 
 
 @cache

@@ -90,7 +90,7 @@ def get_user(session: Annotated[Session, Depends(get_session)]) -> str:
 
 def require_recent_auth(
     *,
-    max_age: float | None = 300.0,
+    max_age: float | None = None,
     level: str | None = None,
     reauth_url: str = DEFAULT_REAUTH_URL,
     login_url: str = DEFAULT_LOGIN_URL,
@@ -102,10 +102,11 @@ def require_recent_auth(
     client; 403 while an administrator impersonates the user, unless
     ``allow_impersonation``), decided as on every other path (:class:`satchel.guard.Policy`)."""
     needs = RecentAuth(max_age, level, allow_impersonation)
-    policy = Policy(login_url, (), ("/api/",), reauth_url, needs)
+    base = Policy(login_url, (), ("/api/",), reauth_url, needs)
 
     def recent(request: Request, session: Annotated[Session, Depends(get_session)]) -> Session:
-        reason = needs.unmet(session)
+        policy = base.resolved(session)
+        reason = policy.unmet(session)
         if reason is None:
             return session
         status, headers, body = policy.refusal(

@@ -29,7 +29,7 @@ except ModuleNotFoundError as exc:
 
 from .. import auth
 from ..errors import CSRFError, StoreError
-from ..guard import DEFAULT_REAUTH_URL, LOGIN_REQUIRED, Policy, RecentAuth
+from ..guard import DEFAULT_REAUTH_URL, LOGIN_REQUIRED, Policy, RecentAuth, configured_max_age
 from ..request import CONTEXT_KEY, RequestContext, context_of, csrf_token
 from ..user_sessions import SessionInfo
 from ..wsgi import open_lazily
@@ -198,7 +198,7 @@ def login_required(view: F) -> F:
 
 def require_recent_auth(
     *,
-    max_age: float | None = 300.0,
+    max_age: float | None = None,
     level: str | None = None,
     reauth_url: str = DEFAULT_REAUTH_URL,
     allow_impersonation: bool = False,
@@ -214,9 +214,11 @@ def require_recent_auth(
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            reason = needs.unmet(_session())
+            session = _session()
+            resolved = needs.resolved(configured_max_age(session))
+            reason = resolved.unmet(session)
             if reason is not None:
-                return _refusal(reason, needs, reauth_url)
+                return _refusal(reason, resolved, reauth_url)
             g.satchel_user = _session().user_id
             return view(*args, **kwargs)
 
