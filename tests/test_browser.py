@@ -28,10 +28,24 @@ LINUX_CHROME = (
 
 @pytest.fixture(scope="module")
 def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    directory = tmp_path_factory.mktemp("demo")
+    yield from _serve(create_app(f"sqlite:///{directory}/demo.db", secret_keys=[KEY]))
+
+
+REAUTH_MAX_AGE = 2.0
+
+
+@pytest.fixture(scope="module")
+def quick_demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The demo with ``SATCHEL_REAUTH_MAX_AGE`` = 2 s, to see a sign-in grow old."""
+    directory = tmp_path_factory.mktemp("demo-quick")
+    store = f"sqlite:///{directory}/demo.db"
+    yield from _serve(create_app(store, secret_keys=[KEY], reauth_max_age=REAUTH_MAX_AGE))
+
+
+def _serve(app: Any) -> Iterator[str]:
     import uvicorn
 
-    directory = tmp_path_factory.mktemp("demo")
-    app = create_app(f"sqlite:///{directory}/demo.db", secret_keys=[KEY])
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -228,3 +242,78 @@ def test_every_action_confirms_itself(browser: Any, demo_url: str, artifacts: Pa
     assert page.locator(".flash").count() == 0  # a plain logout is not "session ended"
     context.close()
     other.close()
+
+
+def test_a_sensitive_action_asks_for_the_password_again(
+    browser: Any, quick_demo_url: str, artifacts: Path
+) -> None:
+    """Issue 17's re-authentication flow, as a person sees it: a sign-in older than
+    ``SATCHEL_REAUTH_MAX_AGE`` sends the sensitive action to "Confirm it is you"; a wrong
+    password is refused there; the right one returns to the action under a new session
+    cookie."""
+    base = quick_demo_url
+    context = _device(browser, "Reauth")
+    page = context.new_page()
+    _login(page, base)
+    page.goto(f"{base}/security/sensitive")
+    assert page.is_visible("#sensitive-ok")  # a sign-in of a moment ago is enough
+    time.sleep(REAUTH_MAX_AGE + 0.5)
+    page.goto(f"{base}/security/sensitive")
+    page.wait_for_url(f"{base}/reauth?next=/security/sensitive")
+    assert "Confirm it is you" in page.text_content("h1")
+    page.screenshot(path=str(artifacts / "browser-reauth.png"))
+    before = _session_cookie(context)
+    page.fill("#password", "not-the-password")
+    page.click("button[type=submit]")
+    assert "Wrong password" in page.text_content(".error")
+    page.fill("#password", "wonderland")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/security/sensitive")
+    assert page.is_visible("#sensitive-ok")
+    assert _session_cookie(context) not in ("", before)  # a new session ID
+    page.goto(f"{base}/security")
+    assert page.text_content("#auth-methods") == "pwd"
+    context.close()
+
+
+def test_an_administrator_acts_as_alice_and_returns(
+    browser: Any, demo_url: str, artifacts: Path
+) -> None:
+    context = _device(browser, "Admin")
+    page = context.new_page()
+    _login(page, demo_url, "admin", "keyholder")
+    page.select_option("#impersonate", "alice")
+    page.get_by_role("button", name="Impersonate").click()
+    page.wait_for_url(f"{demo_url}/profile")
+    assert "Welcome, alice" in page.text_content("h1")
+    assert "acting as alice" in page.text_content(".acting")
+    page.screenshot(path=str(artifacts / "browser-impersonating.png"))
+    response = page.goto(f"{demo_url}/security/sensitive")
+    assert response is not None
+    assert response.status == 403  # not as alice
+    page.goto(f"{demo_url}/profile")
+    page.get_by_role("button", name="Stop impersonating").click()
+    page.wait_for_url(f"{demo_url}/profile")
+    assert "Welcome, admin" in page.text_content("h1")
+    assert page.locator(".acting").count() == 0
+    context.close()
+
+
+def test_logout_clears_the_sites_cookies(browser: Any, demo_url: str) -> None:
+    """``Clear-Site-Data: "cookies"`` on logout: Chromium drops every cookie of the site,
+    the pre-session CSRF cookie included, and the login page still says why."""
+    context = _device(browser, "Clear")
+    page = context.new_page()
+    _login(page, demo_url)
+    context.add_cookies([{"name": "left-behind", "value": "1", "url": demo_url}])
+    page.get_by_role("button", name="Log out", exact=True).click()
+    page.wait_for_url(f"{demo_url}/login")
+    assert page.text_content(".flash-success") == "You have been logged out."
+    names = {c["name"] for c in context.cookies()}
+    assert "left-behind" not in names  # cleared by the logout response, not just expired
+    assert "satchel" in names  # (the new, anonymous session holding the note)
+    context.close()
+
+
+def _session_cookie(context: Any) -> str:
+    return next((c["value"] for c in context.cookies() if c["name"] == "satchel"), "")

@@ -83,7 +83,10 @@ def test_demo_flow(demo: httpx.Client) -> None:
     me = demo.get("/api/me").json()
     assert me["username"] == "alice"
     out = demo.post("/logout", headers={"X-CSRF-Token": me["csrf_token"]})
-    assert (out.status_code, out.headers["location"]) == (303, "/login")
+    assert (out.status_code, out.headers["location"]) == (
+        303,
+        "/logged-out",
+    )  # then /login, with the note
     demo.cookies.clear()
     assert demo.get("/api/me", headers={"cookie": f"satchel={cookie}"}).status_code == 401
 
