@@ -282,3 +282,16 @@ def test_a_host_http_prefixed_cookie_works_in_chromium(chromium: Any) -> None:
         names = {c["name"] for c in context.cookies()}
         assert names == {"__Host-Http-sid"}  # (the pre-session cookie ends with the login)
         context.close()
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_a_logout_response_varies_on_the_cookie_alone(path: str) -> None:
+    """The session lines of a logout (the cookie's expiry, Clear-Site-Data) depend on the
+    Cookie header only: Clear-Site-Data is not a bearer token, so no ``Authorization`` in
+    Vary (each cache would keep a copy per token otherwise)."""
+    client = PATHS[path]()
+    client.get("/login")
+    response = client.get("/logout")
+    assert _header(response) == '"cookies"'
+    varies = {v.strip().lower() for v in response.headers.get("vary", "").split(",")}
+    assert varies == {"cookie"}
