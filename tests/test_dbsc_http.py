@@ -19,9 +19,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from satchel import SessionEvent, device_bound, login, logout, require_device_binding
+from satchel import (
+    SessionEvent,
+    device_bound,
+    end_user_sessions,
+    login,
+    logout,
+    require_device_binding,
+)
 from satchel.asgi import SessionMiddleware as ASGIMiddleware
-from satchel.auth import sessions_of
+from satchel.auth import logout_everywhere, sessions_of
 from satchel.dbsc.proof import thumbprint
 from satchel.dbsc.protocol import SETTLE_MS
 from satchel.errors import ConfigurationError
@@ -53,6 +60,8 @@ def _route(session: Session, path: str, query: dict[str, str]) -> tuple[int, dic
     elif path == "/logout":
         logout(session)
         return 200, {"logged_out": True}
+    elif path == "/everywhere":
+        return 200, {"ended": logout_everywhere(session)}
     elif path == "/put":
         session["n"] = session.get("n", 0) + 1
     elif path == "/sessions":
@@ -135,7 +144,7 @@ class World:
             self.sync_asgi = _SyncASGI(httpx.ASGITransport(app=fastapi_app(store, options)))
             transport = self.sync_asgi
         elif path == "wsgi":
-            wsgi = WSGIMiddleware(wsgi_view, store, secret_keys=[KEY], **options)
+            self.wsgi = wsgi = WSGIMiddleware(wsgi_view, store, secret_keys=[KEY], **options)
             transport = httpx.WSGITransport(app=wsgi)
         else:
             transport = httpx.WSGITransport(app=flask_app(store, options))
@@ -262,6 +271,33 @@ def test_login_binds_refreshes_and_logout_ends_the_binding(world: World) -> None
     ended = world.http.post(REFRESH, headers=headers)
     assert ended.status_code == 200
     assert ended.json() == {"continue": False}
+
+
+def test_logging_out_everywhere_ends_the_binding(world: World) -> None:
+    """Revocation ends a binding as a logout does: the browser's next refresh hears
+    "continue": false (issue 13)."""
+    world.login_and_bind()
+    headers = {"sec-secure-session-id": thumbprint(world.device.jwk)}
+    assert world.http.get("/everywhere").json() == {"ended": 1}
+    assert ("device_unbound", "logout") in world.kinds()
+    ended = world.http.post(REFRESH, headers=headers)
+    assert (ended.status_code, ended.json()) == (200, {"continue": False})
+
+
+def test_ending_the_users_sessions_ends_the_binding() -> None:
+    """``end_user_sessions`` from the account code (another device, no request of the
+    user's): a ``device_unbound`` event with the app's reason, then "continue": false."""
+    world = World("wsgi", "memory://")
+    try:
+        world.login_and_bind()
+        headers = {"sec-secure-session-id": thumbprint(world.device.jwk)}
+        assert end_user_sessions(world.wsgi, world.user, reason="account_disabled") == 1
+        assert ("device_unbound", "account_disabled") in world.kinds()
+        ended = world.http.post(REFRESH, headers=headers)
+        assert (ended.status_code, ended.json()) == (200, {"continue": False})
+        assert world.me().json()["user"] is None
+    finally:
+        world.close()
 
 
 def test_a_copied_pair_of_cookies_dies_with_the_bound_cookie(world: World) -> None:

@@ -16,7 +16,8 @@ Pass ``on_event=callable`` to the middleware; it receives a :class:`SessionEvent
   ``device_refused`` (reason ``unverified_request``, ``binding_required``, ``wrong_key``,
   ``stale_challenge``, ``reused_challenge``, ``bad_proof``, ``already_bound``,
   ``too_late``, ``no_session``, ``not_bound``), ``device_unbound`` (reason ``logout``,
-  ``handle``, ``all``, ``cap``, ``session_ended``);
+  ``handle``, ``all``, ``cap``, the one given to :func:`satchel.end_user_sessions`,
+  ``session_ended``);
 * ``impersonation``: reason ``started`` or ``stopped`` (:func:`satchel.impersonate`), with
   ``user_id`` the user impersonated and ``impersonator`` the administrator. Every event
   about an impersonated session carries its ``impersonator``.
