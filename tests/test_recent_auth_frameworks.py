@@ -487,3 +487,29 @@ async def test_no_sensitive_action_while_impersonating(framework: str) -> None:
         assert await client.text("/me") == "admin None"
         assert client.cookie() not in ("", admin_cookie, acting_cookie)
         assert await client.text("/sensitive") == "done"  # the admin's own, 120 s old
+
+
+async def test_litestar_without_the_plugin() -> None:
+    """With the middleware alone, the app registers the guard's answer itself; without
+    it, Litestar's own handler still refuses (the same status, Location, no-store)."""
+    from litestar import Litestar, MediaType, get
+    from litestar.testing import AsyncTestClient
+
+    from satchel.integrations import litestar as sl
+
+    @get("/sensitive", guards=[sl.require_recent_auth()], media_type=MediaType.TEXT)
+    async def sensitive() -> str:
+        return "done"
+
+    config = sl.SatchelSessionConfig("memory://", secret_keys=[KEY])
+    handlers: dict[int | type[Exception], Any] = {sl.GuardRefusal: sl.guard_refusal_handler}
+    for registered in (handlers, {}):
+        app = Litestar([sensitive], middleware=[config.middleware], exception_handlers=registered)
+        async with AsyncTestClient(app, base_url=BASE) as http:
+            answer = _httpx(await http.get("/sensitive?x=1", follow_redirects=False))
+        if registered:
+            _policy_says(answer, LOGIN_REQUIRED, "/sensitive?x=1", Needs())
+        else:
+            assert answer.status == 303
+            assert answer.headers["cache-control"] == "no-store"
+            assert _next(answer) == ("/login", "/sensitive?x=1")

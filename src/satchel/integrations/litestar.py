@@ -339,10 +339,12 @@ class GuardRefusal(HTTPException):
     """What :func:`require_recent_auth`'s guard raises: the refusal
     :class:`satchel.guard.Policy` words (``answer``: status, headers, body), which
     :func:`guard_refusal_handler` sends as it is. (Without that handler, Litestar's own
-    answers it: the same status and headers, Litestar's JSON body.)"""
+    answers it: the same status, ``Location`` and ``Cache-Control``, Litestar's JSON
+    body.)"""
 
     def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        super().__init__(detail=body.decode(), status_code=status, headers=dict(headers))
+        extra = {name: value for name, value in headers if name != "content-type"}
+        super().__init__(detail=body.decode(), status_code=status, headers=extra)
         self.answer = (status, headers, body)
 
 
