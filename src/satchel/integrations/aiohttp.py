@@ -460,6 +460,7 @@ def login_required(handler: F) -> F:
 
 
 def login_required_to(login_url: str) -> Callable[[F], F]:
+    """:func:`login_required` with the login page at ``login_url``."""
     return _guarding(Policy(login_url, (), ("/api/",)))
 
 
