@@ -16,13 +16,16 @@ for a request with a session cookie, none without), and committed once, when the
 starts -- also for a response the handler raised (``raise web.HTTPFound(...)``), streamed
 or upgraded to a WebSocket -- unless its status is 5xx or the handler raised anything else.
 Unsafe requests must pass the CSRF check before the handler (``@csrf_exempt`` spares one);
-a cross-site WebSocket handshake is refused; a store that is down gives 503.
+a cross-site WebSocket handshake is refused; a store that is down gives 503. Sensitive
+handlers take ``@require_recent_auth(max_age=300)`` ("sudo mode": :class:`satchel.guard.Policy`
+decides, as on every path), with ``reauthenticate``, ``impersonate`` and
+``stop_impersonating`` for the handlers that change the authentication.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar, Unpack
 
 from . import missing_framework
@@ -40,7 +43,7 @@ from .. import auth, csrf
 from ..cookie import CookieStore
 from ..csrf_failure import CSRFFailure
 from ..errors import UNAVAILABLE_BODY, SessionStateError, StoreError
-from ..guard import login_refusal
+from ..guard import DEFAULT_LOGIN_URL, DEFAULT_REAUTH_URL, Policy, RecentAuth
 from ..log import logger
 from ..options import DEFAULT_STORE, Runtime, SessionOptions, build
 from ..printable import printable
@@ -56,16 +59,21 @@ __all__ = [
     "csrf_exempt",
     "csrf_token",
     "get_session",
+    "impersonate",
     "login",
     "login_required",
+    "login_required_to",
     "logout",
     "logout_everywhere",
     "logout_other_devices",
     "new_session",
+    "reauthenticate",
+    "require_recent_auth",
     "revoke_session",
     "session_middleware",
     "sessions_of",
     "setup",
+    "stop_impersonating",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -388,11 +396,38 @@ def _context(request: web.Request) -> RequestContext:
     return ctx
 
 
-async def login(request: web.Request, user_id: str) -> AiohttpSession:
-    """Log in: new session ID, user bound, device recorded, CSRF secret rotated."""
+async def login(
+    request: web.Request, user_id: str, *, methods: Iterable[str] = (), level: str | None = None
+) -> AiohttpSession:
+    """Log in: new session ID, user bound, device and authentication recorded, CSRF
+    secret rotated (:func:`satchel.login`)."""
     session = await get_session(request)
-    auth.login(session, user_id)
+    auth.login(session, user_id, methods=methods, level=level)
     return session
+
+
+async def reauthenticate(
+    request: web.Request, *, methods: Iterable[str] = (), level: str | None = None
+) -> AiohttpSession:
+    """The user proved who they are again (:func:`satchel.reauthenticate`): new session
+    ID, fresh authentication facts; what :func:`require_recent_auth` asks for."""
+    session = await get_session(request)
+    auth.reauthenticate(session, methods=methods, level=level)
+    return session
+
+
+async def impersonate(request: web.Request, user_id: str) -> AiohttpSession:
+    """The logged-in administrator acts as ``user_id`` (:func:`satchel.impersonate`: who
+    may is the app's check, made first)."""
+    session = await get_session(request)
+    auth.impersonate(session, user_id)
+    return session
+
+
+async def stop_impersonating(request: web.Request) -> str:
+    """Back to the administrator's own session without a new login
+    (:func:`satchel.stop_impersonating`); the administrator's user ID."""
+    return auth.stop_impersonating(await get_session(request))
 
 
 async def logout(request: web.Request) -> None:
@@ -425,16 +460,48 @@ def login_required(handler: F) -> F:
 
 
 def login_required_to(login_url: str) -> Callable[[F], F]:
+    """:func:`login_required` with the login page at ``login_url``."""
+    return _guarding(Policy(login_url, (), ("/api/",)))
+
+
+def require_recent_auth(
+    *,
+    max_age: float | None = None,
+    level: str | None = None,
+    reauth_url: str = DEFAULT_REAUTH_URL,
+    login_url: str = DEFAULT_LOGIN_URL,
+    allow_impersonation: bool = False,
+) -> Callable[[F], F]:
+    """As :func:`login_required`, and the user's latest authentication at most ``max_age``
+    seconds old (None: the ``reauth_max_age`` option, 300 s unless set), at ``level`` or
+    stronger (:class:`satchel.guard.RecentAuth`): else a browser gets a 303 to
+    ``reauth_url?next=...``, an API client (JSON ``Accept``, a path under ``/api/``) 401
+    ``{"error": "reauthentication_required", "level": ..., "max_age": ...}``. While an
+    administrator impersonates the user: 403, unless ``allow_impersonation``. Pair it
+    with :func:`reauthenticate` in the re-authentication handler."""
+    needs = RecentAuth(max_age, level, allow_impersonation)
+    return _guarding(Policy(login_url, (), ("/api/",), reauth_url, needs))
+
+
+def _guarding(policy: Policy) -> Callable[[F], F]:
+    """The decorator of a guard: the handler runs when the session meets ``policy``;
+    else the refusal :class:`satchel.guard.Policy` words, never cached."""
+
     def wrap(handler: F) -> F:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            if (await get_session(request)).user_id is None:
-                status, headers, body = login_refusal(
-                    login_url,
+            session = await get_session(request)
+            resolved = policy.resolved(session)
+            reason = resolved.unmet(session)
+            if reason is not None:
+                status, headers, body = resolved.refusal(
                     request.path,
-                    request.query_string,
+                    request.rel_url.raw_query_string,
                     request.headers.get(hdrs.ACCEPT, ""),
+                    reason,
                 )
-                return web.Response(body=body, status=status, headers=CIMultiDict(headers))
+                out = CIMultiDict(headers)
+                out[hdrs.CACHE_CONTROL] = "no-store"
+                return web.Response(body=body, status=status, headers=out)
             response: web.StreamResponse = await handler(request)
             return response
 

@@ -11,12 +11,19 @@ checked before the responder on unsafe methods (the ``csrf_token`` form field, f
 satchel's capped search and put back for the responder, or the ``X-CSRF-Token`` header);
 a refusal is satchel's 403. Changes are committed when the responder is done, unless the
 status is 5xx.
+
+Sensitive responders take a hook, ``@falcon.before(require_recent_auth(max_age=300))``
+(``arequire_recent_auth`` on ASGI): a user whose latest authentication is older or weaker
+is sent to ``/reauth?next=...`` (401 JSON for API clients; 403 while an administrator
+impersonates the user), as :class:`satchel.guard.Policy` decides on every path;
+``reauthenticate_user(req)``, ``impersonate_user(req, user_id)`` and
+``stop_impersonating(req)`` are the views' side.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Unpack
 
 from . import missing_framework
@@ -32,6 +39,7 @@ from .. import auth, csrf
 from ..cookie import CookieStore
 from ..dbsc.protocol import Answer
 from ..errors import UNAVAILABLE_BODY, SessionStateError, StoreError
+from ..guard import DEFAULT_LOGIN_URL, DEFAULT_REAUTH_URL, Policy, RecentAuth
 from ..log import logger
 from ..options import DEFAULT_STORE, SessionOptions, build
 from ..request import RequestContext, context_of
@@ -43,11 +51,16 @@ from ..wsgi import open_lazily
 __all__ = [
     "SatchelMiddleware",
     "arequire_login",
+    "arequire_recent_auth",
     "csrf_token",
+    "impersonate_user",
     "login_user",
     "logout_user",
+    "reauthenticate_user",
     "require_login",
+    "require_recent_auth",
     "session_of",
+    "stop_impersonating",
 ]
 
 _ANSWERED = "satchel_answered"
@@ -310,9 +323,32 @@ def csrf_token(req: falcon.Request) -> str:
     return context_of(session_of(req)).csrf_token()
 
 
-def login_user(req: falcon.Request, user_id: str) -> None:
-    """Log in: new session ID, user bound, device recorded, CSRF secret rotated."""
-    auth.login(session_of(req), user_id)
+def login_user(
+    req: falcon.Request, user_id: str, *, methods: Iterable[str] = (), level: str | None = None
+) -> None:
+    """Log in: new session ID, user bound, device and authentication recorded, CSRF
+    secret rotated (:func:`satchel.login`)."""
+    auth.login(session_of(req), user_id, methods=methods, level=level)
+
+
+def reauthenticate_user(
+    req: falcon.Request, *, methods: Iterable[str] = (), level: str | None = None
+) -> None:
+    """The user proved who they are again (:func:`satchel.reauthenticate`): new session
+    ID, fresh authentication facts; what :func:`require_recent_auth` asks for."""
+    auth.reauthenticate(session_of(req), methods=methods, level=level)
+
+
+def impersonate_user(req: falcon.Request, user_id: str) -> None:
+    """The logged-in administrator acts as ``user_id`` (:func:`satchel.impersonate`: who
+    may is the app's check, made first)."""
+    auth.impersonate(session_of(req), user_id)
+
+
+def stop_impersonating(req: falcon.Request) -> str:
+    """Back to the administrator's own session without a new login
+    (:func:`satchel.stop_impersonating`); the administrator's user ID."""
+    return auth.stop_impersonating(session_of(req))
 
 
 def logout_user(req: falcon.Request) -> None:
@@ -332,3 +368,70 @@ async def arequire_login(
 ) -> None:
     """``@falcon.before(arequire_login)`` on ASGI responders."""
     require_login(req, resp, resource, params)
+
+
+Hook = Callable[[falcon.Request, falcon.Response, Any, Any], None]
+AsyncHook = Callable[[falcon.asgi.Request, falcon.asgi.Response, Any, Any], Awaitable[None]]
+
+
+def require_recent_auth(
+    *,
+    max_age: float | None = None,
+    level: str | None = None,
+    reauth_url: str = DEFAULT_REAUTH_URL,
+    login_url: str = DEFAULT_LOGIN_URL,
+    allow_impersonation: bool = False,
+) -> Hook:
+    """A hook for sensitive WSGI responders, ``@falcon.before(require_recent_auth(...))``
+    (:func:`arequire_recent_auth` on ASGI): the user's latest authentication at most
+    ``max_age`` seconds old (None: the ``reauth_max_age`` option, 300 s unless set), at
+    ``level`` or stronger (:class:`satchel.guard.RecentAuth`). Else the responder does not
+    run: a browser gets a 303 to ``reauth_url?next=...`` (to ``login_url`` when nobody is
+    logged in), an API client (JSON ``Accept``, a path under ``/api/``) 401
+    ``{"error": "reauthentication_required", "level": ..., "max_age": ...}``, and a session
+    an administrator impersonates 403 unless ``allow_impersonation``; never cached."""
+    needs = RecentAuth(max_age, level, allow_impersonation)
+    policy = Policy(login_url, (), ("/api/",), reauth_url, needs)
+
+    def recent_auth(req: falcon.Request, resp: falcon.Response, resource: Any, params: Any) -> None:
+        _check(policy, req)
+
+    return recent_auth
+
+
+def arequire_recent_auth(
+    *,
+    max_age: float | None = None,
+    level: str | None = None,
+    reauth_url: str = DEFAULT_REAUTH_URL,
+    login_url: str = DEFAULT_LOGIN_URL,
+    allow_impersonation: bool = False,
+) -> AsyncHook:
+    """``@falcon.before(arequire_recent_auth(...))`` on ASGI responders
+    (:func:`require_recent_auth`)."""
+    needs = RecentAuth(max_age, level, allow_impersonation)
+    policy = Policy(login_url, (), ("/api/",), reauth_url, needs)
+
+    async def recent_auth(
+        req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: Any, params: Any
+    ) -> None:
+        _check(policy, req)
+
+    return recent_auth
+
+
+def _check(policy: Policy, req: falcon.Request) -> None:
+    """Raise :class:`falcon.HTTPStatus` (the responder skipped, the middleware's
+    ``process_response`` still run) with the refusal :class:`satchel.guard.Policy` words,
+    when the session does not meet it."""
+    session = session_of(req)
+    resolved = policy.resolved(session)
+    reason = resolved.unmet(session)
+    if reason is None:
+        return
+    status, headers, body = resolved.refusal(
+        req.path, req.query_string, req.get_header("accept") or "", reason
+    )
+    raise falcon.HTTPStatus(
+        status, headers=[*headers, ("cache-control", "no-store")], text=body.decode()
+    )

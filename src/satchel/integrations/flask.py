@@ -29,7 +29,7 @@ except ModuleNotFoundError as exc:
 
 from .. import auth
 from ..errors import CSRFError, StoreError
-from ..guard import DEFAULT_REAUTH_URL, LOGIN_REQUIRED, Policy, RecentAuth, configured_max_age
+from ..guard import DEFAULT_REAUTH_URL, RecentAuth
 from ..request import CONTEXT_KEY, RequestContext, context_of, csrf_token
 from ..user_sessions import SessionInfo
 from ..wsgi import open_lazily
@@ -40,6 +40,7 @@ from .pallets import (
     add_session_headers,
     check_csrf,
     csrf_answer,
+    guard_refusal,
     reads_form,
     store_unavailable,
 )
@@ -186,14 +187,7 @@ def logout_other_devices() -> int:
 def login_required(view: F) -> F:
     """Redirect to the login URL (HTML) or answer 401 JSON (API) without a logged-in user."""
 
-    @functools.wraps(view)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        if _session().user_id is None:
-            return _refusal(LOGIN_REQUIRED, None, DEFAULT_REAUTH_URL)
-        g.satchel_user = _session().user_id
-        return view(*args, **kwargs)
-
-    return guarded  # type: ignore[return-value]
+    return _guarded(view, None, DEFAULT_REAUTH_URL)
 
 
 def require_recent_auth(
@@ -210,30 +204,20 @@ def require_recent_auth(
     :func:`reauthenticate_user` in the re-authentication view. While an administrator
     impersonates the user (:func:`satchel.impersonate`): 403, unless ``allow_impersonation``."""
     needs = RecentAuth(max_age, level, allow_impersonation)
-
-    def decorate(view: F) -> F:
-        @functools.wraps(view)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            session = _session()
-            resolved = needs.resolved(configured_max_age(session))
-            reason = resolved.unmet(session)
-            if reason is not None:
-                return _refusal(reason, resolved, reauth_url)
-            g.satchel_user = _session().user_id
-            return view(*args, **kwargs)
-
-        return guarded  # type: ignore[return-value]
-
-    return decorate
+    return lambda view: _guarded(view, needs, reauth_url)
 
 
-def _refusal(reason: str, needs: RecentAuth | None, reauth_url: str) -> Any:
-    """The refusal of :mod:`satchel.guard` (JSON 401 for API clients, else a 303 with a
-    local ``next``), as a Flask response."""
-    login_url = current_app.extensions[EXTENSION]["login_url"]
-    policy = Policy(login_url, (), ("/api/",), reauth_url, needs)
-    status, headers, body = policy.refusal(
-        request.path, request.query_string.decode("latin-1"), request.headers.get("Accept", ""),
-        reason,
-    )  # fmt: skip
-    return current_app.response_class(body, status=status, headers=[*headers])
+def _guarded(view: F, needs: RecentAuth | None, reauth_url: str) -> F:
+    """``view`` behind the guard of :func:`satchel.integrations.pallets.guard_refusal`
+    (shared with Quart: :class:`satchel.guard.Policy` decides, never cached)."""
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        current = _session()
+        refusal = guard_refusal(current, request, needs, reauth_url)
+        if refusal is not None:
+            return refusal
+        g.satchel_user = current.user_id
+        return view(*args, **kwargs)
+
+    return guarded  # type: ignore[return-value]

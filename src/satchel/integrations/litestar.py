@@ -18,11 +18,16 @@ aliases :data:`CurrentSession` and :data:`CurrentUser`::
 
     @get("/me")
     async def me(user_id: CurrentUser, session: CurrentSession) -> dict[str, Any]: ...
+
+A sensitive route takes a guard, ``@post("/transfer", guards=[require_recent_auth(max_age=300)])``
+("sudo mode": :class:`satchel.guard.Policy` decides, as on every path; the plugin answers
+its refusal); ``reauthenticate_user``, ``impersonate_user`` and ``stop_impersonating`` are
+the handlers' side.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from html import escape
 from typing import Any, Literal, TypeAlias, Unpack, cast
 
@@ -33,9 +38,11 @@ try:
     from litestar.connection import ASGIConnection
     from litestar.di import NamedDependency, Provide
     from litestar.enums import ScopeType
-    from litestar.exceptions import NotAuthorizedException
+    from litestar.exceptions import HTTPException, NotAuthorizedException
+    from litestar.handlers.base import BaseRouteHandler
     from litestar.middleware import ASGIMiddleware
     from litestar.plugins import InitPluginProtocol
+    from litestar.response import Response
     from litestar.serialization import decode_json, encode_json
     from litestar.types import ASGIApp, Empty, Receive, Scope, Send
     from litestar.utils import get_serializer_from_scope
@@ -52,6 +59,7 @@ from .._types import Send as SatchelSend
 from ..conventions import StarletteOptions, from_starlette
 from ..cookie import CookieStore
 from ..errors import ConfigurationError, SessionStateError
+from ..guard import DEFAULT_LOGIN_URL, DEFAULT_REAUTH_URL, Policy, RecentAuth
 from ..options import DEFAULT_STORE, Runtime, SessionOptions, build
 from ..request import SCOPE_KEY, RequestContext, csrf_token
 from ..session import Session
@@ -60,16 +68,22 @@ from ..stores.base import Store
 __all__ = [
     "CurrentSession",
     "CurrentUser",
+    "GuardRefusal",
     "SatchelMiddleware",
     "SatchelPlugin",
     "SatchelSessionConfig",
     "csrf_input",
     "csrf_token",
+    "guard_refusal_handler",
+    "impersonate_user",
     "login_user",
     "logout_user",
     "provide_session",
     "provide_user_id",
+    "reauthenticate_user",
+    "require_recent_auth",
     "session_of",
+    "stop_impersonating",
 ]
 
 # Litestar's session-config argument -> (the Starlette name satchel already maps, through
@@ -224,7 +238,8 @@ def _adopt(scope: SatchelScope) -> None:
 
 class SatchelPlugin(InitPluginProtocol):
     """``Litestar(plugins=[SatchelPlugin(config)])``: the middleware, the ``session`` and
-    ``user_id`` dependencies, and the store closed on shutdown."""
+    ``user_id`` dependencies, the answer of :func:`require_recent_auth`'s refusals
+    (:func:`guard_refusal_handler`), and the store closed on shutdown."""
 
     def __init__(self, config: SatchelSessionConfig) -> None:
         self.config = config
@@ -237,6 +252,7 @@ class SatchelPlugin(InitPluginProtocol):
         app_config.dependencies.setdefault(
             "user_id", Provide(provide_user_id, sync_to_thread=False)
         )
+        app_config.exception_handlers.setdefault(GuardRefusal, guard_refusal_handler)
         app_config.on_shutdown.append(self.config.aclose)
         return app_config
 
@@ -268,9 +284,39 @@ def provide_user_id(request: ASGIConnection[Any, Any, Any, Any]) -> str:
     return user
 
 
-def login_user(request: ASGIConnection[Any, Any, Any, Any], user_id: str) -> None:
-    """Log in: new session ID, user bound, device recorded, CSRF secret rotated."""
-    auth.login(session_of(request), user_id)
+def login_user(
+    request: ASGIConnection[Any, Any, Any, Any],
+    user_id: str,
+    *,
+    methods: Iterable[str] = (),
+    level: str | None = None,
+) -> None:
+    """Log in: new session ID, user bound, device and authentication recorded, CSRF
+    secret rotated (:func:`satchel.login`)."""
+    auth.login(session_of(request), user_id, methods=methods, level=level)
+
+
+def reauthenticate_user(
+    request: ASGIConnection[Any, Any, Any, Any],
+    *,
+    methods: Iterable[str] = (),
+    level: str | None = None,
+) -> None:
+    """The user proved who they are again (:func:`satchel.reauthenticate`): new session
+    ID, fresh authentication facts; what :func:`require_recent_auth` asks for."""
+    auth.reauthenticate(session_of(request), methods=methods, level=level)
+
+
+def impersonate_user(request: ASGIConnection[Any, Any, Any, Any], user_id: str) -> None:
+    """The logged-in administrator acts as ``user_id`` (:func:`satchel.impersonate`: who
+    may is the app's check, made first)."""
+    auth.impersonate(session_of(request), user_id)
+
+
+def stop_impersonating(request: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """Back to the administrator's own session without a new login
+    (:func:`satchel.stop_impersonating`); the administrator's user ID."""
+    return auth.stop_impersonating(session_of(request))
 
 
 def logout_user(request: ASGIConnection[Any, Any, Any, Any]) -> None:
@@ -287,3 +333,66 @@ def csrf_input(request: ASGIConnection[Any, Any, Any, Any]) -> Any:
     except ImportError:  # pragma: no cover - Jinja always brings markupsafe
         return html
     return Markup(html)  # noqa: S704 - the token is escaped above
+
+
+class GuardRefusal(HTTPException):
+    """What :func:`require_recent_auth`'s guard raises: the refusal
+    :class:`satchel.guard.Policy` words (``answer``: status, headers, body), which
+    :func:`guard_refusal_handler` sends as it is. (Without that handler, Litestar's own
+    answers it: the same status, ``Location`` and ``Cache-Control``, Litestar's JSON
+    body.)"""
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        extra = {name: value for name, value in headers if name != "content-type"}
+        super().__init__(detail=body.decode(), status_code=status, headers=extra)
+        self.answer = (status, headers, body)
+
+
+def guard_refusal_handler(request: Any, exc: Exception) -> Response[bytes]:
+    """The exception handler of :class:`GuardRefusal` (the plugin registers it; without
+    the plugin: ``Litestar(exception_handlers={GuardRefusal: guard_refusal_handler})``)."""
+    assert isinstance(exc, GuardRefusal)
+    status, headers, body = exc.answer
+    return Response(body, status_code=status, headers=dict(headers))
+
+
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+
+
+def require_recent_auth(
+    *,
+    max_age: float | None = None,
+    level: str | None = None,
+    reauth_url: str = DEFAULT_REAUTH_URL,
+    login_url: str = DEFAULT_LOGIN_URL,
+    allow_impersonation: bool = False,
+) -> Guard:
+    """A guard for sensitive routes (``guards=[require_recent_auth(max_age=300)]``, on a
+    handler, controller, router or the app): the user's latest authentication at most
+    ``max_age`` seconds old (None: the ``reauth_max_age`` option, 300 s unless set), at
+    ``level`` or stronger (:class:`satchel.guard.RecentAuth`). Else :class:`GuardRefusal`:
+    a browser gets a 303 to ``reauth_url?next=...`` (to ``login_url`` when nobody is
+    logged in), an API client (JSON ``Accept``, a path under ``/api/``) 401 ``{"error":
+    "reauthentication_required", "level": ..., "max_age": ...}``, a session an
+    administrator impersonates 403 unless ``allow_impersonation``; never cached."""
+    needs = RecentAuth(max_age, level, allow_impersonation)
+    policy = Policy(login_url, (), ("/api/",), reauth_url, needs)
+
+    def recent_auth(
+        connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+    ) -> None:
+        session = session_of(connection)
+        resolved = policy.resolved(session)
+        reason = resolved.unmet(session)
+        if reason is None:
+            return
+        scope = connection.scope
+        status, headers, body = resolved.refusal(
+            scope["path"],
+            scope.get("query_string", b"").decode("latin-1"),
+            connection.headers.get("accept", ""),
+            reason,
+        )
+        raise GuardRefusal(status, [*headers, ("cache-control", "no-store")], body)
+
+    return recent_auth

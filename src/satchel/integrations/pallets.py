@@ -19,6 +19,7 @@ from .. import option_schema as schema
 from ..conventions import flask_layers, flask_permanent_lifetime
 from ..csrf_failure import CSRFFailure
 from ..errors import UNAVAILABLE_BODY, CSRFError
+from ..guard import Policy, RecentAuth
 from ..log import logger
 from ..options import Runtime, SessionOptions, build
 from ..request import RequestContext
@@ -239,6 +240,30 @@ def add_session_headers(ctx: RequestContext, headers: Headers) -> None:
         return
     for name, value in merged:
         headers.add(name, value)
+
+
+def guard_refusal(
+    session: PalletsSession, request: Any, needs: RecentAuth | None, reauth_url: str
+) -> Answer | None:
+    """The refusal of a guarded view, None when ``session`` passes: ``needs`` None, a
+    logged-in user (``login_required``); else a recent authentication
+    (``require_recent_auth``). Decided and worded by :class:`satchel.guard.Policy` (303 to
+    the app's login URL or ``reauth_url`` with a local ``next``, 401 JSON for API clients,
+    403 while impersonating), never cached. ``request``: Flask's or Quart's (``path``,
+    ``query_string``, ``headers``: both are Werkzeug's)."""
+    state = session.state()
+    login_url = schema.default("login_url") if state is None else state["login_url"]
+    policy = Policy(login_url, (), ("/api/",), reauth_url, needs).resolved(session)
+    reason = policy.unmet(session)
+    if reason is None:
+        return None
+    status, headers, body = policy.refusal(
+        request.path,
+        request.query_string.decode("latin-1"),
+        request.headers.get("Accept", ""),
+        reason,
+    )
+    return body, status, [*headers, ("cache-control", "no-store")]
 
 
 def store_unavailable(exc: Exception) -> Answer:

@@ -9,7 +9,8 @@
 The same configuration as Flask's extension (``SATCHEL_*`` in ``app.config``,
 ``SECRET_KEY``, ``SESSION_COOKIE_*``, ``PERMANENT_SESSION_LIFETIME``; explicit arguments
 win), the same CSRF check before every view (``@satchel.exempt``), ``csrf_token()`` in
-templates, login helpers and ``login_required``; shared with it in
+templates, login helpers, ``login_required``, ``require_recent_auth`` ("sudo mode") and
+the impersonation helpers; shared with it in
 :mod:`satchel.integrations.pallets`. Async throughout: the session is loaded on the store's
 async path before the app's own ``before_request`` functions run, committed when the
 response is finalised, and the helpers that reach the user's other sessions are
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
 from . import missing_framework
@@ -38,7 +39,7 @@ except ModuleNotFoundError as exc:
 from .. import auth, csrf
 from ..asgi import context_from_scope
 from ..errors import CSRFError, StoreError
-from ..guard import login_refusal
+from ..guard import DEFAULT_REAUTH_URL, RecentAuth
 from ..log import logger
 from ..printable import printable
 from ..request import SCOPE_KEY, RequestContext, context_of, csrf_token
@@ -51,6 +52,7 @@ from .pallets import (
     acheck_csrf,
     add_session_headers,
     csrf_answer,
+    guard_refusal,
     reads_form,
     store_unavailable,
 )
@@ -59,12 +61,16 @@ __all__ = [
     "QuartSession",
     "Satchel",
     "current_user_id",
+    "impersonate_user",
     "login_required",
     "login_user",
     "logout_everywhere",
     "logout_other_devices",
     "logout_user",
+    "reauthenticate_user",
+    "require_recent_auth",
     "revoke_session",
+    "stop_impersonating",
     "user_sessions",
 ]
 
@@ -225,9 +231,28 @@ def _session() -> QuartSession:
 # -- helpers for views ---------------------------------------------------------------------------
 
 
-def login_user(user_id: str) -> None:
-    """Log in: new session ID, user bound, device recorded, CSRF secret rotated."""
-    auth.login(_session(), user_id)
+def login_user(user_id: str, *, methods: Iterable[str] = (), level: str | None = None) -> None:
+    """Log in: new session ID, user bound, device and authentication recorded, CSRF
+    secret rotated (:func:`satchel.login`)."""
+    auth.login(_session(), user_id, methods=methods, level=level)
+
+
+def reauthenticate_user(*, methods: Iterable[str] = (), level: str | None = None) -> None:
+    """The user proved who they are again (:func:`satchel.reauthenticate`): new session
+    ID, fresh authentication facts; what :func:`require_recent_auth` asks for."""
+    auth.reauthenticate(_session(), methods=methods, level=level)
+
+
+def impersonate_user(user_id: str) -> None:
+    """The logged-in administrator acts as ``user_id`` (:func:`satchel.impersonate`: who
+    may is the app's check, made first)."""
+    auth.impersonate(_session(), user_id)
+
+
+def stop_impersonating() -> str:
+    """Back to the administrator's own session without a new login
+    (:func:`satchel.stop_impersonating`); the administrator's user ID."""
+    return auth.stop_impersonating(_session())
 
 
 def logout_user() -> None:
@@ -259,19 +284,35 @@ async def logout_other_devices() -> int:
 
 def login_required(view: F) -> F:
     """Redirect to the login URL (HTML) or answer 401 JSON (API) without a logged-in user."""
+    return _guarded(view, None, DEFAULT_REAUTH_URL)
 
+
+def require_recent_auth(
+    *,
+    max_age: float | None = None,
+    level: str | None = None,
+    reauth_url: str = DEFAULT_REAUTH_URL,
+    allow_impersonation: bool = False,
+) -> Callable[[F], F]:
+    """As :func:`login_required`, and the user's latest authentication at most ``max_age``
+    seconds old (None: the ``reauth_max_age`` option, 300 s unless set), at ``level`` or
+    stronger (:class:`satchel.guard.RecentAuth`): else the browser goes to
+    ``reauth_url?next=...``, an API client gets 401 ``{"error":
+    "reauthentication_required", ...}``. Pair it with :func:`reauthenticate_user` in the
+    re-authentication view. While an administrator impersonates the user: 403, unless
+    ``allow_impersonation``."""
+    needs = RecentAuth(max_age, level, allow_impersonation)
+    return lambda view: _guarded(view, needs, reauth_url)
+
+
+def _guarded(view: F, needs: RecentAuth | None, reauth_url: str) -> F:
     @functools.wraps(view)
     async def guarded(*args: Any, **kwargs: Any) -> Any:
-        user = _session().user_id
-        if user is None:
-            status, headers, body = login_refusal(
-                current_app.extensions[EXTENSION]["login_url"],
-                request.path,
-                request.query_string.decode("latin-1"),
-                request.headers.get("Accept", ""),
-            )
-            return body, status, headers
-        g.satchel_user = user
+        current = _session()
+        refusal = guard_refusal(current, request, needs, reauth_url)
+        if refusal is not None:
+            return refusal
+        g.satchel_user = current.user_id
         return await current_app.ensure_async(view)(*args, **kwargs)
 
     return guarded  # type: ignore[return-value]
