@@ -225,7 +225,11 @@ def test_django(serve: Any, env: dict[str, str], server: str, target: str) -> No
     assert login.json() == {"user": "alice"}
     old = web.jar["sessionid"]
     assert web.post("/notes/colour", data={"value": "blue", **token()}).json() == {"colour": "blue"}
-    assert web.get("/me").json() == {"user": "alice", "data": {"colour": "blue"}}
+    assert web.get("/me").json() == {
+        "user": "alice",
+        "data": {"colour": "blue"},
+        "impersonator": None,
+    }
     assert web.post("/logout", data=token()).json() == {"ok": True}
     assert web.get("/me").status_code == 401
     assert _replay(web, "sessionid", old, "/me").status_code == 401
