@@ -2,7 +2,8 @@
 
 Run: SECRET_KEYS=$(satchel keygen) uvicorn examples.api_tokens:app
 Then: POST /api/login with JSON {"username": "ann", "password": "wonderland"}; send the
-X-Session-Token it answers as ``Authorization: Bearer <token>`` to GET /api/me.
+X-Session-Token it answers as ``Authorization: Bearer <token>`` to GET /api/me, and to
+POST /api/logout to end the session (the token is refused afterwards).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from satchel import Session, login, use_bearer_token
+from satchel import Session, login, logout, use_bearer_token
 from satchel.asgi import SessionMiddleware
 
 
@@ -42,8 +43,18 @@ async def api_me(request: Request) -> JSONResponse:  # Authorization: Bearer <to
     return JSONResponse({"username": user})
 
 
+async def api_logout(request: Request) -> JSONResponse:  # the token is dead afterwards
+    logout(session_of(request))
+    return JSONResponse({"username": None})
+
+
+routes = [
+    Route("/api/login", api_login, methods=["POST"]),
+    Route("/api/me", api_me),
+    Route("/api/logout", api_logout, methods=["POST"]),
+]
 app = SessionMiddleware(
-    Starlette(routes=[Route("/api/login", api_login, methods=["POST"]), Route("/api/me", api_me)]),
+    Starlette(routes=routes),
     store=os.environ.get("SESSION_STORE", "sqlite:///sessions.db"),
     secret_keys=os.environ["SECRET_KEYS"].split(","),
     token_paths=["/api/"],  # where bearer tokens are accepted; cookies everywhere else

@@ -175,6 +175,24 @@ def test_fastapi(serve: Any) -> None:
     assert _replay(web, "satchel", old, "/me").status_code == 401
 
 
+def test_api_tokens(serve: Any) -> None:
+    """Bearer tokens, no cookies: the token comes back in X-Session-Token."""
+    web = serve("api_tokens", "uvicorn", "api_tokens:app")
+    ann = {"username": "ann", "password": "wonderland"}
+    assert web.post("/api/login", json={**ann, "password": "x"}).status_code == 401
+    login = web.post("/api/login", json=ann)
+    assert login.json() == {"username": "ann"}
+    assert "set-cookie" not in login.headers
+    bearer = {"authorization": f"Bearer {login.headers['x-session-token']}"}
+    assert web.get("/api/me", headers=bearer).json() == {"username": "ann"}
+    assert web.get("/api/me").status_code == 401  # no token, no session
+    logout = web.post("/api/logout", headers=bearer)  # no CSRF token: the header alone
+    assert logout.json() == {"username": None}
+    assert logout.headers["x-session-token"] == ""
+    assert web.jar == {}  # never a cookie
+    assert web.get("/api/me", headers=bearer).status_code == 401  # the old token is refused
+
+
 def _flask_token(web: Browser) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', web.get("/login").text)
     assert match is not None
