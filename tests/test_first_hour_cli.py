@@ -74,6 +74,11 @@ def test_demo_without_its_packages_names_the_extra(package: str, extra: str) -> 
         ("django", "django", "django"),
         ("django_dbsc", "django", "django"),
         ("django_expiry", "django", "django"),
+        ("litestar", "litestar", "litestar"),
+        ("falcon", "falcon", "falcon"),
+        ("quart", "quart", "quart"),
+        ("quart", "werkzeug", "quart"),
+        ("aiohttp", "aiohttp", "aiohttp"),
     ],
 )
 def test_an_integration_without_its_framework_names_the_extra(
