@@ -111,6 +111,14 @@ def flask_app(handler: Callable[[CSRFError], Any] | None = None) -> Flask:
         app.register_error_handler(CSRFError, handler)
     Satchel(app)
 
+    @app.get("/form")
+    def form() -> str:
+        from flask import request
+
+        from satchel.request import csrf_token
+
+        return csrf_token(request.environ)
+
     @app.post("/post")
     def post() -> str:
         return "posted"
@@ -238,7 +246,7 @@ def fresh_warning(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(csrf_failure, "_warned", threading.Event())
 
 
-@pytest.mark.parametrize("path", ["asgi", "wsgi"])
+@pytest.mark.parametrize("path", list(CLIENTS))
 def test_plain_http_to_a_named_host_is_named_as_the_cause(
     path: str, fresh_warning: None, caplog: pytest.LogCaptureFixture
 ) -> None:
