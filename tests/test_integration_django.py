@@ -521,6 +521,48 @@ def test_a_response_setting_the_session_cookie_is_never_cached(django_app: Modul
     assert "Cookie" in response["Vary"]
 
 
+@pytest.mark.parametrize(
+    ("host", "secure", "warned"),
+    [("web", False, True), ("web", True, False), ("localhost:8000", False, False)],
+)
+def test_plain_http_to_a_named_host_is_named_in_the_log(
+    django_app: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    host: str,
+    secure: bool,
+    warned: bool,
+) -> None:
+    """``SESSION_COOKIE_SECURE=True`` over plain http to a docker-compose service name:
+    browsers drop the Secure session cookie, so logins fail; the log says why, once per
+    process, as on the other paths (https and loopback are not warned about)."""
+    import logging
+    import threading
+
+    from django.test import override_settings
+
+    from satchel import csrf_failure
+
+    monkeypatch.setattr(csrf_failure, "_warned", threading.Event())  # once per process
+    c = client(HTTP_HOST=host, HTTP_REFERER=f"https://{host}/")
+    with (
+        override_settings(ALLOWED_HOSTS=["web", "localhost"]),
+        caplog.at_level(logging.WARNING, logger="satchel"),
+    ):
+        token = c.get("/csrf", secure=secure).json()["csrf_token"]
+        login = {"username": "alice", "password": "wonderland"}
+        response = c.post("/login", login, secure=secure, HTTP_X_CSRFTOKEN=token)
+        assert response.cookies["sessionid"]["secure"]  # a Secure cookie was set
+        token = c.get("/csrf", secure=secure).json()["csrf_token"]
+        assert c.post("/logout", secure=secure, HTTP_X_CSRFTOKEN=token).status_code == 200
+    warnings = [r.getMessage() for r in caplog.records if "plain-http" in r.getMessage()]
+    assert len(warnings) == (1 if warned else 0)
+    if warned:
+        assert "set SESSION_COOKIE_SECURE=False" in warnings[0]  # Django's setting
+        assert "'web'" in warnings[0]
+    assert csrf_failure.warned_insecure_transport() is warned
+
+
 @pytest.mark.parametrize("custom", [False, True])
 def test_a_store_outage_answers_the_one_503_or_the_apps_own(
     django_app: ModuleType, custom: bool

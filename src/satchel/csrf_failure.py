@@ -157,16 +157,19 @@ def warned_insecure_transport() -> bool:
     return _warned.is_set()
 
 
-def warn_insecure_transport(host: str | None) -> None:
-    """Log, once per process, that Secure cookies are set over plain http."""
+def warn_insecure_transport(host: str | None, setting: str = "cookie_secure") -> None:
+    """Log, once per process, that Secure cookies are set over plain http. ``setting``:
+    the name that turns Secure off on the caller's path (Django's is
+    ``SESSION_COOKIE_SECURE``)."""
     if _warned.is_set():
         return
     _warned.set()
     logger.warning(
         "a Secure session cookie was set on a plain-http request to %r: browsers drop "
         "Secure cookies on http to any host but localhost/127.0.0.1/::1, so the session "
-        "and CSRF checks will fail. Development: set cookie_secure=False (or browse "
+        "and CSRF checks will fail. Development: set %s=False (or browse "
         "http://localhost); production: serve over https (behind a proxy, list it in "
         "trusted_proxies so X-Forwarded-Proto is believed)",
         printable((host or "")[:100]),
+        setting,
     )

@@ -24,6 +24,7 @@ except ModuleNotFoundError as exc:
 
 from .. import clear_site_data
 from ..backend import DeviceInfo
+from ..csrf_failure import insecure_transport, warn_insecure_transport, warned_insecure_transport
 from ..errors import UNAVAILABLE_BODY, KeyCollision, StoreError
 from ..origin import parse_trusted, resolve
 from ..transport import RETRY_AFTER, plain_headers, session_headers
@@ -90,6 +91,11 @@ class DeviceMiddleware:
         if logouts and self.clear_site_data:
             add_clear_site_data(response, self.clear_site_data)
         if self.cookie_name in response.cookies:  # carries the session's cookie: never cached
+            secure = bool(response.cookies[self.cookie_name]["secure"])
+            if not warned_insecure_transport() and insecure_transport(
+                secure, origin.scheme, origin.host
+            ):  # the browser drops it: say so once, as on every path
+                warn_insecure_transport(origin.host, "SESSION_COOKIE_SECURE")
             ruled = session_headers(response.items(), ["Cookie"])
             kept = {name.lower() for name, _ in ruled}
             for name in [n for n, _ in response.items() if n.lower() not in kept]:
