@@ -47,8 +47,8 @@ def _s(value: Any) -> Session:
 
 
 class _Response:
-    def __init__(self, status: int, text: str) -> None:
-        self.status_code, self.text = status, text
+    def __init__(self, status: int, text: str, headers: Any) -> None:
+        self.status_code, self.text, self.headers = status, text, headers
 
     def json(self) -> Any:
         return json.loads(self.text)
@@ -62,7 +62,7 @@ class _Client:
 
     def get(self, path: str) -> _Response:
         response = self._client.get(path, base_url=HTTPS)
-        return _Response(response.status_code, response.get_data(as_text=True))
+        return _Response(response.status_code, response.get_data(as_text=True), response.headers)
 
 
 def _app(store: str, tmp: Path, clock: FakeClock) -> wsgi.SessionMiddleware:
@@ -81,6 +81,8 @@ def _app(store: str, tmp: Path, clock: FakeClock) -> wsgi.SessionMiddleware:
                 answer = str(satchel.logout_everywhere(session))
             elif path == "/others":
                 answer = str(satchel.logout_other_devices(session))
+            elif path == "/logout":
+                satchel.logout(session)
             elif path == "/remember":  # the app's "keep me signed in for 30 days"
                 session.set_expiry(
                     absolute_timeout=30 * DAY, idle_timeout=30 * DAY, persistent=True
@@ -101,9 +103,11 @@ def _app(store: str, tmp: Path, clock: FakeClock) -> wsgi.SessionMiddleware:
         return [answer.encode()]
 
     options: dict[str, Any] = {}
-    url = store_url(STORES[store].replace("{prefix}", uuid.uuid4().hex[:8]), tmp)
+    url = store_url(STORES.get(store, "").replace("{prefix}", uuid.uuid4().hex[:8]), tmp)
     if store == "cookie":
         options["revocation_store"] = f"sqlite:///{tmp}/revocation.db"
+    elif store == "cookie-alone":  # (no revocation store: logout leaves a tombstone)
+        url = "cookie://"
     return wsgi.SessionMiddleware(act, store=url, secret_keys=[KEY], clock=clock, **options)
 
 
@@ -226,3 +230,28 @@ def test_a_guard_accepts_any_age_and_zero() -> None:
     assert RecentAuth(max_age=math.inf).max_age == math.inf
     assert RecentAuth(max_age=0).max_age == 0
     assert RecentAuth(max_age=None).max_age is None
+
+
+# -- 4. Clear-Site-Data wiping the logout tombstone ----------------------------------------------
+
+
+def test_a_logout_that_sets_the_tombstone_does_not_clear_it(tmp_path: Path) -> None:
+    """Cookie sessions without a revocation store: logout sets the signed tombstone
+    (``satchel-logout``), which stops a request in flight during the logout from logging
+    the browser back in. The same response carried ``Clear-Site-Data: "cookies"``, which
+    browsers apply after the response's own ``Set-Cookie``: the tombstone was wiped at once,
+    and a late response could set the logged-in cookie again. The documented rule (a
+    logout response that sets a cookie gets the other directives only) now counts it."""
+    app = _app("cookie-alone", tmp_path, FakeClock(START))
+    client = _Client(app)
+    client.get("/login?user=alice")
+    response = client.get("/logout")
+    assert any("satchel-logout=" in line for line in response.headers.getlist("set-cookie"))
+    assert "cookies" not in (response.headers.get("clear-site-data") or "")
+    # with a revocation store (no tombstone): the header stays
+    app = _app("cookie", tmp_path, FakeClock(START))
+    client = _Client(app)
+    client.get("/login?user=alice")
+    response = client.get("/logout")
+    assert response.headers.get("clear-site-data") == '"cookies"'
+    _close(app)
