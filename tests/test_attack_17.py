@@ -11,8 +11,8 @@ import json
 import math
 import uuid
 from pathlib import Path
-from urllib.parse import parse_qsl
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 from werkzeug.test import Client as WerkzeugClient
@@ -83,6 +83,8 @@ def _app(store: str, tmp: Path, clock: FakeClock) -> wsgi.SessionMiddleware:
                 answer = str(satchel.logout_other_devices(session))
             elif path == "/logout":
                 satchel.logout(session)
+            elif path == "/reauth":
+                satchel.reauthenticate(session, methods=["pwd", "otp"], level="aal2")
             elif path == "/remember":  # the app's "keep me signed in for 30 days"
                 session.set_expiry(
                     absolute_timeout=30 * DAY, idle_timeout=30 * DAY, persistent=True
@@ -255,3 +257,75 @@ def test_a_logout_that_sets_the_tombstone_does_not_clear_it(tmp_path: Path) -> N
     response = client.get("/logout")
     assert response.headers.get("clear-site-data") == '"cookies"'
     _close(app)
+
+
+# -- what held ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("store", ["sqlite", "cookie"])
+def test_held_start_stop_cycles_never_move_the_deadline(store: str, tmp_path: Path) -> None:
+    """Impersonating and stopping again and again restarts ``created`` each time, yet the
+    absolute deadline only ever stays or comes nearer: the session ends when the
+    administrator's login said."""
+    clock = FakeClock(START)
+    app = _app(store, tmp_path, clock)
+    try:
+        admin = _Client(app)
+        admin.get("/login?user=admin")
+        deadline = admin.get("/me").json()["deadline"]
+        for _ in range(40):
+            clock.advance(600)
+            if admin.get("/impersonate?user=alice").status_code != 200:
+                break
+            admin.get("/remember")
+            clock.advance(600)
+            admin.get("/stop")
+            me = admin.get("/me").json()
+            if me["user"] is None:
+                break
+            assert me["deadline"] <= deadline
+        assert clock() >= deadline
+        assert admin.get("/me").json()["user"] is None
+    finally:
+        _close(app)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "cookie"])
+def test_held_the_user_ending_their_sessions_ends_the_impersonation(
+    store: str, tmp_path: Path
+) -> None:
+    clock = FakeClock(START)
+    app = _app(store, tmp_path, clock)
+    try:
+        admin = _Client(app)
+        admin.get("/login?user=admin")
+        admin.get("/impersonate?user=alice")
+        clock.advance(5)
+        satchel.end_user_sessions(app, "alice", reason="account_disabled")
+        clock.advance(5)
+        assert admin.get("/me").json()["user"] is None
+        assert admin.get("/stop").status_code == 409
+    finally:
+        _close(app)
+
+
+def test_held_a_stolen_pre_reauthentication_cookie_opens_nothing(tmp_path: Path) -> None:
+    """``reauthenticate`` is a new ID: the copy a thief took before it is dead (server
+    stores: the record is gone; cookie store: the handle is listed)."""
+    for store in ("sqlite", "cookie"):
+        clock = FakeClock(START)
+        (tmp_path / store).mkdir()
+        app = _app(store, tmp_path / store, clock)
+        try:
+            victim = _Client(app)
+            victim.get("/login?user=alice")
+            stolen = victim._client.get_cookie("satchel", domain="127.0.0.1")
+            assert stolen is not None
+            clock.advance(60)
+            assert victim.get("/reauth").status_code == 200
+            thief = _Client(app)
+            thief._client.set_cookie("satchel", stolen.value, domain="127.0.0.1")
+            assert thief.get("/me").json()["user"] is None
+            assert victim.get("/me").json()["user"] == "alice"
+        finally:
+            _close(app)
