@@ -65,7 +65,7 @@ class _Client:
         return _Response(response.status_code, response.get_data(as_text=True), response.headers)
 
 
-def _app(store: str, tmp: Path, clock: FakeClock) -> wsgi.SessionMiddleware:
+def _app(store: str, tmp: Path, clock: FakeClock, **more: Any) -> wsgi.SessionMiddleware:
     def act(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         session = _s(environ["satchel.session"])
         path, query = environ["PATH_INFO"], dict(parse_qsl(environ.get("QUERY_STRING", "")))
@@ -96,6 +96,7 @@ def _app(store: str, tmp: Path, clock: FakeClock) -> wsgi.SessionMiddleware:
                         "user": session.user_id,
                         "impersonator": session.impersonator,
                         "deadline": None if meta is None else meta.absolute_deadline,
+                        "idle": None if meta is None else meta.idle_timeout,
                     }
                 )
         except SessionStateError as exc:
@@ -104,7 +105,7 @@ def _app(store: str, tmp: Path, clock: FakeClock) -> wsgi.SessionMiddleware:
         start_response("200 OK", [("content-type", "text/plain")])
         return [answer.encode()]
 
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = dict(more)
     url = store_url(STORES.get(store, "").replace("{prefix}", uuid.uuid4().hex[:8]), tmp)
     if store == "cookie":
         options["revocation_store"] = f"sqlite:///{tmp}/revocation.db"
@@ -257,6 +258,42 @@ def test_a_logout_that_sets_the_tombstone_does_not_clear_it(tmp_path: Path) -> N
     response = client.get("/logout")
     assert response.headers.get("clear-site-data") == '"cookies"'
     _close(app)
+
+
+# -- 5. "remember me" past the assurance level -----------------------------------------------------
+
+
+@pytest.mark.parametrize("store", ["sqlite", "cookie"])
+def test_remember_me_cannot_lift_a_session_past_its_assurance_level(
+    store: str, tmp_path: Path
+) -> None:
+    """``assurance="aal2"`` refuses ``absolute_timeout=30 days`` at start (NIST: log in
+    again at least every 24 hours, idle at most 1 hour), yet ``session.set_expiry(...)``
+    (the app's "keep me signed in") gave one session exactly that. The level's limits
+    now bound every session, per-session settings included, unless
+    ``assurance_allow_weaker=True``."""
+    clock = FakeClock(START)
+    app = _app(store, tmp_path, clock, assurance="aal2")
+    try:
+        client = _Client(app)
+        client.get("/login?user=alice")
+        client.get("/remember")
+        me = client.get("/me").json()
+        assert me["deadline"] <= START + DAY
+        assert me["idle"] <= 3600
+        clock.advance(DAY)
+        assert client.get("/me").json()["user"] is None
+    finally:
+        _close(app)
+    clock = FakeClock(START)
+    app = _app(store, tmp_path, clock, assurance="aal2", assurance_allow_weaker=True)
+    try:
+        client = _Client(app)
+        client.get("/login?user=alice")
+        client.get("/remember")
+        assert client.get("/me").json()["deadline"] == START + 30 * DAY  # said it is meant
+    finally:
+        _close(app)
 
 
 # -- what held ---------------------------------------------------------------------------------

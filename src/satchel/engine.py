@@ -436,6 +436,11 @@ def next_meta(
         device = info()
         changes["user_agent"], changes["client_ip"] = device.user_agent, device.client_ip
     absolute = changes.pop("absolute_timeout", None)
+    if expiry.ceiling is not None:  # (the assurance level bounds "remember me" too)
+        longest_idle, longest = expiry.ceiling
+        absolute = None if absolute is None else min(absolute, longest)
+        if "idle_timeout" in changes:
+            changes["idle_timeout"] = min(changes["idle_timeout"], longest_idle)
     if changes.pop("restart", False):  # a login starts the absolute timeout afresh
         changes["created"] = now
         absolute = absolute or (meta.absolute_deadline - meta.created)
