@@ -26,6 +26,7 @@ from satchel.testing import FakeClock
 
 from .helpers import KEY
 from .services import store_url
+from .test_integration_django import django_app  # noqa: F401  (the fixture)
 
 HTTPS = "https://127.0.0.1"
 START = 1_800_000_000.0
@@ -300,7 +301,7 @@ def test_remember_me_cannot_lift_a_session_past_its_assurance_level(
 
 
 @pytest.mark.parametrize("store", ["sqlite", "cookie"])
-def test_held_start_stop_cycles_never_move_the_deadline(store: str, tmp_path: Path) -> None:
+def test_start_stop_cycles_with_remember_me_never_move_the_deadline(store: str, tmp_path: Path) -> None:
     """Impersonating and stopping again and again restarts ``created`` each time, yet the
     absolute deadline only ever stays or comes nearer: the session ends when the
     administrator's login said."""
@@ -366,3 +367,29 @@ def test_held_a_stolen_pre_reauthentication_cookie_opens_nothing(tmp_path: Path)
             assert victim.get("/me").json()["user"] == "alice"
         finally:
             _close(app)
+
+
+@pytest.mark.usefixtures("django_app")
+def test_django_ending_the_administrators_sessions_ends_their_impersonation(
+    tmp_path: Path,
+) -> None:
+    """Django: ``satchel.integrations.django.end_user_sessions(<root's pk>)`` (the same
+    engine flows) ends the session where root acts as alice."""
+    from django.contrib.auth.models import User
+
+    from satchel.integrations.django import end_user_sessions
+
+    from .test_integration_django import _pk, _satchel_settings, client, csrf, log_in
+
+    if not User.objects.filter(username="root").exists():
+        User.objects.create_superuser("root", password="keyholder")
+    with _satchel_settings({"store": f"sqlite:///{tmp_path}/att17.db"}):
+        c = client()
+        log_in(c, "root", "keyholder")
+        c.post("/impersonate", {"username": "alice"}, secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+        assert c.get("/me", secure=True).json()["impersonator"] == str(_pk("root"))
+        end_user_sessions(str(_pk("root")), reason="account_disabled")
+        assert c.get("/me", secure=True).status_code == 401
+        stop = c.post("/stop-impersonating", secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+        assert stop.status_code in (401, 403)
+        assert c.get("/me", secure=True).status_code == 401
