@@ -301,7 +301,9 @@ def test_remember_me_cannot_lift_a_session_past_its_assurance_level(
 
 
 @pytest.mark.parametrize("store", ["sqlite", "cookie"])
-def test_start_stop_cycles_with_remember_me_never_move_the_deadline(store: str, tmp_path: Path) -> None:
+def test_start_stop_cycles_with_remember_me_never_move_the_deadline(
+    store: str, tmp_path: Path
+) -> None:
     """Impersonating and stopping again and again restarts ``created`` each time, yet the
     absolute deadline only ever stays or comes nearer: the session ends when the
     administrator's login said."""
