@@ -163,6 +163,12 @@ PATHS: dict[str, Callable[..., Any]] = {
 STORES = ["memory://", "sqlite:///{tmp}/s.db", "cookie://"]
 
 
+def _revocation(store: str, tmp: Any) -> dict[str, Any]:
+    """Cookie sessions revoke through a store here: without one, logout sets the signed
+    tombstone cookie, which "cookies" would clear (tests/test_attack_17.py)."""
+    return {"revocation_store": f"sqlite:///{tmp}/rev.db"} if store == "cookie://" else {}
+
+
 def _header(response: Any) -> str | None:
     value = response.headers.get("clear-site-data")
     return None if value is None else str(value)
@@ -171,7 +177,7 @@ def _header(response: Any) -> str | None:
 @pytest.mark.parametrize("store", STORES)
 @pytest.mark.parametrize("path", sorted(PATHS))
 def test_a_logout_clears_the_sites_cookies(path: str, store: str, tmp_path: Any) -> None:
-    client = PATHS[path](store=store.format(tmp=tmp_path))
+    client = PATHS[path](store=store.format(tmp=tmp_path), **_revocation(store, tmp_path))
     assert _header(client.get("/login")) is None
     response = client.get("/logout")
     assert _header(response) == '"cookies"'
@@ -207,7 +213,8 @@ def test_a_logout_that_sets_a_cookie_keeps_it(store: str, tmp_path: Any) -> None
     """A flash message after the logout (a new session) or a login form on the logout
     page (the pre-session CSRF cookie): "cookies" would clear them too; the other
     directives are still sent."""
-    client = _starlette(store=store.format(tmp=tmp_path), clear_site_data=["cookies", "cache"])
+    url, more = store.format(tmp=tmp_path), _revocation(store, tmp_path)
+    client = _starlette(store=url, clear_site_data=["cookies", "cache"], **more)
     client.get("/login")
     response = client.get("/logout-flash")
     assert _header(response) == '"cache"'
@@ -216,7 +223,7 @@ def test_a_logout_that_sets_a_cookie_keeps_it(store: str, tmp_path: Any) -> None
     response = client.get("/logout-form")
     assert _header(response) == '"cache"'
     assert "satchel_csrf=" in response.headers["set-cookie"]
-    only_star = _starlette(store=store.format(tmp=tmp_path), clear_site_data=["*"])
+    only_star = _starlette(store=url, clear_site_data=["*"], **more)
     only_star.get("/login")
     assert _header(only_star.get("/logout-flash")) is None
     only_star.get("/login")

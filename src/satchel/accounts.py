@@ -10,7 +10,9 @@ are reset by someone else (an administrator, a recovery flow)::
 
 Every session of the user ends on every server-side store (one listing of the user's
 index, then one delete per session), and on the cookie store with ``revocation_store=``
-(a revocation marker: every cookie of the user issued until now is refused). Each ended
+(a revocation marker: every cookie of the user issued until now is refused). So does
+every session where the user acts as someone else (:func:`satchel.impersonate`): the
+user's marker is read, and if the user ever impersonated, stamped (one read, one write). Each ended
 session raises a ``revoked`` event with ``reason`` (one event without a handle on cookie
 sessions, which the server cannot count). For a user's own password change, from one of
 their sessions, :func:`satchel.logout_other_devices` keeps the current one (OWASP ASVS

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import ConfigurationError
+from .expiry import MAX_TIMEOUT
 
 LEVELS = ("aal1", "aal2", "aal3")
 PRESETS: dict[str, dict[str, float]] = {
@@ -56,3 +57,13 @@ def timeouts(
                 "assurance_allow_weaker=True if this is meant"
             )
     return out
+
+
+def ceiling(level: str | None, allow_weaker: bool = False) -> tuple[float, float] | None:
+    """The longest (idle, absolute) timeouts one session may get under ``level``, its
+    per-session settings (``session.set_expiry``, "remember me") included; None without a
+    level, or with ``allow_weaker``."""
+    if check_level(level) is None or allow_weaker:
+        return None
+    limits = PRESETS[str(level)]
+    return limits.get("idle_timeout", MAX_TIMEOUT), limits["absolute_timeout"]

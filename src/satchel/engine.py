@@ -17,6 +17,7 @@ from typing import Any
 
 from . import codec, ids
 from .at_rest import AtRestCipher
+from .auth_facts import impersonator_of
 from .backend import DELETE, LOGGED_OUT, WITHDRAWN, DeviceInfo, InfoSource, TokenAction
 from .errors import ConfigurationError, CorruptRecord, StoreError
 from .events import EventHook, emit, emit_impersonation
@@ -190,6 +191,14 @@ class Engine:
             emit(self.on_event, "expired", meta=meta, reason="timeout")
             yield Delete(key)
             return session
+        if impersonator_of(meta.auth) is not None:  # (rare: one more read)
+            from .cookie import revocation  # (the cookie package imports this module)
+
+            if not (yield from revocation.impersonation_valid(meta, now)):
+                security.info("session %s: its impersonator's sessions ended", ids.log_ref(key))
+                emit(self.on_event, "revoked", meta=meta, reason="impersonator")
+                yield Delete(key)
+                return session
         try:
             if not all(
                 type(text) is str and codec.is_valid_text(name)
@@ -312,6 +321,10 @@ class Engine:
         meta = self._next_meta(base, updates, now, info)
         if is_binding(base.device) and not is_binding(meta.device) and not updates.get("fresh"):
             meta = meta.with_changes(device=base.device)  # (as every store's update keeps it)
+        if impersonator_of(meta.auth) is not None:
+            from .cookie import revocation
+
+            yield from revocation.hold_impersonation(meta, now)
         session_id = new_session_id()
         key = ids.store_key(session_id)
         data = session.encoded()
@@ -423,12 +436,19 @@ def next_meta(
         device = info()
         changes["user_agent"], changes["client_ip"] = device.user_agent, device.client_ip
     absolute = changes.pop("absolute_timeout", None)
+    if expiry.ceiling is not None:  # (the assurance level bounds "remember me" too)
+        longest_idle, longest = expiry.ceiling
+        absolute = None if absolute is None else min(absolute, longest)
+        if "idle_timeout" in changes:
+            changes["idle_timeout"] = min(changes["idle_timeout"], longest_idle)
     if changes.pop("restart", False):  # a login starts the absolute timeout afresh
         changes["created"] = now
         absolute = absolute or (meta.absolute_deadline - meta.created)
     if absolute is not None:
         changes["absolute_deadline"] = changes.get("created", meta.created) + absolute
     until = changes.pop("until", None)  # (an impersonation: never past the impersonator's)
+    if until is None and impersonator_of(changes.get("auth", meta.auth)) is not None:
+        until = meta.absolute_deadline  # an impersonation's deadline never moves later
     if until is not None:
         changes["absolute_deadline"] = min(
             changes.get("absolute_deadline", meta.absolute_deadline), until

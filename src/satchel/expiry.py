@@ -42,6 +42,10 @@ class ExpiryPolicy:
     absolute_timeout: float = 12 * 3600
     refresh_interval: float | None = None
     persistent: bool = False
+    ceiling: tuple[float, float] | None = None
+    """The longest idle and absolute timeouts any one session may get
+    (``session.set_expiry`` included): those of the ``assurance`` level, unless
+    ``assurance_allow_weaker``. None: no limit but :data:`MAX_TIMEOUT`."""
 
     def __post_init__(self) -> None:
         for name in ("idle_timeout", "absolute_timeout"):

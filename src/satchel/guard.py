@@ -29,6 +29,7 @@ from typing import Any, TypeVar, overload
 from urllib.parse import quote, urlsplit
 
 from ._types import ASGIApp, Environ, Receive, Scope, Send, StartResponse, WSGIApp
+from .errors import ConfigurationError
 from .request import ENVIRON_KEY
 
 DEFAULT_LOGIN_URL = "/login"
@@ -86,6 +87,18 @@ class RecentAuth:
     max_age: float | None = None
     level: str | None = None
     allow_impersonation: bool = False
+
+    def __post_init__(self) -> None:
+        # Checked where every framework's guard is made: NaN would let every user through
+        # (no age is greater than NaN), text would fail on the first request.
+        age = self.max_age
+        if age is not None and (
+            isinstance(age, bool) or not isinstance(age, int | float) or not age >= 0
+        ):
+            raise ConfigurationError(
+                f"require_recent_auth max_age={age!r}: seconds, 0 or more (math.inf: any "
+                "age; None: the reauth_max_age option)"
+            )
 
     def resolved(self, configured: float) -> RecentAuth:
         """With ``max_age`` the ``configured`` one unless the guard named its own."""

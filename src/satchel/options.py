@@ -216,12 +216,9 @@ def _cookie(options: SessionOptions) -> CookieOptions:
 
 
 def _expiry(options: SessionOptions) -> ExpiryPolicy:
-    given = assurance.timeouts(
-        options.get("assurance"),
-        schema.present(options, ExpiryPolicy),
-        bool(options.get("assurance_allow_weaker")),
-    )
-    expiry = ExpiryPolicy(**given)
+    level, weaker = options.get("assurance"), bool(options.get("assurance_allow_weaker"))
+    given = assurance.timeouts(level, schema.present(options, ExpiryPolicy), weaker)
+    expiry = ExpiryPolicy(**given, ceiling=assurance.ceiling(level, weaker))
     if options.get("cookie_persistent") and not expiry.persistent:
         expiry = replace(expiry, persistent=True)  # new sessions follow the cookie option
     return expiry

@@ -368,7 +368,9 @@ class RequestContext:
             and self.policy.clear_site_data
             and self.transport is self.policy.cookie_transport  # (bearer clients: no site data)
         ):
-            sets_cookie = action.token is not None or sets_presession
+            # (the logout tombstone is a cookie too: cleared at once, it could stop nothing)
+            sets_cookie = action.token is not None or action.logout_marker is not None
+            sets_cookie = sets_cookie or sets_presession
             value = clear_site_data.header_value(self.policy.clear_site_data, sets_cookie)
             if value is not None:
                 out.append((clear_site_data.HEADER, value))

@@ -143,6 +143,10 @@ def revoke_all_flow(
 ) -> Flow[int]:
     """Revoke every session of ``user_id`` except the one with handle ``keep``; how many.
     ``reason``: of the ``revoked`` events (``all``, or the app's, e.g. ``account_disabled``)."""
+    from .cookie import revocation  # (the cookie package imports this module)
+
+    # the impersonations this user started, filed under the users they act as, end too
+    yield from revocation.revoke_all(user_id, now, keep)
     revoked = 0
     for key, meta in (yield from own_sessions(user_id, now)):
         if meta.handle != keep and (yield Delete(key)):

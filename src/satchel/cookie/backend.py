@@ -167,6 +167,12 @@ class CookieBackend:
                 security.info("revoked cookie session presented (handle %s)", meta.handle)
                 emit(self.on_event, "security", meta=meta, reason="revoked_cookie")
                 return session
+            if not (yield from revocation.impersonation_valid(meta, now)):
+                security.info(
+                    "cookie session whose impersonator's sessions ended (handle %s)", meta.handle
+                )
+                emit(self.on_event, "security", meta=meta, reason="revoked_cookie")
+                return session
         try:
             session.restore(meta.handle, meta.handle, ticket.data, meta)
         except ValueError:
@@ -250,6 +256,7 @@ class CookieBackend:
                 # a handle this commit made (login, regeneration) cannot be listed yet
                 handle=None if current is None or session.regenerating else meta.handle,
             )
+            yield from revocation.hold_impersonation(meta, now)
         if data is None:
             data = session.encoded()
         value = self.format.encode(data, meta)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 
 from .. import codec, ids
+from ..auth_facts import impersonator_of
 from ..errors import StoreError
 from ..ops import Create, Flow, Load, Update
 from ..record import Change, Meta, Record
@@ -74,6 +75,31 @@ def is_valid(marker: Record | None, meta: Meta) -> bool:
         if keep is None or codec.decode(keep) != meta.handle:
             return False
     return HANDLE_PREFIX + meta.handle not in marker.data
+
+
+def impersonation_valid(meta: Meta, now: float) -> Flow[bool]:
+    """Whether the administrator acting in the session ``meta`` (``Meta.auth`` names an
+    impersonator) still holds it. An impersonation runs on the administrator's own
+    authentication, so it ends with the administrator's sessions: ending them
+    (``end_user_sessions``, "log out everywhere", "log out other devices" from another
+    device) writes the administrator's marker, and an impersonation started before that
+    is refused, on every store (the session itself is filed under the user it acts as,
+    where no listing of the administrator's sessions finds it). True without an
+    impersonator (no store call)."""
+    impersonator = impersonator_of(meta.auth)
+    if impersonator is None:
+        return True
+    marker = yield Load(marker_key(impersonator), now)
+    return is_valid(marker, meta)
+
+
+def hold_impersonation(meta: Meta, now: float) -> Flow[None]:
+    """Make sure the marker of the administrator acting in ``meta`` exists and outlives
+    it (a missing marker refuses the impersonation): when a session starting or carrying
+    an impersonation is written under a new handle."""
+    impersonator = impersonator_of(meta.auth)
+    if impersonator is not None:
+        yield from ensure(impersonator, meta.absolute_deadline, now, login=meta.created == now)
 
 
 def ensure(
