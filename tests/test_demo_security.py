@@ -194,3 +194,25 @@ def test_an_administrator_acts_as_another_user(demo: Demo) -> None:
         with demo.client() as stale:
             stale.cookies.set("satchel", admin_cookie, domain="testserver")
             assert stale.get("/api/me").status_code == 401
+
+
+def test_acting_as_someone_else_needs_a_recent_sign_in(demo: Demo) -> None:
+    with demo.client() as c:
+        log_in(c, "admin", "keyholder")
+        demo.clock.advance(301)
+        refused = post(c, "/admin/impersonate", username="alice")
+        assert (refused.status_code, refused.headers["location"]) == (
+            303,
+            "/reauth?next=/admin/impersonate",
+        )
+        back = post(c, "/reauth?next=/admin/impersonate", password="keyholder")
+        assert back.headers["location"] == "/admin/impersonate"
+        assert c.get("/admin/impersonate").headers["location"] == "/profile"  # the form
+        assert post(c, "/admin/impersonate", username="alice").status_code == 303
+        assert me(c)["impersonator"] == "admin"
+
+
+def test_password_checks_take_the_same_path_for_unknown_users(demo: Demo) -> None:
+    with demo.client() as c:
+        assert log_in(c, "nobody", "").status_code == 401  # (an empty password is no match)
+        assert log_in(c, "alice", "").status_code == 401

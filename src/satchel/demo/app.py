@@ -26,7 +26,9 @@ field or an ``X-CSRF-Token`` header, else 403):
 ``GET /reauth``, ``POST``          password -> 303 to ``next`` under a new session
                                    ID; 401 if wrong; 403 while impersonating
 ``POST /admin/impersonate``        username -> 303 /profile acting as that user
-                                   (user ``admin``/``keyholder`` only, else 403)
+                                   (user ``admin``/``keyholder`` only, else 403;
+                                   a sign-in older than ``reauth_max_age``: 303
+                                   ``/reauth?next=/admin/impersonate``)
 ``POST /admin/stop-impersonating`` -> 303 /profile as the administrator again, no
                                    new login (403 unless impersonating)
 ``GET /api/me``                    ``{"username", "device_bound", "auth_time",
@@ -62,6 +64,7 @@ sessions" marks bound sessions "device-bound".
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from html import escape
@@ -201,9 +204,12 @@ async def login_page(request: Request) -> Response:
 def check_password(request: Request, username: str, password: str) -> bool:
     """The demo's users and their passwords: this app's own copy of :data:`USERS` (a
     password change lasts as long as the process)."""
-    expected = _passwords(request).get(username, "")
-    matches = hmac.compare_digest(expected.encode(), password.encode())
-    return bool(expected) and matches
+    expected = _passwords(request).get(username)
+    # digests of equal length, compared whether or not the user exists: the time taken
+    # tells neither the password's length nor whether the user exists
+    given = hashlib.sha256(password.encode()).digest()
+    wanted = hashlib.sha256((expected or "").encode()).digest()
+    return hmac.compare_digest(given, wanted) and expected is not None
 
 
 def _passwords(request: Request) -> dict[str, str]:
@@ -486,6 +492,7 @@ def _forbidden() -> Response:
     return PlainTextResponse("Forbidden.\n", status_code=403)
 
 
+@require_recent_auth  # acting as someone else is a sensitive action of its own
 async def impersonate_submit(request: Request) -> Response:
     session = _session(request)
     if session.user_id not in ADMINS or session.impersonator is not None:
@@ -495,6 +502,11 @@ async def impersonate_submit(request: Request) -> Response:
         return _page(request, "Impersonate", "<p class='error'>No such user.</p>", status=404)
     impersonate(session, target)
     flash(session, f"You are acting as {target}. Stop impersonating to return.", "info")
+    return RedirectResponse("/profile", status_code=303)
+
+
+async def impersonate_page(request: Request) -> Response:
+    """Where a re-authentication for ``POST /admin/impersonate`` returns: the form."""
     return RedirectResponse("/profile", status_code=303)
 
 
@@ -627,6 +639,7 @@ def create_app(store: str | Store, **options: Any) -> SessionMiddleware:
             Route("/reauth", reauth_page, methods=["GET"]),
             Route("/reauth", reauth_submit, methods=["POST"]),
             Route("/admin/impersonate", impersonate_submit, methods=["POST"]),
+            Route("/admin/impersonate", impersonate_page, methods=["GET"]),
             Route("/admin/stop-impersonating", stop_impersonating_submit, methods=["POST"]),
             Route("/logout-everywhere", logout_everywhere_page, methods=["GET"]),
             Route("/logout-everywhere", logout_everywhere_submit, methods=["POST"]),
