@@ -26,7 +26,6 @@ from satchel.testing import FakeClock
 
 from .helpers import KEY
 from .services import store_url
-from .test_integration_django import django_app  # noqa: F401  (the fixture)
 
 HTTPS = "https://127.0.0.1"
 START = 1_800_000_000.0
@@ -369,29 +368,3 @@ def test_held_a_stolen_pre_reauthentication_cookie_opens_nothing(tmp_path: Path)
             assert victim.get("/me").json()["user"] == "alice"
         finally:
             _close(app)
-
-
-@pytest.mark.usefixtures("django_app")
-def test_django_ending_the_administrators_sessions_ends_their_impersonation(
-    tmp_path: Path,
-) -> None:
-    """Django: ``satchel.integrations.django.end_user_sessions(<root's pk>)`` (the same
-    engine flows) ends the session where root acts as alice."""
-    from django.contrib.auth.models import User
-
-    from satchel.integrations.django import end_user_sessions
-
-    from .test_integration_django import _pk, _satchel_settings, client, csrf, log_in
-
-    if not User.objects.filter(username="root").exists():
-        User.objects.create_superuser("root", password="keyholder")
-    with _satchel_settings({"store": f"sqlite:///{tmp_path}/att17.db"}):
-        c = client()
-        log_in(c, "root", "keyholder")
-        c.post("/impersonate", {"username": "alice"}, secure=True, HTTP_X_CSRFTOKEN=csrf(c))
-        assert c.get("/me", secure=True).json()["impersonator"] == str(_pk("root"))
-        end_user_sessions(str(_pk("root")), reason="account_disabled")
-        assert c.get("/me", secure=True).status_code == 401
-        stop = c.post("/stop-impersonating", secure=True, HTTP_X_CSRFTOKEN=csrf(c))
-        assert stop.status_code in (401, 403)
-        assert c.get("/me", secure=True).status_code == 401

@@ -863,6 +863,30 @@ def test_impersonation_under_django(django_app: ModuleType) -> None:
                      ("impersonation", "stopped", str(_pk("root")))]  # fmt: skip
 
 
+def test_django_ending_the_administrators_sessions_ends_their_impersonation(
+    django_app: ModuleType, tmp_path: Path
+) -> None:
+    """Django (issue 17's attack pass, tests/test_attack_17.py for the other paths):
+    ``end_user_sessions(<root's pk>)`` (the same engine flows) ends the session where root
+    acts as alice."""
+    from django.contrib.auth.models import User
+
+    from satchel.integrations.django import end_user_sessions
+
+    if not User.objects.filter(username="root").exists():
+        User.objects.create_superuser("root", password="keyholder")
+    with _satchel_settings({"store": f"sqlite:///{tmp_path}/att17.db"}):
+        c = client()
+        log_in(c, "root", "keyholder")
+        c.post("/impersonate", {"username": "alice"}, secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+        assert c.get("/me", secure=True).json()["impersonator"] == str(_pk("root"))
+        end_user_sessions(str(_pk("root")), reason="account_disabled")
+        assert c.get("/me", secure=True).status_code == 401
+        stop = c.post("/stop-impersonating", secure=True, HTTP_X_CSRFTOKEN=csrf(c))
+        assert stop.status_code in (401, 403)
+        assert c.get("/me", secure=True).status_code == 401
+
+
 def _pk(username: str) -> int:
     from django.contrib.auth.models import User
 
