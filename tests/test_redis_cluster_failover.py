@@ -210,3 +210,62 @@ async def test_async_store_follows_a_cluster_failover(replicated_cluster: Cluste
     )
     assert late == [], f"{len(late)} calls failed more than {FOLLOW_BOUND} s after the promotion"
     assert [t for t in lost if t > failover.killed] == []
+
+
+# -- a write is sent once on Cluster too -------------------------------------------------------
+
+
+def _del_calls(port: int) -> int:
+    stats = redis_cli(port, "info", "commandstats")
+    for line in stats.splitlines():
+        if line.startswith("cmdstat_del:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+def _cut_after_the_next_command(port: int) -> None:
+    """Pause the node's clients, and queue a kill of them all behind what they send
+    meanwhile: when the pause ends the node runs the store's command, then the kill, and
+    its reply is never sent (a reply lost after the server acted)."""
+    killer = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        killer.execute_command("CLIENT", "PAUSE", "600", "ALL")  # type: ignore[no-untyped-call]
+        time.sleep(0.3)  # the store's command is sent, and held, meanwhile
+        kill = ("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        killer.execute_command(*kill)  # type: ignore[no-untyped-call]
+    finally:
+        killer.close()
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+async def test_a_cluster_write_whose_reply_is_lost_is_not_sent_again(
+    private_cluster: ClusterSetup, path: str
+) -> None:
+    """redis-py's Cluster clients send a command again after a connection error (to the
+    node a refreshed map names): a DEL sent again answers 0, which the core reads as "a
+    logout won the race" and so withdraws the login that had in fact worked (the silent
+    resets of issue 14). A write is sent once: a lost reply is a 503."""
+    store = RedisStore(private_cluster.url, socket_timeout=3.0, prefix="satchel-cf-once:")
+    key = ids.store_key(ids.new_session_id())
+    probe = redis.RedisCluster(host="127.0.0.1", port=private_cluster.nodes[0].port)
+    port = int(probe.get_node_from_key(store.hash_key(key)).port)  # type: ignore[no-untyped-call]
+    probe.close()
+    # the client knows the cluster, and has a connection to the node
+    assert (
+        store.load(key, time.time()) if path == "sync" else await store.aload(key, time.time())
+    ) is None
+    before = _del_calls(port)
+    cut = asyncio.create_task(asyncio.to_thread(_cut_after_the_next_command, port))
+    await asyncio.sleep(0.1)  # the node is paused
+    outcome: object
+    try:
+        outcome = store.delete(key) if path == "sync" else await store.adelete(key)
+    except StoreError as exc:
+        outcome = exc
+    await cut
+    sent = _del_calls(port) - before
+    print(f"\n{path}: DEL run {sent} times by the server; the call: {outcome!r}")
+    await store.aclose()
+    store.close()
+    assert sent == 1
+    assert isinstance(outcome, StoreError)
