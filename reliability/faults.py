@@ -441,7 +441,11 @@ def sentinel_failover(ctx: Context) -> list[Row]:
 
 def cluster_failover(ctx: Context) -> list[Row]:
     """Redis Cluster (3 primaries, 3 replicas): one primary SIGKILLed under load, its
-    replica promoted. ``wait_replicas`` is refused on Cluster: the loss is measured."""
+    replica promoted. ``wait_replicas`` is refused on Cluster: the loss is measured, not
+    judged. It is Redis's asynchronous replication (what the primary acknowledged in the
+    last moment before it died and had not sent to its replica): a restarted old primary
+    refuses commands for its first 2 s and is a replica by then, and the store sends no
+    write twice (docs/reliability.md, "Redis Cluster: the storm a failover started")."""
     scenario, target = "failover: Cluster, primary SIGKILL", "cluster, 3+3 nodes"
     if shutil.which("redis-server") is None:
         return [_skip(scenario, target, Unavailable("redis-server"))]

@@ -276,7 +276,9 @@ class RedisCalls:
         with self._errors(), sent_once():
             if not self.wait_replicas:
                 if source is None:
-                    return self.client.delete(*keys)
+                    # not client.delete: redis-py's sync Cluster client pipelines that
+                    # (one command per slot) and sends again what failed on a connection
+                    return self.client.execute_command("DEL", *keys)
                 return self._eval(source, keys, args)
             from redis.exceptions import NoScriptError
 
@@ -309,7 +311,7 @@ class RedisCalls:
             client = self.async_client
             if not self.wait_replicas:
                 if source is None:
-                    return await self._acall(lambda: client.delete(*keys))
+                    return await self._acall(lambda: client.execute_command("DEL", *keys))
                 return await self._arun(source, keys, args)
             from redis.exceptions import NoScriptError
 

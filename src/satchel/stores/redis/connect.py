@@ -69,6 +69,11 @@ def _retry_class(asyncio: bool) -> Any:
         from redis.retry import Retry as Base  # type: ignore[assignment]
 
     class WritesOnce(Base):
+        def get_retries(self) -> int:
+            # What redis-py's Cluster clients ask before sending a command again to the
+            # node a refreshed slot map names, after a connection error.
+            return 0 if _SENDING_WRITE.get() else int(super().get_retries())
+
         def call_with_retry(self, *args: Any, **kwargs: Any) -> Any:
             if not _SENDING_WRITE.get():
                 return super().call_with_retry(*args, **kwargs)
@@ -131,7 +136,8 @@ def make_client(
         password, hosts = _hosts(netloc, 6379)
         if asyncio:
             from redis.asyncio.cluster import ClusterNode as AsyncNode
-            from redis.asyncio.cluster import RedisCluster as AsyncCluster
+
+            from .cluster import AsyncCluster
 
             nodes = [AsyncNode(h, p) for h, p in hosts]
             return AsyncCluster(startup_nodes=nodes, password=password, **options), []
