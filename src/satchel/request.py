@@ -190,14 +190,15 @@ class RequestContext:
         self._scope: Any = None
 
     @staticmethod
-    def pending(backend: Backend, policy: RequestPolicy, scope: Any) -> RequestContext:
+    def pending(backend: Backend, policy: RequestPolicy, scope: Any, cookie: str) -> RequestContext:
         """The context of an ASGI request that carries no session token (the caller
         checked: no session cookie, no ``Authorization`` where bearer tokens are
         accepted), with a :meth:`Session.pending` session; it reads its scope only when
         something first asks it a question or tells it something, and then becomes an
-        ordinary context."""
+        ordinary context. ``cookie``: the request's ``Cookie`` value (repeats joined
+        with '; ', as :func:`scope_credentials` gives it), which the caller has read."""
         ctx = RequestContext.__new__(RequestContext)
-        ctx.backend, ctx.policy, ctx._scope = backend, policy, scope
+        ctx.backend, ctx.policy, ctx._scope, ctx.cookie_header = backend, policy, scope, cookie
         ctx.session = Session.pending(ctx)
         ctx.__class__ = _PendingContext  # (after: its hooks would see the writes)
         return ctx
@@ -206,9 +207,8 @@ class RequestContext:
         """Become an ordinary context: what :meth:`__init__` and :meth:`read_token`
         would have set, from the ASGI scope of a request without a token."""
         object.__setattr__(self, "__class__", RequestContext)
-        scope, policy = self._scope, self.policy
+        scope, policy, cookie = self._scope, self.policy, self.cookie_header
         self._scope = None
-        cookie, authorization = scope_credentials(scope, bool(policy.token_paths))
         path: str = scope.get("path", "/")
         root: str = scope.get("root_path", "")
         app_path = path[len(root) :] or "/" if root and path.startswith(root) else path
@@ -217,8 +217,7 @@ class RequestContext:
         self.path, self.mount, self.app_path = path, root, app_path
         self.peer = client[0] if client else None
         self.scheme = scope.get("scheme", "http")
-        self.transport = policy.transport_of(app_path, cookie, authorization)
-        self.cookie_header = cookie
+        self.transport = policy.transport_of(app_path, cookie, "")  # (no bearer token)
         self._headers, self._raw_headers = None, scope["headers"]
         self.ticket, self.refresh = None, False
         self.outgoing = None
