@@ -17,7 +17,7 @@ from .errors import UNAVAILABLE_BODY, StoreError
 from .log import logger
 from .options import DEFAULT_STORE, build
 from .printable import printable
-from .request import SCOPE_KEY, RequestContext, RequestPolicy
+from .request import SCOPE_KEY, RequestContext, RequestPolicy, scope_credentials
 from .session import Session
 from .stores.base import Store
 from .transport import RETRY_AFTER, plain_headers, raw_session_headers, raw_with_vary
@@ -136,97 +136,89 @@ class SessionMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        ctx = self._context(scope)
-        if ctx.ticket is not None:
-            try:
-                if self.backend.store is None:  # nothing to wait for (cookie sessions)
-                    ctx.load(ctx.session)
-                else:
-                    await ctx.aopen()
-            except StoreError as exc:
-                logger.error("session store unavailable while loading: %s", exc)
-                await self.on_store_unavailable(scope, receive, send)
-                return
-        session = ctx.session
+        policy = self.policy
+        bearer = policy.token_paths
+        cookie = authorization = None
+        for name, value in scope["headers"]:  # (request.scope_credentials, inlined)
+            if name == b"cookie":
+                text = value.decode("latin-1")
+                cookie = text if cookie is None else f"{cookie}; {text}"
+            elif bearer and name == b"authorization":
+                text = value.decode("latin-1")
+                authorization = text if authorization is None else f"{authorization}, {text}"
         app = self.app
-        if self.policy.device.enabled:  # device-bound sessions: an endpoint, or a refusal
-            answer = ctx.device_answer()
-            if answer is not None:
-                if kind == "websocket":
-                    await send({"type": "websocket.close", "code": 1008})
-                    return
-                if not answer.commit:
-                    await _send_answer(send, answer)
-                    return
-                app = _answer_app(answer)  # an endpoint: its session change is committed
-        scope["session"] = session
-        scope[SCOPE_KEY] = ctx
-        if kind == "websocket":
-            await self._websocket(scope, receive, send, ctx)
-            return
-
-        if app is self.app and ctx.method not in csrf.SAFE_METHODS:  # (safe: never checked)
-            form_token = None
-            if ctx.wants_form_token():
+        if (
+            # A safe request that carries no session token (most anonymous traffic) gets
+            # a pending context: it reads the scope only if the app, or a CSRF token,
+            # asks. Not with device binding: its endpoints need the context first.
+            kind == "http"
+            and (cookie is None or policy.cookie.name not in cookie)
+            and authorization is None
+            and scope.get("method", "GET") in csrf.SAFE_METHODS  # (unsafe: CSRF-checked)
+            and not policy.device.enabled
+        ):
+            ctx = RequestContext.pending(self.backend, policy, scope, cookie or "")
+            session = ctx.session
+            scope["session"] = session
+            scope[SCOPE_KEY] = ctx
+        else:
+            ctx = _context(
+                self.backend, policy, scope, Session(), cookie or "", authorization or ""
+            )
+            if ctx.ticket is not None:
                 try:
-                    form_token, body = await csrf.atoken_from_form(
-                        ctx.headers.get("content-type", ""), _body_chunks(receive)
-                    )
-                except _Disconnected:  # refused below: no token
-                    body = None
-                if body is not None:
-                    receive = _replay(body, receive)
-            failure = ctx.csrf_check(form_token)
-            if failure is not None:
-                scope[FAILURE_KEY] = failure
-                await self.on_csrf_failure(scope, receive, send)
+                    if self.backend.store is None:  # nothing to wait for (cookie sessions)
+                        ctx.load(ctx.session)
+                    else:
+                        await ctx.aopen()
+                except StoreError as exc:
+                    logger.error("session store unavailable while loading: %s", exc)
+                    await self.on_store_unavailable(scope, receive, send)
+                    return
+            session = ctx.session
+            if policy.device.enabled:  # device-bound sessions: an endpoint, or a refusal
+                answer = ctx.device_answer()
+                if answer is not None:
+                    if kind == "websocket":
+                        await send({"type": "websocket.close", "code": 1008})
+                        return
+                    if not answer.commit:
+                        await _send_answer(send, answer)
+                        return
+                    app = _answer_app(answer)  # an endpoint: its session change is committed
+            scope["session"] = session
+            scope[SCOPE_KEY] = ctx
+            if kind == "websocket":
+                await self._websocket(scope, receive, send, ctx)
                 return
 
-        failed = started = False
+            if app is self.app and ctx.method not in csrf.SAFE_METHODS:  # (safe: never checked)
+                form_token = None
+                if ctx.wants_form_token():
+                    try:
+                        form_token, body = await csrf.atoken_from_form(
+                            ctx.headers.get("content-type", ""), _body_chunks(receive)
+                        )
+                    except _Disconnected:  # refused below: no token
+                        body = None
+                    if body is not None:
+                        receive = _replay(body, receive)
+                failure = ctx.csrf_check(form_token)
+                if failure is not None:
+                    scope[FAILURE_KEY] = failure
+                    await self.on_csrf_failure(scope, receive, send)
+                    return
 
-        def send_with_session(message: Message) -> Awaitable[None]:
-            # A plain function handing back an awaitable: no coroutine of its own per
-            # message, and a request that never touched its session passes straight on.
-            nonlocal failed, started
-            if message["type"] == "http.response.start":
-                started = True
-                if (
-                    ctx.outgoing is None
-                    and not (ctx.new_presession or ctx.csrf_made)
-                    and session.idle()
-                ):
-                    return send(message)
-                if not session.needs_commit:
-                    return send(_with_session(message, ctx))
-                if self.backend.store is None:  # a commit with nothing to wait for
-                    if ctx.finish(message["status"]) is None:
-                        return send(_with_session(message, ctx))
-                    failed = True
-                    return self._unavailable(scope, receive, send, ctx)
-
-                async def commit_then_send() -> None:
-                    nonlocal failed
-                    if await ctx.afinish(message["status"]) is not None:
-                        failed = True
-                        await self._unavailable(scope, receive, send, ctx)
-                        return
-                    await send(_with_session(message, ctx))
-
-                return commit_then_send()
-            if failed:
-                return _nothing()
-            return send(message)
-
+        out = _Response()  # (a slotted object, not a closure: fewer objects per request)
+        out.middleware, out.scope, out.receive, out.send = self, scope, receive, send
+        out.ctx, out.session, out.started, out.failed = ctx, session, False, False
         try:
-            await app(scope, receive, send_with_session)
+            await app(scope, receive, out.start)
         except StoreError as exc:  # e.g. an explicit `await session.asave()` in the app
-            if started:
+            if out.started:
                 raise
             logger.error("session store unavailable: %s", exc)
             await self._unavailable(scope, receive, send, ctx)
-
-    def _context(self, scope: Scope) -> RequestContext:
-        return context_from_scope(self.backend, self.policy, scope, Session())
 
     async def _unavailable(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
@@ -269,6 +261,56 @@ class SessionMiddleware:
                 )
 
 
+class _Response:
+    """The ``send`` the app gets: the response start carries what the session must
+    (committed first), the rest passes on. Its method hands back an awaitable: no
+    coroutine of its own per message, and a request that never touched its session
+    passes straight on."""
+
+    __slots__ = ("ctx", "failed", "middleware", "receive", "scope", "send", "session", "started")
+    middleware: SessionMiddleware
+    scope: Scope
+    receive: Receive
+    send: Send
+    ctx: RequestContext
+    session: Session
+    started: bool
+    failed: bool  # the commit failed: the store-unavailable answer went out instead
+
+    def start(self, message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            self.started = True
+            session = self.session
+            if session.untouched:  # a pending context, never asked: nothing to add
+                return self.send(message)
+            ctx = self.ctx
+            if (
+                ctx.outgoing is None
+                and not (ctx.new_presession or ctx.csrf_made)
+                and session.idle()
+            ):
+                return self.send(message)
+            if not session.needs_commit:
+                return self.send(_with_session(message, ctx))
+            if ctx.backend.store is None:  # a commit with nothing to wait for
+                if ctx.finish(message["status"]) is None:
+                    return self.send(_with_session(message, ctx))
+                self.failed = True
+                return self.middleware._unavailable(self.scope, self.receive, self.send, ctx)
+            return self._commit_then_send(message)
+        if self.failed:
+            return _nothing()
+        return self.send(message)
+
+    async def _commit_then_send(self, message: Message) -> None:
+        ctx = self.ctx
+        if await ctx.afinish(message["status"]) is not None:
+            self.failed = True
+            await self.middleware._unavailable(self.scope, self.receive, self.send, ctx)
+            return
+        await self.send(_with_session(message, ctx))
+
+
 def context_from_scope(
     backend: Backend, policy: RequestPolicy, scope: Scope, session: Session
 ) -> RequestContext:
@@ -276,22 +318,24 @@ def context_from_scope(
     requests carry their scope), its token checked (no I/O). Only the ``Cookie`` header
     (and ``Authorization`` where bearer tokens are accepted) is looked at now: the
     header map is made if something asks for it."""
+    cookie, authorization = scope_credentials(scope, bool(policy.token_paths))
+    return _context(backend, policy, scope, session, cookie, authorization)
+
+
+def _context(
+    backend: Backend,
+    policy: RequestPolicy,
+    scope: Scope,
+    session: Session,
+    cookie: str,
+    authorization: str,
+) -> RequestContext:
     bearer = bool(policy.token_paths)
-    raw: list[tuple[bytes, bytes]] = scope["headers"]
-    cookie = authorization = None
-    for name, value in raw:
-        if name == b"cookie":
-            text = value.decode("latin-1")
-            cookie = text if cookie is None else f"{cookie}; {text}"
-        elif bearer and name == b"authorization":
-            text = value.decode("latin-1")
-            authorization = text if authorization is None else f"{authorization}, {text}"
-    cookie = cookie or ""
     path: str = scope.get("path", "/")
     root: str = scope.get("root_path", "")
     app_path = path[len(root) :] or "/" if root and path.startswith(root) else path
     if bearer:
-        transport = policy.transport_of(app_path, cookie, authorization or "")
+        transport = policy.transport_of(app_path, cookie, authorization)
     else:
         transport = policy.cookie_transport
     client = scope.get("client")
@@ -306,12 +350,12 @@ def context_from_scope(
         scope.get("scheme", "http"),
         transport,
         cookie,
-        raw,
+        scope["headers"],
     )
     if root:
         ctx.mount, ctx.app_path = root, app_path
     if bearer or policy.cookie.name in cookie:
-        ctx.read_token(cookie, authorization or "")
+        ctx.read_token(cookie, authorization)
     else:  # no token to read
         ctx.session.bind(ctx)
     return ctx

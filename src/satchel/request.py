@@ -121,7 +121,9 @@ class RequestContext:
 
     Built for every request, and most requests never touch their session: it holds what
     the request gave (the header map is made on first use, from the ASGI scope's raw
-    pairs when given those) and works out everything else when asked."""
+    pairs when given those) and works out everything else when asked. The ASGI
+    middleware goes further for a request that carries no token (:meth:`pending`): the
+    context reads its scope only when something first asks it a question."""
 
     __slots__ = (
         "_device",
@@ -129,6 +131,7 @@ class RequestContext:
         "_origin",
         "_presession",
         "_raw_headers",
+        "_scope",
         "app_path",
         "backend",
         "cookie_header",
@@ -184,6 +187,44 @@ class RequestContext:
         self._origin: Origin | None = None
         self._device: DeviceInfo | None = None
         self._presession: Any = _UNREAD
+        self._scope: Any = None
+
+    @staticmethod
+    def pending(backend: Backend, policy: RequestPolicy, scope: Any, cookie: str) -> RequestContext:
+        """The context of an ASGI request that carries no session token (the caller
+        checked: no session cookie, no ``Authorization`` where bearer tokens are
+        accepted), with a :meth:`Session.pending` session; it reads its scope only when
+        something first asks it a question or tells it something, and then becomes an
+        ordinary context. ``cookie``: the request's ``Cookie`` value (repeats joined
+        with '; ', as :func:`scope_credentials` gives it), which the caller has read."""
+        ctx = RequestContext.__new__(RequestContext)
+        ctx.backend, ctx.policy, ctx._scope, ctx.cookie_header = backend, policy, scope, cookie
+        ctx.session = Session.pending(ctx)
+        ctx.__class__ = _PendingContext  # (after: its hooks would see the writes)
+        return ctx
+
+    def _fill(self) -> None:
+        """Become an ordinary context: what :meth:`__init__` and :meth:`read_token`
+        would have set, from the ASGI scope of a request without a token."""
+        object.__setattr__(self, "__class__", RequestContext)
+        scope, policy, cookie = self._scope, self.policy, self.cookie_header
+        self._scope = None
+        path: str = scope.get("path", "/")
+        root: str = scope.get("root_path", "")
+        app_path = path[len(root) :] or "/" if root and path.startswith(root) else path
+        client = scope.get("client")
+        self.method = scope.get("method", "GET")
+        self.path, self.mount, self.app_path = path, root, app_path
+        self.peer = client[0] if client else None
+        self.scheme = scope.get("scheme", "http")
+        self.transport = policy.transport_of(app_path, cookie, "")  # (no bearer token)
+        self._headers, self._raw_headers = None, scope["headers"]
+        self.ticket, self.refresh = None, False
+        self.outgoing = None
+        self.new_presession = self.csrf_made = self.device_checked = False
+        self.device_cookie_ms = 0
+        self.device_opened = self._origin = self._device = None
+        self._presession = _UNREAD
 
     @property
     def headers(self) -> dict[str, str]:
@@ -238,6 +279,8 @@ class RequestContext:
         return self.backend.open(self.session, self.ticket, self.refresh)
 
     def load(self, session: Session) -> None:
+        if self.ticket is None:  # (a pending context's session: nothing to load)
+            return
         drive(self._open_flow(), self.backend.store)
         self._opened()
 
@@ -578,6 +621,44 @@ class RequestContext:
             and self.headers.get("content-type", "").split(";")[0].strip().lower()
             in ("application/x-www-form-urlencoded", "multipart/form-data")
         )
+
+
+class _PendingContext(RequestContext):
+    """A :meth:`RequestContext.pending` context before its first use: reading a field
+    not set yet, or setting any, first makes it an ordinary :class:`RequestContext`
+    (class and all), so this hook costs nothing to the requests that use it."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:  # (only for fields not set yet)
+        if name not in _FIELDS:
+            raise AttributeError(name)
+        self._fill()
+        return getattr(self, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._fill()
+        setattr(self, name, value)
+
+    def load(self, session: Session) -> None:  # the session's first use
+        self._fill()
+
+
+_FIELDS = frozenset(RequestContext.__slots__)
+
+
+def scope_credentials(scope: Any, bearer: bool) -> tuple[str, str]:
+    """An ASGI scope's ``Cookie`` value (repeats joined with '; ') and, where bearer
+    tokens are accepted, its ``Authorization`` value (else empty)."""
+    cookie = authorization = None
+    for name, value in scope["headers"]:
+        if name == b"cookie":
+            text = value.decode("latin-1")
+            cookie = text if cookie is None else f"{cookie}; {text}"
+        elif bearer and name == b"authorization":
+            text = value.decode("latin-1")
+            authorization = text if authorization is None else f"{authorization}, {text}"
+    return cookie or "", authorization or ""
 
 
 def use_bearer_token(session: Session) -> None:

@@ -49,6 +49,10 @@ class Session(SessionData):
         "_token_refresh",
     )
 
+    untouched = False
+    """True only for a :meth:`pending` session nothing has used yet (a class attribute:
+    the first use makes the session an ordinary one)."""
+
     def __init__(self) -> None:
         # Every request makes one, most never touch it: no call to the base class (the
         # dict needs none), and the empty collections are shared, immutable, and replaced
@@ -70,6 +74,18 @@ class Session(SessionData):
         self._keep = False  # store it even while it holds nothing (Django's create())
 
     # -- construction by the core -------------------------------------------------------
+
+    @staticmethod
+    def pending(binding: SessionBinding) -> Session:
+        """The session of a request that carries no token (the ASGI middleware's
+        anonymous requests), bound to ``binding`` and not even set up: that happens on
+        its first use of any kind (a read, a write, a question), which makes it an
+        ordinary new session. Until then :attr:`untouched` is True: the response needs
+        nothing from it."""
+        session = Session.__new__(Session)
+        session._binding = binding
+        session.__class__ = _PendingSession  # (after: its hooks would see the write)
+        return session
 
     def bind(self, binding: SessionBinding, *, lazy: bool = False) -> None:
         """Tie the session to the request that opened it; with ``lazy``, the binding
@@ -489,3 +505,38 @@ class Session(SessionData):
         self._baseline = _NO_VALUES
         self._meta_updates = _NO_VALUES
         self._cleared = self._regenerate = self._meta_dirty = self._token_refresh = False
+
+
+class _PendingSession(Session):
+    """A :meth:`Session.pending` session before its first use. Reading or writing any of
+    its state first makes it an ordinary :class:`Session` (class and all), so this hook
+    costs nothing to the requests that use their session."""
+
+    __slots__ = ()
+    untouched = True
+
+    def _settle(self) -> None:
+        """Become an ordinary new session, and tell the binding (a pending context: its
+        cue to read its request; there is nothing to load)."""
+        binding = self._binding
+        assert binding is not None
+        object.__setattr__(self, "__class__", Session)
+        Session.__init__(self)
+        self._binding = binding
+        binding.load(self)
+
+    def __getattr__(self, name: str) -> Any:  # (only for state not set up yet)
+        if name not in _STATE:
+            raise AttributeError(name)
+        self._settle()
+        return getattr(self, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._settle()
+        setattr(self, name, value)
+
+    def ensure_loaded(self) -> None:  # every read and write of the data comes here first
+        self._settle()
+
+
+_STATE = frozenset(Session.__slots__) | frozenset(SessionData.__slots__)
