@@ -55,17 +55,44 @@ class _Nodes(NodesManager):
 
     def set_nodes(self, old: dict[str, Any], new: dict[str, Any], remove_old: bool = False) -> None:
         if remove_old:
+            retired = _RETIRED.setdefault(id(self), [])
+            for node in retired:  # a refresh ago: their calls have long finished
+                self._in_background(node.disconnect())
+            retired.clear()
             for name in [name for name in old if name not in new]:
                 gone = old.pop(name)  # as redis-py: in-flight calls finish, idle ones close
                 gone.update_active_connections_for_reconnect()
-                task = asyncio.create_task(gone.disconnect_free_connections())
-                self._background_tasks.add(task)
-                task.add_done_callback(self._background_tasks.discard)
+                self._in_background(gone.disconnect_free_connections())
+                retired.append(gone)  # (the rest: at the next refresh, or at aclose)
         for name, node in new.items():
             if name in old:
                 old[name].server_type = node.server_type
             else:
                 old[name] = node
+        _remember(self, *old.values())  # (the unused copies of known nodes are dropped)
+
+    def _in_background(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._background_tasks.add(task)
+        task.add_done_callback(self._background_tasks.discard)
+
+
+def _remember(manager: NodesManager, *nodes: Any) -> None:
+    known = _KNOWN.setdefault(id(manager), {})
+    for node in nodes:
+        known[id(node)] = node
+
+
+_KNOWN: dict[int, dict[int, Any]] = {}
+"""Every node object each client's nodes manager has held (by ``id`` of the manager),
+closed by ``aclose``: redis-py drops a node that failed a call from its startup nodes
+without closing it, and ``aclose`` closes only the nodes still listed."""
+
+_RETIRED: dict[int, list[Any]] = {}
+"""The nodes a refresh dropped from each client's map (by ``id`` of its nodes manager,
+which takes no weak reference), with the connections that were in use then: closed by the
+next refresh or by ``aclose`` (redis-py left them to the garbage collector: a socket per
+call in flight, each failover)."""
 
 
 class AsyncCluster(RedisCluster):
@@ -76,6 +103,8 @@ class AsyncCluster(RedisCluster):
         # the same object, with a refresh that keeps the connections (_Nodes has no
         # state of its own: __slots__ = ())
         self.nodes_manager.__class__ = _Nodes
+        manager = self.nodes_manager
+        _remember(manager, *manager.startup_nodes.values(), *manager.nodes_cache.values())
 
     def _refresh_due(self) -> bool:
         if not self._initialize:
@@ -111,7 +140,11 @@ class AsyncCluster(RedisCluster):
                 # down at once, as it does a refused connection.
                 raise handling
             return
+        manager = id(self.nodes_manager)
+        _RETIRED.pop(manager, None)
         await super().aclose()
+        known = _KNOWN.pop(manager, {})  # (disconnecting a closed node is a no-op)
+        await asyncio.gather(*(node.disconnect() for node in known.values()))
 
     async def initialize(
         self,

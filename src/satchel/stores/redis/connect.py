@@ -77,8 +77,12 @@ def _retry_class(asyncio: bool) -> Any:
         def call_with_retry(self, *args: Any, **kwargs: Any) -> Any:
             if not _SENDING_WRITE.get():
                 return super().call_with_retry(*args, **kwargs)
-            once = copy.copy(self)
-            once._retries = 0
+            once = self.__dict__.get("_satchel_once")
+            if once is None:  # made once per Retry, not per write (a copy is ~230 bytecodes)
+                once = copy.copy(self)
+                once._retries = 0
+                self._satchel_once = once
+            once._supported_errors = self._supported_errors  # (redis-py may widen them)
             return Base.call_with_retry(once, *args, **kwargs)
 
     return WritesOnce

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping
+from functools import cache
 from typing import Any
 
 from ...errors import ConfigurationError, KeyCollision
@@ -114,10 +115,8 @@ class RedisStore(RedisCalls, Store):
     @staticmethod
     def _cluster(client: Any) -> bool:
         """Whether ``client`` spreads keys over several servers (Redis Cluster)."""
-        from redis.asyncio.cluster import RedisCluster as AsyncCluster
-        from redis.cluster import RedisCluster
-
-        return isinstance(client, RedisCluster | AsyncCluster)
+        kind: type = type(client)
+        return _is_cluster(kind)
 
     def hash_key(self, key: str) -> str:
         return f"{self.prefix}s:{key}"
@@ -397,3 +396,13 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     if scheme in ("redis", "rediss"):  # the rest of the query goes to redis-py
         return read_url(url, own, driver_parameters(scheme == "rediss"), "redis-py")
     return read_url(url, own)  # Sentinel and Cluster URLs: satchel reads the query alone
+
+
+@cache
+def _is_cluster(kind: type) -> bool:
+    """Whether clients of class ``kind`` are Redis Cluster clients (asked at every login:
+    answered once per class)."""
+    from redis.asyncio.cluster import RedisCluster as AsyncCluster
+    from redis.cluster import RedisCluster
+
+    return issubclass(kind, RedisCluster | AsyncCluster)
