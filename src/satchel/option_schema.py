@@ -418,6 +418,10 @@ def _sectioned() -> dict[tuple[str, str], str]:
 
 
 TOML_SECTIONS = _sectioned()  # ("cookie", "name") -> "cookie_name"
+LISTS: tuple[str, ...] = tuple(
+    o.name for o in OPTIONS if o.parse in (TEXT_LIST, TEXT_LIST_OR_NONE) and o.name != "secret_keys"
+)
+"""The options that take a list of strings (``secret_keys`` aside: a keyring's own)."""
 
 
 def default(name: str) -> Any:

@@ -40,13 +40,7 @@ class Runtime(NamedTuple):
 
 
 def policy_from(options: SessionOptions, cookie: CookieOptions) -> RequestPolicy:
-    for name in (
-        "csrf_exempt",
-        "csrf_trusted_origins",
-        "trusted_proxies",
-        "token_paths",
-        "clear_site_data",
-    ):
+    for name in schema.LISTS:
         if isinstance(options.get(name), str):
             raise ConfigurationError(f"{name} must be a list of strings, not one string")
     token_paths = tuple(schema.get(options, "token_paths"))

@@ -87,13 +87,7 @@ class Settings:
         for name in ("idle_timeout", "absolute_timeout"):
             if name not in given:  # the assurance level's limit applies
                 del opts[name]
-        for name in (
-            "csrf_exempt",
-            "csrf_trusted_origins",
-            "trusted_proxies",
-            "token_paths",
-            "clear_site_data",
-        ):
+        for name in schema.LISTS:
             opts[name] = list(opts[name])
         return opts  # type: ignore[return-value]
 

@@ -100,7 +100,7 @@ from ..auth import (
 from ..dbsc import device_bound
 from ..events import SessionEvent
 from ..flash import flash, get_flashed_messages
-from ..guard import login_required, require_recent_auth, safe_next
+from ..guard import configured_max_age, login_required, require_recent_auth, safe_next
 from ..options import SessionOptions
 from ..request import SCOPE_KEY, RequestContext, csrf_token, use_bearer_token
 from ..session import Session
@@ -410,18 +410,13 @@ Other devices still signed in with the old one stay signed in until you log them
     body = f"""<h1>Security</h1>{changed}
 <h2>Your latest sign-in</h2>{_auth_html(session)}
 <p><a href="/security/sensitive">A sensitive action</a> asks for your password again when
-your latest sign-in is more than {int(_reauth_max_age(request))} seconds old.</p>
+your latest sign-in is more than {int(configured_max_age(session))} seconds old.</p>
 <h2>Change your password</h2>
 <form method="post" action="/security/password">{_hidden(request)}
 <label for="new-password">New password</label>
 <input id="new-password" name="password" type="password" autocomplete="new-password"
 minlength="8" required><button type="submit">Change password</button></form>"""
     return _page(request, "Security", body)
-
-
-def _reauth_max_age(request: Request) -> float:
-    ctx: RequestContext = request.scope[SCOPE_KEY]
-    return ctx.policy.reauth_max_age
 
 
 @require_recent_auth
