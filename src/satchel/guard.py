@@ -155,6 +155,7 @@ class Policy:
         self.public = tuple(public) or (login_url,)
         self.api_prefixes = tuple(api_prefixes)
         self.needs = needs
+        self._resolved: dict[float, Policy] = {}
 
     def is_public(self, path: str) -> bool:
         return any(fnmatchcase(path, p) for p in self.public)
@@ -168,8 +169,12 @@ class Policy:
         needs = self.needs
         if needs is None or needs.max_age is not None:
             return self
-        policy = Policy(self.login_url, self.public, self.api_prefixes, self.reauth_url)
-        policy.needs = needs.resolved(configured_max_age(session))
+        configured = configured_max_age(session)
+        policy = self._resolved.get(configured)  # (one per setting, not one per request)
+        if policy is None:
+            policy = Policy(self.login_url, self.public, self.api_prefixes, self.reauth_url)
+            policy.needs = needs.resolved(configured)
+            self._resolved[configured] = policy
         return policy
 
     def refusal(
@@ -351,7 +356,8 @@ def _guarding(policy: Policy) -> Callable[[Callable[..., Any]], Callable[..., An
         async def view(request: Any, *args: Any, **kwargs: Any) -> Any:
             scope = request.scope
             session = scope.get("session")
-            reason = policy.resolved(session).unmet(session)
+            resolved = policy.resolved(session)
+            reason = resolved.unmet(session)
             if reason is not None:
                 if scope["type"] == "websocket":
                     await request.close(code=1008)
@@ -359,7 +365,7 @@ def _guarding(policy: Policy) -> Callable[[Callable[..., Any]], Callable[..., An
                 from starlette.responses import Response
 
                 accept = request.headers.get("accept", "")
-                status, headers, body = policy.resolved(session).refusal(
+                status, headers, body = resolved.refusal(
                     scope.get("path", "/"),
                     scope.get("query_string", b"").decode("latin-1"),
                     accept,
