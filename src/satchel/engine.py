@@ -347,6 +347,16 @@ class Engine:
             self._lost(session, replaces)
             yield Delete(key)
             return WITHDRAWN
+        if before is not None and impersonator_of(before.auth) is not None:
+            from .cookie import revocation
+
+            if not (yield from revocation.handed_back(before, meta, now)):
+                # the administrator's sessions ended while this request ran: no new one
+                security.info("session %s: its impersonator's sessions ended", ids.log_ref(key))
+                emit(self.on_event, "revoked", meta=before, reason="impersonator")
+                yield Delete(key)
+                session.mark_lost()
+                return DELETE
         if replaces is not None:
             logger.info("session %s: regenerated", ids.log_ref(replaces))
         emit(self.on_event, kind, meta=meta)

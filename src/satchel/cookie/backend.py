@@ -13,9 +13,11 @@ import hashlib
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from .. import ids
+from ..auth_facts import impersonator_of
 from ..backend import InfoSource, TokenAction
 from ..cookies import TOMBSTONE_SUFFIX, CookieOptions, cookie_values
 from ..engine import next_meta
@@ -204,6 +206,11 @@ class CookieBackend:
         updates = session.pending_meta
         data: dict[str, str] | None = None
         logged_out = bool(destroyed) and old_meta is not None and old_meta.user_id is not None
+        if "auth" in updates and not (yield from self._authority_held(current, updates, now)):
+            security.info("the administrator's sessions ended while this request ran")
+            emit(self.on_event, "security", meta=current, reason="revoked_cookie")
+            session.mark_lost()
+            return TokenAction(None, logout_marker=marker, logout=True)
         if current is None:
             if not session.has_content:
                 if not destroyed:
@@ -272,6 +279,24 @@ class CookieBackend:
         if "auth" in updates:
             emit_impersonation(self.on_event, current, meta)
         return TokenAction(value, max_age, logout_marker=marker, logout=logged_out)
+
+    def _authority_held(
+        self, current: Meta | None, updates: Mapping[str, Any], now: float
+    ) -> Flow[bool]:
+        """Whether an impersonation starting (or handed back) in this commit still has
+        its administrator: the session this request loaded was not ended by ending the
+        administrator's sessions while the request ran (the new cookie, issued after that
+        epoch, would otherwise be valid)."""
+        if current is None or self.revocation_store is None:
+            return True
+        meta = current.with_changes(
+            auth=updates["auth"], user_id=updates.get("user_id", current.user_id)
+        )
+        admin = impersonator_of(meta.auth)
+        if admin is not None and admin == current.user_id != meta.user_id:  # impersonate
+            marker = yield Load(revocation.marker_key(admin), now)
+            return revocation.is_valid(marker, current)
+        return (yield from revocation.handed_back(current, meta, now))
 
     # -- the user's other sessions: the browser holds them -------------------------------------
 

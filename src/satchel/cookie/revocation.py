@@ -27,9 +27,10 @@ stick. The record is keyed like a session, by a SHA-256 (of the user ID here).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 from .. import codec, ids
-from ..auth_facts import impersonator_of
+from ..auth_facts import AuthFacts, impersonator_of
 from ..errors import StoreError
 from ..ops import Create, Flow, Load, Update
 from ..record import Change, Meta, Record
@@ -91,6 +92,21 @@ def impersonation_valid(meta: Meta, now: float) -> Flow[bool]:
         return True
     marker = yield Load(marker_key(impersonator), now)
     return is_valid(marker, meta)
+
+
+def handed_back(before: Meta | None, meta: Meta, now: float) -> Flow[bool]:
+    """False when the commit of ``meta`` hands an impersonation (``before``, as this
+    request loaded it) back to its administrator (:func:`satchel.stop_impersonating`:
+    the same facts without the impersonator) after the administrator's sessions were
+    ended, while the request ran. Read after the new session is written: an end that
+    stamps the marker later lists the administrator's sessions later too, and finds the
+    new one. True for every other commit (no store call)."""
+    if before is None or (admin := impersonator_of(before.auth)) is None:
+        return True
+    facts, old = AuthFacts.from_json(meta.auth), AuthFacts.from_json(before.auth)
+    if meta.user_id != admin or old is None or facts != replace(old, impersonator=None):
+        return True  # (not a hand-back: a login, say, is a fresh authentication)
+    return (yield from impersonation_valid(before, now))
 
 
 def hold_impersonation(meta: Meta, now: float) -> Flow[None]:

@@ -1,0 +1,112 @@
+"""Trying to get around today's fixes of issue 17 (tests/test_attack_17.py) from outside:
+an administrator's sessions ended *while* a request of theirs is in flight. The handler
+ends them itself between loading the session and changing it, the deterministic form of
+``end_user_sessions`` (or "log out everywhere" from another device) landing between a
+request's load and its commit."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from werkzeug.test import Client as WerkzeugClient
+
+import satchel
+from satchel import wsgi
+from satchel.session import Session
+from satchel.testing import FakeClock
+
+from .helpers import KEY
+from .services import store_url
+
+HTTPS = "https://127.0.0.1"
+START = 1_800_000_000.0
+
+STORES = {
+    "memory": "memory://",
+    "sqlite": "sqlite:///{tmp}/s.db",
+    "redis": "redis://127.0.0.1:6379/0?prefix=brk-{prefix}:",
+    "cookie": "cookie://",
+}
+
+
+def _app(store: str, tmp: Path, clock: FakeClock) -> wsgi.SessionMiddleware:
+    holder: list[wsgi.SessionMiddleware] = []
+
+    def act(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        session = environ["satchel.session"]
+        assert isinstance(session, Session)
+        path, answer = environ["PATH_INFO"], "ok"
+        if path == "/login":
+            satchel.login(session, "admin", methods=["pwd"])
+        elif path == "/impersonate":
+            satchel.impersonate(session, "alice")
+        elif path == "/end-then-impersonate":  # loaded as admin; ended; then acts as alice
+            assert session.user_id == "admin"
+            clock.advance(1)
+            satchel.end_user_sessions(holder[0], "admin", reason="account_disabled")
+            clock.advance(1)
+            satchel.impersonate(session, "alice")
+        elif path == "/end-then-stop":  # loaded acting as alice; admin ended; then stops
+            assert session.impersonator == "admin"
+            clock.advance(1)
+            satchel.end_user_sessions(holder[0], "admin", reason="account_disabled")
+            clock.advance(1)
+            answer = satchel.stop_impersonating(session)
+        elif path == "/me":
+            answer = json.dumps({"user": session.user_id, "impersonator": session.impersonator})
+        start_response("200 OK", [("content-type", "text/plain")])
+        return [answer.encode()]
+
+    options: dict[str, Any] = {}
+    url = store_url(STORES[store].replace("{prefix}", uuid.uuid4().hex[:8]), tmp)
+    if store == "cookie":
+        options["revocation_store"] = f"sqlite:///{tmp}/revocation.db"
+    app = wsgi.SessionMiddleware(act, store=url, secret_keys=[KEY], clock=clock, **options)
+    holder.append(app)
+    return app
+
+
+def _me(client: WerkzeugClient) -> Any:
+    return json.loads(client.get("/me", base_url=HTTPS).get_data(as_text=True))
+
+
+@pytest.mark.parametrize("store", sorted(STORES))
+def test_an_administrator_ended_during_stop_impersonating_gets_no_session(
+    store: str, tmp_path: Path
+) -> None:
+    clock = FakeClock(START)
+    app = _app(store, tmp_path, clock)
+    try:
+        admin = WerkzeugClient(app)
+        admin.get("/login", base_url=HTTPS)
+        admin.get("/impersonate", base_url=HTTPS)
+        assert _me(admin)["impersonator"] == "admin"
+        clock.advance(5)
+        admin.get("/end-then-stop", base_url=HTTPS)
+        clock.advance(5)
+        assert _me(admin)["user"] is None
+    finally:
+        if app.store is not None:
+            app.store.close()
+
+
+@pytest.mark.parametrize("store", sorted(STORES))
+def test_an_administrator_ended_during_impersonate_gets_no_session(
+    store: str, tmp_path: Path
+) -> None:
+    clock = FakeClock(START)
+    app = _app(store, tmp_path, clock)
+    try:
+        admin = WerkzeugClient(app)
+        admin.get("/login", base_url=HTTPS)
+        clock.advance(5)
+        admin.get("/end-then-impersonate", base_url=HTTPS)
+        clock.advance(5)
+        assert _me(admin)["user"] is None
+    finally:
+        if app.store is not None:
+            app.store.close()
