@@ -110,3 +110,19 @@ def test_an_administrator_ended_during_impersonate_gets_no_session(
     finally:
         if app.store is not None:
             app.store.close()
+
+
+def test_wait_replicas_is_refused_with_a_cluster_client_of_the_apps_own() -> None:
+    """Refused for a ``redis+cluster://`` URL only: given as ``client=`` the same Cluster
+    client took it, and its pipeline (the write, then ``WAIT``) sent ``WAIT`` to whichever
+    node redis-py picked for a keyless command (an acknowledgement of another connection's
+    writes), while the sync client re-sends a pipelined write that met a connection error
+    one command at a time (a write sent twice)."""
+    from redis.asyncio.cluster import RedisCluster
+
+    from satchel.errors import ConfigurationError
+    from satchel.stores.redis import RedisStore
+
+    client = RedisCluster(host="127.0.0.1", port=7000)  # (connects at its first command)
+    with pytest.raises(ConfigurationError, match="Cluster"):
+        RedisStore(async_client=client, wait_replicas=1)

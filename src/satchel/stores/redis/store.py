@@ -81,7 +81,11 @@ class RedisStore(RedisCalls, Store):
                 "RedisStore wait_replicas must be >= 0 and wait_timeout between 0 and "
                 "socket_timeout (the WAIT and the write share the call's timeout)"
             )
-        if wait_replicas and url is not None and url.startswith("redis+cluster:"):
+        given: list[type] = [type(c) for c in (client, async_client) if c is not None]
+        if wait_replicas and (
+            (url is not None and url.startswith("redis+cluster:"))
+            or any(_is_cluster(kind) for kind in given)  # (a Cluster client of the app's own)
+        ):
             raise ConfigurationError("RedisStore wait_replicas is not supported on Redis Cluster")
         self.url = url
         self.prefix = prefix
