@@ -126,3 +126,39 @@ def test_wait_replicas_is_refused_with_a_cluster_client_of_the_apps_own() -> Non
     client = RedisCluster(host="127.0.0.1", port=7000)  # (connects at its first command)
     with pytest.raises(ConfigurationError, match="Cluster"):
         RedisStore(async_client=client, wait_replicas=1)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "cookie"])
+@pytest.mark.parametrize("assurance", [None, "aal2"])
+def test_remember_me_after_stop_impersonating_never_moves_the_deadline(
+    store: str, assurance: str | None, tmp_path: Path
+) -> None:
+    """``stop_impersonating`` restarts ``created`` (the administrator's facts kept as they
+    were), and "remember me" counted its absolute timeout from there: each impersonate,
+    stop, remember cycle moved the administrator's deadline later without any new
+    authentication, past ``aal2``'s 24 hours since the login too (reauthenticate every
+    24 hours, NIST SP 800-63B-4)."""
+    from .test_attack_17 import DAY
+    from .test_attack_17 import _app as _attack_app
+    from .test_attack_17 import _Client as _AttackClient
+
+    clock = FakeClock(START)
+    more = {} if assurance is None else {"assurance": assurance}
+    app = _attack_app(store, tmp_path, clock, **more)
+    try:
+        admin = _AttackClient(app)
+        admin.get("/login?user=admin")
+        admin.get("/remember")
+        deadline = admin.get("/me").json()["deadline"]
+        for _ in range(3):
+            clock.advance(600)
+            admin.get("/impersonate?user=alice")
+            clock.advance(600)
+            assert admin.get("/stop").text == "admin"
+            admin.get("/remember")
+            assert admin.get("/me").json()["deadline"] <= deadline
+        if assurance is not None:
+            assert deadline <= START + DAY
+    finally:
+        if app.store is not None:
+            app.store.close()

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import codec, ids
 from .at_rest import AtRestCipher
-from .auth_facts import impersonator_of
+from .auth_facts import AuthFacts, impersonator_of
 from .backend import DELETE, LOGGED_OUT, WITHDRAWN, DeviceInfo, InfoSource, TokenAction
 from .errors import ConfigurationError, CorruptRecord, StoreError
 from .events import EventHook, emit, emit_impersonation
@@ -432,6 +432,11 @@ class Engine:
         return revoked
 
 
+AUTH_SLACK = 1.0
+"""Seconds between a login's authentication time and its commit's ``created`` that still
+count as the same moment (:func:`next_meta`)."""
+
+
 def next_meta(
     expiry: ExpiryPolicy, meta: Meta, updates: Mapping[str, Any], now: float, info: InfoSource
 ) -> Meta:
@@ -455,7 +460,16 @@ def next_meta(
         changes["created"] = now
         absolute = absolute or (meta.absolute_deadline - meta.created)
     if absolute is not None:
-        changes["absolute_deadline"] = changes.get("created", meta.created) + absolute
+        start = changes.get("created", meta.created)
+        # counted from the authentication, not from a restart that proved nothing
+        # (stop_impersonating restarts ``created`` and keeps the administrator's facts,
+        # which never move on: so at most AUTH_SLACK is gained, once; a login reads its
+        # clock a moment before its commit does; in the commit of a stop itself, ``until``
+        # bounds the deadline)
+        facts = None if "auth" in changes else AuthFacts.from_json(meta.auth)
+        if facts is not None and facts.time < start - AUTH_SLACK:
+            start = facts.time
+        changes["absolute_deadline"] = start + absolute
     until = changes.pop("until", None)  # (an impersonation: never past the impersonator's)
     if until is None and impersonator_of(changes.get("auth", meta.auth)) is not None:
         until = meta.absolute_deadline  # an impersonation's deadline never moves later
