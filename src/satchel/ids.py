@@ -8,9 +8,10 @@ Logs show at most :func:`log_ref`, a short prefix of that hash.
 from __future__ import annotations
 
 import binascii
-import hashlib
 import re
 import secrets
+
+from .digests import sha256
 
 ID_BYTES = 32
 ID_LENGTH = 43  # len(base64url(32 bytes)) without padding
@@ -75,14 +76,14 @@ def is_session_id(value: str) -> bool:
 
 def store_key(session_id: str) -> str:
     """The key a store files a session under: SHA-256 of the ID, hex."""
-    return hashlib.sha256(session_id.encode("ascii")).hexdigest()
+    return sha256(session_id.encode("ascii")).hexdigest()
 
 
 def user_key(user_id: str) -> str:
     """The key a store files a user's index under: SHA-256 of the user ID (UTF-8), hex.
     A user ID may be any string (an e-mail, with characters no key or file name allows),
     so stores never use it raw; existing indexes (Redis, Memcached, files) are keyed so."""
-    return hashlib.sha256(user_id.encode("utf-8")).hexdigest()
+    return sha256(user_id.encode("utf-8")).hexdigest()
 
 
 def is_store_key(value: str) -> bool:

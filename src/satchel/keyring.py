@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from .digests import HmacSha256
 from .errors import ConfigurationError
 from .ids import b64decode_canonical, b64encode
 
@@ -44,12 +45,20 @@ class _Key:
     kid: str
     secret: bytes
     subkeys: dict[bytes, bytes] = field(default_factory=dict, compare=False)
+    macs: dict[bytes, HmacSha256] = field(default_factory=dict, compare=False)
 
     def subkey(self, purpose: bytes) -> bytes:
         subkey = self.subkeys.get(purpose)
         if subkey is None:
             subkey = self.subkeys[purpose] = _derive(self.secret, purpose)
         return subkey
+
+    def mac(self, purpose: bytes, message: bytes) -> bytes:
+        """HMAC-SHA256 of ``message`` under the subkey of ``purpose``."""
+        mac = self.macs.get(purpose)
+        if mac is None:
+            mac = self.macs[purpose] = HmacSha256(self.subkey(purpose))
+        return mac.digest(message)
 
 
 class Keyring:
@@ -128,7 +137,7 @@ class Keyring:
         key = self._keys[0] if kid is None else self._by_kid.get(kid)
         if key is None:
             return None
-        return hmac.digest(key.subkey(purpose), message, "sha256")
+        return key.mac(purpose, message)
 
     def encrypt(self, plaintext: bytes, associated: bytes = b"") -> tuple[str, bytes]:
         """``(kid, nonce + ciphertext + tag)`` under the newest key's encryption subkey."""
@@ -149,7 +158,7 @@ class Keyring:
     @staticmethod
     def _mac_bytes(key: _Key, purpose: bytes, message: str) -> bytes:
         """HMAC-SHA256 of ``message`` under ``key``'s subkey, truncated to 16 bytes."""
-        return hmac.digest(key.subkey(purpose), message.encode("ascii"), "sha256")[:16]
+        return key.mac(purpose, message.encode("ascii"))[:16]
 
     @classmethod
     def _mac(cls, key: _Key, purpose: bytes, message: str) -> str:

@@ -9,7 +9,6 @@ copy before it expires.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import time
@@ -20,6 +19,7 @@ from .. import ids
 from ..auth_facts import impersonator_of
 from ..backend import InfoSource, TokenAction
 from ..cookies import TOMBSTONE_SUFFIX, CookieOptions, cookie_values
+from ..digests import sha256
 from ..engine import next_meta
 from ..errors import ConfigurationError, SessionTooLarge
 from ..events import EventHook, emit, emit_impersonation
@@ -122,7 +122,7 @@ class CookieBackend:
     # thief's copy of the cookie comes without it (that needs a revocation store).
 
     def _tombstone_message(self, at: str, user_id: str) -> str:
-        user = hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()
+        user = sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()
         return f"{self.cookie.name}.{at}.{user}"
 
     def _tombstone(self, gone: Meta, now: float) -> tuple[str, int]:

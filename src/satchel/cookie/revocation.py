@@ -26,11 +26,11 @@ stick. The record is keyed like a session, by a SHA-256 (of the user ID here).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 
 from .. import codec, ids
 from ..auth_facts import AuthFacts, impersonator_of
+from ..digests import sha256
 from ..errors import StoreError
 from ..ops import Create, Flow, Load, Update
 from ..record import Change, Meta, Record
@@ -43,7 +43,7 @@ MAX_REVOKED_HANDLES = 100
 
 
 def marker_key(user_id: str) -> str:
-    return hashlib.sha256(b"satchel/revocation\0" + user_id.encode("utf-8")).hexdigest()
+    return sha256(b"satchel/revocation\0" + user_id.encode("utf-8")).hexdigest()
 
 
 def _marker_meta(created: float, until: float) -> Meta:
