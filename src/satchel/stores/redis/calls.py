@@ -71,6 +71,23 @@ class _Watchdog:
         self.handle = self.loop.call_at(now + self.period, self._check) if self.calls else None
 
 
+@cache
+def _pools() -> Any:
+    """:mod:`.pools` (which imports redis-py), once: an import statement in a function
+    that runs on every call costs about 5,000 instructions even when the module is
+    loaded (callgrind)."""
+    from . import pools
+
+    return pools
+
+
+@cache
+def _no_script_error() -> type[Exception]:
+    from redis.exceptions import NoScriptError
+
+    return NoScriptError
+
+
 def _no_replicas(exc: BaseException) -> bool:
     """The primary refused a write for want of replicas (``min-replicas-to-write``): it
     has most likely been cut off from them by a failover, so the write was not applied."""
@@ -187,8 +204,7 @@ class RedisCalls:
     async def _acall(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run one async call under one deadline (:class:`_Watchdog`): pool wait,
         connect, retry and command together take at most ``socket_timeout``."""
-        from .pools import CALL, Call
-
+        pools = _pools()
         timeout = self.options["socket_timeout"]
         task = asyncio.current_task()
         assert task is not None  # an async store call runs in a task
@@ -196,7 +212,7 @@ class RedisCalls:
         if watchdog is None or watchdog.loop is not task.get_loop():
             watchdog = self._watchdog = _Watchdog(task.get_loop(), timeout / 16)
         watchdog.watch(task, timeout)
-        token = CALL.set(Call(time.monotonic() + timeout))
+        token = pools.CALL.set(pools.Call(time.monotonic() + timeout))
         try:
             with self._amapped:
                 try:
@@ -210,15 +226,13 @@ class RedisCalls:
             if task in watchdog.expired:
                 watchdog.expired.discard(task)
                 task.uncancel()
-            CALL.reset(token)
+            pools.CALL.reset(token)
 
     def _refine_async(
         self, exc: BaseException, kind: type[StoreError]
     ) -> StoreError | type[StoreError]:
-        from .pools import CALL
-
         if isinstance(exc, TimeoutError):  # the watchdog's: the call's deadline passed
-            call = CALL.get()
+            call = _pools().CALL.get()
             if call is not None and call.in_pool:
                 return self._pool_error(exc)
             return StoreUnavailable("Redis store unavailable: timed out", exc)
@@ -249,12 +263,13 @@ class RedisCalls:
             return self.client.eval(source, len(keys), *keys, *args)
 
     async def _aeval(self, source: str, keys: list[str], args: Sequence[Any]) -> Any:
-        from redis.exceptions import NoScriptError
-
+        # EVALSHA straight from the client: redis-py's Script.__call__ adds an import and
+        # a check per call, and on NOSCRIPT loads the script then runs it again, which
+        # the EVAL below does in one command.
         script = self._async_scripts.get(source) or self._ascript(source)
         try:
-            return await script(keys=keys, args=args)
-        except NoScriptError:
+            return await self.async_client.evalsha(script.sha, len(keys), *keys, *args)
+        except _no_script_error():  # (evaluated only when something was raised)
             return await self.async_client.eval(source, len(keys), *keys, *args)
 
     # -- writes: sent once, and with wait_replicas, acknowledged by replicas ----------------

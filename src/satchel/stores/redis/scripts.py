@@ -186,21 +186,24 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 
 def number(value: float) -> str:
     """A float as Redis stores it: exact, and as an integer when it is one (``1800``, not
-    ``1800.0``: shorter, and an integer in a listpack)."""
-    text = repr(value)
-    return text[:-2] if text.endswith(".0") else text
+    ``1800.0``: shorter, and an integer in a listpack). An integral value skips ``repr``,
+    whose shortest-digits search costs about 6,000 instructions a call."""
+    if value % 1 == 0 and -1e15 < value < 1e15:  # (not inf or nan; ints pass too)
+        return str(int(value))
+    return repr(value)
 
 
 def meta_fields(meta: Meta) -> tuple[list[str], list[str]]:
     """The metadata as field/value pairs, and the fields that must be absent (a None,
     or ``persistent`` False). The version is left out: the scripts own it."""
+    created = number(meta.created)
     pairs = [
         "h",
         meta.handle,
         "c",
-        number(meta.created),
+        created,
         "ls",
-        number(meta.last_seen),
+        created if meta.last_seen == meta.created else number(meta.last_seen),
         "ad",
         number(meta.absolute_deadline),
         "it",
@@ -233,6 +236,15 @@ def create_args(record: Record) -> list[str]:
     for name, value in record.data.items():
         args += ("d:" + name, value)
     return args
+
+
+def create_indexed_args(key: str, record: Record) -> list[str]:
+    """ARGV of :data:`CREATE_INDEXED`: the index entry (score: the deadline as stored in
+    the record; members past their deadline when the record was last seen are dropped), then
+    :func:`create_args`."""
+    args = create_args(record)
+    deadline = args[8]  # after the expiry and the fields h, c, ls and ad (meta_fields)
+    return [deadline, key, str(int(record.meta.last_seen)), *args]
 
 
 def meta_changes(meta: Meta, base: Meta) -> tuple[list[str], list[str]]:

@@ -36,6 +36,7 @@ from .scripts import (
     TOUCH,
     UPDATE,
     create_args,
+    create_indexed_args,
     listed_meta,
     live_members,
     record_of,
@@ -106,9 +107,7 @@ class RedisStore(RedisCalls, Store):
     def _create_indexed_call(
         self, key: str, record: Record, user_id: str
     ) -> tuple[list[str], list[str]]:
-        keys = [self.hash_key(key), self.index_key(user_id)]
-        deadline = record.meta.absolute_deadline
-        return keys, [repr(deadline), key, repr(time.time()), *create_args(record)]
+        return [self.hash_key(key), self.index_key(user_id)], create_indexed_args(key, record)
 
     @staticmethod
     def _filed(reply: Any) -> int:
@@ -141,7 +140,7 @@ class RedisStore(RedisCalls, Store):
             or not refresh_due(record.meta, now, refresh_after)
         ):
             return record
-        if not self._run(TOUCH, [name], [repr(now), repr(now)]):
+        if not self._run(TOUCH, [name], [repr(now)] * 2):
             return None
         return _refreshed(record, now)
 
@@ -259,7 +258,7 @@ class RedisStore(RedisCalls, Store):
             or not refresh_due(record.meta, now, refresh_after)
         ):
             return record
-        if not await self._arun(TOUCH, [name], [repr(now), repr(now)]):
+        if not await self._arun(TOUCH, [name], [repr(now)] * 2):
             return None
         return _refreshed(record, now)
 
