@@ -99,7 +99,8 @@ def _is_scalar_tag(value: dict[str, Any]) -> bool:
 def _from_json(value: Any, depth: int = 0) -> Any:
     """The value ``_to_json`` made this from. Raises ``ValueError`` on anything it cannot
     have made: an unknown tag, a payload of the wrong type, nesting past ``MAX_DEPTH``."""
-    if not isinstance(value, list | dict):
+    kind = type(value)  # (JSON decodes to exact types; isinstance of a union is slower)
+    if kind is not list and kind is not dict:
         return value
     if depth >= MAX_DEPTH and not (isinstance(value, dict) and _is_scalar_tag(value)):
         raise ValueError(f"session value nested more than {MAX_DEPTH} levels deep")
