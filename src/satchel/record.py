@@ -95,10 +95,18 @@ class Meta(NamedTuple):
         ) = self
         if (
             type(handle) is str
-            and _real(created)
-            and _real(last_seen)
-            and _real(deadline)
-            and _real(idle)
+            and (
+                # the usual case in one test: four numbers, none inf or nan (a sum of
+                # finite floats can overflow, hence the field-by-field check after it)
+                (
+                    type(created) is float
+                    and type(last_seen) is float
+                    and type(deadline) is float
+                    and (type(idle) is float or (type(idle) is int and -(2**63) < idle < 2**63))
+                    and math.isfinite(created + last_seen + deadline + idle)
+                )
+                or (_real(created) and _real(last_seen) and _real(deadline) and _real(idle))
+            )
             and (user is None or type(user) is str)
             and (agent is None or type(agent) is str)
             and (ip is None or type(ip) is str)

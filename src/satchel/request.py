@@ -595,6 +595,14 @@ class RequestContext:
     def insecure_transport(self) -> bool:
         """Whether this request came over plain http to a host other than loopback while
         the session cookie is Secure: the browser drops what is set here."""
+        policy = self.policy
+        if not policy.cookie.secure:
+            return False
+        if not policy.trusted_proxies and self.scheme.lower() not in ("http", "ws"):
+            # no forwarding header is believed, so the scheme is the scope's: https (or
+            # wss) needs no Host, and the headers are not decoded for this on every
+            # response that sets a cookie
+            return False
         origin = self.origin
         return insecure_transport(self.policy.cookie.secure, origin.scheme, origin.host)
 
