@@ -236,6 +236,18 @@ class RequestContext:
             )
         return headers
 
+    def _header(self, name: bytes) -> str | None:
+        """One header (lower-case name), repeats joined as :attr:`headers` joins them,
+        without decoding every header into :attr:`headers`."""
+        if self._headers is not None:
+            return self._headers.get(name.decode("latin-1"))
+        found = None
+        for raw_name, raw_value in self._raw_headers:
+            if raw_name == name:
+                value = raw_value.decode("latin-1")
+                found = value if found is None else f"{found}, {value}"
+        return found
+
     @classmethod
     def build(
         cls,
@@ -474,9 +486,11 @@ class RequestContext:
     def device_info(self) -> DeviceInfo:
         device = self._device
         if device is None:
-            agent = self.headers.get("user-agent")
+            agent = self._header(b"user-agent")
+            # with no proxy trusted, the client is the peer: no headers to read for it
+            ip = self.origin.client_ip if self.policy.trusted_proxies else self.peer
             device = self._device = DeviceInfo(
-                user_agent=agent[:512] if agent else None, client_ip=self.origin.client_ip
+                user_agent=agent[:512] if agent else None, client_ip=ip
             )
         return device
 
