@@ -44,6 +44,12 @@ class AppSpec:
 
 APPS: dict[str, AppSpec] = {
     "bare": AppSpec("Starlette, no sessions", "asgi", False),
+    "passthrough": AppSpec(
+        "Starlette behind the least a session middleware does (finds the Cookie header, "
+        "wraps send)",
+        "asgi",
+        False,
+    ),
     "floor": AppSpec(
         "floor: no session layer, raw redis-py (read GET; write GET + SET; login SET)", "asgi", True
     ),
@@ -70,6 +76,7 @@ def build(name: str, redis_url: str, prefix: str) -> tuple[Any, Close]:
     """The app called ``name`` (a key of ``APPS``) and what closes its connections."""
     builders: dict[str, Callable[[str, str], tuple[Any, Close]]] = {
         "bare": _bare,
+        "passthrough": _passthrough,
         "floor": _floor,
         "starlette-cookie": _starlette_cookie,
         "starsessions": _starsessions,
@@ -137,6 +144,28 @@ def _bare(redis_url: str, prefix: str) -> tuple[Any, Close]:
         return PlainTextResponse("ok")
 
     return _starlette(dict.fromkeys(SCENARIOS, plain)), _nothing
+
+
+def _passthrough(redis_url: str, prefix: str) -> tuple[Any, Close]:
+    """The bare app behind an ASGI middleware that does only what any session middleware
+    must on a request without a session: look for the Cookie header, and hand the app a
+    ``send`` of its own (through which a session's cookie would go out). Its cost over
+    the bare app is the floor of the anonymous column."""
+    app, close = _bare(redis_url, prefix)
+
+    async def middleware(scope: Any, receive: Any, send: Any) -> None:
+        cookie = None
+        for name, value in scope["headers"]:
+            if name == b"cookie":
+                cookie = value
+        scope["session"] = cookie
+
+        async def send_wrapper(message: Any) -> None:
+            await send(message)
+
+        await app(scope, receive, send_wrapper)
+
+    return middleware, close
 
 
 def _floor(redis_url: str, prefix: str) -> tuple[Any, Close]:
