@@ -35,6 +35,7 @@ from .scripts import (
     LISTED_FIELDS,
     TOUCH,
     UPDATE,
+    ReadMeta,
     create_args,
     create_indexed_args,
     listed_meta,
@@ -329,7 +330,9 @@ def _live(fields: Mapping[bytes, bytes], now: float) -> Record | None:
 
 
 def _refreshed(record: Record, now: float) -> Record:
-    return Record(record.data, record.meta._replace(last_seen=now), refreshed=True)
+    meta = record.meta
+    seen = meta.seen(now) if isinstance(meta, ReadMeta) else meta._replace(last_seen=now)
+    return Record(record.data, seen, refreshed=True)
 
 
 # what redis-py takes from a URL's query besides what it parses itself (text arguments of
