@@ -125,9 +125,8 @@ async def test_the_fast_path_writes_what_the_full_write_writes(
             changes[name] = getattr(meta, name) * changes[name]
     versions = []
     for key, fast in ((fast_key, True), (full_key, False)):
-        base = loaded(store, key, now)
-        if not fast:
-            base = Meta(*base)
+        read = loaded(store, key, now)
+        base: Meta = read if fast else Meta(*read)
         change = Change(
             meta=base._replace(last_seen=later, **changes),
             set=spec.get("set", {}),

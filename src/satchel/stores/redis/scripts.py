@@ -281,10 +281,11 @@ def create_indexed_args(key: str, record: Record) -> list[str]:
     return [deadline, key, str(int(record.meta.last_seen)), *args]
 
 
-def meta_changes(meta: Meta, base: Meta) -> tuple[list[str], list[str]]:
+def meta_changes(meta: Meta, base: Meta, seen: str | None = None) -> tuple[list[str], list[str]]:
     """:func:`meta_fields` of only what ``meta`` changes from ``base`` ("last seen"
-    always): a plain write sends two metadata fields instead of nine."""
-    pairs = ["ls", number(meta.last_seen)]
+    always, as ``seen`` when given): a plain write sends two metadata fields instead of
+    nine."""
+    pairs = ["ls", number(meta.last_seen) if seen is None else seen]
     if meta.handle != base.handle:
         pairs += ("h", meta.handle)
     if meta.created != base.created:
@@ -327,8 +328,11 @@ def update_args(change: Change, now: float, whole: bool = False) -> list[str]:
     unbound state (the full write keeps the binding)."""
     meta, base = change.meta, change.base
     expected = expire = version = ""
+    # "last seen" is usually the write's own time: formatted once (repr is not cheap)
+    when = number(now)
+    seen = when if meta.last_seen == now else None
     if base is not None and not whole:
-        pairs, absent = meta_changes(meta, base)
+        pairs, absent = meta_changes(meta, base, seen)
         partial = "1"
         device = meta.device
         if (
@@ -348,18 +352,20 @@ def update_args(change: Change, now: float, whole: bool = False) -> list[str]:
     for name, value in change.set.items():
         pairs += ("d:" + name, value)
     pairs += ("v", version)
-    return [
+    args = [
         expected,
         expire,
-        repr(now),
+        when,
         "1" if change.clear else "0",
         partial,
         str(len(pairs)),
         *pairs,
         str(len(absent)),
         *absent,
-        *["d:" + name for name in change.delete],
     ]
+    if change.delete:
+        args += ["d:" + name for name in change.delete]
+    return args
 
 
 class ReadMeta(Meta):
