@@ -350,3 +350,36 @@ async def test_async_commands_packed_in_c_reach_redis_intact(redis_url: str) -> 
     finally:
         await client.delete(key)
         await store.aclose()
+
+
+def test_sync_commands_packed_in_one_c_call_reach_redis_intact(redis_url: str) -> None:
+    """The sync connections pack with hiredis without redis-py's Python pass over the
+    arguments (issue 12): every kind of argument arrives as redis-py's own packer sends
+    it; multi-word commands, bytearray and memoryview arguments, and what neither
+    accepts, go to redis-py's packer."""
+    from satchel.stores.redis.pools import _HiredisPacker
+
+    store = RedisStore(redis_url, prefix=_prefix())
+    client = store.client
+    key = store.prefix + "packed"
+    try:
+        assert client.ping()
+        connection = client.connection_pool.get_connection()
+        assert isinstance(connection._command_packer, _HiredisPacker)
+        client.connection_pool.release(connection)
+        client.hset(key, mapping={"s": "é ✓", "b": b"\x00\xff", "i": 10**20, "f": 0.1})
+        client.hset(key, mapping={"ba": bytearray(b"\x01"), "mv": memoryview(b"\x02")})
+        assert client.hgetall(key) == {
+            b"s": "é ✓".encode(),
+            b"b": b"\x00\xff",
+            b"i": b"100000000000000000000",
+            b"f": b"0.1",
+            b"ba": b"\x01",
+            b"mv": b"\x02",
+        }
+        assert client.execute_command("CONFIG GET", "maxmemory-policy")
+        with pytest.raises(redis.exceptions.DataError):
+            client.set(key + "x", True)
+    finally:
+        client.delete(key)
+        store.close()

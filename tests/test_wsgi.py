@@ -281,3 +281,29 @@ def test_legacy_write_commits_before_its_first_byte(store: CountingStore) -> Non
     sent.clear()
     list(wrapped({**environ, "HTTP_COOKIE": cookie}, start_response))
     assert sent == [b"n=", b"2"]
+
+
+def test_the_context_makes_its_header_map_from_the_environ_on_first_use() -> None:
+    """A WSGI request's context reads its Cookie and Authorization from the environ and
+    makes the header map (environ_headers) only when something asks for it (issue 12):
+    most requests never do."""
+    from satchel.request import CONTEXT_KEY, RequestContext
+
+    seen: list[tuple[dict[str, str] | None, dict[str, str], str]] = []
+
+    def view(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        ctx: RequestContext = environ[CONTEXT_KEY]
+        before = ctx._headers
+        seen.append((before, ctx.headers, ctx.cookie_header))
+        start_response("200 OK", [("content-type", "text/plain")])
+        return [b"ok"]
+
+    wrapped = SessionMiddleware(view, store=MemoryStore(), secret_keys=[KEY])
+    transport = httpx.WSGITransport(app=wrapped)
+    with httpx.Client(transport=transport, base_url="https://testserver") as c:
+        c.get("/", headers={"user-agent": "tests/1", "cookie": "a=1; b=2", "x-y": "z"})
+    [(before, headers, cookie)] = seen
+    assert before is None
+    assert headers["user-agent"] == "tests/1"
+    assert headers["cookie"] == cookie == "a=1; b=2"
+    assert headers["x-y"] == "z"

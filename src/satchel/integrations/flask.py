@@ -101,6 +101,8 @@ class Satchel(Extension):
 
     def _check_csrf(self) -> None:
         ctx: RequestContext = request.environ[CONTEXT_KEY]
+        if not ctx.csrf_applies():  # most requests (a GET): no view looked up through proxies
+            return
         if not self.checks_csrf(ctx, current_app.view_functions.get(request.endpoint or "")):
             return
         # the body stays cached for the view (request.form, request.get_data())

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from ...errors import ConfigurationError, StoreError, StoreUnavailable
 from .._errors import ErrorTable, map_exceptions
-from .connect import make_client, sent_once
+from .connect import CALL, SENDING_WRITE, Call, make_client, sent_once
 
 T = TypeVar("T")
 
@@ -69,16 +69,6 @@ class _Watchdog:
                 self.expired.add(task)
                 task.cancel()
         self.handle = self.loop.call_at(now + self.period, self._check) if self.calls else None
-
-
-@cache
-def _pools() -> Any:
-    """:mod:`.pools` (which imports redis-py), once: an import statement in a function
-    that runs on every call costs about 5,000 instructions even when the module is
-    loaded (callgrind)."""
-    from . import pools
-
-    return pools
 
 
 @cache
@@ -190,8 +180,6 @@ class RedisCalls:
         connection, connects, the retry and the reads share ``socket_timeout``. Scans of
         the whole keyspace (admin commands, any length) go without one: each command is
         then bounded by the timeouts on its own."""
-        from .pools import CALL, Call
-
         timeout = self.options["socket_timeout"]
         token = CALL.set(Call(time.monotonic() + timeout)) if deadline else None
         try:
@@ -204,7 +192,6 @@ class RedisCalls:
     async def _acall(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run one async call under one deadline (:class:`_Watchdog`): pool wait,
         connect, retry and command together take at most ``socket_timeout``."""
-        pools = _pools()
         timeout = self.options["socket_timeout"]
         task = asyncio.current_task()
         assert task is not None  # an async store call runs in a task
@@ -212,7 +199,7 @@ class RedisCalls:
         if watchdog is None or watchdog.loop is not task.get_loop():
             watchdog = self._watchdog = _Watchdog(task.get_loop(), timeout / 16)
         watchdog.watch(task, timeout)
-        token = pools.CALL.set(pools.Call(time.monotonic() + timeout))
+        token = CALL.set(Call(time.monotonic() + timeout))
         try:
             with self._amapped:
                 try:
@@ -226,13 +213,13 @@ class RedisCalls:
             if task in watchdog.expired:
                 watchdog.expired.discard(task)
                 task.uncancel()
-            pools.CALL.reset(token)
+            CALL.reset(token)
 
     def _refine_async(
         self, exc: BaseException, kind: type[StoreError]
     ) -> StoreError | type[StoreError]:
         if isinstance(exc, TimeoutError):  # the watchdog's: the call's deadline passed
-            call = _pools().CALL.get()
+            call = CALL.get()
             if call is not None and call.in_pool:
                 return self._pool_error(exc)
             return StoreUnavailable("Redis store unavailable: timed out", exc)
@@ -242,10 +229,26 @@ class RedisCalls:
     def _amapped(self) -> map_exceptions:
         return map_exceptions(_error_table, "Redis", refine=self._refine_async)
 
+    # The sync calls below spell out what ``with self._errors()`` does: a generator
+    # context manager costs a store call about 100 bytecodes more.
+
     def _run(self, source: str, keys: list[str], args: Sequence[Any]) -> Any:
         """A read script, under the call's deadline."""
-        with self._errors():
-            return self._eval(source, keys, args)
+        token = CALL.set(Call(time.monotonic() + self.options["socket_timeout"]))
+        try:
+            with self._mapped:
+                return self._eval(source, keys, args)
+        finally:
+            CALL.reset(token)
+
+    def _hgetall(self, name: str) -> Any:
+        """``HGETALL name``, under the call's deadline."""
+        token = CALL.set(Call(time.monotonic() + self.options["socket_timeout"]))
+        try:
+            with self._mapped:
+                return self.client.hgetall(name)
+        finally:
+            CALL.reset(token)
 
     async def _arun(self, source: str, keys: list[str], args: Sequence[Any]) -> Any:
         return await self._acall(lambda: self._aeval(source, keys, args))
@@ -255,11 +258,18 @@ class RedisCalls:
         servers: redis-py then loads the script on one and runs it on the other, and the
         second NOSCRIPT escapes it. The server refused before running anything, so the
         script is sent once more with its source (EVAL), which any primary can run."""
-        from redis.exceptions import NoScriptError
-
+        # what redis-py's Script.__call__ does (EVALSHA; on NOSCRIPT, SCRIPT LOAD and
+        # EVALSHA again), less its per-call work for pipelines (an import, an isinstance)
+        script = self._scripts.get(source) or self._script(source)
+        client = script.registered_client
         try:
-            return self._script(source)(keys=keys, args=args)
-        except NoScriptError:
+            return client.evalsha(script.sha, len(keys), *keys, *args)
+        except _no_script_error():
+            pass
+        try:
+            script.sha = client.script_load(script.script)
+            return client.evalsha(script.sha, len(keys), *keys, *args)
+        except _no_script_error():
             return self.client.eval(source, len(keys), *keys, *args)
 
     async def _aeval(self, source: str, keys: list[str], args: Sequence[Any]) -> Any:
@@ -288,37 +298,54 @@ class RedisCalls:
         sent once. With ``wait_replicas``, a ``WAIT`` follows it on the same connection,
         in the same round trip, and the write is only acknowledged once that many replicas
         have it."""
-        with self._errors(), sent_once():
-            if not self.wait_replicas:
-                if source is None:
-                    # not client.delete: redis-py's sync Cluster client pipelines that
-                    # (one command per slot) and sends again what failed on a connection
-                    return self.client.execute_command("DEL", *keys)
-                return self._eval(source, keys, args)
-            from redis.exceptions import NoScriptError
-
-            script = None if source is None else self._script(source)
-
-            def run() -> Any:
-                pipe = self.client.pipeline(transaction=False)
-                if script is None:
-                    pipe.delete(*keys)
-                else:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)
-                return pipe.execute()
-
-            try:
-                result, acked = run()
-            except NoScriptError:  # a new or restarted primary: load the script, once more
-                if script is None:
-                    raise
-                self.client.script_load(script.script)
-                result, acked = run()
+        token = CALL.set(Call(time.monotonic() + self.options["socket_timeout"]))
+        try:
+            with self._mapped:
+                sending = SENDING_WRITE.set(True)
+                try:
+                    if not self.wait_replicas:
+                        if source is None:
+                            # not client.delete: redis-py's sync Cluster client pipelines
+                            # that (one command per slot) and sends again what failed on
+                            # a connection
+                            return self.client.execute_command("DEL", *keys)
+                        return self._eval(source, keys, args)
+                    result, acked = self._write_waited(source, keys, args)
+                finally:
+                    SENDING_WRITE.reset(sending)
+        finally:
+            CALL.reset(token)
         short = self._short(acked)
         if short is not None:
             raise short
         return result
+
+    def _write_waited(
+        self, source: str | None, keys: list[str], args: Sequence[Any]
+    ) -> tuple[Any, Any]:
+        """The write and its ``WAIT``, in one round trip: (its reply, the replicas that
+        acknowledged it)."""
+        from redis.exceptions import NoScriptError
+
+        script = None if source is None else self._script(source)
+
+        def run() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            if script is None:
+                pipe.delete(*keys)
+            else:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)
+            return pipe.execute()
+
+        try:
+            result, acked = run()
+        except NoScriptError:  # a new or restarted primary: load the script, once more
+            if script is None:
+                raise
+            self.client.script_load(script.script)
+            result, acked = run()
+        return result, acked
 
     async def _awrite(self, source: str | None, keys: list[str], args: Sequence[Any]) -> Any:
         """:meth:`_write` on the async client."""

@@ -9,6 +9,7 @@ import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 from urllib.parse import unquote
@@ -40,17 +41,30 @@ def _hosts(netloc: str, default_port: int) -> tuple[str | None, list[tuple[str, 
     return password, hosts
 
 
+@dataclass
+class Call:
+    """One store call: its deadline (``time.monotonic()``), and whether it is waiting for a
+    pooled connection, so a timeout there can be reported as the pool's."""
+
+    deadline: float
+    in_pool: bool = False
+
+
+# The current store call (set by :mod:`.calls`, read by :mod:`.pools`). Here, not in
+# .pools, so that the store can set it without importing redis-py.
+CALL: ContextVar[Call | None] = ContextVar("satchel_redis_call", default=None)
+
 # Set while a write is sent: a write goes out at most once (see _retry).
-_SENDING_WRITE: ContextVar[bool] = ContextVar("satchel_redis_sending_write", default=False)
+SENDING_WRITE: ContextVar[bool] = ContextVar("satchel_redis_sending_write", default=False)
 
 
 @contextmanager
 def sent_once() -> Iterator[None]:
-    token = _SENDING_WRITE.set(True)
+    token = SENDING_WRITE.set(True)
     try:
         yield
     finally:
-        _SENDING_WRITE.reset(token)
+        SENDING_WRITE.reset(token)
 
 
 @cache
@@ -72,10 +86,10 @@ def _retry_class(asyncio: bool) -> Any:
         def get_retries(self) -> int:
             # What redis-py's Cluster clients ask before sending a command again to the
             # node a refreshed slot map names, after a connection error.
-            return 0 if _SENDING_WRITE.get() else int(super().get_retries())
+            return 0 if SENDING_WRITE.get() else int(super().get_retries())
 
         def call_with_retry(self, *args: Any, **kwargs: Any) -> Any:
-            if not _SENDING_WRITE.get():
+            if not SENDING_WRITE.get():
                 return super().call_with_retry(*args, **kwargs)
             once = self.__dict__.get("_satchel_once")
             if once is None:  # made once per Retry, not per write (a copy is ~230 bytecodes)

@@ -132,9 +132,7 @@ class RedisStore(RedisCalls, Store):
 
     def load(self, key: str, now: float, refresh_after: float | None = None) -> Record | None:
         name = self.hash_key(key)
-        with self._errors():
-            fields = self.client.hgetall(name)
-        record = _live(fields, now)
+        record = _live(self._hgetall(name), now)
         if (
             record is None
             or refresh_after is None
