@@ -136,22 +136,3 @@ def test_fast_base64url_decoding_answers_as_the_reference_does() -> None:
         if text and rng.random() < 0.3:
             text = text[:-1] + rng.choice(alphabet)
         assert ids.b64decode_canonical(text) == _reference_b64decode_canonical(text), repr(text)
-
-
-def test_macs_from_the_kept_keyed_hmac_are_hmac_digest() -> None:
-    """Keyring keeps one keyed HMAC per subkey and copies it per MAC (issue 12): the
-    MACs are hmac.digest's, for every purpose and message, however often it is used."""
-    import hmac as std_hmac
-
-    from satchel.keyring import PURPOSE_COOKIE, PURPOSE_CSRF, Keyring
-
-    ring = Keyring(["k" * 40, "j" * 40])
-    for key in ring._keys:
-        for purpose in (PURPOSE_COOKIE, PURPOSE_CSRF):
-            for message in (b"", b"a", b"x" * 200):
-                expected = std_hmac.digest(key.subkey(purpose), message, "sha256")
-                assert ring.mac(purpose, message, key.kid) == expected
-                assert ring.mac(purpose, message, key.kid) == expected
-    signature = ring.sign(PURPOSE_COOKIE, "message")
-    assert ring.verify(PURPOSE_COOKIE, "message", signature)
-    assert not ring.verify(PURPOSE_COOKIE, "messagf", signature)

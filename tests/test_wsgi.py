@@ -293,6 +293,8 @@ def test_the_context_makes_its_header_map_from_the_environ_on_first_use() -> Non
 
     def view(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         ctx: RequestContext = environ[CONTEXT_KEY]
+        assert ctx._header(b"user-agent") == "tests/1"  # (a login's device record)
+        assert ctx._header(b"x-none") is None
         before = ctx._headers
         seen.append((before, ctx.headers, ctx.cookie_header))
         start_response("200 OK", [("content-type", "text/plain")])

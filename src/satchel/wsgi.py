@@ -272,12 +272,22 @@ class _EnvironContext(RequestContext):
             headers = self._headers = environ_headers(self._environ)
         return headers
 
+    def _header(self, name: bytes) -> str | None:
+        """One header (lower-case name) from its environ key (``user-agent``:
+        ``HTTP_USER_AGENT``, as werkzeug reads it), without making the header map."""
+        if self._headers is not None or name == b"content-type":  # (CONTENT_TYPE too)
+            return self.headers.get(name.decode("latin-1"))
+        value = self._environ.get("HTTP_" + name.decode("latin-1").upper().replace("-", "_"))
+        return None if value is None else _text(value)
+
+
+def _text(value: Any) -> str:
+    return value if type(value) is str else str(value)  # (as environ_headers converts)
+
 
 def _header(environ: Environ, key: str) -> str:
     value = environ.get(key)
-    if value is None:
-        return ""
-    return value if type(value) is str else str(value)
+    return "" if value is None else _text(value)
 
 
 def open_lazily(
