@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from .events import EventHook
@@ -44,8 +44,7 @@ class DeviceInfo:
 InfoSource = Callable[[], DeviceInfo]
 
 
-@dataclass(frozen=True, slots=True)
-class TokenAction:
+class TokenAction(NamedTuple):
     """What a response must carry for its session after a commit.
 
     ``token`` set: send it (a new session, a new ID, a refreshed persistent lifetime);
@@ -56,7 +55,10 @@ class TokenAction:
     ``logout_marker`` is a cookie session's signed logout record (value, lifetime): see
     :mod:`satchel.cookie.backend`. ``logout``: the session that ended was a logged-in
     user's (a logout, not a stale cookie): the response may ask the browser to clear the
-    site's data (the ``clear_site_data`` option)."""
+    site's data (the ``clear_site_data`` option).
+
+    Immutable; a NamedTuple because a login and every cookie-store write build one (a
+    frozen dataclass sets each field through ``object.__setattr__``)."""
 
     token: str | None
     max_age: int | None = None

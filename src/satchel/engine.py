@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from . import codec, ids
@@ -248,7 +247,7 @@ class Engine:
             logged_out = bool(destroyed) and gone is not None and gone.user_id is not None
             if session.has_content:  # (a session started after a logout: a flash message)
                 action = yield from self._create(session, info, now, None, new_session_id)
-                return replace(action, logout=True) if logged_out and action else action
+                return action._replace(logout=True) if logged_out and action else action
             if not destroyed:
                 return None
             return LOGGED_OUT if logged_out else DELETE
