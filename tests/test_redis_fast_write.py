@@ -373,3 +373,34 @@ def test_a_write_with_thousands_of_keys(store: RedisStore, paths: Paths) -> None
     record = store.load(key, now + 1)
     assert record is not None
     assert dict(record.data) == more
+
+
+# -- a server that lost its scripts ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+async def test_a_server_without_the_script_runs_the_write_once(
+    store: RedisStore, paths: Paths, path: str
+) -> None:
+    """A restarted or new primary has no scripts: the refused EVALSHA ran nothing, so the
+    write goes once more with the script's source (EVAL), and is applied once."""
+    now = time.time()
+    key = _key()
+    store.create(key, Record({"n": "1"}, _meta(now)))
+    base = loaded(store, key, now)
+    store.client.script_flush()
+    paths.reset()
+    change = Change(base._replace(last_seen=now + 1), {"n": "2"}, base=base)
+    if path == "sync":
+        version = store.update(key, change, now + 1)
+    else:
+        version = await store.aupdate(key, change, now + 1)
+        await store.aclose()
+    assert version == base.version + 1
+    stats: dict[str, Any] = store.client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 1  # refused
+    assert stats["cmdstat_eval"]["calls"] == 1  # run, once
+    after = store.load(key, now + 1)
+    assert after is not None
+    assert after.data == {"n": "2"}
+    assert after.meta.version == base.version + 1

@@ -258,24 +258,17 @@ class RedisCalls:
         servers: redis-py then loads the script on one and runs it on the other, and the
         second NOSCRIPT escapes it. The server refused before running anything, so the
         script is sent once more with its source (EVAL), which any primary can run."""
-        # what redis-py's Script.__call__ does (EVALSHA; on NOSCRIPT, SCRIPT LOAD and
-        # EVALSHA again), less its per-call work for pipelines (an import, an isinstance)
+        # EVALSHA straight from the client: redis-py's Script.__call__ adds an import and
+        # a check per call, and on NOSCRIPT loads the script then runs it again, which
+        # the EVAL below does in one command (and it caches the script on that server).
         script = self._scripts.get(source) or self._script(source)
-        client = script.registered_client
         try:
-            return client.evalsha(script.sha, len(keys), *keys, *args)
-        except _no_script_error():
-            pass
-        try:
-            script.sha = client.script_load(script.script)
-            return client.evalsha(script.sha, len(keys), *keys, *args)
-        except _no_script_error():
+            return self.client.evalsha(script.sha, len(keys), *keys, *args)
+        except _no_script_error():  # (evaluated only when something was raised)
             return self.client.eval(source, len(keys), *keys, *args)
 
     async def _aeval(self, source: str, keys: list[str], args: Sequence[Any]) -> Any:
-        # EVALSHA straight from the client: redis-py's Script.__call__ adds an import and
-        # a check per call, and on NOSCRIPT loads the script then runs it again, which
-        # the EVAL below does in one command.
+        """:meth:`_eval` on the async client."""
         script = self._async_scripts.get(source) or self._ascript(source)
         try:
             return await self.async_client.evalsha(script.sha, len(keys), *keys, *args)
