@@ -311,6 +311,55 @@ def test_a_second_run_brings_changes_but_never_overwrites_newer(tmp_path: Path) 
     assert dict(target.load(newer, clock.now).data) == {"v": "target"}  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_bringing_a_change_over_keeps_a_write_made_in_the_target_meanwhile(
+    urls: Urls, kind: str
+) -> None:
+    """The app wrote the source (a worker not restarted yet) after a first run; a second
+    run finds the target's copy older and brings the change over, while a worker on the
+    read-through store writes the same session in the target, between the run's read of
+    the copy and its write: both writes are kept (the run never drops the copy to make
+    it again), and a third run leaves the result alone."""
+    clock = FakeClock(time.time())
+    source, target = MemoryStore(), store_from_url(urls(kind))
+    key = new_key()
+    source.create_indexed(
+        key, Record({"n": "1", "gone": "x"}, make_meta(clock.now, user_id="u")), "u"
+    )
+    Migration(source, target, clock=clock).run()
+    clock.advance(60)
+    written = source.load(key, clock.now)
+    assert written is not None
+    source.update(
+        key, Change(written.meta, {"n": "2"}, frozenset({"gone"}), base=written.meta), clock.now
+    )
+    real_load = target.load
+
+    def load_then_a_worker_writes(
+        key_: str, now: float, refresh_after: float | None = None
+    ) -> Record | None:
+        record = real_load(key_, now, refresh_after)
+        if key_ == key and record is not None and record.meta.version == 1:
+            app_store = ReadThroughStore(target, source)
+            app_store.update(key, Change(record.meta, {"cart": "[1]"}, base=record.meta), now)
+        return record
+
+    target.load = load_then_a_worker_writes  # type: ignore[method-assign,assignment]
+    try:
+        report = Migration(source, target, clock=clock).run()
+        target.load = real_load  # type: ignore[method-assign]
+        assert (report.updated, report.vanished, report.missing) == (1, 0, 0)
+        copy = target.load(key, clock.now)
+        assert copy is not None
+        assert dict(copy.data) == {"n": "2", "cart": "[1]"}
+        assert [k for k, _ in target.list_user("u", clock.now)] == [key]
+        again = Migration(source, target, clock=clock).run()
+        assert (again.kept_newer, again.updated) == (1, 0)
+        assert dict(target.load(key, clock.now).data) == {"n": "2", "cart": "[1]"}  # type: ignore[union-attr]
+    finally:
+        target.close()
+
+
 def test_dry_run_reports_and_writes_nothing(urls: Urls) -> None:
     source_url, target_url = urls("sqlite"), urls("redis")
     source = store_from_url(source_url)

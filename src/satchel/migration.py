@@ -6,7 +6,9 @@ metadata (version, last seen, deadlines: a store derives its TTL from them, so a
 ends when the original would) and their user's index entry. Copying is idempotent: a
 record the target already holds unchanged is skipped, one the target holds in a newer
 version (written there since, through a :class:`~satchel.stores.readthrough.ReadThroughStore`)
-is never overwritten, so an interrupted run is resumed by running it again.
+is never overwritten, and one it holds in an older version (a previous run's copy) is
+brought up to date key by key, as a request writes, so that a request writing it
+meanwhile keeps its keys. An interrupted run is resumed by running it again.
 
 A copy must not bring back a session destroyed while it ran: after each create in the
 target, the source is read again, and a record gone from the source by then is deleted
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .errors import ConfigurationError, KeyCollision
-from .record import Record
+from .record import Change, Record
 from .stores.base import Store
 from .stores.capabilities import Exportable, HasSchema, Listable
 
@@ -83,6 +85,17 @@ _verdicts: dict[str, Outcome] = {
     "older": "updated",
     "touched": "updated",
 }
+
+
+def _catching_up(copy: Record, source: Record) -> Change:
+    """The change that brings an older ``copy`` up to ``source``: written as a request's
+    change is, key by key over what the copy held (never a delete and a create), so a
+    request writing the target's record meanwhile keeps its own keys. The store gives
+    the result a version above the copy's: a later run keeps it as the newer record."""
+    data = source.data
+    stale = frozenset(name for name in copy.data if name not in data)
+    fresh = {name: value for name, value in data.items() if copy.data.get(name) != value}
+    return Change(source.meta, fresh, stale, base=copy.meta)
 
 
 def _create(store: Store, key: str, record: Record) -> None:
@@ -170,21 +183,28 @@ class Migration:
         return outcome
 
     def _over(self, key: str, record: Record) -> Outcome | None:
-        """The target holds ``key``: leave it (what happened), or replace it by
+        """The target holds ``key``: leave it (what happened), or bring it up to
         ``record`` (None, once done)."""
         target, now = self.target, self.clock()
         current = target.load(key, now)
-        if current is not None:
-            verdict = _compare(current, record)
-            if verdict in ("same", "newer"):
-                return _verdicts[verdict]
-            if verdict == "touched":  # only read since: move "last seen", nothing else
-                target.touch(key, record.meta.last_seen, now)
-                return "updated"
-        target.delete(key)  # an older copy, or an expired record not purged yet
-        try:
+        if current is None:  # an expired record not purged yet: nothing live to keep
+            target.delete(key)
+            try:
+                _create(target, key, record)
+            except KeyCollision:  # created again meanwhile (copied by a read-through store)
+                return "present"
+            return None
+        verdict = _compare(current, record)
+        if verdict in ("same", "newer"):
+            return _verdicts[verdict]
+        if verdict == "touched":  # only read since: move "last seen", nothing else
+            target.touch(key, record.meta.last_seen, now)
+            return "updated"
+        if target.update(key, _catching_up(current, record), now) is not None:
+            return None
+        try:  # gone or expired meanwhile: copied again, then checked against the source
             _create(target, key, record)
-        except KeyCollision:  # created again meanwhile (copied by a read-through store)
+        except KeyCollision:
             return "present"
         return None
 
