@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .errors import ConfigurationError, KeyCollision
-from .record import Change, Record
+from .record import Change, Meta, Record, is_binding
 from .stores.base import Store
 from .stores.capabilities import Exportable, HasSchema, Listable
 
@@ -90,12 +90,35 @@ _verdicts: dict[str, Outcome] = {
 def _catching_up(copy: Record, source: Record) -> Change:
     """The change that brings an older ``copy`` up to ``source``: written as a request's
     change is, key by key over what the copy held (never a delete and a create), so a
-    request writing the target's record meanwhile keeps its own keys. The store gives
-    the result a version above the copy's: a later run keeps it as the newer record."""
+    request writing the target's record meanwhile keeps the keys it wrote. The record
+    takes the source's version (:meth:`Change.version_over`), so that a later run finds
+    it the same, or newer once the app writes it in the target; "last seen" never moves
+    back, and a device binding the copy holds is kept (refreshed in the target, it holds
+    the last challenge answered: the source's would accept that answer again). A
+    session the source started over (another user, or a device binding dropped: only a
+    fresh start does either) is started over in the target too."""
+    meta = source.meta
+    if copy.meta.last_seen > meta.last_seen:
+        meta = meta._replace(last_seen=copy.meta.last_seen)
     data = source.data
+    if meta.user_id != copy.meta.user_id or (
+        is_binding(copy.meta.device) and not is_binding(meta.device)
+    ):
+        return Change(meta, dict(data), clear=True, base=copy.meta)
+    if is_binding(copy.meta.device) and meta.device != copy.meta.device:
+        meta = meta._replace(device=copy.meta.device)  # (its refreshes: their replay guard)
     stale = frozenset(name for name in copy.data if name not in data)
     fresh = {name: value for name, value in data.items() if copy.data.get(name) != value}
-    return Change(source.meta, fresh, stale, base=copy.meta)
+    return Change(meta, fresh, stale, base=copy.meta)
+
+
+def _files_anew(copy: Meta, source: Meta) -> bool:
+    """Whether the user's index must be told of the session again before a catch-up:
+    it has a user the copy did not (a login by an update), or a later absolute deadline
+    (the index entry would end first, and the session drop out of its user's list)."""
+    return source.user_id is not None and (
+        source.user_id != copy.user_id or source.absolute_deadline > copy.absolute_deadline
+    )
 
 
 def _create(store: Store, key: str, record: Record) -> None:
@@ -200,6 +223,10 @@ class Migration:
         if verdict == "touched":  # only read since: move "last seen", nothing else
             target.touch(key, record.meta.last_seen, now)
             return "updated"
+        meta = record.meta
+        if _files_anew(current.meta, meta):
+            assert meta.user_id is not None
+            target.index_add(meta.user_id, key, meta.absolute_deadline)
         if target.update(key, _catching_up(current, record), now) is not None:
             return None
         try:  # gone or expired meanwhile: copied again, then checked against the source

@@ -202,6 +202,10 @@ class Change(NamedTuple):
     user, Django's ``session.clear()``); then ``set`` is written
     and ``delete`` removed. ``meta`` replaces the metadata (the store sets its version).
     A store applies a Change only to a record that still exists and has not expired.
+    The store gives the written record the version :meth:`version_over` names: one above
+    the stored one, and never below ``meta.version`` (a request's change carries the
+    version it loaded, so only a copy from another store, ``satchel sessions migrate``,
+    raises it: the copy then keeps the version its original has).
     ``base`` is the metadata the change was made from (the record as loaded), when
     known: a store that keeps metadata field by field may write only the fields that
     differ from it (so parallel requests changing different fields both keep theirs).
@@ -232,6 +236,11 @@ class Change(NamedTuple):
         """This change's device value is no binding: over a stored binding it is ignored
         (only a fresh start, ``clear``, drops a binding in place; logout deletes)."""
         return not self.clear and not is_binding(self.meta.device)
+
+    def version_over(self, stored: int) -> int:
+        """The version of the record this change writes over one at version ``stored``."""
+        version = self.meta.version
+        return stored + 1 if version <= stored else version
 
     def meta_over(self, stored: Meta) -> Meta:
         """The metadata to write over ``stored`` (stores that read the record first)."""

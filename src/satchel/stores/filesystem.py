@@ -156,7 +156,7 @@ class FileStore(Store):
             record = self._live(key, now)
             if record is None:
                 return None
-            version = record.meta.version + 1
+            version = change.version_over(record.meta.version)
             meta = change.meta_over(record.meta).with_changes(version=version)
             self._write(self._path(key), Record(change.apply(record.data), meta))
             return version

@@ -242,7 +242,9 @@ class MemcachedStore(Store):
 
     def update(self, key: str, change: Change, now: float) -> int | None:
         def merge(current: Record) -> Record:
-            meta = change.meta_over(current.meta).with_changes(version=current.meta.version + 1)
+            meta = change.meta_over(current.meta).with_changes(
+                version=change.version_over(current.meta.version)
+            )
             return Record(change.apply(current.data), meta)
 
         written = self._cas_loop(key, now, merge)

@@ -263,7 +263,7 @@ class MemoryStore(InlineStore):
             record = self._live(key, now)
             if record is None:
                 return None
-            version = record.meta.version + 1
+            version = change.version_over(record.meta.version)
             meta = change.meta_over(record.meta).with_changes(version=version)
             user = meta.user_id
             if user is not None and record.meta.user_id is None:  # logged in by an update

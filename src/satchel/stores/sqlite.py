@@ -255,7 +255,7 @@ class SQLiteStore(InlineFirstStore):
             if row is None:
                 return None
             current = self._record(*row)
-            version = current.meta.version + 1
+            version = change.version_over(current.meta.version)
             meta = change.meta_over(current.meta).with_changes(version=version)
             db.execute(
                 "UPDATE satchel_sessions SET data = ?, meta = ?, expires_at = ?, user_id = ?,"

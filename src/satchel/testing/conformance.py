@@ -190,6 +190,33 @@ class StoreConformance(DriverSuite):
         assert dict(record.data) == {"keep": "1", "change": "20", "new": "4"}
         assert record.meta.version == 2
 
+    def test_update_writes_at_least_the_changes_version(
+        self, driver: StoreDriver, clock: FakeClock
+    ) -> None:
+        """One above the stored version, or the change's own when that is higher (a copy
+        brought up to date from another store keeps its original's version), with the
+        metadata as loaded for a base or without one."""
+        key, meta = _key(), _meta(clock.now)
+        driver.create(key, Record({"a": "1"}, meta))
+        loaded = driver.load(key, clock.now)
+        assert loaded is not None
+        raised = Change(meta=loaded.meta._replace(version=7), set={"a": "2"}, base=loaded.meta)
+        assert driver.update(key, raised, clock.now) == 7
+        assert (
+            driver.update(key, Change(meta=meta._replace(version=9), set={"a": "3"}), clock.now)
+            == 9
+        )
+        assert driver.update(key, Change(meta=meta, set={"a": "4"}), clock.now) == 10
+        loaded = driver.load(key, clock.now)
+        assert loaded is not None
+        assert (loaded.meta.version, dict(loaded.data)) == (10, {"a": "4"})
+        assert (
+            driver.update(
+                key, Change(meta=loaded.meta, set={"a": "5"}, base=loaded.meta), clock.now
+            )
+            == 11
+        )
+
     def test_update_with_clear_replaces_all_keys(
         self, driver: StoreDriver, clock: FakeClock
     ) -> None:

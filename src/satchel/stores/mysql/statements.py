@@ -73,7 +73,7 @@ UPDATE {t} SET
               :meta),
     last_seen = :ls, idle_timeout = :it, absolute_deadline = :ad,
     expires_at = :exp, user_id = :uid, handle = :handle,
-    version = LAST_INSERT_ID(version + 1)
+    version = LAST_INSERT_ID(GREATEST(version + 1, :version))
 WHERE skey = :key AND expires_at > :now
 """
 _DELETE = "DELETE FROM {t} WHERE skey = :key"

@@ -71,7 +71,7 @@ UPDATE {t} SET
                 ELSE %(meta)s::text END,
     last_seen = %(ls)s, idle_timeout = %(it)s,
     absolute_deadline = %(ad)s, expires_at = %(exp)s, user_id = %(uid)s,
-    handle = %(handle)s, version = version + 1
+    handle = %(handle)s, version = GREATEST(version + 1, %(version)s)
 WHERE key = %(key)s AND expires_at > %(now)s
 RETURNING version
 """

@@ -346,6 +346,7 @@ class PostgresStore(Store):
             "unbinds": change.unbinds,
             # both unbound (most writes): the stored meta is not parsed to keep its binding
             "device_null": change.meta.device is None,
+            "version": change.meta.version,  # a floor: Change.version_over
             **meta_params(change.meta),
         }
 

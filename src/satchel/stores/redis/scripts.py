@@ -82,7 +82,8 @@ return 1
 
 # The full write (FULL_UPDATE below). KEYS[1]; ARGV: now, clear (0/1), partial (0/1), n_set,
 # then n_set/2 field/value pairs (metadata fields first, then app values, named as stored;
-# the last is 'v' with a placeholder, which the script fills), n_absent, then n_absent
+# the last is 'v' with the least version to write (Change.version_over), which the script
+# raises to one above the stored one), n_absent, then n_absent
 # metadata fields that must not be there (a None or False), then the app fields to
 # delete. Returns the new version, nil if the session is gone or expired, or -1 if a
 # partial write (only the metadata fields that changed) met a hash of 0.1's layout, which
@@ -132,7 +133,7 @@ for i = absent_to + 1, #ARGV do drop[#drop + 1] = ARGV[i] end
 for i = 1, #drop, 1000 do
   redis.call('HDEL', KEYS[1], unpack(drop, i, math.min(i + 999, #drop)))
 end
-local v = (tonumber(f[4]) or 0) + 1
+local v = math.max((tonumber(f[4]) or 0) + 1, tonumber(ARGV[at - 1]) or 0)
 ARGV[at - 1] = tostring(v)
 for i = 5, at - 1, 1000 do
   redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 999, at - 1)))
@@ -166,7 +167,7 @@ if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'v') == ARGV[1] then
     redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 999, at - 1)))
   end
   redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-  return ARGV[1] + 1
+  return tonumber(ARGV[at - 1])
 end
 table.remove(ARGV, 1)
 table.remove(ARGV, 1)
@@ -318,7 +319,8 @@ def meta_changes(meta: Meta, base: Meta, seen: str | None = None) -> tuple[list[
 def update_args(change: Change, now: float, whole: bool = False) -> list[str]:
     """ARGV of :data:`UPDATE`: the metadata fields that changed from ``change.base``
     when it is known, unless ``whole``; when the fast path may run, the expected version,
-    the TTL, and the new version in the place of the placeholder.
+    the TTL; in the place of the placeholder, the least version to write (the new version
+    when the fast path may run: :meth:`Change.version_over`).
 
     The fast path may run only from the hash as read (:class:`ReadMeta`, so not 0.1's
     layout), and only when no rule of the full write's that looks at the stored fields
@@ -327,7 +329,8 @@ def update_args(change: Change, now: float, whole: bool = False) -> list[str]:
     write returns nil), not when the change would replace a stored device binding by an
     unbound state (the full write keeps the binding)."""
     meta, base = change.meta, change.base
-    expected = expire = version = ""
+    expected = expire = ""
+    version = str(meta.version)  # the least the full write may write (it raises it)
     # "last seen" is usually the write's own time: formatted once (repr is not cheap)
     when = number(now)
     seen = when if meta.last_seen == now else None
@@ -342,7 +345,7 @@ def update_args(change: Change, now: float, whole: bool = False) -> list[str]:
             and now < base.absolute_deadline
             and (device == base.device or not is_binding(base.device) or is_binding(device))
         ):
-            expected, version = str(base.version), str(base.version + 1)
+            expected, version = str(base.version), str(change.version_over(base.version))
             idle_end, deadline = meta.last_seen + meta.idle_timeout, meta.absolute_deadline
             # round() as the full write's '%.0f' (both half to even), at a tenth of the cost
             expire = str(round((idle_end if idle_end < deadline else deadline) * 1000))
