@@ -26,8 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .dbsc.state import DeviceState
 from .errors import ConfigurationError, KeyCollision
-from .record import Change, Meta, Record, is_binding
+from .record import Change, Meta, Record
 from .stores.base import Store
 from .stores.capabilities import Exportable, HasSchema, Listable
 
@@ -93,23 +94,41 @@ def _catching_up(copy: Record, source: Record) -> Change:
     request writing the target's record meanwhile keeps the keys it wrote. The record
     takes the source's version (:meth:`Change.version_over`), so that a later run finds
     it the same, or newer once the app writes it in the target; "last seen" never moves
-    back, and a device binding the copy holds is kept (refreshed in the target, it holds
-    the last challenge answered: the source's would accept that answer again). A
-    session the source started over (another user, or a device binding dropped: only a
-    fresh start does either) is started over in the target too."""
+    back, and the device binding is the stronger of the two (:func:`_stronger_device`).
+    A session the source started over (its ``created`` moved on: a fresh start, or a
+    login that kept the record) is started over in the target too."""
     meta = source.meta
-    if copy.meta.last_seen > meta.last_seen:
-        meta = meta._replace(last_seen=copy.meta.last_seen)
+    if meta.created > copy.meta.created:
+        return Change(meta, dict(source.data), clear=True, base=copy.meta)
+    device = _stronger_device(copy.meta.device, meta.device)
+    if copy.meta.last_seen > meta.last_seen or device != meta.device:
+        meta = meta._replace(last_seen=max(meta.last_seen, copy.meta.last_seen), device=device)
     data = source.data
-    if meta.user_id != copy.meta.user_id or (
-        is_binding(copy.meta.device) and not is_binding(meta.device)
-    ):
-        return Change(meta, dict(data), clear=True, base=copy.meta)
-    if is_binding(copy.meta.device) and meta.device != copy.meta.device:
-        meta = meta._replace(device=copy.meta.device)  # (its refreshes: their replay guard)
     stale = frozenset(name for name in copy.data if name not in data)
     fresh = {name: value for name, value in data.items() if copy.data.get(name) != value}
     return Change(meta, fresh, stale, base=copy.meta)
+
+
+def _stronger_device(copy: str | None, source: str | None) -> str | None:
+    """The device binding a catch-up keeps when the two stores disagree (each may have
+    been written since the copy was made): a binding over none (registered on either
+    side), of the same key the one that answered the later challenge (its replay guard:
+    the other would accept that answer again), of two keys the target's (the app's newer
+    store); and a binding requirement over nothing."""
+    if copy == source:
+        return source
+    mine, theirs = DeviceState.decode(copy), DeviceState.decode(source)
+    if mine.bound != theirs.bound:
+        chosen = mine if mine.bound else theirs
+    elif mine.bound:
+        same_key = not (mine.corrupt or theirs.corrupt) and mine.jwk == theirs.jwk
+        chosen = theirs if same_key and theirs.answered_ms > mine.answered_ms else mine
+    else:
+        chosen = mine if mine.required or not theirs.required else theirs
+    if chosen.corrupt:  # kept as stored: it reads as bound to no usable key (refused)
+        return copy if chosen is mine else source
+    required = mine.required or theirs.required
+    return chosen._replace(required=required).encode() if chosen.jwk or required else None
 
 
 def _files_anew(copy: Meta, source: Meta) -> bool:

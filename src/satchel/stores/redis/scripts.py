@@ -134,7 +134,7 @@ for i = 1, #drop, 1000 do
   redis.call('HDEL', KEYS[1], unpack(drop, i, math.min(i + 999, #drop)))
 end
 local v = math.max((tonumber(f[4]) or 0) + 1, tonumber(ARGV[at - 1]) or 0)
-ARGV[at - 1] = tostring(v)
+ARGV[at - 1] = string.format('%d', v)  -- (tostring writes 1e+14 from 10^14 on)
 for i = 5, at - 1, 1000 do
   redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 999, at - 1)))
 end
