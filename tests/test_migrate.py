@@ -311,6 +311,22 @@ def test_a_second_run_brings_changes_but_never_overwrites_newer(tmp_path: Path) 
     assert dict(target.load(newer, clock.now).data) == {"v": "target"}  # type: ignore[union-attr]
 
 
+def _racing(target: Store, key: str, request: Callable[[Record, float], None]) -> None:
+    """``request`` runs right after a run's read of the target's copy (version 1), once."""
+    real_load = target.load
+
+    def load_then_a_request(
+        key_: str, now: float, refresh_after: float | None = None
+    ) -> Record | None:
+        record = real_load(key_, now, refresh_after)
+        if key_ == key and record is not None and record.meta.version == 1:
+            target.load = real_load  # type: ignore[method-assign]
+            request(record, now)
+        return record
+
+    target.load = load_then_a_request  # type: ignore[method-assign,assignment]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_bringing_a_change_over_keeps_a_write_made_in_the_target_meanwhile(
     urls: Urls, kind: str
@@ -333,21 +349,14 @@ def test_bringing_a_change_over_keeps_a_write_made_in_the_target_meanwhile(
     source.update(
         key, Change(written.meta, {"n": "2"}, frozenset({"gone"}), base=written.meta), clock.now
     )
-    real_load = target.load
 
-    def load_then_a_worker_writes(
-        key_: str, now: float, refresh_after: float | None = None
-    ) -> Record | None:
-        record = real_load(key_, now, refresh_after)
-        if key_ == key and record is not None and record.meta.version == 1:
-            app_store = ReadThroughStore(target, source)
-            app_store.update(key, Change(record.meta, {"cart": "[1]"}, base=record.meta), now)
-        return record
+    def a_worker_writes(record: Record, now: float) -> None:
+        app_store = ReadThroughStore(target, source)
+        app_store.update(key, Change(record.meta, {"cart": "[1]"}, base=record.meta), now)
 
-    target.load = load_then_a_worker_writes  # type: ignore[method-assign,assignment]
+    _racing(target, key, a_worker_writes)
     try:
         report = Migration(source, target, clock=clock).run()
-        target.load = real_load  # type: ignore[method-assign]
         assert (report.updated, report.vanished, report.missing) == (1, 0, 0)
         copy = target.load(key, clock.now)
         assert copy is not None

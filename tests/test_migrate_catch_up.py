@@ -352,25 +352,3 @@ def test_a_catch_up_that_gives_the_session_its_user_files_it_under_the_user(
     assert _run(source, target, clock).updated == 1
     assert target.load(key, clock.now) is not None
     assert [k for k, _ in target.list_user("alice", clock.now)] == [key]
-
-
-# -- a request on the read-through store between the run's read of the copy and its update ----
-
-
-def _racing(target: Store, key: str, request: Callable[[Record, float], None]) -> None:
-    """``request`` runs right after the run's read of the copy (version 1), once."""
-    real_load = target.load
-
-    def load_then_a_request(
-        key_: str, now: float, refresh_after: float | None = None
-    ) -> Record | None:
-        record = real_load(key_, now, refresh_after)
-        if key_ == key and record is not None and record.meta.version == 1:
-            target.load = real_load  # type: ignore[method-assign]
-            request(record, now)
-        return record
-
-    target.load = load_then_a_request  # type: ignore[method-assign,assignment]
-
-
-# -- a run after the switch ------------------------------------------------------------------
