@@ -67,6 +67,9 @@ IMPERSONATING = "impersonating"
 """Refused because an administrator acts as the user (:func:`satchel.impersonate`): no
 re-authentication can meet it, so the answer is 403, not a trip to the reauth page."""
 DEFAULT_REAUTH_URL = "/reauth"
+API_PREFIXES: tuple[str, ...] = ("/api/",)
+"""Where a guard takes requests for an API client's by default: refused with a JSON 401,
+not a redirect to a login page."""
 _LEVELS = ("aal1", "aal2", "aal3")
 """NIST SP 800-63B-4's assurance levels, weakest first: a stronger one meets a weaker
 requirement. Levels an app names otherwise meet only themselves."""
@@ -157,6 +160,12 @@ class Policy:
         self.needs = needs
         self._resolved: dict[float, Policy] = {}
 
+    @classmethod
+    def recent_auth(cls, login_url: str, reauth_url: str, needs: RecentAuth) -> Policy:
+        """The policy of every framework's ``require_recent_auth`` guard: the user sent to
+        ``reauth_url`` (``login_url`` when nobody is logged in) unless ``needs`` is met."""
+        return cls(login_url, (), API_PREFIXES, reauth_url, needs)
+
     def is_public(self, path: str) -> bool:
         return any(fnmatchcase(path, p) for p in self.public)
 
@@ -208,7 +217,7 @@ class Policy:
 
 
 def login_refusal(
-    login_url: str, path: str, query: str, accept: str, api_prefixes: Sequence[str] = ("/api/",)
+    login_url: str, path: str, query: str, accept: str, api_prefixes: Sequence[str] = API_PREFIXES
 ) -> tuple[int, list[tuple[str, str]], bytes]:
     """The answer to a request that needs a logged-in user and has none (:class:`Policy`):
     a JSON 401 for API clients, else a 303 to ``login_url`` with a local ``next``.
@@ -256,7 +265,7 @@ class RequireLogin:
         *,
         login_url: str = DEFAULT_LOGIN_URL,
         public: Iterable[str] = (),
-        api_prefixes: Iterable[str] = ("/api/",),
+        api_prefixes: Iterable[str] = API_PREFIXES,
     ) -> None:
         self.app = app
         self.policy = Policy(login_url, public, api_prefixes)
@@ -276,7 +285,7 @@ def login_required(
     endpoint: Callable[..., Any] | None = None,
     *,
     login_url: str = DEFAULT_LOGIN_URL,
-    api_prefixes: Iterable[str] = ("/api/",),
+    api_prefixes: Iterable[str] = API_PREFIXES,
 ) -> Any:
     """Decorate a Starlette-style endpoint (``async def view(request)``, or a WebSocket
     endpoint ``async def ws(websocket)``) or a raw ASGI app; an unauthenticated WebSocket
@@ -321,7 +330,7 @@ def require_recent_auth(
     level: str | None = None,
     reauth_url: str = DEFAULT_REAUTH_URL,
     login_url: str = DEFAULT_LOGIN_URL,
-    api_prefixes: Iterable[str] = ("/api/",),
+    api_prefixes: Iterable[str] = API_PREFIXES,
     allow_impersonation: bool = False,
 ) -> Any:
     """As :func:`login_required`, and the user's latest authentication must be at most
@@ -411,7 +420,7 @@ class RequireLoginWSGI:
         *,
         login_url: str = DEFAULT_LOGIN_URL,
         public: Iterable[str] = (),
-        api_prefixes: Iterable[str] = ("/api/",),
+        api_prefixes: Iterable[str] = API_PREFIXES,
     ) -> None:
         self.app = app
         self.policy = Policy(login_url, public, api_prefixes)
@@ -426,7 +435,7 @@ def login_required_wsgi(
     app: WSGIApp | None = None,
     *,
     login_url: str = DEFAULT_LOGIN_URL,
-    api_prefixes: Iterable[str] = ("/api/",),
+    api_prefixes: Iterable[str] = API_PREFIXES,
 ) -> Any:
     """Decorate a WSGI app so it needs a logged-in user."""
     return _wsgi_guarding(Policy(login_url, (), api_prefixes), app)
@@ -439,7 +448,7 @@ def require_recent_auth_wsgi(
     level: str | None = None,
     reauth_url: str = DEFAULT_REAUTH_URL,
     login_url: str = DEFAULT_LOGIN_URL,
-    api_prefixes: Iterable[str] = ("/api/",),
+    api_prefixes: Iterable[str] = API_PREFIXES,
     allow_impersonation: bool = False,
 ) -> Any:
     """The WSGI twin of :func:`require_recent_auth`."""

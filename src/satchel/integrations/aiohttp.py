@@ -43,7 +43,7 @@ from .. import auth, csrf
 from ..cookie import CookieStore
 from ..csrf_failure import CSRFFailure
 from ..errors import UNAVAILABLE_BODY, SessionStateError, StoreError
-from ..guard import DEFAULT_LOGIN_URL, DEFAULT_REAUTH_URL, Policy, RecentAuth
+from ..guard import API_PREFIXES, DEFAULT_LOGIN_URL, DEFAULT_REAUTH_URL, Policy, RecentAuth
 from ..log import logger
 from ..options import DEFAULT_STORE, Runtime, SessionOptions, build
 from ..printable import printable
@@ -461,7 +461,7 @@ def login_required(handler: F) -> F:
 
 def login_required_to(login_url: str) -> Callable[[F], F]:
     """:func:`login_required` with the login page at ``login_url``."""
-    return _guarding(Policy(login_url, (), ("/api/",)))
+    return _guarding(Policy(login_url, (), API_PREFIXES))
 
 
 def require_recent_auth(
@@ -480,7 +480,7 @@ def require_recent_auth(
     administrator impersonates the user: 403, unless ``allow_impersonation``. Pair it
     with :func:`reauthenticate` in the re-authentication handler."""
     needs = RecentAuth(max_age, level, allow_impersonation)
-    return _guarding(Policy(login_url, (), ("/api/",), reauth_url, needs))
+    return _guarding(Policy.recent_auth(login_url, reauth_url, needs))
 
 
 def _guarding(policy: Policy) -> Callable[[F], F]:

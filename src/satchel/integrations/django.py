@@ -146,7 +146,7 @@ def require_recent_auth(
             if reason is None:
                 return view(request, *args, **kwargs)
             login_url = str(django_settings.LOGIN_URL)
-            policy = Policy(login_url, (), ("/api/",), reauth_url, resolved)
+            policy = Policy.recent_auth(login_url, reauth_url, resolved)
             status, headers, body = policy.refusal(
                 request.path, request.META.get("QUERY_STRING", ""),
                 request.headers.get("accept", ""), reason,

@@ -391,7 +391,7 @@ def require_recent_auth(
     ``{"error": "reauthentication_required", "level": ..., "max_age": ...}``, and a session
     an administrator impersonates 403 unless ``allow_impersonation``; never cached."""
     needs = RecentAuth(max_age, level, allow_impersonation)
-    policy = Policy(login_url, (), ("/api/",), reauth_url, needs)
+    policy = Policy.recent_auth(login_url, reauth_url, needs)
 
     def recent_auth(req: falcon.Request, resp: falcon.Response, resource: Any, params: Any) -> None:
         _check(policy, req)
@@ -410,7 +410,7 @@ def arequire_recent_auth(
     """``@falcon.before(arequire_recent_auth(...))`` on ASGI responders
     (:func:`require_recent_auth`)."""
     needs = RecentAuth(max_age, level, allow_impersonation)
-    policy = Policy(login_url, (), ("/api/",), reauth_url, needs)
+    policy = Policy.recent_auth(login_url, reauth_url, needs)
 
     async def recent_auth(
         req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: Any, params: Any

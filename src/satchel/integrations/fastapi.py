@@ -102,7 +102,7 @@ def require_recent_auth(
     client; 403 while an administrator impersonates the user, unless
     ``allow_impersonation``), decided as on every other path (:class:`satchel.guard.Policy`)."""
     needs = RecentAuth(max_age, level, allow_impersonation)
-    base = Policy(login_url, (), ("/api/",), reauth_url, needs)
+    base = Policy.recent_auth(login_url, reauth_url, needs)
 
     def recent(request: Request, session: Annotated[Session, Depends(get_session)]) -> Session:
         policy = base.resolved(session)

@@ -376,7 +376,7 @@ def require_recent_auth(
     "reauthentication_required", "level": ..., "max_age": ...}``, a session an
     administrator impersonates 403 unless ``allow_impersonation``; never cached."""
     needs = RecentAuth(max_age, level, allow_impersonation)
-    policy = Policy(login_url, (), ("/api/",), reauth_url, needs)
+    policy = Policy.recent_auth(login_url, reauth_url, needs)
 
     def recent_auth(
         connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler

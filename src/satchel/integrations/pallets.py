@@ -19,7 +19,7 @@ from .. import option_schema as schema
 from ..conventions import flask_layers, flask_permanent_lifetime
 from ..csrf_failure import CSRFFailure
 from ..errors import UNAVAILABLE_BODY, CSRFError
-from ..guard import Policy, RecentAuth
+from ..guard import API_PREFIXES, Policy, RecentAuth
 from ..log import logger
 from ..options import Runtime, SessionOptions, build
 from ..request import RequestContext
@@ -253,7 +253,7 @@ def guard_refusal(
     ``query_string``, ``headers``: both are Werkzeug's)."""
     state = session.state()
     login_url = schema.default("login_url") if state is None else state["login_url"]
-    policy = Policy(login_url, (), ("/api/",), reauth_url, needs).resolved(session)
+    policy = Policy(login_url, (), API_PREFIXES, reauth_url, needs).resolved(session)
     reason = policy.unmet(session)
     if reason is None:
         return None
