@@ -136,7 +136,11 @@ class CookieBackend:
     def _logged_out(self, meta: Meta, header: str) -> bool:
         """Whether this browser logged out the logged-in session ``meta`` (or a later one
         of the same login) without a revocation store."""
-        if meta.user_id is None or self.revocation_store is not None:
+        if (
+            meta.user_id is None
+            or self.revocation_store is not None
+            or self._tombstone_name not in header  # (most requests: no header split)
+        ):
             return False
         for value in cookie_values(header, self._tombstone_name):
             at, _, signature = value.partition(".")
