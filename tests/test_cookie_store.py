@@ -20,7 +20,9 @@ from starlette.routing import Route
 from satchel import ConfigurationError, MemoryStore, SessionTooLarge, SQLiteStore, ids
 from satchel.asgi import SessionMiddleware
 from satchel.cookie import CookieBackend, CookieStore
+from satchel.cookie.format import read_payload
 from satchel.cookie.revocation import marker_key, revoke_all
+from satchel.expiry import ExpiryPolicy
 from satchel.keyring import Keyring
 from satchel.ops import drive
 from satchel.stores.base import Store
@@ -402,3 +404,50 @@ class TestCookieConformanceMemcached(CookieConformance):
         from satchel.stores.memcached import from_url
 
         return from_url(self.url)
+
+
+@pytest.mark.parametrize(
+    ("changes", "fields"),
+    [
+        ({}, 10),  # an anonymous session's cookie ends at the version, as 0.1's
+        ({"device": '{"b":1}'}, 11),
+        ({"auth": '{"t":1.5,"m":[]}'}, 12),
+        ({"user_id": "alice", "auth": '{"t":1.5,"m":[]}'}, 12),  # a login: device left null
+        ({"device": '{"b":1}', "auth": '{"t":1.5,"m":[]}'}, 12),
+    ],
+)
+def test_payload_leaves_out_only_trailing_absent_metadata(
+    changes: dict[str, str], fields: int
+) -> None:
+    """The metadata travels by position: trailing absent fields are left out (a cookie
+    0.1 can read), every other field is written, and the payload reads back as written."""
+    backend = make_app().backend
+    assert isinstance(backend, CookieBackend)
+    meta = ExpiryPolicy().new_meta(ids.new_handle(), 1.0e9).with_changes(**changes)
+    found = backend.format.authentic(backend.encode({"k": '"v"'}, meta))
+    assert found is not None
+    raw, compressed, kid = found
+    assert json.loads(raw) == {"d": {"k": '"v"'}, "m": list(meta)[:fields]}
+    payload = read_payload(raw, compressed, kid)
+    assert payload is not None
+    assert payload.meta == meta
+    assert payload.data == {"k": '"v"'}
+
+
+@pytest.mark.parametrize(("written", "read"), [(False, True), (True, False)])
+def test_a_cookie_of_the_other_compression_setting_still_reads(written: bool, read: bool) -> None:
+    """Turning compression on or off keeps the sessions already issued: the associated
+    data is that of the cookie's own version (``e1`` or ``e1z``), not the app's."""
+    writer = make_app(CookieStore(compress=written)).backend
+    reader = make_app(CookieStore(compress=read)).backend
+    assert isinstance(writer, CookieBackend)
+    assert isinstance(reader, CookieBackend)
+    meta = ExpiryPolicy().new_meta(ids.new_handle(), 1.0e9)
+    value = writer.encode({"k": '"v"'}, meta)
+    assert value.startswith("e1z." if written else "e1.")
+    payload = reader.decode(value)
+    assert payload is not None
+    assert payload.data == {"k": '"v"'}
+    assert payload.meta == meta
+    tampered = value.replace("e1z.", "e1.") if written else value.replace("e1.", "e1z.")
+    assert reader.decode(tampered) is None  # the version is bound: no downgrade or upgrade

@@ -136,3 +136,21 @@ def test_fast_base64url_decoding_answers_as_the_reference_does() -> None:
         if text and rng.random() < 0.3:
             text = text[:-1] + rng.choice(alphabet)
         assert ids.b64decode_canonical(text) == _reference_b64decode_canonical(text), repr(text)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        CookieOptions(),
+        CookieOptions(name="__Secure-sid", domain="example.com", samesite="none", partitioned=True),
+        CookieOptions(name="s", path="/app", secure=False, httponly=False, samesite="strict"),
+    ],
+)
+@pytest.mark.parametrize("max_age", [None, -5, 0, 7, 86400, 10**12])
+def test_set_header_length_is_the_length_of_the_header(
+    options: CookieOptions, max_age: int | None
+) -> None:
+    """The cookie store checks the size of a Set-Cookie it does not build (the transport
+    does): the length must be the header's, Max-Age clamped at 0 included."""
+    for value in ("", "v", "e1.abcdefgh." + "x" * 300):
+        assert options.set_header_length(value, max_age) == len(options.set_header(value, max_age))

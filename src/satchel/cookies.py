@@ -112,11 +112,18 @@ class CookieOptions:
 
     def set_header(self, value: str, max_age: int | None = None) -> str:
         """A Set-Cookie value carrying ``value``; with Max-Age when ``max_age`` is given."""
-        cookie = f"{self.name}={value}; {self._attributes()}"
+        cookie = f"{self.name}={value}; {self._attrs or self._attributes()}"
         if max_age is not None:
-            max_age = max(0, max_age)
-            cookie += f"; Max-Age={max_age}"
+            cookie += f"; Max-Age={max(0, max_age)}"
         return cookie
+
+    def set_header_length(self, value: str, max_age: int | None = None) -> int:
+        """``len(self.set_header(value, max_age))``, without building it (the size
+        check of a cookie that another step writes out)."""
+        size = len(self.name) + len(value) + 3 + len(self._attrs or self._attributes())
+        if max_age is not None:
+            size += 10 + len(str(max(0, max_age)))  # "; Max-Age=" and the number
+        return size
 
     def delete_header(self) -> str:
         """A Set-Cookie value that expires the cookie, with the same Name/Path/Domain."""

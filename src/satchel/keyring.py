@@ -88,6 +88,9 @@ class Keyring:
         self._keys = keys
         self._by_kid = {k.kid: k for k in keys}
         self._aeads: dict[str, AESGCM] = {}
+        # the newest key's cipher, made on first use: every cookie-session write encrypts
+        # with it, and the lookup through _aead cost more than the nonce did
+        self._current_aead: AESGCM | None = None
 
     def _aead(self, key: _Key) -> AESGCM:
         aead = self._aeads.get(key.kid)
@@ -142,8 +145,11 @@ class Keyring:
     def encrypt(self, plaintext: bytes, associated: bytes = b"") -> tuple[str, bytes]:
         """``(kid, nonce + ciphertext + tag)`` under the newest key's encryption subkey."""
         key = self._keys[0]
+        aead = self._current_aead
+        if aead is None:
+            aead = self._current_aead = self._aead(key)
         nonce = os.urandom(NONCE_BYTES)
-        return key.kid, nonce + self._aead(key).encrypt(nonce, plaintext, associated)
+        return key.kid, nonce + aead.encrypt(nonce, plaintext, associated)
 
     def decrypt(self, kid: str, blob: bytes, associated: bytes = b"") -> bytes | None:
         """The plaintext, or None if the key is not listed or anything was altered."""

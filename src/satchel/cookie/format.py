@@ -46,14 +46,19 @@ class CookieFormat:
         self.keyring, self.cookie_name = keyring, cookie_name
         self.signed, self.compress = signed, compress
         self._version = ("s1" if signed else "e1") + ("z" if compress else "")
+        # the associated data of every listed key in our own version, made once (a cookie
+        # of another version, e.g. compressed while we no longer compress, makes its own)
+        self._own_associated = {kid: self._associated(self._version, kid) for kid in keyring.kids}
 
     def encode(self, data: dict[str, str], meta: Meta) -> str:
         keyring = self.keyring
-        # metadata by position; an unbound session's cookie ends at the version, as 0.1's
-        fields = list(meta)
-        while len(fields) > _OLDEST_FIELDS and fields[-1] is None:
-            fields.pop()  # trailing absent fields (binding, authentication) are left out
-        raw = _json.dumps_bytes({"d": data, "m": fields})
+        # metadata by position; an unbound session's cookie ends at the version, as 0.1's:
+        # trailing absent fields (binding, authentication) are left out. (A slice of the
+        # tuple, which msgspec writes as the same array as a list: no list to build.)
+        end = len(meta)
+        while end > _OLDEST_FIELDS and meta[end - 1] is None:
+            end -= 1
+        raw = _json.dumps_bytes({"d": data, "m": meta if end == len(meta) else meta[:end]})
         if self.compress:
             raw = zlib.compress(raw)
         version = self._version
@@ -63,7 +68,7 @@ class CookieFormat:
             mac = keyring.mac(PURPOSE_COOKIE, self._signed_message(version, kid, body))
             assert mac is not None
             return f"{version}.{kid}.{body}.{b64encode(mac)}"
-        kid, blob = keyring.encrypt(raw, self._associated(version, keyring.current_kid))
+        kid, blob = keyring.encrypt(raw, self._own_associated[keyring.current_kid])
         return f"{version}.{kid}.{b64encode(blob)}"
 
     def _associated(self, version: str, kid: str) -> bytes:
@@ -90,7 +95,12 @@ class CookieFormat:
             blob = b64decode_canonical(parts[2])
             if blob is None:
                 return None
-            raw = keyring.decrypt(kid, blob, self._associated(version, kid))
+            associated = (
+                self._own_associated[kid]
+                if version == self._version
+                else self._associated(version, kid)
+            )
+            raw = keyring.decrypt(kid, blob, associated)
         else:
             raw, mac = b64decode_canonical(parts[2]), b64decode_canonical(parts[3])
             if raw is None or mac is None:
