@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .dbsc.state import DeviceState
-from .errors import ConfigurationError, KeyCollision
+from .errors import ConfigurationError, CorruptRecord, KeyCollision
 from .record import Change, Meta, Record
 from .stores.base import Store
 from .stores.capabilities import Exportable, HasSchema, Listable
@@ -113,22 +113,29 @@ def _stronger_device(copy: str | None, source: str | None) -> str | None:
     """The device binding a catch-up keeps when the two stores disagree (each may have
     been written since the copy was made): a binding over none (registered on either
     side), of the same key the one that answered the later challenge (its replay guard:
-    the other would accept that answer again), of two keys the target's (the app's newer
-    store); and a binding requirement over nothing."""
+    the other would accept that answer again), of two keys the one registered first (as
+    on one store, where a second registration is refused); and a binding requirement
+    over nothing."""
     if copy == source:
         return source
     mine, theirs = DeviceState.decode(copy), DeviceState.decode(source)
     if mine.bound != theirs.bound:
         chosen = mine if mine.bound else theirs
     elif mine.bound:
-        same_key = not (mine.corrupt or theirs.corrupt) and mine.jwk == theirs.jwk
-        chosen = theirs if same_key and theirs.answered_ms > mine.answered_ms else mine
+        if mine.corrupt or theirs.corrupt:
+            chosen = mine
+        elif mine.jwk == theirs.jwk:
+            chosen = theirs if theirs.answered_ms > mine.answered_ms else mine
+        else:
+            chosen = theirs if theirs.bound_ms < mine.bound_ms else mine
     else:
         chosen = mine if mine.required or not theirs.required else theirs
     if chosen.corrupt:  # kept as stored: it reads as bound to no usable key (refused)
         return copy if chosen is mine else source
     required = mine.required or theirs.required
-    return chosen._replace(required=required).encode() if chosen.jwk or required else None
+    if chosen.jwk is None and not required:
+        return None
+    return chosen._replace(required=required).encode()
 
 
 def _files_anew(copy: Meta, source: Meta) -> bool:
@@ -228,7 +235,10 @@ class Migration:
         """The target holds ``key``: leave it (what happened), or bring it up to
         ``record`` (None, once done)."""
         target, now = self.target, self.clock()
-        current = target.load(key, now)
+        try:
+            current = target.load(key, now)
+        except CorruptRecord:  # as a request would: discarded, the source's copy instead
+            current = None
         if current is None:  # an expired record not purged yet: nothing live to keep
             target.delete(key)
             try:
@@ -238,7 +248,13 @@ class Migration:
             return None
         verdict = _compare(current, record)
         if verdict in ("same", "newer"):
-            return _verdicts[verdict]
+            device = _stronger_device(current.meta.device, record.meta.device)
+            if device == current.meta.device:
+                return _verdicts[verdict]
+            # the target's record stays, but the source holds a stronger device binding
+            # (registered, refreshed or required there during a rollout's overlap)
+            bound = Change(current.meta._replace(device=device), base=current.meta)
+            return "updated" if target.update(key, bound, now) is not None else "vanished"
         if verdict == "touched":  # only read since: move "last seen", nothing else
             target.touch(key, record.meta.last_seen, now)
             return "updated"
