@@ -14,6 +14,7 @@ import redis
 from redis.connection import Connection
 from redis.observability import recorder
 
+from satchel.errors import StoreUnavailable
 from satchel.record import Change, Record
 from satchel.stores.redis import RedisStore
 from satchel.stores.redis.pools import Client
@@ -174,3 +175,48 @@ def test_a_connection_the_server_closed_is_replaced(store: RedisStore, redis_url
     loaded = store.load(key, meta.last_seen + 1)
     assert loaded is not None
     assert loaded.data == {"a": "1"}
+
+
+def test_a_lost_reply_is_read_again_for_a_read_never_for_a_write(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The short way keeps redis-py's Retry: a read whose connection fails is sent again
+    on a new connection, a write is sent once (a lost reply is a 503)."""
+    key, meta = _key(), _meta(time.time())
+    store.create(key, Record({"a": "1"}, meta))
+    loaded = store.load(key, meta.last_seen + 1)
+    assert loaded is not None
+    seen = meta.last_seen + 2
+    store.update(key, Change(loaded.meta._replace(last_seen=seen), {"a": "2"}), seen)
+    sent: list[Any] = []
+    original_send: Any = Connection.send_packed_command
+    original_read: Any = Connection.read_response
+    lost = [True]
+
+    def send(self: Any, command: Any, check_health: bool = True) -> Any:
+        if b"CLIENT" not in command[0]:  # (not a reconnect's own)
+            sent.append(command)
+        return original_send(self, command, check_health)
+
+    def read(self: Any, *args: Any, **kwargs: Any) -> Any:
+        reply = original_read(self, *args, **kwargs)
+        if lost and lost.pop():
+            raise redis.ConnectionError("reply lost")
+        return reply
+
+    monkeypatch.setattr(Connection, "send_packed_command", send)
+    monkeypatch.setattr(Connection, "read_response", read)
+    loaded = store.load(key, seen + 1)
+    assert loaded is not None
+    assert loaded.data == {"a": "2"}
+    assert len(sent) == 2  # the HGETALL, again
+    sent.clear()
+    lost.append(True)
+    seen += 2
+    with pytest.raises(StoreUnavailable):
+        store.update(key, Change(loaded.meta._replace(last_seen=seen), {"a": "3"}), seen)
+    assert len(sent) == 1
+    monkeypatch.undo()
+    again = store.load(key, seen + 1)
+    assert again is not None
+    assert again.data == {"a": "3"}  # (the write was applied: only its reply was lost)

@@ -219,25 +219,33 @@ class BlockingPool(redis.BlockingConnectionPool):
         self.connection_class = deadline_class(self.connection_class)
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs:  # (deprecated arguments: redis-py warns)
+            return self._get_redis_py(*args, **kwargs)
+        if _SHORT and not _observed():
+            return self.get_short()
+        return self._get_redis_py()
+
+    def _get_redis_py(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            if args or kwargs:  # (deprecated arguments: redis-py warns)
+            if args or kwargs:
                 return super().get_connection(*args, **kwargs)
-            if _SHORT and not self._in_maintenance and not _observed():
-                return self._get_short()
             return _get_connection(self)
         except ConnectionError as exc:
             if str(exc) == "No connection available.":  # redis-py's BlockingConnectionPool
                 raise PoolExhausted(str(exc)) from exc
             raise
 
-    def _get_short(self) -> Any:
-        """redis-py's ``get_connection`` (8.x) without its metrics: a free connection (or a
-        new one), connected, and refused if it holds data no command asked for."""
+    def get_short(self) -> Any:
+        """redis-py's ``get_connection`` (8.x) without its metrics (the caller knows them
+        off): a free connection (or a new one), connected, and refused if it holds data no
+        command asked for."""
+        if self._in_maintenance:  # (redis-py's way holds a lock meanwhile)
+            return self._get_redis_py()
         self._checkpid()
         try:
             connection = self.pool.get(block=True, timeout=self.timeout)
         except Empty:
-            raise ConnectionError("No connection available.") from None
+            raise PoolExhausted("No connection available.") from None
         if connection is None:
             connection = self.make_connection()
         try:
@@ -264,10 +272,16 @@ class BlockingPool(redis.BlockingConnectionPool):
         return connection
 
     def release(self, connection: Any) -> None:
-        if not _SHORT or self._in_maintenance or _observed():
+        if _SHORT and not _observed():
+            self.release_short(connection)
+        else:
+            super().release(connection)
+
+    def release_short(self, connection: Any) -> None:
+        """redis-py's ``release`` (8.x) without its metrics (the caller knows them off)."""
+        if self._in_maintenance:
             super().release(connection)
             return
-        # redis-py's release (8.x) without its metrics
         self._checkpid()
         if not self.owns_connection(connection):
             super().release(connection)  # (another process's: redis-py drops it)
@@ -287,18 +301,14 @@ def _send(connection: Any, args: tuple[Any, ...]) -> Any:
     return connection.read_response()
 
 
-def _failed(connection: Any) -> Any:
+def _failed(connection: Any, error: BaseException) -> None:
     """redis-py's failure callback, which runs before a retry: the connection is closed
     (and reopened by the retry)."""
+    from redis.client import add_debug_log_for_operation_failure, is_debug_log_enabled
 
-    def failed(error: BaseException) -> None:
-        from redis.client import add_debug_log_for_operation_failure, is_debug_log_enabled
-
-        if is_debug_log_enabled():
-            add_debug_log_for_operation_failure(connection)
-        connection.disconnect()
-
-    return failed
+    if is_debug_log_enabled():
+        add_debug_log_for_operation_failure(connection)
+    connection.disconnect()
 
 
 class Client(redis.Redis):
@@ -318,11 +328,12 @@ class Client(redis.Redis):
             or _observed()
         ):
             return super().execute_command(*args, **options)
-        pool = self.connection_pool
-        connection = pool.get_connection()
+        pool: Any = self.connection_pool
+        short = type(pool) is BlockingPool  # (metrics off: its short ways, asked directly)
+        connection = pool.get_short() if short else pool.get_connection()
         try:
             response = connection.retry.call_with_retry(
-                lambda: _send(connection, args), _failed(connection)
+                functools.partial(_send, connection, args), functools.partial(_failed, connection)
             )
         finally:
             try:
@@ -330,7 +341,10 @@ class Client(redis.Redis):
                     connection.disconnect()
                     connection.connect()
             finally:
-                pool.release(connection)
+                if short:
+                    pool.release_short(connection)
+                else:
+                    pool.release(connection)
         callback = self.response_callbacks.get(name)
         return response if callback is None else callback(response)
 
