@@ -196,8 +196,11 @@ except ImportError:  # redis-py before its metrics (< 7): nothing to go around
 else:
     # What the short ways below mirror of redis-py's own (its pool's get_connection and
     # release, its client's _execute_command), less their metrics calls.
-    _SHORT = hasattr(redis.Redis, "_close_connection") and hasattr(
-        redis.BlockingConnectionPool, "maint_notifications_enabled"
+    _SHORT = (
+        hasattr(redis.Redis, "_close_connection")
+        and hasattr(redis.BlockingConnectionPool, "maint_notifications_enabled")
+        and hasattr(_otel_recorder, "_metrics_collector")  # (what _observed reads)
+        and hasattr(_otel_providers, "_observability_instance")
     )
 
 
@@ -209,7 +212,7 @@ def _observed() -> bool:
     if _otel_recorder._metrics_collector is not None:
         return True
     instance = _otel_providers._observability_instance
-    return instance is not None and instance._provider_manager is not None
+    return instance is not None and getattr(instance, "_provider_manager", True) is not None
 
 
 class BlockingPool(redis.BlockingConnectionPool):
