@@ -139,6 +139,12 @@ def make_client(
         "retry": _retry(asyncio),
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": socket_connect_timeout,
+        # RESP2 (redis-py 8 speaks RESP3 unless told): every read is an HGETALL, which
+        # RESP3 answers with a map that hiredis builds into a dict one popitem() per
+        # field (about 14k instructions for a small session, callgrind); as RESP2's flat
+        # list it is one dict(zip()). The replies the store reads are the same either
+        # way (its scripts return integers, nil and lists). A URL's ?protocol=3 wins.
+        "protocol": 2,
     }
     sized = {"max_connections": max_connections, "timeout": pool_timeout}
     scheme, _, rest = url.partition("://")
@@ -149,7 +155,7 @@ def make_client(
             apool = pools.AsyncBlockingPool.from_url(url, **sized, **options)
             return redis.asyncio.Redis.from_pool(apool), []
         pool = pools.BlockingPool.from_url(url, **sized, **options)
-        return redis.Redis.from_pool(pool), []
+        return pools.Client.from_pool(pool), []
     if scheme == "redis+cluster":
         password, hosts = _hosts(netloc, 6379)
         if asyncio:

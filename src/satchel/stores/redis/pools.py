@@ -37,7 +37,7 @@ from redis.utils import SENTINEL
 
 from .connect import CALL, Call
 
-__all__ = ["CALL", "Call", "PoolExhausted"]
+__all__ = ["CALL", "Call", "Client", "PoolExhausted"]
 
 
 class PoolExhausted(ConnectionError):
@@ -188,6 +188,32 @@ _get_connection = getattr(
     redis.BlockingConnectionPool.get_connection,
 )
 
+try:
+    from redis.observability import providers as _otel_providers
+    from redis.observability import recorder as _otel_recorder
+except ImportError:  # redis-py before its metrics (< 7): nothing to go around
+    _SHORT = False
+else:
+    # What the short ways below mirror of redis-py's own (its pool's get_connection and
+    # release, its client's _execute_command), less their metrics calls.
+    _SHORT = (
+        hasattr(redis.Redis, "_close_connection")
+        and hasattr(redis.BlockingConnectionPool, "maint_notifications_enabled")
+        and hasattr(_otel_recorder, "_metrics_collector")  # (what _observed reads)
+        and hasattr(_otel_providers, "_observability_instance")
+    )
+
+
+def _observed() -> bool:
+    """Whether redis-py's own metrics may be on (``redis.observability``, off unless the app
+    sets it up): then its pools and client take their own way, which records them. Off,
+    that way still asks for its metrics collector at every step: twelve times a command
+    (about 700 bytecodes a request, which the short ways save)."""
+    if _otel_recorder._metrics_collector is not None:
+        return True
+    instance = _otel_providers._observability_instance
+    return instance is not None and getattr(instance, "_provider_manager", True) is not None
+
 
 class BlockingPool(redis.BlockingConnectionPool):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -196,14 +222,134 @@ class BlockingPool(redis.BlockingConnectionPool):
         self.connection_class = deadline_class(self.connection_class)
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs:  # (deprecated arguments: redis-py warns)
+            return self._get_redis_py(*args, **kwargs)
+        if _SHORT and not _observed():
+            return self.get_short()
+        return self._get_redis_py()
+
+    def _get_redis_py(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            if args or kwargs:  # (deprecated arguments: redis-py warns)
+            if args or kwargs:
                 return super().get_connection(*args, **kwargs)
             return _get_connection(self)
         except ConnectionError as exc:
             if str(exc) == "No connection available.":  # redis-py's BlockingConnectionPool
                 raise PoolExhausted(str(exc)) from exc
             raise
+
+    def get_short(self) -> Any:
+        """redis-py's ``get_connection`` (8.x) without its metrics (the caller knows them
+        off): a free connection (or a new one), connected, and refused if it holds data no
+        command asked for."""
+        if self._in_maintenance:  # (redis-py's way holds a lock meanwhile)
+            return self._get_redis_py()
+        self._checkpid()
+        try:
+            connection = self.pool.get(block=True, timeout=self.timeout)
+        except Empty:
+            raise PoolExhausted("No connection available.") from None
+        if connection is None:
+            connection = self.make_connection()
+        try:
+            connection.connect()
+            try:
+                if (
+                    connection.can_read()
+                    and self.cache is None
+                    and not self.maint_notifications_enabled()
+                ):
+                    raise ConnectionError("Connection has data")
+            except (ConnectionError, redis.TimeoutError, OSError):
+                connection.disconnect()
+                connection.connect()
+                if (
+                    connection.can_read()
+                    and self.cache is None
+                    and not self.maint_notifications_enabled()
+                ):
+                    raise ConnectionError("Connection not ready") from None
+        except BaseException:
+            self.release(connection)
+            raise
+        return connection
+
+    def release(self, connection: Any) -> None:
+        if _SHORT and not _observed():
+            self.release_short(connection)
+        else:
+            super().release(connection)
+
+    def release_short(self, connection: Any) -> None:
+        """redis-py's ``release`` (8.x) without its metrics (the caller knows them off)."""
+        if self._in_maintenance:
+            super().release(connection)
+            return
+        self._checkpid()
+        if not self.owns_connection(connection):
+            super().release(connection)  # (another process's: redis-py drops it)
+            return
+        if connection.should_reconnect():
+            connection.disconnect()
+        with contextlib.suppress(Full):
+            self.pool.put_nowait(connection)
+
+
+# The store's commands on every request: the client sends them its short way.
+_SHORT_COMMANDS = frozenset(("HGETALL", "EVALSHA", "DEL"))
+
+
+def _send(connection: Any, args: tuple[Any, ...]) -> Any:
+    connection.send_command(*args)
+    return connection.read_response()
+
+
+def _failed(connection: Any, error: BaseException) -> None:
+    """redis-py's failure callback, which runs before a retry: the connection is closed
+    (and reopened by the retry)."""
+    from redis.client import add_debug_log_for_operation_failure, is_debug_log_enabled
+
+    if is_debug_log_enabled():
+        add_debug_log_for_operation_failure(connection)
+    connection.disconnect()
+
+
+class Client(redis.Redis):
+    """redis-py's sync client, sending the store's commands of every request
+    (:data:`_SHORT_COMMANDS`) a shorter way than its ``_execute_command`` (8.x): the same
+    pool, retry, connection and reply callback, without the metrics calls (when redis-py's
+    metrics are off) nor its look at each command for ``HIMPORT SET``. Anything else,
+    a client bound to one connection, and metrics on: redis-py's own way."""
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        name = args[0]
+        if (
+            not _SHORT
+            or name not in _SHORT_COMMANDS
+            or self.connection is not None
+            or (options and (len(options) > 1 or "keys" not in options))
+            or _observed()
+        ):
+            return super().execute_command(*args, **options)
+        pool: Any = self.connection_pool
+        short = type(pool) is BlockingPool  # (metrics off: its short ways, asked directly)
+        connection = pool.get_short() if short else pool.get_connection()
+        try:
+            response = connection.retry.call_with_retry(
+                functools.partial(_send, connection, args), functools.partial(_failed, connection)
+            )
+        finally:
+            try:
+                if connection.should_reconnect():  # (a maintenance notice moved it)
+                    connection.disconnect()
+                    connection.connect()
+            finally:
+                if short:
+                    pool.release_short(connection)
+                else:
+                    pool.release(connection)
+        callback = self.response_callbacks.get(name)
+        return response if callback is None else callback(response)
 
 
 async def _async_get(get: Any) -> Any:
