@@ -306,15 +306,17 @@ class Engine:
         :attr:`StoreError.issued`, so a 503 delivers it too. If the old record was already
         gone (a logout or another regeneration won the race), the new one is undone:
         nothing brings a destroyed session back."""
+        # a handle chosen by regenerate() (pending in the updates: a login's) is the new
+        # record's; only a session never regenerated needs one made here
+        updates, before = session.pending_meta, session.meta
+        handle = updates.get("handle") or ids.new_handle()
         if base is None:
             device = info()
             base = self.expiry.new_meta(
-                ids.new_handle(), now, user_agent=device.user_agent, client_ip=device.client_ip
+                handle, now, user_agent=device.user_agent, client_ip=device.client_ip
             )
         else:
-            base = base.with_changes(handle=ids.new_handle(), version=1)
-        # a handle chosen by regenerate() (pending in the updates) wins over the new one
-        updates, before = session.pending_meta, session.meta
+            base = base.with_changes(handle=handle, version=1)
         meta = self._next_meta(base, updates, now, info)
         if is_binding(base.device) and not is_binding(meta.device) and not updates.get("fresh"):
             meta = meta.with_changes(device=base.device)  # (as every store's update keeps it)
