@@ -515,28 +515,33 @@ class _PendingSession(Session):
     __slots__ = ()
     untouched = True
 
+    # Any attribute read on an instance of a class with __getattr__ takes CPython's slow
+    # path (about 900 instructions, callgrind), so the hooks below reach what they need
+    # through the classes: _settle itself, the binding's slot, the binding's load.
+
     def _settle(self) -> None:
         """Become an ordinary new session, and tell the binding (a pending context: its
         cue to read its request; there is nothing to load)."""
-        binding = self._binding
+        binding: SessionBinding | None = _BINDING_SLOT.__get__(self, Session)
         assert binding is not None
         object.__setattr__(self, "__class__", Session)
         Session.__init__(self)
         self._binding = binding
-        binding.load(self)
+        type(binding).load(binding, self)
 
     def __getattr__(self, name: str) -> Any:  # (only for state not set up yet)
         if name not in _STATE:
             raise AttributeError(name)
-        self._settle()
+        _PendingSession._settle(self)
         return getattr(self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        self._settle()
+        _PendingSession._settle(self)
         setattr(self, name, value)
 
     def ensure_loaded(self) -> None:  # every read and write of the data comes here first
-        self._settle()
+        _PendingSession._settle(self)
 
 
 _STATE = frozenset(Session.__slots__) | frozenset(SessionData.__slots__)
+_BINDING_SLOT: Any = Session.__dict__["_binding"]  # (the slot's descriptor)
