@@ -186,10 +186,16 @@ class Session(SessionData):
         :func:`satchel.auth.login`). ``until``: an absolute deadline the restarted timeout
         may not pass (an impersonation ends when the impersonator's session would)."""
         facts = authenticated or AuthFacts(self._now())  # a login is an authentication
+        self._bind_user(user_id, facts.to_json(), until=until)
+
+    def _bind_user(self, user_id: str, auth: str, *, until: float | None = None) -> None:
+        """:meth:`bind_user` with the authentication facts as their JSON text
+        (:func:`satchel.auth_facts.facts_json`: :func:`satchel.auth.login` makes no
+        :class:`AuthFacts`)."""
         changes: dict[str, Any] = {"user_id": user_id, "restart": True, "login_device": True}
         if until is not None:
             changes["until"] = until
-        self._update_meta(**changes, auth=facts.to_json())
+        self._update_meta(**changes, auth=auth)
 
     def record_authentication(self, authenticated: AuthFacts) -> None:
         """Replace the authentication facts at the next commit (the metadata half of
