@@ -363,7 +363,8 @@ class Engine:
             emit_impersonation(self.on_event, before, meta)
         if meta.user_id:
             try:
-                yield from self._enforce_cap(meta.user_id, key, now, indexed)
+                cap = self.max_sessions_per_user or MAX_SESSIONS_PER_USER
+                yield from cap_flow(meta.user_id, key, now, cap, self.on_event, indexed)
             except StoreError as exc:
                 exc.issued = action
                 raise
@@ -381,12 +382,6 @@ class Engine:
         if record is None or record.meta.device == loaded.device:
             return loaded
         return loaded.with_changes(device=record.meta.device)
-
-    def _enforce_cap(
-        self, user_id: str, newest: str, now: float, indexed: int | None
-    ) -> Flow[None]:
-        cap = self.max_sessions_per_user or MAX_SESSIONS_PER_USER
-        yield from cap_flow(user_id, newest, now, cap, self.on_event, indexed)
 
     def _next_meta(
         self, meta: Meta, updates: Mapping[str, Any], now: float, info: InfoSource
