@@ -3,6 +3,8 @@ rewritten by their first update), and what ``index_add`` returns."""
 
 from __future__ import annotations
 
+import math
+import random
 import time
 import uuid
 from collections.abc import Iterator
@@ -10,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from satchel import CorruptRecord
+from satchel import CorruptRecord, KeyCollision, StoreError
 from satchel.ids import user_key
 from satchel.record import Change, Meta, Record
-from satchel.stores.redis import RedisStore
+from satchel.stores.redis import CREATE, RedisStore, create_args
+from satchel.stores.redis.scripts import number
 from satchel.testing.conformance import _key, _meta
 
 from .services import RedisServer
@@ -290,6 +293,74 @@ async def test_index_add_returns_how_many_sessions_the_index_holds(store: RedisS
     assert abs(expire_at - (now + 300)) < 0.01
     assert store.index_add(user, _key(), now - 5) == 3  # past its deadline: not kept
     await store.aclose()
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+async def test_a_login_files_the_same_hash_and_index_entry(store: RedisStore, path: str) -> None:
+    """A login's script takes the record's numbers as one argument and the optional
+    fields by position (issue 12: fewer arguments to pack); what it writes is the
+    layout every other write reads: the same fields as a plain create, in the same
+    order, the index entry scored by the absolute deadline, members past their deadline
+    at "last seen" dropped, and the TTLs."""
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    now = time.time()
+    meta = _meta(now, user_id=user, auth='{"t":1.5,"m":["pwd"]}', device='{"s":1}')
+    meta = meta.with_changes(last_seen=now + 0.25, idle_timeout=1800.5, version=7)
+    index = store.index_key(user)
+    store.client.zadd(index, {"gone": now, "live": now + 60})
+    key, plain = _key(), _key()
+    record = Record({"a": "1", "b": '"x y"'}, meta)
+    if path == "sync":
+        assert store.create_indexed(key, record, user) == 2
+    else:
+        assert await store.acreate_indexed(key, record, user) == 2
+    store.create(plain, record)
+    raw = store.client.hgetall(store.hash_key(key))
+    assert list(raw.items()) == list(store.client.hgetall(store.hash_key(plain)).items())
+    assert [name.decode() for name in raw] == [
+        "h", "c", "ls", "ad", "it", "u", "ua", "ip", "dv", "au", "v", "d:a", "d:b"
+    ]  # fmt: skip
+    assert raw[b"c"] == repr(meta.created).encode()
+    assert raw[b"v"] == b"7"
+    loaded = store.load(key, meta.last_seen)
+    assert loaded is not None
+    assert loaded.meta == meta
+    assert dict(loaded.data) == record.data
+    assert store.client.zscore(index, key) == meta.absolute_deadline
+    assert store.client.zscore(index, "gone") is None
+    assert store.client.zscore(index, "live") == now + 60
+    expire_at = store.client.pexpiretime(store.hash_key(key)) / 1000
+    assert abs(expire_at - meta.expires_at) < 0.01
+    with pytest.raises(KeyCollision):
+        store.create_indexed(key, record, user)
+    await store.aclose()
+
+
+def test_a_create_with_malformed_numbers_writes_nothing(store: RedisStore) -> None:
+    """The script refuses numbers it cannot split (a space inside one, a bad mask)
+    before it writes anything."""
+    key = _key()
+    good = create_args(Record({}, _meta(time.time())))
+    for numbers in (good[0] + " 1", good[0][:-1], good[0].replace(" ", "  ", 1)):
+        with pytest.raises(StoreError, match="malformed record"):
+            store._write(CREATE, [store.hash_key(key)], [numbers, *good[1:]])
+    assert not store.client.exists(store.hash_key(key))
+
+
+def test_numbers_are_exact_and_read_as_repr_would_write_them() -> None:
+    """:func:`number` writes most fractions with msgspec (faster than ``repr``): the
+    same text, and the same float back; integral values as integers."""
+    rng = random.Random(12)
+    values = [time.time() + rng.random() * 1e6 for _ in range(2000)]
+    values += [rng.uniform(-1e4, 1e4) for _ in range(2000)] + [0.1, -2.5, 1e-4, 1e-7, 1 / 3]
+    values += [10 ** rng.uniform(-6, 15) for _ in range(2000)]
+    for value in values:
+        text = number(value)
+        assert float(text) == value
+        assert text == (str(int(value)) if value % 1 == 0 else repr(value))
+    assert [number(v) for v in (1800.0, 1800, -3.0, 0.0)] == ["1800", "1800", "-3", "0"]
+    for value in (1e15, 1e300, math.inf, -math.inf, math.nan, 2.5e16):
+        assert number(value) == repr(value)
 
 
 # -- writes of only the metadata that changed ----------------------------------------------------

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import satchel
 from satchel import Session, SessionDataError, SessionStateError
 from satchel.codec import encode
 from satchel.record import Meta
@@ -151,3 +152,30 @@ def test_an_untouched_session_is_idle_until_read_or_changed() -> None:
     assert not session.idle()
     assert loaded(a=1).idle()
     assert loaded(a=1).encoded_if_changed() is None
+
+
+@pytest.mark.parametrize(("methods", "level"), [((), None), (["pwd", "otp", "pwd"], "aal2")])
+def test_a_login_writes_the_facts_as_authfacts_would(methods: list[str], level: str | None) -> None:
+    """login() writes the authentication facts' JSON without building an AuthFacts
+    (auth_facts.facts_json): the same text, read back as the same facts."""
+    from satchel.auth_facts import AuthFacts
+
+    session = Session()
+    satchel.login(session, "alice", methods=methods, level=level)
+    text = session.pending_meta["auth"]
+    facts = AuthFacts.from_json(text)
+    assert facts is not None
+    assert facts == AuthFacts(facts.time, tuple(dict.fromkeys(methods)), level)
+    assert text == facts.to_json()
+
+
+def test_the_defaults_fast_path_still_checks_what_it_is_given() -> None:
+    from satchel.auth_facts import checked
+
+    assert checked((), None) == ((), None)
+    assert checked([], None) == ((), None)
+    assert checked((), "aal1") == ((), "aal1")
+    with pytest.raises(satchel.ConfigurationError):
+        checked("", None)
+    with pytest.raises(satchel.ConfigurationError):
+        checked((), "bad level!")

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 from . import auth_facts, codec, ids
-from .auth_facts import AuthFacts
+from .auth_facts import AuthFacts, facts_json
 from .errors import (
     ConfigurationError,
     ReauthenticationRequired,
@@ -57,7 +57,7 @@ def login(
     session.regenerate()
     if previous is not None and previous != user_id:
         session.start_over()
-    session.bind_user(user_id, AuthFacts(session._now(), facts_methods, facts_level))
+    session._bind_user(user_id, facts_json(session._now(), facts_methods, facts_level))
 
 
 def _check_user_id(user_id: object) -> None:

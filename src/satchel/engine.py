@@ -306,15 +306,17 @@ class Engine:
         :attr:`StoreError.issued`, so a 503 delivers it too. If the old record was already
         gone (a logout or another regeneration won the race), the new one is undone:
         nothing brings a destroyed session back."""
+        # a handle chosen by regenerate() (pending in the updates: a login's) is the new
+        # record's; only a session never regenerated needs one made here
+        updates, before = session.pending_meta, session.meta
+        handle = updates.get("handle") or ids.new_handle()
         if base is None:
             device = info()
             base = self.expiry.new_meta(
-                ids.new_handle(), now, user_agent=device.user_agent, client_ip=device.client_ip
+                handle, now, user_agent=device.user_agent, client_ip=device.client_ip
             )
         else:
-            base = base.with_changes(handle=ids.new_handle(), version=1)
-        # a handle chosen by regenerate() (pending in the updates) wins over the new one
-        updates, before = session.pending_meta, session.meta
+            base = base.with_changes(handle=handle, version=1)
         meta = self._next_meta(base, updates, now, info)
         if is_binding(base.device) and not is_binding(meta.device) and not updates.get("fresh"):
             meta = meta.with_changes(device=base.device)  # (as every store's update keeps it)
@@ -361,7 +363,8 @@ class Engine:
             emit_impersonation(self.on_event, before, meta)
         if meta.user_id:
             try:
-                yield from self._enforce_cap(meta.user_id, key, now, indexed)
+                cap = self.max_sessions_per_user or MAX_SESSIONS_PER_USER
+                yield from cap_flow(meta.user_id, key, now, cap, self.on_event, indexed)
             except StoreError as exc:
                 exc.issued = action
                 raise
@@ -379,12 +382,6 @@ class Engine:
         if record is None or record.meta.device == loaded.device:
             return loaded
         return loaded.with_changes(device=record.meta.device)
-
-    def _enforce_cap(
-        self, user_id: str, newest: str, now: float, indexed: int | None
-    ) -> Flow[None]:
-        cap = self.max_sessions_per_user or MAX_SESSIONS_PER_USER
-        yield from cap_flow(user_id, newest, now, cap, self.on_event, indexed)
 
     def _next_meta(
         self, meta: Meta, updates: Mapping[str, Any], now: float, info: InfoSource

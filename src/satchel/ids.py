@@ -1,6 +1,7 @@
 """Session IDs, their store keys and public handles.
 
-An ID is 32 bytes (256 bits) from :mod:`secrets`, base64url without padding: 43 characters.
+An ID is 32 bytes (256 bits) from ``os.urandom`` (what :mod:`secrets` uses), base64url
+without padding: 43 characters.
 Stores never see it: they key records by :func:`store_key`, the SHA-256 of the ID in hex.
 Logs show at most :func:`log_ref`, a short prefix of that hash.
 """
@@ -8,8 +9,8 @@ Logs show at most :func:`log_ref`, a short prefix of that hash.
 from __future__ import annotations
 
 import binascii
+import os
 import re
-import secrets
 
 from .digests import sha256
 
@@ -62,8 +63,9 @@ def b64decode_canonical(text: str) -> bytes | None:
 
 
 def new_session_id() -> str:
-    """A fresh 256-bit session ID."""
-    return secrets.token_urlsafe(ID_BYTES)
+    """A fresh 256-bit session ID: ``secrets.token_urlsafe``'s bytes and text, without
+    its three Python calls (about 3,000 instructions each time)."""
+    return b64encode(os.urandom(ID_BYTES))
 
 
 def is_session_id(value: str) -> bool:
@@ -97,7 +99,7 @@ def log_ref(key: str) -> str:
 
 def new_handle() -> str:
     """A public handle: shown in UIs and used to revoke a session, never usable as a cookie."""
-    return secrets.token_urlsafe(HANDLE_BYTES)
+    return b64encode(os.urandom(HANDLE_BYTES))  # (as new_session_id)
 
 
 def is_handle(value: object) -> bool:

@@ -186,10 +186,16 @@ class Session(SessionData):
         :func:`satchel.auth.login`). ``until``: an absolute deadline the restarted timeout
         may not pass (an impersonation ends when the impersonator's session would)."""
         facts = authenticated or AuthFacts(self._now())  # a login is an authentication
+        self._bind_user(user_id, facts.to_json(), until=until)
+
+    def _bind_user(self, user_id: str, auth: str, *, until: float | None = None) -> None:
+        """:meth:`bind_user` with the authentication facts as their JSON text
+        (:func:`satchel.auth_facts.facts_json`: :func:`satchel.auth.login` makes no
+        :class:`AuthFacts`)."""
         changes: dict[str, Any] = {"user_id": user_id, "restart": True, "login_device": True}
         if until is not None:
             changes["until"] = until
-        self._update_meta(**changes, auth=facts.to_json())
+        self._update_meta(**changes, auth=auth)
 
     def record_authentication(self, authenticated: AuthFacts) -> None:
         """Replace the authentication facts at the next commit (the metadata half of
@@ -515,28 +521,33 @@ class _PendingSession(Session):
     __slots__ = ()
     untouched = True
 
+    # Any attribute read on an instance of a class with __getattr__ takes CPython's slow
+    # path (about 900 instructions, callgrind), so the hooks below reach what they need
+    # through the classes: _settle itself, the binding's slot, the binding's load.
+
     def _settle(self) -> None:
         """Become an ordinary new session, and tell the binding (a pending context: its
         cue to read its request; there is nothing to load)."""
-        binding = self._binding
+        binding: SessionBinding | None = _BINDING_SLOT.__get__(self, Session)
         assert binding is not None
         object.__setattr__(self, "__class__", Session)
         Session.__init__(self)
         self._binding = binding
-        binding.load(self)
+        type(binding).load(binding, self)
 
     def __getattr__(self, name: str) -> Any:  # (only for state not set up yet)
         if name not in _STATE:
             raise AttributeError(name)
-        self._settle()
+        _PendingSession._settle(self)
         return getattr(self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        self._settle()
+        _PendingSession._settle(self)
         setattr(self, name, value)
 
     def ensure_loaded(self) -> None:  # every read and write of the data comes here first
-        self._settle()
+        _PendingSession._settle(self)
 
 
 _STATE = frozenset(Session.__slots__) | frozenset(SessionData.__slots__)
+_BINDING_SLOT: Any = Session.__dict__["_binding"]  # (the slot's descriptor)

@@ -40,6 +40,7 @@ from .scripts import (
     create_indexed_args,
     listed_meta,
     live_members,
+    number,
     record_of,
     update_args,
 )
@@ -139,12 +140,12 @@ class RedisStore(RedisCalls, Store):
             or not refresh_due(record.meta, now, refresh_after)
         ):
             return record
-        if not self._run(TOUCH, [name], [repr(now)] * 2):
+        if not self._run(TOUCH, [name], [number(now)] * 2):
             return None
         return _refreshed(record, now)
 
     def touch(self, key: str, last_seen: float, now: float) -> bool:
-        return bool(self._run(TOUCH, [self.hash_key(key)], [repr(last_seen), repr(now)]))
+        return bool(self._run(TOUCH, [self.hash_key(key)], [number(last_seen), number(now)]))
 
     def create(self, key: str, record: Record) -> None:
         if not self._write(CREATE, [self.hash_key(key)], create_args(record)):
@@ -169,7 +170,7 @@ class RedisStore(RedisCalls, Store):
     def index_add(self, user_id: str, key: str, deadline: float) -> int:
         """Returns how many members the user's index holds after adding (those past their
         deadline dropped): an upper bound of the user's live sessions."""
-        args = [repr(deadline), key, repr(time.time())]
+        args = [number(deadline), key, number(time.time())]
         return int(self._write(INDEX_ADD, [self.index_key(user_id)], args))
 
     def create_indexed(self, key: str, record: Record, user_id: str) -> int | None:
@@ -183,7 +184,7 @@ class RedisStore(RedisCalls, Store):
     def list_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         index = self.index_key(user_id)
         with self._errors():
-            members = self._script(INDEX_LIST)(keys=[index], args=[repr(now)])
+            members = self._script(INDEX_LIST)(keys=[index], args=[number(now)])
             if not members:
                 return []
             pipe = self.client.pipeline(transaction=False)
@@ -257,12 +258,13 @@ class RedisStore(RedisCalls, Store):
             or not refresh_due(record.meta, now, refresh_after)
         ):
             return record
-        if not await self._arun(TOUCH, [name], [repr(now)] * 2):
+        if not await self._arun(TOUCH, [name], [number(now)] * 2):
             return None
         return _refreshed(record, now)
 
     async def atouch(self, key: str, last_seen: float, now: float) -> bool:
-        return bool(await self._arun(TOUCH, [self.hash_key(key)], [repr(last_seen), repr(now)]))
+        args = [number(last_seen), number(now)]
+        return bool(await self._arun(TOUCH, [self.hash_key(key)], args))
 
     async def acreate(self, key: str, record: Record) -> None:
         if not await self._awrite(CREATE, [self.hash_key(key)], create_args(record)):
@@ -284,7 +286,7 @@ class RedisStore(RedisCalls, Store):
         return 0
 
     async def aindex_add(self, user_id: str, key: str, deadline: float) -> int:
-        args = [repr(deadline), key, repr(time.time())]
+        args = [number(deadline), key, number(time.time())]
         return int(await self._awrite(INDEX_ADD, [self.index_key(user_id)], args))
 
     async def acreate_indexed(self, key: str, record: Record, user_id: str) -> int | None:
@@ -295,7 +297,7 @@ class RedisStore(RedisCalls, Store):
 
     async def alist_user(self, user_id: str, now: float) -> list[tuple[str, Meta]]:
         index, client = self.index_key(user_id), self.async_client
-        members = await self._arun(INDEX_LIST, [index], [repr(now)])
+        members = await self._arun(INDEX_LIST, [index], [number(now)])
         if not members:
             return []
 
