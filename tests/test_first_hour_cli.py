@@ -167,11 +167,17 @@ def test_db_init_creates_it_and_every_command_says_which_store(
 
 
 def test_the_store_line_masks_the_password() -> None:
-    result = CliRunner().invoke(
-        main, ["sessions", "stats", "--store", "redis://:hunter2@127.0.0.1:6379/15"], env={}
-    )
+    """(The local Redis has no password: its default user takes any in AUTH with a user
+    name; a password alone, RESP2's AUTH, is refused, and the line is masked still.)"""
+    url = "redis://default:hunter2@127.0.0.1:6379/15"
+    result = CliRunner().invoke(main, ["sessions", "stats", "--store", url], env={})
     assert result.exit_code == 0, result.output
-    assert result.stderr == "store: redis://:***@127.0.0.1:6379/15 (from argument)\n"
+    assert result.stderr == "store: redis://default:***@127.0.0.1:6379/15 (from argument)\n"
+    url = "redis://:hunter2@127.0.0.1:6379/15"
+    result = CliRunner().invoke(main, ["sessions", "stats", "--store", url], env={})
+    assert result.exit_code == 3, result.output
+    assert result.stderr.startswith("store: redis://:***@127.0.0.1:6379/15 (from argument)\n")
+    assert "hunter2" not in result.output
 
 
 def test_revoking_nothing_exits_1_by_user_and_by_handle() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from . import codec, ids
@@ -438,7 +439,9 @@ def next_meta(
     backend)."""
     if not updates:  # most commits: only "last seen" moves
         return Meta._make((*meta[:2], now, *meta[3:]))
-    changes = dict(updates)
+    # (a session's pending_meta is a read-only view: its own copy() costs a sixth of
+    # copying it key by key through the mapping protocol)
+    changes = updates.copy() if type(updates) is MappingProxyType else dict(updates)
     if changes.pop("fresh", False):  # another user logs in: nothing of the last one's
         meta = expiry.new_meta(meta.handle, now, user_agent=None, client_ip=None)
     if changes.pop("login_device", False):  # a login records the device it happened on
@@ -471,4 +474,13 @@ def next_meta(
         changes["absolute_deadline"] = min(
             changes.get("absolute_deadline", meta.absolute_deadline), until
         )
-    return meta.with_changes(last_seen=now, **changes)
+    changes["last_seen"] = now
+    # by position (Meta._replace with keywords: about 16,000 instructions more a login)
+    pop = changes.pop
+    merged = Meta._make([pop(name, value) for name, value in zip(_META_FIELDS, meta, strict=True)])
+    if changes:
+        raise TypeError(f"unknown metadata fields: {', '.join(sorted(changes))}")
+    return merged
+
+
+_META_FIELDS = Meta._fields

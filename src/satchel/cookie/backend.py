@@ -13,7 +13,6 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from types import MappingProxyType
 from typing import Any
 
 from .. import ids
@@ -253,10 +252,6 @@ class CookieBackend:
                     return None
                 data = session.encoded()
             base = current
-        if isinstance(updates, MappingProxyType) and updates:
-            # next_meta copies the updates it gets: a read-only view's own copy() costs a
-            # sixth of copying it key by key through the mapping protocol (a login: -5k)
-            updates = updates.copy()
         meta = next_meta(self.expiry, base, updates, now, info)
         if (
             meta.user_id
