@@ -157,8 +157,7 @@ class SessionMiddleware:
             and scope.get("method", "GET") in csrf.SAFE_METHODS  # (unsafe: CSRF-checked)
             and not policy.device.enabled
         ):
-            ctx = RequestContext.pending(self.backend, policy, scope, cookie or "")
-            session = ctx.session
+            ctx, session = RequestContext.pending(self.backend, policy, scope, cookie or "")
             scope["session"] = session
             scope[SCOPE_KEY] = ctx
         else:

@@ -190,18 +190,22 @@ class RequestContext:
         self._scope: Any = None
 
     @staticmethod
-    def pending(backend: Backend, policy: RequestPolicy, scope: Any, cookie: str) -> RequestContext:
+    def pending(
+        backend: Backend, policy: RequestPolicy, scope: Any, cookie: str
+    ) -> tuple[RequestContext, Session]:
         """The context of an ASGI request that carries no session token (the caller
         checked: no session cookie, no ``Authorization`` where bearer tokens are
         accepted), with a :meth:`Session.pending` session; it reads its scope only when
         something first asks it a question or tells it something, and then becomes an
         ordinary context. ``cookie``: the request's ``Cookie`` value (repeats joined
-        with '; ', as :func:`scope_credentials` gives it), which the caller has read."""
+        with '; ', as :func:`scope_credentials` gives it), which the caller has read.
+        Both are returned: an attribute read on a pending context goes through its
+        ``__getattr__`` hook's slower lookup, even of a field that is set."""
         ctx = RequestContext.__new__(RequestContext)
         ctx.backend, ctx.policy, ctx._scope, ctx.cookie_header = backend, policy, scope, cookie
-        ctx.session = Session.pending(ctx)
+        ctx.session = session = Session.pending(ctx)
         ctx.__class__ = _PendingContext  # (after: its hooks would see the writes)
-        return ctx
+        return ctx, session
 
     def _fill(self) -> None:
         """Become an ordinary context: what :meth:`__init__` and :meth:`read_token`
@@ -655,15 +659,15 @@ class _PendingContext(RequestContext):
     def __getattr__(self, name: str) -> Any:  # (only for fields not set yet)
         if name not in _FIELDS:
             raise AttributeError(name)
-        self._fill()
+        RequestContext._fill(self)
         return getattr(self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        self._fill()
+        RequestContext._fill(self)
         setattr(self, name, value)
 
     def load(self, session: Session) -> None:  # the session's first use
-        self._fill()
+        RequestContext._fill(self)  # (through the class: see pending())
 
 
 _FIELDS = frozenset(RequestContext.__slots__)

@@ -6,8 +6,6 @@ store needs (see :mod:`.pools`). Imports redis-py only when a client is made.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
@@ -56,15 +54,6 @@ CALL: ContextVar[Call | None] = ContextVar("satchel_redis_call", default=None)
 
 # Set while a write is sent: a write goes out at most once (see _retry).
 SENDING_WRITE: ContextVar[bool] = ContextVar("satchel_redis_sending_write", default=False)
-
-
-@contextmanager
-def sent_once() -> Iterator[None]:
-    token = SENDING_WRITE.set(True)
-    try:
-        yield
-    finally:
-        SENDING_WRITE.reset(token)
 
 
 @cache
