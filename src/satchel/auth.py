@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 from . import auth_facts, codec, ids
-from .auth_facts import AuthFacts, facts_json
+from .auth_facts import AuthFacts
 from .errors import (
     ConfigurationError,
     ReauthenticationRequired,
@@ -53,16 +53,14 @@ def login(
     are the session's authentication facts (``session.auth_time``, ``auth_level``, ...)."""
     facts_methods, facts_level = auth_facts.checked(methods, level)
     _check_user_id(user_id)
-    previous = session.user_id
-    session.regenerate()
-    if previous is not None and previous != user_id:
-        session.start_over()
-    session._bind_user(user_id, facts_json(session._now(), facts_methods, facts_level))
+    session._log_in(user_id, facts_methods, facts_level)
 
 
 def _check_user_id(user_id: object) -> None:
     if not isinstance(user_id, str) or not user_id:
         raise ConfigurationError("user_id must be a non-empty string")
+    if user_id.isascii() and "\x00" not in user_id and len(user_id) <= MAX_USER_ID_BYTES:
+        return  # the usual ID (ASCII: no surrogates, a byte a character), in C calls only
     codec.check_name(user_id, "user_id")
     if len(user_id.encode("utf-8")) > MAX_USER_ID_BYTES:
         raise SessionDataError(

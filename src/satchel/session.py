@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from . import codec, ids
-from .auth_facts import AuthFacts
+from .auth_facts import AuthFacts, facts_json
 from .errors import SessionStateError
 from .expiry import check_timeout
 from .record import Change, Meta
@@ -131,7 +131,7 @@ class Session(SessionData):
         # one new ID per commit: a second regeneration in the same request keeps the handle
         # the first chose (tokens and a "spare" already bound to it stay valid)
         if "handle" not in self._meta_updates:
-            self._meta_updates = {**self._meta_updates, "handle": ids.new_handle()}
+            self._queue_meta({"handle": ids.new_handle()})
 
     def start_over(self) -> None:
         """Drop every value and the metadata's per-session choices (expiry, persistence) at
@@ -192,10 +192,36 @@ class Session(SessionData):
         """:meth:`bind_user` with the authentication facts as their JSON text
         (:func:`satchel.auth_facts.facts_json`: :func:`satchel.auth.login` makes no
         :class:`AuthFacts`)."""
-        changes: dict[str, Any] = {"user_id": user_id, "restart": True, "login_device": True}
+        changes: dict[str, Any] = {
+            "user_id": user_id,
+            "restart": True,
+            "login_device": True,
+            "auth": auth,
+        }
         if until is not None:
             changes["until"] = until
-        self._update_meta(**changes, auth=auth)
+        self.ensure_loaded()
+        self._queue_meta(changes)
+
+    def _log_in(self, user_id: str, methods: tuple[str, ...], level: str | None) -> None:
+        """:func:`satchel.auth.login`'s change of state, its arguments checked: what
+        :meth:`regenerate`, :meth:`start_over` (another user's session) and
+        :meth:`bind_user` do, with one load and one queue of metadata changes (those
+        calls and their queues cost a login about 10,000 instructions more; callgrind)."""
+        self.ensure_loaded()
+        previous = self._peek_user()
+        if previous is not None and previous != user_id:
+            self.start_over()
+        self._regenerate = True
+        queued = self._meta_updates
+        changes: dict[str, Any] = {} if queued is _NO_VALUES else dict(queued)
+        if "handle" not in changes:  # (as regenerate(): one new handle per commit)
+            changes["handle"] = ids.new_handle()
+        changes["user_id"] = user_id
+        changes["restart"] = changes["login_device"] = True
+        changes["auth"] = facts_json(self._now(), methods, level)
+        self._meta_updates = changes
+        self._meta_dirty = True
 
     def record_authentication(self, authenticated: AuthFacts) -> None:
         """Replace the authentication facts at the next commit (the metadata half of
@@ -261,7 +287,14 @@ class Session(SessionData):
     def _update_meta(self, **changes: Any) -> None:
         """Queue library metadata changes (user, device, expiry) for the next commit."""
         self.ensure_loaded()
-        self._meta_updates = {**self._meta_updates, **changes}
+        self._queue_meta(changes)
+
+    def _queue_meta(self, changes: dict[str, Any]) -> None:
+        """Queue ``changes`` (a dict the caller made for this: it becomes the queue when
+        nothing was queued yet) on top of those already queued. The queue is replaced,
+        never changed in place: :attr:`pending_meta` hands out a view of it."""
+        queued = self._meta_updates
+        self._meta_updates = changes if queued is _NO_VALUES else {**queued, **changes}
         self._meta_dirty = True
 
     def save(self) -> None:

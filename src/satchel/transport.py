@@ -35,15 +35,12 @@ class CookieTransport:
 
     def render(self, action: TokenAction) -> list[tuple[str, str]]:
         cookie = self.cookie
-        lines = [
-            cookie.delete_header()
-            if action.token is None
-            else cookie.set_header(action.token, action.max_age)
-        ]
-        if action.logout_marker is not None:
-            marker = replace(cookie, name=cookie.name + TOMBSTONE_SUFFIX, persistent=False)
-            lines.append(marker.set_header(*action.logout_marker))
-        return [("set-cookie", line) for line in lines]
+        token = action.token
+        line = cookie.delete_header() if token is None else cookie.set_header(token, action.max_age)
+        if action.logout_marker is None:  # (no comprehension: a login makes one line)
+            return [("set-cookie", line)]
+        marker = replace(cookie, name=cookie.name + TOMBSTONE_SUFFIX, persistent=False)
+        return [("set-cookie", line), ("set-cookie", marker.set_header(*action.logout_marker))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +153,7 @@ _VARIES_ON = {"set-cookie": "Cookie", TOKEN_HEADER: "Authorization"}
 # a Vary it set is decoded, to be merged.
 _RAW_CACHE_DIRECTIVES = frozenset(name.encode() for name in _CACHE_DIRECTIVES)
 _NO_STORE = (b"cache-control", b"no-store")
+_VARY_COOKIE = (b"vary", b"Cookie")
 
 
 def raw_session_headers(
@@ -172,6 +170,11 @@ def raw_session_headers(
             varies.append(("vary", pair[1].decode("latin-1")))
             continue
         out.append(pair)
+    if not varies and len(lines) == 1 and lines[0][0] == "set-cookie":  # a login, a write
+        out.append(_VARY_COOKIE)
+        out.append(_NO_STORE)
+        out.append((b"set-cookie", lines[0][1].encode("latin-1")))
+        return out
     varies_on = _varies_on(lines)
     if not varies and len(set(varies_on)) == 1:  # the app set no Vary: the usual answer
         out.append((b"vary", varies_on[0].encode("latin-1")))
