@@ -488,6 +488,8 @@ class Session(SessionData):
 
     def encoded(self) -> dict[str, str]:
         """Every value encoded for storage."""
+        if not dict.__len__(self):  # (a login's session, often: no comprehension to run)
+            return {}
         encoded = self._encoded_value
         return {name: encoded(name, value) for name, value in dict.items(self)}
 

@@ -40,6 +40,7 @@ MAX_COOKIE_BYTES = 4096
 PURPOSE_LOGOUT = b"satchel/logout-tombstone/v2"  # v2: bound to the user
 _TOMBSTONE_AT = re.compile(r"[0-9]{1,16}")
 _SIGNATURE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_new_tuple: Callable[[type[TokenAction], tuple[Any, ...]], TokenAction] = tuple.__new__
 
 
 class CookieBackend:
@@ -287,7 +288,9 @@ class CookieBackend:
             emit(self.on_event, "created" if current is None else "regenerated", meta=meta)
         if "auth" in updates:
             emit_impersonation(self.on_event, current, meta)
-        return TokenAction(value, max_age, marker, False, logged_out)  # (by position: cheaper)
+        # (the tuple made directly: a NamedTuple's own __new__ is a Python function, about
+        # 2,500 instructions more)
+        return _new_tuple(TokenAction, (value, max_age, marker, False, logged_out))
 
     def _authority_held(
         self, current: Meta | None, updates: Mapping[str, Any], now: float
