@@ -451,3 +451,41 @@ def test_a_cookie_of_the_other_compression_setting_still_reads(written: bool, re
     assert payload.meta == meta
     tampered = value.replace("e1z.", "e1.") if written else value.replace("e1.", "e1z.")
     assert reader.decode(tampered) is None  # the version is bound: no downgrade or upgrade
+
+
+@pytest.mark.parametrize("via", ["hook", "instrument"])
+async def test_cookie_commits_report_their_events(via: str) -> None:
+    """A cookie session's login (created), regeneration and end reach an ``on_event``
+    hook or an installed instrument alike; with neither, the commit asks once and makes
+    no event."""
+    from satchel import instrumentation
+    from satchel.events import SessionEvent
+
+    events: list[SessionEvent] = []
+
+    class Recorder:
+        def event(self, event: SessionEvent) -> None:
+            events.append(event)
+
+        def call(self, op: Any, store: Store) -> Any:
+            return op.run(store)
+
+        async def acall(self, op: Any, store: Store) -> Any:
+            return await op.arun(store)
+
+    app = make_app(on_event=events.append) if via == "hook" else make_app()
+    previous = instrumentation.install(Recorder()) if via == "instrument" else None
+    try:
+        async with client_for(app) as client:
+            await client.get("/login", params={"user": "alice"})
+            await client.get("/regen")
+            await client.get("/logout")
+    finally:
+        if via == "instrument":
+            instrumentation.install(previous)
+    kinds = [(e.kind, e.user_id) for e in events]
+    assert kinds == [("created", "alice"), ("regenerated", "alice"), ("destroyed", "alice")]
+    events.clear()
+    async with client_for(make_app()) as client:  # neither: nothing made
+        await client.get("/login", params={"user": "alice"})
+    assert events == []

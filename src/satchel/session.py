@@ -519,6 +519,8 @@ class Session(SessionData):
     def take_destroyed(self) -> tuple[list[str], Meta | None]:
         """The store keys of records this request destroyed, and the metadata of the
         last one (whom a cookie session's revocation names); both are then forgotten."""
+        if not self._destroyed_keys:  # (most commits)
+            return [], None
         taken = list(self._destroyed_keys), self._destroyed_meta
         self._destroyed_keys, self._destroyed_meta = (), None
         return taken

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .. import ids
+from .. import ids, instrumentation
 from ..auth_facts import impersonator_of
 from ..backend import InfoSource, TokenAction
 from ..cookies import TOMBSTONE_SUFFIX, CookieOptions, cookie_values
@@ -284,10 +284,12 @@ class CookieBackend:
         renewed = current is None or session.regenerating
         session.mark_committed(meta.handle, meta.handle, meta, data)
         session.take_token_refresh()
-        if renewed:  # (the events of the server stores)
-            emit(self.on_event, "created" if current is None else "regenerated", meta=meta)
-        if "auth" in updates:
-            emit_impersonation(self.on_event, current, meta)
+        # (emit's own test, asked once: with no hook and no instrument, no calls at all)
+        if self.on_event is not None or instrumentation.installed is not None:
+            if renewed:  # (the events of the server stores)
+                emit(self.on_event, "created" if current is None else "regenerated", meta=meta)
+            if "auth" in updates:
+                emit_impersonation(self.on_event, current, meta)
         # (the tuple made directly: a NamedTuple's own __new__ is a Python function, about
         # 2,500 instructions more)
         return _new_tuple(TokenAction, (value, max_age, marker, False, logged_out))
