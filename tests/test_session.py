@@ -179,3 +179,56 @@ def test_the_defaults_fast_path_still_checks_what_it_is_given() -> None:
         checked("", None)
     with pytest.raises(satchel.ConfigurationError):
         checked((), "bad level!")
+
+
+@pytest.mark.parametrize(
+    ("user_id", "error"),
+    [
+        ("a" * 1020, None),
+        ("a" * 1021, SessionDataError),  # (ASCII: a byte a character)
+        ("é" * 510, None),
+        ("é" * 511, SessionDataError),  # 1,022 bytes in UTF-8
+        ("al\x00ice", SessionDataError),
+        ("\ud800", SessionDataError),
+        ("", satchel.ConfigurationError),
+    ],
+)
+def test_login_checks_the_user_id(user_id: str, error: type[Exception] | None) -> None:
+    session = Session()
+    if error is not None:
+        with pytest.raises(error):
+            satchel.login(session, user_id)
+        assert not session.regenerating
+        assert session.pending_meta == {}
+        return
+    satchel.login(session, user_id)
+    assert session.user_id == user_id
+    assert session.regenerating
+
+
+def test_login_queues_one_change_of_state() -> None:
+    """A login regenerates (one new handle per commit, as regenerate() chose it), binds
+    the user with the authentication facts, and starts over only for another user."""
+    session = Session()
+    session["cart"] = [1]
+    session.set_expiry(persistent=True)
+    session.regenerate()
+    handle = session.handle
+    satchel.login(session, "alice", methods=["pwd"], level="aal1")
+    queued = dict(session.pending_meta)
+    assert queued.pop("handle") == handle  # the one regenerate() chose
+    auth = json.loads(queued.pop("auth"))
+    assert auth["m"] == ["pwd"]
+    assert auth["l"] == "aal1"
+    assert queued == {
+        "persistent": True,
+        "user_id": "alice",
+        "restart": True,
+        "login_device": True,
+    }
+    assert session["cart"] == [1]  # an anonymous session's data is kept
+    satchel.login(session, "bob")  # another user: nothing of alice's
+    assert dict(session) == {}
+    assert session.pending_meta["fresh"] is True
+    assert session.handle == handle
+    assert session.user_id == "bob"
