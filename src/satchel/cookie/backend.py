@@ -194,7 +194,7 @@ class CookieBackend:
         return session
 
     def commit(self, session: Session, info: InfoSource) -> Flow[TokenAction | None]:
-        session.ensure_loaded()
+        current = session.meta  # (loads a lazy session first; nothing below changes it)
         now = self.clock()
         destroyed, old_meta = session.take_destroyed()
         marker = None
@@ -207,7 +207,6 @@ class CookieBackend:
                 marker = self._tombstone(old_meta, now)
         if destroyed:
             emit(self.on_event, "destroyed", meta=old_meta)
-        current = session.meta
         updates = session.pending_meta
         data: dict[str, str] | None = None
         logged_out = bool(destroyed) and old_meta is not None and old_meta.user_id is not None
