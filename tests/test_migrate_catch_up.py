@@ -83,7 +83,7 @@ def _run(source: Store, target: Store, clock: FakeClock) -> Any:
     return Migration(source, target, clock=clock, workers=1).run()
 
 
-# -- the target's copy gets a store-assigned version: the source's versions no longer compare --
+# -- the copy takes the source's version: later runs compare it right ------------------------
 
 
 def _caught_up_behind(

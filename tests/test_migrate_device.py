@@ -60,7 +60,7 @@ def _overlap(
     return source, target, key, clock
 
 
-# -- 1. the target "newer" (as many writes or more): the old store's binding is dropped ---------
+# -- the new store's record wins (as many writes or more): the old store's binding comes over --
 
 
 @pytest.mark.parametrize("target_writes", [1, 2])
@@ -70,16 +70,11 @@ def test_a_binding_registered_on_the_old_store_survives_when_the_new_store_wins(
     kind: str,
     target_writes: int,
 ) -> None:
-    """Alice's login redirect lands on a read-through worker (one write: the page she was
-    sent to; version 2 in the new store), her browser's DBSC registration on an old worker
-    (version 2 in the old store: bound to her key). Step 3 compares versions: equal, with
-    different metadata, is "newer" in the target (as is a target written twice); the
-    target is kept as it is (``kept_newer``) and ``_stronger_device`` never runs. The new
-    store's record is unbound for good (past ``dbsc_grace`` registration answers
-    "too_late"; the browser's next refresh hears "not bound" and ends its binding), so a
-    copy of her cookie works from any machine. The docs' "whichever wins, the device
-    binding kept is the stronger (registered on either side ...)" holds only when the old
-    store wins."""
+    """Alice's login redirect lands on a read-through worker (the new store's record is
+    written: version 2, or 3), her browser's DBSC registration on an old worker (the old
+    store's record bound to her key, version 2). Step 3 keeps the new store's record as
+    the newer one, and brings the binding over: without it a copy of her cookie would
+    work from any machine (past ``dbsc_grace`` the session could never bind again)."""
     bound = DeviceState(JWK, "thumb", answered_ms=100, bound_ms=100).encode()
     source, target, key, clock = _overlap(kind, target_of, target_writes, bound)
     _run(source, target, clock)
@@ -95,13 +90,11 @@ def test_a_refresh_answered_on_the_old_store_is_kept_when_the_new_store_wins(
     kind: str,
     target_writes: int,
 ) -> None:
-    """The session was bound before the rollout (``answered_ms`` 100, copied so). During
-    the overlap her browser refreshes its bound cookie on an old worker (the challenge
-    issued at 200 is answered there, version 2) while her page requests land on
-    read-through workers (version 2 or 3). Step 3 keeps the target whole: the replay
-    guard of the new store stays at 100, and a captured proof for the challenge issued at
-    200 is accepted again after the switch (the same replay 15c5a22 closed for a source
-    that wins)."""
+    """The session was bound before the rollout (``answered_ms`` 100, copied so). During the
+    overlap her browser refreshes its bound cookie on an old worker (the challenge issued
+    at 200 answered there) while her pages land on read-through workers. Step 3 keeps the
+    new store's record and takes the old store's later replay guard: a captured proof for
+    the challenge issued at 200 is never accepted again."""
     before = DeviceState(JWK, "thumb", answered_ms=100, bound_ms=50).encode()
     after = DeviceState(JWK, "thumb", answered_ms=200, bound_ms=50).encode()
     source, target, key, clock = _overlap(kind, target_of, target_writes, after, before)
@@ -116,10 +109,9 @@ def test_a_requirement_set_on_the_old_store_survives_when_the_new_store_wins(
     target_of: Callable[[str], Store],  # noqa: F811
     kind: str,
 ) -> None:
-    """``require_device_binding`` runs for her (a privileged user) on an old worker; her
-    other requests land on read-through workers, more of them. The requirement is lost:
-    after the grace period a browser that never binds (a copy of her cookie) is let
-    through."""
+    """``require_device_binding`` runs for her (a privileged user) on an old worker, her other
+    requests on read-through workers, more of them: the requirement is brought over to the
+    new store's record, so past the grace period an unbound session is still refused."""
     required = DeviceState(required=True).encode()
     source, target, key, clock = _overlap(kind, target_of, 2, required)
     _run(source, target, clock)
@@ -128,23 +120,18 @@ def test_a_requirement_set_on_the_old_store_survives_when_the_new_store_wins(
     assert DeviceState.decode(copy.meta.device).required, "the binding requirement was dropped"
 
 
-# -- 2. Redis (metadata field by field): a refresh during step 3 is undone ------------------------
-
-
-# -- 1, end to end: the DBSC endpoints through the WSGI middleware -------------------------------
+# -- end to end: the DBSC endpoints through the WSGI middleware ----------------------------------
 
 
 def test_a_cookie_copied_after_step_3_works_without_the_device_end_to_end(
     urls: Urls,  # noqa: F811
 ) -> None:
-    """SQLite to Redis, the no-downtime procedure. Alice logs in on an old worker (the
-    login response offers a binding); the page it redirects to is served by a
-    read-through worker (the session is copied into Redis, and written there: version
-    2); her browser's registration lands on an old worker (SQLite: bound, version 2). The
-    rollout ends; step 3 runs: "kept_newer", Redis keeps its unbound record. A thief
-    holding a copy of her session cookie (never the bound cookie: it lacks her device's
-    key) then reads her session on the app. On a single store, or had the old store won
-    the comparison, the same request is refused (401)."""
+    """SQLite to Redis, the no-downtime procedure, through the WSGI middleware and the real
+    DBSC endpoints. Alice logs in on an old worker (the login response offers a binding);
+    the page it redirects to is served by a read-through worker (the session copied into
+    Redis and written there); her browser's registration lands on an old worker. After
+    step 3 a thief holding a copy of her session cookie (never the bound cookie: it
+    lacks her device's key) is refused on the new store (401), as on the old one."""
     from urllib.parse import quote
 
     from satchel.stores import store_from_url
@@ -191,7 +178,7 @@ def test_a_cookie_copied_after_step_3_works_without_the_device_end_to_end(
         new.close()
 
 
-# -- 3. two keys: the later registration (an attacker's) wins over the first ---------------------
+# -- two keys: the first registration stays ---------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", TARGETS)
@@ -199,16 +186,12 @@ def test_the_first_registration_wins_over_a_later_one_on_the_other_store(
     target_of: Callable[[str], Store],  # noqa: F811
     kind: str,
 ) -> None:
-    """On one store the first registration wins: a second one finds the session bound
+    """On one store the first registration wins: a second finds the session bound
     ("already_bound", dbsc/protocol.py). A thief holding a copy of Alice's session cookie
-    from before her browser bound it (a login response logged, a proxy) posts a
-    registration with a key of his own within ``dbsc_grace``: refused on one store, as her
-    browser registered first. During the overlap her registration lands on an old worker
-    (bound_ms 1000, her key), his on a read-through worker (bound_ms 2000, his key: the
-    new store's copy is unbound, so it is accepted there); her next pages land on old
-    workers. Step 3's ``_stronger_device`` keeps "of two keys the target's" whatever their
-    order: his. Her browser is refused on the app from then on, and his key refreshes her
-    session. ``bound_ms`` says which binding came first."""
+    from before her browser bound it registers a key of his own within ``dbsc_grace``;
+    during the overlap her registration lands on an old worker (bound_ms 1000), his on a
+    read-through worker (bound_ms 2000, accepted there: that record was unbound). Step 3
+    keeps hers, the first (``bound_ms``), as one store would have."""
     hers = {"kty": "EC", "crv": "P-256", "x": "her", "y": "her"}
     his = {"kty": "EC", "crv": "P-256", "x": "his", "y": "his"}
     clock = FakeClock(time.time())
@@ -228,20 +211,18 @@ def test_the_first_registration_wins_over_a_later_one_on_the_other_store(
     _run(source, target, clock)
     copy = target.load(key, clock.now)
     assert copy is not None
-    assert DeviceState.decode(copy.meta.device).jwk == hers, "the later registration won"
+    assert DeviceState.decode(copy.meta.device).jwk == hers
 
 
-# -- 4. one damaged record in the target aborts every run ---------------------------------------
+# -- a damaged copy in the target ------------------------------------------------------------
 
 
 def test_a_damaged_copy_in_the_target_does_not_abort_the_run(urls: Urls) -> None:  # noqa: F811
-    """Low. Every other reader treats a record that does not decode as gone (the engine
-    deletes it; listings and exports leave it out with a warning: "one broken record must
-    never fail a whole listing"). ``Migration._over`` reads the target's copy with a bare
-    ``load``: a copy whose metadata was damaged (edited by hand, a store bug such as the
-    Redis version floor 15c5a22 fixed) raises ``CorruptRecord`` out of the worker, and
-    the run stops there. The source is read in key order, so every run stops at the same
-    record and the copy never completes (nor does its final check run)."""
+    """As every other reader does with a record that does not decode (the engine deletes
+    it; listings and exports leave it out), a run that finds the target's copy damaged
+    (edited by hand, a store bug) replaces it by the source's record and goes on; before,
+    ``CorruptRecord`` stopped the run at that record, every time (records go in key
+    order), and the final check never ran."""
     import sqlite3
 
     from satchel.stores import store_from_url

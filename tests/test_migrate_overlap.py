@@ -161,9 +161,6 @@ def test_a_high_version_floor_keeps_the_redis_record_readable(
     assert record.meta.version == floor
 
 
-# -- outside 6073832 (the same on 5141c05): a logout on the old store after a run --------------
-
-
 # -- the replay, through the DBSC endpoints ---------------------------------------------------
 
 
