@@ -156,6 +156,17 @@ def _create(store: Store, key: str, record: Record) -> None:
         store.create_indexed(key, record, record.meta.user_id)
 
 
+def _made_again(target: Store, key: str, record: Record) -> Outcome | None:
+    """Create ``record`` where the target holds nothing live (None: then checked against
+    the source, as any copy), or "present" when it was created again meanwhile (copied by
+    a read-through store)."""
+    try:
+        _create(target, key, record)
+    except KeyCollision:
+        return "present"
+    return None
+
+
 class Migration:
     """One run from ``source`` (an :class:`~satchel.stores.capabilities.Exportable` store)
     to ``target``, ``batch_size`` records at a time, each batch copied by ``workers``
@@ -241,11 +252,7 @@ class Migration:
             current = None
         if current is None:  # an expired record not purged yet: nothing live to keep
             target.delete(key)
-            try:
-                _create(target, key, record)
-            except KeyCollision:  # created again meanwhile (copied by a read-through store)
-                return "present"
-            return None
+            return _made_again(target, key, record)
         verdict = _compare(current, record)
         if verdict in ("same", "newer"):
             device = _stronger_device(current.meta.device, record.meta.device)
@@ -264,11 +271,7 @@ class Migration:
             target.index_add(meta.user_id, key, meta.absolute_deadline)
         if target.update(key, _catching_up(current, record), now) is not None:
             return None
-        try:  # gone or expired meanwhile: copied again, then checked against the source
-            _create(target, key, record)
-        except KeyCollision:
-            return "present"
-        return None
+        return _made_again(target, key, record)  # gone or expired meanwhile: checked after
 
     def check(self, report: MigrationReport) -> None:
         """The final count: every session still live in the source is in the target."""

@@ -221,11 +221,7 @@ class RequestContext:
         self.path, self.mount, self.app_path = path, root, app_path
         self.peer = client[0] if client else None
         self.scheme = scope.get("scheme", "http")
-        self.transport = (  # (no bearer token)
-            policy.transport_of(app_path, cookie, "")
-            if policy.token_paths
-            else policy.cookie_transport  # (what transport_of answers without token paths)
-        )
+        self.transport = policy.transport_of(app_path, cookie, "")  # (no bearer token)
         self._headers, self._raw_headers = None, scope["headers"]
         self.ticket, self.refresh = None, False
         self.outgoing = None
@@ -376,8 +372,7 @@ class RequestContext:
         try:
             drive(self._commit_flow(), self.backend.store)
         except StoreError as exc:
-            logger.error("session store unavailable while committing: %s", exc)
-            return exc
+            return _commit_failed(exc)
         return None
 
     async def afinish(self, status: int) -> StoreError | None:
@@ -386,8 +381,7 @@ class RequestContext:
         try:
             await adrive(self._commit_flow(), self.backend.store)
         except StoreError as exc:
-            logger.error("session store unavailable while committing: %s", exc)
-            return exc
+            return _commit_failed(exc)
         return None
 
     def response_headers(self, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -657,6 +651,12 @@ class RequestContext:
             and self.headers.get("content-type", "").split(";")[0].strip().lower()
             in ("application/x-www-form-urlencoded", "multipart/form-data")
         )
+
+
+def _commit_failed(exc: StoreError) -> StoreError:
+    """A commit's store failure, logged: what :meth:`RequestContext.finish` answers."""
+    logger.error("session store unavailable while committing: %s", exc)
+    return exc
 
 
 class _PendingContext(RequestContext):

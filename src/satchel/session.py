@@ -128,10 +128,17 @@ class Session(SessionData):
         Its new public handle is chosen now, so tokens bound to it can be made at once."""
         self.ensure_loaded()
         self._regenerate = True
-        # one new ID per commit: a second regeneration in the same request keeps the handle
-        # the first chose (tokens and a "spare" already bound to it stay valid)
+        changes: dict[str, Any] = {}
+        self._choose_handle(changes)
+        if changes:
+            self._queue_meta(changes)
+
+    def _choose_handle(self, changes: dict[str, Any]) -> None:
+        """Add the new handle of a regeneration to ``changes``: one new ID per commit, so a
+        second regeneration in the same request keeps the handle the first chose (tokens
+        and a "spare" already bound to it stay valid)."""
         if "handle" not in self._meta_updates:
-            self._queue_meta({"handle": ids.new_handle()})
+            changes["handle"] = ids.new_handle()
 
     def start_over(self) -> None:
         """Drop every value and the metadata's per-session choices (expiry, persistence) at
@@ -186,18 +193,7 @@ class Session(SessionData):
         :func:`satchel.auth.login`). ``until``: an absolute deadline the restarted timeout
         may not pass (an impersonation ends when the impersonator's session would)."""
         facts = authenticated or AuthFacts(self._now())  # a login is an authentication
-        self._bind_user(user_id, facts.to_json(), until=until)
-
-    def _bind_user(self, user_id: str, auth: str, *, until: float | None = None) -> None:
-        """:meth:`bind_user` with the authentication facts as their JSON text
-        (:func:`satchel.auth_facts.facts_json`: :func:`satchel.auth.login` makes no
-        :class:`AuthFacts`)."""
-        changes: dict[str, Any] = {
-            "user_id": user_id,
-            "restart": True,
-            "login_device": True,
-            "auth": auth,
-        }
+        changes = _bound(user_id, facts.to_json())
         if until is not None:
             changes["until"] = until
         self.ensure_loaded()
@@ -213,15 +209,9 @@ class Session(SessionData):
         if previous is not None and previous != user_id:
             self.start_over()
         self._regenerate = True
-        queued = self._meta_updates
-        changes: dict[str, Any] = {} if queued is _NO_VALUES else dict(queued)
-        if "handle" not in changes:  # (as regenerate(): one new handle per commit)
-            changes["handle"] = ids.new_handle()
-        changes["user_id"] = user_id
-        changes["restart"] = changes["login_device"] = True
-        changes["auth"] = facts_json(self._now(), methods, level)
-        self._meta_updates = changes
-        self._meta_dirty = True
+        changes = _bound(user_id, facts_json(self._now(), methods, level))
+        self._choose_handle(changes)
+        self._queue_meta(changes)
 
     def record_authentication(self, authenticated: AuthFacts) -> None:
         """Replace the authentication facts at the next commit (the metadata half of
@@ -548,6 +538,13 @@ class Session(SessionData):
         self._baseline = _NO_VALUES
         self._meta_updates = _NO_VALUES
         self._cleared = self._regenerate = self._meta_dirty = self._token_refresh = False
+
+
+def _bound(user_id: str, auth: str) -> dict[str, Any]:
+    """The metadata changes that bind ``user_id`` (:meth:`Session.bind_user`, a login):
+    the absolute timeout restarts, the device and the authentication (``auth``, the facts'
+    JSON text) are recorded."""
+    return {"user_id": user_id, "restart": True, "login_device": True, "auth": auth}
 
 
 class _PendingSession(Session):

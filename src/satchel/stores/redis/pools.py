@@ -254,25 +254,24 @@ class BlockingPool(redis.BlockingConnectionPool):
         try:
             connection.connect()
             try:
-                if (
-                    connection.can_read()
-                    and self.cache is None
-                    and not self.maint_notifications_enabled()
-                ):
+                if self._unasked_data(connection):
                     raise ConnectionError("Connection has data")
             except (ConnectionError, redis.TimeoutError, OSError):
                 connection.disconnect()
                 connection.connect()
-                if (
-                    connection.can_read()
-                    and self.cache is None
-                    and not self.maint_notifications_enabled()
-                ):
+                if self._unasked_data(connection):
                     raise ConnectionError("Connection not ready") from None
         except BaseException:
             self.release(connection)
             raise
         return connection
+
+    def _unasked_data(self, connection: Any) -> bool:
+        """The connection holds a reply no command asked for (redis-py's test: not when a
+        client-side cache or maintenance notices may push data)."""
+        return bool(
+            connection.can_read() and self.cache is None and not self.maint_notifications_enabled()
+        )
 
     def release(self, connection: Any) -> None:
         if _SHORT and not _observed():
