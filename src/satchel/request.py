@@ -221,7 +221,13 @@ class RequestContext:
         self.path, self.mount, self.app_path = path, root, app_path
         self.peer = client[0] if client else None
         self.scheme = scope.get("scheme", "http")
-        self.transport = policy.transport_of(app_path, cookie, "")  # (no bearer token)
+        # (no bearer token; without token paths transport_of answers the cookie transport
+        # at once, which is read here without the call: every anonymous login passes here)
+        self.transport = (
+            policy.transport_of(app_path, cookie, "")
+            if policy.token_paths
+            else policy.cookie_transport
+        )
         self._headers, self._raw_headers = None, scope["headers"]
         self.ticket, self.refresh = None, False
         self.outgoing = None
