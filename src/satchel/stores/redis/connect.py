@@ -120,7 +120,6 @@ def make_client(
     ``pool_timeout`` for a free connection (``None``: the caller bounds the wait); see
     :mod:`.pools`. Cluster clients keep redis-py's per-node pools, which have no
     practical limit."""
-    import redis
 
     from . import pools
 
@@ -142,7 +141,7 @@ def make_client(
     if scheme in ("redis", "rediss", "unix"):
         if asyncio:
             apool = pools.AsyncBlockingPool.from_url(url, **sized, **options)
-            return redis.asyncio.Redis.from_pool(apool), []
+            return pools.AsyncClient.from_pool(apool), []
         pool = pools.BlockingPool.from_url(url, **sized, **options)
         return pools.Client.from_pool(pool), []
     if scheme == "redis+cluster":

@@ -37,7 +37,7 @@ from redis.utils import SENTINEL
 
 from .connect import CALL, Call
 
-__all__ = ["CALL", "Call", "Client", "PoolExhausted"]
+__all__ = ["CALL", "AsyncClient", "Call", "Client", "PoolExhausted"]
 
 
 class PoolExhausted(ConnectionError):
@@ -189,10 +189,11 @@ _get_connection = getattr(
 )
 
 try:
+    from redis.asyncio.observability import recorder as _otel_async_recorder
     from redis.observability import providers as _otel_providers
     from redis.observability import recorder as _otel_recorder
 except ImportError:  # redis-py before its metrics (< 7): nothing to go around
-    _SHORT = False
+    _SHORT = _ASYNC_SHORT = False
 else:
     # What the short ways below mirror of redis-py's own (its pool's get_connection and
     # release, its client's _execute_command), less their metrics calls.
@@ -202,6 +203,7 @@ else:
         and hasattr(_otel_recorder, "_metrics_collector")  # (what _observed reads)
         and hasattr(_otel_providers, "_observability_instance")
     )
+    _ASYNC_SHORT = _SHORT and hasattr(_otel_async_recorder, "_async_metrics_collector")
 
 
 def _observed() -> bool:
@@ -213,6 +215,12 @@ def _observed() -> bool:
         return True
     instance = _otel_providers._observability_instance
     return instance is not None and getattr(instance, "_provider_manager", True) is not None
+
+
+def _aobserved() -> bool:
+    """:func:`_observed`, for the asyncio client, whose metrics have a collector of their
+    own."""
+    return _otel_async_recorder._async_metrics_collector is not None or _observed()
 
 
 class BlockingPool(redis.BlockingConnectionPool):
@@ -351,6 +359,55 @@ class Client(redis.Redis):
         return response if callback is None else callback(response)
 
 
+async def _asend(connection: Any, args: tuple[Any, ...]) -> Any:
+    await connection.send_command(*args)
+    return await connection.read_response()
+
+
+async def _afailed(connection: Any, error: BaseException, failures: int) -> None:
+    """redis-py's failure callback (asyncio), which runs before a retry: the connection
+    is closed (and reopened by the retry)."""
+    await connection.disconnect(error=error, failure_count=failures)
+
+
+class AsyncClient(redis.asyncio.Redis):
+    """redis-py's asyncio client, sending the store's commands of every request
+    (:data:`_SHORT_COMMANDS`) a shorter way than its ``execute_command`` (8.x), as
+    :class:`Client` does on the sync path: the same pool, retry, connection and reply
+    callback, without the metrics calls (when redis-py's metrics are off), its look at
+    each command for ``HIMPORT SET``, nor the condition, timeout and context manager of
+    its pool when a connection is free (:meth:`AsyncBlockingPool.get_short`). Anything
+    else, a client bound to one connection, and metrics on: redis-py's own way."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        name = args[0]
+        if (
+            not _ASYNC_SHORT
+            or name not in _SHORT_COMMANDS
+            or self.single_connection_client
+            or self.connection is not None
+            or (options and (len(options) > 1 or "keys" not in options))
+            or _aobserved()
+        ):
+            return await super().execute_command(*args, **options)
+        pool: Any = self.connection_pool
+        short = type(pool) is AsyncBlockingPool
+        connection = await (pool.get_short() if short else pool.get_connection())
+        try:
+            response = await connection.retry.call_with_retry(
+                lambda: _asend(connection, args),
+                lambda error, failures: _afailed(connection, error, failures),
+                with_failure_count=True,
+            )
+        finally:
+            if short:
+                await pool.release_short(connection)
+            else:
+                await pool.release(connection)
+        callback = self.response_callbacks.get(name)
+        return response if callback is None else callback(response)
+
+
 async def _async_get(get: Any) -> Any:
     """Get a connection from an async blocking pool, marking the call as waiting in the
     pool meanwhile (so a timeout there is reported as the pool's)."""
@@ -438,6 +495,58 @@ class AsyncBlockingPool(redis.asyncio.BlockingConnectionPool):
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         get = super().get_connection
         return await _async_get(lambda: get(*args, **kwargs))
+
+    def _busy(self) -> bool:
+        """Whether redis-py's own way must hand out or take back a connection: a
+        maintenance notice is being applied, or a task holds or waits on the pool's
+        condition (so a connection freed for a waiting task goes to it, first come
+        first served, as in redis-py)."""
+        condition = self._condition
+        return bool(self._in_maintenance or condition.locked() or condition._waiters)
+
+    async def get_short(self) -> Any:
+        """redis-py's ``get_connection`` (8.x) without its metrics (the caller knows them
+        off), when a connection is free and no task waits for one: it is handed out at
+        once (redis-py's way takes the pool's condition, an ``asyncio.timeout`` and a
+        context manager for it, about 600 bytecodes with the release), connected, and
+        refused if it holds data no command asked for. Anything else, such as the wait
+        for a connection when all are in use: redis-py's way."""
+        available = self._available_connections
+        if not available or self._busy():
+            return await self.get_connection()
+        connection = available.pop()
+        self._in_use_connections.add(connection)
+        try:
+            if not connection.is_connected:
+                await connection.connect()
+            try:
+                if await self._unasked_data(connection):
+                    raise ConnectionError("Connection has data")
+            except (ConnectionError, redis.TimeoutError, OSError):
+                await connection.disconnect()
+                await connection.connect()
+                if await self._unasked_data(connection):
+                    raise ConnectionError("Connection not ready") from None
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
+
+    async def _unasked_data(self, connection: Any) -> bool:
+        """The connection holds a reply no command asked for (redis-py's test)."""
+        return bool(await connection.can_read() and not self.maint_notifications_enabled())
+
+    async def release_short(self, connection: Any) -> None:
+        """redis-py's ``release`` (8.x) without its metrics (the caller knows them off)
+        when no task waits for a connection and none needs to authenticate again (a
+        streaming credential provider's token, which redis-py's release applies)."""
+        if self._busy() or getattr(connection, "_re_auth_token", None) is not None:
+            await self.release(connection)
+            return
+        self._in_use_connections.remove(connection)
+        if connection.should_reconnect():
+            await connection.disconnect()
+        self._available_connections.append(connection)
 
 
 class _Follow:
