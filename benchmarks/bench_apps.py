@@ -72,6 +72,21 @@ async def _nothing() -> None:
     return None
 
 
+def chosen(only: list[str]) -> list[str]:
+    """The apps named by ``--only`` (repeatable, each a comma-separated list), in table
+    order; all of them when none is named. A name of :data:`APPS` picks that app, any
+    other word the apps whose name contains it (``satchel``: every satchel app). A word
+    that picks nothing ends the run with the list of names."""
+    words = [word for value in only for word in value.split(",") if word]
+    picked: set[str] = set()
+    for word in words:
+        matches = [word] if word in APPS else [name for name in APPS if word in name]
+        if not matches:
+            raise SystemExit(f"no app is called {word!r}; the apps: {', '.join(APPS)}")
+        picked.update(matches)
+    return [name for name in APPS if not words or name in picked]
+
+
 def build(name: str, redis_url: str, prefix: str) -> tuple[Any, Close]:
     """The app called ``name`` (a key of ``APPS``) and what closes its connections."""
     builders: dict[str, Callable[[str, str], tuple[Any, Close]]] = {

@@ -50,6 +50,7 @@ from typing import IO
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_apps import APPS, ENV_APP, ENV_PREFIX, ENV_REDIS_URL, SCENARIOS
+from bench_apps import chosen as chosen_apps
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -406,7 +407,7 @@ def main() -> None:
         "--only",
         action="append",
         default=[],
-        help="apps whose name contains this word (repeatable)",
+        help="apps (a name, or a word of names), comma-separated or repeated: " + ", ".join(APPS),
     )
     parser.add_argument(
         "--scenarios",
@@ -435,7 +436,7 @@ def main() -> None:
     unknown = set(scenarios) - set(SCENARIOS)
     if unknown:
         sys.exit(f"unknown scenarios: {sorted(unknown)}")
-    chosen = [n for n in APPS if not args.only or any(w in n for w in args.only)]
+    chosen = chosen_apps(args.only)
     names = [n for n in chosen if installed(n)]
     skipped = sorted(set(chosen) - set(names))
     signal.signal(signal.SIGTERM, stop_on_sigterm)

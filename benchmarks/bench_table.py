@@ -44,7 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_apps import APPS, SCENARIOS, asgi_scope, build
+from bench_apps import APPS, SCENARIOS, asgi_scope, build, chosen
 
 EMPTY = "empty"  # a measured window without requests: the handshake's own cost
 SIGNAL = "@@bench "  # how the measured process talks to this script on stdout
@@ -493,7 +493,12 @@ def main() -> None:
     parser.add_argument("--native-repeats", type=int, default=3)
     parser.add_argument("--native-requests", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--only", default="", help="comma-separated app names: " + ", ".join(APPS))
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="apps (a name, or a word of names), comma-separated or repeated: " + ", ".join(APPS),
+    )
     parser.add_argument("--httpx", action="store_true", help="send requests through httpx")
     parser.add_argument("--redis", default=REDIS_URL)
     parser.add_argument("--skip-callgrind", action="store_true")
@@ -505,7 +510,7 @@ def main() -> None:
         asyncio.run(run)
         return
 
-    wanted = [n for n in APPS if not args.only or n in args.only.split(",")]
+    wanted = chosen(args.only)
     names = [n for n in wanted if installed(n)]
     missing = [n for n in wanted if n not in names]
     prefix = f"satchel-bench-{uuid.uuid4().hex[:8]}:"
