@@ -424,7 +424,7 @@ async def test_a_freed_async_connection_goes_to_the_task_waiting_for_it(
     waiting = asyncio.create_task(load("waiting"))
     await asyncio.sleep(0.05)
     assert done == []
-    await pool.release_short(held)
+    await pool.release(held)
     later = asyncio.create_task(load("later"))
     await asyncio.gather(waiting, later)
     assert done == ["waiting", "later"]

@@ -20,6 +20,7 @@ Three things redis-py's default pools do not do, and a session store needs:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import os
@@ -374,10 +375,10 @@ class AsyncClient(redis.asyncio.Redis):
     """redis-py's asyncio client, sending the store's commands of every request
     (:data:`_SHORT_COMMANDS`) a shorter way than its ``execute_command`` (8.x), as
     :class:`Client` does on the sync path: the same pool, retry, connection and reply
-    callback, without the metrics calls (when redis-py's metrics are off), its look at
-    each command for ``HIMPORT SET``, nor the condition, timeout and context manager of
-    its pool when a connection is free (:meth:`AsyncBlockingPool.get_short`). Anything
-    else, a client bound to one connection, and metrics on: redis-py's own way."""
+    callback, without the metrics calls (when redis-py's metrics are off) nor its look at
+    each command for ``HIMPORT SET``; its pool hands a free connection out at once
+    (:class:`_FairWait`). Anything else, a client bound to one connection, and metrics
+    on: redis-py's own way."""
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         name = args[0]
@@ -391,8 +392,7 @@ class AsyncClient(redis.asyncio.Redis):
         ):
             return await super().execute_command(*args, **options)
         pool: Any = self.connection_pool
-        short = type(pool) is AsyncBlockingPool
-        connection = await (pool.get_short() if short else pool.get_connection())
+        connection = await pool.get_connection()
         try:
             response = await connection.retry.call_with_retry(
                 lambda: _asend(connection, args),
@@ -400,10 +400,7 @@ class AsyncClient(redis.asyncio.Redis):
                 with_failure_count=True,
             )
         finally:
-            if short:
-                await pool.release_short(connection)
-            else:
-                await pool.release(connection)
+            await pool.release(connection)
         callback = self.response_callbacks.get(name)
         return response if callback is None else callback(response)
 
@@ -484,69 +481,189 @@ def packed_class(connection_class: Any) -> Any:
     return packed
 
 
-class AsyncBlockingPool(redis.asyncio.BlockingConnectionPool):
-    """Waits without a timeout of its own: the store's watchdog bounds the call,
-    and :data:`CALL` tells it the time ran out in the pool."""
+class _FairWait:
+    """Mixin for redis-py's asyncio blocking pools: connections handed out first come,
+    first served, and never lost to a cancelled waiter.
+
+    redis-py's ``BlockingConnectionPool`` (8.x) waits on an ``asyncio.Condition``: a task
+    that frees the connection a task waits for notifies that task, and if it asks for a
+    connection again before the woken task runs (a request that loads, then saves), it
+    finds one free and takes it; the woken task waits again, at the back (one connection,
+    20 readers: 18 of them timed out at their deadline). And on Python 3.11 a woken waiter
+    cancelled before it runs drops the wake-up, so the next waiter sits until its deadline
+    while the connection lies idle. Here a task that finds no connection free (or others
+    already waiting) queues a future; a freed connection goes straight to the oldest
+    waiter still waiting, and a waiter cancelled after it was handed one hands it on.
+    While nobody waits, a free connection is handed out at once, without the condition,
+    the ``asyncio.timeout`` and the context manager of redis-py's way (about 600 bytecodes
+    a request with the release). redis-py's metrics are recorded as its pool records them
+    when they are on."""
+
+    _available_connections: list[Any]
+    _in_use_connections: set[Any]
+    _in_maintenance: bool
+    _lock: asyncio.Lock
+    max_connections: int
+    timeout: float | None
+
+    _waiting: collections.deque[asyncio.Future[Any]] | None = None
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        """A connected connection: a free one (or a new one, below ``max_connections``)
+        if no task waits, else the next one freed after those of the tasks before. Waits
+        at most the pool's ``timeout`` (None: the store's watchdog bounds the call, and
+        :data:`CALL` tells it the time ran out in the pool). (Arguments, deprecated by
+        redis-py, are ignored.)"""
+        observed = _aobserved()
+        started = time.monotonic() if observed else 0.0
+        made = False
+        waiting = self._waiting
+        if waiting:  # others were first
+            connection = await self._wait_turn()
+        else:
+            if self._in_maintenance:  # (a maintenance notice rewrites the pool under _lock)
+                async with self._lock:
+                    connection, made = self._take()
+            else:
+                connection, made = self._take()
+            if connection is None:
+                connection = await self._wait_turn()
+        try:
+            await self._ready(connection)
+        except BaseException:
+            await self.release(connection)
+            raise
+        if observed:
+            await self._record_get(started, made)
+        return connection
+
+    def _take(self) -> tuple[Any, bool]:
+        """A free connection, or a new one below ``max_connections`` (and whether it is
+        new); (None, False) when every connection is in use."""
+        available = self._available_connections
+        if available:
+            connection, made = available.pop(), False
+        elif len(self._in_use_connections) < self.max_connections:
+            connection, made = self.make_connection(), True  # type: ignore[attr-defined]
+        else:
+            return None, False
+        self._in_use_connections.add(connection)
+        return connection, made
+
+    async def _ready(self, connection: Any) -> None:
+        """redis-py's ``ensure_connection``: connected (an open socket asks nothing: its
+        way goes through the retry to find it open), and refused if it holds data no
+        command asked for (reconnected once)."""
+        if not connection.is_connected:
+            await connection.connect()
+        try:
+            if await self._unasked_data(connection):
+                raise ConnectionError("Connection has data")
+        except (ConnectionError, redis.TimeoutError, OSError):
+            await connection.disconnect()
+            await connection.connect()
+            if await self._unasked_data(connection):
+                raise ConnectionError("Connection not ready") from None
+
+    async def _unasked_data(self, connection: Any) -> bool:
+        """The connection holds a reply no command asked for (redis-py's test)."""
+        return bool(
+            await connection.can_read() and not self.maint_notifications_enabled()  # type: ignore[attr-defined]
+        )
+
+    async def _wait_turn(self) -> Any:
+        """Queue for the next connection freed; it arrives in use, this task's."""
+        waiting = self._waiting
+        if waiting is None:
+            waiting = self._waiting = collections.deque()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        waiting.append(future)
+        call = CALL.get(None)
+        if call is not None:
+            call.in_pool = True
+        try:
+            if self.timeout is None:
+                connection = await future
+            else:
+                async with asyncio.timeout(self.timeout):
+                    connection = await future
+        except BaseException as exc:
+            if future.done() and not future.cancelled():  # handed one, but leaving: pass it on
+                self._hand_on(future.result())
+            else:
+                future.cancel()
+                with contextlib.suppress(ValueError):
+                    waiting.remove(future)
+            if isinstance(exc, TimeoutError):
+                raise PoolExhausted("No connection available.") from None
+            raise
+        if call is not None:
+            call.in_pool = False
+        return connection
+
+    def _hand_on(self, connection: Any) -> None:
+        """A freed connection (still counted in use) to the oldest task still waiting, or
+        back among the free ones."""
+        waiting = self._waiting
+        while waiting:
+            future = waiting.popleft()
+            if not future.done():  # (a cancelled waiter's future is done)
+                future.set_result(connection)
+                return
+        self._in_use_connections.discard(connection)
+        self._available_connections.append(connection)
+
+    async def release(self, connection: Any) -> None:
+        """Back to the pool (redis-py's ``release``): to the oldest waiting task if any.
+        A connection that asked to reconnect (a maintenance notice moved it) is closed
+        first; one that holds a new token of a streaming credential provider gets it (the
+        event redis-py's release sends)."""
+        if connection not in self._in_use_connections:
+            raise KeyError(connection)  # (redis-py's release: not this pool's, or twice)
+        if connection.should_reconnect():
+            await connection.disconnect()
+        if getattr(connection, "_re_auth_token", None) is not None:
+            from redis.event import AsyncAfterConnectionReleasedEvent
+
+            await self._event_dispatcher.dispatch_async(  # type: ignore[attr-defined]
+                AsyncAfterConnectionReleasedEvent(connection)
+            )
+        self._hand_on(connection)
+        if _aobserved():
+            await self._record_release()
+
+    async def _record_get(self, started: float, made: bool) -> None:
+        from redis.observability.attributes import get_pool_name
+
+        pool: Any = self
+        if made:
+            await _otel_async_recorder.record_connection_create_time(
+                connection_pool=pool, duration_seconds=time.monotonic() - started
+            )
+        await _otel_async_recorder.record_connection_wait_time(
+            pool_name=get_pool_name(pool), duration_seconds=time.monotonic() - started
+        )
+
+    async def _record_release(self) -> None:
+        from redis.observability.attributes import ConnectionState, get_pool_name
+
+        pool: Any = self
+        name = get_pool_name(pool)
+        await _otel_async_recorder.record_connection_count(
+            pool_name=name, connection_state=ConnectionState.USED, counter=-1
+        )
+        await _otel_async_recorder.record_connection_count(
+            pool_name=name, connection_state=ConnectionState.IDLE, counter=1
+        )
+
+
+class AsyncBlockingPool(_FairWait, redis.asyncio.BlockingConnectionPool):
+    """Waits first come, first served (:class:`_FairWait`), without a timeout of its own:
+    the store's watchdog bounds the call."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.connection_class = packed_class(self.connection_class)
-
-    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        get = super().get_connection
-        return await _async_get(lambda: get(*args, **kwargs))
-
-    def _busy(self) -> bool:
-        """Whether redis-py's own way must hand out or take back a connection: a
-        maintenance notice is being applied, or a task holds or waits on the pool's
-        condition (so a connection freed for a waiting task goes to it, first come
-        first served, as in redis-py)."""
-        condition = self._condition
-        return bool(self._in_maintenance or condition.locked() or condition._waiters)
-
-    async def get_short(self) -> Any:
-        """redis-py's ``get_connection`` (8.x) without its metrics (the caller knows them
-        off), when a connection is free and no task waits for one: it is handed out at
-        once (redis-py's way takes the pool's condition, an ``asyncio.timeout`` and a
-        context manager for it, about 600 bytecodes with the release), connected, and
-        refused if it holds data no command asked for. Anything else, such as the wait
-        for a connection when all are in use: redis-py's way."""
-        available = self._available_connections
-        if not available or self._busy():
-            return await self.get_connection()
-        connection = available.pop()
-        self._in_use_connections.add(connection)
-        try:
-            if not connection.is_connected:
-                await connection.connect()
-            try:
-                if await self._unasked_data(connection):
-                    raise ConnectionError("Connection has data")
-            except (ConnectionError, redis.TimeoutError, OSError):
-                await connection.disconnect()
-                await connection.connect()
-                if await self._unasked_data(connection):
-                    raise ConnectionError("Connection not ready") from None
-        except BaseException:
-            await self.release(connection)
-            raise
-        return connection
-
-    async def _unasked_data(self, connection: Any) -> bool:
-        """The connection holds a reply no command asked for (redis-py's test)."""
-        return bool(await connection.can_read() and not self.maint_notifications_enabled())
-
-    async def release_short(self, connection: Any) -> None:
-        """redis-py's ``release`` (8.x) without its metrics (the caller knows them off)
-        when no task waits for a connection and none needs to authenticate again (a
-        streaming credential provider's token, which redis-py's release applies)."""
-        if self._busy() or getattr(connection, "_re_auth_token", None) is not None:
-            await self.release(connection)
-            return
-        self._in_use_connections.remove(connection)
-        if connection.should_reconnect():
-            await connection.disconnect()
-        self._available_connections.append(connection)
 
 
 class _Follow:
@@ -609,7 +726,9 @@ class SentinelPool(_Follow, SentinelConnectionPool, redis.BlockingConnectionPool
         return connection
 
 
-class AsyncSentinelPool(_Follow, AsyncSentinelConnectionPool, redis.asyncio.BlockingConnectionPool):
+class AsyncSentinelPool(
+    _Follow, _FairWait, AsyncSentinelConnectionPool, redis.asyncio.BlockingConnectionPool
+):
     def __init__(self, *args: Any, check_interval: float = 1.0, **kwargs: Any) -> None:
         self.check_interval = check_interval
         super().__init__(*args, **kwargs)
