@@ -267,6 +267,36 @@ def test_sync_pool_waits_rather_than_refusing(redis_url: str) -> None:
     store.close()
 
 
+def test_sync_pool_serves_waiting_threads_first_come_first_served(redis_url: str) -> None:
+    """One connection, 20 threads reading back to back for a second: no read waits
+    anywhere near its deadline. (On LifoQueue's condition a thread that returned the
+    connection and asked again took it back before the notified waiter woke: some reads
+    waited out their whole second and failed.)"""
+    store = RedisStore(redis_url, prefix=_prefix(), max_connections=1, socket_timeout=1.0)
+    keys = [ids.store_key(ids.new_session_id()) for _ in range(5)]
+    failures: list[BaseException] = []
+    worst = [0.0]
+    end = time.monotonic() + 1.0
+
+    def reader(key: str) -> None:
+        while time.monotonic() < end:
+            started = time.monotonic()
+            try:
+                store.load(key, time.time())
+            except StoreError as exc:
+                failures.append(exc)
+            worst[0] = max(worst[0], time.monotonic() - started)
+
+    threads = [threading.Thread(target=reader, args=(keys[i % 5],)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert worst[0] < 0.5
+    store.close()
+
+
 def test_sync_pool_exhausted_within_the_timeout_is_store_unavailable(redis_url: str) -> None:
     store = RedisStore(redis_url, prefix=_prefix(), max_connections=1, socket_timeout=0.3)
     held = store.client.connection_pool.get_connection()

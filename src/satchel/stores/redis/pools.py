@@ -120,22 +120,38 @@ def _sync_get(get: Any) -> Any:
         raise
 
 
-class _Stack:
-    """The free connections of a sync blocking pool, last in first out: what redis-py's
-    ``BlockingConnectionPool`` asks of its ``queue_class`` (``get`` with a timeout,
-    ``put_nowait``, the list ``queue``), as ``queue.LifoQueue`` does it, less its
-    bookkeeping for ``join()`` and for waiting to put (the pool never does either):
-    taking and returning a free connection is one lock each, and the condition is only
-    notified when someone waits on it (about 380 bytecodes a request less, two calls)."""
+class _Waiter:
+    """A thread waiting for a connection: its lock is released when one is handed to it."""
 
-    __slots__ = ("maxsize", "mutex", "not_empty", "queue", "waiting")
+    __slots__ = ("item", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.item: Any = None
+
+
+class _Stack:
+    """The free connections of a sync blocking pool: what redis-py's
+    ``BlockingConnectionPool`` asks of its ``queue_class`` (``get`` with a timeout,
+    ``put_nowait``, the list ``queue``). Free connections are taken last in, first out
+    (the warmest socket), as ``queue.LifoQueue`` does it, less its bookkeeping for
+    ``join()`` and for waiting to put (the pool never does either): taking and returning
+    one is one lock each (about 380 bytecodes a request less, two calls).
+
+    Threads that find none free wait first come, first served: a returned connection
+    goes straight to the oldest waiting thread. (On ``LifoQueue``'s condition a thread
+    that returned a connection and asked again took it back before the notified waiter
+    woke: one connection, 20 threads reading back to back, some of them waited out their
+    whole deadline.)"""
+
+    __slots__ = ("maxsize", "mutex", "queue", "waiters")
 
     def __init__(self, maxsize: int = 0) -> None:
         self.maxsize = maxsize
         self.queue: list[Any] = []
         self.mutex = threading.Lock()
-        self.not_empty = threading.Condition(self.mutex)
-        self.waiting = 0  # threads in get() waiting for a connection
+        self.waiters: collections.deque[_Waiter] = collections.deque()
 
     def qsize(self) -> int:
         with self.mutex:
@@ -144,35 +160,49 @@ class _Stack:
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         with self.mutex:
             queue = self.queue
-            if queue:
+            if queue and not self.waiters:
                 return queue.pop()
             if not block:
                 raise Empty
             if timeout is not None and timeout < 0:
                 raise ValueError("'timeout' must be a non-negative number")
-            end = None if timeout is None else time.monotonic() + timeout
-            self.waiting += 1
+            waiter = _Waiter()
+            self.waiters.append(waiter)
+        try:
+            if waiter.lock.acquire(timeout=-1 if timeout is None else timeout):
+                return waiter.item
+        except BaseException:  # (interrupted while waiting: what it was handed goes on)
+            self._leave(waiter, give_back=True)
+            raise
+        if self._leave(waiter, give_back=False):
+            raise Empty
+        return waiter.item  # handed one as the time ran out
+
+    def _leave(self, waiter: _Waiter, give_back: bool) -> bool:
+        """Stop waiting: True if nothing was handed to ``waiter``; else, with
+        ``give_back``, what was handed goes to the next waiter (or back)."""
+        with self.mutex:
             try:
-                while not queue:
-                    if end is None:
-                        self.not_empty.wait()
-                        continue
-                    left = end - time.monotonic()
-                    if left <= 0.0:
-                        raise Empty
-                    self.not_empty.wait(left)
-            finally:
-                self.waiting -= 1
-            return queue.pop()
+                self.waiters.remove(waiter)
+            except ValueError:  # handed an item meanwhile (put_nowait released the lock)
+                pass
+            else:
+                return True
+        if give_back:
+            self.put_nowait(waiter.item)
+        return False
 
     def put_nowait(self, item: Any) -> None:
         with self.mutex:
+            if self.waiters:
+                waiter = self.waiters.popleft()
+                waiter.item = item
+                waiter.lock.release()
+                return
             queue = self.queue
             if len(queue) >= self.maxsize > 0:
                 raise Full
             queue.append(item)
-            if self.waiting:
-                self.not_empty.notify()
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         self.put_nowait(item)  # (the pool never holds more than maxsize: nothing waits)
