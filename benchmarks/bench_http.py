@@ -11,7 +11,9 @@ connections and duration, and ``--latency`` gives the percentiles.
 
 - ``read`` and ``write`` send one live session cookie on every request (wrk's ``-H
   'Cookie: ...'``; the cookie comes from one ``GET /write`` made before the run), so all
-  connections share one session, as concurrent tabs of one user would;
+  connections share one session, as concurrent tabs of one user would; with ``--sessions
+  N`` they cycle through N sessions instead (a wrk script; each started by a ``GET
+  /write``), as N users would, and a write rarely meets another on its session;
 - ``anonymous`` and ``login`` send no cookie (a login starts a new session and a new user
   on every request).
 
@@ -27,6 +29,7 @@ process started here is stopped at the end, on Ctrl-C and on errors.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -96,6 +99,7 @@ class Server:
     process: subprocess.Popen[bytes]
     log: IO[bytes]
     cookie: str | None = None
+    script: str | None = None  # a wrk script cycling through several sessions' cookies
 
     @classmethod
     def start(cls, name: str, prefix: str, args: argparse.Namespace) -> Server:
@@ -148,8 +152,23 @@ class Server:
 
     def start_session(self) -> None:
         """The Cookie header of a live session: the one that a ``GET /write`` starts."""
+        self.cookie = self.new_cookie()
+
+    def new_cookie(self) -> str | None:
         pairs = [value.split(";", 1)[0] for value in self.get("write")]
-        self.cookie = "; ".join(pairs) or None
+        return "; ".join(pairs) or None
+
+    def start_sessions(self, count: int, directory: str) -> None:
+        """A wrk script sending the cookies of ``count`` live sessions in turn."""
+        cookies = [self.new_cookie() or "" for _ in range(count)]
+        path = Path(directory) / f"{self.name}.lua"
+        listed = ",\n".join(f"  {json.dumps(cookie)}" for cookie in cookies)
+        path.write_text(
+            f"local cookies = {{\n{listed}\n}}\nlocal i = 0\n"
+            "request = function()\n  i = i % #cookies + 1\n"
+            "  return wrk.format(nil, nil, {Cookie = cookies[i]})\nend\n"
+        )
+        self.script = str(path)
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server's processes so far (gunicorn's worker too)."""
@@ -202,6 +221,8 @@ def servers(names: list[str], prefix: str, args: argparse.Namespace) -> Iterator
         for server in started:
             server.wait_ready()
             server.start_session()
+            if args.sessions > 1:
+                server.start_sessions(args.sessions, args.scripts)
         yield started
     finally:
         for server in started:
@@ -255,7 +276,9 @@ def wrk(server: Server, scenario: str, seconds: int, args: argparse.Namespace) -
         WRK, "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s",
         "--timeout", "10s", "--latency",
     ]  # fmt: skip
-    if scenario in COOKIE_SCENARIOS and server.cookie:
+    if scenario in COOKIE_SCENARIOS and server.script:
+        command += ["-s", server.script]
+    elif scenario in COOKIE_SCENARIOS and server.cookie:
         command += ["-H", f"Cookie: {server.cookie}"]
     command.append(server.url(scenario))
     cpu = server.cpu_seconds()
@@ -420,6 +443,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="wrk -t")
     parser.add_argument("--connections", type=int, default=50, help="wrk -c")
     parser.add_argument(
+        "--sessions",
+        type=int,
+        default=1,
+        help="read and write cycle through this many sessions (default: one, shared)",
+    )
+    parser.add_argument(
         "--http",
         choices=("h11", "httptools"),
         default="h11",
@@ -445,15 +474,22 @@ def main() -> None:
     runs: Runs = {}
     began, load = time.monotonic(), os.getloadavg()
     try:
-        with servers(names, prefix, args) as started:
-            measure(started, scenarios, args, runs)
+        with tempfile.TemporaryDirectory() as scripts:
+            args.scripts = scripts
+            with servers(names, prefix, args) as started:
+                measure(started, scenarios, args, runs)
     finally:
         removed = clean(args.redis, prefix)
     elapsed = time.monotonic() - began
 
     print(
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency, "
-        f"{args.rounds} rounds; uvicorn 1 worker --http {args.http} --loop asyncio; "
+        + (
+            f"read and write cycling through {args.sessions} sessions, "
+            if args.sessions > 1
+            else "read and write on one shared session, "
+        )
+        + f"{args.rounds} rounds; uvicorn 1 worker --http {args.http} --loop asyncio; "
         f"gunicorn 1 {args.wsgi_worker} worker"
         + (f" x {args.wsgi_threads} threads" if args.wsgi_worker == "gthread" else "")
         + f"; {os.cpu_count()} CPUs, load {load[0]:.1f} -> {os.getloadavg()[0]:.1f}\n"
