@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -12,10 +15,13 @@ from starlette.applications import Starlette
 
 from satchel import ids
 from satchel.asgi import SessionMiddleware
+from satchel.errors import StoreError
 from satchel.ops import drive
+from satchel.record import Record
 from satchel.stores.mysql import MySQLStore
 from satchel.stores.registry import store_from_url
 from satchel.testing.conformance import StoreConformance, cookie_id, request
+from satchel.testing.flows import make_meta
 
 from .conftest import KEY
 from .helpers import make_engine
@@ -113,3 +119,86 @@ async def test_cut_connection_gives_503_and_recovers(mysql_url: str, table: str)
     finally:
         await store.aclose()
         proxy.close()
+
+
+# -- a caller waiting for a pooled connection is served first come, first served ------------
+
+
+def _loads_back_to_back(store: MySQLStore) -> tuple[list[BaseException], float]:
+    """20 threads loading sessions back to back for a second through one connection:
+    the loads that failed, and the slowest load."""
+    now = time.time()
+    keys = [ids.store_key(ids.new_session_id()) for _ in range(5)]
+    for key in keys:
+        store.create(key, Record({"k": key}, make_meta(now)))
+    failures: list[BaseException] = []
+    worst = [0.0]
+    end = time.monotonic() + 1.0
+
+    def reader(key: str) -> None:
+        while time.monotonic() < end:
+            started = time.monotonic()
+            try:
+                assert store.load(key, now + 1) is not None
+            except StoreError as exc:
+                failures.append(exc)
+            worst[0] = max(worst[0], time.monotonic() - started)
+
+    threads = [threading.Thread(target=reader, args=(keys[i % 5],)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures, worst[0]
+
+
+def test_threads_waiting_for_a_connection_are_served_in_turn(mysql_url: str, table: str) -> None:
+    """(SQLAlchemy's QueuePool let a thread that returned the connection and asked again
+    take it back before the waiter it woke ran: 5 loads failed at their 1 s deadline.)"""
+    store = MySQLStore(mysql_url, table=table, pool_size=1, max_overflow=0, timeout=1.0)
+    failures, worst = _loads_back_to_back(store)
+    store.close()
+    assert failures == []
+    assert worst < 0.5
+
+
+async def test_tasks_waiting_for_a_connection_are_served_in_turn(
+    mysql_url: str, table: str
+) -> None:
+    """The asyncio pool: 20 tasks loading back to back for a second through one
+    connection, none near its deadline; a waiter cancelled as it is handed the connection
+    passes it on."""
+    store = MySQLStore(mysql_url, table=table, pool_size=1, max_overflow=0, timeout=1.0)
+    now = time.time()
+    keys = [ids.store_key(ids.new_session_id()) for _ in range(5)]
+    for key in keys:
+        await store.acreate(key, Record({"k": key}, make_meta(now)))
+    failures: list[BaseException] = []
+    worst = [0.0]
+    end = time.monotonic() + 1.0
+
+    async def reader(key: str) -> None:
+        while time.monotonic() < end:
+            started = time.monotonic()
+            try:
+                assert await store.aload(key, now + 1) is not None
+            except StoreError as exc:
+                failures.append(exc)
+            worst[0] = max(worst[0], time.monotonic() - started)
+
+    await asyncio.gather(*(reader(keys[i % 5]) for i in range(20)))
+    assert failures == []
+    assert worst[0] < 0.5
+
+    async def load(key: str) -> None:
+        await store.aload(key, now + 1)
+
+    for _ in range(20):  # some cancelled while waiting, some as they are handed it
+        tasks = [asyncio.create_task(load(keys[i % 5])) for i in range(6)]
+        await asyncio.sleep(0.001 * (_ % 4))
+        tasks[1].cancel()
+        tasks[2].cancel()
+        done = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=0.9)
+        assert [type(r) for r in done].count(asyncio.CancelledError) <= 2
+        assert not [r for r in done if isinstance(r, StoreError)]
+    await store.aclose()

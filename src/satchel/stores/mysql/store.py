@@ -123,9 +123,12 @@ class MySQLStore(Store):
         if self._engine is None:
             from sqlalchemy import create_engine
 
+            from .pools import FairQueuePool
+
             timeout = self.timeout
             self._engine = create_engine(
                 self._driver_url("pymysql"),
+                poolclass=FairQueuePool,
                 connect_args={
                     "connect_timeout": timeout,
                     "read_timeout": timeout,
