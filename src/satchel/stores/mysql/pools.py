@@ -72,8 +72,16 @@ class _FairQueue(sqla_queue.Queue[Any]):
             else:
                 return True
         if give_back:
-            self.put(waiter.item, False)
+            try:
+                self.put(waiter.item, False)
+            except sqla_queue.Full:  # (returns filled it meanwhile: an overflow connection)
+                self.overfull(waiter.item)
         return False
+
+    def overfull(self, item: Any) -> None:
+        """What the pool does with a connection returned into a full queue (set by
+        :class:`FairQueuePool`)."""
+        raise sqla_queue.Full
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         # (the pool only ever puts without blocking: a full queue closes the connection)
@@ -92,3 +100,7 @@ class FairQueuePool(QueuePool):
     """SQLAlchemy's ``QueuePool``, waiters served first come, first served."""
 
     _queue_class = _FairQueue
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pool.overfull = self._do_return_conn  # type: ignore[attr-defined]
