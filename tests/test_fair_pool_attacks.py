@@ -160,7 +160,7 @@ def _redis_pool_state(store: RedisStore) -> tuple[int, int, int, int]:
     return (
         len(pool.pool.queue),
         len(pool._connections),
-        len(pool.pool.waiters),
+        len(pool.pool.line.waiters),
         pool.max_connections,
     )
 
@@ -305,7 +305,7 @@ def _make_table(table: str) -> None:
 
 def _sqla_state(store: MySQLStore) -> tuple[int, int, int, int]:
     pool = store.engine.pool
-    return pool.checkedout(), pool.checkedin(), pool.overflow(), len(pool._pool.waiters)
+    return pool.checkedout(), pool.checkedin(), pool.overflow(), len(pool._pool.line.waiters)
 
 
 @pytest.mark.parametrize(("overflow", "timeout"), [(0, 0.02), (3, 0.02), (3, 0.2)])
@@ -708,9 +708,9 @@ def test_mysql_interrupted_waiter_passing_its_connection_on_into_a_full_queue(
     thread = threading.Thread(target=waiter)
     thread.start()
     deadline = time.monotonic() + 5
-    while not pool._pool.waiters and time.monotonic() < deadline:
+    while not pool._pool.line.waiters and time.monotonic() < deadline:
         time.sleep(0.001)
-    assert pool._pool.waiters
+    assert pool._pool.line.waiters
     assert thread.ident is not None
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(thread.ident), ctypes.py_object(_Interrupt)

@@ -15,68 +15,41 @@ waiters cancelled as they are woken) meets no deadline
 
 from __future__ import annotations
 
-import collections
-import threading
 from typing import Any
 
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.util import queue as sqla_queue
 
+from .._handoff import Handoff
+
 __all__ = ["FairQueuePool"]
 
 
-class _Waiter:
-    """A thread waiting for a connection: its lock is released when one is handed to it."""
-
-    __slots__ = ("item", "lock")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.lock.acquire()
-        self.item: Any = None
-
-
 class _FairQueue(sqla_queue.Queue[Any]):
-    """The sync pool's queue: items (connection records) handed to the oldest waiter."""
+    """The sync pool's queue: items (connection records) handed to the oldest waiter
+    (:class:`Handoff`)."""
 
     def __init__(self, maxsize: int = 0, use_lifo: bool = False) -> None:
         super().__init__(maxsize, use_lifo)
-        self.waiters: collections.deque[_Waiter] = collections.deque()
+        self.line = Handoff(self.mutex)
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         with self.mutex:
-            if self.queue and not self.waiters:
+            if self.queue and not self.line.waiters:
                 return self._get()
             if not block:
                 raise sqla_queue.Empty
-            waiter = _Waiter()
-            self.waiters.append(waiter)
-        try:
-            if waiter.lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
-                return waiter.item
-        except BaseException:  # (interrupted while waiting: what it was handed goes on)
-            self._leave(waiter, give_back=True)
-            raise
-        if self._leave(waiter, give_back=False):
+            waiter = self.line.join()
+        handed, item = self.line.wait(waiter, timeout, self._give_back)
+        if not handed:
             raise sqla_queue.Empty
-        return waiter.item  # handed one as the time ran out
+        return item
 
-    def _leave(self, waiter: _Waiter, give_back: bool) -> bool:
-        """Stop waiting: True if nothing was handed to ``waiter``; else, with
-        ``give_back``, what was handed goes to the next waiter (or back)."""
-        with self.mutex:
-            try:
-                self.waiters.remove(waiter)
-            except ValueError:  # handed an item meanwhile
-                pass
-            else:
-                return True
-        if give_back:
-            try:
-                self.put(waiter.item, False)
-            except sqla_queue.Full:  # (returns filled it meanwhile: an overflow connection)
-                self.overfull(waiter.item)
-        return False
+    def _give_back(self, item: Any) -> None:
+        try:
+            self.put(item, False)
+        except sqla_queue.Full:  # (returns filled it meanwhile: an overflow connection)
+            self.overfull(item)
 
     def overfull(self, item: Any) -> None:
         """What the pool does with a connection returned into a full queue (set by
@@ -86,10 +59,7 @@ class _FairQueue(sqla_queue.Queue[Any]):
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         # (the pool only ever puts without blocking: a full queue closes the connection)
         with self.mutex:
-            if self.waiters:
-                waiter = self.waiters.popleft()
-                waiter.item = item
-                waiter.lock.release()
+            if self.line.hand(item):
                 return
             if self._full():
                 raise sqla_queue.Full

@@ -36,6 +36,7 @@ from redis.exceptions import ConnectionError
 from redis.sentinel import SentinelConnectionPool
 from redis.utils import SENTINEL
 
+from .._handoff import Handoff
 from .connect import CALL, Call
 
 __all__ = ["CALL", "AsyncClient", "Call", "Client", "PoolExhausted"]
@@ -120,17 +121,6 @@ def _sync_get(get: Any) -> Any:
         raise
 
 
-class _Waiter:
-    """A thread waiting for a connection: its lock is released when one is handed to it."""
-
-    __slots__ = ("item", "lock")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.lock.acquire()
-        self.item: Any = None
-
-
 class _Stack:
     """The free connections of a sync blocking pool: what redis-py's
     ``BlockingConnectionPool`` asks of its ``queue_class`` (``get`` with a timeout,
@@ -139,19 +129,19 @@ class _Stack:
     ``join()`` and for waiting to put (the pool never does either): taking and returning
     one is one lock each (about 380 bytecodes a request less, two calls).
 
-    Threads that find none free wait first come, first served: a returned connection
-    goes straight to the oldest waiting thread. (On ``LifoQueue``'s condition a thread
-    that returned a connection and asked again took it back before the notified waiter
-    woke: one connection, 20 threads reading back to back, some of them waited out their
-    whole deadline.)"""
+    Threads that find none free wait first come, first served (:class:`Handoff`): a
+    returned connection goes straight to the oldest waiting thread. (On ``LifoQueue``'s
+    condition a thread that returned a connection and asked again took it back before
+    the notified waiter woke: one connection, 20 threads reading back to back, some of
+    them waited out their whole deadline.)"""
 
-    __slots__ = ("maxsize", "mutex", "queue", "waiters")
+    __slots__ = ("line", "maxsize", "mutex", "queue")
 
     def __init__(self, maxsize: int = 0) -> None:
         self.maxsize = maxsize
         self.queue: list[Any] = []
         self.mutex = threading.Lock()
-        self.waiters: collections.deque[_Waiter] = collections.deque()
+        self.line = Handoff(self.mutex)
 
     def qsize(self) -> int:
         with self.mutex:
@@ -160,44 +150,21 @@ class _Stack:
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         with self.mutex:
             queue = self.queue
-            if queue and not self.waiters:
+            if queue and not self.line.waiters:
                 return queue.pop()
             if not block:
                 raise Empty
             if timeout is not None and timeout < 0:
                 raise ValueError("'timeout' must be a non-negative number")
-            waiter = _Waiter()
-            self.waiters.append(waiter)
-        try:
-            if waiter.lock.acquire(timeout=-1 if timeout is None else timeout):
-                return waiter.item
-        except BaseException:  # (interrupted while waiting: what it was handed goes on)
-            self._leave(waiter, give_back=True)
-            raise
-        if self._leave(waiter, give_back=False):
+            waiter = self.line.join()
+        handed, item = self.line.wait(waiter, timeout, self.put_nowait)
+        if not handed:
             raise Empty
-        return waiter.item  # handed one as the time ran out
-
-    def _leave(self, waiter: _Waiter, give_back: bool) -> bool:
-        """Stop waiting: True if nothing was handed to ``waiter``; else, with
-        ``give_back``, what was handed goes to the next waiter (or back)."""
-        with self.mutex:
-            try:
-                self.waiters.remove(waiter)
-            except ValueError:  # handed an item meanwhile (put_nowait released the lock)
-                pass
-            else:
-                return True
-        if give_back:
-            self.put_nowait(waiter.item)
-        return False
+        return item
 
     def put_nowait(self, item: Any) -> None:
         with self.mutex:
-            if self.waiters:
-                waiter = self.waiters.popleft()
-                waiter.item = item
-                waiter.lock.release()
+            if self.line.hand(item):
                 return
             queue = self.queue
             if len(queue) >= self.maxsize > 0:
