@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -130,3 +132,32 @@ async def do_login(request: Request) -> Response:
     """A route that logs ``?user=`` in (default alice)."""
     login(session_of(request), request.query_params.get("user", "alice"))
     return PlainTextResponse("in")
+
+
+def loads_back_to_back(
+    load: Callable[[str], object], keys: list[str], threads: int = 20, seconds: float = 1.0
+) -> tuple[list[BaseException], float]:
+    """``threads`` threads calling ``load`` on ``keys`` (in turn) back to back for
+    ``seconds``: the store errors they met, and the slowest call. On a pool of one
+    connection, what shows whether a waiting thread is served in turn."""
+    from satchel.errors import StoreError
+
+    failures: list[BaseException] = []
+    worst = [0.0]
+    end = time.monotonic() + seconds
+
+    def reader(key: str) -> None:
+        while time.monotonic() < end:
+            started = time.monotonic()
+            try:
+                load(key)
+            except StoreError as exc:
+                failures.append(exc)
+            worst[0] = max(worst[0], time.monotonic() - started)
+
+    running = [threading.Thread(target=reader, args=(keys[i % len(keys)],)) for i in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+    return failures, worst[0]

@@ -73,6 +73,39 @@ class Tally:
             with self.lock:
                 self.wrong.append((key, dict(record.data)))
 
+    def run(self, call: Callable[[], Any]) -> float:
+        """One sync call, counted: done, a store error (allowed) or anything else (not).
+        Returns how long it took."""
+        started = time.monotonic()
+        try:
+            call()
+            with self.lock:
+                self.ok += 1
+        except StoreError:
+            with self.lock:
+                self.store_errors += 1
+        except BaseException as exc:
+            with self.lock:
+                self.foreign.append(exc)
+        return time.monotonic() - started
+
+
+def _hammer(
+    store: Any, key: str, tally: Tally, stop: threading.Event, slow_after: float
+) -> Callable[[int], None]:
+    """A thread's loop: load ``key`` (checking it is its own) until ``stop``, with random
+    pauses, noting loads slower than ``slow_after`` seconds."""
+
+    def hammer(i: int) -> None:
+        rng = random.Random(i)
+        while not stop.is_set():
+            spent = tally.run(lambda: tally.check(key, store.load(key, time.time())))
+            if spent > slow_after:
+                tally.slow.append(spent)
+            time.sleep(rng.random() * 0.003)
+
+    return hammer
+
 
 def _cycle(store: Any, key: str, tally: Tally, limit: float, rng: random.Random) -> None:
     """One session's life on the sync path: create, load, update, load, delete; the
@@ -87,17 +120,7 @@ def _cycle(store: Any, key: str, tally: Tally, limit: float, rng: random.Random)
     ]
     for step in steps:
         started = time.monotonic()
-        try:
-            step()
-            with tally.lock:
-                tally.ok += 1
-        except StoreError:
-            with tally.lock:
-                tally.store_errors += 1
-        except BaseException as exc:
-            with tally.lock:
-                tally.foreign.append(exc)
-        spent = time.monotonic() - started
+        spent = tally.run(step)
         if spent > limit:
             with tally.lock:
                 tally.slow.append((round(spent, 3), steps.index(step), round(started, 3)))
@@ -229,16 +252,9 @@ def test_redis_sync_frozen_server_while_threads_wait(private_redis: RedisServer)
     try:
 
         def worker(i: int) -> None:
-            started = time.monotonic()
-            try:
-                store.load(key, time.time())
-                tally.ok += 1
-            except StoreError:
-                tally.store_errors += 1
-            except BaseException as exc:
-                tally.foreign.append(exc)
-            if time.monotonic() - started > 0.2 * 2 + 0.2:
-                tally.slow.append(time.monotonic() - started)
+            spent = tally.run(lambda: store.load(key, time.time()))
+            if spent > 0.2 * 2 + 0.2:
+                tally.slow.append(spent)
 
         _threads(worker, 30)
     finally:
@@ -471,21 +487,7 @@ def test_redis_sync_server_killed_and_restarted_while_threads_wait(
     store.create(key, Record({"own": key}, make_meta(time.time())))
     tally = Tally()
     stop = threading.Event()
-
-    def hammer(i: int) -> None:
-        rng = random.Random(i)
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                tally.check(key, store.load(key, time.time()))
-            except StoreError:
-                with tally.lock:
-                    tally.store_errors += 1
-            except BaseException as exc:
-                tally.foreign.append(exc)
-            if time.monotonic() - started > 0.6:
-                tally.slow.append(time.monotonic() - started)
-            time.sleep(rng.random() * 0.003)
+    hammer = _hammer(store, key, tally, stop, slow_after=0.6)
 
     threads = [threading.Thread(target=hammer, args=(i,)) for i in range(30)]
     for t in threads:
@@ -529,21 +531,7 @@ def test_mysql_sync_link_fault_while_threads_wait(mysql_table: str, fault: str) 
     store.create(key, Record({"own": key}, make_meta(time.time())))
     tally = Tally()
     stop = threading.Event()
-
-    def hammer(i: int) -> None:
-        rng = random.Random(i)
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                tally.check(key, store.load(key, time.time()))
-            except StoreError:
-                with tally.lock:
-                    tally.store_errors += 1
-            except BaseException as exc:
-                tally.foreign.append(exc)
-            if time.monotonic() - started > 1.2:
-                tally.slow.append(time.monotonic() - started)
-            time.sleep(rng.random() * 0.003)
+    hammer = _hammer(store, key, tally, stop, slow_after=1.2)
 
     threads = [threading.Thread(target=hammer, args=(i,)) for i in range(20)]
     try:

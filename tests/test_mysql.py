@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from satchel.testing.conformance import StoreConformance, cookie_id, request
 from satchel.testing.flows import make_meta
 
 from .conftest import KEY
-from .helpers import make_engine
+from .helpers import loads_back_to_back, make_engine
 from .services import TcpProxy, port_open, unavailable
 from .test_asgi import ROUTES
 
@@ -125,31 +124,16 @@ async def test_cut_connection_gives_503_and_recovers(mysql_url: str, table: str)
 
 
 def _loads_back_to_back(store: MySQLStore) -> tuple[list[BaseException], float]:
-    """20 threads loading sessions back to back for a second through one connection:
-    the loads that failed, and the slowest load."""
+    """20 threads loading five live sessions back to back for a second (helpers)."""
     now = time.time()
     keys = [ids.store_key(ids.new_session_id()) for _ in range(5)]
     for key in keys:
         store.create(key, Record({"k": key}, make_meta(now)))
-    failures: list[BaseException] = []
-    worst = [0.0]
-    end = time.monotonic() + 1.0
 
-    def reader(key: str) -> None:
-        while time.monotonic() < end:
-            started = time.monotonic()
-            try:
-                assert store.load(key, now + 1) is not None
-            except StoreError as exc:
-                failures.append(exc)
-            worst[0] = max(worst[0], time.monotonic() - started)
+    def load(key: str) -> None:
+        assert store.load(key, now + 1) is not None
 
-    threads = [threading.Thread(target=reader, args=(keys[i % 5],)) for i in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return failures, worst[0]
+    return loads_back_to_back(load, keys)
 
 
 def test_threads_waiting_for_a_connection_are_served_in_turn(mysql_url: str, table: str) -> None:
