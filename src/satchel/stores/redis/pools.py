@@ -696,6 +696,7 @@ class _Follow:
 class SentinelPool(_Follow, SentinelConnectionPool, redis.BlockingConnectionPool):
     def __init__(self, *args: Any, check_interval: float = 1.0, **kwargs: Any) -> None:
         self.check_interval = check_interval
+        kwargs.setdefault("queue_class", _Stack)  # (waiting threads served in turn)
         super().__init__(*args, **kwargs)
         self.connection_class = deadline_class(self.connection_class)
 
