@@ -16,6 +16,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -561,3 +562,21 @@ def private_cluster(tmp_path: Path) -> Iterator[ClusterSetup]:
     setup = ClusterSetup(tmp_path)
     yield setup
     setup.stop()
+
+
+@pytest.fixture
+def mariadb_table() -> Iterator[str]:
+    """A fresh table name in MariaDB's ``test`` database (on 127.0.0.1:3306), dropped
+    afterwards; fails under CI, skips elsewhere, when MariaDB is not running."""
+    if not port_open(3306):
+        unavailable("MariaDB on 127.0.0.1:3306")
+    name = f"satchel_test_{uuid.uuid4().hex[:10]}"
+    yield name
+    import pymysql
+
+    conn = pymysql.connect(host=LOOPBACK, user="root", database="test")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {name}")
+    finally:
+        conn.close()

@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pymysql
 import pytest
 
 from satchel import StoreError, ids
@@ -24,7 +23,7 @@ from satchel.stores.mysql import MySQLStore
 from satchel.stores.redis import RedisStore
 from satchel.testing.flows import make_meta
 
-from .services import RedisServer, TcpProxy, port_open, unavailable
+from .services import RedisServer, TcpProxy
 
 MYSQL = "mariadb://root@127.0.0.1:3306/test"
 
@@ -46,15 +45,8 @@ def _clean_redis(redis_url: str) -> Iterator[None]:
 
 
 @pytest.fixture
-def mysql_table() -> Iterator[str]:
-    if not port_open(3306):
-        unavailable("MariaDB on 127.0.0.1:3306")
-    name = f"satchel_fairattack_{uuid.uuid4().hex[:10]}"
-    yield name
-    conn = pymysql.connect(host="127.0.0.1", user="root", database="test")
-    with conn.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {name}")
-    conn.close()
+def mysql_table(mariadb_table: str) -> str:
+    return mariadb_table
 
 
 class Tally:
@@ -166,6 +158,32 @@ async def _acycle(store: Any, key: str, tally: Tally, rng: random.Random) -> Non
             tally.foreign.append(exc)
         if rng.random() < 0.3:
             await asyncio.sleep(rng.random() * 0.002)
+
+
+async def _astorm(
+    store: Any,
+    tally: Tally,
+    *,
+    rounds: int,
+    tasks: int,
+    cycles: int,
+    pause: float,
+    cancel_every: int,
+) -> None:
+    """``rounds`` rounds of ``tasks`` tasks, each making ``cycles`` counted cycles on new
+    keys; ``pause`` seconds into each round every ``cancel_every``-th task is cancelled."""
+
+    async def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(cycles):
+            await _acycle(store, ids.store_key(ids.new_session_id()), tally, rng)
+
+    for round_ in range(rounds):
+        started = [asyncio.create_task(worker(i + 1000 * round_)) for i in range(tasks)]
+        await asyncio.sleep(pause)
+        for task in started[::cancel_every]:
+            task.cancel()
+        await asyncio.wait_for(asyncio.gather(*started, return_exceptions=True), timeout=15)
 
 
 def _threads(target: Callable[[int], None], n: int) -> None:
@@ -280,18 +298,7 @@ async def test_redis_async_storm_tiny_deadlines_and_cancels(redis_url: str, time
     they are handed a connection), and outside cancellations: nothing lost or crossed."""
     store = RedisStore(redis_url, prefix=_prefix(), max_connections=3, socket_timeout=timeout)
     tally = Tally()
-
-    async def worker(i: int) -> None:
-        rng = random.Random(i)
-        for _ in range(5):
-            await _acycle(store, ids.store_key(ids.new_session_id()), tally, rng)
-
-    for round_ in range(4):
-        tasks = [asyncio.create_task(worker(i + 1000 * round_)) for i in range(50)]
-        await asyncio.sleep(0.003)
-        for task in tasks[::7]:
-            task.cancel()
-        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)
+    await _astorm(store, tally, rounds=4, tasks=50, cycles=5, pause=0.003, cancel_every=7)
     pool = store.async_client.connection_pool
     assert tally.foreign == []
     assert tally.wrong == []
@@ -373,18 +380,7 @@ async def test_mysql_async_storm_with_cancels(mysql_table: str) -> None:
     store = MySQLStore(MYSQL, table=mysql_table, pool_size=2, max_overflow=2, timeout=0.05)
     _make_table(mysql_table)
     tally = Tally()
-
-    async def worker(i: int) -> None:
-        rng = random.Random(i)
-        for _ in range(3):
-            await _acycle(store, ids.store_key(ids.new_session_id()), tally, rng)
-
-    for round_ in range(3):
-        tasks = [asyncio.create_task(worker(i + 100 * round_)) for i in range(30)]
-        await asyncio.sleep(0.005)
-        for task in tasks[::5]:
-            task.cancel()
-        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)
+    await _astorm(store, tally, rounds=3, tasks=30, cycles=3, pause=0.005, cancel_every=5)
     await asyncio.sleep(0.05)
     pool = store.async_engine.pool
     assert tally.foreign == []

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import Iterator
 
 import httpx
 import pymysql
@@ -39,13 +37,8 @@ def mysql_url() -> str:
 
 
 @pytest.fixture
-def table(mysql_url: str) -> Iterator[str]:
-    name = f"satchel_test_{uuid.uuid4().hex[:10]}"
-    yield name
-    conn = pymysql.connect(host="127.0.0.1", user="root", database="test")
-    with conn.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {name}")
-    conn.close()
+def table(mariadb_table: str) -> str:
+    return mariadb_table
 
 
 class TestMySQLConformance(StoreConformance):

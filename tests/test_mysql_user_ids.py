@@ -8,9 +8,6 @@ fresh table and on a table made with the 0.1 schema (converted by the schema ste
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pymysql
 import pytest
 
@@ -21,7 +18,6 @@ from satchel.testing.conformance import login_request
 from satchel.user_sessions import UserSessions
 
 from .conftest import KEY
-from .services import port_open, unavailable
 
 BASE = "mysql://root@127.0.0.1:3306/test"
 OLD_SCHEMA = """
@@ -46,12 +42,8 @@ def _sql(statement: str) -> tuple[tuple[object, ...], ...]:
 
 
 @pytest.fixture
-def table() -> Iterator[str]:
-    if not port_open(3306):
-        unavailable("MariaDB on 127.0.0.1:3306")
-    name = f"satchel_test_{uuid.uuid4().hex[:10]}"
-    yield name
-    _sql(f"DROP TABLE IF EXISTS {name}")
+def table(mariadb_table: str) -> str:
+    return mariadb_table
 
 
 def engine(cap: int | None = None) -> Engine:
