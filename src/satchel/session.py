@@ -21,6 +21,11 @@ from .session_data import SessionData
 if TYPE_CHECKING:
     from .backend import SessionBinding
 
+_UNBOUND = (
+    "this session is not bound to a request: satchel's middleware did not open it, or "
+    "its request has ended"
+)
+
 _NO_VALUES: Mapping[str, Any] = MappingProxyType({})
 """The empty baseline and the empty queue of metadata changes every session starts with."""
 
@@ -96,6 +101,14 @@ class Session(SessionData):
     def binding(self) -> SessionBinding | None:
         return self._binding
 
+    def unbind(self) -> None:
+        """Let go of the request (its middleware calls this when the request is over).
+        The session and its context refer to each other: unbound, neither is left for
+        the garbage collector, and the session can no longer be loaded or saved. What it
+        holds stays readable; a pending session that nothing used reads as empty, and a
+        lazy one nothing loaded refuses every use (:class:`SessionStateError`)."""
+        _BINDING_SLOT.__set__(self, None)  # (not an attribute write: a pending session's hook)
+
     def restore(self, session_id: str, key: str, data: Mapping[str, str], meta: Meta) -> None:
         """Fill from a stored record. Raises ``ValueError`` if a value cannot be decoded."""
         decoded = {name: codec.decode(text) for name, text in data.items()}
@@ -107,12 +120,16 @@ class Session(SessionData):
     def ensure_loaded(self) -> None:  # (SessionData calls it before every read and write)
         """Load a lazily bound session now (a no-op once loaded)."""
         if self._lazy:
+            if self._binding is None:
+                raise SessionStateError(
+                    "this session's request has ended before anything loaded it: a "
+                    "session is only usable while its request runs"
+                )
             self._lazy = False
-            assert self._binding is not None
             self._binding.load(self)
 
-    def __repr__(self) -> str:
-        state = "new" if self.new else "loaded"
+    def __repr__(self) -> str:  # (never loads: no store call, nor a refusal, in a repr)
+        state = "not loaded" if self._lazy else "new" if self._key is None else "loaded"
         return f"<Session {state} keys={sorted(dict.keys(self))!r}>"
 
     def clear(self) -> None:
@@ -291,17 +308,13 @@ class Session(SessionData):
         """Commit now (sync apps), e.g. before streaming a response. The response start
         then commits only what changed after this call."""
         if self._binding is None:
-            raise SessionStateError(
-                "this session is not bound to a request (satchel's middleware did not open it)"
-            )
+            raise SessionStateError(_UNBOUND)
         self._binding.save(self)
 
     async def asave(self) -> None:
         """Commit now (async apps)."""
         if self._binding is None:
-            raise SessionStateError(
-                "this session is not bound to a request (satchel's middleware did not open it)"
-            )
+            raise SessionStateError(_UNBOUND)
         await self._binding.asave(self)
 
     # -- what the app and the core can ask --------------------------------------------------
@@ -563,11 +576,11 @@ class _PendingSession(Session):
         """Become an ordinary new session, and tell the binding (a pending context: its
         cue to read its request; there is nothing to load)."""
         binding: SessionBinding | None = _BINDING_SLOT.__get__(self, Session)
-        assert binding is not None
         object.__setattr__(self, "__class__", Session)
         Session.__init__(self)
-        self._binding = binding
-        type(binding).load(binding, self)
+        if binding is not None:  # (None: its request has ended; it stays empty)
+            self._binding = binding
+            type(binding).load(binding, self)
 
     def __getattr__(self, name: str) -> Any:  # (only for state not set up yet)
         if name not in _STATE:

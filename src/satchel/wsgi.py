@@ -56,17 +56,38 @@ def answer_wsgi(answer: Answer) -> WSGIApp:
 
 class _Body:
     """The app's body with its first chunk already drawn (which makes generator apps call
-    start_response, so the commit happens before any byte leaves)."""
+    start_response, so the commit happens before any byte leaves); closing it ends the
+    request's context."""
 
-    def __init__(self, first: list[bytes], rest: Iterator[bytes], result: Iterable[bytes]):
-        self._first, self._rest, self._result = first, rest, result
+    def __init__(
+        self,
+        first: list[bytes],
+        rest: Iterator[bytes],
+        result: Iterable[bytes],
+        ctx: RequestContext,
+    ):
+        self._first, self._rest, self._result, self._ctx = first, rest, result, ctx
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self._first
         yield from self._rest
 
     def close(self) -> None:
-        _close(self._result)
+        try:
+            _close(self._result)
+        finally:
+            self._ctx.end()
+
+
+def _ending(result: Iterable[bytes], ctx: RequestContext) -> Iterable[bytes]:
+    """``result``, the request's context ended when it is done: now for a list (its
+    ``start_response`` came before it was returned), else when the server closes it."""
+    if type(result) is _Body:  # (the app's own body: ends the context when closed)
+        return result
+    if type(result) is list or type(result) is tuple:
+        ctx.end()
+        return result
+    return _Body([], iter(result), result, ctx)
 
 
 _HEADER_NAMES: dict[str, str] = {}
@@ -192,7 +213,16 @@ class SessionMiddleware:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         ctx = open_lazily(self.backend, self.policy, Session(), environ)
+        try:
+            result = self._respond(environ, start_response, ctx)
+        except BaseException:
+            ctx.end()
+            raise
+        return _ending(result, ctx)
 
+    def _respond(
+        self, environ: Environ, start_response: StartResponse, ctx: RequestContext
+    ) -> Iterable[bytes]:
         app, answer = self.app, None
         try:
             if self.policy.device.enabled:  # device-bound sessions: an endpoint, or a refusal
@@ -234,7 +264,7 @@ class SessionMiddleware:
             return self._unavailable(environ, start_response, ctx)
         if type(result) is list or type(result) is tuple:
             return result  # (most apps: nothing to close, and a list iterates again from its start)
-        return _Body([] if first is None else [first], chunks, result)
+        return _Body([] if first is None else [first], chunks, result, ctx)
 
     @staticmethod
     def _csrf(environ: Environ, ctx: RequestContext) -> CSRFFailure | None:
@@ -271,6 +301,10 @@ class _EnvironContext(RequestContext):
         if headers is None:
             headers = self._headers = environ_headers(self._environ)
         return headers
+
+    def end(self) -> None:
+        super().end()
+        del self._environ  # (the environ holds the context: another cycle)
 
     def _header(self, name: bytes) -> str | None:
         """One header (lower-case name) from its environ key (``user-agent``:

@@ -92,6 +92,9 @@ _REFUSED = _request_key("satchel.refused", RequestContext)
 CONTEXT_KEY = _request_key("satchel.context", RequestContext)
 """Where the middleware keeps the session and the request context in the request (the
 context only while the handler's response is satchel's to commit)."""
+_ENDS_AT_PREPARE = _request_key("satchel.ends_at_prepare", bool)
+"""Set when the handler returned a response not prepared yet: the prepare hook ends the
+request's context, after its commit."""
 _EXEMPT = "__satchel_csrf_exempt__"
 
 
@@ -171,17 +174,34 @@ def session_middleware(
 
     @web.middleware
     async def satchel_session(request: web.Request, handler: Handler) -> web.StreamResponse:
-        session = AiohttpSession()
-        ctx = RequestContext.build(
+        ctx = context(request)
+        try:
+            response = await serve(request, handler, ctx)
+        except BaseException:
+            ctx.end()
+            raise
+        if response.prepared or request.get(CONTEXT_KEY) is not ctx:
+            ctx.end()  # (nothing of the session left to do)
+        else:
+            request[_ENDS_AT_PREPARE] = True  # its commit, in the prepare hook, comes first
+        return response
+
+    def context(request: web.Request) -> RequestContext:
+        return RequestContext.build(
             backend,
             policy,
-            session,
+            AiohttpSession(),
             method=request.method,
             path=_routed_path(request),
             headers=header_map((name.lower(), value) for name, value in request.headers.items()),
             peer=request.remote,
             scheme=request.scheme,
         )
+
+    async def serve(
+        request: web.Request, handler: Handler, ctx: RequestContext
+    ) -> web.StreamResponse:
+        session = ctx.session
         try:
             if ctx.ticket is not None:
                 if backend.store is None:  # nothing to wait for (cookie sessions)
@@ -286,9 +306,12 @@ async def _on_response_prepare(request: web.Request, response: web.StreamRespons
     elif ctx.read_session:
         merged = with_vary(response.headers.items(), ctx.transport.vary)
     else:
-        return
-    response.headers.clear()
-    response.headers.extend(merged)
+        merged = None
+    if merged is not None:
+        response.headers.clear()
+        response.headers.extend(merged)
+    if request.get(_ENDS_AT_PREPARE):  # the handler has returned: the request is over
+        ctx.end()
 
 
 async def _unavailable(request: web.Request) -> web.StreamResponse:

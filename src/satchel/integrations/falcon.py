@@ -122,11 +122,11 @@ class SatchelMiddleware:
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
         ctx = _context(req)
-        if ctx is None:
-            return
-        if ctx.finish(resp.status_code) is not None:
-            _unavailable(resp)
-        _session_headers(ctx, resp)
+        if ctx is not None:
+            if ctx.finish(resp.status_code) is not None:
+                _unavailable(resp)
+            _session_headers(ctx, resp)
+        _end(req)
 
     # -- ASGI ---------------------------------------------------------------------------------
 
@@ -173,11 +173,11 @@ class SatchelMiddleware:
         req_succeeded: bool,
     ) -> None:
         ctx = _context(req)
-        if ctx is None:
-            return
-        if await ctx.afinish(resp.status_code) is not None:
-            _unavailable(resp)
-        _session_headers(ctx, resp)
+        if ctx is not None:
+            if await ctx.afinish(resp.status_code) is not None:
+                _unavailable(resp)
+            _session_headers(ctx, resp)
+        _end(req)
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:
         """ASGI lifespan shutdown: the store's connections are closed."""
@@ -230,6 +230,13 @@ def _replay(body: bytes) -> Any:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return receive
+
+
+def _end(req: falcon.Request) -> None:
+    """The request is over (process_response is the last hook): its context ends."""
+    session = getattr(req.context, "session", None)
+    if session is not None and isinstance(session.binding, RequestContext):
+        session.binding.end()
 
 
 def _context(req: falcon.Request) -> RequestContext | None:

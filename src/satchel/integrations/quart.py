@@ -30,6 +30,7 @@ from . import missing_framework
 
 try:
     from quart import Quart, Response, current_app, g, request, session, websocket
+    from quart.globals import request_ctx, websocket_ctx
     from quart.sessions import SessionInterface, SessionMixin
     from quart.wrappers import BaseRequestWebsocket
     from werkzeug.wrappers import Response as WerkzeugResponse
@@ -52,6 +53,7 @@ from .pallets import (
     acheck_csrf,
     add_session_headers,
     csrf_answer,
+    end_request,
     guard_refusal,
     reads_form,
     store_unavailable,
@@ -151,6 +153,10 @@ class Satchel(Extension):
         app.before_request_funcs.setdefault(None, [])[0:0] = first
         app.before_request(self._check_csrf)
         app.before_websocket_funcs.setdefault(None, []).insert(0, _check_websocket)
+        # the last teardown functions (they run in reverse): views, other teardown
+        # functions and blueprints' still use the session before
+        app.teardown_request_funcs.setdefault(None, []).insert(0, _end_request)
+        app.teardown_websocket_funcs.setdefault(None, []).insert(0, _end_websocket)
         app.jinja_env.globals["csrf_token"] = lambda: csrf_token(request)
         app.register_error_handler(StoreError, _store_unavailable)
         if CSRFError not in app.error_handler_spec[None][None]:  # the app's own wins
@@ -188,6 +194,14 @@ async def _check_device() -> Response | None:
     response: Response = current_app.response_class(answer.body, status=answer.status)
     response.headers.extend(answer.headers)
     return response
+
+
+async def _end_request(exc: BaseException | None) -> None:  # (async: no thread for it)
+    end_request(request_ctx.session)
+
+
+async def _end_websocket(exc: BaseException | None) -> None:
+    end_request(websocket_ctx.session)
 
 
 async def _check_websocket() -> Response | None:

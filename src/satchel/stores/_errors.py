@@ -93,4 +93,7 @@ class map_exceptions:
             exc, self.table(), self.backend, describe=self.describe, refine=self.refine
         )
         if error is not None:
-            raise error from exc
+            try:
+                raise error from exc
+            finally:  # (its traceback holds this frame: no cycle through the local)
+                error = None
