@@ -42,6 +42,7 @@ from satchel.integrations.falcon import SatchelMiddleware, session_of
 from satchel.integrations.flask import Satchel as FlaskSatchel
 from satchel.integrations.litestar import SatchelPlugin, SatchelSessionConfig
 from satchel.integrations.quart import Satchel as QuartSatchel
+from satchel.request import csrf_token
 from satchel.wsgi import SessionMiddleware as WSGIMiddleware
 
 from .conftest import KEY
@@ -260,10 +261,11 @@ def _refused(app: Any, cookie: str | None) -> None:
 # -- after the request --------------------------------------------------------------------------
 
 
-def test_a_session_used_after_its_request_says_so() -> None:
-    """A session the app kept past its request: what it loaded stays readable; it can no
-    longer be saved; a lazy one nothing loaded refuses to load; a pending one (the
-    request carried no token) reads as the empty session it was."""
+def test_a_session_used_after_its_request_reads_but_cannot_save() -> None:
+    """A session the app kept past its request (an outer middleware, a test): what it
+    loaded stays readable, one nothing loaded still loads on first use, a pending one
+    reads as the empty session it was; none can be saved, and the request's context
+    answers nothing more."""
     kept: dict[str, Session] = {}
 
     def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -280,25 +282,61 @@ def test_a_session_used_after_its_request_says_so() -> None:
     _wsgi_call(wsgi, "/read", cookie)
     _wsgi_call(wsgi, "/lazy", cookie)
     assert kept["/read"]["n"] == 1
-    with pytest.raises(SessionStateError, match="request has ended"):
-        kept["/read"].save()
     assert repr(kept["/lazy"]) == "<Session not loaded keys=[]>"  # (a repr never loads)
-    with pytest.raises(SessionStateError, match="request has ended before anything loaded"):
-        kept["/lazy"].get("n")
+    assert kept["/lazy"]["n"] == 1  # loaded now
+    for session in kept.values():
+        session["n"] = 2
+        with pytest.raises(SessionStateError, match="request is over"):
+            session.save()
 
     async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
-        kept["pending"] = scope["session"]
+        kept["scope"] = scope  # type: ignore[assignment]
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
     asyncio.run(_asgi_call(ASGIMiddleware(asgi_app, MemoryStore(), **OPTIONS), "/"))
-    pending = kept["pending"]
+    scope: Any = kept["scope"]
+    pending = scope["session"]
     assert dict(pending) == {}
     assert pending.new
     assert pending.user_id is None
-    pending["late"] = 1  # (nothing stores it: the request is over)
-    with pytest.raises(SessionStateError, match="request has ended"):
+    with pytest.raises(SessionStateError, match="request is over"):
         asyncio.run(pending.asave())
+    with pytest.raises(SessionStateError, match="this request is over"):
+        csrf_token(scope)  # (its pending context never read the scope; now it cannot)
+
+
+def test_an_outer_wsgi_middleware_still_reads_the_session() -> None:
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ["PATH_INFO"] == "/login":
+            login(environ["satchel.session"], "alice")
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    inner = WSGIMiddleware(app, MemoryStore(), **OPTIONS)
+    seen: list[str | None] = []
+
+    def access_log(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        body = inner(environ, start_response)
+        seen.append(environ["satchel.session"].user_id)  # after the request: loads it
+        return body
+
+    _, cookie = _wsgi_call(access_log, "/login")
+    _wsgi_call(access_log, "/page", cookie)
+    assert seen == ["alice", "alice"]
+
+
+def _ignore(status: str, headers: list[tuple[str, str]], exc_info: Any = None, /) -> Any:
+    return None
+
+
+def test_a_body_closed_twice_ends_its_request_once() -> None:
+    app = WSGIMiddleware(_wsgi_app, MemoryStore(), **OPTIONS)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/write-stream", "wsgi.input": io.BytesIO()}
+    body: Any = app(environ, _ignore)
+    assert b"".join(body) == b"ok"
+    body.close()
+    body.close()  # (werkzeug's test client does)
 
 
 # -- frameworks -----------------------------------------------------------------------------------
@@ -329,7 +367,9 @@ def test_a_flask_request_leaves_no_cycle(kind: str) -> None:
 
 
 def _flask_get(client: Any, path: str) -> None:
-    _ok(client.get(path, base_url="https://localhost"))
+    response = client.get(path, base_url="https://localhost")
+    _ok(response)
+    response.close()  # (as a server closes the body: werkzeug's test client leaves it open)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -12,7 +12,7 @@ their framework spells a request and a response.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ from .log import logger, security
 from .ops import Flow, adrive, drive
 from .origin import Network, Origin, resolve
 from .printable import printable
-from .session import Session
+from .session import Session, set_binding
 from .transport import (
     HEADER,
     CookieTransport,
@@ -210,8 +210,10 @@ class RequestContext:
     def _fill(self) -> None:
         """Become an ordinary context: what :meth:`__init__` and :meth:`read_token`
         would have set, from the ASGI scope of a request without a token."""
-        object.__setattr__(self, "__class__", RequestContext)
         scope, policy, cookie = self._scope, self.policy, self.cookie_header
+        if scope is None:
+            raise SessionStateError("this request is over: nothing can be asked of it now")
+        object.__setattr__(self, "__class__", RequestContext)
         self._scope = None
         path: str = scope.get("path", "/")
         root: str = scope.get("root_path", "")
@@ -392,12 +394,14 @@ class RequestContext:
 
     def end(self) -> None:
         """The request is over (its response sent, or abandoned): every path calls this
-        last. The context and its session refer to each other, and so do a pending
-        context and its scope: left so, each request would leave a cycle for the garbage
-        collector (about 8 collections per 1,000 requests, and a pause of tens of
-        milliseconds every 10,000 or so). The session is unbound (:meth:`Session.unbind`)."""
-        self.session.unbind()
-        object.__setattr__(self, "_scope", None)  # (not a pending context's hook)
+        last. The context and its session refer to each other (and a pending context and
+        its scope): left so, each request would leave a cycle for the garbage collector
+        (about 8 collections per 1,000 requests, and a pause of tens of milliseconds every
+        10,000 or so). The session gets an :class:`EndedRequest` in place of this context
+        (:meth:`Session.end_request`)."""
+        ticket = self.ticket
+        ended = None if ticket is None else EndedRequest(self.backend, ticket, self.refresh)
+        self.session.end_request(ended)
 
     def response_headers(self, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         """``headers`` with what the session must carry: its token (rendered by the
@@ -668,6 +672,34 @@ class RequestContext:
         )
 
 
+class EndedRequest:
+    """The binding a session whose request carried a token keeps once the request is
+    over: it loads the session if nothing did during the request (an outer middleware, a
+    test reading it afterwards), keeps the middleware's clock, and refuses to save: the
+    response has gone, and with it any chance to send a new token or to answer 503."""
+
+    __slots__ = ("backend", "refresh", "ticket")
+
+    def __init__(self, backend: Backend, ticket: Any, refresh: bool) -> None:
+        self.backend, self.ticket, self.refresh = backend, ticket, refresh
+
+    def load(self, session: Session) -> None:
+        if self.ticket is not None:
+            drive(self.backend.open(session, self.ticket, self.refresh), self.backend.store)
+
+    def save(self, session: Session) -> None:
+        raise SessionStateError(_ENDED)
+
+    async def asave(self, session: Session) -> None:
+        raise SessionStateError(_ENDED)
+
+
+_ENDED = (
+    "this session's request is over: it can no longer be saved (save while the request "
+    "runs, e.g. before the response starts or while its body streams)"
+)
+
+
 def _commit_failed(exc: StoreError) -> StoreError:
     """A commit's store failure, logged: what :meth:`RequestContext.finish` answers."""
     logger.error("session store unavailable while committing: %s", exc)
@@ -694,8 +726,13 @@ class _PendingContext(RequestContext):
     def load(self, session: Session) -> None:  # the session's first use
         RequestContext._fill(self)  # (through the class: see pending())
 
+    def end(self) -> None:  # (nothing asked it anything; no token: nothing to load later)
+        set_binding(self.session, None)  # (RequestContext.end's, without a call more)
+        _set_scope(self, None)  # (not the hook)
+
 
 _FIELDS = frozenset(RequestContext.__slots__)
+_set_scope: Callable[[RequestContext, Any], None] = RequestContext.__dict__["_scope"].__set__
 
 
 def scope_credentials(scope: Any, bearer: bool) -> tuple[str, str]:
@@ -723,10 +760,9 @@ def context_of(session: Session) -> RequestContext:
     """The request context a middleware bound ``session`` to."""
     binding = session.binding
     if not isinstance(binding, RequestContext):
-        raise SessionStateError(
-            "this session is not bound to a request: satchel's middleware did not open it, "
-            "or its request has ended"
-        )
+        if isinstance(binding, EndedRequest):
+            raise SessionStateError(_ENDED)
+        raise SessionStateError("this session was not loaded by satchel's middleware")
     return binding
 
 

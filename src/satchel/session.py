@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 _UNBOUND = (
     "this session is not bound to a request: satchel's middleware did not open it, or "
-    "its request has ended"
+    "its request is over"
 )
 
 _NO_VALUES: Mapping[str, Any] = MappingProxyType({})
@@ -101,13 +101,13 @@ class Session(SessionData):
     def binding(self) -> SessionBinding | None:
         return self._binding
 
-    def unbind(self) -> None:
-        """Let go of the request (its middleware calls this when the request is over).
-        The session and its context refer to each other: unbound, neither is left for
-        the garbage collector, and the session can no longer be loaded or saved. What it
-        holds stays readable; a pending session that nothing used reads as empty, and a
-        lazy one nothing loaded refuses every use (:class:`SessionStateError`)."""
-        _BINDING_SLOT.__set__(self, None)  # (not an attribute write: a pending session's hook)
+    def end_request(self, ended: SessionBinding | None) -> None:
+        """Let go of the request (its middleware calls this when the request is over):
+        ``ended`` replaces its context, to load the session if nothing did during the
+        request (None: there is nothing to load). The session and its context referred
+        to each other; now neither waits for the garbage collector. The session still
+        reads what it holds, but it can no longer be saved (:class:`SessionStateError`)."""
+        set_binding(self, ended)
 
     def restore(self, session_id: str, key: str, data: Mapping[str, str], meta: Meta) -> None:
         """Fill from a stored record. Raises ``ValueError`` if a value cannot be decoded."""
@@ -120,12 +120,8 @@ class Session(SessionData):
     def ensure_loaded(self) -> None:  # (SessionData calls it before every read and write)
         """Load a lazily bound session now (a no-op once loaded)."""
         if self._lazy:
-            if self._binding is None:
-                raise SessionStateError(
-                    "this session's request has ended before anything loaded it: a "
-                    "session is only usable while its request runs"
-                )
             self._lazy = False
+            assert self._binding is not None
             self._binding.load(self)
 
     def __repr__(self) -> str:  # (never loads: no store call, nor a refusal, in a repr)
@@ -578,7 +574,7 @@ class _PendingSession(Session):
         binding: SessionBinding | None = _BINDING_SLOT.__get__(self, Session)
         object.__setattr__(self, "__class__", Session)
         Session.__init__(self)
-        if binding is not None:  # (None: its request has ended; it stays empty)
+        if binding is not None:  # (None: its request is over; it stays empty)
             self._binding = binding
             type(binding).load(binding, self)
 
@@ -598,3 +594,6 @@ class _PendingSession(Session):
 
 _STATE = frozenset(Session.__slots__) | frozenset(SessionData.__slots__)
 _BINDING_SLOT: Any = Session.__dict__["_binding"]  # (the slot's descriptor)
+set_binding: Callable[[Session, SessionBinding | None], None] = _BINDING_SLOT.__set__
+"""Set a session's binding (not an attribute write: a pending session's hook would take
+it for a first use)."""

@@ -14,7 +14,7 @@ from .backend import Backend
 from .cookie import CookieStore
 from .csrf_failure import FAILURE_KEY, CSRFFailure
 from .dbsc.protocol import Answer
-from .errors import UNAVAILABLE_BODY, StoreError
+from .errors import UNAVAILABLE_BODY, SessionStateError, StoreError
 from .log import logger
 from .options import DEFAULT_STORE, SessionOptions, build
 from .request import CONTEXT_KEY, ENVIRON_KEY, RequestContext, RequestPolicy
@@ -304,7 +304,7 @@ class _EnvironContext(RequestContext):
 
     def end(self) -> None:
         super().end()
-        del self._environ  # (the environ holds the context: another cycle)
+        self._environ = _ENDED  # (the environ holds the context: another cycle)
 
     def _header(self, name: bytes) -> str | None:
         """One header (lower-case name) from its environ key (``user-agent``:
@@ -313,6 +313,19 @@ class _EnvironContext(RequestContext):
             return self.headers.get(name.decode("latin-1"))
         value = self._environ.get("HTTP_" + name.decode("latin-1").upper().replace("-", "_"))
         return None if value is None else _text(value)
+
+
+class _Ended(dict[str, Any]):
+    """The environ of a context whose request is over: asking it anything says so."""
+
+    def __missing__(self, key: str) -> Any:
+        raise SessionStateError("this request is over: nothing can be asked of it now")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key]
+
+
+_ENDED: Environ = _Ended()
 
 
 def _text(value: Any) -> str:

@@ -23,7 +23,6 @@ from . import missing_framework
 
 try:
     from flask import Flask, Response, current_app, g, request, session
-    from flask.globals import request_ctx
     from flask.sessions import SessionInterface, SessionMixin
 except ModuleNotFoundError as exc:
     raise missing_framework(exc, "flask") from None
@@ -41,7 +40,6 @@ from .pallets import (
     add_session_headers,
     check_csrf,
     csrf_answer,
-    end_request,
     guard_refusal,
     reads_form,
     store_unavailable,
@@ -83,6 +81,9 @@ class _Interface(SessionInterface):
         # every response, a 503 included, carries a token a commit issued (e.g. of a
         # record created before a later store call failed)
         add_session_headers(ctx, response.headers)
+        # the request is over once the server closes the response: after its body (a
+        # stream_with_context generator too) and the teardown functions
+        response.call_on_close(ctx.end)
 
 
 class Satchel(Extension):
@@ -96,9 +97,6 @@ class Satchel(Extension):
             # before_request function (the app's own included) and the CSRF check
             app.before_request_funcs.setdefault(None, []).insert(0, _check_device)
         app.before_request(self._check_csrf)
-        # the last teardown function (they run in reverse): views, other teardown
-        # functions and blueprints' still use the session before
-        app.teardown_request_funcs.setdefault(None, []).insert(0, _end_request)
         app.jinja_env.globals["csrf_token"] = lambda: csrf_token(request.environ)
         app.register_error_handler(StoreError, store_unavailable)
         if CSRFError not in app.error_handler_spec[None][None]:  # the app's own wins
@@ -113,12 +111,6 @@ class Satchel(Extension):
         # the body stays cached for the view (request.form, request.get_data())
         body = request.get_data(cache=True) if reads_form(ctx, request.content_length) else None
         check_csrf(ctx, request.content_type, body)
-
-
-def _end_request(exc: BaseException | None) -> None:
-    # (the request context's own session: a test's session_transaction() opens another
-    # in the same environ, and uses it after the teardown)
-    end_request(request_ctx.session)
 
 
 def _check_device() -> Response | None:

@@ -220,14 +220,6 @@ def _raise_failure(ctx: RequestContext, form_token: str | None) -> None:
         raise CSRFError(failure)
 
 
-def end_request(session: object) -> None:
-    """The request is over (its last teardown function): its context ends, the session
-    unbound (:meth:`RequestContext.end`)."""
-    binding = session.binding if isinstance(session, PalletsSession) else None
-    if isinstance(binding, RequestContext):
-        binding.end()
-
-
 def add_session_headers(ctx: RequestContext, headers: Headers) -> None:
     """What the session adds to the response, in place (Werkzeug headers, as both
     frameworks' responses have): most responses carry no token and keep their headers as

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar, cast
 
 from . import missing_framework
 
 try:
     from quart import Quart, Response, current_app, g, request, session, websocket
-    from quart.globals import request_ctx, websocket_ctx
     from quart.sessions import SessionInterface, SessionMixin
     from quart.wrappers import BaseRequestWebsocket
     from werkzeug.wrappers import Response as WerkzeugResponse
@@ -53,7 +52,6 @@ from .pallets import (
     acheck_csrf,
     add_session_headers,
     csrf_answer,
-    end_request,
     guard_refusal,
     reads_form,
     store_unavailable,
@@ -153,10 +151,7 @@ class Satchel(Extension):
         app.before_request_funcs.setdefault(None, [])[0:0] = first
         app.before_request(self._check_csrf)
         app.before_websocket_funcs.setdefault(None, []).insert(0, _check_websocket)
-        # the last teardown functions (they run in reverse): views, other teardown
-        # functions and blueprints' still use the session before
-        app.teardown_request_funcs.setdefault(None, []).insert(0, _end_request)
-        app.teardown_websocket_funcs.setdefault(None, []).insert(0, _end_websocket)
+        app.asgi_app = _ending(app.asgi_app)  # type: ignore[method-assign]
         app.jinja_env.globals["csrf_token"] = lambda: csrf_token(request)
         app.register_error_handler(StoreError, _store_unavailable)
         if CSRFError not in app.error_handler_spec[None][None]:  # the app's own wins
@@ -196,12 +191,19 @@ async def _check_device() -> Response | None:
     return response
 
 
-async def _end_request(exc: BaseException | None) -> None:  # (async: no thread for it)
-    end_request(request_ctx.session)
+def _ending(asgi_app: Callable[[Any, Any, Any], Awaitable[None]]) -> Any:
+    """``asgi_app``, the request's context ended when it returns: after the response's
+    body and the teardown functions (copied contexts and streams run before)."""
 
+    async def ending(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await asgi_app(scope, receive, send)
+        finally:
+            ctx: RequestContext | None = scope.get(SCOPE_KEY)
+            if ctx is not None:
+                ctx.end()
 
-async def _end_websocket(exc: BaseException | None) -> None:
-    end_request(websocket_ctx.session)
+    return ending
 
 
 async def _check_websocket() -> Response | None:
