@@ -10,12 +10,14 @@ the change that added the end (tests/test_request_end.py)."""
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import falcon
+import falcon.asgi
 import httpx
-from flask import Flask, Response, copy_current_request_context, stream_with_context
+from flask import Flask, Response, copy_current_request_context, send_file, stream_with_context
 from flask import session as flask_session
 from quart import Quart, copy_current_websocket_context, websocket
 from quart import copy_current_request_context as quart_copy
@@ -27,12 +29,14 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from satchel import MemoryStore, Session, login
 from satchel.asgi import SessionMiddleware
 from satchel.integrations import flask as satchel_flask
 from satchel.integrations import quart as satchel_quart
 from satchel.integrations.falcon import SatchelMiddleware, session_of
+from satchel.request import csrf_token
 
 from .conftest import KEY
 
@@ -275,3 +279,110 @@ def test_falcon_outer_middleware_and_streams_read_the_session() -> None:
         client.get("/login")
         assert client.get("/page").text == "user=alice"
     assert log.seen == ["alice", "alice"]
+
+
+# -- found by a second outside review ----------------------------------------------------------
+
+
+def test_starlette_error_page_outside_the_middleware_still_asks_the_context() -> None:
+    """Starlette runs its 500 handler outside every middleware: an exception leaves the
+    request's context as it is (the collector frees it), so a page with a CSRF token in
+    its layout still renders for an anonymous visitor."""
+
+    async def boom(request: Request) -> PlainTextResponse:
+        raise RuntimeError("a bug in the view")
+
+    async def error_page(request: Request, exc: Exception) -> PlainTextResponse:
+        return PlainTextResponse(f"sorry {len(csrf_token(request))}", status_code=500)
+
+    middleware = [Middleware(SessionMiddleware, store=MemoryStore(), secret_keys=[KEY])]
+    app = Starlette(
+        routes=[Route("/boom", boom)], middleware=middleware, exception_handlers={500: error_page}
+    )
+    with TestClient(app, base_url=HTTPS, raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+    assert response.status_code == 500
+    assert response.text.startswith("sorry ")
+
+
+class _StreamSave:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        session = session_of(req)
+
+        def body() -> Iterator[bytes]:
+            yield b"a"
+            session["n"] = 7
+            session.save()  # (while the body streams: after process_response)
+            yield b"b"
+
+        resp.stream = body()
+
+
+class _Show:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.text = str(session_of(req).get("n"))
+
+
+class _Scheduled:
+    async def on_get(self, req: Any, resp: Any) -> None:
+        session = session_of(req)
+
+        async def later() -> None:
+            session["n"] = 42
+            await session.asave()
+
+        resp.text = "ok"
+        resp.schedule(later)
+
+
+class _AsyncLogin:
+    async def on_get(self, req: Any, resp: Any) -> None:
+        login(session_of(req), "alice")
+        resp.text = "ok"
+
+
+class _AsyncShow:
+    async def on_get(self, req: Any, resp: Any) -> None:
+        resp.text = str(session_of(req).get("n"))
+
+
+def test_falcon_streams_and_scheduled_tasks_still_save() -> None:
+    app = falcon.App(middleware=[SatchelMiddleware(MemoryStore(), secret_keys=[KEY])])
+    app.add_route("/login", _Login())
+    app.add_route("/stream", _StreamSave())
+    app.add_route("/n", _Show())
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=HTTPS) as client:
+        client.get("/login")
+        assert client.get("/stream").text == "ab"
+        assert client.get("/n").text == "7"
+
+    asgi = falcon.asgi.App(middleware=[SatchelMiddleware(MemoryStore(), secret_keys=[KEY])])
+    asgi.add_route("/login", _AsyncLogin())
+    asgi.add_route("/later", _Scheduled())
+    asgi.add_route("/n", _AsyncShow())
+
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=asgi)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url=HTTPS) as client:
+            await client.get("/login")
+            await client.get("/later")
+            await asyncio.sleep(0.05)  # (Falcon runs the task once the response is sent)
+            assert (await client.get("/n")).text == "42"
+
+    asyncio.run(run())
+
+
+def test_a_flask_file_response_leaves_no_cycle() -> None:
+    """``send_file`` answers with a passthrough response, which nothing closes."""
+    from .test_request_end import satchel_garbage
+
+    app = _flask()
+
+    @app.get("/file")
+    def file() -> Response:
+        flask_session.get("n")
+        return send_file(io.BytesIO(b"data"), mimetype="text/plain")
+
+    client = app.test_client()
+    _get(client, "/login")
+    assert satchel_garbage(_get, client, "/file") == []

@@ -166,7 +166,8 @@ class SessionMiddleware:
                 self.backend, policy, scope, Session(), cookie or "", authorization or ""
             )
             session = ctx.session
-        try:  # (every way out ends the context)
+        ends = True
+        try:  # (every way out ends the context, but an exception's)
             if not pending:
                 if ctx.ticket is not None:
                     try:
@@ -209,8 +210,12 @@ class SessionMiddleware:
                     raise
                 logger.error("session store unavailable: %s", exc)
                 await self._unavailable(scope, receive, send, ctx)
+        except BaseException:
+            ends = False  # an error page outside (Starlette's 500 handler) may still ask it
+            raise
         finally:
-            ctx.end()
+            if ends:
+                ctx.end()
 
     async def _csrf(
         self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext

@@ -696,7 +696,8 @@ class EndedRequest:
 
 _ENDED = (
     "this session's request is over: it can no longer be saved (save while the request "
-    "runs, e.g. before the response starts or while its body streams)"
+    "runs: before the response starts, while its body streams, or in a background task "
+    "the framework runs within the request)"
 )
 
 

@@ -213,12 +213,8 @@ class SessionMiddleware:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         ctx = open_lazily(self.backend, self.policy, Session(), environ)
-        try:
-            result = self._respond(environ, start_response, ctx)
-        except BaseException:
-            ctx.end()
-            raise
-        return _ending(result, ctx)
+        # (an exception leaves the context as it is: an error page outside may still ask it)
+        return _ending(self._respond(environ, start_response, ctx), ctx)
 
     def _respond(
         self, environ: Environ, start_response: StartResponse, ctx: RequestContext

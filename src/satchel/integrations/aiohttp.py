@@ -177,9 +177,10 @@ def session_middleware(
         ctx = context(request)
         try:
             response = await serve(request, handler, ctx)
-        except BaseException:
-            ctx.end()
+        except web.HTTPException:  # a raised response: its prepare hook commits, then ends
+            request[_ENDS_AT_PREPARE] = True
             raise
+        # (another exception leaves the context as it is: an error page may still ask it)
         if response.prepared or request.get(CONTEXT_KEY) is not ctx:
             ctx.end()  # (nothing of the session left to do)
         else:

@@ -126,7 +126,7 @@ class SatchelMiddleware:
             if ctx.finish(resp.status_code) is not None:
                 _unavailable(resp)
             _session_headers(ctx, resp)
-        _end(req)
+        _end(req, resp)
 
     # -- ASGI ---------------------------------------------------------------------------------
 
@@ -177,7 +177,7 @@ class SatchelMiddleware:
             if await ctx.afinish(resp.status_code) is not None:
                 _unavailable(resp)
             _session_headers(ctx, resp)
-        _end(req)
+        _end(req, resp)
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:
         """ASGI lifespan shutdown: the store's connections are closed."""
@@ -232,8 +232,14 @@ def _replay(body: bytes) -> Any:
     return receive
 
 
-def _end(req: falcon.Request) -> None:
-    """The request is over (process_response is the last hook): its context ends."""
+def _end(req: falcon.Request, resp: falcon.Response) -> None:
+    """The request is over (process_response is the last hook): its context ends, unless
+    the app still runs after it (a streamed body, a scheduled task): Falcon has no later
+    hook, so that context waits for the garbage collector."""
+    if resp.stream is not None or getattr(resp, "sse", None) is not None:
+        return
+    if getattr(resp, "_registered_callbacks", None):  # (resp.schedule(): no public view)
+        return
     session = getattr(req.context, "session", None)
     if session is not None and isinstance(session.binding, RequestContext):
         session.binding.end()

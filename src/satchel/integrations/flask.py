@@ -81,9 +81,11 @@ class _Interface(SessionInterface):
         # every response, a 503 included, carries a token a commit issued (e.g. of a
         # record created before a later store call failed)
         add_session_headers(ctx, response.headers)
-        # the request is over once the server closes the response: after its body (a
-        # stream_with_context generator too) and the teardown functions
-        response.call_on_close(ctx.end)
+        if response.direct_passthrough:  # a file (send_file): nothing closes the response
+            ctx.end()
+        else:  # over once the server closes the response: after its body (a
+            # stream_with_context generator too) and the teardown functions
+            response.call_on_close(ctx.end)
 
 
 class Satchel(Extension):
