@@ -212,7 +212,7 @@ class RequestContext:
         would have set, from the ASGI scope of a request without a token."""
         scope, policy, cookie = self._scope, self.policy, self.cookie_header
         if scope is None:
-            raise SessionStateError("this request is over: nothing can be asked of it now")
+            raise SessionStateError(REQUEST_OVER)
         object.__setattr__(self, "__class__", RequestContext)
         self._scope = None
         path: str = scope.get("path", "/")
@@ -693,6 +693,10 @@ class EndedRequest:
     async def asave(self, session: Session) -> None:
         raise SessionStateError(_ENDED)
 
+
+REQUEST_OVER = "this request is over: nothing can be asked of it now"
+"""What an ended request's context answers any question (the ASGI scope or WSGI environ
+it read is gone)."""
 
 _ENDED = (
     "this session's request is over: it can no longer be saved (save while the request "

@@ -17,7 +17,7 @@ from .dbsc.protocol import Answer
 from .errors import UNAVAILABLE_BODY, SessionStateError, StoreError
 from .log import logger
 from .options import DEFAULT_STORE, SessionOptions, build
-from .request import CONTEXT_KEY, ENVIRON_KEY, RequestContext, RequestPolicy
+from .request import CONTEXT_KEY, ENVIRON_KEY, REQUEST_OVER, RequestContext, RequestPolicy
 from .session import Session
 from .stores.base import Store
 from .transport import RETRY_AFTER, plain_headers
@@ -77,17 +77,6 @@ class _Body:
             _close(self._result)
         finally:
             self._ctx.end()
-
-
-def _ending(result: Iterable[bytes], ctx: RequestContext) -> Iterable[bytes]:
-    """``result``, the request's context ended when it is done: now for a list (its
-    ``start_response`` came before it was returned), else when the server closes it."""
-    if type(result) is _Body:  # (the app's own body: ends the context when closed)
-        return result
-    if type(result) is list or type(result) is tuple:
-        ctx.end()
-        return result
-    return _Body([], iter(result), result, ctx)
 
 
 _HEADER_NAMES: dict[str, str] = {}
@@ -214,7 +203,15 @@ class SessionMiddleware:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         ctx = open_lazily(self.backend, self.policy, Session(), environ)
         # (an exception leaves the context as it is: an error page outside may still ask it)
-        return _ending(self._respond(environ, start_response, ctx), ctx)
+        result = self._respond(environ, start_response, ctx)
+        # the request is over: now for a list (its start_response came before it was
+        # returned), else when the server closes the body (the app's own: a _Body already)
+        if type(result) is list or type(result) is tuple:
+            ctx.end()
+            return result
+        if type(result) is _Body:
+            return result
+        return _Body([], iter(result), result, ctx)
 
     def _respond(
         self, environ: Environ, start_response: StartResponse, ctx: RequestContext
@@ -315,7 +312,7 @@ class _Ended(dict[str, Any]):
     """The environ of a context whose request is over: asking it anything says so."""
 
     def __missing__(self, key: str) -> Any:
-        raise SessionStateError("this request is over: nothing can be asked of it now")
+        raise SessionStateError(REQUEST_OVER)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self[key]
